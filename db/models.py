@@ -1,0 +1,441 @@
+"""SQLModel tables for the whole domain (DESIGN.md sections 2-3).
+
+Enumerations are stored as strings (see ``db.enums``); every datetime is UTC (``UTCDateTime``).
+Indexes follow the queries: the directory pages by (partner, name) and (partner, created),
+status filters read ``customer_status_span``, the ``assigned`` scope reads ``customer_assignment``
+by admin, analytics read subscriptions by end and renewal date.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlmodel import Field, SQLModel
+
+from db.types import UTCDateTime
+
+__all__ = [
+    "Admin",
+    "ApiToken",
+    "AppMeta",
+    "AuditLog",
+    "CallRecord",
+    "CallWeeklyAggregate",
+    "CasbinRule",
+    "Customer",
+    "CustomerAssignment",
+    "CustomerProduct",
+    "CustomerStatusSpan",
+    "CustomerTag",
+    "HelpdeskCase",
+    "HelpdeskComment",
+    "Invoice",
+    "LicenseLine",
+    "LicenseSnapshot",
+    "Order",
+    "Partner",
+    "Resource",
+    "Subscription",
+    "SubscriptionTag",
+    "Tag",
+]
+
+
+def _dt(nullable: bool = False, index: bool = False) -> Column:  # type: ignore[type-arg]
+    return Column(UTCDateTime(), nullable=nullable, index=index)
+
+
+def _fk(target: str, nullable: bool = False, index: bool = True) -> Column:  # type: ignore[type-arg]
+    return Column(Integer, ForeignKey(target, ondelete="CASCADE"), nullable=nullable, index=index)
+
+
+class AppMeta(SQLModel, table=True):
+    """Key/value facts about the database itself (generated secret, derived-data versions)."""
+
+    __tablename__ = "app_meta"
+    key: str = Field(sa_column=Column(String(64), primary_key=True))
+    value: str = Field(sa_column=Column(Text, nullable=False))
+
+
+class Partner(SQLModel, table=True):
+    __tablename__ = "partner"
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(sa_column=Column(String(200), nullable=False, unique=True))
+    domain: str = Field(sa_column=Column(String(200), nullable=False, unique=True))
+    setup_state: str = Field(sa_column=Column(String(32), nullable=False, default="NOT_STARTED"))
+    terms_accepted_at: datetime | None = Field(default=None, sa_column=_dt(nullable=True))
+    setup_completed_at: datetime | None = Field(default=None, sa_column=_dt(nullable=True))
+    created_at: datetime = Field(sa_column=_dt())
+
+
+class Admin(SQLModel, table=True):
+    __tablename__ = "admin"
+    __table_args__ = (Index("ix_admin_partner_id_id", "partner_id", "id"),)
+    id: int | None = Field(default=None, primary_key=True)
+    partner_id: int = Field(sa_column=_fk("partner.id", index=False))
+    email: str = Field(sa_column=Column(String(254), nullable=False, unique=True))
+    name: str = Field(sa_column=Column(String(200), nullable=False))
+    role: str = Field(sa_column=Column(String(64), nullable=False))
+    active: bool = Field(sa_column=Column(Boolean, nullable=False, default=True))
+    created_at: datetime = Field(sa_column=_dt())
+    deactivated_at: datetime | None = Field(default=None, sa_column=_dt(nullable=True))
+
+
+class ApiToken(SQLModel, table=True):
+    """A bearer token; only the SHA-256 of the secret is stored."""
+
+    __tablename__ = "api_token"
+    id: int | None = Field(default=None, primary_key=True)
+    admin_id: int = Field(sa_column=_fk("admin.id"))
+    token_hash: str = Field(sa_column=Column(String(64), nullable=False, unique=True))
+    label: str | None = Field(default=None, sa_column=Column(String(200), nullable=True))
+    created_at: datetime = Field(sa_column=_dt())
+    revoked_at: datetime | None = Field(default=None, sa_column=_dt(nullable=True))
+    last_used_at: datetime | None = Field(default=None, sa_column=_dt(nullable=True))
+
+
+class Customer(SQLModel, table=True):
+    __tablename__ = "customer"
+    __table_args__ = (
+        UniqueConstraint("partner_id", "external_id", name="uq_customer_partner_external_id"),
+        Index("ix_customer_partner_name", "partner_id", "name_key", "id"),
+        Index("ix_customer_partner_created", "partner_id", "created_at", "id"),
+        Index("ix_customer_partner_managed_by", "partner_id", "managed_by", "name_key", "id"),
+    )
+    id: int | None = Field(default=None, primary_key=True)
+    partner_id: int = Field(sa_column=_fk("partner.id", index=False))
+    external_id: str = Field(sa_column=Column(String(64), nullable=False))
+    name: str = Field(sa_column=Column(String(200), nullable=False))
+    # Lower-cased name: case-insensitive ordering and search use the same index on both backends.
+    name_key: str = Field(sa_column=Column(String(200), nullable=False))
+    created_at: datetime = Field(sa_column=_dt())
+    managed_by: str = Field(sa_column=Column(String(32), nullable=False))
+    last_admin_sign_in_at: datetime | None = Field(default=None, sa_column=_dt(nullable=True))
+    provisioned_by_admin_id: int | None = Field(
+        default=None,
+        sa_column=Column(Integer, ForeignKey("admin.id", ondelete="SET NULL"), nullable=True),
+    )
+
+
+class Subscription(SQLModel, table=True):
+    __tablename__ = "subscription"
+    __table_args__ = (
+        UniqueConstraint("partner_id", "subscription_id", name="uq_subscription_partner_ref"),
+        Index("ix_subscription_partner_end", "partner_id", "state", "end_date"),
+        Index("ix_subscription_partner_renewal", "partner_id", "renewal_date"),
+        Index("ix_subscription_customer", "customer_id", "start_date"),
+    )
+    id: int | None = Field(default=None, primary_key=True)
+    partner_id: int = Field(sa_column=_fk("partner.id", index=False))
+    customer_id: int = Field(sa_column=_fk("customer.id", index=False))
+    subscription_id: str = Field(sa_column=Column(String(64), nullable=False))
+    kind: str = Field(sa_column=Column(String(16), nullable=False))
+    state: str = Field(sa_column=Column(String(16), nullable=False))
+    start_date: datetime = Field(sa_column=_dt())
+    end_date: datetime = Field(sa_column=_dt())
+    auto_renew: bool = Field(sa_column=Column(Boolean, nullable=False, default=False))
+    renewal_date: datetime | None = Field(default=None, sa_column=_dt(nullable=True))
+    term_months: int | None = Field(default=None, sa_column=Column(Integer, nullable=True))
+    created_at: datetime = Field(sa_column=_dt())
+    created_by_admin_id: int | None = Field(
+        default=None,
+        sa_column=Column(Integer, ForeignKey("admin.id", ondelete="SET NULL"), nullable=True),
+    )
+
+
+class LicenseLine(SQLModel, table=True):
+    __tablename__ = "license_line"
+    __table_args__ = (
+        UniqueConstraint("subscription_id", "product", "license_type", name="uq_license_line"),
+        Index("ix_license_line_partner_product", "partner_id", "product"),
+    )
+    id: int | None = Field(default=None, primary_key=True)
+    partner_id: int = Field(sa_column=_fk("partner.id", index=False))
+    subscription_id: int = Field(sa_column=_fk("subscription.id", index=False))
+    product: str = Field(sa_column=Column(String(32), nullable=False))
+    license_type: str = Field(sa_column=Column(String(64), nullable=False))
+    purchased: int = Field(sa_column=Column(Integer, nullable=False))
+    assigned: int = Field(sa_column=Column(Integer, nullable=False))
+    used: int = Field(sa_column=Column(Integer, nullable=False))
+
+
+class LicenseSnapshot(SQLModel, table=True):
+    """Weekly state of a license line; the week starts on Sunday 00:00 UTC."""
+
+    __tablename__ = "license_snapshot"
+    __table_args__ = (
+        UniqueConstraint("license_line_id", "week_start", name="uq_license_snapshot_week"),
+        Index("ix_license_snapshot_partner_week", "partner_id", "product", "week_start"),
+    )
+    id: int | None = Field(default=None, primary_key=True)
+    partner_id: int = Field(sa_column=_fk("partner.id", index=False))
+    license_line_id: int = Field(sa_column=_fk("license_line.id", index=False))
+    subscription_id: int = Field(sa_column=_fk("subscription.id", index=True))
+    product: str = Field(sa_column=Column(String(32), nullable=False))
+    week_start: datetime = Field(sa_column=_dt())
+    purchased: int = Field(sa_column=Column(Integer, nullable=False))
+    assigned: int = Field(sa_column=Column(Integer, nullable=False))
+    used: int = Field(sa_column=Column(Integer, nullable=False))
+
+
+class Invoice(SQLModel, table=True):
+    __tablename__ = "invoice"
+    id: int | None = Field(default=None, primary_key=True)
+    partner_id: int = Field(sa_column=_fk("partner.id", index=False))
+    subscription_id: int = Field(sa_column=_fk("subscription.id"))
+    invoice_number: str = Field(sa_column=Column(String(64), nullable=False))
+    issued_at: datetime = Field(sa_column=_dt())
+    due_at: datetime = Field(sa_column=_dt())
+    amount_cents: int = Field(sa_column=Column(Integer, nullable=False))
+    currency: str = Field(sa_column=Column(String(3), nullable=False))
+    status: str = Field(sa_column=Column(String(16), nullable=False))
+
+
+class Order(SQLModel, table=True):
+    __tablename__ = "subscription_order"
+    id: int | None = Field(default=None, primary_key=True)
+    partner_id: int = Field(sa_column=_fk("partner.id", index=False))
+    subscription_id: int = Field(sa_column=_fk("subscription.id"))
+    order_number: str = Field(sa_column=Column(String(64), nullable=False))
+    placed_at: datetime = Field(sa_column=_dt())
+    action: str = Field(sa_column=Column(String(32), nullable=False))
+    description: str = Field(sa_column=Column(String(500), nullable=False))
+    status: str = Field(sa_column=Column(String(16), nullable=False))
+
+
+class Tag(SQLModel, table=True):
+    __tablename__ = "tag"
+    __table_args__ = (UniqueConstraint("partner_id", "name_key", name="uq_tag_partner_name"),)
+    id: int | None = Field(default=None, primary_key=True)
+    partner_id: int = Field(sa_column=_fk("partner.id", index=False))
+    name: str = Field(sa_column=Column(String(25), nullable=False))
+    name_key: str = Field(sa_column=Column(String(25), nullable=False))
+    description: str | None = Field(default=None, sa_column=Column(String(500), nullable=True))
+    created_at: datetime = Field(sa_column=_dt())
+
+
+class CustomerTag(SQLModel, table=True):
+    __tablename__ = "customer_tag"
+    __table_args__ = (Index("ix_customer_tag_tag", "tag_id", "customer_id"),)
+    customer_id: int = Field(
+        sa_column=Column(Integer, ForeignKey("customer.id", ondelete="CASCADE"), primary_key=True)
+    )
+    tag_id: int = Field(
+        sa_column=Column(Integer, ForeignKey("tag.id", ondelete="CASCADE"), primary_key=True)
+    )
+    partner_id: int = Field(sa_column=_fk("partner.id", index=False))
+    created_at: datetime = Field(sa_column=_dt())
+
+
+class SubscriptionTag(SQLModel, table=True):
+    __tablename__ = "subscription_tag"
+    __table_args__ = (Index("ix_subscription_tag_tag", "tag_id", "subscription_id"),)
+    subscription_id: int = Field(
+        sa_column=Column(
+            Integer, ForeignKey("subscription.id", ondelete="CASCADE"), primary_key=True
+        )
+    )
+    tag_id: int = Field(
+        sa_column=Column(Integer, ForeignKey("tag.id", ondelete="CASCADE"), primary_key=True)
+    )
+    partner_id: int = Field(sa_column=_fk("partner.id", index=False))
+    created_at: datetime = Field(sa_column=_dt())
+
+
+class CustomerAssignment(SQLModel, table=True):
+    """A partner administrator assigned to (or provisioning) a customer."""
+
+    __tablename__ = "customer_assignment"
+    __table_args__ = (Index("ix_customer_assignment_admin", "admin_id", "customer_id"),)
+    customer_id: int = Field(
+        sa_column=Column(Integer, ForeignKey("customer.id", ondelete="CASCADE"), primary_key=True)
+    )
+    admin_id: int = Field(
+        sa_column=Column(Integer, ForeignKey("admin.id", ondelete="CASCADE"), primary_key=True)
+    )
+    partner_id: int = Field(sa_column=_fk("partner.id", index=False))
+    assigned_at: datetime = Field(sa_column=_dt())
+    assigned_by_admin_id: int | None = Field(
+        default=None,
+        sa_column=Column(Integer, ForeignKey("admin.id", ondelete="SET NULL"), nullable=True),
+    )
+
+
+class CustomerStatusSpan(SQLModel, table=True):
+    """A customer status and the time span over which it holds: [valid_from, valid_to).
+
+    Derived from subscriptions, license lines and the last admin sign-in by
+    ``db.status.refresh_status_spans`` whenever one of those changes. Because each row carries the
+    span of time it is true for, "which statuses hold now" is a range test on the clock's now: the
+    table never goes stale as time passes, and nothing has to run at midnight.
+    """
+
+    __tablename__ = "customer_status_span"
+    __table_args__ = (
+        Index("ix_status_span_partner_status", "partner_id", "status", "valid_from", "valid_to"),
+        Index("ix_status_span_customer", "customer_id", "status"),
+    )
+    id: int | None = Field(default=None, primary_key=True)
+    partner_id: int = Field(sa_column=_fk("partner.id", index=False))
+    customer_id: int = Field(sa_column=_fk("customer.id", index=False))
+    status: str = Field(sa_column=Column(String(32), nullable=False))
+    valid_from: datetime = Field(sa_column=_dt())
+    valid_to: datetime = Field(sa_column=_dt())
+
+
+class CustomerProduct(SQLModel, table=True):
+    """Products a customer has on subscriptions that are not expired or cancelled (derived)."""
+
+    __tablename__ = "customer_product"
+    __table_args__ = (Index("ix_customer_product_partner", "partner_id", "product", "customer_id"),)
+    customer_id: int = Field(
+        sa_column=Column(Integer, ForeignKey("customer.id", ondelete="CASCADE"), primary_key=True)
+    )
+    product: str = Field(sa_column=Column(String(32), primary_key=True))
+    partner_id: int = Field(sa_column=_fk("partner.id", index=False))
+
+
+class AuditLog(SQLModel, table=True):
+    __tablename__ = "audit_log"
+    __table_args__ = (
+        Index("ix_audit_partner_id", "partner_id", "id"),
+        Index("ix_audit_partner_admin", "partner_id", "admin_id", "id"),
+        Index("ix_audit_partner_object", "partner_id", "object_id"),
+    )
+    id: int | None = Field(default=None, primary_key=True)
+    partner_id: int = Field(sa_column=_fk("partner.id", index=False))
+    admin_id: int | None = Field(
+        default=None,
+        sa_column=Column(Integer, ForeignKey("admin.id", ondelete="SET NULL"), nullable=True),
+    )
+    operation: str = Field(sa_column=Column(String(64), nullable=False))
+    object_type: str = Field(sa_column=Column(String(32), nullable=False))
+    object_id: str | None = Field(default=None, sa_column=Column(String(128), nullable=True))
+    before: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    after: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    created_at: datetime = Field(sa_column=_dt())
+
+
+class HelpdeskCase(SQLModel, table=True):
+    __tablename__ = "helpdesk_case"
+    __table_args__ = (Index("ix_helpdesk_partner_id", "partner_id", "id"),)
+    id: int | None = Field(default=None, primary_key=True)
+    partner_id: int = Field(sa_column=_fk("partner.id", index=False))
+    opened_by_admin_id: int | None = Field(
+        default=None,
+        sa_column=Column(Integer, ForeignKey("admin.id", ondelete="SET NULL"), nullable=True),
+    )
+    customer_id: int | None = Field(
+        default=None,
+        sa_column=Column(Integer, ForeignKey("customer.id", ondelete="SET NULL"), nullable=True),
+    )
+    product: str = Field(sa_column=Column(String(32), nullable=False))
+    subject: str = Field(sa_column=Column(String(200), nullable=False))
+    description: str = Field(sa_column=Column(Text, nullable=False))
+    severity: str = Field(sa_column=Column(String(16), nullable=False))
+    state: str = Field(sa_column=Column(String(16), nullable=False))
+    created_at: datetime = Field(sa_column=_dt())
+    closed_at: datetime | None = Field(default=None, sa_column=_dt(nullable=True))
+
+
+class HelpdeskComment(SQLModel, table=True):
+    __tablename__ = "helpdesk_comment"
+    id: int | None = Field(default=None, primary_key=True)
+    case_id: int = Field(sa_column=_fk("helpdesk_case.id"))
+    admin_id: int | None = Field(
+        default=None,
+        sa_column=Column(Integer, ForeignKey("admin.id", ondelete="SET NULL"), nullable=True),
+    )
+    body: str = Field(sa_column=Column(Text, nullable=False))
+    created_at: datetime = Field(sa_column=_dt())
+
+
+class Resource(SQLModel, table=True):
+    """Help content shared by every partner: quick links, featured resources, the catalogue."""
+
+    __tablename__ = "resource"
+    id: int | None = Field(default=None, primary_key=True)
+    slug: str = Field(sa_column=Column(String(120), nullable=False, unique=True))
+    title: str = Field(sa_column=Column(String(200), nullable=False))
+    summary: str = Field(sa_column=Column(String(1000), nullable=False))
+    body: str = Field(sa_column=Column(Text, nullable=False))
+    url: str = Field(sa_column=Column(String(500), nullable=False))
+    type: str = Field(sa_column=Column(String(32), nullable=False))
+    products: str = Field(sa_column=Column(String(200), nullable=False, default=""))
+    audiences: str = Field(sa_column=Column(String(200), nullable=False, default=""))
+    quick_link: bool = Field(sa_column=Column(Boolean, nullable=False, default=False))
+    featured: bool = Field(sa_column=Column(Boolean, nullable=False, default=False))
+    popularity: int = Field(sa_column=Column(Integer, nullable=False, default=0))
+    updated_at: datetime = Field(sa_column=_dt())
+
+
+class CallRecord(SQLModel, table=True):
+    __tablename__ = "call_record"
+    __table_args__ = (
+        Index("ix_call_record_customer_week", "customer_id", "week_start"),
+        Index("ix_call_record_partner_week", "partner_id", "week_start"),
+    )
+    id: int | None = Field(default=None, primary_key=True)
+    call_id: str = Field(sa_column=Column(String(64), nullable=False, unique=True))
+    partner_id: int = Field(sa_column=_fk("partner.id", index=False))
+    customer_id: int = Field(sa_column=_fk("customer.id", index=False))
+    user_id: str = Field(sa_column=Column(String(64), nullable=False))
+    started_at: datetime = Field(sa_column=_dt())
+    week_start: datetime = Field(sa_column=_dt())
+    duration_seconds: int = Field(sa_column=Column(Integer, nullable=False))
+    direction: str = Field(sa_column=Column(String(16), nullable=False))
+    endpoint_type: str = Field(sa_column=Column(String(16), nullable=False))
+    packet_loss_percent: float = Field(sa_column=Column(Float, nullable=False))
+    jitter_ms: float = Field(sa_column=Column(Float, nullable=False))
+    latency_ms: float = Field(sa_column=Column(Float, nullable=False))
+    features: str = Field(sa_column=Column(String(300), nullable=False, default=""))
+    queue_id: str | None = Field(default=None, sa_column=Column(String(64), nullable=True))
+    wait_seconds: int | None = Field(default=None, sa_column=Column(Integer, nullable=True))
+    answered: bool | None = Field(default=None, sa_column=Column(Boolean, nullable=True))
+    abandoned: bool | None = Field(default=None, sa_column=Column(Boolean, nullable=True))
+
+
+class CallWeeklyAggregate(SQLModel, table=True):
+    """Per customer and week (Sunday 00:00 UTC) totals of call records, kept by ingestion."""
+
+    __tablename__ = "call_weekly_aggregate"
+    __table_args__ = (Index("ix_call_weekly_partner_week", "partner_id", "week_start"),)
+    customer_id: int = Field(
+        sa_column=Column(Integer, ForeignKey("customer.id", ondelete="CASCADE"), primary_key=True)
+    )
+    week_start: datetime = Field(sa_column=Column(UTCDateTime(), primary_key=True))
+    partner_id: int = Field(sa_column=_fk("partner.id", index=False))
+    calls: int = Field(sa_column=Column(Integer, nullable=False, default=0))
+    duration_seconds: int = Field(sa_column=Column(Integer, nullable=False, default=0))
+    active_users: int = Field(sa_column=Column(Integer, nullable=False, default=0))
+    poor_calls: int = Field(sa_column=Column(Integer, nullable=False, default=0))
+    queue_calls: int = Field(sa_column=Column(Integer, nullable=False, default=0))
+    answered_calls: int = Field(sa_column=Column(Integer, nullable=False, default=0))
+    abandoned_calls: int = Field(sa_column=Column(Integer, nullable=False, default=0))
+    answered_wait_seconds: int = Field(sa_column=Column(Integer, nullable=False, default=0))
+    abandoned_wait_seconds: int = Field(sa_column=Column(Integer, nullable=False, default=0))
+
+
+class CasbinRule(SQLModel, table=True):
+    """Casbin policy lines (``p``: role, partner domain, object, action, scope; ``g``: grants)."""
+
+    __tablename__ = "casbin_rule"
+    id: int | None = Field(default=None, primary_key=True)
+    ptype: str = Field(sa_column=Column(String(255), nullable=False))
+    v0: str | None = Field(default=None, sa_column=Column(String(255), nullable=True))
+    v1: str | None = Field(default=None, sa_column=Column(String(255), nullable=True))
+    v2: str | None = Field(default=None, sa_column=Column(String(255), nullable=True))
+    v3: str | None = Field(default=None, sa_column=Column(String(255), nullable=True))
+    v4: str | None = Field(default=None, sa_column=Column(String(255), nullable=True))
+    v5: str | None = Field(default=None, sa_column=Column(String(255), nullable=True))

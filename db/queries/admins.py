@@ -1,0 +1,166 @@
+"""Admins, partners and API tokens."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from db.models import Admin, ApiToken, Partner
+
+TOKEN_PREFIX = "ph_"
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def new_token() -> str:
+    """A random bearer token: 32 bytes of entropy, URL-safe."""
+    return TOKEN_PREFIX + secrets.token_urlsafe(32)
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """The authenticated admin behind a request."""
+
+    admin_id: int
+    partner_id: int
+    email: str
+    name: str
+    role: str
+    token_id: int
+
+
+async def authenticate_token(session: AsyncSession, *, token: str) -> Principal | None:
+    """The active admin owning an unrevoked ``token``, or None. One statement."""
+    row = (
+        await session.execute(
+            select(Admin.id, Admin.partner_id, Admin.email, Admin.name, Admin.role, ApiToken.id)
+            .join(ApiToken, ApiToken.admin_id == Admin.id)  # type: ignore[arg-type]
+            .where(
+                ApiToken.token_hash == hash_token(token),
+                ApiToken.revoked_at.is_(None),  # type: ignore[union-attr]
+                Admin.active.is_(True),  # type: ignore[attr-defined]
+            )
+        )
+    ).first()
+    if row is None:
+        return None
+    return Principal(*row)
+
+
+async def issue_token(
+    session: AsyncSession, *, admin_id: int, now: datetime, label: str | None = None
+) -> str:
+    """Create a token for ``admin_id``; the secret is returned once and only its hash is kept."""
+    token = new_token()
+    session.add(
+        ApiToken(admin_id=admin_id, token_hash=hash_token(token), label=label, created_at=now)
+    )
+    await session.flush()
+    return token
+
+
+async def revoke_token(session: AsyncSession, *, token: str, now: datetime) -> bool:
+    result = await session.execute(
+        update(ApiToken)
+        .where(ApiToken.token_hash == hash_token(token), ApiToken.revoked_at.is_(None))  # type: ignore[union-attr]
+        .values(revoked_at=now)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def revoke_admin_tokens(session: AsyncSession, *, admin_id: int, now: datetime) -> int:
+    result = await session.execute(
+        update(ApiToken)
+        .where(ApiToken.admin_id == admin_id, ApiToken.revoked_at.is_(None))  # type: ignore[union-attr]
+        .values(revoked_at=now)
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def admin_by_email(session: AsyncSession, *, email: str) -> Admin | None:
+    return (
+        await session.execute(select(Admin).where(Admin.email == email.strip().lower()))
+    ).scalar_one_or_none()
+
+
+async def partner_by_name(session: AsyncSession, *, name: str) -> Partner | None:
+    return (await session.execute(select(Partner).where(Partner.name == name))).scalar_one_or_none()
+
+
+async def partners_by_ids(session: AsyncSession, *, ids: Sequence[int]) -> dict[int, Partner]:
+    rows = (await session.execute(select(Partner).where(Partner.id.in_(ids)))).scalars()  # type: ignore[union-attr]
+    return {p.id: p for p in rows if p.id is not None}
+
+
+async def admins_by_ids(
+    session: AsyncSession, *, partner_id: int, ids: Sequence[int]
+) -> dict[int, Admin]:
+    rows = (
+        await session.execute(
+            select(Admin).where(Admin.partner_id == partner_id, Admin.id.in_(ids))  # type: ignore[union-attr]
+        )
+    ).scalars()
+    return {a.id: a for a in rows if a.id is not None}
+
+
+async def create_admin(
+    session: AsyncSession, *, partner_id: int, email: str, name: str, role: str, now: datetime
+) -> Admin:
+    admin = Admin(
+        partner_id=partner_id,
+        email=email.strip().lower(),
+        name=name,
+        role=role,
+        active=True,
+        created_at=now,
+    )
+    session.add(admin)
+    await session.flush()
+    return admin
+
+
+A = Admin.__table__.c  # type: ignore[attr-defined]
+
+
+async def admins_page(
+    session: AsyncSession, *, partner_id: int, first: int, after_id: int | None
+) -> tuple[list[Any], bool]:
+    """Admins of a partner by id (keyset), and whether more follow."""
+    conditions = [A.partner_id == partner_id]
+    if after_id is not None:
+        conditions.append(A.id > after_id)
+    rows = (
+        await session.execute(select(*A).where(*conditions).order_by(A.id).limit(first + 1))
+    ).all()
+    return list(rows[:first]), len(rows) > first
+
+
+async def count_admins(session: AsyncSession, *, partner_id: int) -> int:
+    return int(
+        (
+            await session.execute(
+                select(func.count()).select_from(Admin).where(A.partner_id == partner_id)
+            )
+        ).scalar_one()
+    )
+
+
+async def partner_row(session: AsyncSession, *, partner_id: int) -> Any:
+    P = Partner.__table__.c  # type: ignore[attr-defined]
+    return (await session.execute(select(*P).where(P.id == partner_id))).one()
+
+
+async def admin_rows_by_ids(
+    session: AsyncSession, *, partner_id: int, ids: Sequence[int]
+) -> dict[int, Any]:
+    rows = await session.execute(select(*A).where(A.partner_id == partner_id, A.id.in_(ids)))
+    return {row.id: row for row in rows}

@@ -1,0 +1,43 @@
+"""The SQL side of authorization: which customers a caller may see.
+
+``graph.auth`` decides *whether* a caller may act on a kind of object and hands ``db`` a ``Scope``;
+every query that reads customers or anything hanging from them applies it here, in SQL.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, exists, select
+
+from db.models import Customer, CustomerAssignment
+
+
+@dataclass(frozen=True, slots=True)
+class Scope:
+    """A partner, and when ``assigned_admin_id`` is set, only that admin's customers."""
+
+    partner_id: int
+    assigned_admin_id: int | None = None
+
+    @property
+    def key(self) -> str:
+        return f"{self.partner_id}:{self.assigned_admin_id or '*'}"
+
+    def customers(self, customer_id: Any = None) -> ColumnElement[bool]:
+        """Condition on a customer id column (``Customer.id`` by default) for this scope."""
+        column = Customer.id if customer_id is None else customer_id
+        if self.assigned_admin_id is None:
+            if customer_id is None:
+                return Customer.partner_id == self.partner_id  # type: ignore[return-value]
+            return column.in_(  # type: ignore[no-any-return, union-attr]
+                select(Customer.id).where(Customer.partner_id == self.partner_id)
+            )
+        assigned = exists().where(
+            CustomerAssignment.customer_id == column,
+            CustomerAssignment.admin_id == self.assigned_admin_id,
+        )
+        if customer_id is None:
+            return and_(Customer.partner_id == self.partner_id, assigned)
+        return assigned

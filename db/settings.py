@@ -1,0 +1,56 @@
+"""Typed settings read from ``PARTNER_HUB_*`` environment variables, each with a working default."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from functools import lru_cache
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Every knob of the service. Documented in the README's configuration table."""
+
+    model_config = SettingsConfigDict(env_prefix="PARTNER_HUB_", extra="ignore")
+
+    database_url: str = Field(
+        default="sqlite+aiosqlite:///./partner_hub.db",
+        description="SQLAlchemy async URL: sqlite+aiosqlite:///path or postgresql+asyncpg://...",
+    )
+    now: datetime | None = Field(
+        default=None, description="Pin the clock (ISO 8601), e.g. 2026-11-26T00:00:00Z"
+    )
+    host: str = "127.0.0.1"
+    port: int = 8000
+    log_level: str = "info"
+    # Customer status thresholds (DESIGN.md section 2).
+    expiring_soon_days: int = Field(default=7, ge=1, le=365)
+    inactivity_days: int = Field(default=30, ge=1, le=3650)
+    max_tags_per_customer: int = Field(default=20, ge=1, le=1000)
+    # Query limits.
+    max_query_depth: int = Field(default=12, ge=2)
+    max_aliases: int = Field(default=30, ge=1)
+    max_tokens: int = Field(default=4000, ge=100)
+    max_page_size: int = Field(default=100, ge=1)
+    max_search_length: int = Field(default=200, ge=1)
+    parser_cache_size: int = Field(default=512, ge=1)
+    validation_cache_size: int = Field(default=512, ge=1)
+    # Secret used to sign cursors and launch links; generated per database when unset.
+    secret_key: str | None = None
+
+    @field_validator("now")
+    @classmethod
+    def _aware(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return value
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,1 @@
+"""GraphQL API of Partner Hub: schema assembly, Starlette app, context and extensions."""

@@ -1,0 +1,179 @@
+"""The Starlette application: GraphQL (POST, GraphiQL on GET), health checks and exports."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import orjson
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
+from strawberry.asgi import GraphQL
+
+from db.engine import create_engine, session_factory
+from db.queries.admins import Principal, authenticate_token
+from db.queries.meta import get_or_create_secret
+from db.queries.policies import load_policies, read_policy_csv, seed_policies
+from db.settings import Settings, get_settings
+from db.status import StatusRules, ensure_status_rules
+from graph.auth.permissions import DEFAULT_POLICY_PATH, Authorizer
+from graph.context import Context, Services, clock_from, new_context
+from graph.errors import ErrorCode
+from graph.logging import RequestLogMiddleware, configure_logging
+from graph.schema import build_schema
+
+
+class PartnerHub:
+    """Process-wide state: engine, sessions, services; started once, lazily or by lifespan."""
+
+    def __init__(self, settings: Settings, engine: AsyncEngine | None = None) -> None:
+        self.settings = settings
+        self._own_engine = engine is None
+        self.engine = engine or create_engine(settings.database_url)
+        self.sessions: async_sessionmaker[AsyncSession] = session_factory(self.engine)
+        self.services: Services | None = None
+        self._lock = asyncio.Lock()
+
+    def status_rules(self) -> StatusRules:
+        return StatusRules(
+            expiring_soon_days=self.settings.expiring_soon_days,
+            inactivity_days=self.settings.inactivity_days,
+        )
+
+    async def start(self) -> Services:
+        if self.services is not None:
+            return self.services
+        async with self._lock:
+            if self.services is None:
+                async with self.sessions() as session:
+                    secret = self.settings.secret_key or await get_or_create_secret(session)
+                    if await seed_policies(session, lines=read_policy_csv(DEFAULT_POLICY_PATH)):
+                        await session.commit()
+                    policies = await load_policies(session)
+                    await ensure_status_rules(session, self.status_rules())
+                self.services = Services(
+                    settings=self.settings,
+                    clock=clock_from(self.settings),
+                    secret=secret.encode(),
+                    authorizer=Authorizer(policies),
+                )
+        return self.services
+
+    async def stop(self) -> None:
+        if self._own_engine:
+            await self.engine.dispose()
+
+
+def _unauthorized(message: str) -> JSONResponse:
+    return JSONResponse(
+        {"errors": [{"message": message, "extensions": {"code": ErrorCode.UNAUTHENTICATED}}]},
+        status_code=401,
+        headers={"WWW-Authenticate": 'Bearer realm="partner-hub"'},
+    )
+
+
+def bearer_token(request: Request) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header, or None when malformed."""
+    header = request.headers.get("authorization")
+    if not header:
+        return None
+    scheme, _, token = header.partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token or len(token) > 256 or " " in token:
+        return None
+    return token
+
+
+async def authenticate(hub: PartnerHub, request: Request) -> Principal | JSONResponse:
+    if request.headers.get("authorization") is None:
+        return _unauthorized("Missing Authorization: Bearer <token> header.")
+    token = bearer_token(request)
+    if token is None:
+        return _unauthorized("Malformed Authorization header: expected 'Bearer <token>'.")
+    async with hub.sessions() as session:
+        principal = await authenticate_token(session, token=token)
+    if principal is None:
+        return _unauthorized("Unknown, revoked or deactivated token.")
+    return principal
+
+
+class GraphQLView(GraphQL[Context, None]):
+    """Strawberry's ASGI view; the context was built (and the caller authenticated) before it."""
+
+    async def get_context(self, request: Any, response: Any) -> Context:
+        context: Context = request.scope["state"]["ph_context"]
+        context.request, context.response = request, response
+        return context
+
+    def encode_json(self, data: object) -> bytes:  # type: ignore[override]
+        return orjson.dumps(data)
+
+
+class GraphQLEndpoint:
+    """Authenticates POSTs (401 before any resolver), opens the request's session, runs the view."""
+
+    def __init__(self, hub: PartnerHub) -> None:
+        self.hub = hub
+        self.view = GraphQLView(build_schema(hub.settings), allow_queries_via_get=False)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        services = await self.hub.start()
+        request = Request(scope, receive)
+        if request.method != "POST":
+            await self.view(scope, receive, send)  # GraphiQL on GET
+            return
+        outcome = await authenticate(self.hub, request)
+        if isinstance(outcome, Response):
+            await outcome(scope, receive, send)
+            return
+        state = scope.setdefault("state", {})
+        async with self.hub.sessions() as session:
+            state["ph_context"] = new_context(
+                services, outcome, session, state.get("request_id", "-")
+            )
+            await self.view(scope, receive, send)
+
+
+def create_app(settings: Settings | None = None, engine: AsyncEngine | None = None) -> Starlette:
+    settings = settings or get_settings()
+    hub = PartnerHub(settings, engine)
+
+    async def healthz(_: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def readyz(_: Request) -> Response:
+        try:
+            async with hub.engine.connect() as connection:
+                await connection.execute(text("SELECT 1"))
+        except Exception as exc:
+            return JSONResponse({"status": "unavailable", "error": type(exc).__name__}, 503)
+        return JSONResponse({"status": "ready"})
+
+    @asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        configure_logging(settings.log_level)
+        await hub.start()
+        yield
+        await hub.stop()
+
+    from graph.export import export_customers_csv
+
+    app = Starlette(
+        routes=[
+            Route("/graphql", GraphQLEndpoint(hub), methods=["GET", "POST"]),
+            Route("/healthz", healthz),
+            Route("/readyz", readyz),
+            Route("/export/customers.csv", export_customers_csv(hub)),
+        ],
+        lifespan=lifespan,
+    )
+    app.add_middleware(RequestLogMiddleware)
+    app.state.hub = hub
+    return app

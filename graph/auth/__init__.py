@@ -1,0 +1,1 @@
+"""Authentication (bearer tokens) and authorization (Casbin), the one door of the API."""

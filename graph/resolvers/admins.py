@@ -1,0 +1,58 @@
+"""The caller, its partner and the partner's administrators."""
+
+from __future__ import annotations
+
+import strawberry
+
+from db.queries import admins as q
+from graph.auth.permissions import Act, Obj, require
+from graph.context import Info
+from graph.pagination import CursorCodec, PageInfo, check_page_size
+from graph.types.admins import Admin, AdminConnection, AdminEdge, Partner
+
+
+@strawberry.type
+class AdminQueries:
+    @strawberry.field(description="The authenticated administrator.")
+    async def viewer(self, info: Info) -> Admin:
+        ctx = info.context
+        async with ctx.db() as session:
+            rows = await q.admin_rows_by_ids(
+                session, partner_id=ctx.principal.partner_id, ids=[ctx.principal.admin_id]
+            )
+        return Admin.from_row(rows[ctx.principal.admin_id])
+
+    @strawberry.field(description="The caller's partner.")
+    async def partner(self, info: Info) -> Partner:
+        ctx = info.context
+        async with ctx.db() as session:
+            row = await q.partner_row(session, partner_id=ctx.principal.partner_id)
+        return Partner.from_row(row)
+
+    @strawberry.field(description="The partner's administrators with their roles, by creation.")
+    async def admins(
+        self, info: Info, first: int = 50, after: str | None = None
+    ) -> AdminConnection:
+        ctx = info.context
+        scope = require(ctx, Obj.ADMIN, Act.READ)
+        check_page_size(first, ctx.settings.max_page_size)
+        codec = CursorCodec(ctx.services.secret)
+        after_id = codec.decode(after, "admins", "", ("int",))[0] if after else None
+        async with ctx.db() as session:
+            rows, has_next = await q.admins_page(
+                session, partner_id=scope.partner_id, first=first, after_id=after_id
+            )
+            total = await q.count_admins(session, partner_id=scope.partner_id)
+        nodes = [Admin.from_row(r) for r in rows]
+        cursors = [codec.encode("admins", "", (r.id,)) for r in rows]
+        return AdminConnection(
+            edges=[AdminEdge(node=n, cursor=c) for n, c in zip(nodes, cursors, strict=True)],
+            nodes=nodes,
+            page_info=PageInfo(
+                has_next_page=has_next,
+                has_previous_page=after is not None,
+                start_cursor=cursors[0] if cursors else None,
+                end_cursor=cursors[-1] if cursors else None,
+            ),
+            total_count=total,
+        )

@@ -1,0 +1,144 @@
+"""The customer directory: ``customers``, ``customer`` and ``tags``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import strawberry
+
+from db.queries import customers as q
+from db.queries.tags import tags_of_partner
+from graph.auth.permissions import Act, Obj, require, scope_or_none
+from graph.context import Context, Info
+from graph.errors import ErrorCode, bad_input
+from graph.ids import pk_of
+from graph.pagination import CursorCodec, PageInfo, check_page_size, fingerprint
+from graph.types.customers import (
+    Customer,
+    CustomerConnection,
+    CustomerEdge,
+    CustomerFilter,
+    CustomerOrder,
+)
+from graph.types.tags import Tag
+
+
+def customer_query(
+    ctx: Context, filter: CustomerFilter | None, search: str | None
+) -> q.CustomerQuery:
+    """Validate the directory arguments shared by the API and the CSV export."""
+    if search is not None:
+        if len(search) > ctx.settings.max_search_length:
+            raise bad_input(
+                f"`search` is limited to {ctx.settings.max_search_length} characters.",
+                ErrorCode.SEARCH_TOO_LONG,
+                argument="search",
+            )
+        search = search.strip() or None
+    if filter is None:
+        return q.CustomerQuery(search=search)
+    tag_ids = None
+    if filter.tag_ids is not None:
+        tag_ids = tuple(sorted({pk_of(t, "Tag", "filter.tagIds") for t in filter.tag_ids}))
+    return q.CustomerQuery(
+        managed_by=filter.managed_by.value if filter.managed_by else None,
+        products=tuple(sorted({p.value for p in filter.products}))
+        if filter.products is not None
+        else None,
+        statuses=tuple(sorted({s.value for s in filter.statuses}))
+        if filter.statuses is not None
+        else None,
+        subscription_kind=filter.subscription_type.value if filter.subscription_type else None,
+        tag_ids=tag_ids,
+        search=search,
+    )
+
+
+async def customers_connection(
+    ctx: Context,
+    *,
+    first: int,
+    after: str | None,
+    filter: CustomerFilter | None,
+    search: str | None,
+    order_by: Any,
+) -> CustomerConnection:
+    scope = require(ctx, Obj.CUSTOMER, Act.READ)
+    check_page_size(first, ctx.settings.max_page_size)
+    query = customer_query(ctx, filter, search)
+    order = q.CustomerOrder(order_by.value)
+    codec = CursorCodec(ctx.services.secret)
+    query_fp = fingerprint(scope.key, order.value, query.__repr__())
+    after_key = (
+        codec.decode(after, "customers", query_fp, q.order_key_types(order)) if after else None
+    )
+
+    async def count() -> int:
+        async with ctx.db() as session:
+            return await q.count_customers(session, scope=scope, query=query, now=ctx.now)
+
+    async with ctx.db() as session:
+        page = await q.customers_page(
+            session,
+            scope=scope,
+            query=query,
+            order=order,
+            now=ctx.now,
+            first=first,
+            after=after_key,
+        )
+    nodes = [Customer.from_row(row) for row in page.rows]
+    cursors = [codec.encode("customers", query_fp, key) for key in page.keys]
+    return CustomerConnection(
+        edges=[CustomerEdge(node=n, cursor=c) for n, c in zip(nodes, cursors, strict=True)],
+        nodes=nodes,
+        page_info=PageInfo(
+            has_next_page=page.has_next,
+            has_previous_page=after is not None,
+            start_cursor=cursors[0] if cursors else None,
+            end_cursor=cursors[-1] if cursors else None,
+        ),
+        count=count,
+    )
+
+
+async def customer_by_pk(ctx: Context, pk: int) -> Customer | None:
+    scope = scope_or_none(ctx, Obj.CUSTOMER, Act.READ)
+    if scope is None:
+        return None
+    async with ctx.db() as session:
+        rows = await q.customers_by_ids(session, scope=scope, ids=[pk])
+    row = rows.get(pk)
+    return Customer.from_row(row) if row is not None else None
+
+
+@strawberry.type
+class CustomerQueries:
+    @strawberry.field(
+        description="The partner's customers the caller may see: filtered, searched (name, "
+        "case-insensitive substring), ordered and keyset-paged (`first` 1-100)."
+    )
+    async def customers(
+        self,
+        info: Info,
+        first: int = 50,
+        after: str | None = None,
+        filter: CustomerFilter | None = None,
+        search: str | None = None,
+        order_by: CustomerOrder = CustomerOrder.NAME_ASC,  # type: ignore[attr-defined]
+    ) -> CustomerConnection:
+        return await customers_connection(
+            info.context, first=first, after=after, filter=filter, search=search, order_by=order_by
+        )
+
+    @strawberry.field(description="One customer by global ID; null when missing or not visible.")
+    async def customer(self, info: Info, id: strawberry.ID) -> Customer | None:
+        return await customer_by_pk(info.context, pk_of(id, "Customer"))
+
+    @strawberry.field(description="Every tag of the partner, by name (all admins see tags).")
+    async def tags(self, info: Info) -> list[Tag]:
+        ctx = info.context
+        scope = require(ctx, Obj.TAG, Act.READ)
+        async with ctx.db() as session:
+            rows = await tags_of_partner(session, partner_id=scope.partner_id)
+        return [Tag.from_row(r) for r in rows]

@@ -1,0 +1,34 @@
+"""Schema assembly: the root types inherit each domain's queries (and mutations)."""
+
+from __future__ import annotations
+
+import strawberry
+from strawberry.schema.config import StrawberryConfig
+
+from db.settings import Settings, get_settings
+from graph.extensions import limit_extensions
+from graph.resolvers.admins import AdminQueries
+from graph.resolvers.customers import CustomerQueries
+from graph.resolvers.nodes import NodeQueries
+from graph.types.admins import Admin, Partner
+from graph.types.customers import Customer, Subscription
+from graph.types.tags import Tag
+
+
+@strawberry.type(description="Everything a partner administrator can read.")
+class Query(AdminQueries, CustomerQueries, NodeQueries):
+    pass
+
+
+def build_schema(settings: Settings | None = None) -> strawberry.Schema:
+    settings = settings or get_settings()
+    return strawberry.Schema(
+        query=Query,
+        types=[Customer, Subscription, Tag, Admin, Partner],
+        extensions=limit_extensions(settings),  # type: ignore[arg-type]
+        config=StrawberryConfig(auto_camel_case=True),
+    )
+
+
+def export_sdl(settings: Settings | None = None) -> str:
+    return build_schema(settings).as_str() + "\n"

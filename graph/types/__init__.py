@@ -1,0 +1,1 @@
+"""Strawberry types, inputs and enums, one module per domain area."""

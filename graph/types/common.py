@@ -1,0 +1,44 @@
+"""Enums and the Node interface shared by every domain area."""
+
+from __future__ import annotations
+
+import strawberry
+
+from db import enums
+
+Product = strawberry.enum(enums.Product, description="A product a customer can order.")
+ManagedBy = strawberry.enum(
+    enums.ManagedBy,
+    description="EXTERNAL_ADMIN: the partner administers the customer as an external admin; "
+    "PARTNER_ORG: the customer is part of the partner's own organization.",
+)
+SubscriptionKind = strawberry.enum(
+    enums.SubscriptionKind, description="PAID subscription or TRIAL."
+)
+SubscriptionState = strawberry.enum(
+    enums.SubscriptionState,
+    description="PROVISIONING: ordered, not yet fully set up; ACTIVE; SUSPENDED: unpaid; "
+    "EXPIRED; CANCELLED.",
+)
+CustomerStatus = strawberry.enum(
+    enums.CustomerStatus,
+    description="Derived customer status at the server's now; several can hold at once. "
+    "TRIAL: a trial is in force. ACTIVE: a paid subscription is in force. EXPIRING_SOON: a trial, "
+    "or a paid subscription that does not auto-renew, is in force and ends within the "
+    "expiring-soon window (default 7 days). LICENSE_OVERAGE: an in-force subscription has a "
+    "license line with assigned > purchased. NO_RECENT_ACTIVITY: the customer's admins never "
+    "signed in or last signed in more than the inactivity window (default 30 days) ago. "
+    "READY_FOR_ORDER_SETUP: a subscription is PROVISIONING. SUSPENDED: a subscription is "
+    "SUSPENDED (non-payment). EXPIRED: the customer has subscriptions and every one is expired, "
+    "cancelled or has ended.",
+)
+SetupState = strawberry.enum(
+    enums.SetupState,
+    description="First-time setup of the partner's own organization: NOT_STARTED, "
+    "TERMS_ACCEPTED (terms and conditions accepted), READY (setup finished).",
+)
+
+
+@strawberry.interface(description="An object with a global, opaque ID (Relay).")
+class Node:
+    id: strawberry.ID = strawberry.field(description="Global, opaque identifier.")

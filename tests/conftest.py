@@ -1,0 +1,147 @@
+"""Shared fixtures: every database test runs on SQLite and on PostgreSQL.
+
+PostgreSQL is skipped, with the reason printed, only where it is unreachable and ``CI`` is unset;
+under CI an unreachable PostgreSQL fails the run.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from db.settings import Settings
+from graph.app import create_app
+from tests.databases import Database, make_database, postgres_unreachable_reason
+
+NOW = datetime(2026, 11, 26, tzinfo=UTC)
+BACKENDS = ["sqlite", "postgresql"]
+_pg_reason: dict[str, str | None] = {}
+
+
+async def _require_backend(backend: str) -> None:
+    if backend != "postgresql":
+        return
+    if "reason" not in _pg_reason:
+        _pg_reason["reason"] = await postgres_unreachable_reason()
+    reason = _pg_reason["reason"]
+    if reason is not None:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI requires PostgreSQL: {reason}")
+        pytest.skip(reason)
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    return [
+        "partner-hub test backends: sqlite, postgresql "
+        "(PostgreSQL skipped only if unreachable and CI unset)"
+    ]
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+class StatementCounter:
+    """Counts SQL statements sent through an engine (``before_cursor_execute``)."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self.statements: list[str] = []
+        self._active = False
+        event.listen(engine.sync_engine, "before_cursor_execute", self._on_execute)
+
+    def _on_execute(self, _conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if self._active:
+            self.statements.append(statement)
+
+    @contextmanager
+    def counting(self) -> Iterator[list[str]]:
+        self.statements = []
+        self._active = True
+        try:
+            yield self.statements
+        finally:
+            self._active = False
+
+    def close(self) -> None:
+        event.remove(self.engine.sync_engine, "before_cursor_execute", self._on_execute)
+
+
+@dataclass
+class Api:
+    """A database, the app over it, an HTTP client and the statement counter."""
+
+    db: Database
+    settings: Settings
+    client: httpx.AsyncClient
+    counter: StatementCounter
+    tokens: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def engine(self) -> AsyncEngine:
+        return self.db.engine
+
+
+def make_settings(db: Database, **overrides: Any) -> Settings:
+    return Settings(database_url=db.url, now=NOW, secret_key="test-secret", **overrides)
+
+
+async def _api_over(db: Database, **overrides: Any) -> AsyncIterator[Api]:
+    settings = make_settings(db, **overrides)
+    app = create_app(settings, engine=db.engine)
+    counter = StatementCounter(db.engine)
+    transport = httpx.ASGITransport(app=app)
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            yield Api(db=db, settings=settings, client=client, counter=counter)
+    finally:
+        counter.close()
+
+
+@pytest.fixture(scope="session")
+async def fresh_database(
+    backend: str, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Database]:
+    await _require_backend(backend)
+    db = await make_database(backend, "partner_hub_test_fresh", str(tmp_path_factory.mktemp("f")))
+    yield db
+    await db.engine.dispose()
+
+
+@pytest.fixture
+async def api(fresh_database: Database) -> AsyncIterator[Api]:
+    """An empty, migrated database and the app over it (each test starts from nothing)."""
+    await fresh_database.empty()
+    async for value in _api_over(fresh_database):
+        yield value
+
+
+@pytest.fixture(scope="session")
+async def demo_database(
+    backend: str, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Database]:
+    """The demo data set, seeded once per backend; tests using it must not write."""
+    from db.seed import seed_demo
+    from db.status import StatusRules
+
+    await _require_backend(backend)
+    db = await make_database(backend, "partner_hub_test_demo", str(tmp_path_factory.mktemp("d")))
+    await seed_demo(db.engine, now=NOW, rules=StatusRules(7, 30), progress=False)
+    yield db
+    await db.engine.dispose()
+
+
+@pytest.fixture
+async def demo_api(demo_database: Database) -> AsyncIterator[Api]:
+    async for value in _api_over(demo_database):
+        yield value
