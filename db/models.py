@@ -33,6 +33,7 @@ __all__ = [
     "CallRecord",
     "CallWeeklyAggregate",
     "CasbinRule",
+    "CustomRole",
     "Customer",
     "CustomerAssignment",
     "CustomerProduct",
@@ -439,3 +440,15 @@ class CasbinRule(SQLModel, table=True):
     v3: str | None = Field(default=None, sa_column=Column(String(255), nullable=True))
     v4: str | None = Field(default=None, sa_column=Column(String(255), nullable=True))
     v5: str | None = Field(default=None, sa_column=Column(String(255), nullable=True))
+
+
+class CustomRole(SQLModel, table=True):
+    """A role a partner defines; its rules live in ``casbin_rule`` for the partner's domain."""
+
+    __tablename__ = "custom_role"
+    __table_args__ = (UniqueConstraint("partner_id", "name", name="uq_custom_role_partner_name"),)
+    id: int | None = Field(default=None, primary_key=True)
+    partner_id: int = Field(sa_column=_fk("partner.id", index=False))
+    name: str = Field(sa_column=Column(String(64), nullable=False))
+    description: str = Field(sa_column=Column(String(500), nullable=False, default=""))
+    created_at: datetime = Field(sa_column=_dt())

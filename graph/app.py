@@ -12,7 +12,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 from strawberry.asgi import GraphQL
@@ -56,15 +56,27 @@ class PartnerHub:
                     secret = self.settings.secret_key or await get_or_create_secret(session)
                     if await seed_policies(session, lines=read_policy_csv(DEFAULT_POLICY_PATH)):
                         await session.commit()
-                    policies = await load_policies(session)
+                    policies, version = await load_policies(session)
                     await ensure_status_rules(session, self.status_rules())
                 self.services = Services(
                     settings=self.settings,
                     clock=clock_from(self.settings),
                     secret=secret.encode(),
-                    authorizer=Authorizer(policies),
+                    authorizer=Authorizer(policies, version),
                 )
         return self.services
+
+    async def sync_policies(self, version: str) -> None:
+        """Reload the enforcer when the database's policy version moved (another instance, or
+        a mutation of this one, changed a policy)."""
+        services = await self.start()
+        if services.authorizer.version == version:
+            return
+        async with self._lock:
+            if services.authorizer.version != version:
+                async with self.sessions() as session:
+                    lines, current = await load_policies(session)
+                services.authorizer.replace_policies(lines, current)
 
     async def stop(self) -> None:
         if self._own_engine:
@@ -124,21 +136,34 @@ class GraphQLEndpoint:
         self.view = GraphQLView(build_schema(hub.settings), allow_queries_via_get=False)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        services = await self.hub.start()
         request = Request(scope, receive)
         if request.method != "POST":
-            await self.view(scope, receive, send)  # GraphiQL on GET
+            # Strawberry's view builds a context even to render GraphiQL, and there is no
+            # authenticated context on GET: serve the IDE here, refuse operations over GET.
+            await self._get(request)(scope, receive, send)
             return
+        services = await self.hub.start()
         outcome = await authenticate(self.hub, request)
         if isinstance(outcome, Response):
             await outcome(scope, receive, send)
             return
+        await self.hub.sync_policies(outcome.policy_version)
         state = scope.setdefault("state", {})
         async with self.hub.sessions() as session:
             state["ph_context"] = new_context(
                 services, outcome, session, state.get("request_id", "-")
             )
             await self.view(scope, receive, send)
+
+    def _get(self, request: Request) -> Response:
+        accept = request.headers.get("accept", "")
+        if "query" not in request.query_params and ("text/html" in accept or "*/*" in accept):
+            return HTMLResponse(self.view.graphql_ide_html)
+        return JSONResponse(
+            {"errors": [{"message": "Send GraphQL operations with POST (and a bearer token)."}]},
+            status_code=405,
+            headers={"Allow": "GET, POST"},
+        )
 
 
 def create_app(settings: Settings | None = None, engine: AsyncEngine | None = None) -> Starlette:

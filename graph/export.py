@@ -85,6 +85,7 @@ def export_customers_csv(
         outcome = await authenticate(hub, request)
         if isinstance(outcome, Response):
             return outcome
+        await hub.sync_policies(outcome.policy_version)
         session = hub.sessions()
         ctx = new_context(services, outcome, session, request.scope["state"].get("request_id", "-"))
         try:

@@ -7,16 +7,23 @@ from strawberry.schema.config import StrawberryConfig
 
 from db.settings import Settings, get_settings
 from graph.extensions import limit_extensions
+from graph.resolvers.admin_mutations import AdminMutations
 from graph.resolvers.admins import AdminQueries
 from graph.resolvers.customers import CustomerQueries
 from graph.resolvers.nodes import NodeQueries
+from graph.resolvers.policies import PolicyMutations, PolicyQueries
 from graph.types.admins import Admin, Partner
 from graph.types.customers import Customer, Subscription
 from graph.types.tags import Tag
 
 
 @strawberry.type(description="Everything a partner administrator can read.")
-class Query(AdminQueries, CustomerQueries, NodeQueries):
+class Query(AdminQueries, CustomerQueries, NodeQueries, PolicyQueries):
+    pass
+
+
+@strawberry.type(description="Everything a partner administrator can change.")
+class Mutation(AdminMutations, PolicyMutations):
     pass
 
 
@@ -24,6 +31,7 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
     settings = settings or get_settings()
     return strawberry.Schema(
         query=Query,
+        mutation=Mutation,
         types=[Customer, Subscription, Tag, Admin, Partner],
         extensions=limit_extensions(settings),  # type: ignore[arg-type]
         config=StrawberryConfig(auto_camel_case=True),

@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from db.models import Admin, ApiToken, Partner
+from db.models import Admin, ApiToken, AppMeta, Partner
 
 TOKEN_PREFIX = "ph_"
 
@@ -36,13 +36,25 @@ class Principal:
     name: str
     role: str
     token_id: int
+    policy_version: str = "0"
 
 
 async def authenticate_token(session: AsyncSession, *, token: str) -> Principal | None:
     """The active admin owning an unrevoked ``token``, or None. One statement."""
+    version = (
+        select(AppMeta.value).where(AppMeta.key == "policy_version").scalar_subquery()  # type: ignore[arg-type]
+    )
     row = (
         await session.execute(
-            select(Admin.id, Admin.partner_id, Admin.email, Admin.name, Admin.role, ApiToken.id)
+            select(
+                Admin.id,
+                Admin.partner_id,
+                Admin.email,
+                Admin.name,
+                Admin.role,
+                ApiToken.id,
+                func.coalesce(version, "0"),
+            )
             .join(ApiToken, ApiToken.admin_id == Admin.id)  # type: ignore[arg-type]
             .where(
                 ApiToken.token_hash == hash_token(token),

@@ -1,10 +1,10 @@
 """The one door: may this caller do ``action`` to a kind of object, and over which customers?
 
-Every list, single lookup, loader, mutation, export and analytics figure asks ``authorize``.
-Casbin decides *whether* a role may act on a kind of object and with which scope (``all`` or
-``assigned``); the returned ``db.scope.Scope`` applies that scope in SQL. Decisions are cached per
-(role, partner, object, action) until the policy changes, because PyCasbin's ``enforce`` scans
-its rules linearly (hundreds of microseconds even for this small policy).
+Every list, single lookup, loader, mutation, export and analytics figure asks ``require`` or
+``scope_or_none``. Casbin decides *whether* a role may act on a kind of object and with which
+scope (``all`` or ``assigned``); the returned ``db.scope.Scope`` applies that scope in SQL.
+Decisions are cached per (role, partner, object, action) until the policy version changes,
+because PyCasbin's ``enforce`` scans its rules linearly (hundreds of microseconds even here).
 """
 
 from __future__ import annotations
@@ -51,31 +51,68 @@ class ScopeKind(StrEnum):
     ASSIGNED = "assigned"
 
 
+BUILT_IN_ROLES = {
+    "FULL_ADMIN": "Sees all customers; changes everything of its partner, including admins, "
+    "assignments and role policies.",
+    "PARTNER_ADMIN": "Sees the customers it provisioned or was assigned; manages their tags, "
+    "trials and subscriptions; creates customers through trials.",
+    "READ_ONLY_ADMIN": "Sees all customers; changes nothing.",
+    "SALES_ADMIN": "Sees the customers it provisioned or was assigned; starts trials for new "
+    "or its customers; nothing else.",
+}
+
+
 def domain_of(partner_id: int) -> str:
     return f"partner:{partner_id}"
+
+
+def admin_subject(admin_id: int) -> str:
+    return f"admin:{admin_id}"
+
+
+def build_enforcer(lines: list[PolicyLine]) -> casbin.Enforcer:
+    enforcer = casbin.Enforcer(str(MODEL_PATH))
+    for line in lines:
+        ptype, values = line[0], list(line[1:])
+        if ptype.startswith("g"):
+            enforcer.add_named_grouping_policy(ptype, values)
+        else:
+            enforcer.add_named_policy(ptype, values)
+    return enforcer
 
 
 class Authorizer:
     """Casbin enforcer plus a decision cache, shared by every request of the process."""
 
-    def __init__(self, lines: list[PolicyLine] | None = None) -> None:
-        self._enforcer = casbin.Enforcer(str(MODEL_PATH))
-        self._cache: dict[tuple[str, int, str, str], ScopeKind | None] = {}
-        self.version: str | None = None
-        if lines:
-            self.replace_policies(lines)
+    def __init__(self, lines: list[PolicyLine] | None = None, version: str = "0") -> None:
+        self.replace_policies(lines or [], version)
 
-    def replace_policies(self, lines: list[PolicyLine], version: str | None = None) -> None:
-        enforcer = casbin.Enforcer(str(MODEL_PATH))
-        for line in lines:
-            ptype, values = line[0], list(line[1:])
-            if ptype.startswith("g"):
-                enforcer.add_named_grouping_policy(ptype, values)
-            else:
-                enforcer.add_named_policy(ptype, values)
-        self._enforcer = enforcer
-        self._cache = {}
+    def replace_policies(self, lines: list[PolicyLine], version: str) -> None:
+        self._enforcer = build_enforcer(lines)
+        self._lines = list(lines)
+        self._cache: dict[tuple[str, int, str, str], ScopeKind | None] = {}
+        self._grants: dict[tuple[int, int], list[str]] = {}
         self.version = version
+
+    @property
+    def lines(self) -> list[PolicyLine]:
+        return list(self._lines)
+
+    def granted_roles(self, admin_id: int, partner_id: int) -> list[str]:
+        """Roles granted to an admin besides its primary role (``g`` lines)."""
+        key = (admin_id, partner_id)
+        if key not in self._grants:
+            subject, domain = admin_subject(admin_id), domain_of(partner_id)
+            self._grants[key] = sorted(
+                line[2]
+                for line in self._lines
+                if line[0] == "g" and line[1] == subject and line[3] == domain
+            )
+        return self._grants[key]
+
+    def roles_of(self, principal: Principal) -> list[str]:
+        extra = self.granted_roles(principal.admin_id, principal.partner_id)
+        return [principal.role, *[r for r in extra if r != principal.role]]
 
     def decide(self, role: str, partner_id: int, obj: Obj, act: Act) -> ScopeKind | None:
         """The widest scope ``role`` has for ``act`` on ``obj`` in this partner, or None."""
@@ -90,34 +127,29 @@ class Authorizer:
             self._cache[key] = result
         return self._cache[key]
 
+    def widest(self, roles: list[str], partner_id: int, obj: Obj, act: Act) -> ScopeKind | None:
+        decisions = {self.decide(role, partner_id, obj, act) for role in roles}
+        if ScopeKind.ALL in decisions:
+            return ScopeKind.ALL
+        return ScopeKind.ASSIGNED if ScopeKind.ASSIGNED in decisions else None
+
     def scope(self, principal: Principal, obj: Obj, act: Act) -> Scope | None:
-        decided = self.decide(principal.role, principal.partner_id, obj, act)
+        decided = self.widest(self.roles_of(principal), principal.partner_id, obj, act)
         if decided is None:
             return None
         if decided is ScopeKind.ALL:
             return Scope(partner_id=principal.partner_id)
         return Scope(partner_id=principal.partner_id, assigned_admin_id=principal.admin_id)
 
-    def require(self, principal: Principal, obj: Obj, act: Act) -> Scope:
-        """Like ``scope`` but a refusal raises ``FORBIDDEN``."""
-        scope = self.scope(principal, obj, act)
-        if scope is None:
-            raise forbidden(f"Your role may not {act.value} {obj.value} objects.")
-        return scope
-
-
-def _ctx_scope(ctx: Context, obj: Obj, act: Act) -> Scope | None:
-    return ctx.services.authorizer.scope(ctx.principal, obj, act)
-
 
 def scope_or_none(ctx: Context, obj: Obj, act: Act) -> Scope | None:
     """The caller's scope for ``act`` on ``obj``; None when refused (single lookups: not found)."""
-    return _ctx_scope(ctx, obj, act)
+    return ctx.services.authorizer.scope(ctx.principal, obj, act)
 
 
 def require(ctx: Context, obj: Obj, act: Act) -> Scope:
     """The caller's scope for ``act`` on ``obj``; a refusal raises ``FORBIDDEN``."""
-    scope = _ctx_scope(ctx, obj, act)
+    scope = ctx.services.authorizer.scope(ctx.principal, obj, act)
     if scope is None:
         raise forbidden(f"Your role may not {act.value} {obj.value} objects.")
     return scope

@@ -57,6 +57,11 @@ class Admin(Node):
     pk: strawberry.Private[int]
     partner_id: strawberry.Private[int]
 
+    @strawberry.field(description="Primary role first, then roles granted with grantRole.")
+    def roles(self, info: strawberry.Info) -> list[str]:
+        granted = info.context.services.authorizer.granted_roles(self.pk, self.partner_id)
+        return [self.role, *[r for r in granted if r != self.role]]
+
     @strawberry.field(description="The partner the administrator belongs to.")
     async def partner(self, info: strawberry.Info) -> Partner:
         row = await info.context.loaders.partner_by_id.load(self.partner_id)
@@ -88,3 +93,22 @@ class AdminConnection:
     nodes: list[Admin] = strawberry.field(description="Admins of this page.")
     page_info: PageInfo = strawberry.field(description="Paging information.")
     total_count: int = strawberry.field(description="Admins of the partner in all.")
+
+
+@strawberry.input(description="A new administrator of the partner.")
+class CreateAdminInput:
+    email: str = strawberry.field(description="Sign-in email (unique).")
+    name: str = strawberry.field(description="Display name.")
+    role: str = strawberry.field(description="Primary role: built-in or custom role name.")
+
+
+@strawberry.input(description="Changes to an administrator; omitted fields stay.")
+class UpdateAdminInput:
+    id: strawberry.ID = strawberry.field(description="The admin.")
+    name: str | None = strawberry.field(default=None, description="New display name.")
+    role: str | None = strawberry.field(default=None, description="New primary role.")
+
+
+@strawberry.input(description="The administrator to deactivate; its tokens stop working.")
+class DeactivateAdminInput:
+    id: strawberry.ID = strawberry.field(description="The admin.")

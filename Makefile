@@ -1,0 +1,58 @@
+# Partner Hub: the two commands are `make run` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PH := $(BIN)/partner-hub
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: run test install lint types pytest bench schema clean
+
+$(BIN)/python:
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q -e '.[test]'
+	@touch $@
+
+install: $(VENV)/.installed
+
+run: install
+	$(PH) migrate
+	$(PH) seed --demo
+	@echo
+	@echo "Demo admins (password-less; issue a bearer token for one of them):"
+	@echo "  full@acme.example      FULL_ADMIN        full@globex.example"
+	@echo "  partner@acme.example   PARTNER_ADMIN     partner@globex.example"
+	@echo "  readonly@acme.example  READ_ONLY_ADMIN   readonly@globex.example"
+	@echo "  sales@acme.example     SALES_ADMIN       sales@globex.example"
+	@echo "Get a token:   TOKEN=\$$($(PH) token issue full@acme.example | tail -1)"
+	@echo "First query:   curl -s http://$(HOST):$(PORT)/graphql -H \"Authorization: Bearer \$$TOKEN\" \\"
+	@echo "                 -H 'Content-Type: application/json' -d '{\"query\":\"{ viewer { email role } }\"}'"
+	@echo "GraphiQL:      http://$(HOST):$(PORT)/graphql  (set the Authorization header in its Headers tab)"
+	@echo
+	$(PH) serve --host $(HOST) --port $(PORT)
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+types: install
+	$(BIN)/mypy graph db
+
+pytest: install
+	@$(BIN)/python -c 'import asyncio, sys; from tests.databases import postgres_unreachable_reason as r; m = asyncio.run(r()); print("PostgreSQL leg: " + ("SKIPPED, " + m if m else "enabled"), file=sys.stderr)'
+	$(BIN)/python -m pytest -q
+
+test: lint types pytest
+
+schema: install
+	$(PH) export-schema > schema.graphql
+
+bench: install
+	$(BIN)/python -m bench.run
+
+clean:
+	rm -rf $(VENV) partner_hub.db partner_hub.db-wal partner_hub.db-shm

@@ -1,0 +1,349 @@
+"""Policy administration (full admins): roles, rules, grants, and the audit log."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+import strawberry
+
+from db.queries import admin_management as adm
+from db.queries import audit as audit_q
+from db.queries import policies as pq
+from db.queries.policies import PolicyLine
+from graph.auth import policy_admin as pa
+from graph.auth.permissions import BUILT_IN_ROLES, Act, Obj, require
+from graph.context import Context, Info
+from graph.ids import from_global_id, pk_of, to_global_id
+from graph.mutations import UserErrors, transaction, user_error
+from graph.pagination import CursorCodec, PageInfo, check_page_size
+from graph.types.admins import Admin
+from graph.types.policies import (
+    AuditConnection,
+    AuditEntry,
+    AuditFilter,
+    CreateRoleInput,
+    CreateRolePayload,
+    GrantRoleInput,
+    GrantRolePayload,
+    PolicyRule,
+    PolicyRuleChangeInput,
+    PolicyRulePayload,
+    RevokeRoleInput,
+    RevokeRolePayload,
+    Role,
+)
+
+
+def _rule(rule: pa.Rule) -> PolicyRule:
+    return PolicyRule(
+        role=rule.role,
+        object=rule.object,
+        action=rule.action,
+        scope=rule.scope,
+        built_in=rule.built_in,
+    )
+
+
+async def _roles(ctx: Context, lines: Sequence[PolicyLine], session: Any) -> list[Role]:
+    partner_id = ctx.principal.partner_id
+    rules = pa.effective_rules(lines, partner_id)
+    custom = await pq.custom_roles(session, partner_id=partner_id)
+    described = [(name, text, True) for name, text in BUILT_IN_ROLES.items()]
+    described += [(row.name, row.description, False) for row in custom]
+    return [
+        Role(
+            name=name,
+            description=text,
+            built_in=built_in,
+            rules=[_rule(r) for r in rules if r.role == name],
+        )
+        for name, text, built_in in described
+    ]
+
+
+async def _role_names(ctx: Context, session: Any) -> set[str]:
+    custom = await pq.custom_roles(session, partner_id=ctx.principal.partner_id)
+    return set(BUILT_IN_ROLES) | {row.name for row in custom}
+
+
+def _check_rule(obj: str, action: str, scope: str, *path: str | int) -> pa.Rule:
+    problem = pa.rule_problem(obj, action, scope)
+    if problem is not None:
+        code, message, field = problem
+        raise user_error(code, message, *[str(p) for p in path], field)
+    return pa.Rule(role="", object=obj, action=action, scope=scope)
+
+
+async def _apply_change(
+    ctx: Context,
+    session: Any,
+    lines: list[PolicyLine],
+    to_insert: Sequence[PolicyLine],
+    to_delete: Sequence[PolicyLine],
+) -> list[PolicyLine]:
+    """Write a policy change unless it would lock the partner out."""
+    partner_id = ctx.principal.partner_id
+    candidate = pa.apply(lines, to_insert, to_delete)
+    admins = await adm.active_admin_roles(session, partner_id=partner_id)
+    if not pa.keeps_a_manager(candidate, partner_id, admins):
+        raise user_error(
+            "WOULD_LOCK_OUT",
+            "This change would leave no active admin able to manage policies and admins.",
+        )
+    for line in to_delete:
+        await pq.remove_policy_line(session, line=line)
+    for line in to_insert:
+        await pq.add_policy_line(session, line=line)
+    return candidate
+
+
+def _admin_with_roles(row: Any) -> Admin:
+    return Admin.from_row(row)
+
+
+@strawberry.type
+class PolicyQueries:
+    @strawberry.field(description="Built-in and custom roles of the partner with their rules.")
+    async def roles(self, info: Info) -> list[Role]:
+        ctx = info.context
+        require(ctx, Obj.POLICY, Act.READ)
+        async with ctx.db() as session:
+            return await _roles(ctx, ctx.services.authorizer.lines, session)
+
+    @strawberry.field(description="Every rule in force for the partner, by role.")
+    async def policy_rules(self, info: Info) -> list[PolicyRule]:
+        ctx = info.context
+        require(ctx, Obj.POLICY, Act.READ)
+        lines = ctx.services.authorizer.lines
+        return [_rule(r) for r in pa.effective_rules(lines, ctx.principal.partner_id)]
+
+    @strawberry.field(description="Audited changes of the partner, newest first (full admins).")
+    async def audit_log(
+        self,
+        info: Info,
+        first: int = 50,
+        after: str | None = None,
+        filter: AuditFilter | None = None,
+    ) -> AuditConnection:
+        ctx = info.context
+        scope = require(ctx, Obj.AUDIT, Act.READ)
+        check_page_size(first, ctx.settings.max_page_size)
+        f = filter or AuditFilter()
+        query = audit_q.AuditQuery(
+            admin_id=pk_of(f.admin_id, "Admin", "filter.adminId") if f.admin_id else None,
+            operation=f.operation,
+            object_id=f.object_id,
+            since=f.since,
+            until=f.until,
+        )
+        codec = CursorCodec(ctx.services.secret)
+        fp = repr(query)
+        before_id = codec.decode(after, "auditLog", fp, ("int",))[0] if after else None
+        async with ctx.db() as session:
+            rows, has_next = await audit_q.audit_page(
+                session, partner_id=scope.partner_id, query=query, first=first, before_id=before_id
+            )
+            total = await audit_q.count_audit(session, partner_id=scope.partner_id, query=query)
+        cursors = [codec.encode("auditLog", fp, (r.id,)) for r in rows]
+        return AuditConnection(
+            nodes=[
+                AuditEntry(
+                    id=strawberry.ID(str(r.id)),
+                    admin_id=strawberry.ID(to_global_id("Admin", r.admin_id))
+                    if r.admin_id
+                    else None,
+                    operation=r.operation,
+                    object_type=r.object_type,
+                    object_id=r.object_id,
+                    before=orjson.loads(r.before) if r.before else None,
+                    after=orjson.loads(r.after) if r.after else None,
+                    created_at=r.created_at,
+                )
+                for r in rows
+            ],
+            page_info=PageInfo(
+                has_next_page=has_next,
+                has_previous_page=after is not None,
+                start_cursor=cursors[0] if cursors else None,
+                end_cursor=cursors[-1] if cursors else None,
+            ),
+            total_count=total,
+        )
+
+
+async def _target_admin(ctx: Context, session: Any, admin_id: strawberry.ID) -> Any:
+    try:
+        type_name, pk = from_global_id(admin_id)
+    except Exception:
+        raise user_error("INVALID_ID", "adminId is not a valid ID.", "adminId") from None
+    row = None
+    if type_name == "Admin":
+        row = await adm.admin_row(session, partner_id=ctx.principal.partner_id, admin_id=pk)
+    if row is None:
+        raise user_error("NOT_FOUND", "No such admin.", "adminId")
+    return row
+
+
+@strawberry.type
+class PolicyMutations:
+    @strawberry.mutation(description="Grant a role to an admin, besides its primary role.")
+    async def grant_role(self, info: Info, input: GrantRoleInput) -> GrantRolePayload:
+        ctx = info.context
+        require(ctx, Obj.POLICY, Act.MANAGE)
+        try:
+            async with transaction(ctx) as (session, audit):
+                admin = await _target_admin(ctx, session, input.admin_id)
+                if input.role not in await _role_names(ctx, session):
+                    raise user_error("UNKNOWN_ROLE", f"No role named {input.role!r}.", "role")
+                lines, _ = await pq.load_policies(session)
+                grant = pa.grant_line(admin.id, input.role, ctx.principal.partner_id)
+                if input.role == admin.role or grant in lines:
+                    raise user_error(
+                        "ROLE_ALREADY_GRANTED", "The admin already has this role.", "role"
+                    )
+                await _apply_change(ctx, session, lines, [grant], [])
+                audit.record(
+                    "grantRole",
+                    "admin",
+                    to_global_id("Admin", admin.id),
+                    after={"role": input.role},
+                )
+        except UserErrors as e:
+            return GrantRolePayload(admin=None, user_errors=e.errors)
+        return GrantRolePayload(admin=_admin_with_roles(admin), user_errors=[])
+
+    @strawberry.mutation(description="Take a granted role away from an admin.")
+    async def revoke_role(self, info: Info, input: RevokeRoleInput) -> RevokeRolePayload:
+        ctx = info.context
+        require(ctx, Obj.POLICY, Act.MANAGE)
+        try:
+            async with transaction(ctx) as (session, audit):
+                admin = await _target_admin(ctx, session, input.admin_id)
+                if input.role not in await _role_names(ctx, session):
+                    raise user_error("UNKNOWN_ROLE", f"No role named {input.role!r}.", "role")
+                if input.role == admin.role:
+                    raise user_error(
+                        "CANNOT_REVOKE_PRIMARY_ROLE",
+                        "This is the admin's primary role: change it with updateAdmin.",
+                        "role",
+                    )
+                lines, _ = await pq.load_policies(session)
+                grant = pa.grant_line(admin.id, input.role, ctx.principal.partner_id)
+                if grant not in lines:
+                    raise user_error("ROLE_NOT_GRANTED", "The admin does not have this role.")
+                await _apply_change(ctx, session, lines, [], [grant])
+                audit.record(
+                    "revokeRole",
+                    "admin",
+                    to_global_id("Admin", admin.id),
+                    before={"role": input.role},
+                )
+        except UserErrors as e:
+            return RevokeRolePayload(admin=None, user_errors=e.errors)
+        return RevokeRolePayload(admin=_admin_with_roles(admin), user_errors=[])
+
+    @strawberry.mutation(description="Define a custom role of the partner with its rules.")
+    async def create_role(self, info: Info, input: CreateRoleInput) -> CreateRolePayload:
+        ctx = info.context
+        require(ctx, Obj.POLICY, Act.MANAGE)
+        partner_id = ctx.principal.partner_id
+        try:
+            name = input.name.strip()
+            if not pa.ROLE_NAME.match(name):
+                raise user_error(
+                    "INVALID_ROLE_NAME",
+                    "A role name is 3-64 characters of A-Z, 0-9 and _, starting with a letter.",
+                    "name",
+                )
+            if len(input.description) > 500:
+                raise user_error("DESCRIPTION_TOO_LONG", "500 characters at most.", "description")
+            if not input.rules:
+                raise user_error("NO_RULES", "A role needs at least one rule.", "rules")
+            rules = {
+                _check_rule(r.object, r.action, r.scope, "rules", i)
+                for i, r in enumerate(input.rules)
+            }
+            async with transaction(ctx) as (session, audit):
+                if name in await _role_names(ctx, session):
+                    raise user_error("ROLE_NAME_TAKEN", f"A role {name!r} exists.", "name")
+                await pq.create_custom_role(
+                    session,
+                    partner_id=partner_id,
+                    name=name,
+                    description=input.description,
+                    now=ctx.now,
+                )
+                lines, _ = await pq.load_policies(session)
+                domain = f"partner:{partner_id}"
+                new = [
+                    pa.Rule(name, r.object, r.action, r.scope).line(domain)
+                    for r in sorted(rules, key=lambda r: (r.object, r.action, r.scope))
+                ]
+                candidate = await _apply_change(ctx, session, lines, new, [])
+                audit.record(
+                    "createRole",
+                    "role",
+                    name,
+                    after={"description": input.description, "rules": [list(n) for n in new]},
+                )
+                roles = await _roles(ctx, candidate, session)
+        except UserErrors as e:
+            return CreateRolePayload(role=None, user_errors=e.errors)
+        return CreateRolePayload(role=next(r for r in roles if r.name == name), user_errors=[])
+
+    @strawberry.mutation(description="Allow a rule for a role, in this partner only.")
+    async def add_policy_rule(self, info: Info, input: PolicyRuleChangeInput) -> PolicyRulePayload:
+        return await _change_rule(info.context, input, add=True)
+
+    @strawberry.mutation(description="Withdraw a rule from a role, in this partner only.")
+    async def remove_policy_rule(
+        self, info: Info, input: PolicyRuleChangeInput
+    ) -> PolicyRulePayload:
+        return await _change_rule(info.context, input, add=False)
+
+
+async def _change_rule(
+    ctx: Context, input: PolicyRuleChangeInput, *, add: bool
+) -> PolicyRulePayload:
+    require(ctx, Obj.POLICY, Act.MANAGE)
+    partner_id = ctx.principal.partner_id
+    operation = "addPolicyRule" if add else "removePolicyRule"
+    try:
+        checked = _check_rule(input.object, input.action, input.scope)
+        rule = pa.Rule(input.role, checked.object, checked.action, checked.scope)
+        async with transaction(ctx) as (session, audit):
+            if input.role not in await _role_names(ctx, session):
+                raise user_error("UNKNOWN_ROLE", f"No role named {input.role!r}.", "role")
+            lines, _ = await pq.load_policies(session)
+            change = (pa.add_rule_lines if add else pa.remove_rule_lines)(lines, partner_id, rule)
+            if change is None:
+                code, message = (
+                    ("RULE_EXISTS", "The role already has this rule.")
+                    if add
+                    else ("RULE_NOT_FOUND", "The role does not have this rule.")
+                )
+                raise user_error(code, message)
+            candidate = await _apply_change(ctx, session, lines, *change)
+            record = {
+                "role": rule.role,
+                "object": rule.object,
+                "action": rule.action,
+                "scope": rule.scope,
+            }
+            audit.record(
+                operation,
+                "policy",
+                rule.role,
+                before=None if add else record,
+                after=record if add else None,
+            )
+            roles = await _roles(ctx, candidate, session)
+    except UserErrors as e:
+        return PolicyRulePayload(rule=None, role=None, user_errors=e.errors)
+    return PolicyRulePayload(
+        rule=_rule(rule),
+        role=next(r for r in roles if r.name == rule.role),
+        user_errors=[],
+    )
