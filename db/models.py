@@ -42,6 +42,7 @@ __all__ = [
     "HelpdeskCase",
     "HelpdeskComment",
     "Invoice",
+    "LaunchToken",
     "LicenseLine",
     "LicenseSnapshot",
     "Order",
@@ -452,3 +453,18 @@ class CustomRole(SQLModel, table=True):
     name: str = Field(sa_column=Column(String(64), nullable=False))
     description: str = Field(sa_column=Column(String(500), nullable=False, default=""))
     created_at: datetime = Field(sa_column=_dt())
+
+
+class LaunchToken(SQLModel, table=True):
+    """A launch link's token: single use, short-lived, bound to admin, role and organization."""
+
+    __tablename__ = "launch_token"
+    jti: str = Field(sa_column=Column(String(64), primary_key=True))
+    partner_id: int = Field(sa_column=_fk("partner.id", index=False))
+    admin_id: int = Field(sa_column=_fk("admin.id"))
+    role: str = Field(sa_column=Column(String(64), nullable=False))
+    organization_type: str = Field(sa_column=Column(String(16), nullable=False))
+    organization_id: int = Field(sa_column=Column(Integer, nullable=False))
+    issued_at: datetime = Field(sa_column=_dt())
+    expires_at: datetime = Field(sa_column=_dt())
+    used_at: datetime | None = Field(default=None, sa_column=_dt(nullable=True))

@@ -36,6 +36,9 @@ class Settings(BaseSettings):
     max_search_length: int = Field(default=200, ge=1)
     parser_cache_size: int = Field(default=512, ge=1)
     validation_cache_size: int = Field(default=512, ge=1)
+    # Admin console that launch links open; launch tokens live this many seconds.
+    console_url: str = "https://console.partner-hub.example/launch"
+    launch_token_seconds: int = Field(default=300, ge=10, le=3600)
     # Secret used to sign cursors and launch links; generated per database when unset.
     secret_key: str | None = None
 

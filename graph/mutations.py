@@ -15,6 +15,7 @@ import strawberry
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.queries.audit import write_audit
+from db.queries.writes import begin_write
 from graph.context import Context
 
 
@@ -73,6 +74,7 @@ async def transaction(ctx: Context) -> AsyncIterator[tuple[AsyncSession, Audit]]
         if session.in_transaction():
             await session.rollback()  # end the implicit read transaction of earlier fields
         try:
+            await begin_write(session)
             yield session, audit
             for entry in audit.entries:
                 await write_audit(

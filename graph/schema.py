@@ -9,21 +9,47 @@ from db.settings import Settings, get_settings
 from graph.extensions import limit_extensions
 from graph.resolvers.admin_mutations import AdminMutations
 from graph.resolvers.admins import AdminQueries
+from graph.resolvers.analytics import AnalyticsQueries
+from graph.resolvers.assignments import AssignmentMutations
+from graph.resolvers.calling import CallingMutations, CallingQueries
 from graph.resolvers.customers import CustomerQueries
+from graph.resolvers.helpdesk import HelpdeskMutations, HelpdeskQueries
+from graph.resolvers.launch import LaunchMutations
 from graph.resolvers.nodes import NodeQueries
 from graph.resolvers.policies import PolicyMutations, PolicyQueries
+from graph.resolvers.resources import ResourceQueries
+from graph.resolvers.tags import TagMutations
+from graph.resolvers.trials import TrialMutations
 from graph.types.admins import Admin, Partner
 from graph.types.customers import Customer, Subscription
 from graph.types.tags import Tag
 
 
 @strawberry.type(description="Everything a partner administrator can read.")
-class Query(AdminQueries, CustomerQueries, NodeQueries, PolicyQueries):
+class Query(
+    AdminQueries,
+    AnalyticsQueries,
+    CallingQueries,
+    CustomerQueries,
+    HelpdeskQueries,
+    NodeQueries,
+    PolicyQueries,
+    ResourceQueries,
+):
     pass
 
 
 @strawberry.type(description="Everything a partner administrator can change.")
-class Mutation(AdminMutations, PolicyMutations):
+class Mutation(
+    AdminMutations,
+    AssignmentMutations,
+    CallingMutations,
+    HelpdeskMutations,
+    LaunchMutations,
+    PolicyMutations,
+    TagMutations,
+    TrialMutations,
+):
     pass
 
 

@@ -7,7 +7,7 @@ import os
 from dataclasses import dataclass
 
 import asyncpg
-from sqlalchemy import MetaData, text
+from sqlalchemy import MetaData, inspect, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import SQLModel
 
@@ -53,8 +53,9 @@ class Database:
     async def empty(self) -> None:
         """Delete every row of every table (children first), keeping the schema."""
         metadata: MetaData = SQLModel.metadata
-        names = [t.name for t in reversed(metadata.sorted_tables)]
         async with self.engine.begin() as conn:
+            existing = set(await conn.run_sync(lambda c: inspect(c).get_table_names()))
+            names = [t.name for t in reversed(metadata.sorted_tables) if t.name in existing]
             if self.backend == "postgresql":
                 await conn.execute(text(f"TRUNCATE {', '.join(names)} RESTART IDENTITY CASCADE"))
             else:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, select
+from sqlalchemy import Row, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from db.models import Tag
+from db.models import CustomerTag, SubscriptionTag, Tag
 
 T = Tag.__table__.c  # type: ignore[attr-defined]
 
@@ -25,3 +26,105 @@ async def tags_by_ids(
 ) -> dict[int, Row[Any]]:
     rows = await session.execute(select(*T).where(T.partner_id == partner_id, T.id.in_(list(ids))))
     return {row.id: row for row in rows}
+
+
+# --- writes ----------------------------------------------------------------------------------
+
+
+async def tag_name_taken(
+    session: AsyncSession, *, partner_id: int, name_key: str, except_id: int | None = None
+) -> bool:
+    conditions = [T.partner_id == partner_id, T.name_key == name_key]
+    if except_id is not None:
+        conditions.append(T.id != except_id)
+    row = (await session.execute(select(T.id).where(*conditions).limit(1))).first()
+    return row is not None
+
+
+async def create_tag(
+    session: AsyncSession, *, partner_id: int, name: str, description: str | None, now: datetime
+) -> Row[Any]:
+    result = await session.execute(
+        insert(Tag).values(
+            partner_id=partner_id,
+            name=name,
+            name_key=name.lower(),
+            description=description,
+            created_at=now,
+        )
+    )
+    tag_id = int(result.inserted_primary_key[0])  # type: ignore[index]
+    return (await tags_by_ids(session, partner_id=partner_id, ids=[tag_id]))[tag_id]
+
+
+async def update_tag(session: AsyncSession, *, tag_id: int, values: dict[str, Any]) -> None:
+    if "name" in values:
+        values = {**values, "name_key": values["name"].lower()}
+    await session.execute(update(Tag).where(T.id == tag_id).values(**values))
+
+
+async def delete_tag(session: AsyncSession, *, tag_id: int) -> None:
+    """Delete a tag and detach it from every customer and subscription."""
+    ct = CustomerTag.__table__.c  # type: ignore[attr-defined]
+    st = SubscriptionTag.__table__.c  # type: ignore[attr-defined]
+    await session.execute(delete(CustomerTag).where(ct.tag_id == tag_id))
+    await session.execute(delete(SubscriptionTag).where(st.tag_id == tag_id))
+    await session.execute(delete(Tag).where(T.id == tag_id))
+
+
+def _link(kind: str) -> tuple[Any, Any, Any]:
+    """(table, its column table, the owner column) for 'customer' or 'subscription' links."""
+    table = CustomerTag if kind == "customer" else SubscriptionTag
+    c = table.__table__.c  # type: ignore[attr-defined]
+    return table, c, c.customer_id if kind == "customer" else c.subscription_id
+
+
+async def tag_counts_after(
+    session: AsyncSession, *, kind: str, owner_ids: Sequence[int], tag_ids: Sequence[int]
+) -> dict[int, int]:
+    """How many tags each owner would carry once ``tag_ids`` are attached."""
+    _, c, owner = _link(kind)
+    rows = await session.execute(select(owner, c.tag_id).where(owner.in_(list(owner_ids))))
+    current: dict[int, set[int]] = {i: set() for i in owner_ids}
+    for owner_id, tag_id in rows:
+        current[owner_id].add(tag_id)
+    return {i: len(tags | set(tag_ids)) for i, tags in current.items()}
+
+
+async def attach_tags(
+    session: AsyncSession,
+    *,
+    kind: str,
+    partner_id: int,
+    owner_ids: Sequence[int],
+    tag_ids: Sequence[int],
+    now: datetime,
+) -> int:
+    """Attach every tag to every owner; pairs already attached stay as they are."""
+    table, c, owner = _link(kind)
+    existing = {
+        (o, t)
+        for o, t in await session.execute(
+            select(owner, c.tag_id).where(owner.in_(list(owner_ids)), c.tag_id.in_(list(tag_ids)))
+        )
+    }
+    key = "customer_id" if kind == "customer" else "subscription_id"
+    rows = [
+        {key: o, "tag_id": t, "partner_id": partner_id, "created_at": now}
+        for o in owner_ids
+        for t in tag_ids
+        if (o, t) not in existing
+    ]
+    if rows:
+        await session.execute(insert(table), rows)
+    return len(rows)
+
+
+async def detach_tags(
+    session: AsyncSession, *, kind: str, owner_ids: Sequence[int], tag_ids: Sequence[int]
+) -> int:
+    table, c, owner = _link(kind)
+    result = await session.execute(
+        delete(table).where(owner.in_(list(owner_ids)), c.tag_id.in_(list(tag_ids)))
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]

@@ -1,0 +1,34 @@
+"""Serialising writes that read before they write (limits, "no second trial", ...).
+
+PostgreSQL: the customer rows a mutation depends on are locked (``SELECT ... FOR UPDATE``) so
+two concurrent mutations on one customer run one after the other. SQLite has one writer at a
+time; a transaction that *reads* first and then writes fails with SQLITE_BUSY in WAL mode when
+another writer got in between, so on SQLite a mutation takes the write lock with its first
+statement (and waits for it up to ``busy_timeout``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import select, text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from db.models import Customer
+
+
+async def begin_write(session: AsyncSession) -> None:
+    """Call first in a mutation's transaction: on SQLite, take the write lock now."""
+    if session.bind.dialect.name == "sqlite":  # type: ignore[union-attr]
+        await session.execute(text("UPDATE app_meta SET value = value WHERE key = 'write_lock'"))
+
+
+async def lock_customers(session: AsyncSession, customer_ids: Sequence[int]) -> None:
+    """PostgreSQL row locks on customers (a no-op on SQLite, already serialised)."""
+    if session.bind.dialect.name != "sqlite" and customer_ids:  # type: ignore[union-attr]
+        await session.execute(
+            select(Customer.id)
+            .where(Customer.id.in_(sorted(set(customer_ids))))  # type: ignore[union-attr]
+            .order_by(Customer.id)
+            .with_for_update()
+        )

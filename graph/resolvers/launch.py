@@ -1,0 +1,220 @@
+"""Launching into an organization's admin console, and the partner's own-organization setup."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+from urllib.parse import urlencode
+
+import strawberry
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from db.enums import SetupState
+from db.queries import admins as aq
+from db.queries import customers as cq
+from db.queries import launch as lq
+from graph.auth.launch import LaunchClaims, new_jti, read_launch, sign_launch
+from graph.auth.permissions import Act, Obj, require
+from graph.context import Context, Info
+from graph.errors import ApiError
+from graph.ids import pk_of, to_global_id
+from graph.mutations import UserErrors, transaction, user_error
+from graph.types.admins import Partner
+from graph.types.trials import (
+    LaunchCustomerInput,
+    LaunchGrant,
+    LaunchPayload,
+    PartnerSetupPayload,
+    VerifyLaunchTokenInput,
+    VerifyLaunchTokenPayload,
+)
+
+
+async def _issue(
+    ctx: Context, session: AsyncSession, audit: Any, kind: str, pk: int, operation: str
+) -> tuple[str, datetime]:
+    expires = ctx.now + timedelta(seconds=ctx.settings.launch_token_seconds)
+    claims = LaunchClaims(
+        jti=new_jti(),
+        admin_id=ctx.principal.admin_id,
+        role=ctx.principal.role,
+        organization_type=kind,
+        organization_id=pk,
+        expires_at=expires,
+    )
+    await lq.record_launch(
+        session,
+        jti=claims.jti,
+        partner_id=ctx.principal.partner_id,
+        admin_id=claims.admin_id,
+        role=claims.role,
+        organization_type=kind,
+        organization_id=pk,
+        issued_at=ctx.now,
+        expires_at=expires,
+    )
+    type_name = "Customer" if kind == "CUSTOMER" else "Partner"
+    audit.record(
+        operation,
+        type_name.lower(),
+        to_global_id(type_name, pk),
+        after={"role": claims.role, "expiresAt": expires, "jti": claims.jti},
+    )
+    token = sign_launch(ctx.services.secret, claims)
+    return f"{ctx.settings.console_url}?{urlencode({'token': token})}", expires
+
+
+async def verify_launch_token(
+    session: AsyncSession, secret: bytes, token: str, now: datetime
+) -> LaunchGrant | UserErrors:
+    """Check a token and use it up (single use); a grant or the reason it is refused."""
+    claims = read_launch(secret, token)
+    if claims is None:
+        return user_error("LAUNCH_TOKEN_INVALID", "The launch token is not valid.", "token")
+    if claims.expires_at <= now:
+        return user_error("LAUNCH_TOKEN_EXPIRED", "The launch token has expired.", "token")
+    row = await lq.use_launch(session, jti=claims.jti, now=now)
+    if row is None:
+        known = await lq.launch_row(session, jti=claims.jti)
+        if known is not None and known.used_at is not None:
+            return user_error("LAUNCH_TOKEN_USED", "The launch token was used already.", "token")
+        return user_error("LAUNCH_TOKEN_INVALID", "The launch token is not valid.", "token")
+    admins = await aq.admin_rows_by_ids(session, partner_id=row.partner_id, ids=[row.admin_id])
+    admin = admins.get(row.admin_id)
+    if (
+        admin is None
+        or not admin.active
+        or (row.admin_id, row.role)
+        != (
+            claims.admin_id,
+            claims.role,
+        )
+    ):
+        return user_error("LAUNCH_TOKEN_INVALID", "The launch token is not valid.", "token")
+    name = await lq.organization_name(session, kind=row.organization_type, pk=row.organization_id)
+    return LaunchGrant(
+        admin_email=row.admin_email,
+        role=row.role,
+        organization_type=row.organization_type,
+        organization_id=strawberry.ID(
+            to_global_id(
+                "Customer" if row.organization_type == "CUSTOMER" else "Partner",
+                row.organization_id,
+            )
+        ),
+        organization_name=name,
+    )
+
+
+@strawberry.type
+class LaunchMutations:
+    @strawberry.mutation(
+        description="A signed link into the customer's admin console: 5 minutes, single use, "
+        "bound to the caller, its role and the customer. Only admins who may manage the "
+        "customer get one; each launch is audited."
+    )
+    async def launch_customer_organization(
+        self, info: Info, input: LaunchCustomerInput
+    ) -> LaunchPayload:
+        ctx = info.context
+        scope = require(ctx, Obj.CUSTOMER, Act.WRITE)
+        try:
+            try:
+                pk = pk_of(input.customer_id, "Customer", "customerId")
+            except ApiError:
+                raise user_error("INVALID_ID", "Not a Customer ID.", "customerId") from None
+            async with transaction(ctx) as (session, audit):
+                if pk not in await cq.customers_by_ids(session, scope=scope, ids=[pk]):
+                    raise user_error("NOT_FOUND", "No such customer.", "customerId")
+                url, expires = await _issue(
+                    ctx, session, audit, "CUSTOMER", pk, "launchCustomerOrganization"
+                )
+        except UserErrors as e:
+            return LaunchPayload(url=None, expires_at=None, user_errors=e.errors)
+        return LaunchPayload(url=url, expires_at=expires, user_errors=[])
+
+    @strawberry.mutation(
+        description="A signed link into the partner's own organization (\"Launch my "
+        'organization"); setupRequired tells that the first-time setup is not finished.'
+    )
+    async def launch_my_organization(self, info: Info) -> LaunchPayload:
+        ctx = info.context
+        require(ctx, Obj.ADMIN, Act.MANAGE)
+        try:
+            async with transaction(ctx) as (session, audit):
+                partner = await aq.partner_row(session, partner_id=ctx.principal.partner_id)
+                url, expires = await _issue(
+                    ctx, session, audit, "PARTNER", partner.id, "launchMyOrganization"
+                )
+        except UserErrors as e:
+            return LaunchPayload(url=None, expires_at=None, user_errors=e.errors)
+        return LaunchPayload(
+            url=url,
+            expires_at=expires,
+            setup_required=partner.setup_state != SetupState.READY.value,
+            user_errors=[],
+        )
+
+    @strawberry.mutation(
+        description="For the receiving admin console: check a launch token and use it up. "
+        "Expired, reused or tampered tokens are refused."
+    )
+    async def verify_launch_token(
+        self, info: Info, input: VerifyLaunchTokenInput
+    ) -> VerifyLaunchTokenPayload:
+        ctx = info.context
+        try:
+            async with transaction(ctx) as (session, _):
+                outcome = await verify_launch_token(
+                    session, ctx.services.secret, input.token, ctx.now
+                )
+                if isinstance(outcome, UserErrors):
+                    raise outcome
+        except UserErrors as e:
+            return VerifyLaunchTokenPayload(grant=None, user_errors=e.errors)
+        return VerifyLaunchTokenPayload(grant=outcome, user_errors=[])
+
+    @strawberry.mutation(
+        description="First-time setup of the partner's own organization, step 1: accept the "
+        "terms and conditions (NOT_STARTED -> TERMS_ACCEPTED)."
+    )
+    async def accept_terms(self, info: Info) -> PartnerSetupPayload:
+        return await _setup(info.context, SetupState.NOT_STARTED, SetupState.TERMS_ACCEPTED)
+
+    @strawberry.mutation(
+        description='First-time setup, step 2 ("Start"): TERMS_ACCEPTED -> READY; the own '
+        "organization can then add users and manage services."
+    )
+    async def complete_organization_setup(self, info: Info) -> PartnerSetupPayload:
+        return await _setup(info.context, SetupState.TERMS_ACCEPTED, SetupState.READY)
+
+
+async def _setup(ctx: Context, expected: SetupState, target: SetupState) -> PartnerSetupPayload:
+    require(ctx, Obj.ADMIN, Act.MANAGE)
+    try:
+        async with transaction(ctx) as (session, audit):
+            partner = await aq.partner_row(session, partner_id=ctx.principal.partner_id)
+            if partner.setup_state != expected.value:
+                raise user_error(
+                    "INVALID_SETUP_STATE",
+                    f"The setup is {partner.setup_state}; this step needs {expected.value}.",
+                )
+            values: dict[str, Any] = {"setup_state": target.value}
+            if target is SetupState.TERMS_ACCEPTED:
+                values["terms_accepted_at"] = ctx.now
+            else:
+                values["setup_completed_at"] = ctx.now
+            await lq.set_partner_setup(session, partner_id=partner.id, values=values)
+            audit.record(
+                "acceptTerms"
+                if target is SetupState.TERMS_ACCEPTED
+                else "completeOrganizationSetup",
+                "partner",
+                to_global_id("Partner", partner.id),
+                before={"setupState": partner.setup_state},
+                after={"setupState": target.value},
+            )
+            updated = await aq.partner_row(session, partner_id=partner.id)
+    except UserErrors as e:
+        return PartnerSetupPayload(partner=None, user_errors=e.errors)
+    return PartnerSetupPayload(partner=Partner.from_row(updated), user_errors=[])

@@ -1,0 +1,113 @@
+"""Help resources: ``quickLinks``, ``featuredResources`` and the ``resources`` catalogue.
+
+Resources are global help content, the same for every partner: any authenticated administrator
+may read them, so no policy object guards them (authentication happens before any resolver).
+"""
+
+from __future__ import annotations
+
+import strawberry
+
+from db.queries import resources as q
+from graph.context import Context, Info
+from graph.errors import ErrorCode, bad_input
+from graph.pagination import CursorCodec, PageInfo, check_page_size, fingerprint
+from graph.types.resources import (
+    Resource,
+    ResourceConnection,
+    ResourceEdge,
+    ResourceFilter,
+)
+
+LIST_NAME = "resources"
+
+
+def resource_query(
+    ctx: Context, search: str | None, filter: ResourceFilter | None
+) -> q.ResourceQuery:
+    """Validate the catalogue arguments; SEARCH_TOO_LONG past the configured length."""
+    if search is not None and len(search) > ctx.settings.max_search_length:
+        raise bad_input(
+            f"`search` is limited to {ctx.settings.max_search_length} characters.",
+            ErrorCode.SEARCH_TOO_LONG,
+            argument="search",
+        )
+    terms = q.search_terms(search)
+    if filter is None:
+        return q.ResourceQuery(terms=terms)
+
+    def values(items: list[object] | None) -> tuple[str, ...] | None:
+        return tuple(sorted({str(i) for i in items})) if items is not None else None
+
+    return q.ResourceQuery(
+        terms=terms,
+        types=values(filter.types),  # type: ignore[arg-type]
+        products=values(filter.products),  # type: ignore[arg-type]
+        audiences=values(filter.audiences),  # type: ignore[arg-type]
+    )
+
+
+@strawberry.type
+class ResourceQueries:
+    @strawberry.field(
+        description="Links popular with partners (\"Quick links\"), most popular first. Help "
+        "resources are the same for every partner; any administrator may read them."
+    )
+    async def quick_links(self, info: Info) -> list[Resource]:
+        async with info.context.db() as session:
+            rows = await q.quick_links(session)
+        return [Resource.from_row(r) for r in rows]
+
+    @strawberry.field(
+        description="Resources we want to show (\"Featured resources\"), most popular first. "
+        "Any administrator may read them."
+    )
+    async def featured_resources(self, info: Info) -> list[Resource]:
+        async with info.context.db() as session:
+            rows = await q.featured_resources(session)
+        return [Resource.from_row(r) for r in rows]
+
+    @strawberry.field(
+        description="All resources, searched and filtered, keyset-paged (`first` 1-100). "
+        "`search` (up to 200 characters) is full text over title, summary and body: every word "
+        "must match (as a word prefix, English stemming; common words such as 'the' or 'how' "
+        "are ignored, and punctuation or operators are treated as spaces); results come most "
+        "relevant first, a word in the title counting most. With nothing searchable the list "
+        "is ordered by popularity, then title. Any administrator may read resources."
+    )
+    async def resources(
+        self,
+        info: Info,
+        search: str | None = None,
+        filter: ResourceFilter | None = None,
+        first: int = 20,
+        after: str | None = None,
+    ) -> ResourceConnection:
+        ctx = info.context
+        check_page_size(first, ctx.settings.max_page_size)
+        query = resource_query(ctx, search, filter)
+        codec = CursorCodec(ctx.services.secret)
+        fp = fingerprint(repr(query))
+        after_key = (
+            codec.decode(after, LIST_NAME, fp, q.key_types(query)) if after is not None else None
+        )
+
+        async def count() -> int:
+            async with ctx.db() as session:
+                return await q.count_resources(session, query=query)
+
+        async with ctx.db() as session:
+            page = await q.resources_page(session, query=query, first=first, after=after_key)
+        nodes = [Resource.from_row(r) for r in page.rows]
+        cursors = [codec.encode(LIST_NAME, fp, key) for key in page.keys]
+        return ResourceConnection(
+            edges=[ResourceEdge(node=n, cursor=c) for n, c in zip(nodes, cursors, strict=True)],
+            nodes=nodes,
+            page_info=PageInfo(
+                has_next_page=page.has_next,
+                has_previous_page=after is not None,
+                start_cursor=cursors[0] if cursors else None,
+                end_cursor=cursors[-1] if cursors else None,
+            ),
+            count=count,
+        )

@@ -1,0 +1,323 @@
+"""Tag mutations: create, rename, delete, and bulk attach/detach (DESIGN.md section 2, "Tag")."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import strawberry
+from sqlalchemy.exc import IntegrityError
+
+from db.queries import customers as cq
+from db.queries import tags as tq
+from db.queries.writes import lock_customers
+from db.scope import Scope
+from graph.auth.permissions import Act, Obj, require
+from graph.context import Context, Info
+from graph.errors import ApiError
+from graph.ids import pk_of, to_global_id
+from graph.mutations import UserErrors, transaction, user_error
+from graph.types.customers import Customer, Subscription
+from graph.types.tag_inputs import (
+    CreateTagInput,
+    CustomerTagsInput,
+    CustomerTagsPayload,
+    DeleteTagInput,
+    DeleteTagPayload,
+    SubscriptionTagsInput,
+    SubscriptionTagsPayload,
+    TagPayload,
+    UpdateTagInput,
+)
+from graph.types.tags import Tag
+
+MAX_NAME = 25
+MAX_DESCRIPTION = 500
+MAX_BULK = 100
+
+
+def _name(raw: str) -> str:
+    name = raw.strip()
+    if not name:
+        raise user_error("TAG_NAME_REQUIRED", "A tag name cannot be empty.", "name")
+    if len(name) > MAX_NAME:
+        raise user_error(
+            "TAG_NAME_TOO_LONG", f"A tag name is at most {MAX_NAME} characters.", "name"
+        )
+    return name
+
+
+def _description(raw: str | None) -> str | None:
+    if raw is not None and len(raw) > MAX_DESCRIPTION:
+        raise user_error(
+            "DESCRIPTION_TOO_LONG", f"At most {MAX_DESCRIPTION} characters.", "description"
+        )
+    return raw.strip() or None if raw is not None else None
+
+
+def _pks(ids: Sequence[str], type_name: str, field: str) -> list[int]:
+    pks: list[int] = []
+    for i, raw in enumerate(ids):
+        try:
+            pks.append(pk_of(raw, type_name, field))
+        except ApiError:
+            raise user_error("INVALID_ID", f"Not a {type_name} ID.", field, str(i)) from None
+    return list(dict.fromkeys(pks))
+
+
+def _taken() -> UserErrors:
+    return user_error("TAG_NAME_TAKEN", "The partner already has a tag with this name.", "name")
+
+
+async def _tag_row(session: Any, scope: Scope, raw_id: str) -> Any:
+    pk = _pks([raw_id], "Tag", "id")[0]
+    rows = await tq.tags_by_ids(session, partner_id=scope.partner_id, ids=[pk])
+    if pk not in rows:
+        raise user_error("NOT_FOUND", "No such tag.", "id")
+    return rows[pk]
+
+
+async def _tag_pks(session: Any, scope: Scope, ids: Sequence[str]) -> list[int]:
+    pks = _pks(ids, "Tag", "tagIds")
+    if not pks:
+        raise user_error("TAGS_REQUIRED", "Give at least one tag.", "tagIds")
+    found = await tq.tags_by_ids(session, partner_id=scope.partner_id, ids=pks)
+    for i, pk in enumerate(pks):
+        if pk not in found:
+            raise user_error("NOT_FOUND", "No such tag.", "tagIds", str(i))
+    return pks
+
+
+def _bulk_size(pks: Sequence[int], field: str) -> None:
+    if not pks:
+        raise user_error("NOTHING_TO_TAG", "Give at least one object.", field)
+    if len(pks) > MAX_BULK:
+        raise user_error("TOO_MANY_OBJECTS", f"At most {MAX_BULK} per call.", field)
+
+
+@strawberry.type
+class TagMutations:
+    @strawberry.mutation(description="Create a tag (roles allowed to write tags).")
+    async def create_tag(self, info: Info, input: CreateTagInput) -> TagPayload:
+        ctx = info.context
+        scope = require(ctx, Obj.TAG, Act.WRITE)
+        try:
+            name, description = _name(input.name), _description(input.description)
+            try:
+                async with transaction(ctx) as (session, audit):
+                    if await tq.tag_name_taken(
+                        session, partner_id=scope.partner_id, name_key=name.lower()
+                    ):
+                        raise _taken()
+                    row = await tq.create_tag(
+                        session,
+                        partner_id=scope.partner_id,
+                        name=name,
+                        description=description,
+                        now=ctx.now,
+                    )
+                    audit.record(
+                        "createTag",
+                        "tag",
+                        to_global_id("Tag", row.id),
+                        after={"name": name, "description": description},
+                    )
+            except IntegrityError:
+                raise _taken() from None  # lost a race with a concurrent createTag
+        except UserErrors as e:
+            return TagPayload(tag=None, user_errors=e.errors)
+        return TagPayload(tag=Tag.from_row(row), user_errors=[])
+
+    @strawberry.mutation(description="Rename a tag or change its description.")
+    async def update_tag(self, info: Info, input: UpdateTagInput) -> TagPayload:
+        ctx = info.context
+        scope = require(ctx, Obj.TAG, Act.WRITE)
+        try:
+            values: dict[str, Any] = {}
+            if input.name is not None:
+                values["name"] = _name(input.name)
+            if input.description is not None:
+                values["description"] = _description(input.description)
+            try:
+                async with transaction(ctx) as (session, audit):
+                    row = await _tag_row(session, scope, input.id)
+                    if "name" in values and await tq.tag_name_taken(
+                        session,
+                        partner_id=scope.partner_id,
+                        name_key=values["name"].lower(),
+                        except_id=row.id,
+                    ):
+                        raise _taken()
+                    if values:
+                        await tq.update_tag(session, tag_id=row.id, values=values)
+                        audit.record(
+                            "updateTag",
+                            "tag",
+                            to_global_id("Tag", row.id),
+                            before={k: getattr(row, k) for k in values},
+                            after=values,
+                        )
+                    row = (
+                        await tq.tags_by_ids(session, partner_id=scope.partner_id, ids=[row.id])
+                    )[row.id]
+            except IntegrityError:
+                raise _taken() from None
+        except UserErrors as e:
+            return TagPayload(tag=None, user_errors=e.errors)
+        return TagPayload(tag=Tag.from_row(row), user_errors=[])
+
+    @strawberry.mutation(description="Delete a tag; it is detached from every customer first.")
+    async def delete_tag(self, info: Info, input: DeleteTagInput) -> DeleteTagPayload:
+        ctx = info.context
+        scope = require(ctx, Obj.TAG, Act.WRITE)
+        try:
+            async with transaction(ctx) as (session, audit):
+                row = await _tag_row(session, scope, input.id)
+                await tq.delete_tag(session, tag_id=row.id)
+                audit.record(
+                    "deleteTag",
+                    "tag",
+                    to_global_id("Tag", row.id),
+                    before={"name": row.name, "description": row.description},
+                )
+        except UserErrors as e:
+            return DeleteTagPayload(deleted_tag_id=None, user_errors=e.errors)
+        return DeleteTagPayload(
+            deleted_tag_id=strawberry.ID(to_global_id("Tag", row.id)), user_errors=[]
+        )
+
+    @strawberry.mutation(description="Attach tags to up to 100 customers (all or nothing).")
+    async def add_tags_to_customers(
+        self, info: Info, input: CustomerTagsInput
+    ) -> CustomerTagsPayload:
+        return await _customer_tags(info.context, input, attach=True)
+
+    @strawberry.mutation(description="Detach tags from up to 100 customers (all or nothing).")
+    async def remove_tags_from_customers(
+        self, info: Info, input: CustomerTagsInput
+    ) -> CustomerTagsPayload:
+        return await _customer_tags(info.context, input, attach=False)
+
+    @strawberry.mutation(description="Attach tags to up to 100 subscriptions (all or nothing).")
+    async def add_tags_to_subscriptions(
+        self, info: Info, input: SubscriptionTagsInput
+    ) -> SubscriptionTagsPayload:
+        return await _subscription_tags(info.context, input, attach=True)
+
+    @strawberry.mutation(description="Detach tags from up to 100 subscriptions.")
+    async def remove_tags_from_subscriptions(
+        self, info: Info, input: SubscriptionTagsInput
+    ) -> SubscriptionTagsPayload:
+        return await _subscription_tags(info.context, input, attach=False)
+
+
+async def _check_limit(
+    ctx: Context, session: Any, kind: str, owners: list[int], tags: list[int], field: str
+) -> None:
+    limit = ctx.settings.max_tags_per_customer
+    counts = await tq.tag_counts_after(session, kind=kind, owner_ids=owners, tag_ids=tags)
+    for i, owner in enumerate(owners):
+        if counts[owner] > limit:
+            raise user_error(
+                "TOO_MANY_TAGS", f"A {kind} carries at most {limit} tags.", field, str(i)
+            )
+
+
+async def _customer_tags(
+    ctx: Context, input: CustomerTagsInput, *, attach: bool
+) -> CustomerTagsPayload:
+    scope = require(ctx, Obj.TAG, Act.WRITE)
+    operation = "addTagsToCustomers" if attach else "removeTagsFromCustomers"
+    try:
+        customer_pks = _pks(input.customer_ids, "Customer", "customerIds")
+        _bulk_size(customer_pks, "customerIds")
+        async with transaction(ctx) as (session, audit):
+            await lock_customers(session, customer_pks)
+            tag_pks = await _tag_pks(session, scope, input.tag_ids)
+            visible = await cq.customers_by_ids(session, scope=scope, ids=customer_pks)
+            for i, pk in enumerate(customer_pks):
+                if pk not in visible:
+                    raise user_error("NOT_FOUND", "No such customer.", "customerIds", str(i))
+            if attach:
+                await _check_limit(ctx, session, "customer", customer_pks, tag_pks, "customerIds")
+                changed = await tq.attach_tags(
+                    session,
+                    kind="customer",
+                    partner_id=scope.partner_id,
+                    owner_ids=customer_pks,
+                    tag_ids=tag_pks,
+                    now=ctx.now,
+                )
+            else:
+                changed = await tq.detach_tags(
+                    session, kind="customer", owner_ids=customer_pks, tag_ids=tag_pks
+                )
+            audit.record(
+                operation,
+                "customer",
+                None,
+                after={
+                    "customerIds": [to_global_id("Customer", pk) for pk in customer_pks],
+                    "tagIds": [to_global_id("Tag", pk) for pk in tag_pks],
+                    "changed": changed,
+                },
+            )
+    except UserErrors as e:
+        return CustomerTagsPayload(customers=[], changed=0, user_errors=e.errors)
+    return CustomerTagsPayload(
+        customers=[Customer.from_row(visible[pk]) for pk in customer_pks],
+        changed=changed,
+        user_errors=[],
+    )
+
+
+async def _subscription_tags(
+    ctx: Context, input: SubscriptionTagsInput, *, attach: bool
+) -> SubscriptionTagsPayload:
+    scope = require(ctx, Obj.TAG, Act.WRITE)
+    operation = "addTagsToSubscriptions" if attach else "removeTagsFromSubscriptions"
+    try:
+        sub_pks = _pks(input.subscription_ids, "Subscription", "subscriptionIds")
+        _bulk_size(sub_pks, "subscriptionIds")
+        async with transaction(ctx) as (session, audit):
+            visible = await cq.subscriptions_by_ids(session, scope=scope, ids=sub_pks)
+            for i, pk in enumerate(sub_pks):
+                if pk not in visible:
+                    raise user_error(
+                        "NOT_FOUND", "No such subscription.", "subscriptionIds", str(i)
+                    )
+            await lock_customers(session, [visible[pk].customer_id for pk in sub_pks])
+            tag_pks = await _tag_pks(session, scope, input.tag_ids)
+            if attach:
+                await _check_limit(
+                    ctx, session, "subscription", sub_pks, tag_pks, "subscriptionIds"
+                )
+                changed = await tq.attach_tags(
+                    session,
+                    kind="subscription",
+                    partner_id=scope.partner_id,
+                    owner_ids=sub_pks,
+                    tag_ids=tag_pks,
+                    now=ctx.now,
+                )
+            else:
+                changed = await tq.detach_tags(
+                    session, kind="subscription", owner_ids=sub_pks, tag_ids=tag_pks
+                )
+            audit.record(
+                operation,
+                "subscription",
+                None,
+                after={
+                    "subscriptionIds": [to_global_id("Subscription", pk) for pk in sub_pks],
+                    "tagIds": [to_global_id("Tag", pk) for pk in tag_pks],
+                    "changed": changed,
+                },
+            )
+    except UserErrors as e:
+        return SubscriptionTagsPayload(subscriptions=[], changed=0, user_errors=e.errors)
+    return SubscriptionTagsPayload(
+        subscriptions=[Subscription.from_row(visible[pk]) for pk in sub_pks],
+        changed=changed,
+        user_errors=[],
+    )
