@@ -33,6 +33,9 @@ class Settings(BaseSettings):
     max_aliases: int = Field(default=30, ge=1)
     max_tokens: int = Field(default=4000, ge=100)
     max_page_size: int = Field(default=100, ge=1)
+    # Calculated query cost (nodes a query may return, from its page sizes) and its rate limit.
+    max_query_cost: int = Field(default=25_000, ge=100)
+    cost_per_minute: int = Field(default=500_000, ge=100)
     max_search_length: int = Field(default=200, ge=1)
     parser_cache_size: int = Field(default=512, ge=1)
     validation_cache_size: int = Field(default=512, ge=1)

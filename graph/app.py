@@ -25,6 +25,7 @@ from db.settings import Settings, get_settings
 from db.status import StatusRules, ensure_status_rules
 from graph.auth.permissions import DEFAULT_POLICY_PATH, Authorizer
 from graph.context import Context, Services, clock_from, new_context
+from graph.cost import CostLimiter
 from graph.errors import ErrorCode
 from graph.logging import RequestLogMiddleware, configure_logging
 from graph.schema import build_schema
@@ -63,6 +64,7 @@ class PartnerHub:
                     clock=clock_from(self.settings),
                     secret=secret.encode(),
                     authorizer=Authorizer(policies, version),
+                    limiter=CostLimiter(self.settings.cost_per_minute),
                 )
         return self.services
 
@@ -124,7 +126,7 @@ class GraphQLView(GraphQL[Context, None]):
         context.request, context.response = request, response
         return context
 
-    def encode_json(self, data: object) -> bytes:  # type: ignore[override]
+    def encode_json(self, data: object) -> bytes:
         return orjson.dumps(data)
 
 

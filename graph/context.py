@@ -19,6 +19,7 @@ from db.settings import Settings
 
 if TYPE_CHECKING:
     from graph.auth.permissions import Authorizer
+    from graph.cost import CostLimiter
     from graph.loaders import Loaders
 
 
@@ -30,6 +31,7 @@ class Services:
     clock: Clock
     secret: bytes
     authorizer: Authorizer
+    limiter: CostLimiter
 
 
 @dataclass

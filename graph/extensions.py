@@ -18,6 +18,7 @@ from strawberry.extensions import (
 )
 
 from db.settings import Settings
+from graph.cost import QueryCost
 from graph.errors import ErrorCode
 
 log = logging.getLogger("partner_hub.errors")
@@ -60,5 +61,6 @@ def limit_extensions(settings: Settings) -> list[Callable[[], SchemaExtension]]:
         partial(MaxTokensLimiter, max_token_count=settings.max_tokens),
         partial(ParserCache, maxsize=settings.parser_cache_size),
         partial(ValidationCache, maxsize=settings.validation_cache_size),
+        QueryCost,
         MaskUnexpectedErrors,
     ]

@@ -115,7 +115,7 @@ async def fresh_database(
     await _require_backend(backend)
     db = await make_database(backend, "partner_hub_test_fresh", str(tmp_path_factory.mktemp("f")))
     yield db
-    await db.engine.dispose()
+    await db.dispose()
 
 
 @pytest.fixture
@@ -138,7 +138,7 @@ async def demo_database(
     db = await make_database(backend, "partner_hub_test_demo", str(tmp_path_factory.mktemp("d")))
     await seed_demo(db.engine, now=NOW, rules=StatusRules(7, 30), progress=False)
     yield db
-    await db.engine.dispose()
+    await db.dispose()
 
 
 @pytest.fixture

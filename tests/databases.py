@@ -50,6 +50,11 @@ class Database:
     url: str
     engine: AsyncEngine
 
+    async def dispose(self) -> None:
+        await self.engine.dispose()
+        if self.backend == "postgresql":
+            await drop_pg_database(self.url.rsplit("/", 1)[1])
+
     async def empty(self) -> None:
         """Delete every row of every table (children first), keeping the schema."""
         metadata: MetaData = SQLModel.metadata
@@ -63,11 +68,21 @@ class Database:
                     await conn.execute(text(f"DELETE FROM {name}"))
 
 
+async def drop_pg_database(name: str) -> None:
+    conn = await asyncpg.connect(pg_dsn(PG_ADMIN_URL))
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
 async def make_database(backend: str, name: str, tmp_dir: str) -> Database:
+    """A migrated database; on PostgreSQL its name carries the process id, so that test runs
+    side by side never share one."""
     if backend == "sqlite":
         url = f"sqlite+aiosqlite:///{tmp_dir}/{name}.db"
     else:
-        url = await recreate_pg_database(name)
+        url = await recreate_pg_database(f"{name}_{os.getpid()}")
     engine = create_engine(url)
     await migrate(engine)
     return Database(backend=backend, url=url, engine=engine)

@@ -1,0 +1,62 @@
+"""Calculated query cost: computed before execution from page sizes, limited, rate limited."""
+
+from __future__ import annotations
+
+from tests.conftest import Api, _api_over
+from tests.helpers import Factory, error_codes, post_graphql
+
+PAGE = """
+query Page($first: Int!) {
+  customers(first: $first) { nodes { name tags { name } subscriptions { subscriptionId } } }
+}
+"""
+
+
+async def _partner(api: Api) -> None:
+    f = Factory(api.engine)
+    partner = await f.partner()
+    await f.admin(partner, "full@acme.example", "FULL_ADMIN")
+    await f.customer(partner, "Zeta Corp")
+
+
+async def test_cost_is_reported_and_grows_with_the_page_size(api: Api) -> None:
+    # given
+    await _partner(api)
+    # when
+    small = await post_graphql(api, PAGE, {"first": 2}, as_="full@acme.example")
+    large = await post_graphql(api, PAGE, {"first": 100}, as_="full@acme.example")
+    # then: 1 (customers) + first * (nodes 1 + name 1 + tags (1+1) + subscriptions (1+1)) + 1
+    assert small["extensions"]["cost"]["requestedQueryCost"] == 1 + 2 * (1 + 1 + 2 + 2)
+    assert large["extensions"]["cost"]["requestedQueryCost"] == 1 + 100 * (1 + 1 + 2 + 2)
+    assert small["data"]["customers"]["nodes"][0]["name"] == "Zeta Corp"
+
+
+async def test_a_query_over_the_cost_limit_is_refused_before_any_resolver(api: Api) -> None:
+    # given: a limit that the 100-row page exceeds
+    await _partner(api)
+    async for limited in _api_over(api.db, max_query_cost=300):
+        token_body = await post_graphql(limited, "{ viewer { email } }", as_="full@acme.example")
+        assert token_body["data"]["viewer"]["email"] == "full@acme.example"
+        # when
+        with limited.counter.counting() as statements:
+            body = await post_graphql(limited, PAGE, {"first": 100}, as_="full@acme.example")
+        # then: only the token lookup ran, no resolver touched the database
+        assert error_codes(body) == ["QUERY_TOO_COSTLY"]
+        assert body["errors"][0]["extensions"]["cost"] == 601
+        assert body.get("data") is None
+        assert len(statements) == 1, statements
+
+
+async def test_the_rate_limit_refuses_a_token_that_spent_its_budget(api: Api) -> None:
+    # given: a budget of 200 cost points a minute
+    await _partner(api)
+    async for limited in _api_over(api.db, cost_per_minute=200):
+        # when: each page costs 121
+        first = await post_graphql(limited, PAGE, {"first": 20}, as_="full@acme.example")
+        second = await post_graphql(limited, PAGE, {"first": 20}, as_="full@acme.example")
+        # then
+        assert not first.get("errors")
+        assert first["extensions"]["cost"]["throttleStatus"]["currentlyAvailable"] == 200 - 121
+        assert error_codes(second) == ["RATE_LIMITED"]
+        assert second["errors"][0]["extensions"]["retryAfterSeconds"] > 0
+        assert second.get("data") is None
