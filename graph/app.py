@@ -27,6 +27,7 @@ from graph.auth.permissions import DEFAULT_POLICY_PATH, Authorizer
 from graph.context import Context, Services, clock_from, new_context
 from graph.cost import CostLimiter
 from graph.errors import ErrorCode
+from graph.extensions import add_error_codes
 from graph.logging import RequestLogMiddleware, configure_logging
 from graph.schema import build_schema
 
@@ -125,6 +126,12 @@ class GraphQLView(GraphQL[Context, None]):
         context: Context = request.scope["state"]["ph_context"]
         context.request, context.response = request, response
         return context
+
+    async def process_result(self, request: Any, result: Any) -> Any:
+        response = await super().process_result(request, result)
+        if response.get("errors"):
+            add_error_codes(response["errors"])
+        return response
 
     def encode_json(self, data: object) -> bytes:
         return orjson.dumps(data)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator
 from functools import partial
+from typing import Any
 
 from graphql import GraphQLError
 from strawberry.extensions import (
@@ -51,6 +52,29 @@ class MaskUnexpectedErrors(MaskErrors):
 
     def on_operation(self) -> Iterator[None]:
         yield from super().on_operation()
+
+
+_LIMIT_MARKERS = ("exceeds maximum operation depth", "aliases found", "tokens", "token limit")
+
+
+def add_error_codes(errors: list[dict[str, Any]]) -> None:
+    """Give every response error a machine-readable ``extensions.code`` (limits, syntax,
+    validation, variables); errors raised by resolvers carry their own already."""
+    for error in errors:
+        extensions = error.setdefault("extensions", {}) or {}
+        if not extensions.get("code"):
+            extensions["code"] = _code_for(str(error.get("message", ""))).value
+            error["extensions"] = extensions
+
+
+def _code_for(message: str) -> ErrorCode:
+    if any(marker in message for marker in _LIMIT_MARKERS):
+        return ErrorCode.QUERY_TOO_COMPLEX
+    if message.startswith("Syntax Error"):
+        return ErrorCode.GRAPHQL_PARSE_FAILED
+    if message.startswith("Variable '$"):
+        return ErrorCode.BAD_USER_INPUT
+    return ErrorCode.GRAPHQL_VALIDATION_FAILED
 
 
 def limit_extensions(settings: Settings) -> list[Callable[[], SchemaExtension]]:

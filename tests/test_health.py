@@ -1,0 +1,124 @@
+"""Operations endpoints: liveness, readiness, and the request id on every response."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+
+from db.engine import create_engine
+from db.settings import Settings
+from graph.app import create_app
+from tests.conftest import Api
+from tests.helpers import Factory, token_for
+
+
+def closed_port() -> int:
+    """A local TCP port nobody listens on (bound, then released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+@pytest.fixture(params=["postgresql", "sqlite"])
+async def unreachable_client(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[httpx.AsyncClient]:
+    """The app over a database that does not answer (no server; a directory that is missing)."""
+    if request.param == "postgresql":
+        url = f"postgresql+asyncpg://partner_hub@127.0.0.1:{closed_port()}/nowhere"
+    else:
+        url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('h')}/missing/dir/partner_hub.db"
+    engine = create_engine(url)
+    app = create_app(Settings(database_url=url, secret_key="test-secret"), engine=engine)
+    try:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            yield client
+    finally:
+        await engine.dispose()
+
+
+async def test_healthz_answers_ok(api: Api) -> None:
+    # when
+    response = await api.client.get("/healthz")
+
+    # then
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok"}
+
+
+async def test_readyz_is_200_when_the_database_answers(api: Api) -> None:
+    # when
+    response = await api.client.get("/readyz")
+
+    # then
+    assert response.status_code == 200, response.text
+    assert response.json()["status"] == "ready"
+
+
+async def test_readyz_is_503_when_the_database_does_not_answer(
+    unreachable_client: httpx.AsyncClient,
+) -> None:
+    # when
+    ready = await unreachable_client.get("/readyz")
+    alive = await unreachable_client.get("/healthz")
+
+    # then: not ready, but the process itself is alive
+    assert ready.status_code == 503, ready.text
+    assert ready.json()["status"] == "unavailable"
+    assert alive.status_code == 200
+
+
+async def test_every_response_carries_a_fresh_request_id(api: Api) -> None:
+    # given
+    factory = Factory(api.engine)
+    await factory.admin(await factory.partner(), "full@acme.example", "FULL_ADMIN")
+    token = await token_for(api, "full@acme.example")
+    query = {"query": "query Me { viewer { id } }"}
+
+    # when
+    responses = [
+        await api.client.get("/healthz"),
+        await api.client.get("/readyz"),
+        await api.client.get("/graphql", headers={"Accept": "text/html"}),
+        await api.client.post("/graphql", json=query),  # 401
+        await api.client.post("/graphql", json=query, headers={"Authorization": f"Bearer {token}"}),
+        await api.client.get("/no-such-path"),  # 404
+    ]
+
+    # then
+    assert [r.status_code for r in responses] == [200, 200, 200, 401, 200, 404]
+    ids = [r.headers.get("x-request-id") for r in responses]
+    assert all(ids), ids
+    assert len(set(ids)) == len(ids)  # one id per request
+
+
+@pytest.mark.parametrize(
+    ("method", "path"), [("GET", "/healthz"), ("GET", "/readyz"), ("POST", "/graphql")]
+)
+async def test_an_incoming_request_id_is_echoed(api: Api, method: str, path: str) -> None:
+    # when (the POST has no token: a 401 is echoed too)
+    body = {"query": "{ __typename }"} if method == "POST" else None
+    response = await api.client.request(
+        method, path, json=body, headers={"X-Request-ID": "abc-123"}
+    )
+
+    # then
+    assert response.headers.get_list("x-request-id") == ["abc-123"]
+
+
+async def test_an_oversized_request_id_is_replaced(api: Api) -> None:
+    # given: ids are logged and returned; an unbounded one would be an injection vector
+    oversized = "x" * 500
+
+    # when
+    response = await api.client.get("/healthz", headers={"X-Request-ID": oversized})
+
+    # then
+    assert response.status_code == 200
+    assert response.headers["x-request-id"] != oversized
+    assert 0 < len(response.headers["x-request-id"]) <= 64
