@@ -47,7 +47,9 @@ def _text_errors(
     """The trimmed text and what is wrong with it (``{prefix}_REQUIRED`` / ``_TOO_LONG``)."""
     text = value.strip()
     if required and not text:
-        return text, [UserError(field=[field], message=f"{field} is required.", code=f"{prefix}_REQUIRED")]
+        return text, [
+            UserError(field=[field], message=f"{field} is required.", code=f"{prefix}_REQUIRED")
+        ]
     if len(text) > maximum:
         return text, [
             UserError(
@@ -96,12 +98,16 @@ async def _open_case(ctx: Context, session: Any, case_id: str) -> Any:
     return row
 
 
-async def _checked(lookup: Awaitable[Any], errors: list[UserError]) -> Any:
-    """Await ``lookup``; raise its user errors and ``errors`` together, so all are reported."""
+async def _checked(
+    lookup: Awaitable[Any], errors: list[UserError], *, lookup_first: bool = True
+) -> Any:
+    """Await ``lookup``; raise its user errors and ``errors`` together (in input field order),
+    so that every problem of the input is reported at once."""
     try:
         found = await lookup
     except UserErrors as e:
-        raise UserErrors(*e.errors, *errors) from None
+        ordered = [*e.errors, *errors] if lookup_first else [*errors, *e.errors]
+        raise UserErrors(*ordered) from None
     if errors:
         raise UserErrors(*errors)
     return found
@@ -220,7 +226,9 @@ class HelpdeskMutations:
                 customer_pk = None
                 if input.customer_id is not None:
                     customer_pk = await _checked(
-                        _visible_customer(ctx, session, input.customer_id), errors
+                        _visible_customer(ctx, session, input.customer_id),
+                        errors,
+                        lookup_first=False,
                     )
                 elif errors:
                     raise UserErrors(*errors)
@@ -258,7 +266,11 @@ class HelpdeskMutations:
             async with transaction(ctx) as (session, audit):
                 case = await _checked(_open_case(ctx, session, input.case_id), body_errors)
                 comment = await q.add_helpdesk_comment(
-                    session, case_id=case.id, admin_id=ctx.principal.admin_id, body=body, now=ctx.now
+                    session,
+                    case_id=case.id,
+                    admin_id=ctx.principal.admin_id,
+                    body=body,
+                    now=ctx.now,
                 )
                 audit.record(
                     "addHelpdeskCaseComment",
@@ -308,7 +320,11 @@ class HelpdeskMutations:
                     "helpdeskCase",
                     to_global_id("HelpdeskCase", after.id),
                     before={"state": before.state},
-                    after={"state": after.state, "closedAt": after.closed_at, "resolution": resolution or None},
+                    after={
+                        "state": after.state,
+                        "closedAt": after.closed_at,
+                        "resolution": resolution or None,
+                    },
                 )
         except UserErrors as e:
             return CloseHelpdeskCasePayload(case=None, user_errors=e.errors)

@@ -11,6 +11,7 @@ from graph.auth.permissions import Act, Obj, scope_or_none
 from graph.context import Info
 from graph.ids import from_global_id
 from graph.resolvers.customers import customer_by_pk
+from graph.resolvers.helpdesk import helpdesk_case_node
 from graph.types.admins import Admin, Partner
 from graph.types.common import Node
 from graph.types.customers import Subscription
@@ -50,6 +51,8 @@ class NodeQueries:
                     session, partner_id=scope.partner_id, ids=[pk]
                 )
             return Admin.from_row(admins[pk]) if pk in admins else None
+        if type_name == "HelpdeskCase":
+            return await helpdesk_case_node(ctx, pk)
         if type_name == "Partner" and pk == ctx.principal.partner_id:
             async with ctx.db() as session:
                 return Partner.from_row(await admin_q.partner_row(session, partner_id=pk))

@@ -6,6 +6,8 @@ may read them, so no policy object guards them (authentication happens before an
 
 from __future__ import annotations
 
+from typing import Any
+
 import strawberry
 
 from db.queries import resources as q
@@ -36,21 +38,21 @@ def resource_query(
     if filter is None:
         return q.ResourceQuery(terms=terms)
 
-    def values(items: list[object] | None) -> tuple[str, ...] | None:
+    def values(items: list[Any] | None) -> tuple[str, ...] | None:
         return tuple(sorted({str(i) for i in items})) if items is not None else None
 
     return q.ResourceQuery(
         terms=terms,
-        types=values(filter.types),  # type: ignore[arg-type]
-        products=values(filter.products),  # type: ignore[arg-type]
-        audiences=values(filter.audiences),  # type: ignore[arg-type]
+        types=values(filter.types),
+        products=values(filter.products),
+        audiences=values(filter.audiences),
     )
 
 
 @strawberry.type
 class ResourceQueries:
     @strawberry.field(
-        description="Links popular with partners (\"Quick links\"), most popular first. Help "
+        description='Links popular with partners ("Quick links"), most popular first. Help '
         "resources are the same for every partner; any administrator may read them."
     )
     async def quick_links(self, info: Info) -> list[Resource]:
@@ -59,7 +61,7 @@ class ResourceQueries:
         return [Resource.from_row(r) for r in rows]
 
     @strawberry.field(
-        description="Resources we want to show (\"Featured resources\"), most popular first. "
+        description='Resources we want to show ("Featured resources"), most popular first. '
         "Any administrator may read them."
     )
     async def featured_resources(self, info: Info) -> list[Resource]:

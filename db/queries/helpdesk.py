@@ -1,0 +1,177 @@
+"""Partner helpdesk cases and their comments.
+
+Cases belong to the partner as a whole (``partner_id``), not to the admin who opened them; a case
+may name one of the partner's customers. Lists page newest first by id (ids only grow, so the
+order is stable and the keyset is the primary key). The batch functions return their rows keyed
+by the parent id, for per-request loaders.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Row, and_, false, func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from db.enums import HelpdeskState
+from db.models import HelpdeskCase, HelpdeskComment
+from db.scope import Scope
+
+HC = HelpdeskCase.__table__.c  # type: ignore[attr-defined]
+HM = HelpdeskComment.__table__.c  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True, slots=True)
+class HelpdeskCaseQuery:
+    """Which cases to list: every field optional; lists match any value, fields combine (AND).
+
+    ``customer_id`` only matches customers inside ``customer_scope`` (the caller's customer
+    scope): filtering by a customer the caller may not see finds nothing, so the filter cannot
+    be used to probe other customers.
+    """
+
+    states: tuple[str, ...] | None = None
+    products: tuple[str, ...] | None = None
+    severities: tuple[str, ...] | None = None
+    customer_id: int | None = None
+    customer_scope: Scope | None = None
+
+
+def _conditions(partner_id: int, query: HelpdeskCaseQuery) -> list[Any]:
+    conditions: list[Any] = [HC.partner_id == partner_id]
+    for column, values in (
+        (HC.state, query.states),
+        (HC.product, query.products),
+        (HC.severity, query.severities),
+    ):
+        if values is not None:
+            # An empty list has no value to match.
+            conditions.append(column.in_(list(values)) if values else false())
+    if query.customer_id is not None:
+        conditions.append(HC.customer_id == query.customer_id)
+        if query.customer_scope is None:
+            conditions.append(false())
+        else:
+            conditions.append(query.customer_scope.customers(HC.customer_id))
+    return conditions
+
+
+async def helpdesk_cases_page(
+    session: AsyncSession,
+    *,
+    partner_id: int,
+    query: HelpdeskCaseQuery,
+    first: int,
+    before_id: int | None,
+) -> tuple[list[Row[Any]], bool]:
+    """Newest first (keyset on id), and whether more rows follow."""
+    conditions = _conditions(partner_id, query)
+    if before_id is not None:
+        conditions.append(HC.id < before_id)
+    rows = (
+        await session.execute(
+            select(*HC).where(and_(*conditions)).order_by(HC.id.desc()).limit(first + 1)
+        )
+    ).all()
+    return list(rows[:first]), len(rows) > first
+
+
+async def count_helpdesk_cases(
+    session: AsyncSession, *, partner_id: int, query: HelpdeskCaseQuery
+) -> int:
+    stmt = (
+        select(func.count()).select_from(HelpdeskCase).where(and_(*_conditions(partner_id, query)))
+    )
+    return int((await session.execute(stmt)).scalar_one())
+
+
+async def helpdesk_cases_by_ids(
+    session: AsyncSession, *, partner_id: int, ids: Sequence[int]
+) -> dict[int, Row[Any]]:
+    rows = await session.execute(
+        select(*HC).where(HC.partner_id == partner_id, HC.id.in_(list(ids)))
+    )
+    return {row.id: row for row in rows}
+
+
+async def helpdesk_case_for_update(
+    session: AsyncSession, *, partner_id: int, case_id: int
+) -> Row[Any] | None:
+    """The case, locked until the transaction ends (PostgreSQL; SQLite serialises writers)."""
+    stmt = select(*HC).where(HC.partner_id == partner_id, HC.id == case_id).with_for_update()
+    return (await session.execute(stmt)).one_or_none()
+
+
+async def create_helpdesk_case(
+    session: AsyncSession,
+    *,
+    partner_id: int,
+    admin_id: int,
+    customer_id: int | None,
+    product: str,
+    subject: str,
+    description: str,
+    severity: str,
+    now: datetime,
+) -> Row[Any]:
+    stmt = (
+        insert(HelpdeskCase)
+        .values(
+            partner_id=partner_id,
+            opened_by_admin_id=admin_id,
+            customer_id=customer_id,
+            product=product,
+            subject=subject,
+            description=description,
+            severity=severity,
+            state=HelpdeskState.OPEN.value,
+            created_at=now,
+        )
+        .returning(*HC)
+    )
+    return (await session.execute(stmt)).one()
+
+
+async def add_helpdesk_comment(
+    session: AsyncSession, *, case_id: int, admin_id: int, body: str, now: datetime
+) -> Row[Any]:
+    stmt = (
+        insert(HelpdeskComment)
+        .values(case_id=case_id, admin_id=admin_id, body=body, created_at=now)
+        .returning(*HM)
+    )
+    return (await session.execute(stmt)).one()
+
+
+async def close_helpdesk_case(
+    session: AsyncSession, *, partner_id: int, case_id: int, now: datetime
+) -> Row[Any] | None:
+    """Close an open case; None when it is not open (closed meanwhile, or missing)."""
+    stmt = (
+        update(HelpdeskCase)
+        .where(
+            HC.partner_id == partner_id,
+            HC.id == case_id,
+            HC.state == HelpdeskState.OPEN.value,
+        )
+        .values(state=HelpdeskState.CLOSED.value, closed_at=now)
+        .returning(*HC)
+    )
+    return (await session.execute(stmt)).one_or_none()
+
+
+async def comments_by_case_ids(
+    session: AsyncSession, *, ids: Sequence[int]
+) -> dict[int, list[Row[Any]]]:
+    """Comments of each case, oldest first."""
+    rows = await session.execute(
+        select(*HM).where(HM.case_id.in_(list(ids))).order_by(HM.case_id, HM.created_at, HM.id)
+    )
+    out: dict[int, list[Row[Any]]] = defaultdict(list)
+    for row in rows:
+        out[row.case_id].append(row)
+    return out
