@@ -17,7 +17,7 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 from strawberry.asgi import GraphQL
 
-from db.engine import create_engine, session_factory
+from db.engine import create_engine, optimize, session_factory
 from db.queries.admins import Principal, authenticate_token
 from db.queries.meta import get_or_create_secret
 from db.queries.policies import load_policies, read_policy_csv, seed_policies
@@ -60,6 +60,7 @@ class PartnerHub:
                         await session.commit()
                     policies, version = await load_policies(session)
                     await ensure_status_rules(session, self.status_rules())
+                await optimize(self.engine)
                 self.services = Services(
                     settings=self.settings,
                     clock=clock_from(self.settings),

@@ -20,7 +20,13 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from db.engine import DatabaseUrlError, create_engine, session_factory, validate_database_url
+from db.engine import (
+    DatabaseUrlError,
+    analyze,
+    create_engine,
+    session_factory,
+    validate_database_url,
+)
 from db.enums import Role
 from db.settings import Settings
 
@@ -155,6 +161,7 @@ async def cmd_seed(args: argparse.Namespace) -> None:
                 f"synthetic data loaded: {report.partners} partners, {report.customers} customers, "
                 f"{report.subscriptions} subscriptions, {report.snapshots} weekly snapshots"
             )
+        await analyze(engine)
     finally:
         await engine.dispose()
 

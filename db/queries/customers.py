@@ -102,29 +102,69 @@ def nearest_end(now: datetime) -> Any:
     return func.coalesce(sub, literal(END_OF_TIME, UTCDateTime()))
 
 
-def customer_conditions(scope: Scope, query: CustomerQuery, now: datetime) -> list[Any]:
+def customer_conditions(
+    scope: Scope, query: CustomerQuery, now: datetime, *, as_sets: bool = False
+) -> list[Any]:
+    """Conditions on ``customer`` for ``query`` within ``scope``.
+
+    A page walks customers in sort order and stops after ``first`` matches, so it tests each
+    candidate with a correlated EXISTS. A count has to visit every match, so with ``as_sets`` the
+    filters become ``id IN (SELECT customer_id ...)`` over the indexed derived tables: the
+    database then starts from the (usually much smaller) set of matching ids instead of probing
+    every customer of the partner.
+    """
     conditions: list[Any] = [scope.customers()]
     if query.managed_by is not None:
         conditions.append(C.managed_by == query.managed_by)
     if any(v is not None and not v for v in (query.products, query.statuses, query.tag_ids)):
         conditions.append(false())  # an empty list has no value to match
-    if query.products:
-        cp = CustomerProduct.__table__.c  # type: ignore[attr-defined]
-        conditions.append(
-            exists().where(cp.customer_id == C.id, cp.product.in_(list(query.products)))
-        )
-    if query.statuses:
-        conditions.append(status_holds(query.statuses, now))
+    cp = CustomerProduct.__table__.c  # type: ignore[attr-defined]
+    ct = CustomerTag.__table__.c  # type: ignore[attr-defined]
+    statuses = list(query.statuses or ())
+    kind_status: list[str] = []
     if query.subscription_kind is not None:
-        status = (
-            CustomerStatus.TRIAL
+        kind_status = [
+            CustomerStatus.TRIAL.value
             if query.subscription_kind == SubscriptionKind.TRIAL
-            else CustomerStatus.ACTIVE
-        )
-        conditions.append(status_holds([status.value], now))
-    if query.tag_ids:
-        ct = CustomerTag.__table__.c  # type: ignore[attr-defined]
-        conditions.append(exists().where(ct.customer_id == C.id, ct.tag_id.in_(query.tag_ids)))
+            else CustomerStatus.ACTIVE.value
+        ]
+    if as_sets:
+        if query.products:
+            conditions.append(
+                C.id.in_(
+                    select(cp.customer_id).where(
+                        cp.partner_id == scope.partner_id, cp.product.in_(list(query.products))
+                    )
+                )
+            )
+        for wanted in (statuses, kind_status):
+            if wanted:
+                conditions.append(
+                    C.id.in_(
+                        select(SPAN.customer_id).where(
+                            SPAN.partner_id == scope.partner_id,
+                            SPAN.status.in_(wanted),
+                            SPAN.valid_from <= now,
+                            SPAN.valid_to > now,
+                        )
+                    )
+                )
+        if query.tag_ids:
+            conditions.append(
+                C.id.in_(select(ct.customer_id).where(ct.tag_id.in_(list(query.tag_ids))))
+            )
+    else:
+        if query.products:
+            conditions.append(
+                exists().where(cp.customer_id == C.id, cp.product.in_(list(query.products)))
+            )
+        for wanted in (statuses, kind_status):
+            if wanted:
+                conditions.append(status_holds(wanted, now))
+        if query.tag_ids:
+            conditions.append(
+                exists().where(ct.customer_id == C.id, ct.tag_id.in_(list(query.tag_ids)))
+            )
     if query.search:
         conditions.append(C.name_key.like(_like_pattern(query.search), escape="\\"))
     return conditions
@@ -204,7 +244,7 @@ async def count_customers(
     stmt = (
         select(func.count())
         .select_from(Customer)
-        .where(and_(*customer_conditions(scope, query, now)))
+        .where(and_(*customer_conditions(scope, query, now, as_sets=True)))
     )
     return int((await session.execute(stmt)).scalar_one())
 
