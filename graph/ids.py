@@ -8,6 +8,9 @@ import binascii
 from graph.errors import ErrorCode, bad_input
 
 NODE_TYPES = ("Customer", "Subscription", "Tag", "Admin", "HelpdeskCase", "Partner")
+# Primary keys are 32-bit INTEGER columns (PostgreSQL rejects a larger bind value outright, SQLite
+# past 64 bits): an ID beyond that was never issued, so it is malformed rather than a DB error.
+MAX_PK = 2**31 - 1
 
 
 def to_global_id(type_name: str, pk: int) -> str:
@@ -25,7 +28,7 @@ def from_global_id(global_id: str) -> tuple[str, int]:
         value = int(pk)
     except (ValueError, binascii.Error, UnicodeError):
         raise bad_input(f"Malformed ID {global_id[:60]!r}.", ErrorCode.INVALID_ID) from None
-    if type_name not in NODE_TYPES or value <= 0 or str(value) != pk:
+    if type_name not in NODE_TYPES or not 0 < value <= MAX_PK or str(value) != pk:
         raise bad_input(f"Malformed ID {global_id[:60]!r}.", ErrorCode.INVALID_ID)
     return type_name, value
 

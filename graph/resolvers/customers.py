@@ -69,8 +69,11 @@ async def customers_connection(
     order = q.CustomerOrder(order_by.value)
     codec = CursorCodec(ctx.services.secret)
     query_fp = fingerprint(scope.key, order.value, query.__repr__())
+    # An empty string is not a cursor this API hands out: refuse it rather than restart at page 1.
     after_key = (
-        codec.decode(after, "customers", query_fp, q.order_key_types(order)) if after else None
+        codec.decode(after, "customers", query_fp, q.order_key_types(order))
+        if after is not None
+        else None
     )
 
     async def count() -> int:
