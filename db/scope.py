@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, exists, select
+from sqlalchemy import ColumnElement, and_, exists, or_, select
 
 from db.models import Customer, CustomerAssignment
 
@@ -34,10 +34,20 @@ class Scope:
             return column.in_(  # type: ignore[no-any-return, union-attr]
                 select(Customer.id).where(Customer.partner_id == self.partner_id)
             )
+        # "Assigned" covers the customers the admin was assigned and those it provisioned.
         assigned = exists().where(
             CustomerAssignment.customer_id == column,
             CustomerAssignment.admin_id == self.assigned_admin_id,
         )
         if customer_id is None:
-            return and_(Customer.partner_id == self.partner_id, assigned)
-        return assigned
+            return and_(
+                Customer.partner_id == self.partner_id,
+                or_(Customer.provisioned_by_admin_id == self.assigned_admin_id, assigned),
+            )
+        provisioned = column.in_(
+            select(Customer.id).where(
+                Customer.partner_id == self.partner_id,
+                Customer.provisioned_by_admin_id == self.assigned_admin_id,
+            )
+        )
+        return or_(provisioned, assigned)

@@ -81,14 +81,12 @@ async def verify_launch_token(
         return user_error("LAUNCH_TOKEN_INVALID", "The launch token is not valid.", "token")
     admins = await aq.admin_rows_by_ids(session, partner_id=row.partner_id, ids=[row.admin_id])
     admin = admins.get(row.admin_id)
+    # Bound to the admin and its role: a deactivated or re-roled admin's link stops working.
     if (
         admin is None
         or not admin.active
-        or (row.admin_id, row.role)
-        != (
-            claims.admin_id,
-            claims.role,
-        )
+        or admin.role != row.role
+        or (row.admin_id, row.role) != (claims.admin_id, claims.role)
     ):
         return user_error("LAUNCH_TOKEN_INVALID", "The launch token is not valid.", "token")
     name = await lq.organization_name(session, kind=row.organization_type, pk=row.organization_id)
@@ -164,12 +162,18 @@ class LaunchMutations:
     ) -> VerifyLaunchTokenPayload:
         ctx = info.context
         try:
-            async with transaction(ctx) as (session, _):
+            async with transaction(ctx) as (session, audit):
                 outcome = await verify_launch_token(
                     session, ctx.services.secret, input.token, ctx.now
                 )
                 if isinstance(outcome, UserErrors):
                     raise outcome
+                audit.record(  # using up a token is a change like any other: audited
+                    "verifyLaunchToken",
+                    outcome.organization_type.lower(),
+                    outcome.organization_id,
+                    after={"adminEmail": outcome.admin_email, "role": outcome.role},
+                )
         except UserErrors as e:
             return VerifyLaunchTokenPayload(grant=None, user_errors=e.errors)
         return VerifyLaunchTokenPayload(grant=outcome, user_errors=[])

@@ -40,7 +40,8 @@ def _name(raw: str) -> str:
     name = raw.strip()
     if not name:
         raise user_error("TAG_NAME_REQUIRED", "A tag name cannot be empty.", "name")
-    if len(name) > MAX_NAME:
+    # The case-insensitive key must fit as well ("İ" lower-cases to two characters).
+    if len(name) > MAX_NAME or len(name.lower()) > MAX_NAME:
         raise user_error(
             "TAG_NAME_TOO_LONG", f"A tag name is at most {MAX_NAME} characters.", "name"
         )
@@ -65,6 +66,12 @@ def _pks(ids: Sequence[str], type_name: str, field: str) -> list[int]:
     return list(dict.fromkeys(pks))
 
 
+def _at(ids: Sequence[str], type_name: str, pk: int) -> str:
+    """Position of ``pk`` in the caller's list (``_pks`` dropped duplicates, so an index into its
+    result would point at the wrong element)."""
+    return str(next(i for i, raw in enumerate(ids) if pk_of(raw, type_name) == pk))
+
+
 def _taken() -> UserErrors:
     return user_error("TAG_NAME_TAKEN", "The partner already has a tag with this name.", "name")
 
@@ -81,10 +88,12 @@ async def _tag_pks(session: Any, scope: Scope, ids: Sequence[str]) -> list[int]:
     pks = _pks(ids, "Tag", "tagIds")
     if not pks:
         raise user_error("TAGS_REQUIRED", "Give at least one tag.", "tagIds")
+    if len(pks) > MAX_BULK:  # also keeps the IN list far below the databases' bind limits
+        raise user_error("TOO_MANY_OBJECTS", f"At most {MAX_BULK} tags per call.", "tagIds")
     found = await tq.tags_by_ids(session, partner_id=scope.partner_id, ids=pks)
-    for i, pk in enumerate(pks):
+    for pk in pks:
         if pk not in found:
-            raise user_error("NOT_FOUND", "No such tag.", "tagIds", str(i))
+            raise user_error("NOT_FOUND", "No such tag.", "tagIds", _at(ids, "Tag", pk))
     return pks
 
 
@@ -212,14 +221,23 @@ class TagMutations:
 
 
 async def _check_limit(
-    ctx: Context, session: Any, kind: str, owners: list[int], tags: list[int], field: str
+    ctx: Context,
+    session: Any,
+    kind: str,
+    owners: list[int],
+    tags: list[int],
+    field: str,
+    ids: Sequence[str],
 ) -> None:
     limit = ctx.settings.max_tags_per_customer
     counts = await tq.tag_counts_after(session, kind=kind, owner_ids=owners, tag_ids=tags)
-    for i, owner in enumerate(owners):
+    for owner in owners:
         if counts[owner] > limit:
             raise user_error(
-                "TOO_MANY_TAGS", f"A {kind} carries at most {limit} tags.", field, str(i)
+                "TOO_MANY_TAGS",
+                f"A {kind} carries at most {limit} tags.",
+                field,
+                _at(ids, kind.title(), owner),
             )
 
 
@@ -235,11 +253,24 @@ async def _customer_tags(
             await lock_customers(session, customer_pks)
             tag_pks = await _tag_pks(session, scope, input.tag_ids)
             visible = await cq.customers_by_ids(session, scope=scope, ids=customer_pks)
-            for i, pk in enumerate(customer_pks):
+            for pk in customer_pks:
                 if pk not in visible:
-                    raise user_error("NOT_FOUND", "No such customer.", "customerIds", str(i))
+                    raise user_error(
+                        "NOT_FOUND",
+                        "No such customer.",
+                        "customerIds",
+                        _at(input.customer_ids, "Customer", pk),
+                    )
             if attach:
-                await _check_limit(ctx, session, "customer", customer_pks, tag_pks, "customerIds")
+                await _check_limit(
+                    ctx,
+                    session,
+                    "customer",
+                    customer_pks,
+                    tag_pks,
+                    "customerIds",
+                    input.customer_ids,
+                )
                 changed = await tq.attach_tags(
                     session,
                     kind="customer",
@@ -281,16 +312,25 @@ async def _subscription_tags(
         _bulk_size(sub_pks, "subscriptionIds")
         async with transaction(ctx) as (session, audit):
             visible = await cq.subscriptions_by_ids(session, scope=scope, ids=sub_pks)
-            for i, pk in enumerate(sub_pks):
+            for pk in sub_pks:
                 if pk not in visible:
                     raise user_error(
-                        "NOT_FOUND", "No such subscription.", "subscriptionIds", str(i)
+                        "NOT_FOUND",
+                        "No such subscription.",
+                        "subscriptionIds",
+                        _at(input.subscription_ids, "Subscription", pk),
                     )
             await lock_customers(session, [visible[pk].customer_id for pk in sub_pks])
             tag_pks = await _tag_pks(session, scope, input.tag_ids)
             if attach:
                 await _check_limit(
-                    ctx, session, "subscription", sub_pks, tag_pks, "subscriptionIds"
+                    ctx,
+                    session,
+                    "subscription",
+                    sub_pks,
+                    tag_pks,
+                    "subscriptionIds",
+                    input.subscription_ids,
                 )
                 changed = await tq.attach_tags(
                     session,

@@ -88,6 +88,14 @@ async def _trial(session: Any, scope: Scope, raw_id: str, ctx: Context) -> Any:
     return trial
 
 
+async def _locked_trial(session: Any, scope: Scope, raw_id: str, ctx: Context) -> Any:
+    """The trial in force, read again once its customer is locked: a concurrent extension or
+    conversion that committed meanwhile is seen (else both convert it, or both extend it)."""
+    trial = await _trial(session, scope, raw_id, ctx)
+    await lock_customers(session, [trial.customer_id])
+    return await _trial(session, scope, raw_id, ctx)
+
+
 def _trial_audit(row: Any) -> dict[str, Any]:
     return {
         "subscriptionId": row.subscription_id,
@@ -123,7 +131,8 @@ class TrialMutations:
             new = input.new_customer
             if new is not None:
                 name = new.name.strip()
-                if not 1 <= len(name) <= 200:
+                # The case-insensitive key must fit as well ("İ" lower-cases to two characters).
+                if not 1 <= len(name) <= 200 or len(name.lower()) > 200:
                     raise user_error(
                         "INVALID_CUSTOMER_NAME",
                         "A customer name is 1-200 characters.",
@@ -204,15 +213,17 @@ class TrialMutations:
                     "days",
                 )
             async with transaction(ctx) as (session, audit):
-                trial = await _trial(session, scope, input.trial_id, ctx)
-                await lock_customers(session, [trial.customer_id])
-                new_end = trial.end_date + timedelta(days=input.days)
-                if new_end > ctx.now + timedelta(days=MAX_TRIAL_DAYS):
+                trial = await _locked_trial(session, scope, input.trial_id, ctx)
+                latest = ctx.now + timedelta(days=MAX_TRIAL_DAYS)
+                # A trial in force ends after now, so more than 90 days never fits (checked
+                # first: a huge number of days would overflow the date arithmetic).
+                if input.days > MAX_TRIAL_DAYS or trial.end_date + timedelta(input.days) > latest:
                     raise user_error(
                         "TRIAL_EXTENSION_TOO_LONG",
                         f"A trial cannot end more than {MAX_TRIAL_DAYS} days from now.",
                         "days",
                     )
+                new_end = trial.end_date + timedelta(days=input.days)
                 updated = await tq.extend_trial(
                     session, trial=trial, new_end=new_end, now=ctx.now, rules=_rules(ctx)
                 )
@@ -245,8 +256,7 @@ class TrialMutations:
             if not 1 <= input.term_months <= 60:
                 raise user_error("INVALID_TERM", "A term is 1-60 months.", "termMonths")
             async with transaction(ctx) as (session, audit):
-                trial = await _trial(session, scope, input.trial_id, ctx)
-                await lock_customers(session, [trial.customer_id])
+                trial = await _locked_trial(session, scope, input.trial_id, ctx)
                 ended, paid = await tq.convert_trial(
                     session,
                     trial=trial,
