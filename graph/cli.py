@@ -125,6 +125,15 @@ def cmd_serve(args: argparse.Namespace) -> None:
 
 
 async def cmd_seed(args: argparse.Namespace) -> None:
+    from db.seed import SeedError
+
+    try:
+        await _seed(args)
+    except SeedError as exc:
+        raise CliError(str(exc)) from None
+
+
+async def _seed(args: argparse.Namespace) -> None:
     from db.seed import seed_demo, seed_synthetic
 
     if not args.demo and args.customers is None:
