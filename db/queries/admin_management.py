@@ -8,9 +8,23 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from db.models import Admin, ApiToken
+from db.models import Admin, ApiToken, Partner
 
 A = Admin.__table__.c  # type: ignore[attr-defined]
+
+
+async def lock_partner(session: AsyncSession, *, partner_id: int) -> None:
+    """Serialise the admin and policy changes of one partner: call first in their transaction.
+
+    Each such change checks that the partner keeps an active admin able to manage it; two
+    concurrent changes (two full admins deactivating each other) would each pass that check
+    alone and together lock the partner out. PostgreSQL: a row lock on the partner, so the
+    second change reads what the first committed. SQLite: a mutation holds the database's
+    write lock from its first statement already (``db.queries.writes.begin_write``).
+    """
+    if session.bind.dialect.name != "sqlite":  # type: ignore[union-attr]
+        p = Partner.__table__.c  # type: ignore[attr-defined]
+        await session.execute(select(p.id).where(p.id == partner_id).with_for_update())
 
 
 async def active_admin_roles(session: AsyncSession, *, partner_id: int) -> list[tuple[int, str]]:

@@ -94,8 +94,8 @@ async def create_custom_role(
     session: AsyncSession, *, partner_id: int, name: str, description: str, now: datetime
 ) -> int:
     result = await session.execute(
-        insert(CustomRole).values(
-            partner_id=partner_id, name=name, description=description, created_at=now
-        )
+        insert(CustomRole)
+        .values(partner_id=partner_id, name=name, description=description, created_at=now)
+        .returning(CustomRole.__table__.c.id)  # type: ignore[attr-defined]
     )
-    return int(result.inserted_primary_key[0])  # type: ignore[index]
+    return int(result.scalar_one())

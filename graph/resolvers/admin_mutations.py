@@ -6,6 +6,7 @@ import re
 from typing import Any
 
 import strawberry
+from sqlalchemy.exc import IntegrityError
 
 from db.queries import admin_management as adm
 from db.queries import policies as pq
@@ -65,22 +66,32 @@ class AdminMutations:
                 raise user_error("INVALID_EMAIL", "Not a valid email address.", "email")
             if not 1 <= len(name) <= 200:
                 raise user_error("INVALID_NAME", "A name is 1-200 characters.", "name")
-            async with transaction(ctx) as (session, audit):
-                await _known_role(ctx, session, input.role)
-                if await adm.email_taken(session, email=email):
-                    raise user_error("EMAIL_TAKEN", "An admin with this email exists.", "email")
-                admin = await create_admin(
-                    session,
-                    partner_id=ctx.principal.partner_id,
-                    email=email,
-                    name=name,
-                    role=input.role,
-                    now=ctx.now,
-                )
-                assert admin.id is not None
-                audit.record(
-                    "createAdmin", "admin", to_global_id("Admin", admin.id), after=_public(admin)
-                )
+            try:
+                async with transaction(ctx) as (session, audit):
+                    await adm.lock_partner(session, partner_id=ctx.principal.partner_id)
+                    await _known_role(ctx, session, input.role)
+                    if await adm.email_taken(session, email=email):
+                        raise user_error("EMAIL_TAKEN", "An admin with this email exists.", "email")
+                    admin = await create_admin(
+                        session,
+                        partner_id=ctx.principal.partner_id,
+                        email=email,
+                        name=name,
+                        role=input.role,
+                        now=ctx.now,
+                    )
+                    assert admin.id is not None
+                    audit.record(
+                        "createAdmin",
+                        "admin",
+                        to_global_id("Admin", admin.id),
+                        after=_public(admin),
+                    )
+            except IntegrityError:
+                # the email was taken (by any partner) between the check and the insert
+                raise user_error(
+                    "EMAIL_TAKEN", "An admin with this email exists.", "email"
+                ) from None
         except UserErrors as e:
             return AdminPayload(admin=None, user_errors=e.errors)
         return AdminPayload(admin=Admin.from_row(admin), user_errors=[])
@@ -91,6 +102,7 @@ class AdminMutations:
         require(ctx, Obj.ADMIN, Act.MANAGE)
         try:
             async with transaction(ctx) as (session, audit):
+                await adm.lock_partner(session, partner_id=ctx.principal.partner_id)
                 row = await _target_admin(ctx, session, input.id)
                 values: dict[str, Any] = {}
                 if input.name is not None:
@@ -129,6 +141,7 @@ class AdminMutations:
         require(ctx, Obj.ADMIN, Act.MANAGE)
         try:
             async with transaction(ctx) as (session, audit):
+                await adm.lock_partner(session, partner_id=ctx.principal.partner_id)
                 row = await _target_admin(ctx, session, input.id)
                 if not row.active:
                     raise user_error("ALREADY_DEACTIVATED", "The admin is already inactive.", "id")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -17,7 +18,7 @@ from graph.auth.permissions import BUILT_IN_ROLES, Act, Obj, require
 from graph.context import Context, Info
 from graph.ids import from_global_id, pk_of, to_global_id
 from graph.mutations import UserErrors, transaction, user_error
-from graph.pagination import CursorCodec, PageInfo, check_page_size
+from graph.pagination import CursorCodec, PageInfo, check_page_size, fingerprint
 from graph.types.admins import Admin
 from graph.types.policies import (
     AuditConnection,
@@ -99,6 +100,15 @@ async def _apply_change(
     return candidate
 
 
+async def _reload_policies(ctx: Context) -> None:
+    """Load the committed policy into this process's enforcer now, so the payload (an admin's
+    roles, a role's rules) and the next request of this instance already reflect the change;
+    other instances reload on their next request when they see the new version."""
+    async with ctx.db() as session:
+        lines, version = await pq.load_policies(session)
+    ctx.services.authorizer.replace_policies(lines, version)
+
+
 def _admin_with_roles(row: Any) -> Admin:
     return Admin.from_row(row)
 
@@ -139,7 +149,8 @@ class PolicyQueries:
             until=f.until,
         )
         codec = CursorCodec(ctx.services.secret)
-        fp = repr(query)
+        # The partner is part of what the list means: another partner's cursor is refused.
+        fp = fingerprint(scope.partner_id, repr(query))
         before_id = codec.decode(after, "auditLog", fp, ("int",))[0] if after else None
         async with ctx.db() as session:
             rows, has_next = await audit_q.audit_page(
@@ -194,6 +205,7 @@ class PolicyMutations:
         require(ctx, Obj.POLICY, Act.MANAGE)
         try:
             async with transaction(ctx) as (session, audit):
+                await adm.lock_partner(session, partner_id=ctx.principal.partner_id)
                 admin = await _target_admin(ctx, session, input.admin_id)
                 if input.role not in await _role_names(ctx, session):
                     raise user_error("UNKNOWN_ROLE", f"No role named {input.role!r}.", "role")
@@ -212,6 +224,7 @@ class PolicyMutations:
                 )
         except UserErrors as e:
             return GrantRolePayload(admin=None, user_errors=e.errors)
+        await _reload_policies(ctx)
         return GrantRolePayload(admin=_admin_with_roles(admin), user_errors=[])
 
     @strawberry.mutation(description="Take a granted role away from an admin.")
@@ -220,6 +233,7 @@ class PolicyMutations:
         require(ctx, Obj.POLICY, Act.MANAGE)
         try:
             async with transaction(ctx) as (session, audit):
+                await adm.lock_partner(session, partner_id=ctx.principal.partner_id)
                 admin = await _target_admin(ctx, session, input.admin_id)
                 if input.role not in await _role_names(ctx, session):
                     raise user_error("UNKNOWN_ROLE", f"No role named {input.role!r}.", "role")
@@ -242,6 +256,7 @@ class PolicyMutations:
                 )
         except UserErrors as e:
             return RevokeRolePayload(admin=None, user_errors=e.errors)
+        await _reload_policies(ctx)
         return RevokeRolePayload(admin=_admin_with_roles(admin), user_errors=[])
 
     @strawberry.mutation(description="Define a custom role of the partner with its rules.")
@@ -266,6 +281,7 @@ class PolicyMutations:
                 for i, r in enumerate(input.rules)
             }
             async with transaction(ctx) as (session, audit):
+                await adm.lock_partner(session, partner_id=ctx.principal.partner_id)
                 if name in await _role_names(ctx, session):
                     raise user_error("ROLE_NAME_TAKEN", f"A role {name!r} exists.", "name")
                 await pq.create_custom_role(
@@ -291,6 +307,7 @@ class PolicyMutations:
                 roles = await _roles(ctx, candidate, session)
         except UserErrors as e:
             return CreateRolePayload(role=None, user_errors=e.errors)
+        await _reload_policies(ctx)
         return CreateRolePayload(role=next(r for r in roles if r.name == name), user_errors=[])
 
     @strawberry.mutation(description="Allow a rule for a role, in this partner only.")
@@ -314,6 +331,7 @@ async def _change_rule(
         checked = _check_rule(input.object, input.action, input.scope)
         rule = pa.Rule(input.role, checked.object, checked.action, checked.scope)
         async with transaction(ctx) as (session, audit):
+            await adm.lock_partner(session, partner_id=ctx.principal.partner_id)
             if input.role not in await _role_names(ctx, session):
                 raise user_error("UNKNOWN_ROLE", f"No role named {input.role!r}.", "role")
             lines, _ = await pq.load_policies(session)
@@ -342,8 +360,11 @@ async def _change_rule(
             roles = await _roles(ctx, candidate, session)
     except UserErrors as e:
         return PolicyRulePayload(rule=None, role=None, user_errors=e.errors)
+    await _reload_policies(ctx)
+    # A rule of the default policy (domain "*") stays built in, whether this partner allowed
+    # it again (its deny line removed) or withdrew it (a deny line added).
     return PolicyRulePayload(
-        rule=_rule(rule),
+        rule=_rule(replace(rule, built_in=rule.line("*") in candidate)),
         role=next(r for r in roles if r.name == rule.role),
         user_errors=[],
     )
