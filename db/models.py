@@ -9,6 +9,7 @@ by admin, analytics read subscriptions by end and renewal date.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import (
     Boolean,
@@ -54,11 +55,11 @@ __all__ = [
 ]
 
 
-def _dt(nullable: bool = False, index: bool = False) -> Column:  # type: ignore[type-arg]
+def _dt(nullable: bool = False, index: bool = False) -> Column[Any]:
     return Column(UTCDateTime(), nullable=nullable, index=index)
 
 
-def _fk(target: str, nullable: bool = False, index: bool = True) -> Column:  # type: ignore[type-arg]
+def _fk(target: str, nullable: bool = False, index: bool = True) -> Column[Any]:
     return Column(Integer, ForeignKey(target, ondelete="CASCADE"), nullable=nullable, index=index)
 
 

@@ -13,6 +13,9 @@ from sqlalchemy import ColumnElement, and_, exists, or_, select
 
 from db.models import Customer, CustomerAssignment
 
+CU = Customer.__table__.c  # type: ignore[attr-defined]
+CA = CustomerAssignment.__table__.c  # type: ignore[attr-defined]
+
 
 @dataclass(frozen=True, slots=True)
 class Scope:
@@ -26,28 +29,26 @@ class Scope:
         return f"{self.partner_id}:{self.assigned_admin_id or '*'}"
 
     def customers(self, customer_id: Any = None) -> ColumnElement[bool]:
-        """Condition on a customer id column (``Customer.id`` by default) for this scope."""
-        column = Customer.id if customer_id is None else customer_id
+        """Condition on a customer id column (``CU.id`` by default) for this scope."""
+        column = CU.id if customer_id is None else customer_id
         if self.assigned_admin_id is None:
             if customer_id is None:
-                return Customer.partner_id == self.partner_id  # type: ignore[return-value]
-            return column.in_(  # type: ignore[no-any-return, union-attr]
-                select(Customer.id).where(Customer.partner_id == self.partner_id)
-            )
+                return CU.partner_id == self.partner_id
+            return column.in_(select(CU.id).where(CU.partner_id == self.partner_id))
         # "Assigned" covers the customers the admin was assigned and those it provisioned.
         assigned = exists().where(
-            CustomerAssignment.customer_id == column,
-            CustomerAssignment.admin_id == self.assigned_admin_id,
+            CA.customer_id == column,
+            CA.admin_id == self.assigned_admin_id,
         )
         if customer_id is None:
             return and_(
-                Customer.partner_id == self.partner_id,
-                or_(Customer.provisioned_by_admin_id == self.assigned_admin_id, assigned),
+                CU.partner_id == self.partner_id,
+                or_(CU.provisioned_by_admin_id == self.assigned_admin_id, assigned),
             )
         provisioned = column.in_(
-            select(Customer.id).where(
-                Customer.partner_id == self.partner_id,
-                Customer.provisioned_by_admin_id == self.assigned_admin_id,
+            select(CU.id).where(
+                CU.partner_id == self.partner_id,
+                CU.provisioned_by_admin_id == self.assigned_admin_id,
             )
         )
         return or_(provisioned, assigned)

@@ -31,6 +31,12 @@ from db.models import (
 )
 from db.types import BEGINNING_OF_TIME, END_OF_TIME
 
+CU = Customer.__table__.c  # type: ignore[attr-defined]
+SUB = Subscription.__table__.c  # type: ignore[attr-defined]
+LL = LicenseLine.__table__.c  # type: ignore[attr-defined]
+SP = CustomerStatusSpan.__table__.c  # type: ignore[attr-defined]
+CPR = CustomerProduct.__table__.c  # type: ignore[attr-defined]
+
 # Bump when the span rules themselves change, so stored spans are rebuilt on start-up.
 RULES_REVISION = 1
 _TERMINAL = (SubscriptionState.EXPIRED, SubscriptionState.CANCELLED)
@@ -139,18 +145,12 @@ async def refresh_status_spans(
         chunk = list(customer_ids[i : i + 500])
         customers = (
             await session.execute(
-                select(Customer.id, Customer.partner_id, Customer.last_admin_sign_in_at).where(
-                    Customer.id.in_(chunk)  # type: ignore[union-attr]
-                )
+                select(CU.id, CU.partner_id, CU.last_admin_sign_in_at).where(CU.id.in_(chunk))
             )
         ).all()
         facts = await _load_facts(session, chunk)
-        await session.execute(
-            delete(CustomerStatusSpan).where(CustomerStatusSpan.customer_id.in_(chunk))  # type: ignore[attr-defined]
-        )
-        await session.execute(
-            delete(CustomerProduct).where(CustomerProduct.customer_id.in_(chunk))  # type: ignore[attr-defined]
-        )
+        await session.execute(delete(CustomerStatusSpan).where(SP.customer_id.in_(chunk)))
+        await session.execute(delete(CustomerProduct).where(CPR.customer_id.in_(chunk)))
         span_rows, product_rows = [], []
         for customer_id, partner_id, last_sign_in in customers:
             subs = facts.get(customer_id, [])
@@ -180,24 +180,24 @@ async def _load_facts(
     subs = (
         await session.execute(
             select(
-                Subscription.id,
-                Subscription.customer_id,
-                Subscription.kind,
-                Subscription.state,
-                Subscription.start_date,
-                Subscription.end_date,
-                Subscription.auto_renew,
-            ).where(Subscription.customer_id.in_(customer_ids))  # type: ignore[attr-defined]
+                SUB.id,
+                SUB.customer_id,
+                SUB.kind,
+                SUB.state,
+                SUB.start_date,
+                SUB.end_date,
+                SUB.auto_renew,
+            ).where(SUB.customer_id.in_(customer_ids))
         )
     ).all()
     lines = (
         await session.execute(
             select(
-                LicenseLine.subscription_id,
-                LicenseLine.product,
-                LicenseLine.purchased,
-                LicenseLine.assigned,
-            ).where(LicenseLine.subscription_id.in_([s.id for s in subs]))  # type: ignore[attr-defined]
+                LL.subscription_id,
+                LL.product,
+                LL.purchased,
+                LL.assigned,
+            ).where(LL.subscription_id.in_([s.id for s in subs]))
         )
     ).all()
     over: set[int] = set()
@@ -230,7 +230,7 @@ async def ensure_status_rules(session: AsyncSession, rules: StatusRules) -> bool
     stored = await session.get(AppMeta, STATUS_RULES_KEY)
     if stored is not None and stored.value == rules.fingerprint:
         return False
-    ids = list((await session.execute(select(Customer.id))).scalars())
+    ids = list((await session.execute(select(CU.id))).scalars())
     await refresh_status_spans(session, ids, rules)
     if stored is None:
         session.add(AppMeta(key=STATUS_RULES_KEY, value=rules.fingerprint))

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import DateTime
+from sqlalchemy import CursorResult, DateTime, Result
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 
@@ -45,3 +45,15 @@ class UTCDateTime(TypeDecorator[datetime]):
 # Open ends of validity spans: comparable on both backends, far from any real date.
 BEGINNING_OF_TIME = datetime(1900, 1, 1, tzinfo=UTC)
 END_OF_TIME = datetime(9999, 1, 1, tzinfo=UTC)
+
+
+def affected(result: Result[Any]) -> int:
+    """Rows an UPDATE or DELETE touched (``execute`` is typed as returning a plain Result)."""
+    return int(cast(CursorResult[Any], result).rowcount)
+
+
+def inserted_id(result: Result[Any]) -> int:
+    """The primary key of the row a single-row INSERT created."""
+    key = cast(CursorResult[Any], result).inserted_primary_key
+    assert key is not None
+    return int(key[0])

@@ -130,8 +130,9 @@ class GraphQLView(GraphQL[Context, None]):
 
     async def process_result(self, request: Any, result: Any) -> Any:
         response = await super().process_result(request, result)
-        if response.get("errors"):
-            add_error_codes(response["errors"])
+        errors = response.get("errors")
+        if isinstance(errors, list):
+            add_error_codes(errors)
         return response
 
     def encode_json(self, data: object) -> bytes:

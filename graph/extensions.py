@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator
 from functools import partial
 from typing import Any
 
-from graphql import GraphQLError
+from graphql import ASTValidationRule, GraphQLError
 from strawberry.extensions import (
     AddValidationRules,
     MaskErrors,
@@ -58,7 +58,7 @@ class MaskUnexpectedErrors(MaskErrors):
 _LIMIT_MARKERS = ("exceeds maximum operation depth", "aliases found", "tokens", "token limit")
 
 
-def add_error_codes(errors: list[dict[str, Any]]) -> None:
+def add_error_codes(errors: list[Any]) -> None:
     """Give every response error a machine-readable ``extensions.code`` (limits, syntax,
     validation, variables); errors raised by resolvers carry their own already."""
     for error in errors:
@@ -85,7 +85,7 @@ def limit_extensions(settings: Settings) -> list[Callable[[], SchemaExtension]]:
     and ``MaxAliasesLimiter`` make a new rule class on every instantiation, which changes the
     ``ValidationCache`` key and revalidated every document (about half a request's CPU).
     """
-    rules = [
+    rules: list[type[ASTValidationRule]] = [
         depth_validator(settings.max_query_depth, None),
         alias_validator(settings.max_aliases),
     ]

@@ -31,7 +31,7 @@ def _loader(
     async def batch(keys: list[int]) -> list[V]:
         async with ctx.db() as session:
             found = await fetch(session, keys)
-        return [found.get(key, default()) for key in keys]  # type: ignore[arg-type]
+        return [found.get(key, default()) for key in keys]
 
     return DataLoader(batch_load_fn=batch, max_batch_size=1000)
 

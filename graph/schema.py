@@ -82,7 +82,7 @@ def _schema(
         query=Query,
         mutation=Mutation,
         types=[Customer, Subscription, Tag, Admin, Partner],
-        extensions=limit_extensions(settings),  # type: ignore[arg-type]
+        extensions=limit_extensions(settings),
         config=StrawberryConfig(auto_camel_case=True),
     )
 

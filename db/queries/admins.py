@@ -13,6 +13,13 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.models import Admin, ApiToken, AppMeta, Partner
+from db.types import affected
+
+AD = Admin.__table__.c  # type: ignore[attr-defined]
+TK = ApiToken.__table__.c  # type: ignore[attr-defined]
+AM = AppMeta.__table__.c  # type: ignore[attr-defined]
+PT = Partner.__table__.c  # type: ignore[attr-defined]
+
 
 TOKEN_PREFIX = "ph_"
 
@@ -41,25 +48,23 @@ class Principal:
 
 async def authenticate_token(session: AsyncSession, *, token: str) -> Principal | None:
     """The active admin owning an unrevoked ``token``, or None. One statement."""
-    version = (
-        select(AppMeta.value).where(AppMeta.key == "policy_version").scalar_subquery()  # type: ignore[arg-type]
-    )
+    version = select(AM.value).where(AM.key == "policy_version").scalar_subquery()
     row = (
         await session.execute(
             select(
-                Admin.id,
-                Admin.partner_id,
-                Admin.email,
-                Admin.name,
-                Admin.role,
-                ApiToken.id,
+                AD.id,
+                AD.partner_id,
+                AD.email,
+                AD.name,
+                AD.role,
+                TK.id,
                 func.coalesce(version, "0"),
             )
-            .join(ApiToken, ApiToken.admin_id == Admin.id)  # type: ignore[arg-type]
+            .join(ApiToken, TK.admin_id == AD.id)
             .where(
-                ApiToken.token_hash == hash_token(token),
-                ApiToken.revoked_at.is_(None),  # type: ignore[union-attr]
-                Admin.active.is_(True),  # type: ignore[attr-defined]
+                TK.token_hash == hash_token(token),
+                TK.revoked_at.is_(None),
+                AD.active.is_(True),
             )
         )
     ).first()
@@ -83,33 +88,33 @@ async def issue_token(
 async def revoke_token(session: AsyncSession, *, token: str, now: datetime) -> bool:
     result = await session.execute(
         update(ApiToken)
-        .where(ApiToken.token_hash == hash_token(token), ApiToken.revoked_at.is_(None))  # type: ignore[union-attr]
+        .where(TK.token_hash == hash_token(token), TK.revoked_at.is_(None))
         .values(revoked_at=now)
     )
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+    return bool(affected(result))
 
 
 async def revoke_admin_tokens(session: AsyncSession, *, admin_id: int, now: datetime) -> int:
     result = await session.execute(
         update(ApiToken)
-        .where(ApiToken.admin_id == admin_id, ApiToken.revoked_at.is_(None))  # type: ignore[union-attr]
+        .where(TK.admin_id == admin_id, TK.revoked_at.is_(None))
         .values(revoked_at=now)
     )
-    return int(result.rowcount)  # type: ignore[attr-defined]
+    return affected(result)
 
 
 async def admin_by_email(session: AsyncSession, *, email: str) -> Admin | None:
     return (
-        await session.execute(select(Admin).where(Admin.email == email.strip().lower()))
+        await session.execute(select(Admin).where(AD.email == email.strip().lower()))
     ).scalar_one_or_none()
 
 
 async def partner_by_name(session: AsyncSession, *, name: str) -> Partner | None:
-    return (await session.execute(select(Partner).where(Partner.name == name))).scalar_one_or_none()
+    return (await session.execute(select(Partner).where(PT.name == name))).scalar_one_or_none()
 
 
 async def partners_by_ids(session: AsyncSession, *, ids: Sequence[int]) -> dict[int, Partner]:
-    rows = (await session.execute(select(Partner).where(Partner.id.in_(ids)))).scalars()  # type: ignore[union-attr]
+    rows = (await session.execute(select(Partner).where(PT.id.in_(ids)))).scalars()
     return {p.id: p for p in rows if p.id is not None}
 
 
@@ -117,9 +122,7 @@ async def admins_by_ids(
     session: AsyncSession, *, partner_id: int, ids: Sequence[int]
 ) -> dict[int, Admin]:
     rows = (
-        await session.execute(
-            select(Admin).where(Admin.partner_id == partner_id, Admin.id.in_(ids))  # type: ignore[union-attr]
-        )
+        await session.execute(select(Admin).where(AD.partner_id == partner_id, AD.id.in_(ids)))
     ).scalars()
     return {a.id: a for a in rows if a.id is not None}
 
@@ -140,7 +143,7 @@ async def create_admin(
     return admin
 
 
-A = Admin.__table__.c  # type: ignore[attr-defined]
+A = AD
 
 
 async def admins_page(
@@ -167,8 +170,7 @@ async def count_admins(session: AsyncSession, *, partner_id: int) -> int:
 
 
 async def partner_row(session: AsyncSession, *, partner_id: int) -> Any:
-    P = Partner.__table__.c  # type: ignore[attr-defined]
-    return (await session.execute(select(*P).where(P.id == partner_id))).one()
+    return (await session.execute(select(*PT).where(PT.id == partner_id))).one()
 
 
 async def admin_rows_by_ids(

@@ -8,6 +8,7 @@ from sqlalchemy import delete, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.models import CustomerAssignment
+from db.types import affected
 
 CA = CustomerAssignment.__table__.c  # type: ignore[attr-defined]
 
@@ -43,4 +44,4 @@ async def unassign(session: AsyncSession, *, customer_id: int, admin_id: int) ->
     result = await session.execute(
         delete(CustomerAssignment).where(CA.customer_id == customer_id, CA.admin_id == admin_id)
     )
-    return int(result.rowcount)  # type: ignore[attr-defined]
+    return affected(result)

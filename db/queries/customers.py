@@ -253,7 +253,8 @@ async def customers_by_ids(
     session: AsyncSession, *, scope: Scope, ids: Sequence[int]
 ) -> dict[int, Row[Any]]:
     stmt = select(*CUSTOMER_COLUMNS).where(scope.customers(), C.id.in_(list(ids)))
-    return {row.id: row for row in (await session.execute(stmt)).all()}
+    rows: Sequence[Any] = (await session.execute(stmt)).all()
+    return {row.id: row for row in rows}
 
 
 # --- children of customers (batch functions for loaders) -------------------------------------
@@ -437,7 +438,7 @@ async def in_force_totals_by_customer_ids(
     end_of: dict[int, datetime | None] = {}
     for customer_id, end in ends:
         # min() over a TypeDecorator column comes back raw on SQLite.
-        end_of[customer_id] = UTCDateTime().process_result_value(end, session.bind.dialect)  # type: ignore[union-attr]
+        end_of[customer_id] = UTCDateTime().process_result_value(end, session.get_bind().dialect)
     out: dict[int, tuple[datetime | None, int, int]] = {}
     for customer_id, purchased, assigned in sums:
         out[customer_id] = (end_of.get(customer_id), int(purchased or 0), int(assigned or 0))

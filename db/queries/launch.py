@@ -9,6 +9,7 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.models import Admin, Customer, LaunchToken, Partner
+from db.types import affected
 
 LT = LaunchToken.__table__.c  # type: ignore[attr-defined]
 
@@ -46,7 +47,7 @@ async def use_launch(session: AsyncSession, *, jti: str, now: datetime) -> Any:
         .where(LT.jti == jti, LT.used_at.is_(None), LT.expires_at > now)
         .values(used_at=now)
     )
-    if not result.rowcount:  # type: ignore[attr-defined]
+    if not affected(result):
         return None
     a = Admin.__table__.c  # type: ignore[attr-defined]
     return (
@@ -63,8 +64,9 @@ async def launch_row(session: AsyncSession, *, jti: str) -> Any:
 
 
 async def organization_name(session: AsyncSession, *, kind: str, pk: int) -> str:
-    table = Customer if kind == "CUSTOMER" else Partner
-    return str((await session.execute(select(table.name).where(table.id == pk))).scalar_one())  # type: ignore[attr-defined]
+    model: Any = Customer if kind == "CUSTOMER" else Partner
+    c = model.__table__.c
+    return str((await session.execute(select(c.name).where(c.id == pk))).scalar_one())
 
 
 async def set_partner_setup(

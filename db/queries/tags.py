@@ -10,6 +10,7 @@ from sqlalchemy import Row, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.models import CustomerTag, SubscriptionTag, Tag
+from db.types import affected, inserted_id
 
 T = Tag.__table__.c  # type: ignore[attr-defined]
 
@@ -53,7 +54,7 @@ async def create_tag(
             created_at=now,
         )
     )
-    tag_id = int(result.inserted_primary_key[0])  # type: ignore[index]
+    tag_id = inserted_id(result)
     return (await tags_by_ids(session, partner_id=partner_id, ids=[tag_id]))[tag_id]
 
 
@@ -74,9 +75,11 @@ async def delete_tag(session: AsyncSession, *, tag_id: int) -> None:
 
 def _link(kind: str) -> tuple[Any, Any, Any]:
     """(table, its column table, the owner column) for 'customer' or 'subscription' links."""
-    table = CustomerTag if kind == "customer" else SubscriptionTag
-    c = table.__table__.c  # type: ignore[attr-defined]
-    return table, c, c.customer_id if kind == "customer" else c.subscription_id
+    if kind == "customer":
+        c = CustomerTag.__table__.c  # type: ignore[attr-defined]
+        return CustomerTag, c, c.customer_id
+    c = SubscriptionTag.__table__.c  # type: ignore[attr-defined]
+    return SubscriptionTag, c, c.subscription_id
 
 
 async def tag_counts_after(
@@ -127,4 +130,4 @@ async def detach_tags(
     result = await session.execute(
         delete(table).where(owner.in_(list(owner_ids)), c.tag_id.in_(list(tag_ids)))
     )
-    return int(result.rowcount)  # type: ignore[attr-defined]
+    return affected(result)

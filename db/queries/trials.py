@@ -18,6 +18,7 @@ from db.enums import ManagedBy, SubscriptionKind, SubscriptionState
 from db.models import Customer, CustomerAssignment, LicenseLine, Order, Subscription
 from db.queries.customers import SUBSCRIPTION_COLUMNS
 from db.status import StatusRules, refresh_status_spans
+from db.types import inserted_id
 
 S = Subscription.__table__.c  # type: ignore[attr-defined]
 L = LicenseLine.__table__.c  # type: ignore[attr-defined]
@@ -64,7 +65,7 @@ async def create_customer(
             provisioned_by_admin_id=admin_id,
         )
     )
-    customer_id = int(result.inserted_primary_key[0])  # type: ignore[index]
+    customer_id = inserted_id(result)
     await session.execute(
         insert(CustomerAssignment).values(
             customer_id=customer_id,
@@ -136,7 +137,7 @@ async def start_trial(
             created_by_admin_id=admin_id,
         )
     )
-    sub_id = int(result.inserted_primary_key[0])  # type: ignore[index]
+    sub_id = inserted_id(result)
     await session.execute(
         insert(LicenseLine),
         [
@@ -227,7 +228,7 @@ async def convert_trial(
             created_by_admin_id=admin_id,
         )
     )
-    paid_id = int(result.inserted_primary_key[0])  # type: ignore[index]
+    paid_id = inserted_id(result)
     lines = (await session.execute(select(*L).where(L.subscription_id == trial.id))).all()
     await session.execute(
         insert(LicenseLine),

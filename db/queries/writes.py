@@ -16,19 +16,21 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.models import Customer
 
+CU = Customer.__table__.c  # type: ignore[attr-defined]
+
 
 async def begin_write(session: AsyncSession) -> None:
     """Call first in a mutation's transaction: on SQLite, take the write lock now."""
-    if session.bind.dialect.name == "sqlite":  # type: ignore[union-attr]
+    if session.get_bind().dialect.name == "sqlite":
         await session.execute(text("UPDATE app_meta SET value = value WHERE key = 'write_lock'"))
 
 
 async def lock_customers(session: AsyncSession, customer_ids: Sequence[int]) -> None:
     """PostgreSQL row locks on customers (a no-op on SQLite, already serialised)."""
-    if session.bind.dialect.name != "sqlite" and customer_ids:  # type: ignore[union-attr]
+    if session.get_bind().dialect.name != "sqlite" and customer_ids:
         await session.execute(
-            select(Customer.id)
-            .where(Customer.id.in_(sorted(set(customer_ids))))  # type: ignore[union-attr]
-            .order_by(Customer.id)
+            select(CU.id)
+            .where(CU.id.in_(sorted(set(customer_ids))))
+            .order_by(CU.id)
             .with_for_update()
         )

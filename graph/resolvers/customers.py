@@ -128,7 +128,7 @@ class CustomerQueries:
         after: str | None = None,
         filter: CustomerFilter | None = None,
         search: str | None = None,
-        order_by: CustomerOrder = CustomerOrder.NAME_ASC,  # type: ignore[attr-defined]
+        order_by: CustomerOrder = CustomerOrder.NAME_ASC,
     ) -> CustomerConnection:
         return await customers_connection(
             info.context, first=first, after=after, filter=filter, search=search, order_by=order_by

@@ -6,21 +6,24 @@ import strawberry
 
 from db import enums
 
-Product = strawberry.enum(enums.Product, description="A product a customer can order.")
-ManagedBy = strawberry.enum(
+Product = enums.Product
+strawberry.enum(enums.Product, description="A product a customer can order.")
+ManagedBy = enums.ManagedBy
+strawberry.enum(
     enums.ManagedBy,
     description="EXTERNAL_ADMIN: the partner administers the customer as an external admin; "
     "PARTNER_ORG: the customer is part of the partner's own organization.",
 )
-SubscriptionKind = strawberry.enum(
-    enums.SubscriptionKind, description="PAID subscription or TRIAL."
-)
-SubscriptionState = strawberry.enum(
+SubscriptionKind = enums.SubscriptionKind
+strawberry.enum(enums.SubscriptionKind, description="PAID subscription or TRIAL.")
+SubscriptionState = enums.SubscriptionState
+strawberry.enum(
     enums.SubscriptionState,
     description="PROVISIONING: ordered, not yet fully set up; ACTIVE; SUSPENDED: unpaid; "
     "EXPIRED; CANCELLED.",
 )
-CustomerStatus = strawberry.enum(
+CustomerStatus = enums.CustomerStatus
+strawberry.enum(
     enums.CustomerStatus,
     description="Derived customer status at the server's now; several can hold at once. "
     "TRIAL: a trial is in force. ACTIVE: a paid subscription is in force. EXPIRING_SOON: a trial, "
@@ -32,7 +35,8 @@ CustomerStatus = strawberry.enum(
     "SUSPENDED (non-payment). EXPIRED: the customer has subscriptions and every one is expired, "
     "cancelled or has ended.",
 )
-SetupState = strawberry.enum(
+SetupState = enums.SetupState
+strawberry.enum(
     enums.SetupState,
     description="First-time setup of the partner's own organization: NOT_STARTED, "
     "TERMS_ACCEPTED (terms and conditions accepted), READY (setup finished).",

@@ -23,7 +23,8 @@ from graph.types.common import (
 )
 from graph.types.tags import Tag
 
-CustomerOrder = strawberry.enum(
+CustomerOrder = _CustomerOrder
+strawberry.enum(
     _CustomerOrder,
     description="Order of the customer list. END_DATE_ASC puts the customer whose in-force "
     "subscription ends soonest first (customers with none in force last).",
@@ -175,13 +176,15 @@ class Customer(Node):
 
     @strawberry.field(description="Statuses that hold now (see CustomerStatus), in enum order.")
     async def statuses(self, info: Info) -> list[CustomerStatus]:
-        return await info.context.loaders.statuses_by_customer_id.load(self.pk)  # type: ignore[no-any-return]
+        rows = await info.context.loaders.statuses_by_customer_id.load(self.pk)
+        return [CustomerStatus(s) for s in rows]
 
     @strawberry.field(
         description="Products on the customer's subscriptions that are not expired or cancelled."
     )
     async def products(self, info: Info) -> list[Product]:
-        return await info.context.loaders.products_by_customer_id.load(self.pk)  # type: ignore[no-any-return]
+        rows = await info.context.loaders.products_by_customer_id.load(self.pk)
+        return [Product(p) for p in rows]
 
     @strawberry.field(description="Tags attached to the customer, by name.")
     async def tags(self, info: Info) -> list[Tag]:
