@@ -115,6 +115,7 @@ class Customer(SQLModel, table=True):
         Index("ix_customer_partner_name", "partner_id", "name_key", "id"),
         Index("ix_customer_partner_created", "partner_id", "created_at", "id"),
         Index("ix_customer_partner_managed_by", "partner_id", "managed_by", "name_key", "id"),
+        Index("ix_customer_provisioned_by", "provisioned_by_admin_id"),
     )
     id: int | None = Field(default=None, primary_key=True)
     partner_id: int = Field(sa_column=_fk("partner.id", index=False))

@@ -18,6 +18,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from db.enums import CustomerStatus, ManagedBy, Product, SubscriptionKind
 from db.queries import customers as q
+from db.scope import plan_scope
 from graph.auth.permissions import Act, Obj, require
 from graph.context import new_context
 from graph.errors import ApiError, ErrorCode, bad_input
@@ -108,6 +109,7 @@ def export_customers_csv(
             )
 
         async def rows() -> AsyncIterator[str]:
+            planned = await plan_scope(session, scope)
             buffer = io.StringIO()
             writer = csv.writer(buffer)
             writer.writerow(COLUMNS)
@@ -116,7 +118,7 @@ def export_customers_csv(
                 while True:
                     page = await q.customers_page(
                         session,
-                        scope=scope,
+                        scope=planned,
                         query=query,
                         order=order,
                         now=ctx.now,

@@ -8,6 +8,7 @@ import strawberry
 
 from db.queries import customers as q
 from db.queries.tags import tags_of_partner
+from db.scope import plan_scope
 from graph.auth.permissions import Act, Obj, require, scope_or_none
 from graph.context import Context, Info
 from graph.errors import ErrorCode, bad_input
@@ -75,6 +76,9 @@ async def customers_connection(
         if after is not None
         else None
     )
+
+    async with ctx.db() as session:
+        scope = await plan_scope(session, scope)
 
     async def count() -> int:
         async with ctx.db() as session:
