@@ -1,10 +1,504 @@
-"""License analytics (issue 6): filled in by its implementation."""
+"""License analytics (DESIGN.md section 3): ``licenseKpis`` and ``licenseAnalytics(product)``.
+
+Both root fields pass the one door (``require(ctx, Obj.ANALYTICS, Act.READ)``) and keep the
+returned scope; every section below resolves from it with one ``db.queries.analytics`` call per
+figure set. The section objects live here rather than in ``graph.types`` because they are
+nothing but resolvers: a section's KPIs and its rows' ``totalCount`` come from one statement,
+which four of the five sections share. The deployment-wide low-allocation medians are fetched
+once per request for every figure that needs them. Nothing is cached across requests.
+"""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Annotated, TypeVar
+
 import strawberry
+
+from db.queries import analytics as q
+from db.scope import Scope
+from graph.auth.permissions import Act, Obj, require
+from graph.context import Context, Info
+from graph.errors import ErrorCode, bad_input
+from graph.pagination import CursorCodec, PageInfo, check_page_size, fingerprint
+from graph.types.analytics import (
+    AnalyticsProduct,
+    ExpiringColumn,
+    ExpiringConnection,
+    ExpiringEdge,
+    ExpiringKpis,
+    ExpiringOrder,
+    ExpiringRow,
+    LicenseKpis,
+    LicenseWeek,
+    LowAllocationColumn,
+    LowAllocationConnection,
+    LowAllocationEdge,
+    LowAllocationKpis,
+    LowAllocationOrder,
+    LowAllocationRow,
+    OverageColumn,
+    OverageConnection,
+    OverageEdge,
+    OverageKpis,
+    OverageOrder,
+    OverageRow,
+    RecentlyAddedColumn,
+    RecentlyAddedConnection,
+    RecentlyAddedEdge,
+    RecentlyAddedKpis,
+    RecentlyAddedOrder,
+    RecentlyAddedRow,
+    RenewingColumn,
+    RenewingConnection,
+    RenewingEdge,
+    RenewingKpis,
+    RenewingOrder,
+    RenewingRow,
+    SortDirection,
+)
+
+MAX_WEEKS = 52
+DEFAULT_PAGE = 20
+FIRST = "Rows per page, 1-100."
+AFTER = "The `endCursor` of the previous page."
+ORDER = "Column and direction; the default is given in the field description."
+T = TypeVar("T")
+
+
+MEDIANS_STATE = "license_analytics_medians"
+
+
+def request_medians(ctx: Context) -> Awaitable[q.Medians]:
+    """The deployment-wide low-allocation band medians at the request's now, fetched on first
+    use and kept in the request's state (dropped with it), so that ``licenseKpis`` and the
+    low-allocation section share one statement. Await it outside ``ctx.db()``."""
+    state = getattr(ctx.request, "state", None)
+    future: asyncio.Future[q.Medians] | None = getattr(state, MEDIANS_STATE, None)
+    if future is None:
+        future = asyncio.ensure_future(_load_medians(ctx))
+        if state is not None:
+            setattr(state, MEDIANS_STATE, future)
+    return future
+
+
+async def _load_medians(ctx: Context) -> q.Medians:
+    async with ctx.db() as session:
+        return await q.low_allocation_medians(session, now=ctx.now)
+
+
+async def section_medians(ctx: Context, section: q.Section) -> q.Medians | None:
+    return await request_medians(ctx) if section is q.Section.LOW_ALLOCATION else None
+
+
+@dataclass
+class SharedSummaries:
+    """The KPIs of the sections ``q.SHARED_SUMMARY`` of one product: one statement, once."""
+
+    scope: Scope
+    product: str
+    _future: asyncio.Future[dict[q.Section, q.SectionSummary]] | None = field(
+        default=None, repr=False
+    )
+
+    def get(self, ctx: Context) -> Awaitable[dict[q.Section, q.SectionSummary]]:
+        if self._future is None:
+            self._future = asyncio.ensure_future(self._load(ctx))
+        return self._future
+
+    async def _load(self, ctx: Context) -> dict[q.Section, q.SectionSummary]:
+        async with ctx.db() as session:
+            return await q.section_summaries(
+                session, scope=self.scope, product=self.product, now=ctx.now
+            )
+
+
+@dataclass
+class SectionSource:
+    """One section of one product in the caller's scope; its summary is fetched once."""
+
+    shared: SharedSummaries
+    section: q.Section
+    _summary: asyncio.Future[q.SectionSummary] | None = field(default=None, repr=False)
+
+    @property
+    def scope(self) -> Scope:
+        return self.shared.scope
+
+    @property
+    def product(self) -> str:
+        return self.shared.product
+
+    def summary(self, ctx: Context) -> Awaitable[q.SectionSummary]:
+        if self._summary is None:
+            self._summary = asyncio.ensure_future(self._load_summary(ctx))
+        return self._summary
+
+    async def _load_summary(self, ctx: Context) -> q.SectionSummary:
+        if self.section in q.SHARED_SUMMARY:
+            return (await self.shared.get(ctx))[self.section]
+        medians = await section_medians(ctx, self.section)
+        async with ctx.db() as session:
+            return await q.section_summary(
+                session,
+                scope=self.scope,
+                section=self.section,
+                product=self.product,
+                now=ctx.now,
+                medians=medians,
+            )
+
+    async def count(self, ctx: Context) -> int:
+        return (await self.summary(ctx)).rows
+
+    async def page(
+        self, ctx: Context, *, first: int, after: str | None, column: Enum, direction: SortDirection
+    ) -> tuple[list[q.LicenseRow], list[str], PageInfo]:
+        """One page of rows and their cursors (validated paging, signed keyset cursors)."""
+        check_page_size(first, ctx.settings.max_page_size)
+        try:
+            row_column = q.RowColumn(column.value)
+            if row_column not in q.COLUMNS[self.section]:
+                raise ValueError(row_column)
+        except ValueError:
+            raise bad_input(f"Unknown column {column.value!r}.", argument="orderBy") from None
+        descending = direction is SortDirection.DESC
+        codec = CursorCodec(ctx.services.secret)
+        list_name = f"licenseAnalytics.{self.section.value}"
+        query_fp = fingerprint(self.scope.key, self.product, row_column.value, descending)
+        after_key = (
+            codec.decode(after, list_name, query_fp, q.key_types(self.section, row_column))
+            if after
+            else None
+        )
+        medians = await section_medians(ctx, self.section)
+        async with ctx.db() as session:
+            page = await q.section_page(
+                session,
+                scope=self.scope,
+                section=self.section,
+                product=self.product,
+                now=ctx.now,
+                column=row_column,
+                descending=descending,
+                first=first,
+                after=after_key,
+                medians=medians,
+            )
+        cursors = [codec.encode(list_name, query_fp, key) for key in page.keys]
+        info = PageInfo(
+            has_next_page=page.has_next,
+            has_previous_page=after is not None,
+            start_cursor=cursors[0] if cursors else None,
+            end_cursor=cursors[-1] if cursors else None,
+        )
+        return page.rows, cursors, info
+
+
+def _counter(source: SectionSource, ctx: Context) -> Callable[[], Awaitable[int]]:
+    return lambda: source.count(ctx)
+
+
+def _edges(
+    make: Callable[[q.LicenseRow], T], rows: list[q.LicenseRow], cursors: list[str]
+) -> tuple[list[T], list[tuple[T, str]]]:
+    nodes = [make(r) for r in rows]
+    return nodes, list(zip(nodes, cursors, strict=True))
+
+
+SECTION_SCOPE = (
+    "Rows are subscriptions of the caller's customers, in force (state ACTIVE, start <= now < "
+    "end) and having a license line of the selected product; their figures are sums over "
+    "those lines."
+)
+
+
+@strawberry.type(
+    description="In-force subscriptions and trials that started within the last 90 days "
+    "(start > now - 90 days). " + SECTION_SCOPE
+)
+class RecentlyAddedSection:
+    source: strawberry.Private[SectionSource]
+
+    @strawberry.field(description="KPIs over every row of the section.")
+    async def kpis(self, info: Info) -> RecentlyAddedKpis:
+        s = await self.source.summary(info.context)
+        return RecentlyAddedKpis(new_customers=s.customers, total_licenses=s.purchased)
+
+    @strawberry.field(description="The rows, keyset-paged (default: newest first).")
+    async def rows(
+        self,
+        info: Info,
+        first: Annotated[int, strawberry.argument(description=FIRST)] = DEFAULT_PAGE,
+        after: Annotated[str | None, strawberry.argument(description=AFTER)] = None,
+        order_by: Annotated[
+            RecentlyAddedOrder | None, strawberry.argument(description=ORDER)
+        ] = None,
+    ) -> RecentlyAddedConnection:
+        order = order_by or RecentlyAddedOrder(field=RecentlyAddedColumn.DAYS_SINCE_ADDED)
+        ctx = info.context
+        rows, cursors, page_info = await self.source.page(
+            ctx, first=first, after=after, column=order.field, direction=order.direction
+        )
+        nodes, pairs = _edges(RecentlyAddedRow.from_row, rows, cursors)
+        return RecentlyAddedConnection(
+            page_info=page_info,
+            count=_counter(self.source, ctx),
+            edges=[RecentlyAddedEdge(node=n, cursor=c) for n, c in pairs],
+            nodes=nodes,
+        )
+
+
+@strawberry.type(
+    description="In-force subscriptions that do not auto-renew and end within 90 days "
+    "(now < end <= now + 90 days), trials included. " + SECTION_SCOPE
+)
+class ExpiringSection:
+    source: strawberry.Private[SectionSource]
+
+    @strawberry.field(description="KPIs over every row of the section.")
+    async def kpis(self, info: Info) -> ExpiringKpis:
+        s = await self.source.summary(info.context)
+        return ExpiringKpis(
+            expiring_customers=s.customers,
+            allocation_percent=q.percent(s.assigned, s.purchased),
+            usage_percent=q.percent(s.used, s.purchased),
+        )
+
+    @strawberry.field(description="The rows, keyset-paged (default: soonest end first).")
+    async def rows(
+        self,
+        info: Info,
+        first: Annotated[int, strawberry.argument(description=FIRST)] = DEFAULT_PAGE,
+        after: Annotated[str | None, strawberry.argument(description=AFTER)] = None,
+        order_by: Annotated[ExpiringOrder | None, strawberry.argument(description=ORDER)] = None,
+    ) -> ExpiringConnection:
+        order = order_by or ExpiringOrder(field=ExpiringColumn.DAYS_UNTIL_EXPIRY)
+        ctx = info.context
+        rows, cursors, page_info = await self.source.page(
+            ctx, first=first, after=after, column=order.field, direction=order.direction
+        )
+        nodes, pairs = _edges(ExpiringRow.from_row, rows, cursors)
+        return ExpiringConnection(
+            page_info=page_info,
+            count=_counter(self.source, ctx),
+            edges=[ExpiringEdge(node=n, cursor=c) for n, c in pairs],
+            nodes=nodes,
+        )
+
+
+@strawberry.type(
+    description="In-force auto-renewing subscriptions whose renewal date is within 90 days "
+    "(now < renewal <= now + 90 days). " + SECTION_SCOPE
+)
+class RenewingSection:
+    source: strawberry.Private[SectionSource]
+
+    @strawberry.field(description="KPIs over every row of the section.")
+    async def kpis(self, info: Info) -> RenewingKpis:
+        s = await self.source.summary(info.context)
+        return RenewingKpis(
+            renewing_customers=s.customers,
+            allocation_percent=q.percent(s.assigned, s.purchased),
+            usage_percent=q.percent(s.used, s.purchased),
+        )
+
+    @strawberry.field(description="The rows, keyset-paged (default: soonest renewal first).")
+    async def rows(
+        self,
+        info: Info,
+        first: Annotated[int, strawberry.argument(description=FIRST)] = DEFAULT_PAGE,
+        after: Annotated[str | None, strawberry.argument(description=AFTER)] = None,
+        order_by: Annotated[RenewingOrder | None, strawberry.argument(description=ORDER)] = None,
+    ) -> RenewingConnection:
+        order = order_by or RenewingOrder(field=RenewingColumn.DAYS_UNTIL_RENEWAL)
+        ctx = info.context
+        rows, cursors, page_info = await self.source.page(
+            ctx, first=first, after=after, column=order.field, direction=order.direction
+        )
+        nodes, pairs = _edges(RenewingRow.from_row, rows, cursors)
+        return RenewingConnection(
+            page_info=page_info,
+            count=_counter(self.source, ctx),
+            edges=[RenewingEdge(node=n, cursor=c) for n, c in pairs],
+            nodes=nodes,
+        )
+
+
+@strawberry.type(
+    description="In-force subscriptions with low allocation. Each in-force subscription of the "
+    "deployment (all partners) having the product, with purchased licenses > 0, has an "
+    "allocation ratio assigned / purchased (sums over its product lines) and a size band by "
+    "purchased: 1-10, 11-50, 51-250, 251-1000, 1001+. A band's median is the middle ratio of "
+    "those subscriptions sorted by ratio (the mean of the two middle ones for an even count). "
+    "A subscription of the caller's customers is flagged when it started at least 30 days ago "
+    "(start <= now - 30 days) and its ratio is below half its band's median. Only aggregates "
+    "of other partners' data take part; none is exposed."
+)
+class LowAllocationSection:
+    source: strawberry.Private[SectionSource]
+
+    @strawberry.field(description="KPIs over every flagged subscription.")
+    async def kpis(self, info: Info) -> LowAllocationKpis:
+        s = await self.source.summary(info.context)
+        return LowAllocationKpis(
+            low_allocation_customers=s.customers,
+            allocation_percent=q.percent(s.assigned, s.purchased),
+            usage_when_assigned_percent=q.percent(s.used, s.assigned),
+            unassigned_licenses=s.purchased - s.assigned,
+        )
+
+    @strawberry.field(description="The rows, keyset-paged (default: lowest allocation first).")
+    async def rows(
+        self,
+        info: Info,
+        first: Annotated[int, strawberry.argument(description=FIRST)] = DEFAULT_PAGE,
+        after: Annotated[str | None, strawberry.argument(description=AFTER)] = None,
+        order_by: Annotated[
+            LowAllocationOrder | None, strawberry.argument(description=ORDER)
+        ] = None,
+    ) -> LowAllocationConnection:
+        order = order_by or LowAllocationOrder(field=LowAllocationColumn.ALLOCATION_PERCENT)
+        ctx = info.context
+        rows, cursors, page_info = await self.source.page(
+            ctx, first=first, after=after, column=order.field, direction=order.direction
+        )
+        nodes, pairs = _edges(LowAllocationRow.from_row, rows, cursors)
+        return LowAllocationConnection(
+            page_info=page_info,
+            count=_counter(self.source, ctx),
+            edges=[LowAllocationEdge(node=n, cursor=c) for n, c in pairs],
+            nodes=nodes,
+        )
+
+
+@strawberry.type(
+    description="License lines of the product with assigned > purchased on in-force "
+    "subscriptions of the caller's customers; one row per line."
+)
+class OverageSection:
+    source: strawberry.Private[SectionSource]
+
+    @strawberry.field(description="KPIs over every overage line.")
+    async def kpis(self, info: Info) -> OverageKpis:
+        s = await self.source.summary(info.context)
+        overage = s.assigned - s.purchased
+        return OverageKpis(
+            overage_customers=s.customers,
+            overage_licenses=overage,
+            average_overage=q.one_decimal(overage, s.customers),
+        )
+
+    @strawberry.field(description="The rows, keyset-paged (default: largest overage first).")
+    async def rows(
+        self,
+        info: Info,
+        first: Annotated[int, strawberry.argument(description=FIRST)] = DEFAULT_PAGE,
+        after: Annotated[str | None, strawberry.argument(description=AFTER)] = None,
+        order_by: Annotated[OverageOrder | None, strawberry.argument(description=ORDER)] = None,
+    ) -> OverageConnection:
+        order = order_by or OverageOrder(field=OverageColumn.OVERAGE, direction=SortDirection.DESC)
+        ctx = info.context
+        rows, cursors, page_info = await self.source.page(
+            ctx, first=first, after=after, column=order.field, direction=order.direction
+        )
+        nodes, pairs = _edges(OverageRow.from_row, rows, cursors)
+        return OverageConnection(
+            page_info=page_info,
+            count=_counter(self.source, ctx),
+            edges=[OverageEdge(node=n, cursor=c) for n, c in pairs],
+            nodes=nodes,
+        )
+
+
+@strawberry.type(description="License analytics of one product, within the caller's scope.")
+class LicenseAnalytics:
+    product: AnalyticsProduct = strawberry.field(description="The selected product.")
+    scope: strawberry.Private[Scope]
+    summaries: strawberry.Private[SharedSummaries]
+
+    def _source(self, section: q.Section) -> SectionSource:
+        return SectionSource(shared=self.summaries, section=section)
+
+    @strawberry.field(
+        description="Purchased, assigned and used licenses per week over the last `weeks` "
+        "(1-52) weeks that closed at or before now, oldest first."
+    )
+    async def distribution_trend(
+        self,
+        info: Info,
+        weeks: Annotated[int, strawberry.argument(description="How many weeks, 1-52.")] = 13,
+    ) -> list[LicenseWeek]:
+        if not 1 <= weeks <= MAX_WEEKS:
+            raise bad_input(
+                f"`weeks` must be between 1 and {MAX_WEEKS}, got {weeks}.",
+                ErrorCode.BAD_USER_INPUT,
+                argument="weeks",
+            )
+        ctx = info.context
+        async with ctx.db() as session:
+            totals = await q.distribution_trend(
+                session, scope=self.scope, product=self.product.value, now=ctx.now, weeks=weeks
+            )
+        return [
+            LicenseWeek(
+                week_start=t.week_start, purchased=t.purchased, assigned=t.assigned, used=t.used
+            )
+            for t in totals
+        ]
+
+    @strawberry.field(description="Subscriptions and trials added in the last 90 days.")
+    def recently_added(self) -> RecentlyAddedSection:
+        return RecentlyAddedSection(source=self._source(q.Section.RECENTLY_ADDED))
+
+    @strawberry.field(description="Subscriptions ending within 90 days without auto-renew.")
+    def about_to_expire(self) -> ExpiringSection:
+        return ExpiringSection(source=self._source(q.Section.ABOUT_TO_EXPIRE))
+
+    @strawberry.field(description="Auto-renewing subscriptions renewing within 90 days.")
+    def about_to_renew(self) -> RenewingSection:
+        return RenewingSection(source=self._source(q.Section.ABOUT_TO_RENEW))
+
+    @strawberry.field(description="Subscriptions allocating far fewer licenses than their peers.")
+    def low_allocation(self) -> LowAllocationSection:
+        return LowAllocationSection(source=self._source(q.Section.LOW_ALLOCATION))
+
+    @strawberry.field(description="License lines with more licenses assigned than purchased.")
+    def overage(self) -> OverageSection:
+        return OverageSection(source=self._source(q.Section.OVERAGE))
 
 
 @strawberry.type
 class AnalyticsQueries:
-    pass
+    @strawberry.field(description="Top license KPIs over the caller's customers (see LicenseKpis).")
+    async def license_kpis(self, info: Info) -> LicenseKpis:
+        ctx = info.context
+        scope = require(ctx, Obj.ANALYTICS, Act.READ)
+        medians = await request_medians(ctx)
+        async with ctx.db() as session:
+            k = await q.license_kpis(session, scope=scope, now=ctx.now, medians=medians)
+        return LicenseKpis(
+            total_customers=k.total_customers,
+            about_to_expire=k.about_to_expire,
+            about_to_renew=k.about_to_renew,
+            low_allocation=k.low_allocation,
+            over_license_limit=k.over_license_limit,
+        )
+
+    @strawberry.field(
+        description="License analytics of MEETINGS or CALLING over the caller's customers: "
+        "the weekly distribution trend and five sections, each with KPIs and sortable rows."
+    )
+    def license_analytics(
+        self,
+        info: Info,
+        product: Annotated[
+            AnalyticsProduct, strawberry.argument(description="MEETINGS or CALLING.")
+        ],
+    ) -> LicenseAnalytics:
+        scope = require(info.context, Obj.ANALYTICS, Act.READ)
+        shared = SharedSummaries(scope=scope, product=product.value)
+        return LicenseAnalytics(product=product, scope=scope, summaries=shared)

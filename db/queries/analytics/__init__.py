@@ -1,0 +1,63 @@
+"""License analytics (DESIGN.md section 3): top KPIs, the distribution trend and the five
+license sections of a product, every figure aggregated in SQL within the caller's scope."""
+
+from __future__ import annotations
+
+from db.queries.analytics.common import KPI_PRODUCTS, USAGE_WEEKS, Medians, Section
+from db.queries.analytics.kpis import (
+    LicenseKpiCounts,
+    LicenseWeekTotals,
+    distribution_trend,
+    license_kpis,
+    low_allocation_medians,
+)
+from db.queries.analytics.measures import (
+    SIZE_BANDS,
+    band_label,
+    closed_weeks,
+    one_decimal,
+    percent,
+)
+from db.queries.analytics.sections import (
+    COLUMNS,
+    LicenseRow,
+    RowColumn,
+    RowPage,
+    UnknownColumn,
+    key_types,
+    section_page,
+)
+from db.queries.analytics.summaries import (
+    SHARED_SUMMARY,
+    SectionSummary,
+    section_summaries,
+    section_summary,
+)
+
+__all__ = [
+    "COLUMNS",
+    "KPI_PRODUCTS",
+    "SHARED_SUMMARY",
+    "SIZE_BANDS",
+    "USAGE_WEEKS",
+    "LicenseKpiCounts",
+    "LicenseRow",
+    "LicenseWeekTotals",
+    "Medians",
+    "RowColumn",
+    "RowPage",
+    "Section",
+    "SectionSummary",
+    "UnknownColumn",
+    "band_label",
+    "closed_weeks",
+    "distribution_trend",
+    "key_types",
+    "license_kpis",
+    "low_allocation_medians",
+    "one_decimal",
+    "percent",
+    "section_page",
+    "section_summaries",
+    "section_summary",
+]

@@ -1,0 +1,118 @@
+"""The top license KPIs and the weekly license distribution trend: one statement each."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, case, distinct, false, func, or_, select, true
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from db.queries.analytics.common import (
+    KPI_PRODUCTS,
+    LS,
+    TRIAL,
+    WINDOW,
+    Medians,
+    S,
+    Section,
+    band_medians,
+    product_subscriptions,
+    visible,
+)
+from db.queries.analytics.measures import closed_weeks, week_start_of
+from db.scope import Scope
+
+
+@dataclass(frozen=True, slots=True)
+class LicenseKpiCounts:
+    total_customers: int
+    about_to_expire: int
+    about_to_renew: int
+    low_allocation: int
+    over_license_limit: int
+
+
+async def low_allocation_medians(
+    session: AsyncSession, *, now: datetime, products: Sequence[str] = KPI_PRODUCTS
+) -> Medians:
+    """The deployment's median allocation ratio per (product, size band), one statement; the
+    low-allocation figures take them as parameters, so a request computes them once."""
+    medians = band_medians("medians", products, now)
+    rows = await session.execute(select(medians.c.product, medians.c.band, medians.c.median))
+    return {(product, int(band)): float(median) for product, band, median in rows}
+
+
+async def section_medians(
+    session: AsyncSession, section: Section, product: str, now: datetime, given: Medians | None
+) -> Medians:
+    """The band medians of ``product`` a section needs (none but low allocation), taken from
+    ``given`` (the request's) or fetched."""
+    if section is not Section.LOW_ALLOCATION:
+        return {}
+    if given is not None:
+        return {key: value for key, value in given.items() if key[0] == product}
+    return await low_allocation_medians(session, now=now, products=[product])
+
+
+async def license_kpis(
+    session: AsyncSession, *, scope: Scope, now: datetime, medians: Medians | None = None
+) -> LicenseKpiCounts:
+    """Customer counts over the caller's *relevant* subscriptions: in force, with a Meetings or
+    Calling line (DESIGN.md section 3, top KPIs); ``medians`` from ``low_allocation_medians``
+    (fetched here when not given)."""
+    if medians is None:
+        medians = await low_allocation_medians(session, now=now)
+    relevant = product_subscriptions("relevant", KPI_PRODUCTS, now, scope, [], medians=medians)
+    r = relevant.c
+    expiring = and_(or_(r.kind == TRIAL, r.auto_renew == false()), r.end_date <= now + WINDOW)
+    renewing = and_(r.auto_renew == true(), r.renewal_date > now, r.renewal_date <= now + WINDOW)
+
+    def customers_where(condition: Any) -> Any:
+        return func.count(distinct(case((condition, r.customer_id))))
+
+    stmt = select(
+        func.count(distinct(r.customer_id)),
+        customers_where(expiring),
+        customers_where(renewing),
+        customers_where(r.low == 1),
+        customers_where(r.lines_over > 0),
+    )
+    row = (await session.execute(stmt)).one()
+    return LicenseKpiCounts(*(int(v or 0) for v in row))
+
+
+@dataclass(frozen=True, slots=True)
+class LicenseWeekTotals:
+    week_start: datetime
+    purchased: int
+    assigned: int
+    used: int
+
+
+async def distribution_trend(
+    session: AsyncSession, *, scope: Scope, product: str, now: datetime, weeks: int
+) -> list[LicenseWeekTotals]:
+    """The last ``weeks`` closed weeks, oldest first: sums of the weekly snapshots of every
+    ``product`` line of the subscriptions of the caller's customers (0 for a week without any)."""
+    starts = closed_weeks(now, weeks)
+    in_scope = [LS.partner_id == scope.partner_id]
+    if scope.assigned_admin_id is not None:
+        # Snapshots carry no customer: go through their subscriptions for an assigned scope.
+        in_scope.append(LS.subscription_id.in_(select(S.id).where(*visible(scope))))
+    stmt = (
+        select(
+            LS.week_start,
+            func.sum(LS.purchased),
+            func.sum(LS.assigned),
+            func.sum(LS.used),
+        )
+        .where(*in_scope, LS.product == product, LS.week_start.in_(starts))
+        .group_by(LS.week_start)
+    )
+    found: dict[datetime, tuple[int, int, int]] = {}
+    for week, purchased, assigned, used in await session.execute(stmt):
+        found[week_start_of(week)] = (int(purchased or 0), int(assigned or 0), int(used or 0))
+    return [LicenseWeekTotals(w, *found.get(w, (0, 0, 0))) for w in starts]

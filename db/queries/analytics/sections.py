@@ -1,0 +1,349 @@
+"""The rows of the five license sections of one product, keyset-paged (one statement a page).
+
+Every section starts from a CTE of its rows — in-force subscriptions with the product (one row
+each, sums over the product's lines), or for the overage section the in-force product lines
+with assigned > purchased — restricted to the caller's scope. The KPIs (``summaries``)
+aggregate it; a page orders it by the requested column and cuts it by keyset. Snapshot-derived
+columns (weekly changes, 3-month peak) are computed for the page's rows only, unless the page
+is sorted by one of them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import (
+    CTE,
+    bindparam,
+    case,
+    func,
+    literal,
+    select,
+    tuple_,
+)
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from db.models import Customer, Subscription
+from db.queries.analytics.common import (
+    SUBSCRIPTION_COLUMNS,
+    C,
+    Medians,
+    S,
+    Section,
+    in_force,
+    product_lines,
+    product_subscriptions,
+    section_conditions,
+    snapshot_changes,
+    visible,
+)
+from db.queries.analytics.kpis import section_medians
+from db.queries.analytics.measures import (
+    days_until,
+    percent,
+    tenths_sql,
+    whole_days,
+    whole_months,
+)
+from db.scope import Scope
+
+
+class RowColumn(StrEnum):
+    """Every sortable row column; each section allows the ones of its rows (``COLUMNS``)."""
+
+    CUSTOMER_NAME = "CUSTOMER_NAME"
+    SUBSCRIPTION_ID = "SUBSCRIPTION_ID"
+    LICENSE_TYPE = "LICENSE_TYPE"
+    TOTAL_LICENSES = "TOTAL_LICENSES"
+    ASSIGNED = "ASSIGNED"
+    USED = "USED"
+    AVAILABLE = "AVAILABLE"
+    ALLOCATION_PERCENT = "ALLOCATION_PERCENT"
+    USAGE_PERCENT = "USAGE_PERCENT"
+    USAGE_WHEN_ASSIGNED_PERCENT = "USAGE_WHEN_ASSIGNED_PERCENT"
+    OVERAGE = "OVERAGE"
+    DAYS_SINCE_ADDED = "DAYS_SINCE_ADDED"
+    MONTHS_SINCE_ADDED = "MONTHS_SINCE_ADDED"
+    DAYS_UNTIL_EXPIRY = "DAYS_UNTIL_EXPIRY"
+    DAYS_UNTIL_RENEWAL = "DAYS_UNTIL_RENEWAL"
+    MONTHS_REMAINING = "MONTHS_REMAINING"
+    AUTO_RENEW = "AUTO_RENEW"
+    SIZE_BAND = "SIZE_BAND"
+    WEEKLY_ALLOCATION_CHANGE = "WEEKLY_ALLOCATION_CHANGE"
+    WEEKLY_USAGE_CHANGE = "WEEKLY_USAGE_CHANGE"
+    USAGE_LAST_3_MONTHS = "USAGE_LAST_3_MONTHS"
+
+
+R = RowColumn
+_COMMON = (
+    R.CUSTOMER_NAME,
+    R.SUBSCRIPTION_ID,
+    R.TOTAL_LICENSES,
+    R.ASSIGNED,
+    R.USED,
+    R.AVAILABLE,
+    R.ALLOCATION_PERCENT,
+    R.USAGE_PERCENT,
+)
+_CHANGES = (R.WEEKLY_ALLOCATION_CHANGE, R.WEEKLY_USAGE_CHANGE)
+COLUMNS: dict[Section, tuple[RowColumn, ...]] = {
+    Section.RECENTLY_ADDED: (*_COMMON, R.DAYS_SINCE_ADDED, *_CHANGES),
+    Section.ABOUT_TO_EXPIRE: (*_COMMON, R.DAYS_UNTIL_EXPIRY, R.USAGE_LAST_3_MONTHS, *_CHANGES),
+    Section.ABOUT_TO_RENEW: (*_COMMON, R.DAYS_UNTIL_RENEWAL, R.USAGE_LAST_3_MONTHS, *_CHANGES),
+    Section.LOW_ALLOCATION: (
+        *_COMMON,
+        R.MONTHS_SINCE_ADDED,
+        R.USAGE_WHEN_ASSIGNED_PERCENT,
+        R.SIZE_BAND,
+        R.WEEKLY_ALLOCATION_CHANGE,
+    ),
+    Section.OVERAGE: (
+        *_COMMON,
+        R.LICENSE_TYPE,
+        R.OVERAGE,
+        R.MONTHS_REMAINING,
+        R.AUTO_RENEW,
+    ),
+}
+_SNAPSHOT_COLUMNS = {
+    R.WEEKLY_ALLOCATION_CHANGE: "allocation_change",
+    R.WEEKLY_USAGE_CHANGE: "usage_change",
+    R.USAGE_LAST_3_MONTHS: "peak_used",
+}
+# Columns that count time from a date sort by that date; "days since" runs against it.
+_DATE_COLUMNS = {
+    R.DAYS_SINCE_ADDED: ("start_date", True),
+    R.MONTHS_SINCE_ADDED: ("start_date", True),
+    R.DAYS_UNTIL_EXPIRY: ("end_date", False),
+    R.MONTHS_REMAINING: ("end_date", False),
+    R.DAYS_UNTIL_RENEWAL: ("renewal_date", False),
+}
+_TEXT_COLUMNS = (R.CUSTOMER_NAME, R.SUBSCRIPTION_ID, R.LICENSE_TYPE)
+
+
+class UnknownColumn(ValueError):
+    """A sort column the section's rows do not have."""
+
+
+def key_types(section: Section, column: RowColumn) -> tuple[str, ...]:
+    """How each sort-key value travels in a cursor ('str', 'datetime' or 'int')."""
+    first = "datetime" if column in _DATE_COLUMNS else "str" if column in _TEXT_COLUMNS else "int"
+    return (first, "int", "str") if section is Section.OVERAGE else (first, "int")
+
+
+# --- the rows of a section ----------------------------------------------------------------------
+
+
+def section_rows(
+    section: Section, product: str, now: datetime, scope: Scope, medians: Medians
+) -> CTE:
+    """The CTE of a section's rows in the caller's scope (see the module docstring)."""
+    if section is Section.LOW_ALLOCATION:
+        return product_subscriptions(
+            "section", [product], now, scope, [], medians=medians, only_low=True
+        )
+    if section is not Section.OVERAGE:
+        conditions = section_conditions(section, now)
+        narrow = section in (Section.ABOUT_TO_EXPIRE, Section.ABOUT_TO_RENEW)
+        return product_subscriptions(
+            "section", [product], now, scope, conditions, by_subscription=narrow
+        )
+    lines = product_lines("overage_lines", [product], scope, per_line=True)
+    x = lines.c
+    return (
+        select(
+            *SUBSCRIPTION_COLUMNS,
+            x.product,
+            x.license_type,
+            x.purchased,
+            x.assigned,
+            x.used,
+            literal(0).label("available"),
+        )
+        .select_from(lines.join(Subscription.__table__, S.id == x.subscription_id))  # type: ignore[attr-defined]
+        .where(in_force(now), *visible(scope))
+        .cte("overage")
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class LicenseRow:
+    """One row of a section: a subscription with its sums over the product's lines (or, in the
+    overage section, one license line), and every column derived from it."""
+
+    subscription_pk: int
+    customer_pk: int
+    customer_name: str
+    subscription_ref: str
+    kind: str
+    state: str
+    start_date: datetime
+    end_date: datetime
+    renewal_date: datetime | None
+    auto_renew: bool
+    license_type: str | None
+    purchased: int
+    assigned: int
+    used: int
+    available: int
+    size_band: int
+    weekly_allocation_change: int
+    weekly_usage_change: int
+    usage_last_3_months: int
+    days_since_added: int
+    months_since_added: int
+    days_until_expiry: int
+    days_until_renewal: int | None
+    months_remaining: int
+
+    @property
+    def allocation_percent(self) -> float:
+        return percent(self.assigned, self.purchased)
+
+    @property
+    def usage_percent(self) -> float:
+        return percent(self.used, self.purchased)
+
+    @property
+    def usage_when_assigned_percent(self) -> float:
+        return percent(self.used, self.assigned)
+
+    @property
+    def overage(self) -> int:
+        return max(self.assigned - self.purchased, 0)
+
+
+@dataclass(frozen=True, slots=True)
+class RowPage:
+    rows: list[LicenseRow]
+    keys: list[tuple[Any, ...]]
+    has_next: bool
+
+
+def _sort_key(column: RowColumn, rows: CTE, snap: Any) -> tuple[Any, bool]:
+    """The SQL sort expression of a column and whether it runs against the requested direction."""
+    c = rows.c
+    if column in _DATE_COLUMNS:
+        name, inverted = _DATE_COLUMNS[column]
+        return c[name], inverted
+    if column in _SNAPSHOT_COLUMNS:
+        return func.coalesce(snap.c[_SNAPSHOT_COLUMNS[column]], 0), False
+    expressions: dict[RowColumn, Any] = {
+        R.CUSTOMER_NAME: C.name_key,
+        R.SUBSCRIPTION_ID: c.ref,
+        R.LICENSE_TYPE: c.get("license_type"),
+        R.TOTAL_LICENSES: c.purchased,
+        R.ASSIGNED: c.assigned,
+        R.USED: c.used,
+        R.AVAILABLE: c.available,
+        R.ALLOCATION_PERCENT: tenths_sql(c.assigned, c.purchased),
+        R.USAGE_PERCENT: tenths_sql(c.used, c.purchased),
+        R.USAGE_WHEN_ASSIGNED_PERCENT: tenths_sql(c.used, c.assigned),
+        R.OVERAGE: c.assigned - c.purchased,
+        R.AUTO_RENEW: case((c.auto_renew, 1), else_=0),
+        R.SIZE_BAND: c.get("band"),
+    }
+    return expressions[column], False
+
+
+async def section_page(
+    session: AsyncSession,
+    *,
+    scope: Scope,
+    section: Section,
+    product: str,
+    now: datetime,
+    column: RowColumn,
+    descending: bool,
+    first: int,
+    after: tuple[Any, ...] | None = None,
+    medians: Medians | None = None,
+) -> RowPage:
+    """One keyset page of a section's rows, ordered by ``column`` then by the subscription's
+    internal id (and, for overage lines, the license type), all in one direction."""
+    if column not in COLUMNS[section]:
+        raise UnknownColumn(f"{section.value} rows have no column {column.value}")
+    medians = await section_medians(session, section, product, now, medians)
+    rows = section_rows(section, product, now, scope, medians)
+    customer = Customer.__table__  # type: ignore[attr-defined]
+    by_snapshot = column in _SNAPSHOT_COLUMNS
+    snap = snapshot_changes(rows.c.sub_pk, product, now) if by_snapshot else None
+    source = rows.join(customer, C.id == rows.c.customer_id)
+    if snap is not None:
+        source = source.outerjoin(snap, snap.c.subscription_id == rows.c.sub_pk)
+    expression, inverted = _sort_key(column, rows, snap)
+    keys = [expression, rows.c.sub_pk]
+    if section is Section.OVERAGE:
+        keys.append(rows.c.license_type)
+    down = descending != inverted
+    conditions: list[Any] = []
+    if after is not None:
+        bound = tuple_(
+            *[bindparam(None, v, type_=k.type) for k, v in zip(keys, after, strict=True)]
+        )
+        conditions.append(tuple_(*keys) < bound if down else tuple_(*keys) > bound)
+    labelled = [k.label(f"k{i}") for i, k in enumerate(keys)]
+    extra = [C.name.label("customer_name")]
+    if snap is not None:
+        extra += [func.coalesce(snap.c[n], 0).label(n) for n in _SNAPSHOT_COLUMNS.values()]
+    page = (
+        select(*rows.c, *extra, *labelled)
+        .select_from(source)
+        .where(*conditions)
+        .order_by(*[k.desc() if down else k.asc() for k in keys])
+        .limit(first + 1)
+    )
+    if snap is None and section is not Section.OVERAGE:
+        # Snapshot columns for this page's rows only.
+        cut = page.cte("page")
+        page_snap = snapshot_changes(cut.c.sub_pk, product, now)
+        ordered = [cut.c[f"k{i}"] for i in range(len(keys))]
+        page = (
+            select(
+                *cut.c,
+                *[func.coalesce(page_snap.c[n], 0).label(n) for n in _SNAPSHOT_COLUMNS.values()],
+            )
+            .select_from(cut.outerjoin(page_snap, page_snap.c.subscription_id == cut.c.sub_pk))
+            .order_by(*[k.desc() if down else k.asc() for k in ordered])
+        )
+    result = (await session.execute(page)).mappings().all()
+    has_next = len(result) > first
+    result = result[:first]
+    return RowPage(
+        rows=[_row(m, now) for m in result],
+        keys=[tuple(m[f"k{i}"] for i in range(len(keys))) for m in result],
+        has_next=has_next,
+    )
+
+
+def _row(m: Any, now: datetime) -> LicenseRow:
+    renewal = m["renewal_date"]
+    return LicenseRow(
+        subscription_pk=m["sub_pk"],
+        customer_pk=m["customer_id"],
+        customer_name=m["customer_name"],
+        subscription_ref=m["ref"],
+        kind=m["kind"],
+        state=m["state"],
+        start_date=m["start_date"],
+        end_date=m["end_date"],
+        renewal_date=renewal,
+        auto_renew=bool(m["auto_renew"]),
+        license_type=m.get("license_type"),
+        purchased=int(m["purchased"]),
+        assigned=int(m["assigned"]),
+        used=int(m["used"]),
+        available=int(m["available"]),
+        size_band=int(m.get("band") or 0),
+        weekly_allocation_change=int(m.get("allocation_change") or 0),
+        weekly_usage_change=int(m.get("usage_change") or 0),
+        usage_last_3_months=int(m.get("peak_used") or 0),
+        days_since_added=whole_days(now - m["start_date"]),
+        months_since_added=whole_months(m["start_date"], now),
+        days_until_expiry=days_until(m["end_date"], now),
+        days_until_renewal=days_until(renewal, now) if renewal is not None else None,
+        months_remaining=whole_months(now, m["end_date"]),
+    )
