@@ -180,7 +180,16 @@ class LicenseSnapshot(SQLModel, table=True):
     __tablename__ = "license_snapshot"
     __table_args__ = (
         UniqueConstraint("license_line_id", "week_start", name="uq_license_snapshot_week"),
-        Index("ix_license_snapshot_partner_week", "partner_id", "product", "week_start"),
+        Index(
+            "ix_license_snapshot_trend",
+            "partner_id",
+            "product",
+            "week_start",
+            "subscription_id",
+            "purchased",
+            "assigned",
+            "used",
+        ),
     )
     id: int | None = Field(default=None, primary_key=True)
     partner_id: int = Field(sa_column=_fk("partner.id", index=False))
