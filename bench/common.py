@@ -59,6 +59,19 @@ async def pg_create(name: str) -> None:
         await conn.close()
 
 
+async def _migrated(url: str) -> str:
+    """A data set made by an older checkout gets the newest schema (indexes) before use."""
+    from db.engine import create_engine
+    from db.migrate import migrate
+
+    engine = create_engine(url, pool=False)
+    try:
+        await migrate(engine)
+    finally:
+        await engine.dispose()
+    return url
+
+
 async def dataset(backend: str, customers: int, seed: int = 1) -> str:
     """URL of a database holding ``seed --customers N --random-seed seed`` (made once, reused)."""
     name = f"partner_hub_bench_{customers}"
@@ -67,11 +80,11 @@ async def dataset(backend: str, customers: int, seed: int = 1) -> str:
         path = DATA / f"{name}.db"
         url = f"sqlite+aiosqlite:///{path}"
         if path.exists():
-            return url
+            return await _migrated(url)
     else:
         url = f"{PG_BASE}/{name}"
         if await pg_database_exists(name):
-            return url
+            return await _migrated(url)
         await pg_create(name)
     env = {**os.environ, "PARTNER_HUB_DATABASE_URL": url, "PARTNER_HUB_NOW": NOW.isoformat()}
     started = time.perf_counter()
