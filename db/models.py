@@ -479,3 +479,7 @@ class LaunchToken(SQLModel, table=True):
     issued_at: datetime = Field(sa_column=_dt())
     expires_at: datetime = Field(sa_column=_dt())
     used_at: datetime | None = Field(default=None, sa_column=_dt(nullable=True))
+
+
+# Calling aggregates live in their own module; importing it registers them on the metadata.
+import db.calls_models  # noqa: E402, F401

@@ -303,6 +303,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     migrate = sub.add_parser("migrate", help="bring the database to the newest schema")
     migrate.set_defaults(func=cmd_migrate)
+    from graph.cli_ingest import register as register_ingest  # it builds on this module
+
+    register_ingest(sub)
     return parser
 
 

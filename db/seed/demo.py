@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from db.enums import Role, SetupState
 from db.models import Partner
+from db.seed.calls import seed_demo_calls
 from db.seed.common import AdminSpec, add_partner, normalize_now
 from db.seed.customers import CustomerFactory
 from db.seed.report import SeedReport, count_partner_rows
@@ -144,4 +145,7 @@ async def seed_demo(
                     advance(demo.customers)
             await fix_sequences(conn)
             await record_status_rules(conn, rules, had_customers=had_customers)
-        return await count_partner_rows(conn, sorted(present.values()), created=bool(missing))
+        report = await count_partner_rows(conn, sorted(present.values()), created=bool(missing))
+    # Eight weeks and more of call records for the customers with Calling (idempotent too).
+    await seed_demo_calls(engine, now=now, progress=progress)
+    return report

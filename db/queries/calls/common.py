@@ -1,0 +1,88 @@
+"""What the calling figures and tables share: weeks, rounding, scope, licensed users."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import ColumnElement, Table, and_, func, select
+
+from db.calls_models import CALL_WEEKLY_DETAIL
+from db.enums import Product, SubscriptionState
+from db.models import CallWeeklyAggregate, Customer, LicenseLine, Subscription
+from db.scope import Scope
+
+WEEK = timedelta(days=7)
+
+
+def _table(model: Any) -> Table:
+    table: Table = model.__table__
+    return table
+
+
+WEEKLY = _table(CallWeeklyAggregate)
+CUSTOMER = _table(Customer)
+W = WEEKLY.c
+DETAIL = CALL_WEEKLY_DETAIL
+D = DETAIL.c
+C = CUSTOMER.c
+S = _table(Subscription).c
+L = _table(LicenseLine).c
+
+
+# --- weeks and rounding ----------------------------------------------------------------------
+
+
+def week_start(day: date | datetime) -> datetime:
+    """Sunday 00:00 UTC of the week holding ``day`` (a date is taken as a UTC date)."""
+    if isinstance(day, datetime):
+        day = day.astimezone(UTC).date()
+    sunday = day - timedelta(days=(day.weekday() + 1) % 7)  # weekday(): Monday 0, Sunday 6
+    return datetime(sunday.year, sunday.month, sunday.day, tzinfo=UTC)
+
+
+def last_closed_week(now: datetime) -> datetime:
+    """Start of "last week": the latest week that closed at or before ``now``."""
+    return week_start(now) - WEEK
+
+
+def minutes(seconds: int) -> float:
+    """``seconds`` / 60 rounded half up to one decimal (exact: integer arithmetic)."""
+    return ((seconds + 3) // 6) / 10
+
+
+def ratio_tenths(part: int, whole: int, scale: int = 1) -> float:
+    """``scale * part / whole`` rounded half up to one decimal; 0 when ``whole`` is 0."""
+    if whole <= 0:
+        return 0.0
+    return ((20 * scale * part + whole) // (2 * whole)) / 10
+
+
+def percent(part: int, whole: int) -> float:
+    return ratio_tenths(part, whole, 100)
+
+
+# --- scope -----------------------------------------------------------------------------------
+
+
+def scoped(columns: Any, scope: Scope) -> ColumnElement[bool]:
+    """Rows of the caller's partner whose customer the caller may see."""
+    return and_(columns.partner_id == scope.partner_id, scope.customers(columns.customer_id))
+
+
+def licensed_users(scope: Scope, now: datetime) -> Any:
+    """Subquery (customer_id, licensed): assigned CALLING licenses of in-force subscriptions."""
+    return (
+        select(S.customer_id.label("customer_id"), func.sum(L.assigned).label("licensed"))
+        .join(LicenseLine, L.subscription_id == S.id)
+        .where(
+            S.partner_id == scope.partner_id,
+            scope.customers(S.customer_id),
+            L.product == Product.CALLING.value,
+            S.state == SubscriptionState.ACTIVE.value,
+            S.start_date <= now,
+            S.end_date > now,
+        )
+        .group_by(S.customer_id)
+        .subquery("licensed")
+    )

@@ -1,0 +1,209 @@
+"""The calling figures of a week (and of trends): sums over per-customer aggregate rows."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, case, func, literal, select, true, union_all
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from db.calls_models import (
+    DAYS,
+    day_calls,
+    day_seconds,
+    endpoint_calls,
+    endpoint_poor_calls,
+    feature_calls,
+)
+from db.enums import CallFeature, EndpointType
+from db.queries.calls.common import WEEK, WEEKLY, D, W, licensed_users
+from db.queries.calls.common import scoped as _scoped
+from db.scope import Scope
+from db.types import UTCDateTime
+
+
+@dataclass(frozen=True, slots=True)
+class DayUsage:
+    day: date
+    calls: int
+    duration_seconds: int
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    calls: int
+    duration_seconds: int
+    active_users: int
+    daily: list[DayUsage]
+
+
+async def usage(session: AsyncSession, *, scope: Scope, week: datetime) -> Usage:
+    """Calls, talk time and active users of the week, and the same per UTC day (all 7 days)."""
+    totals = (
+        await session.execute(
+            select(
+                func.coalesce(func.sum(W.calls), 0),
+                func.coalesce(func.sum(W.duration_seconds), 0),
+                func.coalesce(func.sum(W.active_users), 0),
+            ).where(_scoped(W, scope), W.week_start == week)
+        )
+    ).one()
+    per_day = (
+        await session.execute(
+            select(
+                *[func.coalesce(func.sum(D[day_calls(d)]), 0) for d in DAYS],
+                *[func.coalesce(func.sum(D[day_seconds(d)]), 0) for d in DAYS],
+            ).where(_scoped(D, scope), D.week_start == week)
+        )
+    ).one()
+    first = week.date()
+    daily = [
+        DayUsage(first + timedelta(days=d), int(per_day[d]), int(per_day[7 + d])) for d in DAYS
+    ]
+    return Usage(int(totals[0]), int(totals[1]), int(totals[2]), daily)
+
+
+def weeks_ending(week: datetime, count: int) -> list[datetime]:
+    """``count`` weeks, oldest first, the last being ``week``."""
+    return [week - WEEK * k for k in range(count - 1, -1, -1)]
+
+
+@dataclass(frozen=True, slots=True)
+class VolumeWeek:
+    week: datetime
+    users_1_to_10: int
+    users_11_to_50: int
+    users_51_plus: int
+    licensed_without_calls: int
+
+
+def _weeks_table(weeks: Sequence[datetime]) -> Any:
+    return union_all(
+        *[select(literal(w, UTCDateTime()).label("week_start")) for w in weeks]
+    ).subquery("weeks")
+
+
+async def users_by_volume(
+    session: AsyncSession, *, scope: Scope, weeks: Sequence[datetime], now: datetime
+) -> list[VolumeWeek]:
+    buckets = {
+        w: (int(a), int(b), int(c))
+        for w, a, b, c in await session.execute(
+            select(
+                D.week_start,
+                func.sum(D.users_1_to_10),
+                func.sum(D.users_11_to_50),
+                func.sum(D.users_51_plus),
+            )
+            .where(_scoped(D, scope), D.week_start.in_(list(weeks)))
+            .group_by(D.week_start)
+        )
+    }
+    licensed = licensed_users(scope, now)
+    grid = _weeks_table(weeks)
+    idle = licensed.c.licensed - func.coalesce(W.active_users, 0)
+    rows = await session.execute(
+        select(grid.c.week_start, func.sum(case((idle > 0, idle), else_=0)))
+        .select_from(grid)
+        .join(licensed, true())
+        .outerjoin(
+            WEEKLY,
+            and_(W.customer_id == licensed.c.customer_id, W.week_start == grid.c.week_start),
+        )
+        .group_by(grid.c.week_start)
+    )
+    dialect = session.get_bind().dialect
+    without: dict[datetime | None, int] = {}
+    for w, n in rows:
+        # A literal's type is lost through UNION on SQLite: normalise what comes back.
+        without[UTCDateTime().process_result_value(w, dialect)] = int(n or 0)
+    out = []
+    for w in weeks:
+        small, medium, large = buckets.get(w, (0, 0, 0))
+        out.append(VolumeWeek(w, small, medium, large, without.get(w, 0)))
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class QualityWeek:
+    week: datetime
+    total_calls: int
+    poor_calls: int
+
+
+async def quality_by_week(
+    session: AsyncSession, *, scope: Scope, weeks: Sequence[datetime]
+) -> list[QualityWeek]:
+    found = {
+        w: (int(total), int(poor))
+        for w, total, poor in await session.execute(
+            select(W.week_start, func.sum(W.calls), func.sum(W.poor_calls))
+            .where(_scoped(W, scope), W.week_start.in_(list(weeks)))
+            .group_by(W.week_start)
+        )
+    }
+    return [QualityWeek(w, *found.get(w, (0, 0))) for w in weeks]
+
+
+async def quality_by_endpoint(
+    session: AsyncSession, *, scope: Scope, week: datetime
+) -> list[tuple[str, int, int]]:
+    """(endpoint type, calls, poor calls) for every endpoint type, in ``EndpointType`` order."""
+    row = (
+        await session.execute(
+            select(
+                *[
+                    func.coalesce(func.sum(D[name]), 0)
+                    for e in EndpointType
+                    for name in (endpoint_calls(e), endpoint_poor_calls(e))
+                ]
+            ).where(_scoped(D, scope), D.week_start == week)
+        )
+    ).one()
+    return [(e.value, int(row[2 * i]), int(row[2 * i + 1])) for i, e in enumerate(EndpointType)]
+
+
+async def feature_usage(
+    session: AsyncSession, *, scope: Scope, week: datetime
+) -> list[tuple[str, int]]:
+    """(feature, calls that used it) for every feature, in ``CallFeature`` order."""
+    row = (
+        await session.execute(
+            select(*[func.coalesce(func.sum(D[feature_calls(f)]), 0) for f in CallFeature]).where(
+                _scoped(D, scope), D.week_start == week
+            )
+        )
+    ).one()
+    return [(f.value, int(n)) for f, n in zip(CallFeature, row, strict=True)]
+
+
+@dataclass(frozen=True, slots=True)
+class QueueTotals:
+    queue_calls: int
+    answered_calls: int
+    abandoned_calls: int
+    answered_wait_seconds: int
+    abandoned_wait_seconds: int
+
+
+async def queue_totals(session: AsyncSession, *, scope: Scope, week: datetime) -> QueueTotals:
+    row = (
+        await session.execute(
+            select(
+                *[
+                    func.coalesce(func.sum(column), 0)
+                    for column in (
+                        W.queue_calls,
+                        W.answered_calls,
+                        W.abandoned_calls,
+                        W.answered_wait_seconds,
+                        W.abandoned_wait_seconds,
+                    )
+                ]
+            ).where(_scoped(W, scope), W.week_start == week)
+        )
+    ).one()
+    return QueueTotals(*(int(v) for v in row))
