@@ -28,6 +28,10 @@ class Settings(BaseSettings):
     expiring_soon_days: int = Field(default=7, ge=1, le=365)
     inactivity_days: int = Field(default=30, ge=1, le=3650)
     max_tags_per_customer: int = Field(default=20, ge=1, le=1000)
+    # A call leg is poor quality above any of these (DESIGN.md section 3).
+    poor_packet_loss_percent: float = Field(default=5.0, ge=0, le=100)
+    poor_jitter_ms: float = Field(default=150.0, ge=0)
+    poor_latency_ms: float = Field(default=400.0, ge=0)
     # Query limits.
     max_query_depth: int = Field(default=12, ge=2)
     max_aliases: int = Field(default=30, ge=1)

@@ -18,6 +18,7 @@ from starlette.types import Receive, Scope, Send
 from strawberry.asgi import GraphQL
 
 from db.engine import create_engine, optimize, session_factory
+from db.ingest import ensure_quality_thresholds, thresholds_from
 from db.queries.admins import Principal, authenticate_token
 from db.queries.meta import get_or_create_secret
 from db.queries.policies import load_policies, read_policy_csv, seed_policies
@@ -60,6 +61,9 @@ class PartnerHub:
                         await session.commit()
                     policies, version = await load_policies(session)
                     await ensure_status_rules(session, self.status_rules())
+                async with self.engine.begin() as connection:
+                    # Poor-call counts are stored: a threshold change rebuilds them.
+                    await ensure_quality_thresholds(connection, thresholds_from(self.settings))
                 await optimize(self.engine)
                 self.services = Services(
                     settings=self.settings,

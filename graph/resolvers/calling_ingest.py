@@ -69,9 +69,8 @@ def _record_values(record: Any) -> list[str]:
 
 
 def _require_full_admin(ctx: Context) -> Scope:
-    # TODO(policy): a rule `analytics, manage, all` for FULL_ADMIN would say this in the policy;
-    # until then ingestion takes the right to write customers with the `all` scope.
-    scope = require(ctx, Obj.CUSTOMER, Act.WRITE)
+    # Loading data for every customer of the partner: `analytics manage` over all customers.
+    scope = require(ctx, Obj.ANALYTICS, Act.MANAGE)
     if scope.assigned_admin_id is not None:
         raise forbidden("Only administrators who manage every customer may ingest call records.")
     return scope
