@@ -36,7 +36,7 @@ async def _require_backend(backend: str) -> None:
     if reason is not None:
         if os.environ.get("CI"):
             pytest.fail(f"CI requires PostgreSQL: {reason}")
-        pytest.skip(reason)
+        pytest.skip(reason)  # only when PostgreSQL is unreachable and CI is unset
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:

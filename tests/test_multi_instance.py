@@ -186,7 +186,7 @@ async def test_two_serve_processes_on_one_postgresql_database(tmp_path: Path) ->
     if reason is not None:
         if os.environ.get("CI"):
             pytest.fail(f"CI requires PostgreSQL: {reason}")
-        pytest.skip(reason)
+        pytest.skip(reason)  # only when PostgreSQL is unreachable and CI is unset
     name = f"partner_hub_test_serve_{os.getpid()}"
     url = await recreate_pg_database(name)
     engine = create_engine(url)
