@@ -37,14 +37,18 @@ class AdminQueries:
         scope = require(ctx, Obj.ADMIN, Act.READ)
         check_page_size(first, ctx.settings.max_page_size)
         codec = CursorCodec(ctx.services.secret)
-        after_id = codec.decode(after, "admins", "", ("int",))[0] if after else None
+        # Bound to the partner: another partner's cursor is refused, not silently reinterpreted.
+        partner_fp = str(scope.partner_id)
+        after_id = (
+            codec.decode(after, "admins", partner_fp, ("int",))[0] if after is not None else None
+        )
         async with ctx.db() as session:
             rows, has_next = await q.admins_page(
                 session, partner_id=scope.partner_id, first=first, after_id=after_id
             )
             total = await q.count_admins(session, partner_id=scope.partner_id)
         nodes = [Admin.from_row(r) for r in rows]
-        cursors = [codec.encode("admins", "", (r.id,)) for r in rows]
+        cursors = [codec.encode("admins", partner_fp, (r.id,)) for r in rows]
         return AdminConnection(
             edges=[AdminEdge(node=n, cursor=c) for n, c in zip(nodes, cursors, strict=True)],
             nodes=nodes,
