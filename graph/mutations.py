@@ -6,6 +6,7 @@ Expected failures are returned as ``userErrors`` (data); a refusal by the author
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -17,6 +18,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from db.queries.audit import write_audit
 from db.queries.writes import begin_write
 from graph.context import Context
+from graph.errors import ApiError
+from graph.ids import pk_of
 
 
 @strawberry.type(description="An expected failure of a mutation; nothing was written.")
@@ -38,6 +41,18 @@ class UserErrors(Exception):
 
 def user_error(code: str, message: str, *path: str) -> UserErrors:
     return UserErrors(UserError(field=list(path) or None, message=message, code=code))
+
+
+EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]{2,}$")
+
+
+def input_pk(raw: str, type_name: str, *path: str) -> int:
+    """The primary key of a global ID given in a mutation's input; a malformed ID, or one of
+    another type, is an ``INVALID_ID`` user error on ``path``."""
+    try:
+        return pk_of(raw, type_name, ".".join(path) or "id")
+    except ApiError:
+        raise user_error("INVALID_ID", f"Not a {type_name} ID.", *path) from None
 
 
 @dataclass

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import strawberry
@@ -15,7 +14,7 @@ from graph.auth import policy_admin as pa
 from graph.auth.permissions import BUILT_IN_ROLES, Act, Obj, require
 from graph.context import Context, Info
 from graph.ids import to_global_id
-from graph.mutations import UserError, UserErrors, transaction, user_error
+from graph.mutations import EMAIL, UserError, UserErrors, transaction, user_error
 from graph.resolvers.policies import _target_admin
 from graph.types.admins import (
     Admin,
@@ -23,8 +22,6 @@ from graph.types.admins import (
     DeactivateAdminInput,
     UpdateAdminInput,
 )
-
-EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]{2,}$")
 
 
 @strawberry.type(description="Result of an admin mutation.")

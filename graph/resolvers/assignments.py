@@ -12,26 +12,18 @@ from db.queries import customers as cq
 from db.queries.writes import lock_customers
 from graph.auth.permissions import Act, Obj, require
 from graph.context import Context, Info
-from graph.errors import ApiError
-from graph.ids import pk_of, to_global_id
-from graph.mutations import UserErrors, transaction, user_error
+from graph.ids import to_global_id
+from graph.mutations import UserErrors, input_pk, transaction, user_error
 from graph.types.customers import Customer
 from graph.types.trials import AssignmentInput, AssignmentPayload
-
-
-def _pk(raw: str, type_name: str, field: str) -> int:
-    try:
-        return pk_of(raw, type_name, field)
-    except ApiError:
-        raise user_error("INVALID_ID", f"Not a {type_name} ID.", field) from None
 
 
 async def _change(ctx: Context, input: AssignmentInput, *, assign: bool) -> AssignmentPayload:
     scope = require(ctx, Obj.ASSIGNMENT, Act.MANAGE)
     operation = "assignPartnerAdmin" if assign else "unassignPartnerAdmin"
     try:
-        customer_pk = _pk(input.customer_id, "Customer", "customerId")
-        admin_pk = _pk(input.admin_id, "Admin", "adminId")
+        customer_pk = input_pk(input.customer_id, "Customer", "customerId")
+        admin_pk = input_pk(input.admin_id, "Admin", "adminId")
         async with transaction(ctx) as (session, audit):
             await lock_customers(session, [customer_pk])
             customers = await cq.customers_by_ids(session, scope=scope, ids=[customer_pk])

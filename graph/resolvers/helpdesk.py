@@ -17,9 +17,8 @@ from db.queries import customers as customer_q
 from db.queries import helpdesk as q
 from graph.auth.permissions import Act, Obj, require, scope_or_none
 from graph.context import Context, Info
-from graph.errors import ApiError
-from graph.ids import from_global_id, pk_of, to_global_id
-from graph.mutations import UserError, UserErrors, transaction, user_error
+from graph.ids import pk_of, to_global_id
+from graph.mutations import UserError, UserErrors, input_pk, transaction, user_error
 from graph.pagination import CursorCodec, PageInfo, check_page_size, fingerprint
 from graph.types.helpdesk import (
     AddHelpdeskCaseCommentInput,
@@ -63,22 +62,11 @@ def _text_errors(
 
 def _case_pk(case_id: str) -> int:
     """The primary key of a helpdesk case's global ID; INVALID_ID as a user error."""
-    try:
-        type_name, pk = from_global_id(case_id)
-    except ApiError:
-        raise user_error("INVALID_ID", "caseId is not a valid ID.", "caseId") from None
-    if type_name != "HelpdeskCase":
-        raise user_error("INVALID_ID", "caseId must be the ID of a HelpdeskCase.", "caseId")
-    return pk
+    return input_pk(case_id, "HelpdeskCase", "caseId")
 
 
 async def _visible_customer(ctx: Context, session: Any, customer_id: str) -> int:
-    try:
-        type_name, pk = from_global_id(customer_id)
-    except ApiError:
-        raise user_error("INVALID_ID", "customerId is not a valid ID.", "customerId") from None
-    if type_name != "Customer":
-        raise user_error("INVALID_ID", "customerId must be the ID of a Customer.", "customerId")
+    pk = input_pk(customer_id, "Customer", "customerId")
     scope = scope_or_none(ctx, Obj.CUSTOMER, Act.READ)
     found = await customer_q.customers_by_ids(session, scope=scope, ids=[pk]) if scope else {}
     if pk not in found:

@@ -16,9 +16,8 @@ from db.queries import launch as lq
 from graph.auth.launch import LaunchClaims, new_jti, read_launch, sign_launch
 from graph.auth.permissions import Act, Obj, require
 from graph.context import Context, Info
-from graph.errors import ApiError
-from graph.ids import pk_of, to_global_id
-from graph.mutations import UserErrors, transaction, user_error
+from graph.ids import to_global_id
+from graph.mutations import UserErrors, input_pk, transaction, user_error
 from graph.types.admins import Partner
 from graph.types.trials import (
     LaunchCustomerInput,
@@ -117,10 +116,7 @@ class LaunchMutations:
         ctx = info.context
         scope = require(ctx, Obj.CUSTOMER, Act.WRITE)
         try:
-            try:
-                pk = pk_of(input.customer_id, "Customer", "customerId")
-            except ApiError:
-                raise user_error("INVALID_ID", "Not a Customer ID.", "customerId") from None
+            pk = input_pk(input.customer_id, "Customer", "customerId")
             async with transaction(ctx) as (session, audit):
                 if pk not in await cq.customers_by_ids(session, scope=scope, ids=[pk]):
                     raise user_error("NOT_FOUND", "No such customer.", "customerId")

@@ -14,9 +14,8 @@ from db.queries.writes import lock_customers
 from db.scope import Scope
 from graph.auth.permissions import Act, Obj, require
 from graph.context import Context, Info
-from graph.errors import ApiError
 from graph.ids import pk_of, to_global_id
-from graph.mutations import UserErrors, transaction, user_error
+from graph.mutations import UserErrors, input_pk, transaction, user_error
 from graph.types.customers import Customer, Subscription
 from graph.types.tag_inputs import (
     CreateTagInput,
@@ -57,12 +56,7 @@ def _description(raw: str | None) -> str | None:
 
 
 def _pks(ids: Sequence[str], type_name: str, field: str) -> list[int]:
-    pks: list[int] = []
-    for i, raw in enumerate(ids):
-        try:
-            pks.append(pk_of(raw, type_name, field))
-        except ApiError:
-            raise user_error("INVALID_ID", f"Not a {type_name} ID.", field, str(i)) from None
+    pks = [input_pk(raw, type_name, field, str(i)) for i, raw in enumerate(ids)]
     return list(dict.fromkeys(pks))
 
 

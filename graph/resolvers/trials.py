@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from datetime import timedelta
 from typing import Any
 
@@ -16,9 +15,8 @@ from db.scope import Scope
 from db.status import StatusRules
 from graph.auth.permissions import Act, Obj, require
 from graph.context import Context, Info
-from graph.errors import ApiError
-from graph.ids import pk_of, to_global_id
-from graph.mutations import UserErrors, transaction, user_error
+from graph.ids import to_global_id
+from graph.mutations import EMAIL, UserErrors, input_pk, transaction, user_error
 from graph.types.customers import Customer, Subscription
 from graph.types.trials import (
     ConvertTrialInput,
@@ -28,20 +26,12 @@ from graph.types.trials import (
     TrialPayload,
 )
 
-EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]{2,}$")
 MAX_TRIAL_DAYS = 90
 EXTENSION_STEP = 30
 
 
 def _rules(ctx: Context) -> StatusRules:
     return StatusRules(ctx.settings.expiring_soon_days, ctx.settings.inactivity_days)
-
-
-def _pk(raw: str, type_name: str, field: str) -> int:
-    try:
-        return pk_of(raw, type_name, field)
-    except ApiError:
-        raise user_error("INVALID_ID", f"Not a {type_name} ID.", field) from None
 
 
 def _trial_products(input: StartTrialInput) -> list[tuple[str, int]]:
@@ -75,7 +65,7 @@ async def _visible_customer(session: Any, scope: Scope, pk: int, field: str) -> 
 
 
 async def _trial(session: Any, scope: Scope, raw_id: str, ctx: Context) -> Any:
-    pk = _pk(raw_id, "Subscription", "trialId")
+    pk = input_pk(raw_id, "Subscription", "trialId")
     rows = await cq.subscriptions_by_ids(session, scope=scope, ids=[pk])
     if pk not in rows or rows[pk].kind != SubscriptionKind.TRIAL.value:
         raise user_error("NOT_FOUND", "No such trial.", "trialId")
@@ -145,7 +135,7 @@ class TrialMutations:
                     )
             async with transaction(ctx) as (session, audit):
                 if input.customer_id is not None:
-                    pk = _pk(input.customer_id, "Customer", "customerId")
+                    pk = input_pk(input.customer_id, "Customer", "customerId")
                     await lock_customers(session, [pk])
                     customer = await _visible_customer(session, scope, pk, "customerId")
                     busy = await tq.products_in_trial(
