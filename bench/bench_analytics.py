@@ -35,7 +35,7 @@ from sqlalchemy import event, text
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.common import NOW, RESULTS, dataset, machine, token_for  # noqa: E402
+from bench.common import NOW, RESULTS, dataset, machine, query, token_for  # noqa: E402
 from db.engine import create_engine  # noqa: E402
 from db.settings import Settings  # noqa: E402
 from graph.app import create_app  # noqa: E402
@@ -43,44 +43,7 @@ from graph.app import create_app  # noqa: E402
 CUSTOMERS = 100_000
 EMAIL = "full@synth1.example"
 
-COMMON = (
-    "customerId customerName subscriptionId subscriptionNodeId kind totalLicenses assigned "
-    "used available allocationPercent usagePercent"
-)
-SECTIONS = {
-    "recentlyAdded": (
-        "newCustomers totalLicenses",
-        "startDate daysSinceAdded weeklyAllocationChange weeklyUsageChange",
-    ),
-    "aboutToExpire": (
-        "expiringCustomers allocationPercent usagePercent",
-        "endDate daysUntilExpiry usageLast3Months weeklyAllocationChange weeklyUsageChange",
-    ),
-    "aboutToRenew": (
-        "renewingCustomers allocationPercent usagePercent",
-        "renewalDate daysUntilRenewal usageLast3Months weeklyAllocationChange weeklyUsageChange",
-    ),
-    "lowAllocation": (
-        "lowAllocationCustomers allocationPercent usageWhenAssignedPercent unassignedLicenses",
-        "startDate monthsSinceAdded usageWhenAssignedPercent sizeBand weeklyAllocationChange",
-    ),
-    "overage": (
-        "overageCustomers overageLicenses averageOverage",
-        "licenseType overage endDate monthsRemaining autoRenew",
-    ),
-}
-DASHBOARD = (
-    "query Dashboard($product: AnalyticsProduct!) { "
-    "licenseKpis { totalCustomers aboutToExpire aboutToRenew lowAllocation overLicenseLimit } "
-    "licenseAnalytics(product: $product) { "
-    "distributionTrend(weeks: 13) { weekStart purchased assigned used } "
-    + " ".join(
-        f"{name} {{ kpis {{ {kpis} }} rows {{ totalCount pageInfo {{ hasNextPage endCursor }} "
-        f"nodes {{ {COMMON} {fields} }} }} }}"
-        for name, (kpis, fields) in SECTIONS.items()
-    )
-    + " } }"
-)
+DASHBOARD = query("license_dashboard")
 
 
 async def prepare(backend: str) -> str:

@@ -4,8 +4,9 @@
         [--runs 30]
 
 One synthetic partner (``seed --customers N --partners 1 --random-seed 1``); the full admin asks
-for a page of 50 customers with every relationship field (``bench/queries/directory_page.graphql``)
-unfiltered and filtered by one status, one product and one tag, through the ASGI app in-process.
+for a page of 50 customers with every relationship field
+(``bench/queries/directory_page_full.graphql``) unfiltered and filtered by one status, one
+product and one tag, through the ASGI app in-process.
 Reported: median and p95 latency, SQL statements per request, and the ratio of the largest size
 to the smallest (goal: within 1.5x, cost flat in the partner's size).
 """
@@ -30,7 +31,7 @@ async def measure(backend: str, size: int, runs: int) -> dict[str, Any]:
     token = await token_for(url, EMAIL)
     app, client = app_client(url)
     headers = {"Authorization": f"Bearer {token}"}
-    document = query("directory_page")
+    document = query("directory_page_full")
     tags = await client.post("/graphql", json={"query": "{ tags { id name } }"}, headers=headers)
     tag_id = tags.json()["data"]["tags"][0]["id"]
     workloads = {

@@ -8,6 +8,7 @@ import strawberry
 from strawberry.schema.config import StrawberryConfig
 
 from db.settings import Settings, get_settings
+from graph.execution import PlainFieldExecutionContext
 from graph.extensions import limit_extensions
 from graph.resolvers.admin_mutations import AdminMutations
 from graph.resolvers.admins import AdminQueries
@@ -84,6 +85,7 @@ def _schema(
         types=[Customer, Subscription, Tag, Admin, Partner],
         extensions=limit_extensions(settings),
         config=StrawberryConfig(auto_camel_case=True),
+        execution_context_class=PlainFieldExecutionContext,
     )
 
 
