@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import strawberry
+from strawberry.types.nodes import SelectedField
 
 from db.queries import customers as q
 from db.queries.tags import tags_of_partner
@@ -14,7 +16,9 @@ from graph.context import Context, Info
 from graph.errors import ErrorCode, bad_input
 from graph.ids import pk_of
 from graph.pagination import CursorCodec, PageInfo, check_page_size, fingerprint
+from graph.prefetch import below, prefetch
 from graph.types.customers import (
+    CUSTOMER_RELATIONS,
     Customer,
     CustomerConnection,
     CustomerEdge,
@@ -63,7 +67,9 @@ async def customers_connection(
     filter: CustomerFilter | None,
     search: str | None,
     order_by: Any,
+    selection: Sequence[SelectedField] = (),
 ) -> CustomerConnection:
+    """A page of customers; the relationships ``selection`` asks for are loaded with it."""
     scope = require(ctx, Obj.CUSTOMER, Act.READ)
     check_page_size(first, ctx.settings.max_page_size)
     query = customer_query(ctx, filter, search)
@@ -95,6 +101,7 @@ async def customers_connection(
             after=after_key,
         )
     nodes = [Customer.from_row(row) for row in page.rows]
+    await prefetch(ctx, nodes, selection, CUSTOMER_RELATIONS)
     cursors = [codec.encode("customers", query_fp, key) for key in page.keys]
     return CustomerConnection(
         edges=[CustomerEdge(node=n, cursor=c) for n, c in zip(nodes, cursors, strict=True)],
@@ -109,14 +116,20 @@ async def customers_connection(
     )
 
 
-async def customer_by_pk(ctx: Context, pk: int) -> Customer | None:
+async def customer_by_pk(
+    ctx: Context, pk: int, selection: Sequence[SelectedField] = ()
+) -> Customer | None:
     scope = scope_or_none(ctx, Obj.CUSTOMER, Act.READ)
     if scope is None:
         return None
     async with ctx.db() as session:
         rows = await q.customers_by_ids(session, scope=scope, ids=[pk])
     row = rows.get(pk)
-    return Customer.from_row(row) if row is not None else None
+    if row is None:
+        return None
+    customer = Customer.from_row(row)
+    await prefetch(ctx, [customer], selection, CUSTOMER_RELATIONS)
+    return customer
 
 
 @strawberry.type
@@ -135,12 +148,18 @@ class CustomerQueries:
         order_by: CustomerOrder = CustomerOrder.NAME_ASC,
     ) -> CustomerConnection:
         return await customers_connection(
-            info.context, first=first, after=after, filter=filter, search=search, order_by=order_by
+            info.context,
+            first=first,
+            after=after,
+            filter=filter,
+            search=search,
+            order_by=order_by,
+            selection=below(info, "nodes") + below(info, "edges", "node"),
         )
 
     @strawberry.field(description="One customer by global ID; null when missing or not visible.")
     async def customer(self, info: Info, id: strawberry.ID) -> Customer | None:
-        return await customer_by_pk(info.context, pk_of(id, "Customer"))
+        return await customer_by_pk(info.context, pk_of(id, "Customer"), below(info))
 
     @strawberry.field(description="Every tag of the partner, by name (all admins see tags).")
     async def tags(self, info: Info) -> list[Tag]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
@@ -12,6 +13,7 @@ from db.queries.customers import CustomerOrder as _CustomerOrder
 from graph.context import Info
 from graph.ids import to_global_id
 from graph.pagination import PageInfo
+from graph.prefetch import Relation, ahead_or_load
 from graph.types.admins import Admin
 from graph.types.common import (
     CustomerStatus,
@@ -123,25 +125,23 @@ class Subscription(Node):
             customer_pk=row.customer_id,
         )
 
+    ahead: strawberry.Private[dict[str, Any]] = dataclasses.field(default_factory=dict)
+
     @strawberry.field(description="License lines, by product and license type.")
-    async def licenses(self, info: Info) -> list[LicenseLine]:
-        rows = await info.context.loaders.license_lines_by_subscription_id.load(self.pk)
-        return [LicenseLine.from_row(r) for r in rows]
+    def licenses(self, info: Info) -> list[LicenseLine]:
+        return ahead_or_load(self, info.context, "licenses", SUBSCRIPTION_RELATIONS["licenses"])
 
     @strawberry.field(description="Invoices, newest first.")
-    async def invoices(self, info: Info) -> list[Invoice]:
-        rows = await info.context.loaders.invoices_by_subscription_id.load(self.pk)
-        return [Invoice.from_row(r) for r in rows]
+    def invoices(self, info: Info) -> list[Invoice]:
+        return ahead_or_load(self, info.context, "invoices", SUBSCRIPTION_RELATIONS["invoices"])
 
     @strawberry.field(description="Order history, newest first.")
-    async def orders(self, info: Info) -> list[Order]:
-        rows = await info.context.loaders.orders_by_subscription_id.load(self.pk)
-        return [Order.from_row(r) for r in rows]
+    def orders(self, info: Info) -> list[Order]:
+        return ahead_or_load(self, info.context, "orders", SUBSCRIPTION_RELATIONS["orders"])
 
     @strawberry.field(description="Tags attached to the subscription, by name.")
-    async def tags(self, info: Info) -> list[Tag]:
-        rows = await info.context.loaders.tags_by_subscription_id.load(self.pk)
-        return [Tag.from_row(r) for r in rows]
+    def tags(self, info: Info) -> list[Tag]:
+        return ahead_or_load(self, info.context, "tags", SUBSCRIPTION_RELATIONS["tags"])
 
 
 @strawberry.type(description="A partner administrator assigned to a customer.")
@@ -174,40 +174,68 @@ class Customer(Node):
             pk=row.id,
         )
 
+    ahead: strawberry.Private[dict[str, Any]] = dataclasses.field(default_factory=dict)
+
     @strawberry.field(description="Statuses that hold now (see CustomerStatus), in enum order.")
-    async def statuses(self, info: Info) -> list[CustomerStatus]:
-        rows = await info.context.loaders.statuses_by_customer_id.load(self.pk)
-        return [CustomerStatus(s) for s in rows]
+    def statuses(self, info: Info) -> list[CustomerStatus]:
+        return ahead_or_load(self, info.context, "statuses", CUSTOMER_RELATIONS["statuses"])
 
     @strawberry.field(
         description="Products on the customer's subscriptions that are not expired or cancelled."
     )
-    async def products(self, info: Info) -> list[Product]:
-        rows = await info.context.loaders.products_by_customer_id.load(self.pk)
-        return [Product(p) for p in rows]
+    def products(self, info: Info) -> list[Product]:
+        return ahead_or_load(self, info.context, "products", CUSTOMER_RELATIONS["products"])
 
     @strawberry.field(description="Tags attached to the customer, by name.")
-    async def tags(self, info: Info) -> list[Tag]:
-        rows = await info.context.loaders.tags_by_customer_id.load(self.pk)
-        return [Tag.from_row(r) for r in rows]
+    def tags(self, info: Info) -> list[Tag]:
+        return ahead_or_load(self, info.context, "tags", CUSTOMER_RELATIONS["tags"])
 
     @strawberry.field(description="Paid subscriptions and trials, newest first.")
-    async def subscriptions(self, info: Info) -> list[Subscription]:
-        rows = await info.context.loaders.subscriptions_by_customer_id.load(self.pk)
-        return [Subscription.from_row(r) for r in rows]
+    def subscriptions(self, info: Info) -> list[Subscription]:
+        relation = CUSTOMER_RELATIONS["subscriptions"]
+        return ahead_or_load(self, info.context, "subscriptions", relation)
 
     @strawberry.field(description="Trials only (kind TRIAL), newest first.")
-    async def trials(self, info: Info) -> list[Subscription]:
-        rows = await info.context.loaders.trials_by_customer_id.load(self.pk)
-        return [Subscription.from_row(r) for r in rows]
+    def trials(self, info: Info) -> list[Subscription]:
+        return ahead_or_load(self, info.context, "trials", CUSTOMER_RELATIONS["trials"])
 
     @strawberry.field(description="Partner administrators assigned to this customer.")
-    async def partner_admins(self, info: Info) -> list[AssignedAdmin]:
-        rows = await info.context.loaders.assigned_admins_by_customer_id.load(self.pk)
-        return [
-            AssignedAdmin(admin=Admin.from_row(r), role=r.role, assigned_at=r.assigned_at)
-            for r in rows
-        ]
+    def partner_admins(self, info: Info) -> list[AssignedAdmin]:
+        relation = CUSTOMER_RELATIONS["partnerAdmins"]
+        return ahead_or_load(self, info.context, "partnerAdmins", relation)
+
+
+def _all(convert: Callable[[Any], Any]) -> Callable[[list[Any]], list[Any]]:
+    return lambda rows: [convert(row) for row in rows]
+
+
+def _assigned_admin(row: Any) -> AssignedAdmin:
+    return AssignedAdmin(admin=Admin.from_row(row), role=row.role, assigned_at=row.assigned_at)
+
+
+# The relationship fields by GraphQL name: the loader of each and how its rows become objects.
+SUBSCRIPTION_RELATIONS = {
+    "licenses": Relation(
+        lambda ls: ls.license_lines_by_subscription_id, _all(LicenseLine.from_row)
+    ),
+    "invoices": Relation(lambda ls: ls.invoices_by_subscription_id, _all(Invoice.from_row)),
+    "orders": Relation(lambda ls: ls.orders_by_subscription_id, _all(Order.from_row)),
+    "tags": Relation(lambda ls: ls.tags_by_subscription_id, _all(Tag.from_row)),
+}
+CUSTOMER_RELATIONS = {
+    "statuses": Relation(lambda ls: ls.statuses_by_customer_id, _all(CustomerStatus)),
+    "products": Relation(lambda ls: ls.products_by_customer_id, _all(Product)),
+    "tags": Relation(lambda ls: ls.tags_by_customer_id, _all(Tag.from_row)),
+    "subscriptions": Relation(
+        lambda ls: ls.subscriptions_by_customer_id,
+        _all(Subscription.from_row),
+        SUBSCRIPTION_RELATIONS,
+    ),
+    "trials": Relation(
+        lambda ls: ls.trials_by_customer_id, _all(Subscription.from_row), SUBSCRIPTION_RELATIONS
+    ),
+    "partnerAdmins": Relation(lambda ls: ls.assigned_admins_by_customer_id, _all(_assigned_admin)),
+}
 
 
 @strawberry.input(

@@ -1,0 +1,98 @@
+"""Relationship values are loaded ahead for the whole page, whatever shape the document has.
+
+``customers`` and ``customer`` prefetch the relationships the document selects (through
+``nodes``, ``edges { node }``, fragments and aliases) so that their fields complete without an
+awaitable per parent; any parent reached another way still loads through the loaders.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+import graph.prefetch
+from tests.conftest import Api
+from tests.helpers import data_of, post_graphql
+from tests.test_n_plus_one import EXPECTED_STATEMENTS, FULL, PAGE_QUERY, build_customers
+
+FRAGMENTS_QUERY = """
+query Page($first: Int!) {
+  customers(first: $first) {
+    edges {
+      node {
+        ...Customer
+        labels: tags { name }
+        ... on Customer { subscriptions { licenses { product purchased } } }
+      }
+    }
+  }
+}
+fragment Customer on Customer {
+  name
+  statuses
+  subscriptions { subscriptionId tags { name } invoices { invoiceNumber } }
+  trials { subscriptionId licenses { product } orders { orderNumber } }
+  partnerAdmins { role admin { email } }
+  products
+}
+"""
+
+
+def refuse_loading(monkeypatch: pytest.MonkeyPatch) -> None:
+    async def refuse(*_: Any) -> Any:
+        raise AssertionError("a prefetched relationship went through its loader")
+
+    monkeypatch.setattr(graph.prefetch, "_load", refuse)
+
+
+async def test_a_page_answers_every_relationship_from_what_was_prefetched(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given
+    await build_customers(api, 12)
+    expected = data_of(await post_graphql(api, PAGE_QUERY, {"first": 10}, as_=FULL))
+    refuse_loading(monkeypatch)
+    # when
+    with api.counter.counting() as statements:
+        page = data_of(await post_graphql(api, PAGE_QUERY, {"first": 10}, as_=FULL))
+        shaped = data_of(await post_graphql(api, FRAGMENTS_QUERY, {"first": 10}, as_=FULL))
+    # then
+    assert page == expected
+    assert len(statements) <= 2 * EXPECTED_STATEMENTS  # both documents, no per-row statement
+    for node, edge in zip(page["customers"]["nodes"], shaped["customers"]["edges"], strict=True):
+        got = edge["node"]
+        assert got["name"] == node["name"] and got["statuses"] == node["statuses"]
+        assert got["labels"] == [{"name": t["name"]} for t in node["tags"]]
+        assert [s["licenses"] for s in got["subscriptions"]] == [
+            [{"product": line["product"], "purchased": line["purchased"]} for line in s["licenses"]]
+            for s in node["subscriptions"]
+        ]
+        assert [s["invoices"] for s in got["subscriptions"]] == [
+            [{"invoiceNumber": i["invoiceNumber"]} for i in s["invoices"]]
+            for s in node["subscriptions"]
+        ]
+        assert len(got["trials"]) == 1 and got["trials"][0]["orders"]
+        assert [a["admin"]["email"] for a in got["partnerAdmins"]] == [
+            a["admin"]["email"] for a in node["partnerAdmins"]
+        ]
+
+
+async def test_one_customer_is_prefetched_and_other_parents_still_load(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await build_customers(api, 2)
+    page = data_of(await post_graphql(api, PAGE_QUERY, {"first": 1}, as_=FULL))
+    customer = page["customers"]["nodes"][0]
+    detail = (
+        "query($id: ID!) { customer(id: $id) { "
+        "tags { name } subscriptions { licenses { used } } } }"
+    )
+    via_node = "query($id: ID!) { node(id: $id) { ... on Customer { tags { name } } } }"
+    # node(id:) does not prefetch: its relationships load through the loaders
+    node = data_of(await post_graphql(api, via_node, {"id": customer["id"]}, as_=FULL))
+    assert node["node"]["tags"] == [{"name": t["name"]} for t in customer["tags"]]
+    refuse_loading(monkeypatch)
+    one = data_of(await post_graphql(api, detail, {"id": customer["id"]}, as_=FULL))["customer"]
+    assert one["tags"] == [{"name": t["name"]} for t in customer["tags"]]
+    assert len(one["subscriptions"]) == 2
