@@ -100,7 +100,7 @@ def _rules(settings: Settings) -> Any:
 
 
 def cmd_serve(args: argparse.Namespace) -> None:
-    import uvicorn
+    from graph.serving import serve
 
     settings = _settings(args)
     if args.database_url:
@@ -114,14 +114,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
     host = args.host or settings.host
     port = args.port or settings.port
     print(f"Partner Hub on http://{host}:{port}/graphql (GraphiQL in a browser)", flush=True)
-    uvicorn.run(
-        "graph.asgi:app",
-        host=host,
-        port=port,
-        workers=args.workers,
-        log_level="warning",
-        access_log=False,
-    )
+    serve("graph.asgi:app", host=host, port=port, workers=args.workers)
 
 
 async def cmd_seed(args: argparse.Namespace) -> None:
