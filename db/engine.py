@@ -15,6 +15,8 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.pool import NullPool
 
+from db.versioning import track_writes
+
 
 class DatabaseUrlError(ValueError):
     """The configured database URL is not one Partner Hub can use."""
@@ -58,6 +60,7 @@ def create_engine(url: str, *, pool: bool = True, echo: bool = False) -> AsyncEn
     engine = create_async_engine(url, **kwargs)
     if backend == "sqlite":
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+    track_writes(engine)
     return engine
 
 

@@ -20,6 +20,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from db.models import CallRecord
+from db.versioning import mark_written
 
 RECORD: Table = CallRecord.__table__  # type: ignore[attr-defined]
 R = RECORD.c
@@ -158,6 +159,7 @@ async def _copy(conn: AsyncConnection, rows: Sequence[StoredRecord], state: Bulk
 
     raw = await conn.get_raw_connection()
     driver: Any = raw.driver_connection
+    mark_written(conn)  # COPY is not a statement the data version sees
     if state.skip_direct > 0:
         state.skip_direct -= 1
     else:

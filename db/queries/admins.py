@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.models import Admin, ApiToken, AppMeta, Partner
 from db.types import affected
+from db.versioning import DATA_VERSION_KEY
 
 AD = Admin.__table__.c  # type: ignore[attr-defined]
 TK = ApiToken.__table__.c  # type: ignore[attr-defined]
@@ -44,11 +45,13 @@ class Principal:
     role: str
     token_id: int
     policy_version: str = "0"
+    data_version: str = "0"
 
 
 async def authenticate_token(session: AsyncSession, *, token: str) -> Principal | None:
     """The active admin owning an unrevoked ``token``, or None. One statement."""
     version = select(AM.value).where(AM.key == "policy_version").scalar_subquery()
+    data = select(AM.value).where(AM.key == DATA_VERSION_KEY).scalar_subquery()
     row = (
         await session.execute(
             select(
@@ -59,6 +62,7 @@ async def authenticate_token(session: AsyncSession, *, token: str) -> Principal 
                 AD.role,
                 TK.id,
                 func.coalesce(version, "0"),
+                func.coalesce(data, "0"),
             )
             .join(ApiToken, TK.admin_id == AD.id)
             .where(

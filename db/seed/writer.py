@@ -48,6 +48,7 @@ from db.models import (
     Tag,
 )
 from db.status import STATUS_RULES_KEY, StatusRules
+from db.versioning import mark_written
 
 Row = dict[str, Any]
 
@@ -212,6 +213,7 @@ async def _insert(
         raw = await conn.get_raw_connection()
         driver: Any = raw.driver_connection
         await driver.copy_records_to_table(table.name, records=rows, columns=list(columns))
+        mark_written(conn)  # COPY is not a statement the data version sees
         return
     compiled = insert(table).compile(dialect=conn.dialect, column_keys=list(columns))
     order = tuple(compiled.positiontup or columns)
