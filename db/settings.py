@@ -43,6 +43,10 @@ class Settings(BaseSettings):
     max_search_length: int = Field(default=200, ge=1)
     parser_cache_size: int = Field(default=512, ge=1)
     validation_cache_size: int = Field(default=512, ge=1)
+    # Whole-response cache of queries (graph/response_cache.py): an entry lives at most this
+    # many seconds (0 turns the cache off) within this many MB per process.
+    response_cache_seconds: float = Field(default=1.0, ge=0, le=60)
+    response_cache_mb: int = Field(default=64, ge=1)
     # Admin console that launch links open; launch tokens live this many seconds.
     console_url: str = "https://console.partner-hub.example/launch"
     launch_token_seconds: int = Field(default=300, ge=10, le=3600)

@@ -14,7 +14,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 from strawberry.asgi import GraphQL
 
 from db.engine import create_engine, optimize, session_factory
@@ -26,10 +26,11 @@ from db.settings import Settings, get_settings
 from db.status import StatusRules, ensure_status_rules
 from graph.auth.permissions import DEFAULT_POLICY_PATH, Authorizer
 from graph.context import Context, Services, clock_from, new_context
-from graph.cost import CostLimiter
+from graph.cost import CostLimiter, cost_report
 from graph.errors import ErrorCode
 from graph.extensions import add_error_codes
 from graph.logging import RequestLogMiddleware, configure_logging
+from graph.response_cache import Entry, ResponseCache, request_key
 from graph.schema import build_schema
 
 
@@ -43,6 +44,11 @@ class PartnerHub:
         self.sessions: async_sessionmaker[AsyncSession] = session_factory(self.engine)
         self.services: Services | None = None
         self._lock = asyncio.Lock()
+        self.response_cache = (
+            ResponseCache(settings.response_cache_seconds, settings.response_cache_mb * 2**20)
+            if settings.response_cache_seconds > 0
+            else None
+        )
 
     def status_rules(self) -> StatusRules:
         return StatusRules(
@@ -132,11 +138,23 @@ class GraphQLView(GraphQL[Context, None]):
         context.request, context.response = request, response
         return context
 
+    def __init__(self, schema: Any, cache: ResponseCache | None, **kwargs: Any) -> None:
+        super().__init__(schema, **kwargs)
+        self.cache = cache
+
     async def process_result(self, request: Any, result: Any) -> Any:
         response = await super().process_result(request, result)
         errors = response.get("errors")
         if isinstance(errors, list):
             add_error_codes(errors)
+        key = request.scope.get("state", {}).get(CACHE_KEY)
+        if self.cache is not None and key is not None:
+            cost = (result.extensions or {}).get("cost", {}).get("requestedQueryCost")
+            if not result.errors and result.data is not None and isinstance(cost, int):
+                self.cache.put(key, orjson.dumps(result.data), cost)
+            context = request.scope["state"].get("ph_context")
+            if context is not None and context.response is not None:
+                context.response.headers["X-Partner-Hub-Cache"] = "miss"
         return response
 
     def encode_json(self, data: object) -> bytes:
@@ -148,7 +166,9 @@ class GraphQLEndpoint:
 
     def __init__(self, hub: PartnerHub) -> None:
         self.hub = hub
-        self.view = GraphQLView(build_schema(hub.settings), allow_queries_via_get=False)
+        self.view = GraphQLView(
+            build_schema(hub.settings), hub.response_cache, allow_queries_via_get=False
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope, receive)
@@ -164,6 +184,19 @@ class GraphQLEndpoint:
             return
         await self.hub.sync_policies(outcome.policy_version)
         state = scope.setdefault("state", {})
+        cache = self.hub.response_cache
+        if cache is not None:
+            body = await request.body()
+            receive = _replay(body)
+            clock = services.clock
+            key = request_key(outcome, body, clock.now() if clock.pinned else None)
+            entry = cache.get(key) if key is not None else None
+            if entry is not None:
+                hit = _cached_response(services, outcome, entry)
+                if hit is not None:
+                    await hit(scope, receive, send)
+                    return
+            state[CACHE_KEY] = key
         async with self.hub.sessions() as session:
             state["ph_context"] = new_context(
                 services, outcome, session, state.get("request_id", "-")
@@ -179,6 +212,37 @@ class GraphQLEndpoint:
             status_code=405,
             headers={"Allow": "GET, POST"},
         )
+
+
+CACHE_KEY = "ph_cache_key"
+
+
+def _replay(body: bytes) -> Receive:
+    """A ``receive`` that hands the already-read body to the GraphQL view."""
+    sent = False
+
+    async def receive() -> Message:
+        nonlocal sent
+        if sent:
+            return {"type": "http.disconnect"}
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return receive
+
+
+def _cached_response(services: Services, principal: Principal, entry: Entry) -> Response | None:
+    """The response for a cache hit, or None when the token's rate limit refuses its cost (the
+    ordinary path then refuses it with the proper error)."""
+    allowed, remaining, _ = services.limiter.spend(principal.token_id, entry.cost)
+    if not allowed:
+        return None
+    extensions = orjson.dumps({"cost": cost_report(services.settings, entry.cost, remaining)})
+    return Response(
+        b'{"data":' + entry.data + b',"extensions":' + extensions + b"}",
+        media_type="application/json",
+        headers={"X-Partner-Hub-Cache": "hit"},
+    )
 
 
 def create_app(settings: Settings | None = None, engine: AsyncEngine | None = None) -> Starlette:

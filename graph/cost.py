@@ -35,6 +35,7 @@ from graphql import (
 )
 from strawberry.extensions import SchemaExtension
 
+from db.settings import Settings
 from graph.errors import ErrorCode
 
 
@@ -127,6 +128,19 @@ class CostLimiter:
             return True, level - cost, 0.0
 
 
+def cost_report(settings: Settings, cost: int, remaining: float) -> dict[str, Any]:
+    """``extensions.cost`` of an executed (or cached) query that spent ``cost``."""
+    return {
+        "requestedQueryCost": cost,
+        "maximumAvailable": settings.max_query_cost,
+        "throttleStatus": {
+            "currentlyAvailable": int(remaining),
+            "maximumAvailable": settings.cost_per_minute,
+            "restoreRatePerSecond": round(settings.cost_per_minute / 60, 1),
+        },
+    }
+
+
 class QueryCost(SchemaExtension):
     def __init__(self) -> None:
         self.report: dict[str, Any] = {}
@@ -167,11 +181,7 @@ class QueryCost(SchemaExtension):
             )
         else:
             allowed, remaining, wait = ctx.services.limiter.spend(ctx.principal.token_id, cost)
-            self.report["throttleStatus"] = {
-                "currentlyAvailable": int(remaining),
-                "maximumAvailable": settings.cost_per_minute,
-                "restoreRatePerSecond": round(settings.cost_per_minute / 60, 1),
-            }
+            self.report = cost_report(settings, cost, remaining)
             if not allowed:
                 ec.result = ExecutionResult(
                     data=None,

@@ -145,3 +145,19 @@ async def demo_database(
 async def demo_api(demo_database: Database) -> AsyncIterator[Api]:
     async for value in _api_over(demo_database):
         yield value
+
+
+# The response cache is on in every other fixture, so the whole suite also checks that no test
+# can observe a stale cached response. Tests that observe execution itself (which path a field
+# took, what a resolver loaded) compare two identical requests and need it off.
+@pytest.fixture
+async def uncached_api(fresh_database: Database) -> AsyncIterator[Api]:
+    await fresh_database.empty()
+    async for value in _api_over(fresh_database, response_cache_seconds=0):
+        yield value
+
+
+@pytest.fixture
+async def uncached_demo_api(demo_database: Database) -> AsyncIterator[Api]:
+    async for value in _api_over(demo_database, response_cache_seconds=0):
+        yield value

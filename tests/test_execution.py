@@ -85,16 +85,16 @@ def test_plain_fields_answer_like_graphql_core(items: list[Any], bad: bool) -> N
 
 
 async def test_a_full_directory_page_is_the_same_with_and_without_the_plain_path(
-    demo_api: Api, monkeypatch: pytest.MonkeyPatch
+    uncached_demo_api: Api, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     variables = {"first": 50, "filter": None}
-    fast = data_of(await post_graphql(demo_api, FULL_PAGE, variables, as_=FULL))
+    fast = data_of(await post_graphql(uncached_demo_api, FULL_PAGE, variables, as_=FULL))
     monkeypatch.setattr(
         PlainFieldExecutionContext,
         "execute_field",
         StrawberryGraphQLCoreExecutionContext.execute_field,
     )
-    stock = data_of(await post_graphql(demo_api, FULL_PAGE, variables, as_=FULL))
+    stock = data_of(await post_graphql(uncached_demo_api, FULL_PAGE, variables, as_=FULL))
     assert len(fast["customers"]["nodes"]) == 50
     assert any(n["subscriptions"] for n in fast["customers"]["nodes"])
     assert fast == stock

@@ -47,8 +47,9 @@ def refuse_loading(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 async def test_a_page_answers_every_relationship_from_what_was_prefetched(
-    api: Api, monkeypatch: pytest.MonkeyPatch
+    uncached_api: Api, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    api = uncached_api
     # given
     await build_customers(api, 12)
     expected = data_of(await post_graphql(api, PAGE_QUERY, {"first": 10}, as_=FULL))
@@ -79,8 +80,9 @@ async def test_a_page_answers_every_relationship_from_what_was_prefetched(
 
 
 async def test_one_customer_is_prefetched_and_other_parents_still_load(
-    api: Api, monkeypatch: pytest.MonkeyPatch
+    uncached_api: Api, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    api = uncached_api
     await build_customers(api, 2)
     page = data_of(await post_graphql(api, PAGE_QUERY, {"first": 1}, as_=FULL))
     customer = page["customers"]["nodes"][0]
