@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+from pathlib import Path
 from typing import Any
 
 from pyinstrument import Profiler
@@ -54,8 +55,7 @@ async def main() -> None:
     await client.aclose()
     await app.state.hub.engine.dispose()
     if args.html:
-        with open(args.html, "w") as out:
-            out.write(profiler.output_html())
+        await asyncio.to_thread(Path(args.html).write_text, profiler.output_html())
     print(profiler.output_text(unicode=True, color=False, show_all=False))
 
 

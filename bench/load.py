@@ -1,0 +1,133 @@
+"""Load over real HTTP: throughput under concurrency with wrk, latency of single requests.
+
+``run_wrk`` drives ``bench/wrk_post.lua`` and also reports wrk's own CPU use, so a table can show
+that the load generator was not the bottleneck (it shares the machine with the server).
+``latency`` times requests one at a time over a keep-alive connection, the way a single user's
+browser sees the server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import os
+import shutil
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+WRK_SCRIPT = Path(__file__).with_name("wrk_post.lua")
+
+
+def mixed(
+    reads: list[dict[str, Any]], writes: list[dict[str, Any]], every: int = 20
+) -> list[dict[str, Any]]:
+    """Bodies for a mixed workload: every ``every``-th request is the next of ``writes`` (in
+    turn), the others cycle through ``reads``; whole cycles, so each read gets the same share."""
+    cycle: list[dict[str, Any]] = []
+    n_reads = len(reads) * (every - 1) * len(writes)
+    for i in range(n_reads):
+        cycle.append(reads[i % len(reads)])
+        if (i + 1) % (every - 1) == 0:
+            cycle.append(writes[(i // (every - 1)) % len(writes)])
+    return cycle
+
+
+def _run_measured(cmd: list[str], env: dict[str, str]) -> tuple[int, str, float, float]:
+    """Run ``cmd`` with ``env`` added: exit code, output, CPU seconds (user + system), wall seconds.
+
+    ``os.wait4`` returns the resource usage of exactly this child, which the process-wide
+    ``RUSAGE_CHILDREN`` totals would mix with any other child reaped meanwhile.
+    """
+    with tempfile.TemporaryFile() as out:
+        started = time.perf_counter()
+        dup = [(os.POSIX_SPAWN_DUP2, out.fileno(), 1), (os.POSIX_SPAWN_DUP2, out.fileno(), 2)]
+        pid = os.posix_spawnp(cmd[0], cmd, {**os.environ, **env}, file_actions=dup)
+        _, status, usage = os.wait4(pid, 0)
+        wall = time.perf_counter() - started
+        out.seek(0)
+        output = out.read().decode(errors="replace")
+    return os.waitstatus_to_exitcode(status), output, usage.ru_utime + usage.ru_stime, wall
+
+
+async def run_wrk(
+    url: str,
+    bodies: list[dict[str, Any]],
+    token: str | None,
+    connections: int,
+    seconds: int,
+    threads: int | None = None,
+    *,
+    check_bodies: bool = True,
+    timeout_s: int = 30,
+) -> dict[str, Any]:
+    """POST ``bodies`` in turn on ``connections`` keep-alive connections for ``seconds``.
+
+    One wrk thread per connection up to 2 (this is a 2-core machine shared with the server).
+    ``timeout_s`` is long so that slow responses are measured as latency rather than dropped as
+    wrk timeouts. Returns wrk_post.lua's summary plus ``wrk_cpu_percent`` (of one core).
+    """
+    threads = threads or min(connections, 2)
+    wrk = shutil.which("wrk")
+    if wrk is None:
+        raise RuntimeError("wrk is not installed (apt-get install wrk)")
+    lines = "".join(json.dumps(body, separators=(",", ":")) + "\n" for body in bodies)
+    with tempfile.NamedTemporaryFile("w", prefix="wrk-bodies-", suffix=".jsonl") as file:
+        file.write(lines)
+        file.flush()
+        cmd = [wrk, "-t", str(threads), "-c", str(connections), "-d", f"{seconds}s"]
+        cmd += ["--timeout", f"{timeout_s}s", "-s", str(WRK_SCRIPT), url, "--", file.name]
+        cmd.append("body" if check_bodies else "status")
+        env = {"WRK_BEARER_TOKEN": token or ""}
+        code, output, cpu_s, wall_s = await asyncio.to_thread(_run_measured, cmd, env)
+    summaries = [line for line in output.splitlines() if line.startswith("{")]
+    if code != 0 or not summaries:
+        raise RuntimeError(f"wrk failed ({code}): {output[-2000:]}")
+    return {
+        **json.loads(summaries[-1]),
+        "connections": connections,
+        "threads": threads,
+        "wrk_cpu_s": round(cpu_s, 3),
+        "wrk_cpu_percent": round(cpu_s / wall_s * 100, 1),
+    }
+
+
+def _failed(response: httpx.Response) -> bool:
+    return not response.is_success or "errors" in response.json()
+
+
+async def latency(
+    url: str, body: dict[str, Any], token: str | None, runs: int, warmup: int = 5
+) -> dict[str, Any]:
+    """``runs`` sequential POSTs of ``body`` (after ``warmup``) on one keep-alive connection.
+
+    The body is serialised once and the response parsed outside the timed span, so the times are
+    the server's plus one local round trip and httpx's own overhead (a fraction of a millisecond).
+    """
+    headers = {"Content-Type": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    content = json.dumps(body).encode()
+    samples: list[float] = []
+    errors = 0
+    async with httpx.AsyncClient(headers=headers, timeout=120) as client:
+        for i in range(warmup + runs):
+            started = time.perf_counter()
+            response = await client.post(url, content=content)
+            elapsed_ms = (time.perf_counter() - started) * 1000
+            if i >= warmup:
+                samples.append(elapsed_ms)
+                errors += _failed(response)
+    samples.sort()
+    return {
+        "median_ms": round(statistics.median(samples), 2),
+        "p99_ms": round(samples[math.ceil(len(samples) * 0.99) - 1], 2),
+        "mean_ms": round(statistics.fmean(samples), 2),
+        "errors": errors,
+        "runs": runs,
+    }

@@ -1,0 +1,89 @@
+"""The naive baseline of issue 8: the same Strawberry schema, relationship fields per row.
+
+What a team gets by hand-writing a Strawberry + SQLModel service without the batching work: the
+same types, resolvers, authorization and SQL as Partner Hub, but every relationship field runs
+its own ``WHERE key IN (<one key>)`` statement for its own parent (no dataloader batching, no
+page-wide prefetch) and graphql-core's stock execution path (no plain-field path). Kept in
+``bench/`` and never imported by the product: it patches the product's modules in its own
+process, so serve it on its own:
+
+    PARTNER_HUB_DATABASE_URL=... .venv/bin/uvicorn bench.naive:create_naive_app --factory
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from typing import Any
+
+import strawberry
+from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.applications import Starlette
+from strawberry.schema.config import StrawberryConfig
+
+
+class PerRowLoader:
+    """The loader interface, answered one key at a time with one statement per key."""
+
+    def __init__(
+        self,
+        ctx: Any,
+        fetch: Callable[[AsyncSession, Sequence[int]], Awaitable[Mapping[int, Any]]],
+        default: Callable[[], Any],
+    ) -> None:
+        self._ctx, self._fetch, self._default = ctx, fetch, default
+
+    async def load(self, key: int) -> Any:
+        async with self._ctx.db() as session:
+            found = await self._fetch(session, [key])
+        return found.get(key, self._default())
+
+    async def load_many(self, keys: Sequence[int]) -> list[Any]:
+        return [await self.load(key) for key in keys]
+
+
+def naive_schema() -> strawberry.Schema:
+    from db.settings import get_settings
+    from graph.extensions import limit_extensions
+    from graph.schema import Mutation, Query
+    from graph.types.admins import Admin, Partner
+    from graph.types.customers import Customer, Subscription
+    from graph.types.tags import Tag
+
+    return strawberry.Schema(
+        query=Query,
+        mutation=Mutation,
+        types=[Customer, Subscription, Tag, Admin, Partner],
+        extensions=limit_extensions(get_settings()),
+        config=StrawberryConfig(auto_camel_case=True),
+    )
+
+
+@contextlib.contextmanager
+def patched() -> Iterator[None]:
+    """The product's modules patched into the naive baseline for the duration of the block
+    (loaders answer per key, pages prefetch nothing, ``create_app`` gets the stock schema)."""
+    import graph.app
+    import graph.loaders
+    import graph.resolvers.customers
+
+    async def no_prefetch(*_: Any) -> None:
+        return None
+
+    schema = naive_schema()
+    saved = (graph.loaders._loader, graph.resolvers.customers.prefetch, graph.app.build_schema)
+    graph.loaders._loader = PerRowLoader  # type: ignore[assignment]
+    graph.resolvers.customers.prefetch = no_prefetch  # type: ignore[assignment]
+    graph.app.build_schema = lambda *_: schema
+    try:
+        yield
+    finally:
+        graph.loaders._loader, graph.resolvers.customers.prefetch, graph.app.build_schema = saved
+
+
+def create_naive_app() -> Starlette:
+    """The baseline as a served app: its process stays patched for its whole life."""
+    import graph.app
+
+    patched().__enter__()
+    return graph.app.create_app()
