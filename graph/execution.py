@@ -1,4 +1,4 @@
-"""A cheaper path through graphql-core for the fields that are plain attributes.
+"""A cheaper path through graphql-core for plain attributes and prefetched relationships.
 
 Most fields of a response are scalars or enums read straight off a row object (``name``,
 ``startDate``, ``purchased``). graphql-core resolves each of them like any other field: it builds a
@@ -6,34 +6,55 @@ resolve-info object, calls Strawberry's wrapper, checks whether the result is aw
 dispatches on the return type before serialising. For a directory page that is about 1,300
 fields, and that generic path was the largest cost of the request (issue 8's profile).
 
-The execution context below decides once per (type, field) whether the field is *plain*: a
-Strawberry field with no resolver and no field extensions (Strawberry's own "basic field"), whose
-type is a scalar or enum, possibly non-null. For those it reads the attribute and serialises it
-directly. Anything unusual (a null in a non-null field, a value the scalar refuses, a field that
-is not plain) takes graphql-core's ordinary path, so errors, paths and nullability stay exactly
-as the specification and graphql-core produce them.
+The execution context below decides once per (type, field) what a field is:
+
+- *plain*: a Strawberry field with no resolver and no field extensions (Strawberry's own "basic
+  field") whose type is a scalar or enum, possibly non-null. It reads the attribute and
+  serialises it directly.
+- *ahead*: a relationship field without arguments or extensions on a type that carries
+  ``ahead`` (``graph.prefetch``). When the page's resolver loaded it ahead, its resolver would
+  only return ``ahead[name]``; the value goes straight to graphql-core's ``complete_value``,
+  skipping Strawberry's argument conversion, info wrapper and resolver call.
+
+Anything unusual (a null in a non-null field, a value the scalar refuses, a value not loaded
+ahead, a field that is neither) takes graphql-core's ordinary path, so errors, paths and
+nullability stay exactly as the specification and graphql-core produce them. Both paths are off
+when an extension hooks field resolution (graphql middleware), since they skip resolvers.
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
+from dataclasses import fields, is_dataclass
 from typing import Any
 from weakref import WeakKeyDictionary
 
 from graphql import (
-    GraphQLLeafType,
     GraphQLNonNull,
     GraphQLObjectType,
+    GraphQLOutputType,
     GraphQLSchema,
     is_leaf_type,
 )
+from graphql.execution.executor import to_nodes
 from graphql.pyutils import Path, Undefined
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from strawberry.schema.schema_converter import GraphQLCoreConverter
+from strawberry.types.base import StrawberryObjectDefinition
 from strawberry.types.field import StrawberryField
 
-# (attribute name, leaf type, non-null) of a plain field; None for every other field.
-Plan = tuple[str, GraphQLLeafType, bool] | None
+AHEAD = "ahead"
+# ("plain", attribute, leaf type, non-null) | ("ahead", field name); None for every other field.
+Plan = tuple[Any, ...] | None
 _PLANS: WeakKeyDictionary[GraphQLSchema, dict[tuple[str, str], Plan]] = WeakKeyDictionary()
+
+
+def _carries_ahead(parent_type: GraphQLObjectType) -> bool:
+    definition = (parent_type.extensions or {}).get(GraphQLCoreConverter.DEFINITION_BACKREF)
+    if not isinstance(definition, StrawberryObjectDefinition):
+        return False
+    origin = definition.origin
+    return is_dataclass(origin) and any(f.name == AHEAD for f in fields(origin))
 
 
 def _plan(parent_type: GraphQLObjectType, field_name: str) -> Plan:
@@ -41,7 +62,11 @@ def _plan(parent_type: GraphQLObjectType, field_name: str) -> Plan:
     if field_def is None:
         return None
     field = (field_def.extensions or {}).get(GraphQLCoreConverter.DEFINITION_BACKREF)
-    if not isinstance(field, StrawberryField) or not field.is_basic_field:
+    if not isinstance(field, StrawberryField) or field.extensions:
+        return None
+    if field.base_resolver is not None:
+        if not field.arguments and _carries_ahead(parent_type):
+            return ("ahead", field_name)
         return None
     if not getattr(field_def.resolve, "_is_default", False) or field.python_name is None:
         return None
@@ -50,11 +75,11 @@ def _plan(parent_type: GraphQLObjectType, field_name: str) -> Plan:
     leaf = return_type.of_type if non_null else return_type
     if not is_leaf_type(leaf):
         return None
-    return field.python_name, leaf, non_null
+    return ("plain", field.python_name, leaf, non_null)
 
 
 class PlainFieldExecutionContext(StrawberryGraphQLCoreExecutionContext):
-    """Strawberry's execution context with a direct path for plain scalar and enum fields."""
+    """Strawberry's execution context with direct paths for plain and prefetched fields."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -63,6 +88,8 @@ class PlainFieldExecutionContext(StrawberryGraphQLCoreExecutionContext):
         if plans is None:
             plans = _PLANS[self.schema] = {}
         self._plans = plans
+        middleware = self.middleware_manager
+        self._direct = middleware is None or not middleware.middlewares
 
     def execute_field(
         self,
@@ -72,24 +99,79 @@ class PlainFieldExecutionContext(StrawberryGraphQLCoreExecutionContext):
         path: Path,
         position_context: Any,
     ) -> Any:
-        field_name = field_details_list[0].node.name.value
-        key = (parent_type.name, field_name)
-        try:
-            plan = self._plans[key]
-        except KeyError:
-            plan = self._plans[key] = _plan(parent_type, field_name)
-        if plan is not None:
-            attribute, leaf, non_null = plan
-            value = getattr(source, attribute, Undefined)
-            if value is None and not non_null:
-                return None
-            if value is not None and value is not Undefined:
-                try:
-                    coerced = leaf.coerce_output_value(value)
-                except Exception:  # the ordinary path below reports it properly
-                    coerced = Undefined
-                if coerced is not Undefined and coerced is not None:
-                    return coerced
+        if self._direct:
+            field_name = field_details_list[0].node.name.value
+            key = (parent_type.name, field_name)
+            try:
+                plan = self._plans[key]
+            except KeyError:
+                plan = self._plans[key] = _plan(parent_type, field_name)
+            if plan is not None:
+                if plan[0] == "plain":
+                    value = _plain(source, plan)
+                    if value is not Undefined:
+                        return value
+                else:
+                    ahead = getattr(source, AHEAD, None)
+                    if ahead and field_name in ahead:
+                        return self._complete_ahead(
+                            parent_type,
+                            ahead[field_name],
+                            field_details_list,
+                            path,
+                            position_context,
+                        )
         return super().execute_field(
             parent_type, source, field_details_list, path, position_context
         )
+
+    def _complete_ahead(
+        self,
+        parent_type: GraphQLObjectType,
+        value: Any,
+        field_details_list: Any,
+        path: Path,
+        position_context: Any,
+    ) -> Any:
+        """graphql-core's ``execute_field`` from the point where the resolver has returned."""
+        field_def = parent_type.fields[field_details_list[0].node.name.value]
+        return_type = field_def.type
+        info = self.build_resolve_info(field_def, to_nodes(field_details_list), parent_type, path)
+        try:
+            completed = self.complete_value(
+                return_type, field_details_list, info, path, value, position_context
+            )
+        except Exception as raw_error:
+            self.handle_field_error(raw_error, return_type, field_details_list, path)
+            return None
+        if self.is_awaitable(completed):
+            return self._await_completed(completed, return_type, field_details_list, path)
+        return completed
+
+    async def _await_completed(
+        self,
+        completed: Awaitable[Any],
+        return_type: GraphQLOutputType,
+        field_details_list: Any,
+        path: Path,
+    ) -> Any:
+        try:
+            return await completed
+        except Exception as raw_error:
+            self.handle_field_error(raw_error, return_type, field_details_list, path)
+            return None
+
+
+def _plain(source: Any, plan: tuple[Any, ...]) -> Any:
+    """The serialised attribute, or Undefined when the ordinary path must decide."""
+    _, attribute, leaf, non_null = plan
+    value = getattr(source, attribute, Undefined)
+    if value is None:
+        return Undefined if non_null else None
+    if value is Undefined:
+        return Undefined
+    try:
+        coerced = leaf.coerce_output_value(value)
+    except Exception:  # the ordinary path reports it properly
+        return Undefined
+    return Undefined if coerced is None else coerced

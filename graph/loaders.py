@@ -7,7 +7,8 @@ outlives the request nor crosses between callers.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from asyncio import Future
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -23,17 +24,40 @@ if TYPE_CHECKING:
 V = TypeVar("V")
 
 
+class Loader(DataLoader[int, V]):
+    """A DataLoader that can also load many keys ahead of the fields that will ask for them.
+
+    ``load_many`` makes a future per key and gathers them, which for a page's prefetch
+    (``graph.prefetch``) cost more than the statement itself; ``load_ahead`` runs the same batch
+    function for the keys not loaded yet and primes the cache with the values, so a later
+    ``load`` of any of them is answered without a statement.
+    """
+
+    def __init__(self, batch: Callable[[list[int]], Coroutine[Any, Any, list[V]]]) -> None:
+        self._futures: dict[int, Future[V]] = {}
+        super().__init__(batch_load_fn=batch, max_batch_size=1000, cache_map=self._futures)
+        self._batch = batch
+
+    async def load_ahead(self, keys: Sequence[int]) -> list[V]:
+        missing = [key for key in dict.fromkeys(keys) if key not in self._futures]
+        for start in range(0, len(missing), 1000):
+            chunk = missing[start : start + 1000]
+            for key, value in zip(chunk, await self._batch(chunk), strict=True):
+                self.prime(key, value)
+        return [await self._futures[key] for key in keys]
+
+
 def _loader(
     ctx: Context,
     fetch: Callable[[AsyncSession, Sequence[int]], Awaitable[Mapping[int, V]]],
     default: Callable[[], Any],
-) -> DataLoader[int, V]:
+) -> Loader[V]:
     async def batch(keys: list[int]) -> list[V]:
         async with ctx.db() as session:
             found = await fetch(session, keys)
         return [found.get(key, default()) for key in keys]
 
-    return DataLoader(batch_load_fn=batch, max_batch_size=1000)
+    return Loader(batch)
 
 
 class Loaders:
@@ -43,7 +67,7 @@ class Loaders:
         self._ctx = ctx
 
     @cached_property
-    def statuses_by_customer_id(self) -> DataLoader[int, list[str]]:
+    def statuses_by_customer_id(self) -> Loader[list[str]]:
         now = self._ctx.now
         return _loader(
             self._ctx,
@@ -52,19 +76,19 @@ class Loaders:
         )
 
     @cached_property
-    def products_by_customer_id(self) -> DataLoader[int, list[str]]:
+    def products_by_customer_id(self) -> Loader[list[str]]:
         return _loader(self._ctx, lambda s, ids: q.products_by_customer_ids(s, ids=ids), list)
 
     @cached_property
-    def tags_by_customer_id(self) -> DataLoader[int, list[Any]]:
+    def tags_by_customer_id(self) -> Loader[list[Any]]:
         return _loader(self._ctx, lambda s, ids: q.tags_by_customer_ids(s, ids=ids), list)
 
     @cached_property
-    def subscriptions_by_customer_id(self) -> DataLoader[int, list[Any]]:
+    def subscriptions_by_customer_id(self) -> Loader[list[Any]]:
         return _loader(self._ctx, lambda s, ids: q.subscriptions_by_customer_ids(s, ids=ids), list)
 
     @cached_property
-    def trials_by_customer_id(self) -> DataLoader[int, list[Any]]:
+    def trials_by_customer_id(self) -> Loader[list[Any]]:
         return _loader(
             self._ctx,
             lambda s, ids: q.subscriptions_by_customer_ids(s, ids=ids, kind="TRIAL"),
@@ -72,29 +96,29 @@ class Loaders:
         )
 
     @cached_property
-    def license_lines_by_subscription_id(self) -> DataLoader[int, list[Any]]:
+    def license_lines_by_subscription_id(self) -> Loader[list[Any]]:
         return _loader(
             self._ctx, lambda s, ids: q.license_lines_by_subscription_ids(s, ids=ids), list
         )
 
     @cached_property
-    def invoices_by_subscription_id(self) -> DataLoader[int, list[Any]]:
+    def invoices_by_subscription_id(self) -> Loader[list[Any]]:
         return _loader(self._ctx, lambda s, ids: q.invoices_by_subscription_ids(s, ids=ids), list)
 
     @cached_property
-    def orders_by_subscription_id(self) -> DataLoader[int, list[Any]]:
+    def orders_by_subscription_id(self) -> Loader[list[Any]]:
         return _loader(self._ctx, lambda s, ids: q.orders_by_subscription_ids(s, ids=ids), list)
 
     @cached_property
-    def tags_by_subscription_id(self) -> DataLoader[int, list[Any]]:
+    def tags_by_subscription_id(self) -> Loader[list[Any]]:
         return _loader(self._ctx, lambda s, ids: q.tags_by_subscription_ids(s, ids=ids), list)
 
     @cached_property
-    def assigned_admins_by_customer_id(self) -> DataLoader[int, list[Any]]:
+    def assigned_admins_by_customer_id(self) -> Loader[list[Any]]:
         return _loader(
             self._ctx, lambda s, ids: q.assigned_admins_by_customer_ids(s, ids=ids), list
         )
 
     @cached_property
-    def partner_by_id(self) -> DataLoader[int, Any]:
+    def partner_by_id(self) -> Loader[Any]:
         return _loader(self._ctx, lambda s, ids: admin_q.partners_by_ids(s, ids=ids), lambda: None)

@@ -22,10 +22,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 from strawberry.types.nodes import FragmentSpread, InlineFragment, SelectedField, Selection
 
 if TYPE_CHECKING:
-    from aiodataloader import DataLoader
-
     from graph.context import Context
-    from graph.loaders import Loaders
+    from graph.loaders import Loader, Loaders
 
 _MISSING: Any = object()
 
@@ -39,7 +37,7 @@ class HasAhead(Protocol):
 class Relation:
     """A relationship field: the loader that answers it and how rows become API objects."""
 
-    loader: Callable[[Loaders], DataLoader[int, Any]]
+    loader: Callable[[Loaders], Loader[Any]]
     convert: Callable[[Any], Any]
     # Relations of the converted objects, prefetched in turn (a subscription's license lines).
     children: dict[str, Relation] | None = None
@@ -94,7 +92,7 @@ async def prefetch(
         below = [f for f in fields if f.name == name]
         if not below:
             continue
-        values = await relation.loader(ctx.loaders).load_many([p.pk for p in parents])
+        values = await relation.loader(ctx.loaders).load_ahead([p.pk for p in parents])
         converted = [relation.convert(v) for v in values]
         for parent, value in zip(parents, converted, strict=True):
             parent.ahead[name] = value

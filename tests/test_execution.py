@@ -98,3 +98,54 @@ async def test_a_full_directory_page_is_the_same_with_and_without_the_plain_path
     assert len(fast["customers"]["nodes"]) == 50
     assert any(n["subscriptions"] for n in fast["customers"]["nodes"])
     assert fast == stock
+
+
+@strawberry.type
+class Child:
+    name: str
+
+
+@strawberry.type
+class Parent:
+    label: str
+    ahead: strawberry.Private[dict[str, Any]]
+
+    @strawberry.field
+    def children(self) -> list[Child]:
+        value: list[Child] = self.ahead.get("children", [Child(name="loaded")])
+        return value
+
+
+@strawberry.type
+class ParentQuery:
+    @strawberry.field
+    def parents(self) -> list[Parent]:
+        return ParentQuery._parents  # type: ignore[attr-defined,no-any-return]
+
+
+def run_parents(parents: list[Parent], fast: bool) -> dict[str, Any]:
+    ParentQuery._parents = parents  # type: ignore[attr-defined]
+    context_class = PlainFieldExecutionContext if fast else StrawberryGraphQLCoreExecutionContext
+    schema = strawberry.Schema(query=ParentQuery, execution_context_class=context_class)
+    result = schema.execute_sync("{ parents { label children { name } } }")
+    return {"data": result.data, "errors": [(e.message, e.path) for e in result.errors or []]}
+
+
+@pytest.mark.parametrize(
+    ("ahead", "bad"),
+    [
+        pytest.param({"children": [Child(name="x"), Child(name="y")]}, False, id="prefetched"),
+        pytest.param({}, False, id="not prefetched: the resolver runs"),
+        pytest.param({"children": [Child(name="x"), None]}, True, id="null item in non-null list"),
+        pytest.param({"children": [Child(name=None)]}, True, id="null leaf below"),  # type: ignore[arg-type]
+    ],
+)
+def test_prefetched_relationships_answer_like_graphql_core(
+    ahead: dict[str, Any], bad: bool
+) -> None:
+    parents = [Parent(label="a", ahead={}), Parent(label="b", ahead=ahead)]
+    fast, stock = run_parents(parents, fast=True), run_parents(parents, fast=False)
+    assert fast == stock
+    assert bool(fast["errors"]) is bad
+    if bad:
+        assert fast["errors"][0][1][:2] == ["parents", 1]
