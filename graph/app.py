@@ -117,13 +117,20 @@ def bearer_token(request: Request) -> str | None:
     return token
 
 
-async def authenticate(hub: PartnerHub, request: Request) -> Principal | JSONResponse:
+async def authenticate(
+    hub: PartnerHub, request: Request, session: AsyncSession | None = None
+) -> Principal | JSONResponse:
+    """The caller behind the bearer token, or the 401 to send; reads with ``session`` when
+    given (the request's own, which saves a pool checkout), else with a session of its own."""
     if request.headers.get("authorization") is None:
         return _unauthorized("Missing Authorization: Bearer <token> header.")
     token = bearer_token(request)
     if token is None:
         return _unauthorized("Malformed Authorization header: expected 'Bearer <token>'.")
-    async with hub.sessions() as session:
+    if session is None:
+        async with hub.sessions() as own:
+            principal = await authenticate_token(own, token=token)
+    else:
         principal = await authenticate_token(session, token=token)
     if principal is None:
         return _unauthorized("Unknown, revoked or deactivated token.")
@@ -178,26 +185,27 @@ class GraphQLEndpoint:
             await self._get(request)(scope, receive, send)
             return
         services = await self.hub.start()
-        outcome = await authenticate(self.hub, request)
-        if isinstance(outcome, Response):
-            await outcome(scope, receive, send)
-            return
-        await self.hub.sync_policies(outcome.policy_version)
-        state = scope.setdefault("state", {})
-        cache = self.hub.response_cache
-        if cache is not None:
-            body = await request.body()
-            receive = _replay(body)
-            clock = services.clock
-            key = request_key(outcome, body, clock.now() if clock.pinned else None)
-            entry = cache.get(key) if key is not None else None
-            if entry is not None:
-                hit = _cached_response(services, outcome, entry)
-                if hit is not None:
-                    await hit(scope, receive, send)
-                    return
-            state[CACHE_KEY] = key
+        # One session for the whole request, token lookup included (one pool checkout).
         async with self.hub.sessions() as session:
+            outcome = await authenticate(self.hub, request, session)
+            if isinstance(outcome, Response):
+                await outcome(scope, receive, send)
+                return
+            await self.hub.sync_policies(outcome.policy_version)
+            state = scope.setdefault("state", {})
+            cache = self.hub.response_cache
+            if cache is not None:
+                body = await request.body()
+                receive = _replay(body)
+                clock = services.clock
+                key = request_key(outcome, body, clock.now() if clock.pinned else None)
+                entry = cache.get(key) if key is not None else None
+                if entry is not None:
+                    hit = _cached_response(services, outcome, entry)
+                    if hit is not None:
+                        await hit(scope, receive, send)
+                        return
+                state[CACHE_KEY] = key
             state["ph_context"] = new_context(
                 services, outcome, session, state.get("request_id", "-")
             )
