@@ -45,7 +45,7 @@ class Settings(BaseSettings):
     validation_cache_size: int = Field(default=512, ge=1)
     # Whole-response cache of queries (graph/response_cache.py): an entry lives at most this
     # many seconds (0 turns the cache off) within this many MB per process.
-    response_cache_seconds: float = Field(default=1.0, ge=0, le=60)
+    response_cache_seconds: float = Field(default=10.0, ge=0, le=300)
     response_cache_mb: int = Field(default=64, ge=1)
     # Admin console that launch links open; launch tokens live this many seconds.
     console_url: str = "https://console.partner-hub.example/launch"

@@ -9,10 +9,12 @@ that succeeded are stored; mutations always execute.
 
 With a real clock, time passes between two requests without any write, and a few values follow
 it (a subscription that expires at a given second changes the customer's statuses). An entry
-therefore lives at most ``PARTNER_HUB_RESPONSE_CACHE_SECONDS`` (1 s by default): writes are seen
-at once, the passing of time at most that late. Entries are kept per process in LRU order up to
-``PARTNER_HUB_RESPONSE_CACHE_MB``. A hit still spends the query's cost from the token's rate
-limit, so caching never changes who gets refused.
+therefore lives at most ``PARTNER_HUB_RESPONSE_CACHE_SECONDS`` (10 s by default; 0 turns the cache
+off): writes are seen at once, the passing of time at most that late. The statuses it moves are
+defined in days (expiring within 7, inactive for 30), so seconds of lag are below what any
+partner can act on; a deployment that wants none sets 0. Entries are kept per process in LRU
+order up to ``PARTNER_HUB_RESPONSE_CACHE_MB``. A hit still spends the query's cost from the
+token's rate limit, so caching never changes who gets refused.
 """
 
 from __future__ import annotations
