@@ -1,0 +1,82 @@
+"""The SQL statements per request that the README quotes for issue 8's workloads.
+
+The benchmark documents themselves (``bench/queries/``) run here against a small data set: the
+count is a constant of a document's shape, never of its rows, so 2 and 50 customers cost the
+same, and the README's figures cannot drift from the code without this failing.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import Api
+from tests.helpers import data_of, post_graphql
+from tests.test_n_plus_one import FULL, build_customers
+
+QUERIES = Path(__file__).parents[1] / "bench" / "queries"
+# token lookup + page + statuses, tags, subscriptions, license lines, assigned admins
+DIRECTORY_STATEMENTS = 7
+# token lookup + customer + statuses, products, tags, subscriptions, trials, assigned admins,
+# license lines, invoices, orders, subscription tags
+DETAIL_STATEMENTS = 12
+# token lookup + KPIs, trend, and per section its KPIs and its rows (see db/queries/analytics)
+DASHBOARD_STATEMENTS = 11
+
+
+async def statements_of(api: Api, document: str, variables: dict[str, Any]) -> tuple[Any, int]:
+    with api.counter.counting() as statements:
+        data = data_of(await post_graphql(api, document, variables, as_=FULL))
+    return data, len(statements)
+
+
+@pytest.mark.parametrize("size", [2, 50])
+async def test_directory_workloads_cost_seven_statements_at_any_page_size(
+    uncached_api: Api, size: int
+) -> None:
+    api = uncached_api
+    await build_customers(api, 60)
+    document = (QUERIES / "directory_page.graphql").read_text()
+    tags = data_of(await post_graphql(api, "{ tags { id name } }", as_=FULL))["tags"]
+    page, count = await statements_of(api, document, {"first": size})
+    assert len(page["customers"]["nodes"]) == size
+    assert all(n["subscriptions"][0]["licenses"] for n in page["customers"]["nodes"])
+    assert all(n["partnerAdmins"] and n["tags"] for n in page["customers"]["nodes"])
+    assert count == DIRECTORY_STATEMENTS
+    flt = {"statuses": ["LICENSE_OVERAGE"], "products": ["CALLING"], "tagIds": [tags[0]["id"]]}
+    filtered, count = await statements_of(api, document, {"first": size, "filter": flt})
+    assert 0 < len(filtered["customers"]["nodes"]) <= size
+    assert count == DIRECTORY_STATEMENTS
+
+
+async def test_customer_detail_costs_twelve_statements(uncached_api: Api) -> None:
+    api = uncached_api
+    await build_customers(api, 3)
+    first = data_of(await post_graphql(api, "{ customers(first: 1) { nodes { id } } }", as_=FULL))
+    customer = first["customers"]["nodes"][0]["id"]
+    document = (QUERIES / "customer_detail.graphql").read_text()
+    detail, count = await statements_of(api, document, {"id": customer})
+    subscriptions = detail["customer"]["subscriptions"]
+    assert len(subscriptions) == 2 and all(s["licenses"] and s["invoices"] for s in subscriptions)
+    assert count == DETAIL_STATEMENTS
+
+
+async def test_a_cached_directory_page_costs_only_the_token_lookup(api: Api) -> None:
+    await build_customers(api, 10)
+    document = (QUERIES / "directory_page.graphql").read_text()
+    await statements_of(api, document, {"first": 10})
+    _, count = await statements_of(api, document, {"first": 10})
+    assert count == 1
+
+
+async def test_the_license_dashboard_costs_eleven_statements(uncached_api: Api) -> None:
+    api = uncached_api
+    await build_customers(api, 5)
+    document = (QUERIES / "license_dashboard.graphql").read_text()
+    await statements_of(api, document, {"product": "CALLING"})  # the first also starts the app
+    dashboard, count = await statements_of(api, document, {"product": "MEETINGS"})
+    assert dashboard["licenseKpis"]["totalCustomers"] == 5
+    assert len(dashboard["licenseAnalytics"]["distributionTrend"]) == 13
+    assert count == DASHBOARD_STATEMENTS
