@@ -7,10 +7,12 @@
 Data: ``seed --customers N --random-seed 1`` (one partner), reused between runs. Workloads are the
 documents in ``bench/queries/``: (1) directory page, (2) the same filtered by status, product and
 tag, (3) one customer's full detail, (4) the license dashboard for one product, (5) a mix of 1-4
-with a tag attach or detach every 20th request. Servers, each started for its own measurements
+with a tag attach or detach every 20th request. Servers, each
 with as many workers as cores: Partner Hub with its response cache off ("cold": every request
 executes) and on ("warm", the default), the naive baseline (``bench/naive.py``) and, on
 PostgreSQL, PostGraphile 4 over the same database (workloads 1-3, ``bench/queries/postgraphile``).
+All servers run side by side on their own ports and take turns, so that the drift of a shared
+machine (seen here: the same request 3x slower twenty minutes later) falls on all of them alike.
 
 Measured per server and workload: sequential latency over one keep-alive connection (median, p99)
 at every size, and at ``--load-size`` throughput with wrk (``bench/wrk_post.lua``) at each
@@ -27,7 +29,7 @@ import asyncio
 import json
 import os
 from collections.abc import Callable
-from contextlib import AbstractAsyncContextManager
+from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from datetime import date
 from typing import Any
 
@@ -35,7 +37,7 @@ from sqlalchemy import event, select
 from sqlmodel import col
 
 from bench.common import RESULTS, app_client, dataset, machine, query, token_for
-from bench.load import latency, mixed, run_wrk
+from bench.load import interleaved_latency, mixed, run_wrk
 from bench.peers import asgi_server, hub_env, partner_hub_server, peak_rss, postgraphile
 from db.engine import create_engine
 from db.models import Partner
@@ -131,55 +133,71 @@ async def statements(url: str, subjects: Subjects, naive: bool) -> dict[str, int
 Server = Callable[[], AbstractAsyncContextManager[str]]
 
 
-def servers(backend: str, url: str, workers: int) -> dict[str, Server]:
+def servers(backend: str, url: str, workers: int, only: set[str]) -> dict[str, Server]:
+    """Every server of the comparison, each on its own port (they run side by side)."""
     cold = {"PARTNER_HUB_RESPONSE_CACHE_SECONDS": "0"}
     found: dict[str, Server] = {
         "ours_cold": lambda: partner_hub_server(url, PORT, workers, cold),
-        "ours_warm": lambda: partner_hub_server(url, PORT, workers),
+        "ours_warm": lambda: partner_hub_server(url, PORT + 1, workers),
         # The baseline team has no response cache either.
         "naive": lambda: asgi_server(
-            "bench.naive:create_naive_app", PORT, workers, hub_env(url, **cold)
+            "bench.naive:create_naive_app", PORT + 2, workers, hub_env(url, **cold)
         ),
     }
     if backend == "postgresql":
         database = url.rsplit("/", 1)[1]
-        found["postgraphile"] = lambda: postgraphile(database, PORT, workers)
-    return found
+        found["postgraphile"] = lambda: postgraphile(database, PORT + 3, workers)
+    return {name: server for name, server in found.items() if name in only}
 
 
-async def measure_server(
-    name: str,
-    server: Server,
-    subjects: Subjects,
-    *,
-    load: bool,
-    args: argparse.Namespace,
+def _workloads(name: str) -> tuple[str, ...]:
+    return PEER_WORKLOADS if name == "postgraphile" else (*READS, "mixed")
+
+
+def _request(name: str, base: str, subjects: Subjects, workload: str) -> tuple[str, Any, Any]:
+    """URL, body and token of ``workload`` on server ``name``."""
+    if name == "postgraphile":
+        return base, subjects.postgraphile(workload), None
+    return f"{base}/graphql", subjects.ours(workload), subjects.token
+
+
+async def measure(
+    backend: str, url: str, subjects: Subjects, *, load: bool, args: argparse.Namespace
 ) -> dict[str, Any]:
-    peer = name == "postgraphile"
-    token = None if peer else subjects.token
-    workloads = PEER_WORKLOADS if peer else (*READS, "mixed")
+    """All servers up at once; latency interleaved, then wrk runs back to back per workload."""
+    only = set(args.servers.split(",")) if load else {"ours_cold"}
     out: dict[str, Any] = {}
-    async with server() as base:
-        url = base if peer else f"{base}/graphql"
-        with peak_rss([base.pid]) as rss:  # type: ignore[attr-defined]
-            for workload in workloads:
-                body = subjects.postgraphile(workload) if peer else subjects.ours(workload)
-                result: dict[str, Any] = {}
-                if workload != "mixed":
-                    runs = max(5, args.runs // 20) if workload == "dashboard" else args.runs
-                    result["latency"] = await latency(url, body, token, runs)
-                if load:
+    async with AsyncExitStack() as stack:
+        bases: dict[str, Any] = {}
+        rss = {}
+        for name, server in servers(backend, url, args.workers, only).items():
+            bases[name] = await stack.enter_async_context(server())
+            rss[name] = stack.enter_context(peak_rss([bases[name].pid]))
+            out[name] = {}
+        for workload in (*READS, "mixed"):
+            names = [n for n in bases if workload in _workloads(n)]
+            targets = {n: _request(n, bases[n], subjects, workload) for n in names}
+            if workload != "mixed":
+                runs = max(5, args.runs // 20) if workload == "dashboard" else args.runs
+                for name, result in (await interleaved_latency(targets, runs)).items():
+                    out[name][workload] = {"latency": result}
+            if not load:
+                continue
+            levels = args.concurrency if workload != "dashboard" else [1]
+            for c in levels:
+                for name in names:
+                    target, body, token = targets[name]
                     bodies = body.get("bodies", [body])
-                    levels = args.concurrency if workload != "dashboard" else [1]
-                    result["load"] = {
-                        str(c): await run_wrk(url, bodies, token, c, args.seconds, timeout_s=60)
-                        for c in levels
-                    }
-                out[workload] = result
-                print(f"    {name:12} {workload:10} {_brief(result)}", flush=True)
-            if load and not peer:
-                await _untag(url, subjects)
-        out["peak_rss_mb"] = round(rss.mb, 1)
+                    run = await run_wrk(target, bodies, token, c, args.seconds, timeout_s=60)
+                    out[name].setdefault(workload, {}).setdefault("load", {})[str(c)] = run
+            for name in names:
+                print(f"    {name:12} {workload:10} {_brief(out[name][workload])}", flush=True)
+        if load:
+            for name in bases:
+                if name != "postgraphile":
+                    await _untag(f"{bases[name]}/graphql", subjects)
+        for name, peak in rss.items():
+            out[name]["peak_rss_mb"] = round(peak.mb, 1)
     return out
 
 
@@ -223,12 +241,8 @@ async def bench_backend(backend: str, args: argparse.Namespace) -> dict[str, Any
             "servers": {},
         }
         print(f"    statements {entry['statements']}", flush=True)
-        for name, server in servers(backend, url, args.workers).items():
-            if name != "ours_cold" and not load:
-                continue  # the flatness check (goal 2) needs only the cold latencies
-            entry["servers"][name] = await measure_server(
-                name, server, subjects, load=load, args=args
-            )
+        # The flatness check (goal 2) needs only the cold latencies at the other sizes.
+        entry["servers"] = await measure(backend, url, subjects, load=load, args=args)
         report["sizes"][str(size)] = entry
         _write(backend, report)
     return report
@@ -266,6 +280,7 @@ async def main() -> None:
     parser.add_argument("--concurrency", default="1,8,32")
     parser.add_argument("--runs", type=int, default=100)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--servers", default="ours_cold,ours_warm,naive,postgraphile")
     args = parser.parse_args()
     args.concurrency = [int(c) for c in args.concurrency.split(",")]
     for backend in args.backends.split(","):

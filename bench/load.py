@@ -97,37 +97,43 @@ async def run_wrk(
     }
 
 
-def _failed(response: httpx.Response) -> bool:
-    return not response.is_success or "errors" in response.json()
+async def interleaved_latency(
+    targets: dict[str, tuple[str, Any, Any]], runs: int, warmup: int = 5
+) -> dict[str, dict[str, Any]]:
+    """Sequential requests over one keep-alive connection per server, taking turns (the order
+    rotates every round), so that a shared machine's drift falls on every server alike."""
+    clients = {}
+    for name, (_, _, token) in targets.items():
+        headers = {"Content-Type": "application/json"}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        clients[name] = httpx.AsyncClient(headers=headers, timeout=120)
+    samples: dict[str, list[float]] = {name: [] for name in targets}
+    errors = dict.fromkeys(targets, 0)
+    names = list(targets)
+    try:
+        for round_ in range(warmup + runs):
+            order = names[round_ % len(names) :] + names[: round_ % len(names)]
+            for name in order:
+                url, body, _ = targets[name]
+                started = time.perf_counter()
+                response = await clients[name].post(url, content=json.dumps(body).encode())
+                elapsed = (time.perf_counter() - started) * 1000
+                if round_ >= warmup:
+                    samples[name].append(elapsed)
+                    errors[name] += not response.is_success or "errors" in response.json()
+    finally:
+        for client in clients.values():
+            await client.aclose()
+    return {name: summarize(samples[name], errors[name]) for name in targets}
 
 
-async def latency(
-    url: str, body: dict[str, Any], token: str | None, runs: int, warmup: int = 5
-) -> dict[str, Any]:
-    """``runs`` sequential POSTs of ``body`` (after ``warmup``) on one keep-alive connection.
-
-    The body is serialised once and the response parsed outside the timed span, so the times are
-    the server's plus one local round trip and httpx's own overhead (a fraction of a millisecond).
-    """
-    headers = {"Content-Type": "application/json"}
-    if token:
-        headers["Authorization"] = f"Bearer {token}"
-    content = json.dumps(body).encode()
-    samples: list[float] = []
-    errors = 0
-    async with httpx.AsyncClient(headers=headers, timeout=120) as client:
-        for i in range(warmup + runs):
-            started = time.perf_counter()
-            response = await client.post(url, content=content)
-            elapsed_ms = (time.perf_counter() - started) * 1000
-            if i >= warmup:
-                samples.append(elapsed_ms)
-                errors += _failed(response)
-    samples.sort()
+def summarize(samples: list[float], errors: int) -> dict[str, Any]:
+    samples = sorted(samples)
     return {
         "median_ms": round(statistics.median(samples), 2),
         "p99_ms": round(samples[math.ceil(len(samples) * 0.99) - 1], 2),
         "mean_ms": round(statistics.fmean(samples), 2),
         "errors": errors,
-        "runs": runs,
+        "runs": len(samples),
     }

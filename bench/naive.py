@@ -59,10 +59,8 @@ def naive_schema() -> strawberry.Schema:
     )
 
 
-@contextlib.contextmanager
-def patched() -> Iterator[None]:
-    """The product's modules patched into the naive baseline for the duration of the block
-    (loaders answer per key, pages prefetch nothing, ``create_app`` gets the stock schema)."""
+def _apply() -> tuple[Any, ...]:
+    """Patch the product's modules into the naive baseline; returns what was there before."""
     import graph.app
     import graph.loaders
     import graph.resolvers.customers
@@ -75,6 +73,18 @@ def patched() -> Iterator[None]:
     graph.loaders._loader = PerRowLoader  # type: ignore[assignment]
     graph.resolvers.customers.prefetch = no_prefetch  # type: ignore[assignment]
     graph.app.build_schema = lambda *_: schema
+    return saved
+
+
+@contextlib.contextmanager
+def patched() -> Iterator[None]:
+    """The naive baseline for the duration of the block (loaders answer per key, pages
+    prefetch nothing, ``create_app`` gets the stock schema), then the product again."""
+    import graph.app
+    import graph.loaders
+    import graph.resolvers.customers
+
+    saved = _apply()
     try:
         yield
     finally:
@@ -82,8 +92,10 @@ def patched() -> Iterator[None]:
 
 
 def create_naive_app() -> Starlette:
-    """The baseline as a served app: its process stays patched for its whole life."""
+    """The baseline as a served app: its process stays patched for its whole life. (Not through
+    ``patched()``: a context manager entered and dropped is closed by the garbage collector,
+    which would quietly restore the product.)"""
     import graph.app
 
-    patched().__enter__()
+    _apply()
     return graph.app.create_app()
