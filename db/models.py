@@ -296,7 +296,10 @@ class CustomerStatusSpan(SQLModel, table=True):
 
     __tablename__ = "customer_status_span"
     __table_args__ = (
-        Index("ix_status_span_partner_status", "partner_id", "status", "valid_from", "valid_to"),
+        # "holds now" = valid_from <= now < valid_to: valid_to first (migration 0008).
+        Index(
+            "ix_status_span_now", "partner_id", "status", "valid_to", "valid_from", "customer_id"
+        ),
         Index("ix_status_span_customer", "customer_id", "status"),
     )
     id: int | None = Field(default=None, primary_key=True)

@@ -77,14 +77,23 @@ def _like_pattern(text: str) -> str:
     return f"%{escaped}%"
 
 
-def status_holds(statuses: Sequence[str], now: datetime, customer_id: Any = None) -> Any:
-    """EXISTS: one of ``statuses`` holds for the customer at ``now``."""
-    return exists().where(
+def status_holds(
+    statuses: Sequence[str], now: datetime, customer_id: Any = None, partner_id: int | None = None
+) -> Any:
+    """EXISTS: one of ``statuses`` holds for the customer at ``now``.
+
+    With ``partner_id`` the test can use ``ix_status_span_now`` (partner, status, valid_to, ...)
+    for the whole partner at once, which PostgreSQL's planner prefers for a page at 100,000
+    customers (a semi-join) over probing span by span."""
+    conditions = [
         SPAN.customer_id == (C.id if customer_id is None else customer_id),
         SPAN.status.in_(list(statuses)),
         SPAN.valid_from <= now,
         SPAN.valid_to > now,
-    )
+    ]
+    if partner_id is not None:
+        conditions.append(SPAN.partner_id == partner_id)
+    return exists().where(*conditions)
 
 
 def nearest_end(now: datetime) -> Any:
@@ -154,16 +163,27 @@ def customer_conditions(
                 C.id.in_(select(ct.customer_id).where(ct.tag_id.in_(list(query.tag_ids))))
             )
     else:
+        # Each EXISTS also names the partner, so that the planner may join whole sets through
+        # the partner-leading indexes instead of scanning a derived table.
+        partner = scope.partner_id
         if query.products:
             conditions.append(
-                exists().where(cp.customer_id == C.id, cp.product.in_(list(query.products)))
+                exists().where(
+                    cp.customer_id == C.id,
+                    cp.partner_id == partner,
+                    cp.product.in_(list(query.products)),
+                )
             )
         for wanted in (statuses, kind_status):
             if wanted:
-                conditions.append(status_holds(wanted, now))
+                conditions.append(status_holds(wanted, now, partner_id=partner))
         if query.tag_ids:
             conditions.append(
-                exists().where(ct.customer_id == C.id, ct.tag_id.in_(list(query.tag_ids)))
+                exists().where(
+                    ct.customer_id == C.id,
+                    ct.partner_id == partner,
+                    ct.tag_id.in_(list(query.tag_ids)),
+                )
             )
     if query.search:
         conditions.append(C.name_key.like(_like_pattern(query.search), escape="\\"))
