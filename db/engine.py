@@ -70,13 +70,17 @@ def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
 
 async def analyze(engine: AsyncEngine) -> None:
     """Refresh the planner's statistics (after bulk loads): with them SQLite drives filtered
-    counts from the small set of matching ids instead of scanning every customer."""
+    counts from the small set of matching ids instead of scanning every customer. PostgreSQL
+    also gets the visibility map autovacuum would build later (``VACUUM``): without it an
+    index-only scan visits the table anyway (the status filter at 100,000 customers: 16 ms
+    instead of 1.5 ms for the span index)."""
     async with engine.connect() as connection:
         if engine.dialect.name == "sqlite":
             await connection.exec_driver_sql("ANALYZE")
+            await connection.commit()
         else:
-            await connection.execute(text("ANALYZE"))
-        await connection.commit()
+            autocommit = await connection.execution_options(isolation_level="AUTOCOMMIT")
+            await autocommit.execute(text("VACUUM ANALYZE"))
 
 
 async def optimize(engine: AsyncEngine) -> None:
