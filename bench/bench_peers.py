@@ -39,6 +39,7 @@ from sqlmodel import col
 from bench.common import RESULTS, app_client, dataset, machine, query, token_for
 from bench.load import interleaved_latency, mixed, run_wrk
 from bench.peers import asgi_server, hub_env, partner_hub_server, peak_rss, postgraphile
+from bench.peers_report import failed
 from db.engine import create_engine
 from db.models import Partner
 from graph.ids import from_global_id
@@ -47,6 +48,7 @@ EMAIL = "full@synth1.example"
 PORT = 8791
 READS = ("directory", "filtered", "detail", "dashboard")
 PEER_WORKLOADS = ("directory", "filtered", "detail")
+FLAT_WORKLOADS = PEER_WORKLOADS  # goal 2: workloads 1-3
 ATTACH = "mutation M($input: CustomerTagsInput!) { addTagsToCustomers(input: $input) { changed } }"
 DETACH = (
     "mutation M($input: CustomerTagsInput!) { removeTagsFromCustomers(input: $input) { changed } }"
@@ -217,7 +219,7 @@ def _brief(result: dict[str, Any]) -> str:
         lat = result["latency"]
         parts.append(f"median {lat['median_ms']} ms p99 {lat['p99_ms']} ms err {lat['errors']}")
     for c, run in result.get("load", {}).items():
-        errors = sum(run["errors"].values())
+        errors = failed(run["errors"])
         parts.append(f"c{c} {run['requests_per_s']:.0f}/s err {errors} hits {run['cache_hits']}")
     return "; ".join(parts)
 
@@ -245,7 +247,34 @@ async def bench_backend(backend: str, args: argparse.Namespace) -> dict[str, Any
         entry["servers"] = await measure(backend, url, subjects, load=load, args=args)
         report["sizes"][str(size)] = entry
         _write(backend, report)
+    report["flat"] = await measure_flatness(backend, sizes, args)
+    _write(backend, report)
     return report
+
+
+async def measure_flatness(
+    backend: str, sizes: list[int], args: argparse.Namespace
+) -> dict[str, dict[str, Any]]:
+    """Goal 2: Partner Hub (cache off) over every size at once, the sizes taking turns request
+    by request, so that the ratios between sizes are not ratios of the machine's drift."""
+    cold = {"PARTNER_HUB_RESPONSE_CACHE_SECONDS": "0"}
+    async with AsyncExitStack() as stack:
+        served: dict[str, tuple[str, Subjects]] = {}
+        for offset, size in enumerate(sizes):
+            url = await dataset(backend, size)
+            subjects = Subjects(url, await token_for(url, EMAIL))
+            await subjects.load()
+            server = partner_hub_server(url, PORT + 10 + offset, args.workers, cold)
+            served[str(size)] = (await stack.enter_async_context(server), subjects)
+        flat = {}
+        for workload in FLAT_WORKLOADS:
+            targets = {
+                size: _request("ours_cold", base, subjects, workload)
+                for size, (base, subjects) in served.items()
+            }
+            flat[workload] = await interleaved_latency(targets, args.runs)
+            print(f"    flat {workload:10} {flat[workload]}", flush=True)
+    return flat
 
 
 def versions() -> dict[str, str]:
@@ -281,10 +310,22 @@ async def main() -> None:
     parser.add_argument("--runs", type=int, default=100)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--servers", default="ours_cold,ours_warm,naive,postgraphile")
+    parser.add_argument(
+        "--flat-only",
+        action="store_true",
+        help="only re-measure goal 2 into today's saved results (the sizes side by side)",
+    )
     args = parser.parse_args()
     args.concurrency = [int(c) for c in args.concurrency.split(",")]
     for backend in args.backends.split(","):
-        report = await bench_backend(backend, args)
+        if args.flat_only:
+            saved = RESULTS / f"{date.today().isoformat()}-{backend}.json"
+            report = json.loads(saved.read_text())
+            sizes = [int(s) for s in args.sizes.split(",")]
+            report["flat"] = await measure_flatness(backend, sizes, args)
+            _write(backend, report)
+        else:
+            report = await bench_backend(backend, args)
         from bench.peers_report import markdown
 
         print(markdown(backend, report))
