@@ -117,21 +117,14 @@ def bearer_token(request: Request) -> str | None:
     return token
 
 
-async def authenticate(
-    hub: PartnerHub, request: Request, session: AsyncSession | None = None
-) -> Principal | JSONResponse:
-    """The caller behind the bearer token, or the 401 to send; reads with ``session`` when
-    given (the request's own, which saves a pool checkout), else with a session of its own."""
+async def authenticate(request: Request, session: AsyncSession) -> Principal | JSONResponse:
+    """The caller behind the bearer token (read with the request's own session), or the 401."""
     if request.headers.get("authorization") is None:
         return _unauthorized("Missing Authorization: Bearer <token> header.")
     token = bearer_token(request)
     if token is None:
         return _unauthorized("Malformed Authorization header: expected 'Bearer <token>'.")
-    if session is None:
-        async with hub.sessions() as own:
-            principal = await authenticate_token(own, token=token)
-    else:
-        principal = await authenticate_token(session, token=token)
+    principal = await authenticate_token(session, token=token)
     if principal is None:
         return _unauthorized("Unknown, revoked or deactivated token.")
     return principal
@@ -187,7 +180,7 @@ class GraphQLEndpoint:
         services = await self.hub.start()
         # One session for the whole request, token lookup included (one pool checkout).
         async with self.hub.sessions() as session:
-            outcome = await authenticate(self.hub, request, session)
+            outcome = await authenticate(request, session)
             if isinstance(outcome, Response):
                 await outcome(scope, receive, send)
                 return

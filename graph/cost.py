@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from graphql import (
+    DocumentNode,
     ExecutionResult,
     FieldNode,
     FragmentDefinitionNode,
@@ -128,6 +129,16 @@ class CostLimiter:
             return True, level - cost, 0.0
 
 
+def selected_operation(
+    document: DocumentNode, operation_name: str | None
+) -> OperationDefinitionNode | None:
+    """The operation a request runs: the one named ``operation_name``, or the only one."""
+    operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
+    if operation_name:
+        operations = [o for o in operations if o.name and o.name.value == operation_name]
+    return operations[0] if len(operations) == 1 else None
+
+
 def cost_report(settings: Settings, cost: int, remaining: float) -> dict[str, Any]:
     """``extensions.cost`` of an executed (or cached) query that spent ``cost``."""
     return {
@@ -152,16 +163,14 @@ class QueryCost(SchemaExtension):
         if document is None or ctx is None:
             yield
             return
-        operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
-        if ec.operation_name:
-            operations = [o for o in operations if o.name and o.name.value == ec.operation_name]
-        if len(operations) != 1:
+        operation = selected_operation(document, ec.operation_name)
+        if operation is None:
             yield
             return
         fragments = {
             d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
         }
-        cost = query_cost(ec.schema._schema, operations[0], fragments, ec.variables)
+        cost = query_cost(ec.schema._schema, operation, fragments, ec.variables)
         settings = ctx.settings
         limit = settings.max_query_cost
         self.report = {"requestedQueryCost": cost, "maximumAvailable": limit}

@@ -83,11 +83,12 @@ def export_customers_csv(
 
     async def endpoint(request: Request) -> Response:
         services = await hub.start()
-        outcome = await authenticate(hub, request)
+        session = hub.sessions()  # closed when the stream ends (or on every early answer)
+        outcome = await authenticate(request, session)
         if isinstance(outcome, Response):
+            await session.close()
             return outcome
         await hub.sync_policies(outcome.policy_version)
-        session = hub.sessions()
         ctx = new_context(services, outcome, session, request.scope["state"].get("request_id", "-"))
         try:
             scope = require(ctx, Obj.CUSTOMER, Act.READ)

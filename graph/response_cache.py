@@ -28,9 +28,10 @@ from functools import lru_cache
 from typing import Any
 
 import orjson
-from graphql import GraphQLError, OperationDefinitionNode, OperationType, parse
+from graphql import GraphQLError, OperationType, parse
 
 from db.queries.admins import Principal
+from graph.cost import selected_operation
 
 Key = tuple[Any, ...]
 
@@ -49,10 +50,8 @@ def is_query(document: str, operation_name: str | None) -> bool:
         parsed = parse(document, no_location=True)
     except GraphQLError:
         return False
-    operations = [d for d in parsed.definitions if isinstance(d, OperationDefinitionNode)]
-    if operation_name is not None:
-        operations = [o for o in operations if o.name and o.name.value == operation_name]
-    return len(operations) == 1 and operations[0].operation == OperationType.QUERY
+    operation = selected_operation(parsed, operation_name)
+    return operation is not None and operation.operation == OperationType.QUERY
 
 
 def request_key(principal: Principal, body: bytes, now: datetime | None) -> Key | None:
