@@ -111,25 +111,22 @@ def nearest_end(now: datetime) -> Any:
     return func.coalesce(sub, literal(END_OF_TIME, UTCDateTime()))
 
 
-def customer_conditions(
-    scope: Scope, query: CustomerQuery, now: datetime, *, as_sets: bool = False
-) -> list[Any]:
-    """Conditions on ``customer`` for ``query`` within ``scope``.
+def _filter_sets(
+    scope: Scope, query: CustomerQuery, now: datetime
+) -> list[tuple[Any, Any, list[Any]]]:
+    """Each filter on a derived table as (its customer id column, the condition naming the
+    partner or None, its own conditions).
 
-    A page walks customers in sort order and stops after ``first`` matches, so it tests each
-    candidate with a correlated EXISTS. A count has to visit every match, so with ``as_sets`` the
-    filters become ``id IN (SELECT customer_id ...)`` over the indexed derived tables: the
-    database then starts from the (usually much smaller) set of matching ids instead of probing
-    every customer of the partner.
+    In probe order: the filters that usually keep the fewest customers first (a tag, then a
+    status), so that a customer failing them is not probed further.
     """
-    conditions: list[Any] = [scope.customers()]
-    if query.managed_by is not None:
-        conditions.append(C.managed_by == query.managed_by)
-    if any(v is not None and not v for v in (query.products, query.statuses, query.tag_ids)):
-        conditions.append(false())  # an empty list has no value to match
     cp = CustomerProduct.__table__.c  # type: ignore[attr-defined]
     ct = CustomerTag.__table__.c  # type: ignore[attr-defined]
-    statuses = list(query.statuses or ())
+    sets: list[tuple[Any, Any, list[Any]]] = []
+    if query.tag_ids:
+        # A tag belongs to one partner (and so do the customers it is on): its id alone selects
+        # the links, from the index alone.
+        sets.append((ct.customer_id, None, [ct.tag_id.in_(list(query.tag_ids))]))
     kind_status: list[str] = []
     if query.subscription_kind is not None:
         kind_status = [
@@ -137,56 +134,61 @@ def customer_conditions(
             if query.subscription_kind == SubscriptionKind.TRIAL
             else CustomerStatus.ACTIVE.value
         ]
-    if as_sets:
-        if query.products:
-            conditions.append(
-                C.id.in_(
-                    select(cp.customer_id).where(
-                        cp.partner_id == scope.partner_id, cp.product.in_(list(query.products))
-                    )
+    for wanted in (list(query.statuses or ()), kind_status):
+        if wanted:
+            sets.append(
+                (
+                    SPAN.customer_id,
+                    SPAN.partner_id == scope.partner_id,
+                    [
+                        SPAN.status.in_(wanted),
+                        SPAN.valid_from <= now,
+                        SPAN.valid_to > now,
+                    ],
                 )
             )
-        for wanted in (statuses, kind_status):
-            if wanted:
-                conditions.append(
-                    C.id.in_(
-                        select(SPAN.customer_id).where(
-                            SPAN.partner_id == scope.partner_id,
-                            SPAN.status.in_(wanted),
-                            SPAN.valid_from <= now,
-                            SPAN.valid_to > now,
-                        )
-                    )
-                )
-        if query.tag_ids:
-            conditions.append(
-                C.id.in_(select(ct.customer_id).where(ct.tag_id.in_(list(query.tag_ids))))
+    if query.products:
+        sets.append(
+            (
+                cp.customer_id,
+                cp.partner_id == scope.partner_id,
+                [cp.product.in_(list(query.products))],
             )
-    else:
-        # Each EXISTS also names the partner, so that the planner may join whole sets through
-        # the partner-leading indexes instead of scanning a derived table.
-        partner = scope.partner_id
-        if query.products:
-            conditions.append(
-                exists().where(
-                    cp.customer_id == C.id,
-                    cp.partner_id == partner,
-                    cp.product.in_(list(query.products)),
-                )
-            )
-        for wanted in (statuses, kind_status):
-            if wanted:
-                conditions.append(status_holds(wanted, now, partner_id=partner))
-        if query.tag_ids:
-            conditions.append(
-                exists().where(
-                    ct.customer_id == C.id,
-                    ct.partner_id == partner,
-                    ct.tag_id.in_(list(query.tag_ids)),
-                )
-            )
+        )
+    return sets
+
+
+def _row_conditions(scope: Scope, query: CustomerQuery) -> list[Any]:
+    """Conditions answered by the customer row itself (and the scope)."""
+    conditions: list[Any] = [scope.customers()]
+    if query.managed_by is not None:
+        conditions.append(C.managed_by == query.managed_by)
+    if any(v is not None and not v for v in (query.products, query.statuses, query.tag_ids)):
+        conditions.append(false())  # an empty list has no value to match
     if query.search:
         conditions.append(C.name_key.like(_like_pattern(query.search), escape="\\"))
+    return conditions
+
+
+def customer_conditions(
+    scope: Scope, query: CustomerQuery, now: datetime, *, as_sets: bool = False
+) -> list[Any]:
+    """Conditions on ``customer`` for ``query`` within ``scope``.
+
+    Without ``as_sets`` each filter is a correlated EXISTS that names the partner, so that the
+    planner may join whole sets through the partner-leading indexes. A count has to visit every
+    match, so with ``as_sets`` the filters become ``id IN (SELECT customer_id ...)`` over the
+    indexed derived tables: the database then starts from the (usually much smaller) set of
+    matching ids instead of probing every customer of the partner.
+    """
+    conditions = _row_conditions(scope, query)
+    for customer_id, partner, where in _filter_sets(scope, query, now):
+        if partner is not None:
+            where = [partner, *where]
+        if as_sets:
+            conditions.append(C.id.in_(select(customer_id).where(*where)))
+        else:
+            conditions.append(exists().where(customer_id == C.id, *where))
     return conditions
 
 
