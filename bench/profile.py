@@ -1,9 +1,10 @@
 """Profile one workload in-process with pyinstrument (issue 8: before / after of the speed work).
 
     .venv/bin/python -m bench.profile [--workload directory_page] [--backend postgresql]
-        [--customers 100000] [--runs 50] [--html out.html]
+        [--customers 100000] [--runs 50] [--html out.html] [--cache]
 
-Prints the slowest frames of ``runs`` requests after a warm-up, so a change to the request path
+The response cache is off unless ``--cache`` is given (a cold request is what is to be
+profiled). Prints the slowest frames of ``runs`` requests after a warm-up, so a change to the request path
 can be judged by what it removed from the profile, not only by a noisy wall-clock figure.
 """
 
@@ -40,10 +41,13 @@ async def main() -> None:
     parser.add_argument("--customers", type=int, default=100_000)
     parser.add_argument("--runs", type=int, default=50)
     parser.add_argument("--html", default="")
+    parser.add_argument(
+        "--cache", action="store_true", help="keep the response cache on (profiles hits)"
+    )
     args = parser.parse_args()
     url = await dataset(args.backend, args.customers)
     headers = {"Authorization": f"Bearer {await token_for(url, EMAIL)}"}
-    app, client = app_client(url)
+    app, client = app_client(url, **({} if args.cache else {"response_cache_seconds": 0}))
     payload = await payload_for(args.workload, client, headers)
     for _ in range(5):
         response = await client.post("/graphql", json=payload, headers=headers)

@@ -16,6 +16,17 @@ The execution context below decides once per (type, field) what a field is:
   only return ``ahead[name]``; the value goes straight to graphql-core's ``complete_value``,
   skipping Strawberry's argument conversion, info wrapper and resolver call.
 
+- *attr*: any other Strawberry field without resolver or extensions (an object or a list read
+  off an attribute, such as a connection's ``nodes``).
+
+Below a plain-attribute or prefetched object or list, whole objects are then answered without
+graphql-core's per-value machinery (``_fast``): for each object the collected sub-selection is
+walked once, plain fields serialised, prefetched and attribute children descended into, and the
+result built as graphql-core would build it. The first thing ``_fast`` cannot vouch for
+(anything not plain, attr or prefetched, an abstract type, ``@defer``, a refused value, a null
+in a non-null position, a failed ``is_type_of``) abandons the whole value, which then takes the
+path above; nothing is produced twice because every value read there is already in memory.
+
 Anything unusual (a null in a non-null field, a value the scalar refuses, a value not loaded
 ahead, a field that is neither) takes graphql-core's ordinary path, so errors, paths and
 nullability stay exactly as the specification and graphql-core produce them. Both paths are off
@@ -30,6 +41,7 @@ from typing import Any
 from weakref import WeakKeyDictionary
 
 from graphql import (
+    GraphQLList,
     GraphQLNonNull,
     GraphQLObjectType,
     GraphQLOutputType,
@@ -44,7 +56,8 @@ from strawberry.types.base import StrawberryObjectDefinition
 from strawberry.types.field import StrawberryField
 
 AHEAD = "ahead"
-# ("plain", attribute, leaf type, non-null) | ("ahead", field name); None for every other field.
+# ("plain", attribute, leaf type, non-null) | ("ahead", field name) | ("attr", attribute);
+# None for every other field.
 Plan = tuple[Any, ...] | None
 _PLANS: WeakKeyDictionary[GraphQLSchema, dict[tuple[str, str], Plan]] = WeakKeyDictionary()
 
@@ -74,7 +87,7 @@ def _plan(parent_type: GraphQLObjectType, field_name: str) -> Plan:
     non_null = isinstance(return_type, GraphQLNonNull)
     leaf = return_type.of_type if non_null else return_type
     if not is_leaf_type(leaf):
-        return None
+        return ("attr", field.python_name)
     return ("plain", field.python_name, leaf, non_null)
 
 
@@ -107,11 +120,12 @@ class PlainFieldExecutionContext(StrawberryGraphQLCoreExecutionContext):
             except KeyError:
                 plan = self._plans[key] = _plan(parent_type, field_name)
             if plan is not None:
-                if plan[0] == "plain":
+                kind = plan[0]
+                if kind == "plain":
                     value = _plain(source, plan)
                     if value is not Undefined:
                         return value
-                else:
+                elif kind == "ahead":
                     ahead = getattr(source, AHEAD, None)
                     if ahead and field_name in ahead:
                         return self._complete_ahead(
@@ -121,6 +135,19 @@ class PlainFieldExecutionContext(StrawberryGraphQLCoreExecutionContext):
                             path,
                             position_context,
                         )
+                else:
+                    value = getattr(source, plan[1], Undefined)
+                    if value is not Undefined:
+                        return_type = parent_type.fields[field_name].type
+                        info = self.build_resolve_info(
+                            parent_type.fields[field_name],
+                            to_nodes(field_details_list),
+                            parent_type,
+                            path,
+                        )
+                        fast = self._fast(return_type, field_details_list, info, value)
+                        if fast is not Undefined:
+                            return fast
         return super().execute_field(
             parent_type, source, field_details_list, path, position_context
         )
@@ -137,6 +164,9 @@ class PlainFieldExecutionContext(StrawberryGraphQLCoreExecutionContext):
         field_def = parent_type.fields[field_details_list[0].node.name.value]
         return_type = field_def.type
         info = self.build_resolve_info(field_def, to_nodes(field_details_list), parent_type, path)
+        fast = self._fast(return_type, field_details_list, info, value)
+        if fast is not Undefined:
+            return fast
         try:
             completed = self.complete_value(
                 return_type, field_details_list, info, path, value, position_context
@@ -146,6 +176,89 @@ class PlainFieldExecutionContext(StrawberryGraphQLCoreExecutionContext):
             return None
         if self.is_awaitable(completed):
             return self._await_completed(completed, return_type, field_details_list, path)
+        return completed
+
+    def _fast(
+        self, return_type: GraphQLOutputType, field_details_list: Any, info: Any, value: Any
+    ) -> Any:
+        """``value`` completed as ``return_type``, or Undefined when the ordinary path must."""
+        if isinstance(return_type, GraphQLNonNull):
+            if value is None:
+                return Undefined
+            return_type = return_type.of_type
+        elif value is None:
+            return None
+        if isinstance(return_type, GraphQLList):
+            if not isinstance(value, list | tuple):
+                return Undefined
+            item_type = return_type.of_type
+            completed: list[Any] = []
+            append = completed.append
+            for item in value:
+                done = self._fast(item_type, field_details_list, info, item)
+                if done is Undefined:
+                    return Undefined
+                append(done)
+            return completed
+        if isinstance(return_type, GraphQLObjectType):
+            return self._fast_object(return_type, field_details_list, info, value)
+        if is_leaf_type(return_type):
+            try:
+                coerced = return_type.coerce_output_value(value)
+            except Exception:  # the ordinary path reports it properly
+                return Undefined
+            return Undefined if coerced is None else coerced
+        return Undefined  # an interface or a union: graphql-core resolves the type
+
+    def _fast_object(
+        self, object_type: GraphQLObjectType, field_details_list: Any, info: Any, value: Any
+    ) -> Any:
+        if object_type.is_type_of is not None:
+            try:
+                if object_type.is_type_of(value, info) is not True:
+                    return Undefined
+            except Exception:
+                return Undefined
+        grouped_field_set, new_defer_usages, _ = self.collect_subfields(
+            object_type, field_details_list
+        )
+        if new_defer_usages:
+            return Undefined
+        plans = self._plans
+        completed: dict[str, Any] = {}
+        for response_name, sub_details in grouped_field_set.items():
+            details = sub_details[0]
+            if details.defer_usage is not None:
+                return Undefined
+            field_name = details.node.name.value
+            key = (object_type.name, field_name)
+            try:
+                plan = plans[key]
+            except KeyError:
+                if field_name == "__typename":
+                    completed[response_name] = object_type.name
+                    continue
+                plan = plans[key] = _plan(object_type, field_name)
+            if plan is None:
+                return Undefined
+            kind = plan[0]
+            if kind == "plain":
+                done = _plain(value, plan)
+            else:
+                if kind == "ahead":
+                    ahead = getattr(value, AHEAD, None)
+                    if not ahead or field_name not in ahead:
+                        return Undefined
+                    child = ahead[field_name]
+                else:
+                    child = getattr(value, plan[1], Undefined)
+                    if child is Undefined:
+                        return Undefined
+                field_type = object_type.fields[field_name].type
+                done = self._fast(field_type, sub_details, info, child)
+            if done is Undefined:
+                return Undefined
+            completed[response_name] = done
         return completed
 
     async def _await_completed(

@@ -1,6 +1,7 @@
-"""The plain-field path of ``graph.execution`` answers exactly what graphql-core would.
+"""The direct paths of ``graph.execution`` answer exactly what graphql-core would.
 
-It only skips work for scalar and enum attributes; everything it cannot vouch for (a null in a
+They skip work for scalar and enum attributes and for whole objects below attributes and
+prefetched relationships; everything they cannot vouch for (a null in a
 non-null field, a value the scalar refuses) must reach graphql-core's ordinary path so that the
 error, its path and the null propagation are the specification's.
 """
@@ -149,3 +150,115 @@ def test_prefetched_relationships_answer_like_graphql_core(
     assert bool(fast["errors"]) is bad
     if bad:
         assert fast["errors"][0][1][:2] == ["parents", 1]
+
+
+@strawberry.interface
+class Named:
+    name: str
+
+
+@strawberry.type
+class Pet(Named):
+    legs: int
+
+
+@strawberry.type
+class Owner:
+    name: str
+    pets: list[Pet]
+    best: Pet | None
+    ahead: strawberry.Private[dict[str, Any]]
+
+    @strawberry.field
+    def friends(self) -> list[Pet]:
+        value: list[Pet] = self.ahead.get("friends", [Pet(name="loaded", legs=0)])
+        return value
+
+
+@strawberry.type
+class Page:
+    owners: list[Owner]
+    count: int
+
+
+@strawberry.type
+class OwnerQuery:
+    @strawberry.field
+    def page(self) -> Page:
+        return OwnerQuery._page  # type: ignore[attr-defined,no-any-return]
+
+
+def run_owners(page: Any, document: str, fast: bool) -> dict[str, Any]:
+    OwnerQuery._page = page  # type: ignore[attr-defined]
+    context_class = PlainFieldExecutionContext if fast else StrawberryGraphQLCoreExecutionContext
+    schema = strawberry.Schema(query=OwnerQuery, types=[Pet], execution_context_class=context_class)
+    result = schema.execute_sync(document)
+    return {"data": result.data, "errors": [(e.message, e.path) for e in result.errors or []]}
+
+
+def owner(**changes: Any) -> Owner:
+    good: dict[str, Any] = {
+        "name": "o",
+        "pets": [Pet(name="p", legs=4)],
+        "best": Pet(name="b", legs=2),
+        "ahead": {"friends": [Pet(name="f", legs=3)]},
+    }
+    return Owner(**(good | changes))
+
+
+OWNERS = """{ page { count owners { __typename n: name name pets { name legs }
+  best { ... on Pet { legs } ...Named } friends { __typename name } } } }
+  fragment Named on Named { name }"""
+
+
+@pytest.mark.parametrize(
+    ("owners", "document", "bad"),
+    [
+        pytest.param([owner(), owner(best=None, pets=[])], OWNERS, False, id="objects"),
+        pytest.param([owner(), owner(ahead={})], OWNERS, False, id="not prefetched"),
+        pytest.param(
+            [owner(), owner(pets=[Pet(name="p", legs=None)])], OWNERS, True, id="null leaf"
+        ),  # type: ignore[arg-type]
+        pytest.param([owner(), owner(pets=[None])], OWNERS, True, id="null item"),
+        pytest.param([owner(), owner(best="a string")], OWNERS, True, id="not a Pet"),
+        pytest.param(
+            [owner(), owner(pets=[Pet(name="p", legs=2**40)])], OWNERS, True, id="refused int"
+        ),
+        pytest.param(
+            [owner(pets=[Pet(name="p", legs=1)])],
+            "{ page { owners { pets { ... on Named { name } } } } }",
+            False,
+            id="fragment on an interface",
+        ),
+    ],
+)
+def test_objects_below_attributes_and_prefetch_answer_like_graphql_core(
+    owners: list[Any], document: str, bad: bool
+) -> None:
+    page = Page(owners=owners, count=len(owners))
+    fast, stock = run_owners(page, document, fast=True), run_owners(page, document, fast=False)
+    assert fast == stock
+    assert bool(fast["errors"]) is bad
+    if bad:
+        assert fast["errors"][0][1][:3] == ["page", "owners", len(owners) - 1]
+
+
+def test_objects_below_attributes_skip_graphql_core_per_value_work(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The fast path is taken (not merely equivalent): no value of the page is completed by
+    graphql-core's ``complete_value`` below ``page``."""
+    completed: list[Any] = []
+    stock_complete = StrawberryGraphQLCoreExecutionContext.complete_value
+
+    def counting(self: Any, return_type: Any, *args: Any) -> Any:
+        completed.append(str(return_type))
+        return stock_complete(self, return_type, *args)
+
+    monkeypatch.setattr(StrawberryGraphQLCoreExecutionContext, "complete_value", counting)
+    page = Page(owners=[owner(), owner()], count=2)
+    assert not run_owners(page, OWNERS, fast=True)["errors"]
+    assert completed == ["Page!", "Page"]  # the non-null wrapper, then the object itself
+    completed.clear()
+    assert not run_owners(page, OWNERS, fast=False)["errors"]
+    assert len(completed) > 20
