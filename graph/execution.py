@@ -35,17 +35,22 @@ when an extension hooks field resolution (graphql middleware), since they skip r
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import fields, is_dataclass
 from typing import Any
 from weakref import WeakKeyDictionary
 
 from graphql import (
+    GraphQLBoolean,
+    GraphQLEnumType,
+    GraphQLID,
+    GraphQLInt,
     GraphQLList,
     GraphQLNonNull,
     GraphQLObjectType,
     GraphQLOutputType,
     GraphQLSchema,
+    GraphQLString,
     is_leaf_type,
 )
 from graphql.execution.executor import to_nodes
@@ -101,6 +106,7 @@ class PlainFieldExecutionContext(StrawberryGraphQLCoreExecutionContext):
         if plans is None:
             plans = _PLANS[self.schema] = {}
         self._plans = plans
+        self._object_plans: dict[tuple[Any, int], tuple[Any, Any]] = {}
         middleware = self.middleware_manager
         self._direct = middleware is None or not middleware.middlewares
 
@@ -194,6 +200,19 @@ class PlainFieldExecutionContext(StrawberryGraphQLCoreExecutionContext):
             item_type = return_type.of_type
             completed: list[Any] = []
             append = completed.append
+            if isinstance(item_type, GraphQLNonNull) and isinstance(
+                item_type.of_type, GraphQLObjectType
+            ):
+                object_type = item_type.of_type
+                fast_object = self._fast_object
+                for item in value:
+                    if item is None:
+                        return Undefined
+                    done = fast_object(object_type, field_details_list, info, item)
+                    if done is Undefined:
+                        return Undefined
+                    append(done)
+                return completed
             for item in value:
                 done = self._fast(item_type, field_details_list, info, item)
                 if done is Undefined:
@@ -203,11 +222,7 @@ class PlainFieldExecutionContext(StrawberryGraphQLCoreExecutionContext):
         if isinstance(return_type, GraphQLObjectType):
             return self._fast_object(return_type, field_details_list, info, value)
         if is_leaf_type(return_type):
-            try:
-                coerced = return_type.coerce_output_value(value)
-            except Exception:  # the ordinary path reports it properly
-                return Undefined
-            return Undefined if coerced is None else coerced
+            return _serializer(return_type)(value)
         return Undefined  # an interface or a union: graphql-core resolves the type
 
     def _fast_object(
@@ -219,47 +234,85 @@ class PlainFieldExecutionContext(StrawberryGraphQLCoreExecutionContext):
                     return Undefined
             except Exception:
                 return Undefined
-        grouped_field_set, new_defer_usages, _ = self.collect_subfields(
-            object_type, field_details_list
-        )
-        if new_defer_usages:
+        entries = self._object_plan(object_type, field_details_list)
+        if entries is None:
             return Undefined
-        plans = self._plans
         completed: dict[str, Any] = {}
-        for response_name, sub_details in grouped_field_set.items():
-            details = sub_details[0]
-            if details.defer_usage is not None:
-                return Undefined
-            field_name = details.node.name.value
-            key = (object_type.name, field_name)
-            try:
-                plan = plans[key]
-            except KeyError:
-                if field_name == "__typename":
-                    completed[response_name] = object_type.name
+        for response_name, kind, attribute, detail, non_null in entries:
+            if kind is _PLAIN:
+                field_value = getattr(value, attribute, Undefined)
+                if field_value is None:
+                    if non_null:
+                        return Undefined
+                    completed[response_name] = None
                     continue
-                plan = plans[key] = _plan(object_type, field_name)
-            if plan is None:
-                return Undefined
-            kind = plan[0]
-            if kind == "plain":
-                done = _plain(value, plan)
+                if field_value is Undefined:
+                    return Undefined
+                done = detail(field_value)
+            elif kind is _TYPENAME:
+                done = attribute
             else:
-                if kind == "ahead":
+                if kind is _AHEAD:
                     ahead = getattr(value, AHEAD, None)
-                    if not ahead or field_name not in ahead:
+                    if not ahead or attribute not in ahead:
                         return Undefined
-                    child = ahead[field_name]
+                    child = ahead[attribute]
                 else:
-                    child = getattr(value, plan[1], Undefined)
-                    if child is Undefined:
-                        return Undefined
-                field_type = object_type.fields[field_name].type
-                done = self._fast(field_type, sub_details, info, child)
+                    child = getattr(value, attribute, Undefined)
+                done = self._fast(detail[0], detail[1], info, child)
             if done is Undefined:
                 return Undefined
             completed[response_name] = done
         return completed
+
+    def _object_plan(
+        self, object_type: GraphQLObjectType, field_details_list: Any
+    ) -> tuple[tuple[Any, ...], ...] | None:
+        """What ``_fast_object`` does for each response key of this selection on this type
+        (None when it cannot answer it); made once per request like ``collect_subfields``."""
+        key = (object_type, id(field_details_list))
+        cached = self._object_plans.get(key)
+        if cached is not None:
+            return cached[1]
+        entries: tuple[tuple[Any, ...], ...] | None = self._make_object_plan(
+            object_type, field_details_list
+        )
+        # The list is kept alive with the plan so that its id is not reused in this request.
+        self._object_plans[key] = (field_details_list, entries)
+        return entries
+
+    def _make_object_plan(
+        self, object_type: GraphQLObjectType, field_details_list: Any
+    ) -> tuple[tuple[Any, ...], ...] | None:
+        grouped_field_set, new_defer_usages, _ = self.collect_subfields(
+            object_type, field_details_list
+        )
+        if new_defer_usages:
+            return None
+        entries: list[tuple[Any, ...]] = []
+        for response_name, sub_details in grouped_field_set.items():
+            details = sub_details[0]
+            if details.defer_usage is not None:
+                return None
+            field_name = details.node.name.value
+            if field_name == "__typename":
+                entries.append((response_name, _TYPENAME, object_type.name, None, True))
+                continue
+            key = (object_type.name, field_name)
+            try:
+                plan = self._plans[key]
+            except KeyError:
+                plan = self._plans[key] = _plan(object_type, field_name)
+            if plan is None:
+                return None
+            if plan[0] == "plain":
+                _, attribute, leaf, non_null = plan
+                entries.append((response_name, _PLAIN, attribute, _serializer(leaf), non_null))
+            else:
+                kind = _AHEAD if plan[0] == "ahead" else _ATTR
+                field_type = object_type.fields[field_name].type
+                entries.append((response_name, kind, plan[1], (field_type, sub_details), False))
+        return tuple(entries)
 
     async def _await_completed(
         self,
@@ -275,6 +328,64 @@ class PlainFieldExecutionContext(StrawberryGraphQLCoreExecutionContext):
             return None
 
 
+_PLAIN, _AHEAD, _ATTR, _TYPENAME = "plain", "ahead", "attr", "__typename"
+_INT_MIN, _INT_MAX = -(2**31), 2**31 - 1
+_SERIALIZERS: WeakKeyDictionary[Any, Callable[[Any], Any]] = WeakKeyDictionary()
+
+
+def _serializer(leaf: Any) -> Callable[[Any], Any]:
+    """The leaf type's output coercion for a non-null value: Undefined instead of an error or a
+    null (the ordinary path then reports it). Values whose serialisation is themselves (a
+    ``str`` for String or ID, an ``int`` in range for Int, a ``bool`` for Boolean) skip the call;
+    an enum remembers the names of the values it has met."""
+    found = _SERIALIZERS.get(leaf)
+    if found is not None:
+        return found
+    coerce = leaf.coerce_output_value
+
+    def general(value: Any) -> Any:
+        try:
+            coerced = coerce(value)
+        except Exception:  # the ordinary path reports it properly
+            return Undefined
+        return Undefined if coerced is None else coerced
+
+    serializer = general
+    if leaf is GraphQLString or leaf is GraphQLID:
+
+        def serializer(value: Any) -> Any:
+            return value if type(value) is str else general(value)
+
+    elif leaf is GraphQLInt:
+
+        def serializer(value: Any) -> Any:
+            if type(value) is int and _INT_MIN <= value <= _INT_MAX:
+                return value
+            return general(value)
+
+    elif leaf is GraphQLBoolean:
+
+        def serializer(value: Any) -> Any:
+            return value if type(value) is bool else general(value)
+
+    elif isinstance(leaf, GraphQLEnumType):
+        # An enum's names never change: each (type, value) met is coerced once.
+        names: dict[tuple[type, Any], Any] = {}
+
+        def serializer(value: Any) -> Any:
+            key = (type(value), value)
+            try:
+                return names[key]
+            except KeyError:
+                name = names[key] = general(value)
+                return name
+            except TypeError:  # unhashable
+                return general(value)
+
+    _SERIALIZERS[leaf] = serializer
+    return serializer
+
+
 def _plain(source: Any, plan: tuple[Any, ...]) -> Any:
     """The serialised attribute, or Undefined when the ordinary path must decide."""
     _, attribute, leaf, non_null = plan
@@ -283,8 +394,4 @@ def _plain(source: Any, plan: tuple[Any, ...]) -> Any:
         return Undefined if non_null else None
     if value is Undefined:
         return Undefined
-    try:
-        coerced = leaf.coerce_output_value(value)
-    except Exception:  # the ordinary path reports it properly
-        return Undefined
-    return Undefined if coerced is None else coerced
+    return _serializer(leaf)(value)
