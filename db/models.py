@@ -239,8 +239,11 @@ class Tag(SQLModel, table=True):
 
 
 class CustomerTag(SQLModel, table=True):
+    """A tag on a customer. ``name_key`` repeats the customer's (written once, at creation) so
+    that a tag's customers can be walked in name order from the index (migration 0009)."""
+
     __tablename__ = "customer_tag"
-    __table_args__ = (Index("ix_customer_tag_tag", "tag_id", "customer_id"),)
+    __table_args__ = (Index("ix_customer_tag_name", "tag_id", "name_key", "customer_id"),)
     customer_id: int = Field(
         sa_column=Column(Integer, ForeignKey("customer.id", ondelete="CASCADE"), primary_key=True)
     )
@@ -249,6 +252,7 @@ class CustomerTag(SQLModel, table=True):
     )
     partner_id: int = Field(sa_column=_fk("partner.id", index=False))
     created_at: datetime = Field(sa_column=_dt())
+    name_key: str = Field(sa_column=Column(String(200), nullable=False))
 
 
 class SubscriptionTag(SQLModel, table=True):
@@ -300,7 +304,7 @@ class CustomerStatusSpan(SQLModel, table=True):
         Index(
             "ix_status_span_now", "partner_id", "status", "valid_to", "valid_from", "customer_id"
         ),
-        Index("ix_status_span_customer", "customer_id", "status"),
+        Index("ix_status_span_customer_now", "customer_id", "status", "valid_to", "valid_from"),
     )
     id: int | None = Field(default=None, primary_key=True)
     partner_id: int = Field(sa_column=_fk("partner.id", index=False))

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from db.models import CustomerTag, HelpdeskCase, SubscriptionTag, Tag
 from graph.ids import to_global_id
 from tests.conftest import NOW, Api
-from tests.helpers import Factory, post_graphql
+from tests.helpers import Factory, name_key_of, post_graphql
 
 Snapshot = dict[str, str]
 _SNAPSHOT_SQL: dict[str, str] = {}
@@ -93,7 +93,11 @@ class AuthzFactory(Factory):
 
     async def tag_customer(self, partner_id: int, customer_id: int, tag_id: int) -> None:
         await self._insert_link(
-            CustomerTag, partner_id=partner_id, customer_id=customer_id, tag_id=tag_id
+            CustomerTag,
+            partner_id=partner_id,
+            customer_id=customer_id,
+            tag_id=tag_id,
+            name_key=name_key_of(customer_id),
         )
 
     async def tag_subscription(self, partner_id: int, subscription_id: int, tag_id: int) -> None:

@@ -190,5 +190,10 @@ class Factory:
             await session.commit()
 
 
+def name_key_of(customer_id: int) -> Any:
+    """The customer's name key, which a customer tag repeats (a subquery, for an insert)."""
+    return select(Customer.name_key).where(Customer.id == customer_id).scalar_subquery()  # type: ignore[arg-type]
+
+
 def utc(*args: int) -> datetime:
     return datetime(*args, tzinfo=UTC)  # type: ignore[misc]

@@ -28,9 +28,10 @@ from db.models import (
     SubscriptionTag,
     Tag,
 )
+from db.queries import customers as customer_queries
 from db.status import refresh_status_spans
 from tests.conftest import NOW, Api
-from tests.helpers import RULES, Factory, data_of, error_codes, post_graphql
+from tests.helpers import RULES, Factory, data_of, error_codes, name_key_of, post_graphql
 
 DAY = timedelta(days=1)
 FULL = "full@acme.example"
@@ -53,7 +54,11 @@ async def tag_customer(api: Api, partner_id: int, customer_id: int, tag_id: int)
     async with api.engine.begin() as conn:
         await conn.execute(
             insert(CustomerTag).values(
-                customer_id=customer_id, tag_id=tag_id, partner_id=partner_id, created_at=NOW
+                customer_id=customer_id,
+                tag_id=tag_id,
+                partner_id=partner_id,
+                created_at=NOW,
+                name_key=name_key_of(customer_id),
             )
         )
 
@@ -355,6 +360,7 @@ async def build_partner(
                         tag_id=tags[tag],
                         partner_id=partner_id,
                         created_at=NOW,
+                        name_key=name_key_of(customer),
                     )
                 )
         await refresh(conn, list(ids.values()))
@@ -735,6 +741,38 @@ async def test_walking_a_filtered_search(api: Api) -> None:
         # then
         for size, (seen, _) in walks.items():
             assert seen == want, (order, size)
+
+
+@pytest.mark.parametrize("walk_limit", [1, 2, 2000])
+async def test_tag_filtered_pages_in_name_order_walk_the_tag(
+    uncached_api: Api, monkeypatch: pytest.MonkeyPatch, walk_limit: int
+) -> None:
+    """On PostgreSQL these pages walk the tag's links in name order (db.queries.customers
+    ._tag_walk); a small walk limit makes every page go on from the walk's boundary through the
+    match sets. Either way every page must be what the model says."""
+    api = uncached_api
+    # given
+    built = await build_directory(api)
+    gold, east = built.tag_ids["gold"], built.tag_ids["east"]
+    monkeypatch.setattr(customer_queries, "WALK_LIMIT", walk_limit)
+    filters: list[dict[str, Any]] = [
+        {"tagIds": [gold]},
+        {"tagIds": [east], "products": ["MEETINGS"]},
+        {"tagIds": [gold], "statuses": ["ACTIVE", "TRIAL"], "products": ["MEETINGS", "CALLING"]},
+        {"tagIds": [built.foreign_tag_ids["gold"]]},
+        {"tagIds": [gold], "statuses": []},
+    ]
+    for flt in filters:
+        for order in ("NAME_ASC", "NAME_DESC"):
+            want = expected(built, flt, None, order)
+            # when
+            with api.counter.counting() as statements:
+                walks = await walk(api, filter=flt, orderBy=order)
+            # then
+            for size, (seen, _) in walks.items():
+                assert seen == want, (flt, order, size)
+            walked = any("row_number" in statement for statement in statements)
+            assert walked is (api.engine.dialect.name == "postgresql" and flt != filters[-1])
 
 
 async def test_exact_page_boundary_has_no_next_page(api: Api) -> None:

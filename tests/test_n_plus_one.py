@@ -157,10 +157,18 @@ async def build_customers(api: Api, n: int) -> None:
             rows[SubscriptionTag].append(common | {"tag_id": tags[j % 3], "created_at": NOW})
         for table, values in rows.items():
             await conn.execute(insert(table), values)
+        found = await conn.execute(select(Customer.id, Customer.name_key))  # type: ignore[call-overload]
+        name_keys = {customer_id: name_key for customer_id, name_key in found}
         await conn.execute(
             insert(CustomerTag),
             [
-                {"partner_id": partner, "customer_id": c, "tag_id": t, "created_at": NOW}
+                {
+                    "partner_id": partner,
+                    "customer_id": c,
+                    "tag_id": t,
+                    "created_at": NOW,
+                    "name_key": name_keys[c],
+                }
                 for i, c in enumerate(customers)
                 for t in (tags[i % 3], tags[(i + 1) % 3])
             ],

@@ -334,10 +334,19 @@ async def add_customers(api: Api, partner_id: int, names: list[str]) -> list[int
 
 async def link_tags(api: Api, partner_id: int, tag_ids: list[int], *, customer: int) -> None:
     async with api.engine.begin() as conn:
+        name_key = (
+            await conn.execute(select(Customer.name_key).where(Customer.id == customer))  # type: ignore[arg-type]
+        ).scalar_one()
         await conn.execute(
             insert(CustomerTag),
             [
-                {"customer_id": customer, "tag_id": t, "partner_id": partner_id, "created_at": NOW}
+                {
+                    "customer_id": customer,
+                    "tag_id": t,
+                    "partner_id": partner_id,
+                    "created_at": NOW,
+                    "name_key": name_key,
+                }
                 for t in tag_ids
             ],
         )
@@ -569,6 +578,15 @@ async def test_add_and_remove_tags_on_customers(api: Api, world: World) -> None:
     # then
     assert again["changed"] == 0
     assert await count_rows(api, CustomerTag) == 4
+    async with api.engine.connect() as conn:
+        links = await conn.execute(
+            select(CustomerTag.name_key, Customer.name_key).join(  # type: ignore[call-overload]
+                Customer, Customer.id == CustomerTag.customer_id
+            )
+        )
+        pairs = links.all()
+    # each link repeats its customer's name key (a tag's customers are walked in name order)
+    assert len(pairs) == 4 and all(link == customer for link, customer in pairs)
     # when
     count = await audit_count(api)
     removed = ok(

@@ -10,20 +10,22 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
-    ColumnElement,
     Row,
     and_,
+    bindparam,
     exists,
     false,
     func,
     literal,
+    or_,
     select,
+    true,
     tuple_,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -226,6 +228,10 @@ class Page:
     has_next: bool
 
 
+# How many of a tag's customers a page tagged so walks before it asks the match sets instead.
+WALK_LIMIT = 2_000
+
+
 async def customers_page(
     session: AsyncSession,
     *,
@@ -236,28 +242,142 @@ async def customers_page(
     first: int,
     after: tuple[Any, ...] | None = None,
 ) -> Page:
-    """One keyset page of customers (``first`` rows after the ``after`` key)."""
+    """One keyset page of customers (``first`` rows after the ``after`` key).
+
+    On PostgreSQL a page filtered by one tag, in name order, walks that tag's links in name order
+    (``_tag_walk``): its cost is then set by how selective the other filters are among the tag's
+    customers, not by how many customers carry the tag (tag + status + product at 100,000
+    customers: 7.5 ms against 20 ms for the plan PostgreSQL picks, which joins the filters' sets
+    and sorts every match). SQLite already walks the customers' name index and probes each
+    one, which measured as fast or faster. Every other page is one statement whose plan the
+    database chooses.
+    """
     keys, descending = _order_keys(order, now)
-    conditions = customer_conditions(scope, query, now)
-    if after is not None:
-        row_key, cursor_key = tuple_(*keys), tuple_(*after)
-        conditions.append(row_key < cursor_key if descending else row_key > cursor_key)
+    width = len(CUSTOMER_COLUMNS)
+    if session.get_bind().dialect.name == "postgresql" and _walks_tag(scope, query, order):
+        rows, boundary = await _tag_walk(session, scope, query, now, descending, after, first + 1)
+        if boundary is not None:
+            # The walk stopped at its limit with the page not full: the other filters are
+            # selective, so their match sets are small. The rest comes from them.
+            rows += await _sorted_rows(
+                session,
+                [*customer_conditions(scope, query, now), _after(keys, boundary, descending, True)],
+                keys,
+                descending,
+                first + 1 - len(rows),
+            )
+    else:
+        conditions = customer_conditions(scope, query, now)
+        if after is not None:
+            conditions.append(_after(keys, after, descending))
+        rows = await _sorted_rows(session, conditions, keys, descending, first + 1)
+    return Page(
+        rows=rows[:first],
+        keys=[tuple(row[width : width + len(keys)]) for row in rows[:first]],
+        has_next=len(rows) > first,
+    )
+
+
+def _walks_tag(scope: Scope, query: CustomerQuery, order: CustomerOrder) -> bool:
+    """Whether the page walks a tag's links (see ``_tag_walk``): one tag, name order, and no
+    condition that needs the customer's own row (assigned scope, managed by, search)."""
+    return (
+        query.tag_ids is not None
+        and len(query.tag_ids) == 1
+        and order in (CustomerOrder.NAME_ASC, CustomerOrder.NAME_DESC)
+        and scope.assigned_admin_id is None
+        and query.managed_by is None
+        and not query.search
+        and all(v is None or v for v in (query.products, query.statuses))
+    )
+
+
+def _after(
+    keys: Sequence[Any], after: Sequence[Any], descending: bool, inclusive: bool = False
+) -> Any:
+    """The keyset condition: rows after (or from, ``inclusive``) the key ``after``."""
+    row_key, cursor_key = tuple_(*keys), tuple_(*after)
+    if descending:
+        return row_key <= cursor_key if inclusive else row_key < cursor_key
+    return row_key >= cursor_key if inclusive else row_key > cursor_key
+
+
+async def _sorted_rows(
+    session: AsyncSession, conditions: list[Any], keys: list[Any], descending: bool, limit: int
+) -> list[Row[Any]]:
     labelled = [k.label(f"k{i}") for i, k in enumerate(keys)]
     stmt: Select[Any] = (
         select(*CUSTOMER_COLUMNS, *labelled)
         .where(and_(*conditions))
         .order_by(*[k.desc() if descending else k.asc() for k in keys])
-        .limit(first + 1)
+        .limit(limit)
     )
-    result = (await session.execute(stmt)).all()
-    has_next = len(result) > first
-    result = result[:first]
-    n = len(keys)
-    return Page(
-        rows=result,
-        keys=[tuple(row[-n:]) for row in result],
-        has_next=has_next,
+    return list((await session.execute(stmt)).all())
+
+
+async def _tag_walk(
+    session: AsyncSession,
+    scope: Scope,
+    query: CustomerQuery,
+    now: datetime,
+    descending: bool,
+    after: tuple[Any, ...] | None,
+    limit: int,
+) -> tuple[list[Row[Any]], tuple[Any, ...] | None]:
+    """Up to ``limit`` matches among the tag's next ``WALK_LIMIT`` customers in name order.
+
+    The walk reads ``ix_customer_tag_name`` (tag, name key, customer) alone and numbers the
+    links it passes; each walked customer is then tested with one EXISTS per other filter on the
+    customer-leading indexes, and the statement stops as soon as the page is full (only the
+    page's customers are read). ``OFFSET 0`` keeps PostgreSQL from turning a probe into a hash
+    of a whole set, which is what this walk avoids. When the walk reaches its limit first, the
+    link numbered
+    ``WALK_LIMIT`` comes back too, whatever its filters say, as the boundary (inclusive) to go
+    on from; it is not a match and is not returned.
+    """
+    ct = CustomerTag.__table__.c  # type: ignore[attr-defined]
+    assert query.tag_ids is not None
+    link_keys = [ct.name_key, ct.customer_id]
+    ordering = [k.desc() if descending else k.asc() for k in link_keys]
+    where: list[Any] = [ct.tag_id == query.tag_ids[0]]
+    if after is not None:
+        where.append(_after(link_keys, after, descending))
+    walked = (
+        select(
+            ct.customer_id.label("walked_id"),
+            ct.name_key.label("k0"),
+            ct.customer_id.label("k1"),
+            func.row_number().over(order_by=ordering).label("walked"),
+        )
+        .where(*where)
+        .order_by(*ordering)
+        .limit(WALK_LIMIT)
+        .subquery("walk")
     )
+    probes = []
+    for customer_id, _partner, conditions in _filter_sets(scope, replace(query, tag_ids=None), now):
+        probe = select(literal(1)).where(customer_id == walked.c.walked_id, *conditions)
+        probes.append(probe.offset(0).exists())
+    matched = (
+        select(walked)
+        .where(or_(and_(true(), *probes), walked.c.walked == WALK_LIMIT))
+        .order_by(*[k.desc() if descending else k.asc() for k in (walked.c.k0, walked.c.k1)])
+        .limit(limit)
+        .subquery("matched")
+    )
+    matched_keys = [matched.c.k0, matched.c.k1]
+    stmt: Select[Any] = (
+        select(*CUSTOMER_COLUMNS, *matched_keys, matched.c.walked)
+        .select_from(matched.join(Customer, C.id == matched.c.walked_id))
+        # A tag belongs to one partner; naming it keeps a foreign tag id from reaching anything.
+        .where(C.partner_id == scope.partner_id)
+        .order_by(*[k.desc() if descending else k.asc() for k in matched_keys])
+    )
+    rows = list((await session.execute(stmt)).all())
+    if rows and rows[-1].walked == WALK_LIMIT:
+        last = rows.pop()
+        return rows, (last.k0, last.k1)
+    return rows, None
 
 
 async def count_customers(
@@ -283,15 +403,33 @@ async def customers_by_ids(
 
 _STATUS_ORDER = {status.value: i for i, status in enumerate(CustomerStatus)}
 
+# The loaders' statements are built once: building a select costs more Python time (about
+# 150 us) than the database spends answering these, and a built statement also keeps its
+# cache key. Each takes the parent keys as the expanding parameter ``ids``.
+
+
+def _ids() -> Any:
+    return bindparam("ids", expanding=True)
+
+
+def _grouped(rows: Any, key: str) -> dict[int, list[Row[Any]]]:
+    out: dict[int, list[Row[Any]]] = defaultdict(list)
+    for row in rows:
+        out[getattr(row, key)].append(row)
+    return out
+
+
+_STATUSES = select(SPAN.customer_id, SPAN.status).where(
+    SPAN.customer_id.in_(_ids()),
+    SPAN.valid_from <= bindparam("now"),
+    SPAN.valid_to > bindparam("now"),
+)
+
 
 async def statuses_by_customer_ids(
     session: AsyncSession, *, ids: Sequence[int], now: datetime
 ) -> dict[int, list[str]]:
-    rows = await session.execute(
-        select(SPAN.customer_id, SPAN.status).where(
-            SPAN.customer_id.in_(list(ids)), SPAN.valid_from <= now, SPAN.valid_to > now
-        )
-    )
+    rows = await session.execute(_STATUSES, {"ids": list(ids), "now": now})
     out: dict[int, list[str]] = defaultdict(list)
     for customer_id, status in rows:
         out[customer_id].append(status)
@@ -300,58 +438,55 @@ async def statuses_by_customer_ids(
     return out
 
 
+_CP = CustomerProduct.__table__.c  # type: ignore[attr-defined]
+_PRODUCTS = (
+    select(_CP.customer_id, _CP.product).where(_CP.customer_id.in_(_ids())).order_by(_CP.product)
+)
+
+
 async def products_by_customer_ids(
     session: AsyncSession, *, ids: Sequence[int]
 ) -> dict[int, list[str]]:
-    cp = CustomerProduct.__table__.c  # type: ignore[attr-defined]
-    rows = await session.execute(
-        select(cp.customer_id, cp.product).where(cp.customer_id.in_(list(ids))).order_by(cp.product)
-    )
     out: dict[int, list[str]] = defaultdict(list)
-    for customer_id, product in rows:
+    for customer_id, product in await session.execute(_PRODUCTS, {"ids": list(ids)}):
         out[customer_id].append(product)
     return out
 
 
 TAG_COLUMNS = tuple(Tag.__table__.c)  # type: ignore[attr-defined]
+_T = Tag.__table__.c  # type: ignore[attr-defined]
+_CT = CustomerTag.__table__.c  # type: ignore[attr-defined]
+_CUSTOMER_TAGS = (
+    select(_CT.customer_id, *TAG_COLUMNS)
+    .join(Tag, _T.id == _CT.tag_id)
+    .where(_CT.customer_id.in_(_ids()))
+    .order_by(_T.name_key, _T.id)
+)
 
 
 async def tags_by_customer_ids(
     session: AsyncSession, *, ids: Sequence[int]
 ) -> dict[int, list[Row[Any]]]:
-    ct = CustomerTag.__table__.c  # type: ignore[attr-defined]
-    t = Tag.__table__.c  # type: ignore[attr-defined]
-    rows = await session.execute(
-        select(ct.customer_id, *TAG_COLUMNS)
-        .join(Tag, t.id == ct.tag_id)
-        .where(ct.customer_id.in_(list(ids)))
-        .order_by(t.name_key, t.id)
-    )
-    out: dict[int, list[Row[Any]]] = defaultdict(list)
-    for row in rows:
-        out[row.customer_id].append(row)
-    return out
+    return _grouped(await session.execute(_CUSTOMER_TAGS, {"ids": list(ids)}), "customer_id")
 
 
 SUBSCRIPTION_COLUMNS = tuple(Subscription.__table__.c)  # type: ignore[attr-defined]
+_SUBSCRIPTION_ORDER = (S.customer_id, S.start_date.desc(), S.id.desc())
+_SUBSCRIPTIONS = (
+    select(*SUBSCRIPTION_COLUMNS).where(S.customer_id.in_(_ids())).order_by(*_SUBSCRIPTION_ORDER)
+)
+_SUBSCRIPTIONS_OF_KIND = _SUBSCRIPTIONS.where(S.kind == bindparam("kind"))
 
 
 async def subscriptions_by_customer_ids(
     session: AsyncSession, *, ids: Sequence[int], kind: str | None = None
 ) -> dict[int, list[Row[Any]]]:
     """Subscriptions of each customer, newest first (by start date, then id)."""
-    conditions: list[ColumnElement[bool]] = [S.customer_id.in_(list(ids))]
-    if kind is not None:
-        conditions.append(S.kind == kind)
-    rows = await session.execute(
-        select(*SUBSCRIPTION_COLUMNS)
-        .where(*conditions)
-        .order_by(S.customer_id, S.start_date.desc(), S.id.desc())
-    )
-    out: dict[int, list[Row[Any]]] = defaultdict(list)
-    for row in rows:
-        out[row.customer_id].append(row)
-    return out
+    if kind is None:
+        rows = await session.execute(_SUBSCRIPTIONS, {"ids": list(ids)})
+    else:
+        rows = await session.execute(_SUBSCRIPTIONS_OF_KIND, {"ids": list(ids), "kind": kind})
+    return _grouped(rows, "customer_id")
 
 
 async def subscriptions_by_ids(
@@ -365,75 +500,69 @@ async def subscriptions_by_ids(
     return {row.id: row for row in rows}
 
 
-async def _by_subscription(
-    session: AsyncSession, table: Any, ids: Sequence[int], order: Sequence[Any]
-) -> dict[int, list[Row[Any]]]:
+def _by_subscription(table: Any, *order: Any) -> Any:
     c = table.__table__.c
-    rows = await session.execute(
-        select(*c).where(c.subscription_id.in_(list(ids))).order_by(c.subscription_id, *order)
-    )
-    out: dict[int, list[Row[Any]]] = defaultdict(list)
-    for row in rows:
-        out[row.subscription_id].append(row)
-    return out
+    return select(*c).where(c.subscription_id.in_(_ids())).order_by(c.subscription_id, *order)
+
+
+_L = LicenseLine.__table__.c  # type: ignore[attr-defined]
+_I = Invoice.__table__.c  # type: ignore[attr-defined]
+_O = Order.__table__.c  # type: ignore[attr-defined]
+_LICENSE_LINES = _by_subscription(LicenseLine, _L.product, _L.license_type)
+_INVOICES = _by_subscription(Invoice, _I.issued_at.desc(), _I.id.desc())
+_ORDERS = _by_subscription(Order, _O.placed_at.desc(), _O.id.desc())
 
 
 async def license_lines_by_subscription_ids(
     session: AsyncSession, *, ids: Sequence[int]
 ) -> dict[int, list[Row[Any]]]:
-    c = LicenseLine.__table__.c  # type: ignore[attr-defined]
-    return await _by_subscription(session, LicenseLine, ids, [c.product, c.license_type])
+    return _grouped(await session.execute(_LICENSE_LINES, {"ids": list(ids)}), "subscription_id")
 
 
 async def invoices_by_subscription_ids(
     session: AsyncSession, *, ids: Sequence[int]
 ) -> dict[int, list[Row[Any]]]:
-    c = Invoice.__table__.c  # type: ignore[attr-defined]
-    return await _by_subscription(session, Invoice, ids, [c.issued_at.desc(), c.id.desc()])
+    return _grouped(await session.execute(_INVOICES, {"ids": list(ids)}), "subscription_id")
 
 
 async def orders_by_subscription_ids(
     session: AsyncSession, *, ids: Sequence[int]
 ) -> dict[int, list[Row[Any]]]:
-    c = Order.__table__.c  # type: ignore[attr-defined]
-    return await _by_subscription(session, Order, ids, [c.placed_at.desc(), c.id.desc()])
+    return _grouped(await session.execute(_ORDERS, {"ids": list(ids)}), "subscription_id")
+
+
+_ST = SubscriptionTag.__table__.c  # type: ignore[attr-defined]
+_SUBSCRIPTION_TAGS = (
+    select(_ST.subscription_id, *TAG_COLUMNS)
+    .join(Tag, _T.id == _ST.tag_id)
+    .where(_ST.subscription_id.in_(_ids()))
+    .order_by(_T.name_key, _T.id)
+)
 
 
 async def tags_by_subscription_ids(
     session: AsyncSession, *, ids: Sequence[int]
 ) -> dict[int, list[Row[Any]]]:
-    st = SubscriptionTag.__table__.c  # type: ignore[attr-defined]
-    t = Tag.__table__.c  # type: ignore[attr-defined]
-    rows = await session.execute(
-        select(st.subscription_id, *TAG_COLUMNS)
-        .join(Tag, t.id == st.tag_id)
-        .where(st.subscription_id.in_(list(ids)))
-        .order_by(t.name_key, t.id)
-    )
-    out: dict[int, list[Row[Any]]] = defaultdict(list)
-    for row in rows:
-        out[row.subscription_id].append(row)
-    return out
+    rows = await session.execute(_SUBSCRIPTION_TAGS, {"ids": list(ids)})
+    return _grouped(rows, "subscription_id")
 
 
 ADMIN_COLUMNS = tuple(Admin.__table__.c)  # type: ignore[attr-defined]
+_CA = CustomerAssignment.__table__.c  # type: ignore[attr-defined]
+_A = Admin.__table__.c  # type: ignore[attr-defined]
+_ASSIGNED_ADMINS = (
+    select(_CA.customer_id, _CA.assigned_at, *ADMIN_COLUMNS)
+    .join(Admin, _A.id == _CA.admin_id)
+    .where(_CA.customer_id.in_(_ids()))
+    .order_by(_CA.customer_id, _A.name, _A.id)
+)
 
 
 async def assigned_admins_by_customer_ids(
     session: AsyncSession, *, ids: Sequence[int]
 ) -> dict[int, list[Row[Any]]]:
-    ca = CustomerAssignment.__table__.c  # type: ignore[attr-defined]
-    a = Admin.__table__.c  # type: ignore[attr-defined]
-    rows = await session.execute(
-        select(ca.customer_id, ca.assigned_at, *ADMIN_COLUMNS)
-        .join(Admin, a.id == ca.admin_id)
-        .where(ca.customer_id.in_(list(ids)))
-        .order_by(ca.customer_id, a.name, a.id)
-    )
-    out: dict[int, list[Row[Any]]] = defaultdict(list)
-    for row in rows:
-        out[row.customer_id].append(row)
-    return out
+    rows = await session.execute(_ASSIGNED_ADMINS, {"ids": list(ids)})
+    return _grouped(rows, "customer_id")
 
 
 async def in_force_totals_by_customer_ids(

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import Row, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from db.models import CustomerTag, SubscriptionTag, Tag
+from db.models import Customer, CustomerTag, SubscriptionTag, Tag
 from db.types import affected, inserted_id
 
 T = Tag.__table__.c  # type: ignore[attr-defined]
@@ -118,6 +118,13 @@ async def attach_tags(
         for t in tag_ids
         if (o, t) not in existing
     ]
+    if rows and kind == "customer":
+        # A customer's link carries its name key, for walking a tag's customers in name order.
+        cu = Customer.__table__.c  # type: ignore[attr-defined]
+        found = await session.execute(select(cu.id, cu.name_key).where(cu.id.in_(list(owner_ids))))
+        names: dict[Any, str] = {customer_id: name_key for customer_id, name_key in found}
+        for row in rows:
+            row["name_key"] = names[row[key]]
     if rows:
         await session.execute(insert(table), rows)
     return len(rows)

@@ -49,6 +49,7 @@ class _Customer:
     industry_tag: str
     created_at: datetime
     sign_in: str  # never, stale or recent
+    name_key: str
     last_sign_in: datetime | None = None
     facts: list[SubscriptionFacts] = field(default_factory=list)
     plans: list[SubPlan] = field(default_factory=list)
@@ -96,6 +97,7 @@ class CustomerFactory:
             industry_tag=industry_tag,
             created_at=created,
             sign_in=FORCED_SIGN_IN.get(index) or self._sign_in_kind(profile),
+            name_key=name.lower(),
             plans=plans,
         )
         cust.last_sign_in = self._sign_in_at(cust)
@@ -114,7 +116,7 @@ class CustomerFactory:
                 "partner_id": ctx.partner_id,
                 "external_id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
                 "name": name,
-                "name_key": name.lower(),
+                "name_key": cust.name_key,
                 "created_at": created,
                 "managed_by": managed_by.value,
                 "last_admin_sign_in_at": cust.last_sign_in,
@@ -250,6 +252,7 @@ class CustomerFactory:
                     "tag_id": ctx.tags[tag],
                     "partner_id": ctx.partner_id,
                     "created_at": min(cust.created_at + (1 + i) * DAY, self.now),
+                    "name_key": cust.name_key,
                 },
             )
         for sub_id, tag in sub_tags:
