@@ -4,8 +4,9 @@
         [--customers 100000] [--runs 50] [--html out.html] [--cache]
 
 The response cache is off unless ``--cache`` is given (a cold request is what is to be
-profiled). Prints the slowest frames of ``runs`` requests after a warm-up, so a change to the request path
-can be judged by what it removed from the profile, not only by a noisy wall-clock figure.
+profiled). Prints the slowest frames of ``runs`` requests after a warm-up, so a change to the
+request path can be judged by what it removed from the profile, not only by a noisy wall-clock
+figure.
 """
 
 from __future__ import annotations
