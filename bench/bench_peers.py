@@ -48,7 +48,10 @@ EMAIL = "full@synth1.example"
 PORT = 8791
 READS = ("directory", "filtered", "detail", "dashboard")
 PEER_WORKLOADS = ("directory", "filtered", "detail")
-FLAT_WORKLOADS = PEER_WORKLOADS  # goal 2: workloads 1-3
+# Goal 2: workloads 1-3, and workload 2 with a filter that fills the page at every size (workload
+# 2's own filter matches 14 customers at 1,000, so its 1,000 -> 100,000 ratio is partly that of
+# 14 against 50 customers in the response).
+FLAT_WORKLOADS = (*PEER_WORKLOADS, "filtered_full")
 ATTACH = "mutation M($input: CustomerTagsInput!) { addTagsToCustomers(input: $input) { changed } }"
 DETACH = (
     "mutation M($input: CustomerTagsInput!) { removeTagsFromCustomers(input: $input) { changed } }"
@@ -84,6 +87,9 @@ class Subjects:
             return {"query": query("directory_page"), "variables": {"first": 50}}
         if workload == "filtered":
             flt = {"statuses": ["LICENSE_OVERAGE"], "products": ["CALLING"], "tagIds": [self.tag]}
+            return {"query": query("directory_page"), "variables": {"first": 50, "filter": flt}}
+        if workload == "filtered_full":
+            flt = {"statuses": ["ACTIVE"], "products": ["MEETINGS"], "tagIds": [self.tag]}
             return {"query": query("directory_page"), "variables": {"first": 50, "filter": flt}}
         if workload == "detail":
             return {"query": query("customer_detail"), "variables": {"id": self.customer}}
@@ -273,8 +279,21 @@ async def measure_flatness(
                 for size, (base, subjects) in served.items()
             }
             flat[workload] = await interleaved_latency(targets, args.runs)
+            for size, (url, body, token) in targets.items():
+                flat[workload][size]["customers"] = await _customers_returned(url, body, token)
             print(f"    flat {workload:10} {flat[workload]}", flush=True)
     return flat
+
+
+async def _customers_returned(url: str, body: dict[str, Any], token: str) -> int | None:
+    """How many customers one response of a directory workload holds (None for others)."""
+    import httpx
+
+    async with httpx.AsyncClient(timeout=60) as client:
+        response = await client.post(url, json=body, headers={"Authorization": f"Bearer {token}"})
+    data = response.json().get("data") or {}
+    customers = data.get("customers")
+    return len(customers["nodes"]) if customers else None
 
 
 def versions() -> dict[str, str]:

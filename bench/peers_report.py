@@ -17,6 +17,7 @@ SERVERS = {
 WORKLOADS = {
     "directory": "1 directory page",
     "filtered": "2 filtered page",
+    "filtered_full": "2b filtered page, full at every size",
     "detail": "3 customer detail",
     "dashboard": "4 license dashboard",
     "mixed": "5 mixed (1-4 + writes)",
@@ -147,14 +148,23 @@ def _flatness_table(report: dict[str, Any]) -> list[str]:
         + f" | {int(keys[-1]):,} / {int(keys[0]):,} |",
         "| --- | " + " | ".join("---:" for _ in keys) + " | ---: |",
     ]
+    counts = {
+        w: [flat[w][k].get("customers") for k in keys] if flat else [None] * len(keys) for w in rows
+    }
     for workload, medians in rows.items():
         if medians[0] is None:
             continue
+        cells = [
+            (f"{m:.1f}" if m else "-") + (f" [{n}]" if n is not None else "")
+            for m, n in zip(medians, counts[workload], strict=True)
+        ]
         lines.append(
             f"| {WORKLOADS[workload]} | "
-            + " | ".join(f"{m:.1f}" if m else "-" for m in medians)
+            + " | ".join(cells)
             + f" | {_ratio(medians[-1], medians[0])} |"
         )
+    if any(n is not None for ns in counts.values() for n in ns):
+        lines += ["", "[n]: customers in the response at that size."]
     return lines
 
 
