@@ -37,7 +37,10 @@ class UTCDateTime(TypeDecorator[datetime]):
             return None
         if isinstance(value, str):
             value = datetime.fromisoformat(value)
-        if value.tzinfo is None:
+        tzinfo = value.tzinfo
+        if tzinfo is UTC:  # what asyncpg returns
+            return value
+        if tzinfo is None:
             return value.replace(tzinfo=UTC)
         return value.astimezone(UTC)
 

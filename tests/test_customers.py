@@ -775,6 +775,46 @@ async def test_tag_filtered_pages_in_name_order_walk_the_tag(
             assert walked is (api.engine.dialect.name == "postgresql" and flt != filters[-1])
 
 
+NODES_ONLY = """
+query NodesOnly($after: String) {
+  customers(first: 3, after: $after) {
+    pageInfo { hasNextPage startCursor endCursor }
+    nodes { name }
+  }
+}
+"""
+
+
+async def test_pages_without_edges_carry_the_same_cursors(api: Api) -> None:
+    """Without ``edges`` in the document only the cursors pageInfo shows are made; they are the
+    ones the edges would carry, and paging with them walks the same list."""
+    # given
+    built = await build_directory(api)
+    want = ordered(DIRECTORY, built.ids, "NAME_ASC")
+    with_edges = await walk(api)
+    after: str | None = None
+    seen: list[str] = []
+    # when
+    while True:
+        body = await post_graphql(api, NODES_ONLY, {"after": after}, as_=FULL)
+        connection = data_of(body)["customers"]
+        seen += names(connection)
+        info = connection["pageInfo"]
+        paired = await post_graphql(
+            api,
+            "query P($after: String) { customers(first: 3, after: $after) { edges { cursor } } }",
+            {"after": after},
+            as_=FULL,
+        )
+        cursors = [e["cursor"] for e in data_of(paired)["customers"]["edges"]]
+        # then
+        assert (info["startCursor"], info["endCursor"]) == (cursors[0], cursors[-1])
+        if not info["hasNextPage"]:
+            break
+        after = info["endCursor"]
+    assert seen == want == with_edges[3][0]
+
+
 async def test_exact_page_boundary_has_no_next_page(api: Api) -> None:
     # given
     await build_directory(api)

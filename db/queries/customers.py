@@ -9,15 +9,18 @@ results keyed by the parent id, for the per-request loaders of ``graph.loaders``
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
+    ARRAY,
+    Integer,
     Row,
     and_,
+    any_,
     bindparam,
     exists,
     false,
@@ -405,11 +408,24 @@ _STATUS_ORDER = {status.value: i for i, status in enumerate(CustomerStatus)}
 
 # The loaders' statements are built once: building a select costs more Python time (about
 # 150 us) than the database spends answering these, and a built statement also keeps its
-# cache key. Each takes the parent keys as the expanding parameter ``ids``.
+# cache key.
 
 
-def _ids() -> Any:
-    return bindparam("ids", expanding=True)
+class _Batch:
+    """A loader statement, built once per way of passing the parent keys ``ids``.
+
+    PostgreSQL takes them as one array (``= ANY($1)``): the statement text is the same for
+    every number of keys, so one prepared statement serves them all, and nothing is rendered
+    per key. Elsewhere they expand into ``IN (?, ?, ...)``."""
+
+    def __init__(self, build: Callable[[Callable[[Any], Any]], Any]) -> None:
+        self._array = build(lambda column: column == any_(bindparam("ids", type_=ARRAY(Integer))))
+        self._expanding = build(lambda column: column.in_(bindparam("ids", expanding=True)))
+
+    async def run(self, session: AsyncSession, ids: Sequence[int], **params: Any) -> Any:
+        array = session.get_bind().dialect.name == "postgresql"
+        statement = self._array if array else self._expanding
+        return await session.execute(statement, {"ids": list(ids), **params})
 
 
 def _grouped(rows: Any, key: str) -> dict[int, list[Row[Any]]]:
@@ -419,17 +435,19 @@ def _grouped(rows: Any, key: str) -> dict[int, list[Row[Any]]]:
     return out
 
 
-_STATUSES = select(SPAN.customer_id, SPAN.status).where(
-    SPAN.customer_id.in_(_ids()),
-    SPAN.valid_from <= bindparam("now"),
-    SPAN.valid_to > bindparam("now"),
+_STATUSES = _Batch(
+    lambda ids_of: select(SPAN.customer_id, SPAN.status).where(
+        ids_of(SPAN.customer_id),
+        SPAN.valid_from <= bindparam("now"),
+        SPAN.valid_to > bindparam("now"),
+    )
 )
 
 
 async def statuses_by_customer_ids(
     session: AsyncSession, *, ids: Sequence[int], now: datetime
 ) -> dict[int, list[str]]:
-    rows = await session.execute(_STATUSES, {"ids": list(ids), "now": now})
+    rows = await _STATUSES.run(session, ids, now=now)
     out: dict[int, list[str]] = defaultdict(list)
     for customer_id, status in rows:
         out[customer_id].append(status)
@@ -439,8 +457,10 @@ async def statuses_by_customer_ids(
 
 
 _CP = CustomerProduct.__table__.c  # type: ignore[attr-defined]
-_PRODUCTS = (
-    select(_CP.customer_id, _CP.product).where(_CP.customer_id.in_(_ids())).order_by(_CP.product)
+_PRODUCTS = _Batch(
+    lambda ids_of: (
+        select(_CP.customer_id, _CP.product).where(ids_of(_CP.customer_id)).order_by(_CP.product)
+    )
 )
 
 
@@ -448,7 +468,7 @@ async def products_by_customer_ids(
     session: AsyncSession, *, ids: Sequence[int]
 ) -> dict[int, list[str]]:
     out: dict[int, list[str]] = defaultdict(list)
-    for customer_id, product in await session.execute(_PRODUCTS, {"ids": list(ids)}):
+    for customer_id, product in await _PRODUCTS.run(session, ids):
         out[customer_id].append(product)
     return out
 
@@ -456,26 +476,36 @@ async def products_by_customer_ids(
 TAG_COLUMNS = tuple(Tag.__table__.c)  # type: ignore[attr-defined]
 _T = Tag.__table__.c  # type: ignore[attr-defined]
 _CT = CustomerTag.__table__.c  # type: ignore[attr-defined]
-_CUSTOMER_TAGS = (
-    select(_CT.customer_id, *TAG_COLUMNS)
-    .join(Tag, _T.id == _CT.tag_id)
-    .where(_CT.customer_id.in_(_ids()))
-    .order_by(_T.name_key, _T.id)
+_CUSTOMER_TAGS = _Batch(
+    lambda ids_of: (
+        select(_CT.customer_id, *TAG_COLUMNS)
+        .join(Tag, _T.id == _CT.tag_id)
+        .where(ids_of(_CT.customer_id))
+        .order_by(_T.name_key, _T.id)
+    )
 )
 
 
 async def tags_by_customer_ids(
     session: AsyncSession, *, ids: Sequence[int]
 ) -> dict[int, list[Row[Any]]]:
-    return _grouped(await session.execute(_CUSTOMER_TAGS, {"ids": list(ids)}), "customer_id")
+    return _grouped(await _CUSTOMER_TAGS.run(session, ids), "customer_id")
 
 
 SUBSCRIPTION_COLUMNS = tuple(Subscription.__table__.c)  # type: ignore[attr-defined]
 _SUBSCRIPTION_ORDER = (S.customer_id, S.start_date.desc(), S.id.desc())
-_SUBSCRIPTIONS = (
-    select(*SUBSCRIPTION_COLUMNS).where(S.customer_id.in_(_ids())).order_by(*_SUBSCRIPTION_ORDER)
+_SUBSCRIPTIONS = _Batch(
+    lambda ids_of: (
+        select(*SUBSCRIPTION_COLUMNS).where(ids_of(S.customer_id)).order_by(*_SUBSCRIPTION_ORDER)
+    )
 )
-_SUBSCRIPTIONS_OF_KIND = _SUBSCRIPTIONS.where(S.kind == bindparam("kind"))
+_SUBSCRIPTIONS_OF_KIND = _Batch(
+    lambda ids_of: (
+        select(*SUBSCRIPTION_COLUMNS)
+        .where(ids_of(S.customer_id), S.kind == bindparam("kind"))
+        .order_by(*_SUBSCRIPTION_ORDER)
+    )
+)
 
 
 async def subscriptions_by_customer_ids(
@@ -483,9 +513,9 @@ async def subscriptions_by_customer_ids(
 ) -> dict[int, list[Row[Any]]]:
     """Subscriptions of each customer, newest first (by start date, then id)."""
     if kind is None:
-        rows = await session.execute(_SUBSCRIPTIONS, {"ids": list(ids)})
+        rows = await _SUBSCRIPTIONS.run(session, ids)
     else:
-        rows = await session.execute(_SUBSCRIPTIONS_OF_KIND, {"ids": list(ids), "kind": kind})
+        rows = await _SUBSCRIPTIONS_OF_KIND.run(session, ids, kind=kind)
     return _grouped(rows, "customer_id")
 
 
@@ -500,9 +530,13 @@ async def subscriptions_by_ids(
     return {row.id: row for row in rows}
 
 
-def _by_subscription(table: Any, *order: Any) -> Any:
+def _by_subscription(table: Any, *order: Any) -> _Batch:
     c = table.__table__.c
-    return select(*c).where(c.subscription_id.in_(_ids())).order_by(c.subscription_id, *order)
+    return _Batch(
+        lambda ids_of: (
+            select(*c).where(ids_of(c.subscription_id)).order_by(c.subscription_id, *order)
+        )
+    )
 
 
 _L = LicenseLine.__table__.c  # type: ignore[attr-defined]
@@ -516,52 +550,56 @@ _ORDERS = _by_subscription(Order, _O.placed_at.desc(), _O.id.desc())
 async def license_lines_by_subscription_ids(
     session: AsyncSession, *, ids: Sequence[int]
 ) -> dict[int, list[Row[Any]]]:
-    return _grouped(await session.execute(_LICENSE_LINES, {"ids": list(ids)}), "subscription_id")
+    return _grouped(await _LICENSE_LINES.run(session, ids), "subscription_id")
 
 
 async def invoices_by_subscription_ids(
     session: AsyncSession, *, ids: Sequence[int]
 ) -> dict[int, list[Row[Any]]]:
-    return _grouped(await session.execute(_INVOICES, {"ids": list(ids)}), "subscription_id")
+    return _grouped(await _INVOICES.run(session, ids), "subscription_id")
 
 
 async def orders_by_subscription_ids(
     session: AsyncSession, *, ids: Sequence[int]
 ) -> dict[int, list[Row[Any]]]:
-    return _grouped(await session.execute(_ORDERS, {"ids": list(ids)}), "subscription_id")
+    return _grouped(await _ORDERS.run(session, ids), "subscription_id")
 
 
 _ST = SubscriptionTag.__table__.c  # type: ignore[attr-defined]
-_SUBSCRIPTION_TAGS = (
-    select(_ST.subscription_id, *TAG_COLUMNS)
-    .join(Tag, _T.id == _ST.tag_id)
-    .where(_ST.subscription_id.in_(_ids()))
-    .order_by(_T.name_key, _T.id)
+_SUBSCRIPTION_TAGS = _Batch(
+    lambda ids_of: (
+        select(_ST.subscription_id, *TAG_COLUMNS)
+        .join(Tag, _T.id == _ST.tag_id)
+        .where(ids_of(_ST.subscription_id))
+        .order_by(_T.name_key, _T.id)
+    )
 )
 
 
 async def tags_by_subscription_ids(
     session: AsyncSession, *, ids: Sequence[int]
 ) -> dict[int, list[Row[Any]]]:
-    rows = await session.execute(_SUBSCRIPTION_TAGS, {"ids": list(ids)})
+    rows = await _SUBSCRIPTION_TAGS.run(session, ids)
     return _grouped(rows, "subscription_id")
 
 
 ADMIN_COLUMNS = tuple(Admin.__table__.c)  # type: ignore[attr-defined]
 _CA = CustomerAssignment.__table__.c  # type: ignore[attr-defined]
 _A = Admin.__table__.c  # type: ignore[attr-defined]
-_ASSIGNED_ADMINS = (
-    select(_CA.customer_id, _CA.assigned_at, *ADMIN_COLUMNS)
-    .join(Admin, _A.id == _CA.admin_id)
-    .where(_CA.customer_id.in_(_ids()))
-    .order_by(_CA.customer_id, _A.name, _A.id)
+_ASSIGNED_ADMINS = _Batch(
+    lambda ids_of: (
+        select(_CA.customer_id, _CA.assigned_at, *ADMIN_COLUMNS)
+        .join(Admin, _A.id == _CA.admin_id)
+        .where(ids_of(_CA.customer_id))
+        .order_by(_CA.customer_id, _A.name, _A.id)
+    )
 )
 
 
 async def assigned_admins_by_customer_ids(
     session: AsyncSession, *, ids: Sequence[int]
 ) -> dict[int, list[Row[Any]]]:
-    rows = await session.execute(_ASSIGNED_ADMINS, {"ids": list(ids)})
+    rows = await _ASSIGNED_ADMINS.run(session, ids)
     return _grouped(rows, "customer_id")
 
 
