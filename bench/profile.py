@@ -1,6 +1,7 @@
 """Profile one workload in-process with pyinstrument (issue 8: before / after of the speed work).
 
-    .venv/bin/python -m bench.profile [--workload directory_page] [--backend postgresql]
+    .venv/bin/python -m bench.profile [--workload directory_page|filtered_page|customer_detail|
+        license_dashboard] [--backend postgresql]
         [--customers 100000] [--runs 50] [--html out.html] [--cache]
 
 The response cache is off unless ``--cache`` is given (a cold request is what is to be
@@ -32,6 +33,11 @@ async def payload_for(workload: str, client: Any, headers: dict[str, str]) -> di
         return {"query": query(workload), "variables": {"id": customer}}
     if workload == "license_dashboard":
         return {"query": query(workload), "variables": {"product": "MEETINGS"}}
+    if workload == "filtered_page":  # workload 2: bench_peers' filter on the first tag
+        tags = await client.post("/graphql", json={"query": "{ tags { id } }"}, headers=headers)
+        tag = tags.json()["data"]["tags"][0]["id"]
+        flt = {"statuses": ["LICENSE_OVERAGE"], "products": ["CALLING"], "tagIds": [tag]}
+        return {"query": query("directory_page"), "variables": {"first": 50, "filter": flt}}
     return {"query": query(workload), "variables": {"first": 50}}
 
 
