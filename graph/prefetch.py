@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from strawberry.types.nodes import FragmentSpread, InlineFragment, SelectedField, Selection
 
+from graph.auth.permissions import Act, Obj, visible_under
+
 if TYPE_CHECKING:
     from graph.context import Context
     from graph.loaders import Loader, Loaders
@@ -41,9 +43,21 @@ class Relation:
     convert: Callable[[Any], Any]
     # Relations of the converted objects, prefetched in turn (a subscription's license lines).
     children: dict[str, Relation] | None = None
+    # What the caller must be allowed on the parent customer to see this list (else it is
+    # empty): graph.auth.permissions.visible_under.
+    guard: tuple[Obj, Act] | None = None
+
+
+async def _allowed(ctx: Context, relation: Relation, pks: Sequence[int]) -> set[int] | None:
+    if relation.guard is None:
+        return None
+    return await visible_under(ctx, *relation.guard, pks)
 
 
 async def _load(ctx: Context, relation: Relation, pk: int) -> Any:
+    allowed = await _allowed(ctx, relation, [pk])
+    if allowed is not None and pk not in allowed:
+        return relation.convert([])
     return relation.convert(await relation.loader(ctx.loaders).load(pk))
 
 
@@ -92,7 +106,16 @@ async def prefetch(
         below = [f for f in fields if f.name == name]
         if not below:
             continue
-        values = await relation.loader(ctx.loaders).load_ahead([p.pk for p in parents])
+        pks = [p.pk for p in parents]
+        allowed = await _allowed(ctx, relation, pks)
+        if allowed is None:
+            values = await relation.loader(ctx.loaders).load_ahead(pks)
+        else:
+            shown = [pk for pk in pks if pk in allowed]
+            found = dict(
+                zip(shown, await relation.loader(ctx.loaders).load_ahead(shown), strict=True)
+            )
+            values = [found.get(pk, []) for pk in pks]
         converted = [relation.convert(v) for v in values]
         for parent, value in zip(parents, converted, strict=True):
             parent.ahead[name] = value

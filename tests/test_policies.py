@@ -532,3 +532,76 @@ async def test_only_full_admins_read_or_change_policies(api: Api) -> None:
             assert error_codes(body) == ["FORBIDDEN"], (caller, document, body)
             assert body["data"] is None
     assert changed_tables(before, await snapshot(api.engine)) == []
+
+
+NESTED = """
+query Nested($id: ID!) {
+  customers(first: 10) {
+    nodes { name subscriptions { subscriptionId } trials { subscriptionId } tags { name }
+            partnerAdmins { admin { email } } }
+  }
+  customer(id: $id) { name subscriptions { subscriptionId } trials { subscriptionId } }
+}
+"""
+
+
+async def test_lists_below_a_customer_follow_their_own_rules(api: Api) -> None:
+    """Seeing a customer is not seeing its subscriptions: a role that lost 'subscription read',
+    or reads subscriptions of its assigned customers only, gets empty lists elsewhere, on a
+    page and in a single customer's detail alike."""
+    # given: read-only admins see every customer; one of two is assigned to Acme's
+    pks = await two_partners(api)
+    f = AuthzFactory(api.engine)
+    partner = pks["acme.example"]
+    mine, theirs = await f.customer(partner, "Mine"), await f.customer(partner, "Theirs")
+    await f.assign(mine, pks[A_RO])
+    tag = await f.tag(partner, "vip")
+    for c in (mine, theirs):
+        await f.subscription(c)
+        await f.trial(c)
+        await f.tag_customer(partner, c, tag)
+
+    async def nested(as_: str, customer: int) -> dict[str, Any]:
+        body = await post_graphql(api, NESTED, {"id": gid("Customer", customer)}, as_=as_)
+        data = data_of(body)
+        return {"page": {n["name"]: n for n in data["customers"]["nodes"]}, "one": data["customer"]}
+
+    def sub_ids(values: list[dict[str, Any]]) -> list[str]:
+        return [v["subscriptionId"] for v in values]
+
+    before = await nested(A_RO, theirs)
+    assert all(len(n["subscriptions"]) == 2 for n in before["page"].values())
+    assert len(before["one"]["subscriptions"]) == 2
+
+    # when: Acme withdraws "read-only admins read subscriptions"
+    removed = await post_graphql(
+        api, REMOVE_RULE, rule("READ_ONLY_ADMIN", "subscription", "read", "all"), as_=A_FULL
+    )
+    assert data_of(removed)["removePolicyRule"]["userErrors"] == []
+
+    # then: customers, trials, tags and assignments still show; subscriptions do not
+    after = await nested(A_RO, theirs)
+    assert set(after["page"]) == {"Mine", "Theirs"}
+    for node in after["page"].values():
+        assert node["subscriptions"] == []
+        assert len(node["trials"]) == 1 and node["tags"] == [{"name": "vip"}]
+    assert after["page"]["Mine"]["partnerAdmins"] == [{"admin": {"email": A_RO}}]
+    assert after["one"]["subscriptions"] == [] and len(after["one"]["trials"]) == 1
+
+    # when: they may read the subscriptions of their assigned customers only
+    added = await post_graphql(
+        api, ADD_RULE, rule("READ_ONLY_ADMIN", "subscription", "read", "assigned"), as_=A_FULL
+    )
+    assert data_of(added)["addPolicyRule"]["userErrors"] == []
+
+    # then: their assigned customer's subscriptions show, the other's do not
+    scoped = await nested(A_RO, theirs)
+    assert len(scoped["page"]["Mine"]["subscriptions"]) == 2
+    assert scoped["page"]["Theirs"]["subscriptions"] == []
+    assert scoped["one"]["subscriptions"] == []
+    assert len((await nested(A_RO, mine))["one"]["subscriptions"]) == 2
+    # a full admin is untouched
+    full = await nested(A_FULL, theirs)
+    assert sorted(sub_ids(full["page"]["Theirs"]["subscriptions"])) == sorted(
+        sub_ids(before["page"]["Theirs"]["subscriptions"])
+    )

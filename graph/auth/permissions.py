@@ -9,6 +9,7 @@ because PyCasbin's ``enforce`` scans its rules linearly (hundreds of microsecond
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING
 import casbin
 
 from db.queries.admins import Principal
+from db.queries.customers import customers_by_ids
 from db.queries.policies import PolicyLine
 from db.scope import Scope
 from graph.errors import forbidden
@@ -145,6 +147,27 @@ class Authorizer:
 def scope_or_none(ctx: Context, obj: Obj, act: Act) -> Scope | None:
     """The caller's scope for ``act`` on ``obj``; None when refused (single lookups: not found)."""
     return ctx.services.authorizer.scope(ctx.principal, obj, act)
+
+
+async def visible_under(
+    ctx: Context, obj: Obj, act: Act, customer_pks: Sequence[int]
+) -> set[int] | None:
+    """Of customers the caller already sees, those whose ``obj`` (their subscriptions, trials,
+    tags, assignments) it may ``act`` on; None when that is all of them.
+
+    Seeing a customer does not imply seeing what hangs from it: a custom role may read
+    customers but not subscriptions, or all customers but only its assigned ones'
+    subscriptions. Built-in roles need no statement here (their scopes for both are the same)."""
+    scope = scope_or_none(ctx, obj, act)
+    if scope is None:
+        return set()
+    if scope.assigned_admin_id is None:
+        return None
+    seen = scope_or_none(ctx, Obj.CUSTOMER, Act.READ)
+    if seen is not None and seen.assigned_admin_id == scope.assigned_admin_id:
+        return None  # every customer the caller sees is already one of its own
+    async with ctx.db() as session:
+        return set(await customers_by_ids(session, scope=scope, ids=list(customer_pks)))
 
 
 def require(ctx: Context, obj: Obj, act: Act) -> Scope:
