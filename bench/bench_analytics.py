@@ -61,7 +61,9 @@ async def prepare(backend: str) -> str:
 async def bench(backend: str, runs: int, product: str) -> dict[str, Any]:
     url = await prepare(backend)
     engine = create_engine(url)
-    settings = Settings(database_url=url, now=NOW, secret_key="bench-secret")
+    settings = Settings(
+        database_url=url, now=NOW, secret_key="bench-secret", response_cache_seconds=0
+    )
     app = create_app(settings, engine=engine)
     token = await token_for(url, EMAIL)
     headers = {"Authorization": f"Bearer {token}"}

@@ -209,7 +209,7 @@ async def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         url = await database(args.backend, tmp)
         tokens, principal = await load(url, args.customers)
-        settings = Settings(database_url=url, now=NOW, secret_key="bench")
+        settings = Settings(database_url=url, now=NOW, secret_key="bench", response_cache_seconds=0)
         engine = create_engine(url)
         app = create_app(settings, engine=engine)
         transport = httpx.ASGITransport(app=app)

@@ -415,7 +415,13 @@ async def analytics_latency(url: str, runs: int) -> dict[str, float]:
     async with session_factory(engine)() as session:
         token = await issue_token(session, admin_id=1, now=NOW)
         await session.commit()
-    settings = Settings(database_url=url, now=NOW, secret_key="bench", cost_per_minute=10**9)
+    settings = Settings(
+        database_url=url,
+        now=NOW,
+        secret_key="bench",
+        cost_per_minute=10**9,
+        response_cache_seconds=0,
+    )
     app = create_app(settings, engine=engine)
     timings = []
     transport = httpx.ASGITransport(app=app)
