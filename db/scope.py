@@ -73,12 +73,13 @@ FEW_CUSTOMERS = 1000
 async def plan_scope(session: AsyncSession, scope: Scope) -> Scope:
     """Mark an ``assigned`` scope as ``few`` when the admin has at most ``FEW_CUSTOMERS``.
 
-    SQLite tests the assignment of each customer while it walks the partner's customers in sort
-    order: right when the admin has many customers (the page fills early), but a scan of the
-    whole partner when it has ten. Starting from the admin's own customers is right for the
-    latter. One bounded, indexed statement decides; PostgreSQL's planner decides by itself.
+    Both databases test the assignment of each customer while they walk the partner's customers
+    in sort order: right when the admin has many customers (the page fills early), but a scan of
+    the whole partner when it has ten. Starting from the admin's own customers is right for the
+    latter. One bounded, indexed statement decides. (PostgreSQL had been left to its planner:
+    a page for an admin with 10 of 100,000 customers took 84 ms, 7 ms with this.)
     """
-    if scope.assigned_admin_id is None or session.get_bind().dialect.name != "sqlite":
+    if scope.assigned_admin_id is None:
         return scope
     bounded = (
         select(CA.customer_id)
