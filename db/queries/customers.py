@@ -476,14 +476,24 @@ async def products_by_customer_ids(
 TAG_COLUMNS = tuple(Tag.__table__.c)  # type: ignore[attr-defined]
 _T = Tag.__table__.c  # type: ignore[attr-defined]
 _CT = CustomerTag.__table__.c  # type: ignore[attr-defined]
-_CUSTOMER_TAGS = _Batch(
-    lambda ids_of: (
-        select(_CT.customer_id, *TAG_COLUMNS)
-        .join(Tag, _T.id == _CT.tag_id)
-        .where(ids_of(_CT.customer_id))
-        .order_by(_T.name_key, _T.id)
+_ST = SubscriptionTag.__table__.c  # type: ignore[attr-defined]
+
+
+def _tags_by(owner: Any) -> _Batch:
+    """Tags of each owner (``owner``: the customer or subscription column of a link table)."""
+    link = owner.table.c
+    return _Batch(
+        lambda ids_of: (
+            select(owner, *TAG_COLUMNS)
+            .join(Tag, _T.id == link.tag_id)
+            .where(ids_of(owner))
+            .order_by(_T.name_key, _T.id)
+        )
     )
-)
+
+
+_CUSTOMER_TAGS = _tags_by(_CT.customer_id)
+_SUBSCRIPTION_TAGS = _tags_by(_ST.subscription_id)
 
 
 async def tags_by_customer_ids(
@@ -563,17 +573,6 @@ async def orders_by_subscription_ids(
     session: AsyncSession, *, ids: Sequence[int]
 ) -> dict[int, list[Row[Any]]]:
     return _grouped(await _ORDERS.run(session, ids), "subscription_id")
-
-
-_ST = SubscriptionTag.__table__.c  # type: ignore[attr-defined]
-_SUBSCRIPTION_TAGS = _Batch(
-    lambda ids_of: (
-        select(_ST.subscription_id, *TAG_COLUMNS)
-        .join(Tag, _T.id == _ST.tag_id)
-        .where(ids_of(_ST.subscription_id))
-        .order_by(_T.name_key, _T.id)
-    )
-)
 
 
 async def tags_by_subscription_ids(
