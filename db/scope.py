@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, exists, func, or_, select
+from sqlalchemy import ColumnElement, and_, func, literal, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.models import Customer, CustomerAssignment
@@ -32,8 +32,12 @@ class Scope:
         """Who sees what (cursors and caches); the query plan hint ``few`` is not part of it."""
         return f"{self.partner_id}:{self.assigned_admin_id or '*'}"
 
-    def customers(self, customer_id: Any = None) -> ColumnElement[bool]:
-        """Condition on a customer id column (``CU.id`` by default) for this scope."""
+    def customers(self, customer_id: Any = None, *, probe: bool = False) -> ColumnElement[bool]:
+        """Condition on a customer id column (``CU.id`` by default) for this scope.
+
+        With ``probe`` (a page, which stops after its rows) the assignment of an admin with
+        many customers is tested customer by customer: ``OFFSET 0`` keeps PostgreSQL from
+        hashing all of the admin's assignments first (36 ms for one with 100,000 of them)."""
         column = CU.id if customer_id is None else customer_id
         if self.assigned_admin_id is None:
             if customer_id is None:
@@ -49,10 +53,11 @@ class Scope:
             if customer_id is None:
                 return and_(CU.partner_id == self.partner_id, CU.id.in_(mine))
             return column.in_(mine)
-        assigned = exists().where(
+        mine_only = select(literal(1)).where(
             CA.customer_id == column,
             CA.admin_id == self.assigned_admin_id,
         )
+        assigned = (mine_only.offset(0) if probe else mine_only).exists()
         if customer_id is None:
             return and_(
                 CU.partner_id == self.partner_id,

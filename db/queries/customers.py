@@ -163,9 +163,9 @@ def _filter_sets(
     return sets
 
 
-def _row_conditions(scope: Scope, query: CustomerQuery) -> list[Any]:
+def _row_conditions(scope: Scope, query: CustomerQuery, probe: bool = False) -> list[Any]:
     """Conditions answered by the customer row itself (and the scope)."""
-    conditions: list[Any] = [scope.customers()]
+    conditions: list[Any] = [scope.customers(probe=probe)]
     if query.managed_by is not None:
         conditions.append(C.managed_by == query.managed_by)
     if any(v is not None and not v for v in (query.products, query.statuses, query.tag_ids)):
@@ -186,7 +186,7 @@ def customer_conditions(
     indexed derived tables: the database then starts from the (usually much smaller) set of
     matching ids instead of probing every customer of the partner.
     """
-    conditions = _row_conditions(scope, query)
+    conditions = _row_conditions(scope, query, probe=not as_sets)
     for customer_id, partner, where in _filter_sets(scope, query, now):
         if partner is not None:
             where = [partner, *where]
