@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.queries import admins as admin_q
 from db.queries import customers as q
+from graph.auth.permissions import Act, Obj, visible_under
 
 if TYPE_CHECKING:
     from graph.context import Context
@@ -65,6 +66,20 @@ class Loaders:
 
     def __init__(self, ctx: Context) -> None:
         self._ctx = ctx
+        self._visible: dict[tuple[Obj, Act], Loader[bool]] = {}
+
+    def visible(self, obj: Obj, act: Act) -> Loader[bool]:
+        """Whether the caller may ``act`` on ``obj`` of each customer it sees (the guard of a
+        relationship reached without prefetch): one decision for all the customers asked."""
+        if (obj, act) not in self._visible:
+            ctx = self._ctx
+
+            async def batch(keys: list[int]) -> list[bool]:
+                allowed = await visible_under(ctx, obj, act, keys)
+                return [allowed is None or key in allowed for key in keys]
+
+            self._visible[obj, act] = Loader(batch)
+        return self._visible[obj, act]
 
     @cached_property
     def statuses_by_customer_id(self) -> Loader[list[str]]:

@@ -55,8 +55,8 @@ async def _allowed(ctx: Context, relation: Relation, pks: Sequence[int]) -> set[
 
 
 async def _load(ctx: Context, relation: Relation, pk: int) -> Any:
-    allowed = await _allowed(ctx, relation, [pk])
-    if allowed is not None and pk not in allowed:
+    # Siblings reached without prefetch (a mutation payload's customers) share one decision.
+    if relation.guard is not None and not await ctx.loaders.visible(*relation.guard).load(pk):
         return relation.convert([])
     return relation.convert(await relation.loader(ctx.loaders).load(pk))
 

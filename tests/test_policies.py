@@ -545,6 +545,11 @@ query Nested($id: ID!) {
 """
 
 
+CASES = (
+    "{ helpdeskCases(first: 10) { nodes { customer { name subscriptions { subscriptionId } } } } }"
+)
+
+
 async def test_lists_below_a_customer_follow_their_own_rules(api: Api) -> None:
     """Seeing a customer is not seeing its subscriptions: a role that lost 'subscription read',
     or reads subscriptions of its assigned customers only, gets empty lists elsewhere, on a
@@ -600,6 +605,18 @@ async def test_lists_below_a_customer_follow_their_own_rules(api: Api) -> None:
     assert scoped["page"]["Theirs"]["subscriptions"] == []
     assert scoped["one"]["subscriptions"] == []
     assert len((await nested(A_RO, mine))["one"]["subscriptions"]) == 2
+    # and so do customers reached without a page's prefetch (a helpdesk case's customer): one
+    # decision for all of them, whatever their number
+    for c in (mine, theirs, mine, theirs):
+        await f.helpdesk_case(partner, pks[A_RO], customer_id=c)
+    with api.counter.counting() as statements:
+        cases = data_of(await post_graphql(api, CASES, as_=A_RO))["helpdeskCases"]["nodes"]
+    by_name: dict[str, list[int]] = {}
+    for case in cases:
+        customer = case["customer"]
+        by_name.setdefault(customer["name"], []).append(len(customer["subscriptions"]))
+    assert by_name == {"Mine": [2, 2], "Theirs": [0, 0]}
+    assert sum("customer_assignment" in s for s in statements) == 1
     # a full admin is untouched
     full = await nested(A_FULL, theirs)
     assert sorted(sub_ids(full["page"]["Theirs"]["subscriptions"])) == sorted(
