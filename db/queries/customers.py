@@ -251,13 +251,15 @@ async def customers_page(
     (``_tag_walk``): its cost is then set by how selective the other filters are among the tag's
     customers, not by how many customers carry the tag (tag + status + product at 100,000
     customers: 7.5 ms against 20 ms for the plan PostgreSQL picks, which joins the filters' sets
-    and sorts every match). SQLite already walks the customers' name index and probes each
-    one, which measured as fast or faster. Every other page is one statement whose plan the
-    database chooses.
+    and sorts every match). SQLite walks the tag's links the plain way (``_tag_links``). Every
+    other page is one statement whose plan the database chooses.
     """
     keys, descending = _order_keys(order, now)
     width = len(CUSTOMER_COLUMNS)
-    if session.get_bind().dialect.name == "postgresql" and _walks_tag(scope, query, order):
+    postgresql = session.get_bind().dialect.name == "postgresql"
+    if not postgresql and _walks_tag(scope, query, order):
+        rows = await _tag_links(session, scope, query, now, descending, after, first + 1)
+    elif postgresql and _walks_tag(scope, query, order):
         rows, boundary = await _tag_walk(session, scope, query, now, descending, after, first + 1)
         if boundary is not None:
             # The walk stopped at its limit with the page not full: the other filters are
@@ -313,6 +315,42 @@ async def _sorted_rows(
         select(*CUSTOMER_COLUMNS, *labelled)
         .where(and_(*conditions))
         .order_by(*[k.desc() if descending else k.asc() for k in keys])
+        .limit(limit)
+    )
+    return list((await session.execute(stmt)).all())
+
+
+async def _tag_links(
+    session: AsyncSession,
+    scope: Scope,
+    query: CustomerQuery,
+    now: datetime,
+    descending: bool,
+    after: tuple[Any, ...] | None,
+    limit: int,
+) -> list[Row[Any]]:
+    """A page filtered by one tag, on SQLite: the tag's links in name order
+    (``ix_customer_tag_name``), each tested with one EXISTS per other filter on the
+    customer-leading indexes, stopping when the page is full.
+
+    A tag's links are a subset of the partner's customers, so this visits at most as many rows
+    as walking the customers' name index (the plan SQLite picks for the correlated form) and
+    usually far fewer: tag + status + product at 100,000 customers, 1.2 ms against 7 ms. SQLite
+    keeps a walk going without help, so unlike PostgreSQL's (``_tag_walk``) it needs no bound.
+    """
+    ct = CustomerTag.__table__.c  # type: ignore[attr-defined]
+    assert query.tag_ids is not None
+    link_keys = [ct.name_key, ct.customer_id]
+    where: list[Any] = [ct.tag_id == query.tag_ids[0], *_row_conditions(scope, query, probe=True)]
+    for customer_id, _partner, conditions in _filter_sets(scope, replace(query, tag_ids=None), now):
+        where.append(exists().where(customer_id == ct.customer_id, *conditions))
+    if after is not None:
+        where.append(_after(link_keys, after, descending))
+    stmt: Select[Any] = (
+        select(*CUSTOMER_COLUMNS, ct.name_key.label("k0"), ct.customer_id.label("k1"))
+        .select_from(CustomerTag.__table__.join(Customer, C.id == ct.customer_id))
+        .where(*where)
+        .order_by(*[k.desc() if descending else k.asc() for k in link_keys])
         .limit(limit)
     )
     return list((await session.execute(stmt)).all())
