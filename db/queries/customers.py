@@ -348,7 +348,7 @@ async def _tag_links(
         where.append(_after(link_keys, after, descending))
     stmt: Select[Any] = (
         select(*CUSTOMER_COLUMNS, ct.name_key.label("k0"), ct.customer_id.label("k1"))
-        .select_from(CustomerTag.__table__.join(Customer, C.id == ct.customer_id))
+        .select_from(ct.customer_id.table.join(Customer, C.id == ct.customer_id))
         .where(*where)
         .order_by(*[k.desc() if descending else k.asc() for k in link_keys])
         .limit(limit)
