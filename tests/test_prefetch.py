@@ -98,3 +98,38 @@ async def test_one_customer_is_prefetched_and_other_parents_still_load(
     one = data_of(await post_graphql(api, detail, {"id": customer["id"]}, as_=FULL))["customer"]
     assert one["tags"] == [{"name": t["name"]} for t in customer["tags"]]
     assert len(one["subscriptions"]) == 2
+
+
+async def test_values_loaded_ahead_answer_later_loads_until_cleared() -> None:
+    """``Loader.load_ahead`` keeps values rather than futures; a later ``load`` of one of those
+    keys must still be answered without a batch, ``clear`` must forget it, and keys loaded by
+    ``load`` are not fetched again by ``load_ahead``."""
+    from graph.loaders import Loader
+
+    batches: list[list[int]] = []
+
+    async def batch(keys: list[int]) -> list[str]:
+        batches.append(list(keys))
+        return [f"v{key}" for key in keys]
+
+    loader: Loader[str] = Loader(batch)
+    # when
+    ahead = await loader.load_ahead([3, 1, 3])
+    later = await loader.load(1)
+    # then
+    assert ahead == ["v3", "v1", "v3"]
+    assert later == "v1"
+    assert batches == [[3, 1]]
+    # when
+    loader.clear(1)
+    again = await loader.load(1)
+    four = await loader.load(4)
+    mixed = await loader.load_ahead([4, 3, 5])
+    # then
+    assert (again, four, mixed) == ("v1", "v4", ["v4", "v3", "v5"])
+    assert batches == [[3, 1], [1], [4], [5]]
+    # when
+    loader.clear_all()
+    await loader.load_ahead([3])
+    # then
+    assert batches[-1] == [3]
