@@ -213,6 +213,16 @@ class PlainFieldExecutionContext(StrawberryGraphQLCoreExecutionContext):
                         return Undefined
                     append(done)
                 return completed
+            if isinstance(item_type, GraphQLNonNull) and is_leaf_type(item_type.of_type):
+                serialize = _serializer(item_type.of_type)  # looked up once for the list
+                for item in value:
+                    if item is None:
+                        return Undefined
+                    done = serialize(item)
+                    if done is Undefined:
+                        return Undefined
+                    append(done)
+                return completed
             for item in value:
                 done = self._fast(item_type, field_details_list, info, item)
                 if done is Undefined:

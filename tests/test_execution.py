@@ -167,6 +167,7 @@ class Owner:
     name: str
     pets: list[Pet]
     best: Pet | None
+    marks: list[int]
     ahead: strawberry.Private[dict[str, Any]]
 
     @strawberry.field
@@ -201,12 +202,13 @@ def owner(**changes: Any) -> Owner:
         "name": "o",
         "pets": [Pet(name="p", legs=4)],
         "best": Pet(name="b", legs=2),
+        "marks": [1, 2],
         "ahead": {"friends": [Pet(name="f", legs=3)]},
     }
     return Owner(**(good | changes))
 
 
-OWNERS = """{ page { count owners { __typename n: name name pets { name legs }
+OWNERS = """{ page { count owners { __typename n: name name marks pets { name legs }
   best { ... on Pet { legs } ...Named } friends { __typename name } } } }
   fragment Named on Named { name }"""
 
@@ -220,6 +222,9 @@ OWNERS = """{ page { count owners { __typename n: name name pets { name legs }
             [owner(), owner(pets=[Pet(name="p", legs=None)])], OWNERS, True, id="null leaf"
         ),  # type: ignore[arg-type]
         pytest.param([owner(), owner(pets=[None])], OWNERS, True, id="null item"),
+        pytest.param([owner(), owner(marks=[1, None])], OWNERS, True, id="null leaf item"),
+        pytest.param([owner(), owner(marks=[3, 2**40])], OWNERS, True, id="refused leaf item"),
+        pytest.param([owner(), owner(marks="12")], OWNERS, True, id="leaf list not a list"),
         pytest.param([owner(), owner(best="a string")], OWNERS, True, id="not a Pet"),
         pytest.param(
             [owner(), owner(pets=[Pet(name="p", legs=2**40)])], OWNERS, True, id="refused int"
