@@ -1,0 +1,45 @@
+"""Column types: datetimes come back aware and in UTC on every backend, whatever went in."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+
+from sqlalchemy import column, func, literal, select, table
+
+from db.types import UTCDateTime
+from tests.conftest import Api
+
+
+async def test_datetimes_come_back_aware_in_utc(api: Api) -> None:
+    """Written from UTC, another offset and naive (taken as UTC), read back through a column's
+    result processor (the fast paths per driver) and through an expression over the type."""
+    # given
+    plus_two = timezone(timedelta(hours=2))
+    written = [
+        datetime(2026, 3, 1, 12, 30, 15, 123456, tzinfo=UTC),
+        datetime(2026, 3, 1, 14, 30, 15, tzinfo=plus_two),
+        datetime(2026, 3, 1, 12, 30),
+    ]
+    expected = [
+        datetime(2026, 3, 1, 12, 30, 15, 123456, tzinfo=UTC),
+        datetime(2026, 3, 1, 12, 30, 15, tzinfo=UTC),
+        datetime(2026, 3, 1, 12, 30, tzinfo=UTC),
+    ]
+    probe = table("audit_probe", column("at", UTCDateTime()))
+    async with api.engine.begin() as conn:
+        await conn.exec_driver_sql(
+            "CREATE TEMPORARY TABLE audit_probe (at TIMESTAMP WITH TIME ZONE)"
+            if api.engine.dialect.name == "postgresql"
+            else "CREATE TEMPORARY TABLE audit_probe (at DATETIME)"
+        )
+        await conn.execute(probe.insert(), [{"at": value} for value in written])
+        # when
+        read = list((await conn.execute(select(probe.c.at))).scalars())
+        null = (await conn.execute(select(literal(None, UTCDateTime())))).scalar()
+        latest = (await conn.execute(select(func.max(probe.c.at, type_=UTCDateTime())))).scalar()
+        await conn.exec_driver_sql("DROP TABLE audit_probe")
+    # then
+    assert sorted(read) == sorted(expected)
+    assert all(value.tzinfo is UTC for value in read)
+    assert null is None
+    assert latest == max(expected) and latest.tzinfo is UTC
