@@ -22,7 +22,9 @@ The execution context below decides once per (type, field) what a field is:
 Below a plain-attribute or prefetched object or list, whole objects are then answered without
 graphql-core's per-value machinery (``_fast``): for each object the collected sub-selection is
 walked once, plain fields serialised, prefetched and attribute children descended into, and the
-result built as graphql-core would build it. The first thing ``_fast`` cannot vouch for
+result built as graphql-core would build it. Each (type, selection) shape is compiled once into
+a straight-line function (``_completer``) that every later request with that shape reuses. The
+first thing ``_fast`` cannot vouch for
 (anything not plain, attr or prefetched, an abstract type, ``@defer``, a refused value, a null
 in a non-null position, a failed ``is_type_of``) abandons the whole value, which then takes the
 path above; nothing is produced twice because every value read there is already in memory.
@@ -37,6 +39,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import fields, is_dataclass
+from keyword import iskeyword
 from typing import Any
 from weakref import WeakKeyDictionary
 
@@ -244,52 +247,31 @@ class PlainFieldExecutionContext(StrawberryGraphQLCoreExecutionContext):
                     return Undefined
             except Exception:
                 return Undefined
-        entries = self._object_plan(object_type, field_details_list)
-        if entries is None:
+        plan = self._object_plan(object_type, field_details_list)
+        if plan is None:
             return Undefined
-        completed: dict[str, Any] = {}
-        for response_name, kind, attribute, detail, non_null in entries:
-            if kind is _PLAIN:
-                field_value = getattr(value, attribute, Undefined)
-                if field_value is None:
-                    if non_null:
-                        return Undefined
-                    completed[response_name] = None
-                    continue
-                if field_value is Undefined:
-                    return Undefined
-                done = detail(field_value)
-            elif kind is _TYPENAME:
-                done = attribute
-            else:
-                if kind is _AHEAD:
-                    ahead = getattr(value, AHEAD, None)
-                    if not ahead or attribute not in ahead:
-                        return Undefined
-                    child = ahead[attribute]
-                else:
-                    child = getattr(value, attribute, Undefined)
-                done = self._fast(detail[0], detail[1], info, child)
-            if done is Undefined:
-                return Undefined
-            completed[response_name] = done
-        return completed
+        complete, children = plan
+        return complete(value, self._fast, info, children)
 
     def _object_plan(
         self, object_type: GraphQLObjectType, field_details_list: Any
-    ) -> tuple[tuple[Any, ...], ...] | None:
-        """What ``_fast_object`` does for each response key of this selection on this type
-        (None when it cannot answer it); made once per request like ``collect_subfields``."""
+    ) -> tuple[Callable[..., Any], tuple[Any, ...]] | None:
+        """How ``_fast_object`` answers this selection on this type: the compiled completer of
+        its shape and the children's (type, sub-selection) it is given; None when it cannot
+        answer it. Made once per request like ``collect_subfields``."""
         key = (object_type, id(field_details_list))
         cached = self._object_plans.get(key)
         if cached is not None:
             return cached[1]
-        entries: tuple[tuple[Any, ...], ...] | None = self._make_object_plan(
-            object_type, field_details_list
-        )
+        entries = self._make_object_plan(object_type, field_details_list)
+        plan = None
+        if entries is not None:
+            shape = tuple(entry if entry[1] is _PLAIN else entry[:3] for entry in entries)
+            children = tuple(entry[3] for entry in entries if entry[1] in (_AHEAD, _ATTR))
+            plan = (_completer(shape), children)
         # The list is kept alive with the plan so that its id is not reused in this request.
-        self._object_plans[key] = (field_details_list, entries)
-        return entries
+        self._object_plans[key] = (field_details_list, plan)
+        return plan
 
     def _make_object_plan(
         self, object_type: GraphQLObjectType, field_details_list: Any
@@ -341,6 +323,9 @@ class PlainFieldExecutionContext(StrawberryGraphQLCoreExecutionContext):
 _PLAIN, _AHEAD, _ATTR, _TYPENAME = "plain", "ahead", "attr", "__typename"
 _INT_MIN, _INT_MAX = -(2**31), 2**31 - 1
 _SERIALIZERS: WeakKeyDictionary[Any, Callable[[Any], Any]] = WeakKeyDictionary()
+# For the serialisers that return some values unchanged: the test (on ``{v}``) that a value is
+# not one of those, inlined by ``_completer``.
+_IDENTITY: dict[Callable[[Any], Any], str] = {}
 
 
 def _serializer(leaf: Any) -> Callable[[Any], Any]:
@@ -393,7 +378,91 @@ def _serializer(leaf: Any) -> Callable[[Any], Any]:
                 return general(value)
 
     _SERIALIZERS[leaf] = serializer
+    if leaf is GraphQLString or leaf is GraphQLID:
+        _IDENTITY[serializer] = "type({v}) is not str"
+    elif leaf is GraphQLInt:
+        _IDENTITY[serializer] = "type({v}) is not int or not -2147483648 <= {v} <= 2147483647"
+    elif leaf is GraphQLBoolean:
+        _IDENTITY[serializer] = "type({v}) is not bool"
     return serializer
+
+
+_COMPLETERS: dict[tuple[Any, ...], Callable[..., Any]] = {}
+
+
+def _read(attribute: str) -> str:
+    if attribute.isidentifier() and not iskeyword(attribute):
+        return f"value.{attribute}"
+    return f"getattr(value, {attribute!r})"
+
+
+def _completer(shape: tuple[tuple[Any, ...], ...]) -> Callable[..., Any]:
+    """A function completing one object of this shape, compiled once and shared by every later
+    request (what graphql-jit does for JavaScript): the loop of ``_fast_object`` over the
+    selection's entries unrolled into straight-line code, with the serialisers that return a
+    value unchanged inlined as type tests.
+
+    ``shape`` holds per response key (name, kind, attribute, serialiser, non-null) for plain
+    fields and (name, kind, attribute) for the others; the completer is called with the value,
+    ``_fast``, the resolve info and the (type, sub-selection) of each non-plain entry in order.
+    Its answers are ``_fast_object``'s: Undefined for a missing attribute, a null in a non-null
+    field, a value a serialiser refuses or a child ``_fast`` cannot answer."""
+    found = _COMPLETERS.get(shape)
+    if found is not None:
+        return found
+    names: dict[str, Any] = {"Undefined": Undefined, "AHEAD": AHEAD}
+    reads, checks, items = [], [], []
+    child = 0
+    for i, (response_name, kind, attribute, *plain) in enumerate(shape):
+        v = f"v{i}"
+        if kind is _TYPENAME:
+            items.append(f"{response_name!r}: {attribute!r}")
+            continue
+        if kind is _AHEAD:
+            checks += [
+                f"if not ahead or {attribute!r} not in ahead: return Undefined",
+                f"{v} = fast(children[{child}][0], children[{child}][1], info, "
+                f"ahead[{attribute!r}])",
+                f"if {v} is Undefined: return Undefined",
+            ]
+            child += 1
+        elif kind is _ATTR:
+            reads.append(f"{v} = {_read(attribute)}")
+            checks += [
+                f"{v} = fast(children[{child}][0], children[{child}][1], info, {v})",
+                f"if {v} is Undefined: return Undefined",
+            ]
+            child += 1
+        else:
+            serialize, non_null = plain
+            names[f"s{i}"] = serialize
+            reads.append(f"{v} = {_read(attribute)}")
+            identity = _IDENTITY.get(serialize)
+            convert = [
+                f"{v} = s{i}({v})",
+                f"if {v} is Undefined: return Undefined",
+            ]
+            if identity is not None:
+                test = identity.format(v=v)
+                convert = [f"if {test}:"] + ["    " + line for line in convert]
+            if non_null:
+                checks += [f"if {v} is None: return Undefined", *convert]
+            else:
+                checks += [f"if {v} is not None:"] + ["    " + line for line in convert]
+        items.append(f"{response_name!r}: {v}")
+    body = ["def complete(value, fast, info, children):", "    try:"]
+    body += ["        " + line for line in reads or ["pass"]]
+    body += ["    except AttributeError:", "        return Undefined"]
+    if any(entry[1] is _AHEAD for entry in shape):
+        body.append("    ahead = getattr(value, AHEAD, None)")
+    body += ["    " + line for line in checks]
+    body.append("    return {" + ", ".join(items) + "}")
+    exec(compile("\n".join(body), f"<completer {len(_COMPLETERS)}>", "exec"), names)
+    completer: Callable[..., Any] = names["complete"]
+    if len(_COMPLETERS) >= 4096:  # documents are few; a bound all the same
+        _COMPLETERS.clear()
+    _COMPLETERS[shape] = completer
+    return completer
 
 
 def _plain(source: Any, plan: tuple[Any, ...]) -> Any:
