@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy import (
     ARRAY,
     Integer,
+    String,
     and_,
     any_,
     bindparam,
@@ -473,18 +474,25 @@ _STATUS_ORDER = {status.value: i for i, status in enumerate(CustomerStatus)}
 class _Batch:
     """A loader statement, built once per way of passing the parent keys ``ids``.
 
-    PostgreSQL takes them as one array (``= ANY($1)``): the statement text is the same for
-    every number of keys, so one prepared statement serves them all, and nothing is rendered
-    per key. Elsewhere they expand into ``IN (?, ?, ...)``."""
+    PostgreSQL takes them as one array (``= ANY($1)``), SQLite as one JSON array text
+    (``IN (SELECT value FROM json_each(?))``): either way the statement text is the same for
+    every number of keys, so one prepared statement serves them all and nothing is rendered per
+    key (an expanding ``IN (?, ?, ...)`` cost SQLite about 2 us a key and statement)."""
 
     def __init__(self, build: Callable[[Callable[[Any], Any]], Any]) -> None:
         self._array = build(lambda column: column == any_(bindparam("ids", type_=ARRAY(Integer))))
+        keys = func.json_each(bindparam("ids", type_=String)).table_valued("value")
+        self._json = build(lambda column: column.in_(select(keys.c.value)))
         self._expanding = build(lambda column: column.in_(bindparam("ids", expanding=True)))
 
     async def run(self, session: AsyncSession, ids: Sequence[int], **params: Any) -> Any:
-        array = session.get_bind().dialect.name == "postgresql"
-        statement = self._array if array else self._expanding
-        return await session.execute(statement, {"ids": list(ids), **params})
+        dialect = session.get_bind().dialect.name
+        if dialect == "postgresql":
+            return await session.execute(self._array, {"ids": list(ids), **params})
+        if dialect == "sqlite":
+            text = "[" + ",".join(str(int(key)) for key in ids) + "]"
+            return await session.execute(self._json, {"ids": text, **params})
+        return await session.execute(self._expanding, {"ids": list(ids), **params})
 
 
 def _grouped(result: Any, key: str) -> dict[int, list[Any]]:
