@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -265,6 +266,12 @@ def create_app(settings: Settings | None = None, engine: AsyncEngine | None = No
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
         configure_logging(settings.log_level)
         await hub.start()
+        # What exists now (schema, metadata, compiled statements, settings) lives as long as
+        # the process: out of the cyclic collector's generations it is no longer traversed by
+        # every collection that requests' short-lived objects trigger (about 0.3 ms of a
+        # 50-customer page). The gc module documents freeze() for this start-up pattern.
+        gc.collect()
+        gc.freeze()
         yield
         await hub.stop()
 

@@ -122,3 +122,19 @@ async def test_an_oversized_request_id_is_replaced(api: Api) -> None:
     assert response.status_code == 200
     assert response.headers["x-request-id"] != oversized
     assert 0 < len(response.headers["x-request-id"]) <= 64
+
+
+async def test_start_up_moves_what_it_built_out_of_the_collectors_generations(api: Api) -> None:
+    """The lifespan freezes the objects that exist once the hub has started (gc.freeze), so
+    that requests' collections do not traverse them."""
+    import gc
+
+    app = create_app(api.settings, engine=api.engine)
+    gc.unfreeze()
+    assert gc.get_freeze_count() == 0
+    try:
+        async with app.router.lifespan_context(app):
+            frozen = gc.get_freeze_count()
+    finally:
+        gc.unfreeze()
+    assert frozen > 1000
