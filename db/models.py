@@ -305,6 +305,16 @@ class CustomerStatusSpan(SQLModel, table=True):
             "ix_status_span_now", "partner_id", "status", "valid_to", "valid_from", "customer_id"
         ),
         Index("ix_status_span_customer_now", "customer_id", "status", "valid_to", "valid_from"),
+        # A page filtered by one status walks its customers in name order (migration 0010).
+        Index(
+            "ix_status_span_name",
+            "partner_id",
+            "status",
+            "name_key",
+            "customer_id",
+            "valid_to",
+            "valid_from",
+        ),
     )
     id: int | None = Field(default=None, primary_key=True)
     partner_id: int = Field(sa_column=_fk("partner.id", index=False))
@@ -312,6 +322,8 @@ class CustomerStatusSpan(SQLModel, table=True):
     status: str = Field(sa_column=Column(String(32), nullable=False))
     valid_from: datetime = Field(sa_column=_dt())
     valid_to: datetime = Field(sa_column=_dt())
+    # The customer's name key (names are written once, at creation), for that walk.
+    name_key: str = Field(sa_column=Column(String(200), nullable=False))
 
 
 class CustomerProduct(SQLModel, table=True):

@@ -145,14 +145,16 @@ async def refresh_status_spans(
         chunk = list(customer_ids[i : i + 500])
         customers = (
             await session.execute(
-                select(CU.id, CU.partner_id, CU.last_admin_sign_in_at).where(CU.id.in_(chunk))
+                select(CU.id, CU.partner_id, CU.last_admin_sign_in_at, CU.name_key).where(
+                    CU.id.in_(chunk)
+                )
             )
         ).all()
         facts = await _load_facts(session, chunk)
         await session.execute(delete(CustomerStatusSpan).where(SP.customer_id.in_(chunk)))
         await session.execute(delete(CustomerProduct).where(CPR.customer_id.in_(chunk)))
         span_rows, product_rows = [], []
-        for customer_id, partner_id, last_sign_in in customers:
+        for customer_id, partner_id, last_sign_in, name_key in customers:
             subs = facts.get(customer_id, [])
             for status, start, end in compute_spans(subs, last_sign_in, rules):
                 span_rows.append(
@@ -162,6 +164,7 @@ async def refresh_status_spans(
                         "status": status,
                         "valid_from": start,
                         "valid_to": end,
+                        "name_key": name_key,
                     }
                 )
             for product in sorted(customer_products(subs)):

@@ -253,7 +253,8 @@ class Page:
     has_next: bool
 
 
-# How many of a tag's customers a page tagged so walks before it asks the match sets instead.
+# How many of the walked set's customers a page walks before it asks the match sets instead
+# (PostgreSQL; see ``_bounded_walk``).
 WALK_LIMIT = 2_000
 
 
@@ -269,20 +270,29 @@ async def customers_page(
 ) -> Page:
     """One keyset page of customers (``first`` rows after the ``after`` key).
 
-    On PostgreSQL a page filtered by one tag, in name order, walks that tag's links in name order
-    (``_tag_walk``): its cost is then set by how selective the other filters are among the tag's
-    customers, not by how many customers carry the tag (tag + status + product at 100,000
-    customers: 7.5 ms against 20 ms for the plan PostgreSQL picks, which joins the filters' sets
-    and sorts every match). SQLite walks the tag's links the plain way (``_tag_links``). Every
-    other page is one statement whose plan the database chooses.
+    A page in name order filtered by one status (other than ACTIVE) or by one tag walks that
+    status's spans or that tag's links in name order (``_walk``) and probes the other filters
+    per customer: its cost is then set by how selective the other filters are among the walked
+    customers, not by how many customers the partner has (tag + status + product at 100,000
+    customers on PostgreSQL: 7.5 ms against 20 ms for the plan PostgreSQL picks, which joins
+    the filters' sets and sorts every match). PostgreSQL walks with a bound (``_bounded_walk``),
+    SQLite the plain way (``_walked_rows``). Every other page is one statement whose plan the
+    database chooses.
     """
     keys, descending = _order_keys(order, now)
     width = len(CUSTOMER_COLUMNS)
-    postgresql = session.get_bind().dialect.name == "postgresql"
-    if not postgresql and _walks_tag(scope, query, order):
-        rows = await _tag_links(session, scope, query, now, descending, after, first + 1)
-    elif postgresql and _walks_tag(scope, query, order):
-        rows, boundary = await _tag_walk(session, scope, query, now, descending, after, first + 1)
+    walk = _walk(scope, query, order, now)
+    if walk is None:
+        conditions = customer_conditions(scope, query, now)
+        if after is not None:
+            conditions.append(_after(keys, after, descending))
+        rows = await _sorted_rows(session, conditions, keys, descending, first + 1)
+    elif session.get_bind().dialect.name != "postgresql":
+        rows = await _walked_rows(session, scope, walk, now, descending, after, first + 1)
+    else:
+        rows, boundary = await _bounded_walk(
+            session, scope, walk, now, descending, after, first + 1
+        )
         if boundary is not None:
             # The walk stopped at its limit with the page not full: the other filters are
             # selective, so their match sets are small. The rest comes from them.
@@ -293,11 +303,6 @@ async def customers_page(
                 descending,
                 first + 1 - len(rows),
             )
-    else:
-        conditions = customer_conditions(scope, query, now)
-        if after is not None:
-            conditions.append(_after(keys, after, descending))
-        rows = await _sorted_rows(session, conditions, keys, descending, first + 1)
     return Page(
         rows=rows[:first],
         keys=[tuple(row[width : width + len(keys)]) for row in rows[:first]],
@@ -305,18 +310,59 @@ async def customers_page(
     )
 
 
-def _walks_tag(scope: Scope, query: CustomerQuery, order: CustomerOrder) -> bool:
-    """Whether the page walks a tag's links (see ``_tag_walk``): one tag, name order, and no
-    condition that needs the customer's own row (assigned scope, managed by, search)."""
-    return (
-        query.tag_ids is not None
-        and len(query.tag_ids) == 1
-        and order in (CustomerOrder.NAME_ASC, CustomerOrder.NAME_DESC)
-        and scope.assigned_admin_id is None
-        and query.managed_by is None
-        and not query.search
-        and all(v is None or v for v in (query.products, query.statuses))
-    )
+@dataclass(frozen=True)
+class _Walked:
+    """The set a page walks in name order: its customer id and name key columns (of an alias,
+    so that probes on the same table stay apart), the conditions that select it within the
+    partner, and the query that is left for the probes."""
+
+    customer_id: Any
+    name_key: Any
+    where: list[Any]
+    rest: CustomerQuery
+
+
+def _walk(
+    scope: Scope, query: CustomerQuery, order: CustomerOrder, now: datetime
+) -> _Walked | None:
+    """What the page walks, if it walks: name order, no condition that needs the customer's own
+    row (assigned scope, managed by, search), and one status other than ACTIVE (the status of
+    most customers: walking it is walking nearly all of them, which the plain plan does) or one
+    tag. A status, when there is one, is walked rather than the tag: any other status marks an
+    exception, and spans are read with their "holds now" test from the index alone."""
+    if (
+        order not in (CustomerOrder.NAME_ASC, CustomerOrder.NAME_DESC)
+        or scope.assigned_admin_id is not None
+        or query.managed_by is not None
+        or query.search
+        or any(v is not None and not v for v in (query.products, query.statuses, query.tag_ids))
+    ):
+        return None
+    statuses = set(query.statuses or ())
+    if len(statuses) == 1 and CustomerStatus.ACTIVE.value not in statuses:
+        span = CustomerStatusSpan.__table__.alias("walked")  # type: ignore[attr-defined]
+        return _Walked(
+            span.c.customer_id,
+            span.c.name_key,
+            [
+                span.c.partner_id == scope.partner_id,
+                span.c.status == statuses.pop(),
+                span.c.valid_from <= now,
+                span.c.valid_to > now,
+            ],
+            replace(query, statuses=None),
+        )
+    if query.tag_ids is not None and len(query.tag_ids) == 1:
+        # A tag belongs to one partner (and so do the customers it is on): its id alone selects
+        # the links.
+        link = CustomerTag.__table__.alias("walked")  # type: ignore[attr-defined]
+        return _Walked(
+            link.c.customer_id,
+            link.c.name_key,
+            [link.c.tag_id == query.tag_ids[0]],
+            replace(query, tag_ids=None),
+        )
+    return None
 
 
 def _after(
@@ -342,35 +388,34 @@ async def _sorted_rows(
     return records(await session.execute(stmt))
 
 
-async def _tag_links(
+async def _walked_rows(
     session: AsyncSession,
     scope: Scope,
-    query: CustomerQuery,
+    walk: _Walked,
     now: datetime,
     descending: bool,
     after: tuple[Any, ...] | None,
     limit: int,
 ) -> list[Record]:
-    """A page filtered by one tag, on SQLite: the tag's links in name order
-    (``ix_customer_tag_name``), each tested with one EXISTS per other filter on the
+    """A walked page on SQLite: the walked set in name order (``ix_customer_tag_name``,
+    ``ix_status_span_name``), each customer tested with one EXISTS per other filter on the
     customer-leading indexes, stopping when the page is full.
 
-    A tag's links are a subset of the partner's customers, so this visits at most as many rows
+    The walked set is a subset of the partner's customers, so this visits at most as many rows
     as walking the customers' name index (the plan SQLite picks for the correlated form) and
     usually far fewer: tag + status + product at 100,000 customers, 1.2 ms against 7 ms. SQLite
-    keeps a walk going without help, so unlike PostgreSQL's (``_tag_walk``) it needs no bound.
+    keeps a walk going without help, so unlike PostgreSQL's (``_bounded_walk``) it needs no
+    bound.
     """
-    ct = CustomerTag.__table__.c  # type: ignore[attr-defined]
-    assert query.tag_ids is not None
-    link_keys = [ct.name_key, ct.customer_id]
-    where: list[Any] = [ct.tag_id == query.tag_ids[0], *_row_conditions(scope, query, probe=True)]
-    for customer_id, _partner, conditions in _filter_sets(scope, replace(query, tag_ids=None), now):
-        where.append(exists().where(customer_id == ct.customer_id, *conditions))
+    link_keys = [walk.name_key, walk.customer_id]
+    where: list[Any] = [*walk.where, *_row_conditions(scope, walk.rest, probe=True)]
+    for customer_id, _partner, conditions in _filter_sets(scope, walk.rest, now):
+        where.append(exists().where(customer_id == walk.customer_id, *conditions))
     if after is not None:
         where.append(_after(link_keys, after, descending))
     stmt: Select[Any] = (
-        select(*CUSTOMER_COLUMNS, ct.name_key.label("k0"), ct.customer_id.label("k1"))
-        .select_from(ct.customer_id.table.join(Customer, C.id == ct.customer_id))
+        select(*CUSTOMER_COLUMNS, walk.name_key.label("k0"), walk.customer_id.label("k1"))
+        .select_from(walk.customer_id.table.join(Customer, C.id == walk.customer_id))
         .where(*where)
         .order_by(*[k.desc() if descending else k.asc() for k in link_keys])
         .limit(limit)
@@ -378,38 +423,37 @@ async def _tag_links(
     return records(await session.execute(stmt))
 
 
-async def _tag_walk(
+async def _bounded_walk(
     session: AsyncSession,
     scope: Scope,
-    query: CustomerQuery,
+    walk: _Walked,
     now: datetime,
     descending: bool,
     after: tuple[Any, ...] | None,
     limit: int,
 ) -> tuple[list[Record], tuple[Any, ...] | None]:
-    """Up to ``limit`` matches among the tag's next ``WALK_LIMIT`` customers in name order.
+    """Up to ``limit`` matches among the walked set's next ``WALK_LIMIT`` customers in name
+    order (PostgreSQL).
 
-    The walk reads ``ix_customer_tag_name`` (tag, name key, customer) alone and numbers the
-    links it passes; each walked customer is then tested with one EXISTS per other filter on the
+    The walk reads ``ix_customer_tag_name`` (tag, name key, customer) or ``ix_status_span_name``
+    (partner, status, name key, customer, validity) alone and numbers the customers it passes;
+    each walked customer is then tested with one EXISTS per other filter on the
     customer-leading indexes, and the statement stops as soon as the page is full (only the
     page's customers are read). ``OFFSET 0`` keeps PostgreSQL from turning a probe into a hash
     of a whole set, which is what this walk avoids. When the walk reaches its limit first, the
-    link numbered
-    ``WALK_LIMIT`` comes back too, whatever its filters say, as the boundary (inclusive) to go
-    on from; it is not a match and is not returned.
+    customer numbered ``WALK_LIMIT`` comes back too, whatever its filters say, as the boundary
+    (inclusive) to go on from; it is not a match and is not returned.
     """
-    ct = CustomerTag.__table__.c  # type: ignore[attr-defined]
-    assert query.tag_ids is not None
-    link_keys = [ct.name_key, ct.customer_id]
+    link_keys = [walk.name_key, walk.customer_id]
     ordering = [k.desc() if descending else k.asc() for k in link_keys]
-    where: list[Any] = [ct.tag_id == query.tag_ids[0]]
+    where: list[Any] = list(walk.where)
     if after is not None:
         where.append(_after(link_keys, after, descending))
     walked = (
         select(
-            ct.customer_id.label("walked_id"),
-            ct.name_key.label("k0"),
-            ct.customer_id.label("k1"),
+            walk.customer_id.label("walked_id"),
+            walk.name_key.label("k0"),
+            walk.customer_id.label("k1"),
             func.row_number().over(order_by=ordering).label("walked"),
         )
         .where(*where)
@@ -418,7 +462,7 @@ async def _tag_walk(
         .subquery("walk")
     )
     probes = []
-    for customer_id, _partner, conditions in _filter_sets(scope, replace(query, tag_ids=None), now):
+    for customer_id, _partner, conditions in _filter_sets(scope, walk.rest, now):
         probe = select(literal(1)).where(customer_id == walked.c.walked_id, *conditions)
         probes.append(probe.offset(0).exists())
     matched = (
@@ -432,7 +476,8 @@ async def _tag_walk(
     stmt: Select[Any] = (
         select(*CUSTOMER_COLUMNS, *matched_keys, matched.c.walked)
         .select_from(matched.join(Customer, C.id == matched.c.walked_id))
-        # A tag belongs to one partner; naming it keeps a foreign tag id from reaching anything.
+        # A tag belongs to one partner; naming the partner keeps a foreign tag id from reaching
+        # anything.
         .where(C.partner_id == scope.partner_id)
         .order_by(*[k.desc() if descending else k.asc() for k in matched_keys])
     )

@@ -277,6 +277,7 @@ class CustomerFactory:
                     "status": status,
                     "valid_from": start,
                     "valid_to": end,
+                    "name_key": cust.name_key,
                 },
             )
         for product in sorted(customer_products(cust.facts)):
