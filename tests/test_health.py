@@ -126,15 +126,22 @@ async def test_an_oversized_request_id_is_replaced(api: Api) -> None:
 
 async def test_start_up_moves_what_it_built_out_of_the_collectors_generations(api: Api) -> None:
     """The lifespan freezes the objects that exist once the hub has started (gc.freeze), so
-    that requests' collections do not traverse them."""
+    that requests' collections do not traverse them, and lets young objects accumulate longer
+    before a collection (most of a request's die first)."""
     import gc
+
+    from graph.app import GC_THRESHOLDS
 
     app = create_app(api.settings, engine=api.engine)
     gc.unfreeze()
+    before = gc.get_threshold()
     assert gc.get_freeze_count() == 0
     try:
         async with app.router.lifespan_context(app):
             frozen = gc.get_freeze_count()
+            threshold = gc.get_threshold()
     finally:
         gc.unfreeze()
+        gc.set_threshold(*before)
     assert frozen > 1000
+    assert threshold == GC_THRESHOLDS and before[0] < GC_THRESHOLDS[0]
