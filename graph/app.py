@@ -10,6 +10,7 @@ from typing import Any
 
 import orjson
 from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -62,24 +63,39 @@ class PartnerHub:
             return self.services
         async with self._lock:
             if self.services is None:
-                async with self.sessions() as session:
-                    secret = self.settings.secret_key or await get_or_create_secret(session)
-                    if await seed_policies(session, lines=read_policy_csv(DEFAULT_POLICY_PATH)):
-                        await session.commit()
-                    policies, version = await load_policies(session)
-                    await ensure_status_rules(session, self.status_rules())
-                async with self.engine.begin() as connection:
-                    # Poor-call counts are stored: a threshold change rebuilds them.
-                    await ensure_quality_thresholds(connection, thresholds_from(self.settings))
-                await optimize(self.engine)
-                self.services = Services(
-                    settings=self.settings,
-                    clock=clock_from(self.settings),
-                    secret=secret.encode(),
-                    authorizer=Authorizer(policies, version),
-                    limiter=CostLimiter(self.settings.cost_per_minute),
-                )
+                for attempt in range(1, STARTUP_ATTEMPTS + 1):
+                    try:
+                        self.services = await self._start()
+                        break
+                    except IntegrityError:
+                        # Another process started on the same new database at the same moment
+                        # (two servers, or a server's workers) and created the same first rows
+                        # (the secret, the policies, the rules' fingerprints) first: they are
+                        # there now, so starting again reads them.
+                        if attempt == STARTUP_ATTEMPTS:
+                            raise
+                        await asyncio.sleep(0.05 * attempt)
+        assert self.services is not None
         return self.services
+
+    async def _start(self) -> Services:
+        async with self.sessions() as session:
+            secret = self.settings.secret_key or await get_or_create_secret(session)
+            if await seed_policies(session, lines=read_policy_csv(DEFAULT_POLICY_PATH)):
+                await session.commit()
+            policies, version = await load_policies(session)
+            await ensure_status_rules(session, self.status_rules())
+        async with self.engine.begin() as connection:
+            # Poor-call counts are stored: a threshold change rebuilds them.
+            await ensure_quality_thresholds(connection, thresholds_from(self.settings))
+        await optimize(self.engine)
+        return Services(
+            settings=self.settings,
+            clock=clock_from(self.settings),
+            secret=secret.encode(),
+            authorizer=Authorizer(policies, version),
+            limiter=CostLimiter(self.settings.cost_per_minute),
+        )
 
     async def sync_policies(self, version: str) -> None:
         """Reload the enforcer when the database's policy version moved (another instance, or
@@ -217,6 +233,7 @@ class GraphQLEndpoint:
 
 
 CACHE_KEY = "ph_cache_key"
+STARTUP_ATTEMPTS = 3
 GC_THRESHOLDS = (100_000, 20, 100)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 from collections.abc import AsyncIterator
+from typing import Any
 
 import httpx
 import pytest
@@ -145,3 +146,37 @@ async def test_start_up_moves_what_it_built_out_of_the_collectors_generations(ap
         gc.set_threshold(*before)
     assert frozen > 1000
     assert threshold == GC_THRESHOLDS and before[0] < GC_THRESHOLDS[0]
+
+
+async def test_start_up_starts_again_when_another_process_wrote_the_first_rows_first(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two servers (or a server's workers) starting on one new database race to create the same
+    first rows; the loser's unique violation makes it start again and read the winner's rows.
+    A violation that keeps coming is not hidden."""
+    from sqlalchemy.exc import IntegrityError
+
+    import graph.app
+
+    real = graph.app.seed_policies
+    calls: list[int] = []
+    failures = {"left": 1}
+
+    async def racing(session: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        if failures["left"]:
+            failures["left"] -= 1
+            raise IntegrityError("INSERT INTO casbin_rule ...", {}, Exception("duplicate key"))
+        return await real(session, **kwargs)
+
+    monkeypatch.setattr(graph.app, "seed_policies", racing)
+    # when
+    services = await create_app(api.settings, engine=api.engine).state.hub.start()
+    # then
+    assert len(calls) == 2
+    assert services.authorizer.version
+    # when: it never stops
+    failures["left"] = 10
+    with pytest.raises(IntegrityError):
+        await create_app(api.settings, engine=api.engine).state.hub.start()
+    assert len(calls) == 2 + graph.app.STARTUP_ATTEMPTS
