@@ -295,8 +295,8 @@ def create_app(settings: Settings | None = None, engine: AsyncEngine | None = No
         # in use, got promoted and was traversed again by the older collections, which grew
         # with every busy minute. 100,000 lets most of a request's objects die young (a few
         # MB), and the older generations are collected less often. Directory page, PostgreSQL,
-        # 100,000 customers, 2 workers, wrk at 32 connections: 207-215 -> 222-230 requests/s
-        # on a fresh server, 137 -> 218-240 after a run at 8 connections (as bench_peers runs).
+        # 100,000 customers, 2 workers, wrk at 32 connections, alternating rounds on fresh
+        # servers: 207, 207, 215 -> 222, 222, 230 requests/s.
         gc.set_threshold(*GC_THRESHOLDS)
         yield
         await hub.stop()
