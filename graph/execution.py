@@ -346,11 +346,14 @@ def _serializer(leaf: Any) -> Callable[[Any], Any]:
         return Undefined if coerced is None else coerced
 
     serializer = general
+    # The test (on ``{v}``) that a value is not one the serializer returns unchanged.
+    identity = None
     if leaf is GraphQLString or leaf is GraphQLID:
 
         def serializer(value: Any) -> Any:
             return value if type(value) is str else general(value)
 
+        identity = "type({v}) is not str"
     elif leaf is GraphQLInt:
 
         def serializer(value: Any) -> Any:
@@ -358,10 +361,13 @@ def _serializer(leaf: Any) -> Callable[[Any], Any]:
                 return value
             return general(value)
 
+        identity = f"type({{v}}) is not int or not {_INT_MIN} <= {{v}} <= {_INT_MAX}"
     elif leaf is GraphQLBoolean:
 
         def serializer(value: Any) -> Any:
             return value if type(value) is bool else general(value)
+
+        identity = "type({v}) is not bool"
 
     elif isinstance(leaf, GraphQLEnumType):
         # An enum's names never change: each (type, value) met is coerced once.
@@ -378,12 +384,8 @@ def _serializer(leaf: Any) -> Callable[[Any], Any]:
                 return general(value)
 
     _SERIALIZERS[leaf] = serializer
-    if leaf is GraphQLString or leaf is GraphQLID:
-        _IDENTITY[serializer] = "type({v}) is not str"
-    elif leaf is GraphQLInt:
-        _IDENTITY[serializer] = "type({v}) is not int or not -2147483648 <= {v} <= 2147483647"
-    elif leaf is GraphQLBoolean:
-        _IDENTITY[serializer] = "type({v}) is not bool"
+    if identity is not None:
+        _IDENTITY[serializer] = identity
     return serializer
 
 

@@ -377,12 +377,21 @@ def _after(
 
 
 async def _sorted_rows(
-    session: AsyncSession, conditions: list[Any], keys: list[Any], descending: bool, limit: int
+    session: AsyncSession,
+    conditions: list[Any],
+    keys: list[Any],
+    descending: bool,
+    limit: int,
+    from_: Any = None,
 ) -> list[Record]:
+    """The first ``limit`` customers (and their keys, ``k0``...) in ``keys`` order, from
+    ``customer`` or from the join ``from_``."""
     labelled = [k.label(f"k{i}") for i, k in enumerate(keys)]
-    stmt: Select[Any] = (
-        select(*CUSTOMER_COLUMNS, *labelled)
-        .where(and_(*conditions))
+    stmt: Select[Any] = select(*CUSTOMER_COLUMNS, *labelled)
+    if from_ is not None:
+        stmt = stmt.select_from(from_)
+    stmt = (
+        stmt.where(and_(*conditions))
         .order_by(*[k.desc() if descending else k.asc() for k in keys])
         .limit(limit)
     )
@@ -414,14 +423,8 @@ async def _walked_rows(
         where.append(exists().where(customer_id == walk.customer_id, *conditions))
     if after is not None:
         where.append(_after(link_keys, after, descending))
-    stmt: Select[Any] = (
-        select(*CUSTOMER_COLUMNS, walk.name_key.label("k0"), walk.customer_id.label("k1"))
-        .select_from(walk.customer_id.table.join(Customer, C.id == walk.customer_id))
-        .where(*where)
-        .order_by(*[k.desc() if descending else k.asc() for k in link_keys])
-        .limit(limit)
-    )
-    return records(await session.execute(stmt))
+    joined = walk.customer_id.table.join(Customer, C.id == walk.customer_id)
+    return await _sorted_rows(session, where, link_keys, descending, limit, from_=joined)
 
 
 async def _bounded_walk(
