@@ -5,16 +5,16 @@ from __future__ import annotations
 from typing import Any
 
 import strawberry
-from sqlalchemy.exc import IntegrityError
 
 from db.queries import admin_management as adm
 from db.queries import policies as pq
-from db.queries.admins import create_admin
+from graph import admin_ops as ops
 from graph.auth import policy_admin as pa
-from graph.auth.permissions import BUILT_IN_ROLES, Act, Obj, require
+from graph.auth.escalation import Guard
+from graph.auth.permissions import Act, Obj, require
 from graph.context import Context, Info
 from graph.ids import to_global_id
-from graph.mutations import EMAIL, UserError, UserErrors, transaction, user_error
+from graph.mutations import UserError, UserErrors, transaction, user_error
 from graph.resolvers.policies import _target_admin
 from graph.types.admins import (
     Admin,
@@ -30,14 +30,10 @@ class AdminPayload:
     user_errors: list[UserError] = strawberry.field(description="Why nothing changed.")
 
 
-def _public(row: Any) -> dict[str, Any]:
-    return {"email": row.email, "name": row.name, "role": row.role, "active": row.active}
-
-
-async def _known_role(ctx: Context, session: Any, role: str) -> None:
-    custom = await pq.custom_roles(session, partner_id=ctx.principal.partner_id)
-    if role not in BUILT_IN_ROLES and role not in {r.name for r in custom}:
-        raise user_error("UNKNOWN_ROLE", f"No role named {role!r}.", "role")
+async def _guard(ctx: Context, session: Any) -> Guard:
+    return await Guard.load(
+        session, partner_id=ctx.principal.partner_id, admin_id=ctx.principal.admin_id
+    )
 
 
 async def _still_managed(ctx: Context, session: Any, admins: list[tuple[int, str]]) -> None:
@@ -56,39 +52,18 @@ class AdminMutations:
     async def create_admin(self, info: Info, input: CreateAdminInput) -> AdminPayload:
         ctx = info.context
         require(ctx, Obj.ADMIN, Act.MANAGE)
-        email = input.email.strip().lower()
-        name = input.name.strip()
+        actor = ops.Actor(partner_id=ctx.principal.partner_id, admin_id=ctx.principal.admin_id)
         try:
-            if not EMAIL.match(email) or len(email) > 254:
-                raise user_error("INVALID_EMAIL", "Not a valid email address.", "email")
-            if not 1 <= len(name) <= 200:
-                raise user_error("INVALID_NAME", "A name is 1-200 characters.", "name")
-            try:
-                async with transaction(ctx) as (session, audit):
-                    await adm.lock_partner(session, partner_id=ctx.principal.partner_id)
-                    await _known_role(ctx, session, input.role)
-                    if await adm.email_taken(session, email=email):
-                        raise user_error("EMAIL_TAKEN", "An admin with this email exists.", "email")
-                    admin = await create_admin(
-                        session,
-                        partner_id=ctx.principal.partner_id,
-                        email=email,
-                        name=name,
-                        role=input.role,
-                        now=ctx.now,
-                    )
-                    assert admin.id is not None
-                    audit.record(
-                        "createAdmin",
-                        "admin",
-                        to_global_id("Admin", admin.id),
-                        after=_public(admin),
-                    )
-            except IntegrityError:
-                # the email was taken (by any partner) between the check and the insert
-                raise user_error(
-                    "EMAIL_TAKEN", "An admin with this email exists.", "email"
-                ) from None
+            async with transaction(ctx) as (session, audit):
+                admin = await ops.create_admin(
+                    session,
+                    audit,
+                    actor,
+                    email=input.email,
+                    name=input.name,
+                    role=input.role,
+                    now=ctx.now,
+                )
         except UserErrors as e:
             return AdminPayload(admin=None, user_errors=e.errors)
         return AdminPayload(admin=Admin.from_row(admin), user_errors=[])
@@ -101,14 +76,16 @@ class AdminMutations:
             async with transaction(ctx) as (session, audit):
                 await adm.lock_partner(session, partner_id=ctx.principal.partner_id)
                 row = await _target_admin(ctx, session, input.id)
+                guard = await _guard(ctx, session)
+                guard.may_manage(row)  # a limited manager never touches a wider admin
                 values: dict[str, Any] = {}
                 if input.name is not None:
-                    name = input.name.strip()
-                    if not 1 <= len(name) <= 200:
-                        raise user_error("INVALID_NAME", "A name is 1-200 characters.", "name")
-                    values["name"] = name
+                    values["name"] = ops.checked_name(input.name)
                 if input.role is not None and input.role != row.role:
-                    await _known_role(ctx, session, input.role)
+                    # only `policy manage` changes roles, and never to a wider one than its own
+                    guard.require(Obj.POLICY, Act.MANAGE)
+                    await ops.known_role(session, ctx.principal.partner_id, input.role)
+                    guard.may_give(input.role)
                     values["role"] = input.role
                     admins = await adm.active_admin_roles(
                         session, partner_id=ctx.principal.partner_id
@@ -140,6 +117,7 @@ class AdminMutations:
             async with transaction(ctx) as (session, audit):
                 await adm.lock_partner(session, partner_id=ctx.principal.partner_id)
                 row = await _target_admin(ctx, session, input.id)
+                (await _guard(ctx, session)).may_manage(row)
                 if not row.active:
                     raise user_error("ALREADY_DEACTIVATED", "The admin is already inactive.", "id")
                 admins = await adm.active_admin_roles(session, partner_id=ctx.principal.partner_id)

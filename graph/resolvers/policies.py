@@ -14,6 +14,7 @@ from db.queries import audit as audit_q
 from db.queries import policies as pq
 from db.queries.policies import PolicyLine
 from graph.auth import policy_admin as pa
+from graph.auth.escalation import Guard
 from graph.auth.permissions import BUILT_IN_ROLES, Act, Obj, require
 from graph.context import Context, Info
 from graph.ids import from_global_id, pk_of, to_global_id
@@ -107,6 +108,13 @@ async def _reload_policies(ctx: Context) -> None:
     async with ctx.db() as session:
         lines, version = await pq.load_policies(session)
     ctx.services.authorizer.replace_policies(lines, version)
+
+
+async def _guard(ctx: Context, session: Any) -> Guard:
+    """What the caller holds now, in this transaction (no escalation: graph.auth.escalation)."""
+    return await Guard.load(
+        session, partner_id=ctx.principal.partner_id, admin_id=ctx.principal.admin_id
+    )
 
 
 def _admin_with_roles(row: Any) -> Admin:
@@ -209,7 +217,10 @@ class PolicyMutations:
                 admin = await _target_admin(ctx, session, input.admin_id)
                 if input.role not in await _role_names(ctx, session):
                     raise user_error("UNKNOWN_ROLE", f"No role named {input.role!r}.", "role")
-                lines, _ = await pq.load_policies(session)
+                guard = await _guard(ctx, session)
+                guard.may_manage(admin)
+                guard.may_give(input.role)
+                lines = guard.lines
                 grant = pa.grant_line(admin.id, input.role, ctx.principal.partner_id)
                 if input.role == admin.role or grant in lines:
                     raise user_error(
@@ -237,6 +248,7 @@ class PolicyMutations:
                 admin = await _target_admin(ctx, session, input.admin_id)
                 if input.role not in await _role_names(ctx, session):
                     raise user_error("UNKNOWN_ROLE", f"No role named {input.role!r}.", "role")
+                (await _guard(ctx, session)).may_manage(admin)
                 if input.role == admin.role:
                     raise user_error(
                         "CANNOT_REVOKE_PRIMARY_ROLE",
@@ -284,6 +296,9 @@ class PolicyMutations:
                 await adm.lock_partner(session, partner_id=ctx.principal.partner_id)
                 if name in await _role_names(ctx, session):
                     raise user_error("ROLE_NAME_TAKEN", f"A role {name!r} exists.", "name")
+                (await _guard(ctx, session)).may_hold(
+                    [(r.object, r.action, r.scope) for r in rules], f"The role {name}"
+                )
                 await pq.create_custom_role(
                     session,
                     partner_id=partner_id,
@@ -334,7 +349,12 @@ async def _change_rule(
             await adm.lock_partner(session, partner_id=ctx.principal.partner_id)
             if input.role not in await _role_names(ctx, session):
                 raise user_error("UNKNOWN_ROLE", f"No role named {input.role!r}.", "role")
-            lines, _ = await pq.load_policies(session)
+            # a caller changes only roles it could give, and adds only what it holds itself
+            guard = await _guard(ctx, session)
+            guard.may_change_role(rule.role)
+            if add:
+                guard.may_hold([(rule.object, rule.action, rule.scope)], f"The role {rule.role}")
+            lines = guard.lines
             change = (pa.add_rule_lines if add else pa.remove_rule_lines)(lines, partner_id, rule)
             if change is None:
                 code, message = (
