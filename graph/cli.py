@@ -206,29 +206,37 @@ async def cmd_token_revoke(args: argparse.Namespace) -> None:
 
 
 async def cmd_admin_create(args: argparse.Namespace) -> None:
-    from db.queries.admins import admin_by_email, create_admin, partner_by_name
+    """The API's ``createAdmin`` operation (same checks, same audit entry), run by the system:
+    the operator at the command line, audited with no admin."""
+    from db.queries.admins import partner_by_name
+    from graph.admin_ops import Actor, create_admin, system_transaction
+    from graph.mutations import UserErrors
 
-    email = args.email.strip().lower()
-    if "@" not in email or len(email) > 254 or email.startswith("@") or email.endswith("@"):
-        raise CliError(f"invalid email {args.email!r}")
     settings = _settings(args)
     engine = await _open(settings, create=False)
+    given = {"email": args.email, "name": args.name, "role": args.role}
     try:
         async with session_factory(engine)() as session:
             partner = await partner_by_name(session, name=args.partner)
-            if partner is None or partner.id is None:
-                raise CliError(f"no partner named {args.partner!r}")
-            if await admin_by_email(session, email=email) is not None:
-                raise CliError(f"an admin with email {email!r} already exists")
+        if partner is None or partner.id is None:
+            raise CliError(f"no partner named {args.partner!r}")
+        now = _now(settings)
+        actor = Actor.system(partner.id)
+        async with system_transaction(engine, actor, now) as (session, audit):
             admin = await create_admin(
                 session,
-                partner_id=partner.id,
-                email=email,
-                name=args.name or email.split("@")[0],
+                audit,
+                actor,
+                email=args.email,
+                name=args.email.strip().lower().split("@")[0] if args.name is None else args.name,
                 role=args.role,
-                now=_now(settings),
+                now=now,
             )
-            await session.commit()
+    except UserErrors as exc:
+        error = exc.errors[0]
+        where = (error.field or [""])[-1]
+        value = f" {where} {given[where]!r}" if where in given else ""
+        raise CliError(f"{error.code}: {error.message}{value}") from None
     finally:
         await engine.dispose()
     print(f"admin {admin.email} created in {partner.name} with role {admin.role}")
@@ -287,8 +295,12 @@ def build_parser() -> argparse.ArgumentParser:
     create = admin_sub.add_parser("create", help="create an administrator")
     create.add_argument("--partner", required=True, help="partner name, e.g. 'Acme Partners'")
     create.add_argument("--email", required=True)
-    create.add_argument("--role", required=True, choices=[r.value for r in Role])
-    create.add_argument("--name", default=None)
+    create.add_argument(
+        "--role",
+        required=True,
+        help=f"a built-in role ({', '.join(r.value for r in Role)}) or a custom one of the partner",
+    )
+    create.add_argument("--name", default=None, help="1-200 characters (default: the email's user)")
     create.set_defaults(func=cmd_admin_create)
 
     export = sub.add_parser("export-schema", help="print the GraphQL SDL (schema.graphql)")

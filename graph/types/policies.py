@@ -98,7 +98,10 @@ class PolicyRulePayload:
 @strawberry.type(description="One audited change.")
 class AuditEntry:
     id: strawberry.ID = strawberry.field(description="Entry id.")
-    admin_id: strawberry.ID | None = strawberry.field(description="Global ID of the admin.")
+    admin_id: strawberry.ID | None = strawberry.field(
+        description="Global ID of the admin; null when the system made the change (the "
+        "command line, e.g. `partner-hub admin create`)."
+    )
     operation: str = strawberry.field(description="The mutation, e.g. createTag.")
     object_type: str = strawberry.field(description="Kind of object changed.")
     object_id: str | None = strawberry.field(description="Global ID (or key) of the object.")
