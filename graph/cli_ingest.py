@@ -12,6 +12,7 @@ import argparse
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -24,7 +25,9 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+from sqlalchemy.ext.asyncio import AsyncEngine
 
+from db.engine import session_factory
 from db.ingest import (
     DEFAULT_BATCH_SIZE,
     MAX_BATCH_SIZE,
@@ -35,6 +38,8 @@ from db.ingest import (
     ingest_stream,
     thresholds_from,
 )
+from db.queries.audit import write_audit
+from db.queries.writes import begin_write
 from graph.cli import CliError, _now, _open, _Parser, _settings
 
 
@@ -118,6 +123,26 @@ def summary(report: IngestReport) -> str:
     )
 
 
+async def audit_load(engine: AsyncEngine, report: IngestReport, now: datetime) -> None:
+    """One ``ingestCallRecords`` entry in each partner's audit log, by the system (no admin),
+    with that partner's own count only: a load spans partners, their logs stay apart."""
+    async with session_factory(engine)() as session:
+        await begin_write(session)
+        for partner_id, records in sorted(report.partners.items()):
+            await write_audit(
+                session,
+                partner_id=partner_id,
+                admin_id=None,
+                operation="ingestCallRecords",
+                object_type="call_record",
+                object_id=None,
+                before=None,
+                after={"records": records},
+                now=now,
+            )
+        await session.commit()
+
+
 async def cmd_ingest_calls(args: argparse.Namespace) -> None:
     if not 1 <= args.batch_size <= MAX_BATCH_SIZE:
         raise CliError(f"--batch-size must be between 1 and {MAX_BATCH_SIZE}")
@@ -127,6 +152,7 @@ async def cmd_ingest_calls(args: argparse.Namespace) -> None:
     try:
         async with engine.begin() as conn:  # stored poor counts follow the current thresholds
             await ensure_quality_thresholds(conn, thresholds)
+        now = _now(settings)
         with (
             _source(args.file) as (source, size),
             _progress(source, size, not args.no_progress) as (advance, reject),
@@ -135,7 +161,7 @@ async def cmd_ingest_calls(args: argparse.Namespace) -> None:
                 report = await ingest_stream(
                     engine,
                     source,
-                    now=_now(settings),
+                    now=now,
                     strict=args.strict,
                     batch_size=args.batch_size,
                     thresholds=thresholds,
@@ -149,6 +175,8 @@ async def cmd_ingest_calls(args: argparse.Namespace) -> None:
                     "the input is not UTF-8 text (records before the bad bytes were loaded; "
                     "loading the file again after fixing it is safe)"
                 ) from None
+        if report.written:
+            await audit_load(engine, report, now)
     finally:
         await engine.dispose()
     if not report.written:

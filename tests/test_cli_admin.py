@@ -23,11 +23,13 @@ from tests.authz_support import (
     AuthzFactory,
     changed_tables,
     create_role,
+    gid,
     snapshot,
     user_error_codes,
 )
-from tests.conftest import Api
+from tests.conftest import NOW, Api
 from tests.helpers import data_of, post_graphql, token_for
+from tests.test_ingest import record, write_csv
 
 PARTNER_HUB = Path(sys.executable).with_name("partner-hub")
 FULL, OTHER_FULL = "full@acme.example", "full@globex.example"
@@ -74,8 +76,8 @@ async def in_process(capsys: pytest.CaptureFixture[str], api: Api, *options: str
     return Run(code, out, err)
 
 
-async def acme_and_globex(api: Api) -> None:
-    """Acme and Globex with a full admin each; a custom role at each partner."""
+async def acme_and_globex(api: Api) -> tuple[int, int]:
+    """Acme and Globex with a full admin each; a custom role at each partner. Their pks."""
     f = AuthzFactory(api.engine)
     acme = await f.partner()
     globex = await f.partner("Globex Reseller", "globex.example")
@@ -84,6 +86,7 @@ async def acme_and_globex(api: Api) -> None:
     assert data_of(await create_role(api, FULL, "AUDITOR", [("audit", "read", "all")]))
     assert data_of(await create_role(api, OTHER_FULL, "GLOBEX_ONLY", [("tag", "read", "all")]))
     await token_for(api, FULL)
+    return acme, globex
 
 
 def options(email: str, role: str = "READ_ONLY_ADMIN", name: str = "Nina New") -> list[str]:
@@ -186,3 +189,36 @@ async def test_a_created_admin_is_audited_as_create_admin_is(api: Api) -> None:
     # Globex's log does not have it
     other = data_of(await post_graphql(api, AUDIT, {"operation": "createAdmin"}, as_=OTHER_FULL))
     assert other["auditLog"]["nodes"] == []
+
+
+async def test_a_command_line_load_is_audited_in_each_partner_apart(
+    api: Api, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given: a file with three calls of an Acme customer and one of a Globex customer
+    monkeypatch.setenv("PARTNER_HUB_NOW", NOW.isoformat())
+    acme, globex = await acme_and_globex(api)
+    f = AuthzFactory(api.engine)
+    acme_customer = gid("Customer", await f.customer(acme, "One Corp"))
+    globex_customer = gid("Customer", await f.customer(globex, "Globex Corp"))
+    rows = [record(f"a{i}", acme_customer) for i in range(3)] + [record("g1", globex_customer)]
+    path = write_csv(tmp_path / "calls.csv", rows)
+
+    # when
+    argv = ["--database-url", api.db.url, "ingest", "calls", str(path), "--no-progress"]
+    code = await asyncio.to_thread(main, argv)
+
+    # then: each partner's log has its own entry, by the system, with its own count only
+    assert code == 0, capsys.readouterr().err
+    variables = {"operation": "ingestCallRecords"}
+    for caller, records in ((FULL, 3), (OTHER_FULL, 1)):
+        entries = data_of(await post_graphql(api, AUDIT, variables, as_=caller))["auditLog"]
+        assert entries["nodes"] == [
+            {
+                "adminId": None,
+                "operation": "ingestCallRecords",
+                "objectType": "call_record",
+                "objectId": None,
+                "before": None,
+                "after": {"records": records},
+            }
+        ], caller

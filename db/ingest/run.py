@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -55,6 +56,8 @@ class IngestReport:
     customers: int = 0
     weeks_refreshed: int = 0
     rejections: list[Rejection] = field(default_factory=list)
+    # valid records per partner: what each partner's audit entry of a command-line load says
+    partners: Counter[int] = field(default_factory=Counter)
 
     @property
     def duplicates(self) -> int:
@@ -128,6 +131,7 @@ class _Run:
             rows.append((r[0], partner_id, customer_id, *r[2:]))
             touched.add((customer_id, r[4]))
         self.report.valid += len(rows)
+        self.report.partners.update(row[1] for row in rows)
         self._flush_rejections()
         return rows
 
