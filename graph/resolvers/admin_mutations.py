@@ -1,4 +1,4 @@
-"""Admin management (full admins): create, update, deactivate."""
+"""Admin management: create, update, deactivate, each within the caller's own permissions."""
 
 from __future__ import annotations
 
