@@ -168,6 +168,27 @@ async def _seed(args: argparse.Namespace) -> None:
         await engine.dispose()
 
 
+async def _audit_token(
+    session: Any, operation: str, partner_id: int, admin_id: int, label: str | None, now: Any
+) -> None:
+    """A token minted or revoked at the command line, in its admin's partner's audit log, by
+    the system (no admin); the token itself is never logged."""
+    from db.queries.audit import write_audit
+    from graph.ids import to_global_id
+
+    await write_audit(
+        session,
+        partner_id=partner_id,
+        admin_id=None,
+        operation=operation,
+        object_type="admin",
+        object_id=to_global_id("Admin", admin_id),
+        before=None,
+        after={"label": label} if operation == "issueToken" else None,
+        now=now,
+    )
+
+
 async def cmd_token_issue(args: argparse.Namespace) -> None:
     from db.queries.admins import admin_by_email, issue_token
 
@@ -180,9 +201,9 @@ async def cmd_token_issue(args: argparse.Namespace) -> None:
                 raise CliError(f"no admin with email {args.email!r}")
             if not admin.active:
                 raise CliError(f"admin {args.email!r} is deactivated")
-            token = await issue_token(
-                session, admin_id=admin.id, now=_now(settings), label=args.label
-            )
+            now = _now(settings)
+            token = await issue_token(session, admin_id=admin.id, now=now, label=args.label)
+            await _audit_token(session, "issueToken", admin.partner_id, admin.id, args.label, now)
             await session.commit()
     finally:
         await engine.dispose()
@@ -191,14 +212,18 @@ async def cmd_token_issue(args: argparse.Namespace) -> None:
 
 
 async def cmd_token_revoke(args: argparse.Namespace) -> None:
-    from db.queries.admins import revoke_token
+    from db.queries.admins import active_token_owner, revoke_token
 
     settings = _settings(args)
     engine = await _open(settings, create=False)
     try:
         async with session_factory(engine)() as session:
-            if not await revoke_token(session, token=args.token, now=_now(settings)):
+            now = _now(settings)
+            owner = await active_token_owner(session, token=args.token)
+            if owner is None or not await revoke_token(session, token=args.token, now=now):
                 raise CliError("no such active token")
+            admin_id, partner_id = owner
+            await _audit_token(session, "revokeToken", partner_id, admin_id, None, now)
             await session.commit()
     finally:
         await engine.dispose()

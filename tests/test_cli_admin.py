@@ -1,5 +1,6 @@
 """``partner-hub admin create`` is ``createAdmin`` run by the system (issue 14, finding 8): the
-same checks refuse the same input, and a created admin leaves the same audit entry.
+same checks refuse the same input, and a created admin leaves the same audit entry. The other
+writing commands (``ingest calls``, ``token issue`` / ``revoke``) are audited by the system too.
 
 The command runs against the test database of each backend, beside an app over that database:
 as a user runs it (a subprocess of the console script) where it writes, and in this process
@@ -222,3 +223,47 @@ async def test_a_command_line_load_is_audited_in_each_partner_apart(
                 "after": {"records": records},
             }
         ], caller
+
+
+async def test_tokens_minted_or_revoked_at_the_command_line_are_audited(
+    api: Api, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # given
+    await acme_and_globex(api)
+    me = data_of(await post_graphql(api, "query { viewer { id } }", as_=FULL))["viewer"]["id"]
+    base = ["--database-url", api.db.url, "token"]
+
+    # when: a token is issued, then revoked
+    capsys.readouterr()
+    assert await asyncio.to_thread(main, [*base, "issue", FULL, "--label", "laptop"]) == 0
+    token = capsys.readouterr().out.strip()
+    assert await asyncio.to_thread(main, [*base, "revoke", token]) == 0
+    again = await asyncio.to_thread(main, [*base, "revoke", token])
+
+    # then: both are in Acme's log, by the system, on the admin; the secret is not
+    assert again == 1
+    entries = []
+    for operation in ("issueToken", "revokeToken"):
+        body = await post_graphql(api, AUDIT, {"operation": operation}, as_=FULL)
+        entries += data_of(body)["auditLog"]["nodes"]
+    assert entries == [
+        {
+            "adminId": None,
+            "operation": "issueToken",
+            "objectType": "admin",
+            "objectId": me,
+            "before": None,
+            "after": {"label": "laptop"},
+        },
+        {
+            "adminId": None,
+            "operation": "revokeToken",
+            "objectType": "admin",
+            "objectId": me,
+            "before": None,
+            "after": None,
+        },
+    ]
+    assert token not in str(entries)
+    other = await post_graphql(api, AUDIT, {"operation": "issueToken"}, as_=OTHER_FULL)
+    assert data_of(other)["auditLog"]["nodes"] == []

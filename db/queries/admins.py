@@ -98,6 +98,18 @@ async def revoke_token(session: AsyncSession, *, token: str, now: datetime) -> b
     return bool(affected(result))
 
 
+async def active_token_owner(session: AsyncSession, *, token: str) -> tuple[int, int] | None:
+    """(admin id, partner id) of an unrevoked ``token``, or None."""
+    row = (
+        await session.execute(
+            select(AD.id, AD.partner_id)
+            .join(ApiToken, TK.admin_id == AD.id)
+            .where(TK.token_hash == hash_token(token), TK.revoked_at.is_(None))
+        )
+    ).first()
+    return (row[0], row[1]) if row is not None else None
+
+
 async def revoke_admin_tokens(session: AsyncSession, *, admin_id: int, now: datetime) -> int:
     result = await session.execute(
         update(ApiToken)
