@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from db.models import Admin, Customer, LaunchToken, Partner
+from db.models import Customer, LaunchToken, Partner
 from db.types import affected
 
 LT = LaunchToken.__table__.c  # type: ignore[attr-defined]
@@ -40,23 +40,14 @@ async def record_launch(
     )
 
 
-async def use_launch(session: AsyncSession, *, jti: str, now: datetime) -> Any:
-    """Mark the token used (only if it was unused and unexpired); the row, or None."""
+async def use_launch(session: AsyncSession, *, jti: str, now: datetime) -> bool:
+    """Mark the token used, only if it was unused and unexpired (a concurrent use loses)."""
     result = await session.execute(
         update(LaunchToken)
         .where(LT.jti == jti, LT.used_at.is_(None), LT.expires_at > now)
         .values(used_at=now)
     )
-    if not affected(result):
-        return None
-    a = Admin.__table__.c  # type: ignore[attr-defined]
-    return (
-        await session.execute(
-            select(*LT, a.email.label("admin_email"))
-            .join(Admin, a.id == LT.admin_id)
-            .where(LT.jti == jti)
-        )
-    ).one()
+    return affected(result) > 0
 
 
 async def launch_row(session: AsyncSession, *, jti: str) -> Any:

@@ -11,9 +11,17 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.enums import SetupState
 from db.queries import admins as aq
-from db.queries import customers as cq
 from db.queries import launch as lq
+from db.queries.admins import Principal
 from graph.auth.launch import LaunchClaims, new_jti, read_launch, sign_launch
+from graph.auth.launch_rights import (
+    CUSTOMER,
+    PARTNER,
+    RIGHTS,
+    may_launch,
+    principal_may_launch,
+    require_some_launch_right,
+)
 from graph.auth.permissions import Act, Obj, require
 from graph.context import Context, Info
 from graph.ids import to_global_id
@@ -52,7 +60,7 @@ async def _issue(
         issued_at=ctx.now,
         expires_at=expires,
     )
-    type_name = "Customer" if kind == "CUSTOMER" else "Partner"
+    type_name = "Customer" if kind == CUSTOMER else "Partner"
     audit.record(
         operation,
         type_name.lower(),
@@ -63,41 +71,62 @@ async def _issue(
     return f"{ctx.settings.console_url}?{urlencode({'token': token})}", expires
 
 
+def _invalid() -> UserErrors:
+    """The one answer for a forged token, another partner's, or one whose admin lost access."""
+    return user_error("LAUNCH_TOKEN_INVALID", "The launch token is not valid.", "token")
+
+
 async def verify_launch_token(
-    session: AsyncSession, secret: bytes, token: str, now: datetime
+    ctx: Context, session: AsyncSession, token: str
 ) -> LaunchGrant | UserErrors:
-    """Check a token and use it up (single use); a grant or the reason it is refused."""
-    claims = read_launch(secret, token)
+    """Check a token and use it up (single use); a grant or the reason it is refused.
+
+    Nothing tells a token of another partner, or one the caller or the launching admin may not
+    (or no longer) launch with, from a forged one: same error, nothing used up."""
+    claims = read_launch(ctx.services.secret, token)
     if claims is None:
-        return user_error("LAUNCH_TOKEN_INVALID", "The launch token is not valid.", "token")
-    if claims.expires_at <= now:
-        return user_error("LAUNCH_TOKEN_EXPIRED", "The launch token has expired.", "token")
-    row = await lq.use_launch(session, jti=claims.jti, now=now)
-    if row is None:
-        known = await lq.launch_row(session, jti=claims.jti)
-        if known is not None and known.used_at is not None:
-            return user_error("LAUNCH_TOKEN_USED", "The launch token was used already.", "token")
-        return user_error("LAUNCH_TOKEN_INVALID", "The launch token is not valid.", "token")
+        return _invalid()
+    row = await lq.launch_row(session, jti=claims.jti)
+    if (
+        row is None
+        or row.partner_id != ctx.principal.partner_id
+        or (row.admin_id, row.role, row.organization_type, row.organization_id)
+        != (claims.admin_id, claims.role, claims.organization_type, claims.organization_id)
+    ):
+        return _invalid()
+    kind, pk, authorizer = row.organization_type, row.organization_id, ctx.services.authorizer
+    # The caller must be able to launch there itself (see graph.auth.launch_rights).
+    if not await principal_may_launch(session, authorizer, ctx.principal, kind, pk):
+        return _invalid()
     admins = await aq.admin_rows_by_ids(session, partner_id=row.partner_id, ids=[row.admin_id])
     admin = admins.get(row.admin_id)
-    # Bound to the admin and its role: a deactivated or re-roled admin's link stops working.
-    if (
-        admin is None
-        or not admin.active
-        or admin.role != row.role
-        or (row.admin_id, row.role) != (claims.admin_id, claims.role)
+    # Bound to the admin and its role: a deactivated or re-roled admin's link stops working,
+    # and so does one whose admin may no longer launch there (unassigned, policy changed).
+    if admin is None or not admin.active or admin.role != row.role:
+        return _invalid()
+    launcher = Principal(
+        admin_id=admin.id,
+        partner_id=admin.partner_id,
+        email=admin.email,
+        name=admin.name,
+        role=admin.role,
+        token_id=0,
+    )
+    if launcher.admin_id != ctx.principal.admin_id and not await principal_may_launch(
+        session, authorizer, launcher, kind, pk
     ):
-        return user_error("LAUNCH_TOKEN_INVALID", "The launch token is not valid.", "token")
-    name = await lq.organization_name(session, kind=row.organization_type, pk=row.organization_id)
+        return _invalid()
+    if claims.expires_at <= ctx.now:
+        return user_error("LAUNCH_TOKEN_EXPIRED", "The launch token has expired.", "token")
+    if row.used_at is not None or not await lq.use_launch(session, jti=row.jti, now=ctx.now):
+        return user_error("LAUNCH_TOKEN_USED", "The launch token was used already.", "token")
+    name = await lq.organization_name(session, kind=kind, pk=pk)
     return LaunchGrant(
-        admin_email=row.admin_email,
+        admin_email=admin.email,
         role=row.role,
-        organization_type=row.organization_type,
+        organization_type=kind,
         organization_id=strawberry.ID(
-            to_global_id(
-                "Customer" if row.organization_type == "CUSTOMER" else "Partner",
-                row.organization_id,
-            )
+            to_global_id("Customer" if kind == CUSTOMER else "Partner", pk)
         ),
         organization_name=name,
     )
@@ -114,14 +143,14 @@ class LaunchMutations:
         self, info: Info, input: LaunchCustomerInput
     ) -> LaunchPayload:
         ctx = info.context
-        scope = require(ctx, Obj.CUSTOMER, Act.WRITE)
+        scope = require(ctx, *RIGHTS[CUSTOMER])
         try:
             pk = input_pk(input.customer_id, "Customer", "customerId")
             async with transaction(ctx) as (session, audit):
-                if pk not in await cq.customers_by_ids(session, scope=scope, ids=[pk]):
+                if not await may_launch(session, scope, CUSTOMER, pk):
                     raise user_error("NOT_FOUND", "No such customer.", "customerId")
                 url, expires = await _issue(
-                    ctx, session, audit, "CUSTOMER", pk, "launchCustomerOrganization"
+                    ctx, session, audit, CUSTOMER, pk, "launchCustomerOrganization"
                 )
         except UserErrors as e:
             return LaunchPayload(url=None, expires_at=None, user_errors=e.errors)
@@ -133,12 +162,12 @@ class LaunchMutations:
     )
     async def launch_my_organization(self, info: Info) -> LaunchPayload:
         ctx = info.context
-        require(ctx, Obj.ADMIN, Act.MANAGE)
+        scope = require(ctx, *RIGHTS[PARTNER])
         try:
             async with transaction(ctx) as (session, audit):
-                partner = await aq.partner_row(session, partner_id=ctx.principal.partner_id)
+                partner = await aq.partner_row(session, partner_id=scope.partner_id)
                 url, expires = await _issue(
-                    ctx, session, audit, "PARTNER", partner.id, "launchMyOrganization"
+                    ctx, session, audit, PARTNER, partner.id, "launchMyOrganization"
                 )
         except UserErrors as e:
             return LaunchPayload(url=None, expires_at=None, user_errors=e.errors)
@@ -151,17 +180,19 @@ class LaunchMutations:
 
     @strawberry.mutation(
         description="For the receiving admin console: check a launch token and use it up. "
-        "Expired, reused or tampered tokens are refused."
+        "Only admins of the token's partner who may launch into that organization themselves "
+        "(customer write over the customer; admin manage for the own organization) use it, and "
+        "only while the launching admin still may; otherwise, or when tampered, the token is "
+        "LAUNCH_TOKEN_INVALID and not used up. Expired or reused tokens are refused."
     )
     async def verify_launch_token(
         self, info: Info, input: VerifyLaunchTokenInput
     ) -> VerifyLaunchTokenPayload:
         ctx = info.context
+        require_some_launch_right(ctx.services.authorizer, ctx.principal)
         try:
             async with transaction(ctx) as (session, audit):
-                outcome = await verify_launch_token(
-                    session, ctx.services.secret, input.token, ctx.now
-                )
+                outcome = await verify_launch_token(ctx, session, input.token)
                 if isinstance(outcome, UserErrors):
                     raise outcome
                 audit.record(  # using up a token is a change like any other: audited
