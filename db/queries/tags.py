@@ -6,10 +6,11 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, delete, insert, select, update
+from sqlalchemy import Row, delete, insert, literal, not_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from db.models import Customer, CustomerTag, SubscriptionTag, Tag
+from db.models import Customer, CustomerTag, Subscription, SubscriptionTag, Tag
+from db.scope import Scope
 from db.types import affected, inserted_id
 
 T = Tag.__table__.c  # type: ignore[attr-defined]
@@ -30,6 +31,37 @@ async def tags_by_ids(
 
 
 # --- writes ----------------------------------------------------------------------------------
+
+
+async def lock_tag(session: AsyncSession, *, partner_id: int, tag_id: int) -> Row[Any] | None:
+    """The tag, row-locked on PostgreSQL until the transaction ends (SQLite: one writer anyway).
+
+    The lock conflicts with the key-share lock a concurrent attach takes on the tag through the
+    link's foreign key, so a link cannot appear between ``tag_reaches_outside`` and a rename or
+    delete: the attach waits (and then fails on a deleted tag), or it came first and is seen."""
+    stmt = select(*T).where(T.partner_id == partner_id, T.id == tag_id).with_for_update()
+    return (await session.execute(stmt)).first()
+
+
+async def tag_reaches_outside(session: AsyncSession, *, tag_id: int, scope: Scope) -> bool:
+    """Whether the tag is on a customer, or a subscription of a customer, outside ``scope``.
+
+    One statement that stops at the first such link: the tag's links come from the indexes led
+    by ``tag_id`` (``ix_customer_tag_name``, ``ix_subscription_tag_tag``), each tested against
+    the scope's indexed assignment and provisioning lookups."""
+    ct, st = CustomerTag.__table__.c, SubscriptionTag.__table__.c  # type: ignore[attr-defined]
+    s = Subscription.__table__.c  # type: ignore[attr-defined]
+    on_customer = select(literal(1)).where(
+        ct.tag_id == tag_id, not_(scope.customers(ct.customer_id))
+    )
+    on_subscription = (
+        select(literal(1))
+        .select_from(SubscriptionTag)
+        .join(Subscription, s.id == st.subscription_id)
+        .where(st.tag_id == tag_id, not_(scope.customers(s.customer_id)))
+    )
+    stmt = select(or_(on_customer.exists(), on_subscription.exists()))
+    return bool((await session.execute(stmt)).scalar_one())
 
 
 async def tag_name_taken(

@@ -12,8 +12,9 @@ from db.queries import customers as cq
 from db.queries import tags as tq
 from db.queries.writes import lock_customers
 from db.scope import Scope
-from graph.auth.permissions import Act, Obj, require
+from graph.auth.permissions import Act, Obj, require, scope_or_none
 from graph.context import Context, Info
+from graph.errors import forbidden
 from graph.ids import pk_of, to_global_id
 from graph.mutations import UserErrors, input_pk, transaction, user_error
 from graph.types.customers import Customer, Subscription
@@ -33,6 +34,9 @@ from graph.types.tags import Tag
 MAX_NAME = 25
 MAX_DESCRIPTION = 500
 MAX_BULK = 100
+Right = tuple[Obj, Act]
+CUSTOMER_READ: Right = (Obj.CUSTOMER, Act.READ)
+SUBSCRIPTION_READ: Right = (Obj.SUBSCRIPTION, Act.READ)
 
 
 def _name(raw: str) -> str:
@@ -70,12 +74,39 @@ def _taken() -> UserErrors:
     return user_error("TAG_NAME_TAKEN", "The partner already has a tag with this name.", "name")
 
 
-async def _tag_row(session: Any, scope: Scope, raw_id: str) -> Any:
+async def _tag_to_change(session: Any, scope: Scope, raw_id: str) -> Any:
+    """The tag a rename or delete changes, locked; under an ``assigned`` scope ``FORBIDDEN``
+    when the tag is on a customer (or a subscription of one) outside the caller's customers,
+    whose tags would change with it."""
     pk = _pks([raw_id], "Tag", "id")[0]
-    rows = await tq.tags_by_ids(session, partner_id=scope.partner_id, ids=[pk])
-    if pk not in rows:
+    row = await tq.lock_tag(session, partner_id=scope.partner_id, tag_id=pk)
+    if row is None:
         raise user_error("NOT_FOUND", "No such tag.", "id")
-    return rows[pk]
+    if scope.assigned_admin_id is not None and await tq.tag_reaches_outside(
+        session, tag_id=pk, scope=scope
+    ):
+        raise forbidden(
+            "The tag is on customers you do not manage: only an admin who manages all of "
+            "them may rename or delete it."
+        )
+    return row
+
+
+async def _within_all(
+    ctx: Context, session: Any, scope: Scope, customer_pks: Sequence[int], rights: Sequence[Right]
+) -> set[int]:
+    """Of ``customer_pks`` (all within ``scope``, the caller's tag write scope), those each of
+    the parent objects' ``rights`` also reaches: a role may write tags but read only some
+    customers, or none of their subscriptions. Built-in roles need no statement here."""
+    kept = set(customer_pks)
+    for obj, act in rights:
+        other = scope_or_none(ctx, obj, act)
+        if other is None:
+            return set()
+        if other.assigned_admin_id in (None, scope.assigned_admin_id):
+            continue  # the whole partner, or the very customers of ``scope``
+        kept &= set(await cq.customers_by_ids(session, scope=other, ids=list(kept)))
+    return kept
 
 
 async def _tag_pks(session: Any, scope: Scope, ids: Sequence[str]) -> list[int]:
@@ -131,7 +162,10 @@ class TagMutations:
             return TagPayload(tag=None, user_errors=e.errors)
         return TagPayload(tag=Tag.from_row(row), user_errors=[])
 
-    @strawberry.mutation(description="Rename a tag or change its description.")
+    @strawberry.mutation(
+        description="Rename a tag or change its description. A caller that writes tags only on "
+        "its own customers gets FORBIDDEN when the tag is on any other customer or subscription."
+    )
     async def update_tag(self, info: Info, input: UpdateTagInput) -> TagPayload:
         ctx = info.context
         scope = require(ctx, Obj.TAG, Act.WRITE)
@@ -143,7 +177,7 @@ class TagMutations:
                 values["description"] = _description(input.description)
             try:
                 async with transaction(ctx) as (session, audit):
-                    row = await _tag_row(session, scope, input.id)
+                    row = await _tag_to_change(session, scope, input.id)
                     if "name" in values and await tq.tag_name_taken(
                         session,
                         partner_id=scope.partner_id,
@@ -169,13 +203,16 @@ class TagMutations:
             return TagPayload(tag=None, user_errors=e.errors)
         return TagPayload(tag=Tag.from_row(row), user_errors=[])
 
-    @strawberry.mutation(description="Delete a tag; it is detached from every customer first.")
+    @strawberry.mutation(
+        description="Delete a tag; it is detached from every customer first. A caller that "
+        "writes tags only on its own customers gets FORBIDDEN when the tag is on any other."
+    )
     async def delete_tag(self, info: Info, input: DeleteTagInput) -> DeleteTagPayload:
         ctx = info.context
         scope = require(ctx, Obj.TAG, Act.WRITE)
         try:
             async with transaction(ctx) as (session, audit):
-                row = await _tag_row(session, scope, input.id)
+                row = await _tag_to_change(session, scope, input.id)
                 await tq.delete_tag(session, tag_id=row.id)
                 audit.record(
                     "deleteTag",
@@ -247,8 +284,9 @@ async def _customer_tags(
             await lock_customers(session, customer_pks)
             tag_pks = await _tag_pks(session, scope, input.tag_ids)
             visible = await cq.customers_by_ids(session, scope=scope, ids=customer_pks)
+            readable = await _within_all(ctx, session, scope, list(visible), [CUSTOMER_READ])
             for pk in customer_pks:
-                if pk not in visible:
+                if pk not in readable:
                     raise user_error(
                         "NOT_FOUND",
                         "No such customer.",
@@ -306,8 +344,12 @@ async def _subscription_tags(
         _bulk_size(sub_pks, "subscriptionIds")
         async with transaction(ctx) as (session, audit):
             visible = await cq.subscriptions_by_ids(session, scope=scope, ids=sub_pks)
+            owners = {row.customer_id for row in visible.values()}
+            readable = await _within_all(
+                ctx, session, scope, list(owners), [CUSTOMER_READ, SUBSCRIPTION_READ]
+            )
             for pk in sub_pks:
-                if pk not in visible:
+                if pk not in visible or visible[pk].customer_id not in readable:
                     raise user_error(
                         "NOT_FOUND",
                         "No such subscription.",
