@@ -277,6 +277,19 @@ async def launch_token(w: World, t: Target) -> dict[str, Any]:
     return {"input": {"token": parse_qs(urlparse(url).query)["token"][0]}}
 
 
+async def customer_launch_token(w: World, t: Target) -> dict[str, Any]:
+    customer = gid("Customer", await w.customer(t))
+    launch = (
+        "mutation L($input: LaunchCustomerInput!) "
+        "{ launchCustomerOrganization(input: $input) { url } }"
+    )
+    body = await post_graphql(
+        w.api, launch, {"input": {"customerId": customer}}, as_=EMAILS["FULL_ADMIN"]
+    )
+    url = body["data"]["launchCustomerOrganization"]["url"]
+    return {"input": {"token": parse_qs(urlparse(url).query)["token"][0]}}
+
+
 async def terms_not_accepted(w: World, t: Target) -> dict[str, Any]:
     await w.set_setup_state("NOT_STARTED")
     return {}
@@ -467,19 +480,41 @@ def q(label: str, document: str, prepare: Prepare, expect: Expect, **kw: Any) ->
     return Row(f"Query.{label}", document, prepare, expect, **kw)
 
 
-def m(field: str, input_type: str | None, selection: str, prepare: Prepare, expect: Expect) -> Row:
+def m(
+    field: str,
+    input_type: str | None,
+    selection: str,
+    prepare: Prepare,
+    expect: Expect,
+    label: str | None = None,
+    probe: Probe | None = None,
+) -> Row:
     """A mutation row: ``field(input: $input) { selection userErrors }``."""
     if input_type is None:
         document = f"mutation {{ {field} {{ {selection} {ERRORS} }} }}"
     else:
         call = f"{field}(input: $input) {{ {selection} {ERRORS} }}"
         document = f"mutation M($input: {input_type}!) {{ {call} }}"
-    return Row(f"Mutation.{field}", document, prepare, expect, audited=field not in NOT_AUDITED)
+    return Row(
+        f"Mutation.{label or field}",
+        document,
+        prepare,
+        expect,
+        probe=probe,
+        audited=field not in NOT_AUDITED,
+    )
 
 
-# verifyLaunchToken is the receiving admin console's check of a launch link: any authenticated
-# caller may make it, and it writes no audit entry (the launch itself was audited).
-NOT_AUDITED = {"verifyLaunchToken"}
+NOT_AUDITED: set[str] = set()
+
+
+async def invalid_token_is_hidden(value: Any, w: World) -> str:
+    """verifyLaunchToken answers a token the caller may not use like a forged one (issue 14)."""
+    codes = [e["code"] for e in value["userErrors"]]
+    if not codes:
+        return "ok"
+    return "hidden" if codes == ["LAUNCH_TOKEN_INVALID"] else f"userErrors {codes}"
+
 
 # Expected outcome per role, in the order FULL_ADMIN, PARTNER_ADMIN, READ_ONLY_ADMIN,
 # SALES_ADMIN, TAG_CURATOR (the custom role: customer read assigned, tag write assigned).
@@ -535,8 +570,12 @@ MATRIX: list[Row] = [
     m("launchCustomerOrganization", "LaunchCustomerInput", "url", launch_customer,
                                                                       (A, S, F, F, F)),
     m("launchMyOrganization", None, "url", nothing(),                 (A, F, F, F, F)),
+    # verifying a link needs the right to launch there: customer write over the customer, or
+    # admin manage for the partner's own organization; roles with neither: FORBIDDEN
+    m("verifyLaunchToken", "VerifyLaunchTokenInput", "grant { role }", customer_launch_token,
+      (A, S, F, F, F), "verifyLaunchToken(Customer)", invalid_token_is_hidden),
     m("verifyLaunchToken", "VerifyLaunchTokenInput", "grant { role }", launch_token,
-                                                                      (A, A, A, A, A)),
+      (A, H, F, F, F), "verifyLaunchToken(Partner)", invalid_token_is_hidden),
     m("acceptTerms", None, "partner { id }", terms_not_accepted,      (A, F, F, F, F)),
     m("completeOrganizationSetup", None, "partner { id }", terms_accepted,
                                                                       (A, F, F, F, F)),
@@ -556,9 +595,9 @@ MATRIX: list[Row] = [
     m("removeTagsFromCustomers", "CustomerTagsInput", "changed", untag_customer,
                                                                       (A, S, F, F, S)),
     m("addTagsToSubscriptions", "SubscriptionTagsInput", "changed", tag_subscription,
-                                                                      (A, S, F, F, S)),
+                                                                      (A, S, F, F, H)),
     m("removeTagsFromSubscriptions", "SubscriptionTagsInput", "changed", untag_subscription,
-                                                                      (A, S, F, F, S)),
+                                                                      (A, S, F, F, H)),
     m("startTrial", "StartTrialInput", "trial { id }", trial_for_customer,
                                                                       (A, S, F, S, F)),
     m("extendTrial", "ExtendTrialInput", "trial { endDate }", trial_extension,
