@@ -8,13 +8,14 @@ Roles that may launch nowhere (read-only, sales) are refused with ``FORBIDDEN``.
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from typing import Any
 
 import pytest
 
 from tests.conftest import NOW, Api
-from tests.helpers import post_graphql
+from tests.helpers import post_graphql, token_for
 from tests.test_assignments import ASSIGN, UNASSIGN, pair
 from tests.test_launch import (
     LAUNCH_MINE,
@@ -35,6 +36,7 @@ from tests.test_tags import (
     SALES,
     World,
     assert_each_forbidden,
+    assert_each_refused,
     assert_refused,
     audit_count,
     audit_since,
@@ -207,3 +209,29 @@ async def test_an_own_organization_token_stops_working_when_its_admin_loses_admi
     ok(await mutate(api, UPDATE_ADMIN, change, as_=FULL))
     # when / then
     await assert_like_forged(api, token, as_=FULL)
+
+
+async def test_odd_tokens_get_the_forged_answer(api: Api, world: World) -> None:
+    # given: a genuine token, to build odd ones from
+    token, _ = await launch(api, world.assigned, as_=FULL)
+    payload, signature = token.split(".")
+    odd = [
+        f"{payload}.{signature[:-1]}é",  # non-ASCII: hmac.compare_digest would raise
+        f"{payload}\x00.{signature}",
+        f"{payload}.{signature}\x00",
+        "." * 1024,
+        token + "A" * 1024,
+    ]
+    # when / then
+    await assert_each_refused(api, [(VERIFY, {"token": bad}, INVALID) for bad in odd])
+    # when / then: a lone surrogate, which JSON can carry as an escape (httpx cannot encode it)
+    body = json.dumps({"query": VERIFY, "variables": {"input": {"token": f"{payload}.\ud800"}}})
+    headers = {
+        "Authorization": f"Bearer {await token_for(api, FULL)}",
+        "Content-Type": "application/json",
+    }
+    response = await api.client.post("/graphql", content=body.encode(), headers=headers)
+    assert response.status_code == 200, response.text
+    assert response.json()["data"]["verifyLaunchToken"]["userErrors"][0]["code"] == INVALID
+    # then: the genuine token is intact
+    assert ok(await verify(api, token, as_=FULL))["grant"]["adminEmail"] == FULL

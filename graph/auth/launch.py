@@ -60,7 +60,12 @@ def sign_launch(secret: bytes, claims: LaunchClaims) -> str:
 
 def read_launch(secret: bytes, token: str) -> LaunchClaims | None:
     """The claims of an untampered token (expiry not checked here), or None."""
-    if not isinstance(token, str) or len(token) > 1024 or token.count(".") != 1:
+    if (
+        not isinstance(token, str)
+        or len(token) > 1024
+        or not token.isascii()  # compare_digest refuses other strings (TypeError: a 500)
+        or token.count(".") != 1
+    ):
         return None
     payload, signature = token.split(".")
     if not hmac.compare_digest(signature, _sign(secret, payload)):
