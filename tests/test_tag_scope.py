@@ -8,6 +8,7 @@ detaching reach only customers (and subscriptions) the caller may write tags on 
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -17,7 +18,7 @@ from db.models import Customer
 from graph.ids import from_global_id
 from tests.authz_support import AuthzFactory, create_admin, create_role
 from tests.conftest import Api
-from tests.helpers import data_of, post_graphql, token_for
+from tests.helpers import data_of, error_codes, post_graphql, token_for
 from tests.test_tags import (
     ADD_TO_CUSTOMERS,
     ADD_TO_SUBSCRIPTIONS,
@@ -32,6 +33,7 @@ from tests.test_tags import (
     assert_each_forbidden,
     assert_each_refused,
     build_world,
+    codes,
     gid,
     mutate,
     ok,
@@ -203,3 +205,33 @@ async def test_a_role_that_writes_tags_on_all_but_reads_few_customers_tags_only_
     # then: with tag write on all customers, renaming a shared tag is its right
     ok(await mutate(api, UPDATE_TAG, {"id": tags[0], "name": "Gold 2"}, as_=email))
     assert await tag_names(api, world.unassigned) == ["Gold 2"]
+
+
+async def test_a_delete_racing_an_attach_elsewhere_never_strips_another_customer(
+    api: Api, world: World
+) -> None:
+    """The partner admin deletes a tag of its own customer while a full admin attaches it to a
+    customer the partner admin cannot see: one of them goes first, never both, never a 500."""
+    f = factory(api)
+    for n in range(5):
+        # given
+        tag = await f.tag(world.acme, f"Race {n}")
+        await f.tag_customer(world.acme, world.assigned, tag)
+        elsewhere = await f.customer(world.acme, f"Elsewhere {n}")
+        attach = {"customerIds": [gid("Customer", elsewhere)], "tagIds": [gid("Tag", tag)]}
+        # when
+        deleted, attached = await asyncio.gather(
+            post_graphql(api, DELETE_TAG, {"input": {"id": gid("Tag", tag)}}, as_=PARTNER),
+            post_graphql(api, ADD_TO_CUSTOMERS, {"input": attach}, as_=FULL),
+        )
+        # then: the delete went first (the attach finds no tag), or the attach did (the delete
+        # is refused and the new link stays)
+        assert not attached.get("errors"), attached  # the attach never fails on the key
+        if not deleted.get("errors"):
+            assert deleted["data"]["deleteTag"]["userErrors"] == []
+            assert codes(attached["data"]["addTagsToCustomers"]) == ["NOT_FOUND"]
+            assert await tag_names(api, elsewhere) == []
+        else:
+            assert error_codes(deleted) == ["FORBIDDEN"], deleted
+            assert attached["data"]["addTagsToCustomers"]["userErrors"] == []
+            assert await tag_names(api, elsewhere) == [f"Race {n}"]

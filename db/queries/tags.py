@@ -24,10 +24,15 @@ async def tags_of_partner(session: AsyncSession, *, partner_id: int) -> list[Row
 
 
 async def tags_by_ids(
-    session: AsyncSession, *, partner_id: int, ids: Sequence[int]
+    session: AsyncSession, *, partner_id: int, ids: Sequence[int], share: bool = False
 ) -> dict[int, Row[Any]]:
-    rows = await session.execute(select(*T).where(T.partner_id == partner_id, T.id.in_(list(ids))))
-    return {row.id: row for row in rows}
+    """The partner's tags among ``ids``; with ``share`` (attaching them) share-locked on
+    PostgreSQL until the transaction ends, so a rename or delete (``lock_tag``) waits for the
+    attach, or the attach for it (and then finds the tag gone rather than failing on the key)."""
+    stmt = select(*T).where(T.partner_id == partner_id, T.id.in_(list(ids)))
+    if share:
+        stmt = stmt.order_by(T.id).with_for_update(read=True)
+    return {row.id: row for row in await session.execute(stmt)}
 
 
 # --- writes ----------------------------------------------------------------------------------
@@ -36,9 +41,10 @@ async def tags_by_ids(
 async def lock_tag(session: AsyncSession, *, partner_id: int, tag_id: int) -> Row[Any] | None:
     """The tag, row-locked on PostgreSQL until the transaction ends (SQLite: one writer anyway).
 
-    The lock conflicts with the key-share lock a concurrent attach takes on the tag through the
-    link's foreign key, so a link cannot appear between ``tag_reaches_outside`` and a rename or
-    delete: the attach waits (and then fails on a deleted tag), or it came first and is seen."""
+    A concurrent attach share-locks its tags (``tags_by_ids(share=True)``), and its links' foreign
+    key would key-share-lock the tag anyway: so no link appears between ``tag_reaches_outside``
+    and the rename or delete. The attach waits (and then finds the tag gone or renamed), or it
+    came first and its links are seen."""
     stmt = select(*T).where(T.partner_id == partner_id, T.id == tag_id).with_for_update()
     return (await session.execute(stmt)).first()
 

@@ -115,7 +115,7 @@ async def _tag_pks(session: Any, scope: Scope, ids: Sequence[str]) -> list[int]:
         raise user_error("TAGS_REQUIRED", "Give at least one tag.", "tagIds")
     if len(pks) > MAX_BULK:  # also keeps the IN list far below the databases' bind limits
         raise user_error("TOO_MANY_OBJECTS", f"At most {MAX_BULK} tags per call.", "tagIds")
-    found = await tq.tags_by_ids(session, partner_id=scope.partner_id, ids=pks)
+    found = await tq.tags_by_ids(session, partner_id=scope.partner_id, ids=pks, share=True)
     for pk in pks:
         if pk not in found:
             raise user_error("NOT_FOUND", "No such tag.", "tagIds", _at(ids, "Tag", pk))
