@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from tests.authz_support import mutation_document
 from tests.conftest import NOW, Api
 from tests.helpers import post_graphql, token_for
 from tests.test_assignments import ASSIGN, UNASSIGN, pair
@@ -48,6 +49,9 @@ from tests.test_tags import (
 )
 
 INVALID = "LAUNCH_TOKEN_INVALID"
+RULE = "rule { role } userErrors { field message code }"
+ADD_RULE = mutation_document("addPolicyRule", "PolicyRuleChangeInput", RULE)
+REMOVE_RULE = mutation_document("removePolicyRule", "PolicyRuleChangeInput", RULE)
 
 
 @pytest.fixture
@@ -235,3 +239,17 @@ async def test_odd_tokens_get_the_forged_answer(api: Api, world: World) -> None:
     assert response.json()["data"]["verifyLaunchToken"]["userErrors"][0]["code"] == INVALID
     # then: the genuine token is intact
     assert ok(await verify(api, token, as_=FULL))["grant"]["adminEmail"] == FULL
+
+
+async def test_a_token_stops_working_when_the_policy_takes_the_launch_right_away(
+    api: Api, world: World
+) -> None:
+    # given: the partner admin launched, then Acme withdrew customer write from partner admins
+    token, _ = await launch(api, world.assigned, as_=PARTNER)
+    rule = {"role": "PARTNER_ADMIN", "object": "customer", "action": "write", "scope": "assigned"}
+    ok(await mutate(api, REMOVE_RULE, rule, as_=FULL))
+    # when / then: a full admin (who may launch there) still cannot use the partner admin's link
+    await assert_like_forged(api, token, as_=FULL)
+    # then: given the right back, the unused token works again
+    ok(await mutate(api, ADD_RULE, rule, as_=FULL))
+    assert ok(await verify(api, token, as_=FULL))["grant"]["adminEmail"] == PARTNER
