@@ -15,28 +15,22 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 CASE_COUNTER = "helpdesk_case"  # db.queries.counters.HELPDESK_CASE
-# SQLite reflects 0001's UNIQUE (call_id) without a name; batch mode names it by this.
+# SQLite reflects 0001's UNIQUE (call_id) without a name; batch mode names it by this (a
+# downgrade names it call_record_call_id_key, as PostgreSQL did).
 _SQLITE_NAMES = {"uq": "uq_%(table_name)s_%(column_0_name)s"}
 
 
 def upgrade() -> None:
-    bind = op.get_bind()
     # Call ids: unique per partner instead of across the deployment (issue 14, finding 6).
-    if bind.dialect.name == "postgresql":
-        for unique in sa.inspect(bind).get_unique_constraints("call_record"):
-            if unique["column_names"] == ["call_id"] and unique["name"]:
-                op.drop_constraint(unique["name"], "call_record", type_="unique")
-        op.create_index(
-            "ux_call_record_partner_call", "call_record", ["partner_id", "call_id"], unique=True
-        )
-    else:
-        with op.batch_alter_table(
-            "call_record", naming_convention=_SQLITE_NAMES, recreate="always"
-        ) as batch_op:
-            batch_op.drop_constraint("uq_call_record_call_id", type_="unique")
-            batch_op.create_index(
-                "ux_call_record_partner_call", ["partner_id", "call_id"], unique=True
-            )
+    uniques = [
+        unique
+        for unique in sa.inspect(op.get_bind()).get_unique_constraints("call_record")
+        if unique["column_names"] == ["call_id"]
+    ]
+    with op.batch_alter_table("call_record", naming_convention=_SQLITE_NAMES) as batch_op:
+        for unique in uniques:
+            batch_op.drop_constraint(unique["name"] or "uq_call_record_call_id", type_="unique")
+        batch_op.create_index("ux_call_record_partner_call", ["partner_id", "call_id"], unique=True)
 
     # Case numbers: per partner (finding 7). Existing cases keep the number they were shown
     # with (their id, which support may already have been quoted); each partner's counter
