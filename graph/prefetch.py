@@ -48,9 +48,7 @@ class Relation:
     guard: tuple[Obj, Act] | None = None
 
 
-async def allowed_under(
-    ctx: Context, relation: Relation, pks: Sequence[int]
-) -> set[int] | None:
+async def allowed_under(ctx: Context, relation: Relation, pks: Sequence[int]) -> set[int] | None:
     """Of the customers ``pks`` the caller sees, those whose ``relation`` it may read; None
     when all of them. The one decision behind a relationship field, and behind the CSV
     columns that mirror one (``graph.export``)."""
