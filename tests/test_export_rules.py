@@ -25,6 +25,7 @@ import graph.export
 from db.models import Admin, Customer
 from graph.app import PartnerHub, create_app
 from graph.ids import to_global_id
+from graph.types.customers import CUSTOMER_RELATIONS
 from tests.authz_support import AuthzFactory, create_admin, create_role
 from tests.conftest import NOW, Api, StatementCounter, make_settings
 from tests.helpers import data_of, post_graphql, token_for
@@ -212,6 +213,31 @@ async def test_an_assigned_tag_scope_fills_tags_for_assigned_customers_only(
         "Delta Co": "",
     }
     assert rows["Baker Inc"]["licenses_purchased"] == "20"
+
+
+def test_every_column_names_the_graphql_field_whose_rule_it_follows() -> None:
+    # A column added without an entry, or naming a field that is not a relationship of
+    # Customer, would be produced without its field's authorization.
+    assert list(graph.export.MIRRORS) == COLUMNS == graph.export.COLUMNS
+    for field in graph.export.MIRRORS.values():
+        assert field is None or field in CUSTOMER_RELATIONS, field
+    assert CUSTOMER_RELATIONS["tags"].guard is not None
+    assert CUSTOMER_RELATIONS["subscriptions"].guard is not None
+
+
+async def test_a_role_without_customer_read_gets_403_and_spends_nothing(
+    api: Api, acme: dict[str, int]
+) -> None:
+    # given
+    assert data_of(await create_role(api, FULL, "TAGS_ONLY", [("tag", "read", "all")]))
+    await create_admin(api, FULL, "tags@acme.example", "TAGS_ONLY")
+    async with metered(api, per_minute=100) as (limited, _hub):
+        # when
+        refused = [await export(limited, "tags@acme.example") for _ in range(3)]
+
+        # then: refused for authorization every time, never for the rate
+        assert [r.status_code for r in refused] == [403, 403, 403]
+        assert refused[-1].json()["errors"][0]["extensions"]["code"] == "FORBIDDEN"
 
 
 # --- CSV injection ---------------------------------------------------------------------------
