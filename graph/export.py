@@ -159,8 +159,17 @@ def _only(allowed: set[int] | None, ids: list[int]) -> list[int]:
     return ids if allowed is None else [pk for pk in ids if pk in allowed]
 
 
+def _shown(readable: dict[str, set[int] | None], column: str, pk: int) -> bool:
+    field = MIRRORS[column]
+    if field is None:
+        return True
+    allowed = readable[field]
+    return allowed is None or pk in allowed
+
+
 async def _cells(ctx: Context, session: Any, rows: list[Any]) -> list[list[Any]]:
-    """The page's CSV rows; a mirrored cell is empty where its field is not readable."""
+    """The page's CSV rows; a cell is empty where the field its column mirrors is not readable
+    (and its figures are not even read for those rows)."""
     ids = [row.id for row in rows]
     if not ids:
         return []
@@ -170,27 +179,25 @@ async def _cells(ctx: Context, session: Any, rows: list[Any]) -> list[list[Any]]
     )
     products = await q.products_by_customer_ids(session, ids=_only(readable["products"], ids))
     tags = await q.tags_by_customer_ids(session, ids=_only(readable["tags"], ids))
-    subscribed = set(_only(readable["subscriptions"], ids))
-    totals = await q.in_force_totals_by_customer_ids(session, ids=list(subscribed), now=ctx.now)
+    totals = await q.in_force_totals_by_customer_ids(
+        session, ids=_only(readable["subscriptions"], ids), now=ctx.now
+    )
     out = []
     for row in rows:
-        if row.id in subscribed:
-            end, purchased, assigned = totals.get(row.id, (None, 0, 0))
-            subscription_cells = [end.isoformat() if end else "", purchased, assigned]
-        else:
-            subscription_cells = ["", "", ""]
-        out.append(
-            [
-                neutral(row.name),
-                neutral(row.external_id),
-                neutral(row.managed_by),
-                neutral(";".join(statuses.get(row.id, []))),
-                neutral(";".join(products.get(row.id, []))),
-                neutral(";".join(neutral(t.name) for t in tags.get(row.id, []))),
-                *subscription_cells,
-                row.created_at.isoformat(),
-            ]
-        )
+        end, purchased, assigned = totals.get(row.id, (None, 0, 0))
+        values = {
+            "name": neutral(row.name),
+            "external_id": neutral(row.external_id),
+            "managed_by": neutral(row.managed_by),
+            "statuses": neutral(";".join(statuses.get(row.id, []))),
+            "products": neutral(";".join(products.get(row.id, []))),
+            "tags": neutral(";".join(neutral(t.name) for t in tags.get(row.id, []))),
+            "nearest_end_date": end.isoformat() if end else "",
+            "licenses_purchased": purchased,
+            "licenses_assigned": assigned,
+            "created_at": row.created_at.isoformat(),
+        }
+        out.append([values[c] if _shown(readable, c, row.id) else "" for c in COLUMNS])
     return out
 
 
