@@ -48,6 +48,7 @@ __all__ = [
     "LicenseSnapshot",
     "Order",
     "Partner",
+    "PartnerCounter",
     "Resource",
     "Subscription",
     "SubscriptionTag",
@@ -361,9 +362,15 @@ class AuditLog(SQLModel, table=True):
 
 class HelpdeskCase(SQLModel, table=True):
     __tablename__ = "helpdesk_case"
-    __table_args__ = (Index("ix_helpdesk_partner_id", "partner_id", "id"),)
+    __table_args__ = (
+        Index("ix_helpdesk_partner_id", "partner_id", "id"),
+        # Case numbers count per partner (CS-000001 is each partner's first case): handed out
+        # by ``partner_counter`` (db.queries.counters); this index only guards them.
+        Index("ux_helpdesk_case_partner_number", "partner_id", "number", unique=True),
+    )
     id: int | None = Field(default=None, primary_key=True)
     partner_id: int = Field(sa_column=_fk("partner.id", index=False))
+    number: int = Field(sa_column=Column(Integer, nullable=False))
     opened_by_admin_id: int | None = Field(
         default=None,
         sa_column=Column(Integer, ForeignKey("admin.id", ondelete="SET NULL"), nullable=True),
@@ -379,6 +386,18 @@ class HelpdeskCase(SQLModel, table=True):
     state: str = Field(sa_column=Column(String(16), nullable=False))
     created_at: datetime = Field(sa_column=_dt())
     closed_at: datetime | None = Field(default=None, sa_column=_dt(nullable=True))
+
+
+class PartnerCounter(SQLModel, table=True):
+    """Per-partner sequences of human-visible numbers (``helpdesk_case``: case numbers): the
+    last number handed out, incremented in the transaction that uses the next one."""
+
+    __tablename__ = "partner_counter"
+    partner_id: int = Field(
+        sa_column=Column(Integer, ForeignKey("partner.id", ondelete="CASCADE"), primary_key=True)
+    )
+    name: str = Field(sa_column=Column(String(32), primary_key=True))
+    value: int = Field(sa_column=Column(Integer, nullable=False))
 
 
 class HelpdeskComment(SQLModel, table=True):
@@ -417,9 +436,12 @@ class CallRecord(SQLModel, table=True):
     __table_args__ = (
         Index("ix_call_record_customer_week", "customer_id", "week_start"),
         Index("ix_call_record_partner_week", "partner_id", "week_start"),
+        # A call id is unique within its partner: one partner's ids never collide with
+        # (nor reveal) another's.
+        Index("ux_call_record_partner_call", "partner_id", "call_id", unique=True),
     )
     id: int | None = Field(default=None, primary_key=True)
-    call_id: str = Field(sa_column=Column(String(64), nullable=False, unique=True))
+    call_id: str = Field(sa_column=Column(String(64), nullable=False))
     partner_id: int = Field(sa_column=_fk("partner.id", index=False))
     customer_id: int = Field(sa_column=_fk("customer.id", index=False))
     user_id: str = Field(sa_column=Column(String(64), nullable=False))

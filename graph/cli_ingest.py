@@ -3,7 +3,8 @@
 FILE is a CSV file with the contract header or a JSON-lines file (``-`` reads stdin); the first
 character tells them apart. Bad records are reported on stderr with their line numbers while
 the good ones load; ``--strict`` writes nothing when any record is bad. Loading is idempotent on
-the call id, so a file can be loaded again (after an interruption, say) without harm.
+the call id within each partner (two partners may use the same id), so a file can be loaded
+again (after an interruption, say) without harm.
 """
 
 from __future__ import annotations
@@ -50,8 +51,8 @@ def register(subparsers: Any) -> None:
     calls = ingest_sub.add_parser(
         "calls",
         help="load call records from CSV (with header) or JSON lines; '-' reads stdin",
-        description="Load call records. Idempotent on call_id; bad records are reported with "
-        "their line numbers while the good ones load, unless --strict.",
+        description="Load call records. Idempotent on call_id per partner; bad records are "
+        "reported with their line numbers while the good ones load, unless --strict.",
     )
     calls.add_argument("file", help="CSV or JSON-lines file, or '-' for stdin")
     calls.add_argument("--strict", action="store_true", help="write nothing if any record is bad")

@@ -3,12 +3,32 @@
 Takes the directory's filter and search as query-string arguments (lists comma-separated or
 repeated) and the caller's bearer token; authorization and filtering are the API's own, and the
 body is produced one keyset page at a time, so memory stays flat whatever the partner's size.
+
+Authorization per column: each column mirrors a field of the GraphQL ``Customer`` (``MIRRORS``)
+and is filled only for the rows where that field is readable, by the very decision the field
+takes (``graph.prefetch.allowed_under`` over the field's ``Relation``); elsewhere the cell is
+empty. The header never changes (the column list is a contract).
+
+Spreadsheet safety: every text cell is quoted, and one that starts with ``=``, ``+``, ``-``,
+``@``, a tab or a carriage return gets a leading single quote (OWASP, "CSV Injection"), so a
+name or tag planted by one admin does not run as a formula in another's spreadsheet. The
+licence totals are numbers the export computes (never negative), written unquoted as numbers.
+
+Metering: a page of rows costs what GraphQL charges for as many customers with the fields the
+row mirrors (``ROW_COST`` each), spent from the token's cost budget before the page is read.
+When the first page is refused the answer is 429 with ``Retry-After`` and nothing is streamed;
+when the budget runs out later the stream pauses until the token's bucket holds the next page
+(holding no database connection meanwhile), so a long export runs at the token's rate and is
+never cut short. A page never costs more than the whole budget (pages shrink to fit), so a
+single export always finishes; the client may disconnect at any time.
 """
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
+import math
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
@@ -18,12 +38,14 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from db.enums import CustomerStatus, ManagedBy, Product, SubscriptionKind
 from db.queries import customers as q
-from db.scope import plan_scope
+from db.scope import Scope, plan_scope
+from db.settings import Settings
 from graph.auth.permissions import Act, Obj, require
-from graph.context import new_context
+from graph.context import Context, new_context
 from graph.errors import ApiError, ErrorCode, bad_input
+from graph.prefetch import allowed_under
 from graph.resolvers.customers import customer_query
-from graph.types.customers import CustomerFilter
+from graph.types.customers import CUSTOMER_RELATIONS, CustomerFilter
 
 if TYPE_CHECKING:
     from graph.app import PartnerHub
@@ -41,6 +63,57 @@ COLUMNS = [
     "created_at",
 ]
 PAGE = 500
+
+# The field of the GraphQL Customer whose authorization each column follows: None for the
+# customer's own scalar fields (customer read), else the relationship field's name in
+# CUSTOMER_RELATIONS. nearest_end_date and the licence totals are figures over the customer's
+# in-force ``subscriptions`` and their license lines, so they follow that field (subscription
+# read, ``assigned`` sub-scope included); statuses and products are Customer fields in GraphQL.
+MIRRORS: dict[str, str | None] = {
+    "name": None,
+    "external_id": None,
+    "managed_by": None,
+    "statuses": "statuses",
+    "products": "products",
+    "tags": "tags",
+    "nearest_end_date": "subscriptions",
+    "licenses_purchased": "subscriptions",
+    "licenses_assigned": "subscriptions",
+    "created_at": None,
+}
+
+# What GraphQL's cost model (graph.cost) charges per customer of a ``customers`` page selecting
+# the fields a row mirrors: nodes { name externalId managedBy statuses products createdAt
+# tags { name } subscriptions { state startDate endDate licenses { purchased assigned } } } is
+# the customer 1 + six fields 6 + tags 2 + subscriptions (1 + 3 + licenses 3) 7 = 16.
+ROW_COST = 16
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+pause = asyncio.sleep  # how a metered stream waits for its budget (replaced in tests)
+
+
+def neutral(text: str) -> str:
+    """``text`` as a spreadsheet shows it as text: a leading single quote when it would start a
+    formula (OWASP's recommendation against CSV injection)."""
+    return "'" + text if text.startswith(FORMULA_STARTS) else text
+
+
+def page_rows(settings: Settings) -> int:
+    """Rows per page: ``PAGE``, fewer when a page would cost more than a minute's budget."""
+    return max(1, min(PAGE, settings.cost_per_minute // ROW_COST))
+
+
+def page_cost(settings: Settings, rows: int) -> int:
+    return min(rows * ROW_COST, settings.cost_per_minute)
+
+
+def rate_limited(settings: Settings, wait: float) -> JSONResponse:
+    seconds = max(1, math.ceil(wait))
+    error = {
+        "message": f"Rate limit: this token may spend {settings.cost_per_minute} cost points a "
+        f"minute and an export page costs {ROW_COST} per row; retry in {wait:.1f} s.",
+        "extensions": {"code": ErrorCode.RATE_LIMITED.value, "retryAfterSeconds": round(wait, 1)},
+    }
+    return JSONResponse({"errors": [error]}, status_code=429, headers={"Retry-After": str(seconds)})
 
 
 def _list(request: Request, name: str, enum: type[Any]) -> list[Any] | None:
@@ -76,6 +149,100 @@ def _filter(request: Request) -> CustomerFilter:
     )
 
 
+async def _readable(ctx: Context, ids: list[int]) -> dict[str, set[int] | None]:
+    """Per mirrored relationship, the rows where the caller may read it (None: all of them)."""
+    names = {name for name in MIRRORS.values() if name is not None}
+    return {name: await allowed_under(ctx, CUSTOMER_RELATIONS[name], ids) for name in names}
+
+
+def _only(allowed: set[int] | None, ids: list[int]) -> list[int]:
+    return ids if allowed is None else [pk for pk in ids if pk in allowed]
+
+
+def _shown(readable: dict[str, set[int] | None], column: str, pk: int) -> bool:
+    field = MIRRORS[column]
+    if field is None:
+        return True
+    allowed = readable[field]
+    return allowed is None or pk in allowed
+
+
+async def _cells(ctx: Context, session: Any, rows: list[Any]) -> list[list[Any]]:
+    """The page's CSV rows; a cell is empty where the field its column mirrors is not readable
+    (and its figures are not even read for those rows)."""
+    ids = [row.id for row in rows]
+    if not ids:
+        return []
+    readable = await _readable(ctx, ids)
+    statuses = await q.statuses_by_customer_ids(
+        session, ids=_only(readable["statuses"], ids), now=ctx.now
+    )
+    products = await q.products_by_customer_ids(session, ids=_only(readable["products"], ids))
+    tags = await q.tags_by_customer_ids(session, ids=_only(readable["tags"], ids))
+    totals = await q.in_force_totals_by_customer_ids(
+        session, ids=_only(readable["subscriptions"], ids), now=ctx.now
+    )
+    out = []
+    for row in rows:
+        end, purchased, assigned = totals.get(row.id, (None, 0, 0))
+        values = {
+            "name": neutral(row.name),
+            "external_id": neutral(row.external_id),
+            "managed_by": neutral(row.managed_by),
+            "statuses": neutral(";".join(statuses.get(row.id, []))),
+            "products": neutral(";".join(products.get(row.id, []))),
+            "tags": neutral(";".join(neutral(t.name) for t in tags.get(row.id, []))),
+            "nearest_end_date": end.isoformat() if end else "",
+            "licenses_purchased": purchased,
+            "licenses_assigned": assigned,
+            "created_at": row.created_at.isoformat(),
+        }
+        out.append([values[c] if _shown(readable, c, row.id) else "" for c in COLUMNS])
+    return out
+
+
+async def _pay(ctx: Context, session: Any, cost: int) -> None:
+    """Spend ``cost`` from the token's budget, waiting (with no connection held) until it can."""
+    while True:
+        allowed, _, wait = ctx.services.limiter.spend(ctx.principal.token_id, cost)
+        if allowed:
+            return
+        await session.rollback()  # ends the read transaction: the connection goes back
+        await pause(wait)
+
+
+async def _stream(
+    ctx: Context, session: Any, scope: Scope, query: Any, order: q.CustomerOrder, size: int
+) -> AsyncIterator[str]:
+    """The CSV, a page at a time; the first page is paid for already."""
+    try:
+        planned = await plan_scope(session, scope)
+        buffer = io.StringIO()
+        csv.writer(buffer).writerow(COLUMNS)  # the header's bytes as they always were
+        writer = csv.writer(buffer, quoting=csv.QUOTE_NONNUMERIC)
+        after = None
+        while True:
+            page = await q.customers_page(
+                session,
+                scope=planned,
+                query=query,
+                order=order,
+                now=ctx.now,
+                first=size,
+                after=after,
+            )
+            writer.writerows(await _cells(ctx, session, page.rows))
+            yield buffer.getvalue()
+            buffer.seek(0)
+            buffer.truncate()
+            if not page.has_next:
+                break
+            after = page.keys[-1]
+            await _pay(ctx, session, page_cost(ctx.settings, size))
+    finally:
+        await session.close()
+
+
 def export_customers_csv(
     hub: PartnerHub,
 ) -> Callable[[Request], Coroutine[Any, Any, Response]]:
@@ -108,59 +275,13 @@ def export_customers_csv(
                 },
                 status_code=400,
             )
-
-        async def rows() -> AsyncIterator[str]:
-            planned = await plan_scope(session, scope)
-            buffer = io.StringIO()
-            writer = csv.writer(buffer)
-            writer.writerow(COLUMNS)
-            after = None
-            try:
-                while True:
-                    page = await q.customers_page(
-                        session,
-                        scope=planned,
-                        query=query,
-                        order=order,
-                        now=ctx.now,
-                        first=PAGE,
-                        after=after,
-                    )
-                    ids = [row.id for row in page.rows]
-                    if ids:
-                        statuses = await q.statuses_by_customer_ids(session, ids=ids, now=ctx.now)
-                        products = await q.products_by_customer_ids(session, ids=ids)
-                        tags = await q.tags_by_customer_ids(session, ids=ids)
-                        totals = await q.in_force_totals_by_customer_ids(
-                            session, ids=ids, now=ctx.now
-                        )
-                    for row in page.rows:
-                        end, purchased, assigned = totals.get(row.id, (None, 0, 0))
-                        writer.writerow(
-                            [
-                                row.name,
-                                row.external_id,
-                                row.managed_by,
-                                ";".join(statuses.get(row.id, [])),
-                                ";".join(products.get(row.id, [])),
-                                ";".join(t.name for t in tags.get(row.id, [])),
-                                end.isoformat() if end else "",
-                                purchased,
-                                assigned,
-                                row.created_at.isoformat(),
-                            ]
-                        )
-                    yield buffer.getvalue()
-                    buffer.seek(0)
-                    buffer.truncate()
-                    if not page.has_next:
-                        break
-                    after = page.keys[-1]
-            finally:
-                await session.close()
-
+        size = page_rows(ctx.settings)
+        allowed, _, wait = services.limiter.spend(outcome.token_id, page_cost(ctx.settings, size))
+        if not allowed:
+            await session.close()
+            return rate_limited(ctx.settings, wait)
         return StreamingResponse(
-            rows(),
+            _stream(ctx, session, scope, query, order, size),
             media_type="text/csv; charset=utf-8",
             headers={"Content-Disposition": 'attachment; filename="customers.csv"'},
         )

@@ -48,7 +48,10 @@ class Relation:
     guard: tuple[Obj, Act] | None = None
 
 
-async def _allowed(ctx: Context, relation: Relation, pks: Sequence[int]) -> set[int] | None:
+async def allowed_under(ctx: Context, relation: Relation, pks: Sequence[int]) -> set[int] | None:
+    """Of the customers ``pks`` the caller sees, those whose ``relation`` it may read; None
+    when all of them. The one decision behind a relationship field, and behind the CSV
+    columns that mirror one (``graph.export``)."""
     if relation.guard is None:
         return None
     return await visible_under(ctx, *relation.guard, pks)
@@ -107,7 +110,7 @@ async def prefetch(
         if not below:
             continue
         pks = [p.pk for p in parents]
-        allowed = await _allowed(ctx, relation, pks)
+        allowed = await allowed_under(ctx, relation, pks)
         if allowed is None:
             values = await relation.loader(ctx.loaders).load_ahead(pks)
         else:

@@ -13,6 +13,7 @@ from sqlalchemy import insert, inspect, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from db.models import CustomerTag, HelpdeskCase, SubscriptionTag, Tag
+from db.queries.counters import HELPDESK_CASE, next_number
 from graph.ids import to_global_id
 from tests.conftest import NOW, Api
 from tests.helpers import Factory, name_key_of, post_graphql
@@ -128,9 +129,12 @@ class AuthzFactory(Factory):
         customer_id: int | None = None,
         created_at: datetime | None = None,
     ) -> int:
+        async with self.engine.begin() as conn:
+            number = await next_number(conn, partner_id=partner_id, name=HELPDESK_CASE)
         return await self._insert(
             HelpdeskCase,
             partner_id=partner_id,
+            number=number,
             opened_by_admin_id=admin_id,
             customer_id=customer_id,
             product="CALLING",

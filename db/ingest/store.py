@@ -1,6 +1,8 @@
-"""Writing call records idempotently: a call id is stored once, whatever is sent again.
+"""Writing call records idempotently: a call id is stored once per partner, whatever is resent.
 
-Records go in with ``INSERT ... ON CONFLICT (call_id) DO NOTHING`` (the dialect inserts of
+Call ids are unique per partner (``ux_call_record_partner_call``), never across partners: one
+partner's id neither hides another's record nor tells it that the other has that id. Records go
+in with ``INSERT ... ON CONFLICT (partner_id, call_id) DO NOTHING`` (the dialect inserts of
 SQLite and PostgreSQL). Big batches take driver-level paths: SQLite's ``executemany`` with values
 already in their stored form; on PostgreSQL a ``COPY`` straight into ``call_record`` inside a
 savepoint, falling back, when a stored call id aborts it, to a ``COPY`` into a staging table and
@@ -46,11 +48,12 @@ RECORD_COLUMNS: tuple[str, ...] = (
     "abandoned",
 )
 StoredRecord = tuple[Any, ...]
+CONFLICT_KEY = ["partner_id", "call_id"]  # the columns of ux_call_record_partner_call
 
 
 def _on_conflict_insert(conn: AsyncConnection) -> Any:
     dialect_insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
-    return dialect_insert(RECORD).on_conflict_do_nothing(index_elements=["call_id"])
+    return dialect_insert(RECORD).on_conflict_do_nothing(index_elements=CONFLICT_KEY)
 
 
 @dataclass
@@ -67,7 +70,8 @@ RETRY_AFTER = 10
 async def insert_records(
     conn: AsyncConnection, rows: Sequence[StoredRecord], state: BulkState | None = None
 ) -> int:
-    """Insert ``rows`` unless their call id is stored already; the number inserted."""
+    """Insert ``rows`` unless their partner has their call id stored already; the number
+    inserted."""
     if not rows:
         return 0
     if len(rows) >= BULK_ROWS:
@@ -84,7 +88,8 @@ STAGE = "call_record_stage"
 BULK_ROWS = 200  # from this many rows on, the driver-level paths below pay off
 _SQLITE_INSERT = (
     f"INSERT INTO call_record ({', '.join(RECORD_COLUMNS)}) "
-    f"VALUES ({', '.join('?' for _ in RECORD_COLUMNS)}) ON CONFLICT (call_id) DO NOTHING"
+    f"VALUES ({', '.join('?' for _ in RECORD_COLUMNS)}) "
+    "ON CONFLICT (partner_id, call_id) DO NOTHING"
 )
 
 
@@ -193,7 +198,7 @@ async def _copy_then_insert(conn: AsyncConnection, rows: Sequence[StoredRecord])
     result = await conn.execute(
         text(
             f"INSERT INTO call_record ({columns}) SELECT {columns} FROM {STAGE} "
-            "ON CONFLICT (call_id) DO NOTHING"
+            "ON CONFLICT (partner_id, call_id) DO NOTHING"
         )
     )
     return int(result.rowcount)

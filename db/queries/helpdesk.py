@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.enums import HelpdeskState
 from db.models import HelpdeskCase, HelpdeskComment
+from db.queries.counters import HELPDESK_CASE, next_number
 from db.scope import Scope
 
 HC = HelpdeskCase.__table__.c  # type: ignore[attr-defined]
@@ -118,10 +119,14 @@ async def create_helpdesk_case(
     severity: str,
     now: datetime,
 ) -> Row[Any]:
+    """A new open case, numbered per partner (the partner's counter stays locked until the
+    transaction ends: ``db.queries.counters``)."""
+    number = await next_number(session, partner_id=partner_id, name=HELPDESK_CASE)
     stmt = (
         insert(HelpdeskCase)
         .values(
             partner_id=partner_id,
+            number=number,
             opened_by_admin_id=admin_id,
             customer_id=customer_id,
             product=product,

@@ -81,8 +81,9 @@ class CallingMutations:
     @strawberry.mutation(
         description="Load up to 1,000 call records (full admins). All or nothing: when any "
         "record is invalid nothing is written and every invalid record is reported. Idempotent "
-        "on callId: a record whose call id is stored already is counted as a duplicate and "
-        "changes nothing. The weekly aggregates of the weeks touched are recomputed."
+        "on callId within the partner: a record whose call id the partner has stored already "
+        "is counted as a duplicate and changes nothing. The weekly aggregates of the weeks "
+        "touched are recomputed."
     )
     async def ingest_call_records(
         self, info: Info, input: IngestCallRecordsInput

@@ -294,7 +294,8 @@ class CallQueueCustomerConnection:
 @strawberry.input(description="One call record (one call leg), as in the CSV contract.")
 class CallRecordInput:
     call_id: str = strawberry.field(
-        description="Unique id of the call leg (1-64 characters); a stored id is never rewritten."
+        description="Id of the call leg, unique within the partner (1-64 characters); a stored "
+        "id is never rewritten."
     )
     customer_id: strawberry.ID = strawberry.field(
         description="The customer's global ID, or its external id (within the caller's partner)."
@@ -354,7 +355,8 @@ class RejectedCallRecord:
 class IngestCallRecordsPayload:
     inserted: int = strawberry.field(description="Records stored by this call.")
     duplicates: int = strawberry.field(
-        description="Valid records whose call id was already stored (or repeated): unchanged."
+        description="Valid records whose call id the partner had already stored (or repeated): "
+        "unchanged."
     )
     rejected: list[RejectedCallRecord] = strawberry.field(description="Invalid records.")
     user_errors: list[UserError] = strawberry.field(description="Why nothing was written.")

@@ -154,7 +154,7 @@ class HelpdeskComment:
 )
 class HelpdeskCase(Node):
     case_number: str = strawberry.field(
-        description="Reference to quote to support, e.g. CS-000042."
+        description="Reference to quote to support, e.g. CS-000042; numbered per partner."
     )
     product: Product = strawberry.field(description="The product the case is about.")
     subject: str = strawberry.field(description="One-line summary (1-200 characters).")
@@ -171,7 +171,7 @@ class HelpdeskCase(Node):
     def from_row(cls, row: Any) -> HelpdeskCase:
         return cls(
             id=strawberry.ID(to_global_id("HelpdeskCase", row.id)),
-            case_number=f"CS-{row.id:06d}",
+            case_number=f"CS-{row.number:06d}",
             product=row.product,
             subject=row.subject,
             description=row.description,
