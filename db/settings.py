@@ -41,6 +41,10 @@ class Settings(BaseSettings):
     max_query_cost: int = Field(default=25_000, ge=100)
     cost_per_minute: int = Field(default=500_000, ge=100)
     max_search_length: int = Field(default=200, ge=1)
+    # Any argument value, before execution (graph/input_limits.py): longer strings and lists
+    # are BAD_USER_INPUT whatever field they go to. Above every field's own limit.
+    max_string_input: int = Field(default=100_000, ge=1000)
+    max_list_input: int = Field(default=5000, ge=100, le=30_000)
     parser_cache_size: int = Field(default=512, ge=1)
     validation_cache_size: int = Field(default=512, ge=1)
     # Whole-response cache of queries (graph/response_cache.py): an entry lives at most this

@@ -92,7 +92,9 @@ class _Walk:
         for argument in node.arguments or ():
             if argument.name.value == "first":
                 value = value_from_ast(argument.value, first_arg.type, self.variables)
-                if isinstance(value, int):
+                # A variable is read uncoerced: past Int's 32 bits graphql-core refuses it,
+                # and the figure would not even serialise.
+                if isinstance(value, int) and -(2**31) <= value < 2**31:
                     page = max(value, 0)
         return 1 + page * max(inner, 1)
 
@@ -160,8 +162,8 @@ class QueryCost(SchemaExtension):
         ec = self.execution_context
         ctx = ec.context
         document = ec.graphql_document
-        if document is None or ctx is None:
-            yield
+        if document is None or ctx is None or ec.result is not None:
+            yield  # nothing to price, or refused already (graph.input_limits): nothing spent
             return
         operation = selected_operation(document, ec.operation_name)
         if operation is None:

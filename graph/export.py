@@ -43,6 +43,7 @@ from db.settings import Settings
 from graph.auth.permissions import Act, Obj, require
 from graph.context import Context, new_context
 from graph.errors import ApiError, ErrorCode, bad_input
+from graph.input_limits import check_values
 from graph.prefetch import allowed_under
 from graph.resolvers.customers import customer_query
 from graph.types.customers import CUSTOMER_RELATIONS, CustomerFilter
@@ -127,6 +128,10 @@ def _list(request: Request, name: str, enum: type[Any]) -> list[Any] | None:
             f"Unknown value in {name}: expected {', '.join(e.value for e in enum)}.",
             argument=name,
         ) from None
+
+
+def _split(request: Request, name: str) -> list[str]:
+    return [v for item in request.query_params.getlist(name) for v in item.split(",") if v]
 
 
 def _one(request: Request, name: str, enum: type[Any]) -> Any:
@@ -259,6 +264,10 @@ def export_customers_csv(
         ctx = new_context(services, outcome, session, request.scope["state"].get("request_id", "-"))
         try:
             scope = require(ctx, Obj.CUSTOMER, Act.READ)
+            # NUL bytes, overlong strings and lists: BAD_USER_INPUT as in GraphQL
+            params = {k: request.query_params.getlist(k) for k in request.query_params}
+            values = {k: v[0] if len(v) == 1 else v for k, v in params.items()}
+            check_values(ctx.settings, {**values, "tagIds": _split(request, "tagIds")})
             query = customer_query(ctx, _filter(request), request.query_params.get("search"))
             order = q.CustomerOrder(request.query_params.get("orderBy", "NAME_ASC"))
         except ApiError as error:

@@ -22,6 +22,7 @@ from strawberry.extensions.query_depth_limiter import create_validator as depth_
 from db.settings import Settings
 from graph.cost import QueryCost
 from graph.errors import ErrorCode
+from graph.input_limits import InputLimits
 
 log = logging.getLogger("partner_hub.errors")
 
@@ -94,6 +95,7 @@ def limit_extensions(settings: Settings) -> list[Callable[[], SchemaExtension]]:
         partial(MaxTokensLimiter, max_token_count=settings.max_tokens),
         partial(ParserCache, maxsize=settings.parser_cache_size),
         partial(ValidationCache, maxsize=settings.validation_cache_size),
+        InputLimits,
         QueryCost,
         MaskUnexpectedErrors,
     ]

@@ -25,6 +25,7 @@ from graph.resolvers.tags import TagMutations
 from graph.resolvers.trials import TrialMutations
 from graph.types.admins import Admin, Partner
 from graph.types.customers import Customer, Subscription
+from graph.types.scalars import SCALAR_OVERRIDES
 from graph.types.tags import Tag
 
 
@@ -86,6 +87,7 @@ def _schema(
         extensions=limit_extensions(settings),
         config=StrawberryConfig(auto_camel_case=True),
         execution_context_class=PlainFieldExecutionContext,
+        scalar_overrides=SCALAR_OVERRIDES,
     )
 
 
