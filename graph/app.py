@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -34,6 +35,8 @@ from graph.extensions import add_error_codes
 from graph.logging import RequestLogMiddleware, configure_logging
 from graph.response_cache import Entry, ResponseCache, request_key
 from graph.schema import build_schema
+
+log = logging.getLogger("partner_hub.errors")
 
 
 class PartnerHub:
@@ -114,6 +117,15 @@ class PartnerHub:
             await self.engine.dispose()
 
 
+def internal_error(request_id: str) -> JSONResponse:
+    """The answer when no GraphQL result could be produced: coded, with the id to quote."""
+    error = {
+        "message": f"Internal server error (request id {request_id}).",
+        "extensions": {"code": ErrorCode.INTERNAL_SERVER_ERROR.value, "requestId": request_id},
+    }
+    return JSONResponse({"data": None, "errors": [error]}, status_code=500)
+
+
 def _unauthorized(message: str) -> JSONResponse:
     return JSONResponse(
         {"errors": [{"message": message, "extensions": {"code": ErrorCode.UNAUTHENTICATED}}]},
@@ -188,6 +200,26 @@ class GraphQLEndpoint:
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Whatever escapes (a bug, a ``CancelledError`` of work the request started) is
+        answered with a JSON error carrying the request id, never the server's plain 500."""
+        started = False
+
+        async def tracked(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self._serve(scope, receive, tracked)
+        except (Exception, asyncio.CancelledError) as error:
+            task = asyncio.current_task()
+            if started or (task is not None and task.cancelling()):
+                raise  # a response is under way, or the request itself is being cancelled
+            request_id = scope.get("state", {}).get("request_id", "-")
+            log.error("error escaped execution", exc_info=error, extra={"request_id": request_id})
+            await internal_error(request_id)(scope, receive, send)
+
+    async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope, receive)
         if request.method != "POST":
             # Strawberry's view builds a context even to render GraphiQL, and there is no
@@ -216,10 +248,12 @@ class GraphQLEndpoint:
                         await hit(scope, receive, send)
                         return
                 state[CACHE_KEY] = key
-            state["ph_context"] = new_context(
-                services, outcome, session, state.get("request_id", "-")
-            )
-            await self.view(scope, receive, send)
+            context = new_context(services, outcome, session, state.get("request_id", "-"))
+            state["ph_context"] = context
+            try:
+                await self.view(scope, receive, send)
+            finally:
+                await context.settle()
 
     def _get(self, request: Request) -> Response:
         accept = request.headers.get("accept", "")

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Hashable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
 from strawberry.types import Info as _Info
@@ -21,6 +21,8 @@ if TYPE_CHECKING:
     from graph.auth.permissions import Authorizer
     from graph.cost import CostLimiter
     from graph.loaders import Loaders
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -45,12 +47,40 @@ class Context:
     response: Any = None
     cost: dict[str, int] = field(default_factory=dict)
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    _shared: dict[Hashable, asyncio.Task[Any]] = field(default_factory=dict)
+    _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
 
     @asynccontextmanager
     async def db(self) -> AsyncIterator[AsyncSession]:
         """The request's session, one user at a time (sibling resolvers run concurrently)."""
         async with self._lock:
             yield self.session
+
+    def shared(self, key: Hashable, make: Callable[[], Coroutine[Any, Any, T]]) -> Awaitable[T]:
+        """Work several fields await (one statement answering many figures), started by the
+        first to ask and kept for the request under ``key``. Each awaiter gets its own shield:
+        graphql-core cancels the pending siblings of a field that failed, and cancelling an
+        awaiter must not cancel the work the other awaiters still wait for."""
+        task = self._shared.get(key)
+        if task is None:
+            task = self._shared[key] = asyncio.ensure_future(make())
+            self._tasks.append(task)
+        return asyncio.shield(task)
+
+    def forget(self) -> None:
+        """Drop every value read so far (loaders and shared work): called after each write,
+        so that the next field, or the next mutation of the document, reads the new state."""
+        self.__dict__.pop("loaders", None)
+        self._shared.clear()
+
+    async def settle(self) -> None:
+        """End shared work nobody awaits any more (its awaiters were cancelled) before the
+        request's session closes under it."""
+        pending = [task for task in self._tasks if not task.done()]
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        self._tasks.clear()
 
     @property
     def settings(self) -> Settings:

@@ -10,9 +10,8 @@ once per request for every figure that needs them. Nothing is cached across requ
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import Enum
 from typing import Annotated, TypeVar
 
@@ -60,6 +59,7 @@ from graph.types.analytics import (
     RenewingRow,
     SortDirection,
 )
+from graph.types.common import NULL_WHEN_REFUSED
 
 MAX_WEEKS = 52
 DEFAULT_PAGE = 20
@@ -69,20 +69,11 @@ ORDER = "Column and direction; the default is given in the field description."
 T = TypeVar("T")
 
 
-MEDIANS_STATE = "license_analytics_medians"
-
-
 def request_medians(ctx: Context) -> Awaitable[q.Medians]:
     """The deployment-wide low-allocation band medians at the request's now, fetched on first
-    use and kept in the request's state (dropped with it), so that ``licenseKpis`` and the
+    use and shared for the request (``Context.shared``), so that ``licenseKpis`` and the
     low-allocation section share one statement. Await it outside ``ctx.db()``."""
-    state = getattr(ctx.request, "state", None)
-    future: asyncio.Future[q.Medians] | None = getattr(state, MEDIANS_STATE, None)
-    if future is None:
-        future = asyncio.ensure_future(_load_medians(ctx))
-        if state is not None:
-            setattr(state, MEDIANS_STATE, future)
-    return future
+    return ctx.shared("license_analytics_medians", lambda: _load_medians(ctx))
 
 
 async def _load_medians(ctx: Context) -> q.Medians:
@@ -96,18 +87,15 @@ async def section_medians(ctx: Context, section: q.Section) -> q.Medians | None:
 
 @dataclass
 class SharedSummaries:
-    """The KPIs of the sections ``q.SHARED_SUMMARY`` of one product: one statement, once."""
+    """The KPIs of the sections ``q.SHARED_SUMMARY`` of one product: one statement, once per
+    request and product (aliases of ``licenseAnalytics`` share it)."""
 
     scope: Scope
     product: str
-    _future: asyncio.Future[dict[q.Section, q.SectionSummary]] | None = field(
-        default=None, repr=False
-    )
 
     def get(self, ctx: Context) -> Awaitable[dict[q.Section, q.SectionSummary]]:
-        if self._future is None:
-            self._future = asyncio.ensure_future(self._load(ctx))
-        return self._future
+        key = ("license_analytics_summaries", self.scope.key, self.product)
+        return ctx.shared(key, lambda: self._load(ctx))
 
     async def _load(self, ctx: Context) -> dict[q.Section, q.SectionSummary]:
         async with ctx.db() as session:
@@ -122,7 +110,6 @@ class SectionSource:
 
     shared: SharedSummaries
     section: q.Section
-    _summary: asyncio.Future[q.SectionSummary] | None = field(default=None, repr=False)
 
     @property
     def scope(self) -> Scope:
@@ -133,9 +120,8 @@ class SectionSource:
         return self.shared.product
 
     def summary(self, ctx: Context) -> Awaitable[q.SectionSummary]:
-        if self._summary is None:
-            self._summary = asyncio.ensure_future(self._load_summary(ctx))
-        return self._summary
+        key = ("license_analytics_summary", self.scope.key, self.product, self.section)
+        return ctx.shared(key, lambda: self._load_summary(ctx))
 
     async def _load_summary(self, ctx: Context) -> q.SectionSummary:
         if self.section in q.SHARED_SUMMARY:
@@ -228,7 +214,9 @@ class RecentlyAddedSection:
         s = await self.source.summary(info.context)
         return RecentlyAddedKpis(new_customers=s.customers, total_licenses=s.purchased)
 
-    @strawberry.field(description="The rows, keyset-paged (default: newest first).")
+    @strawberry.field(
+        description="The rows, keyset-paged (default: newest first)." + NULL_WHEN_REFUSED
+    )
     async def rows(
         self,
         info: Info,
@@ -237,7 +225,7 @@ class RecentlyAddedSection:
         order_by: Annotated[
             RecentlyAddedOrder | None, strawberry.argument(description=ORDER)
         ] = None,
-    ) -> RecentlyAddedConnection:
+    ) -> RecentlyAddedConnection | None:
         order = order_by or RecentlyAddedOrder(field=RecentlyAddedColumn.DAYS_SINCE_ADDED)
         ctx = info.context
         rows, cursors, page_info = await self.source.page(
@@ -268,14 +256,16 @@ class ExpiringSection:
             usage_percent=q.percent(s.used, s.purchased),
         )
 
-    @strawberry.field(description="The rows, keyset-paged (default: soonest end first).")
+    @strawberry.field(
+        description="The rows, keyset-paged (default: soonest end first)." + NULL_WHEN_REFUSED
+    )
     async def rows(
         self,
         info: Info,
         first: Annotated[int, strawberry.argument(description=FIRST)] = DEFAULT_PAGE,
         after: Annotated[str | None, strawberry.argument(description=AFTER)] = None,
         order_by: Annotated[ExpiringOrder | None, strawberry.argument(description=ORDER)] = None,
-    ) -> ExpiringConnection:
+    ) -> ExpiringConnection | None:
         order = order_by or ExpiringOrder(field=ExpiringColumn.DAYS_UNTIL_EXPIRY)
         ctx = info.context
         rows, cursors, page_info = await self.source.page(
@@ -306,14 +296,16 @@ class RenewingSection:
             usage_percent=q.percent(s.used, s.purchased),
         )
 
-    @strawberry.field(description="The rows, keyset-paged (default: soonest renewal first).")
+    @strawberry.field(
+        description="The rows, keyset-paged (default: soonest renewal first)." + NULL_WHEN_REFUSED
+    )
     async def rows(
         self,
         info: Info,
         first: Annotated[int, strawberry.argument(description=FIRST)] = DEFAULT_PAGE,
         after: Annotated[str | None, strawberry.argument(description=AFTER)] = None,
         order_by: Annotated[RenewingOrder | None, strawberry.argument(description=ORDER)] = None,
-    ) -> RenewingConnection:
+    ) -> RenewingConnection | None:
         order = order_by or RenewingOrder(field=RenewingColumn.DAYS_UNTIL_RENEWAL)
         ctx = info.context
         rows, cursors, page_info = await self.source.page(
@@ -351,7 +343,9 @@ class LowAllocationSection:
             unassigned_licenses=s.purchased - s.assigned,
         )
 
-    @strawberry.field(description="The rows, keyset-paged (default: lowest allocation first).")
+    @strawberry.field(
+        description="The rows, keyset-paged (default: lowest allocation first)." + NULL_WHEN_REFUSED
+    )
     async def rows(
         self,
         info: Info,
@@ -360,7 +354,7 @@ class LowAllocationSection:
         order_by: Annotated[
             LowAllocationOrder | None, strawberry.argument(description=ORDER)
         ] = None,
-    ) -> LowAllocationConnection:
+    ) -> LowAllocationConnection | None:
         order = order_by or LowAllocationOrder(field=LowAllocationColumn.ALLOCATION_PERCENT)
         ctx = info.context
         rows, cursors, page_info = await self.source.page(
@@ -392,14 +386,16 @@ class OverageSection:
             average_overage=q.one_decimal(overage, s.customers),
         )
 
-    @strawberry.field(description="The rows, keyset-paged (default: largest overage first).")
+    @strawberry.field(
+        description="The rows, keyset-paged (default: largest overage first)." + NULL_WHEN_REFUSED
+    )
     async def rows(
         self,
         info: Info,
         first: Annotated[int, strawberry.argument(description=FIRST)] = DEFAULT_PAGE,
         after: Annotated[str | None, strawberry.argument(description=AFTER)] = None,
         order_by: Annotated[OverageOrder | None, strawberry.argument(description=ORDER)] = None,
-    ) -> OverageConnection:
+    ) -> OverageConnection | None:
         order = order_by or OverageOrder(field=OverageColumn.OVERAGE, direction=SortDirection.DESC)
         ctx = info.context
         rows, cursors, page_info = await self.source.page(
@@ -425,13 +421,13 @@ class LicenseAnalytics:
 
     @strawberry.field(
         description="Purchased, assigned and used licenses per week over the last `weeks` "
-        "(1-52) weeks that closed at or before now, oldest first."
+        "(1-52) weeks that closed at or before now, oldest first." + NULL_WHEN_REFUSED
     )
     async def distribution_trend(
         self,
         info: Info,
         weeks: Annotated[int, strawberry.argument(description="How many weeks, 1-52.")] = 13,
-    ) -> list[LicenseWeek]:
+    ) -> list[LicenseWeek] | None:
         if not 1 <= weeks <= MAX_WEEKS:
             raise bad_input(
                 f"`weeks` must be between 1 and {MAX_WEEKS}, got {weeks}.",

@@ -40,6 +40,7 @@ from graph.types.calling import (
     CallQueueKpis,
     queue_figures,
 )
+from graph.types.common import NULL_WHEN_REFUSED
 
 MAX_TREND_WEEKS = 52
 T = TypeVar("T")
@@ -113,14 +114,16 @@ class CallQueueAnalytics:
             )
         )
 
-    @strawberry.field(description="Customers with queue calls in the week (`first` 1-100).")
+    @strawberry.field(
+        description="Customers with queue calls in the week (`first` 1-100)." + NULL_WHEN_REFUSED
+    )
     async def customers(
         self,
         info: Info,
         first: int = 50,
         after: str | None = None,
         order_by: q.QueueCustomerOrder = q.QueueCustomerOrder.ABANDONED_RATE_DESC,
-    ) -> CallQueueCustomerConnection:
+    ) -> CallQueueCustomerConnection | None:
         order = q.QueueCustomerOrder(order_by)
         nodes, cursors, page_info, count = await _page(
             info.context,
@@ -165,11 +168,11 @@ class CallingAnalytics:
 
     @strawberry.field(
         description="Users by calls made per week (1-10, 11-50, 51+, licensed without calls) "
-        "for `weeks` weeks (1-52) ending with this one, oldest first."
+        "for `weeks` weeks (1-52) ending with this one, oldest first." + NULL_WHEN_REFUSED
     )
     async def users_by_volume_trend(
         self, info: Info, weeks: int = 8
-    ) -> list[CallingUserVolumeWeek]:
+    ) -> list[CallingUserVolumeWeek] | None:
         ctx = info.context
         span = q.weeks_ending(self.week, _trend_weeks(weeks))
         async with ctx.db() as session:
@@ -178,7 +181,7 @@ class CallingAnalytics:
 
     @strawberry.field(
         description="Customers with Calling (an in-force CALLING license line, or calls in the "
-        "week) and their usage; keyset-paged (`first` 1-100)."
+        "week) and their usage; keyset-paged (`first` 1-100)." + NULL_WHEN_REFUSED
     )
     async def customers_usage(
         self,
@@ -186,7 +189,7 @@ class CallingAnalytics:
         first: int = 50,
         after: str | None = None,
         order_by: q.CustomerUsageOrder = q.CustomerUsageOrder.CALLS_DESC,
-    ) -> CallingCustomerUsageConnection:
+    ) -> CallingCustomerUsageConnection | None:
         ctx = info.context
         order = q.CustomerUsageOrder(order_by)
         nodes, cursors, page_info, count = await _page(
@@ -218,8 +221,9 @@ class CallingAnalytics:
 
     @strawberry.field(
         description="Call quality for `weeks` weeks (1-52) ending with this one, oldest first."
+        + NULL_WHEN_REFUSED
     )
-    async def quality_trend(self, info: Info, weeks: int = 8) -> list[CallQualityWeek]:
+    async def quality_trend(self, info: Info, weeks: int = 8) -> list[CallQualityWeek] | None:
         span = q.weeks_ending(self.week, _trend_weeks(weeks))
         async with info.context.db() as session:
             rows = await q.quality_by_week(session, scope=self.scope, weeks=span)
@@ -239,7 +243,7 @@ class CallingAnalytics:
 
     @strawberry.field(
         description="Customers with calls in the week and their call quality; keyset-paged "
-        "(`first` 1-100)."
+        "(`first` 1-100)." + NULL_WHEN_REFUSED
     )
     async def customers_quality(
         self,
@@ -247,7 +251,7 @@ class CallingAnalytics:
         first: int = 50,
         after: str | None = None,
         order_by: q.CustomerQualityOrder = q.CustomerQualityOrder.POOR_PERCENT_DESC,
-    ) -> CallingCustomerQualityConnection:
+    ) -> CallingCustomerQualityConnection | None:
         order = q.CustomerQualityOrder(order_by)
         nodes, cursors, page_info, count = await _page(
             info.context,

@@ -6,6 +6,11 @@ import strawberry
 
 from db import enums
 
+# A field below the root whose arguments can be refused (a page size, a week count) is nullable,
+# so that the refusal nulls that field alone: a non-null field's error nulls its parent, and so
+# on up to the root, taking every sibling's answer with it.
+NULL_WHEN_REFUSED = " Null (with the error) when an argument is refused: the field fails alone."
+
 Product = enums.Product
 strawberry.enum(enums.Product, description="A product a customer can order.")
 ManagedBy = enums.ManagedBy
