@@ -103,3 +103,7 @@ async def transaction(ctx: Context) -> AsyncIterator[tuple[AsyncSession, Audit]]
         except BaseException:
             await session.rollback()
             raise
+        finally:
+            # Written or rolled back, what loaders and shared work read before (or inside the
+            # transaction) is stale: the payload and later mutations read afresh.
+            ctx.forget()
