@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import json
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -187,7 +188,12 @@ class GraphQLView(GraphQL[Context, None]):
         return response
 
     def encode_json(self, data: object) -> bytes:
-        return orjson.dumps(data)
+        try:
+            return orjson.dumps(data)
+        except orjson.JSONEncodeError:
+            # A lone surrogate echoed from the request (an unknown operation name "\ud800"):
+            # orjson refuses it; the standard library writes it as an escape, still JSON.
+            return json.dumps(data, default=str).encode()
 
 
 class GraphQLEndpoint:

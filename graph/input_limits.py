@@ -5,7 +5,8 @@ no resolver should ever see is checked here, for every argument of every field a
 literal or variable, down through input objects and lists:
 
 - a string holding a NUL byte (``\\x00``): PostgreSQL refuses it in text, so it would fail as an
-  internal error deep in a statement (SQLite would store it);
+  internal error deep in a statement (SQLite would store it); or a lone surrogate (JSON's
+  ``"\\ud800"``), which is not Unicode text and which neither database driver encodes;
 - a string longer than ``max_string_input`` characters (default 100,000: ten times the longest
   text a field takes, so fields keep answering their own ``*_TOO_LONG`` codes for ordinary
   overshoots);
@@ -99,6 +100,8 @@ class Limits:
     def _string(self, value: str, path: str) -> ApiError | None:
         if "\x00" in value:
             return _refuse(f"{path} contains a NUL byte (\\u0000), which no text accepts.", path)
+        if not value.isascii() and not _encodable(value):
+            return _refuse(f"{path} is not valid Unicode (a lone surrogate escape).", path)
         if len(value) > self.max_string:
             return _refuse(
                 f"{path} is {len(value):,} characters long; the limit is "
@@ -158,6 +161,14 @@ def check_values(settings: Settings, values: dict[str, Any]) -> None:
         error = limits._raw(value, name)
         if error is not None:
             raise error
+
+
+def _encodable(value: str) -> bool:
+    try:
+        value.encode()
+    except UnicodeEncodeError:  # "\ud800" in JSON: no database, nor orjson, takes it
+        return False
+    return True
 
 
 def _refuse(message: str, path: str) -> ApiError:

@@ -237,3 +237,20 @@ async def test_the_csv_export_applies_the_same_bounds(api: Api, world: World) ->
         assert response.status_code == 400, response.text
         (error,) = response.json()["errors"]
         assert error["extensions"] == {"code": "BAD_USER_INPUT", "argument": argument}
+
+
+async def test_a_lone_surrogate_is_refused_like_a_nul_byte(api: Api, world: World) -> None:
+    # JSON may escape half a UTF-16 pair ("\ud800"): not text any database driver encodes
+    token = {"Authorization": f"Bearer {await token_for(api, FULL)}"}
+    before = await snapshot(api)
+    for document, variables, path in [
+        ("query($s: String) { customers(search: $s) { totalCount } }", '{"s": "\\ud800"}', "$s"),
+        (CREATE_TAG.replace("\n", " "), '{"input": {"name": "a\\udfff"}}', "$input.name"),
+    ]:
+        body = f'{{"query": "{document}", "variables": {variables}}}'.encode()
+        response = await api.client.post(
+            "/graphql", content=body, headers={**token, "content-type": "application/json"}
+        )
+        assert response.status_code == 200, response.text
+        refused(response.json(), path)
+    assert await snapshot(api) == before
