@@ -47,6 +47,8 @@ class Context:
     response: Any = None
     cost: dict[str, int] = field(default_factory=dict)
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    # Values a domain keeps for the request (its loaders, say): dropped by ``forget``.
+    cache: dict[str, Any] = field(default_factory=dict)
     _shared: dict[Hashable, asyncio.Task[Any]] = field(default_factory=dict)
     _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
 
@@ -71,6 +73,7 @@ class Context:
         """Drop every value read so far (loaders and shared work): called after each write,
         so that the next field, or the next mutation of the document, reads the new state."""
         self.__dict__.pop("loaders", None)
+        self.cache.clear()
         self._shared.clear()
 
     async def settle(self) -> None:

@@ -10,6 +10,7 @@ import pytest
 
 from tests.conftest import Api
 from tests.helpers import data_of, post_graphql
+from tests.test_helpdesk import open_case
 from tests.test_tags import FULL, PARTNER, World, build_world, create_tag, gid
 
 CUSTOMER_TAGS = """
@@ -140,3 +141,57 @@ async def test_a_refused_mutation_between_two_leaves_the_state_of_the_first(
     assert data["b"]["changed"] == 0
     assert names(data["a"]["customers"]) == [["vip"]]
     assert (data["c"]["changed"], names(data["c"]["customers"])) == (1, [[]])
+
+
+COMMENTS = """
+mutation($case: ID!) {
+  a: addHelpdeskCaseComment(input: {caseId: $case, body: "first"}) {
+    case { comments { body } } userErrors { code }
+  }
+  b: addHelpdeskCaseComment(input: {caseId: $case, body: "second"}) {
+    case { comments { body } } userErrors { code }
+  }
+  c: closeHelpdeskCase(input: {caseId: $case, resolution: "done"}) {
+    case { state comments { body } } userErrors { code }
+  }
+}
+"""
+
+
+async def test_helpdesk_comments_see_the_previous_mutations_state(api: Api, world: World) -> None:
+    # given
+    case = await open_case(api)
+    # when
+    data = data_of(await post_graphql(api, COMMENTS, {"case": case["id"]}, as_=FULL))
+    # then
+    bodies = [[c["body"] for c in data[k]["case"]["comments"]] for k in "abc"]
+    assert bodies == [["first"], ["first", "second"], ["first", "second", "done"]]
+    assert data["c"]["case"]["state"] == "CLOSED"
+
+
+RENAMED_AUTHOR = """
+mutation($case: ID!, $me: ID!) {
+  a: addHelpdeskCaseComment(input: {caseId: $case, body: "before"}) {
+    comment { author { name } } case { openedBy { name } } userErrors { code }
+  }
+  b: updateAdmin(input: {id: $me, name: "Renamed Admin"}) { admin { name } userErrors { code } }
+  c: addHelpdeskCaseComment(input: {caseId: $case, body: "after"}) {
+    comment { author { name } } case { openedBy { name } } userErrors { code }
+  }
+}
+"""
+
+
+async def test_a_renamed_admin_is_seen_by_the_next_mutations_payload(
+    api: Api, world: World
+) -> None:
+    # given
+    case = await open_case(api)
+    variables = {"case": case["id"], "me": gid("Admin", world.admins[FULL])}
+    # when
+    data = data_of(await post_graphql(api, RENAMED_AUTHOR, variables, as_=FULL))
+    # then
+    assert data["a"]["comment"]["author"]["name"] == FULL
+    assert data["b"]["admin"]["name"] == "Renamed Admin"
+    assert data["c"]["comment"]["author"]["name"] == "Renamed Admin"
+    assert data["c"]["case"]["openedBy"]["name"] == "Renamed Admin"

@@ -32,7 +32,6 @@ from graph.types.helpdesk import (
     HelpdeskComment,
     OpenHelpdeskCaseInput,
     OpenHelpdeskCasePayload,
-    helpdesk_loaders,
 )
 
 SUBJECT_MAX = 200
@@ -268,7 +267,6 @@ class HelpdeskMutations:
                 )
         except UserErrors as e:
             return AddHelpdeskCaseCommentPayload(case=None, comment=None, user_errors=e.errors)
-        helpdesk_loaders(ctx).comments_by_case_id.clear(case.id)
         return AddHelpdeskCaseCommentPayload(
             case=HelpdeskCase.from_row(case),
             comment=HelpdeskComment.from_row(comment),
@@ -316,5 +314,4 @@ class HelpdeskMutations:
                 )
         except UserErrors as e:
             return CloseHelpdeskCasePayload(case=None, user_errors=e.errors)
-        helpdesk_loaders(ctx).comments_by_case_id.clear(after.id)
         return CloseHelpdeskCasePayload(case=HelpdeskCase.from_row(after), user_errors=[])

@@ -23,6 +23,7 @@ from db.queries import helpdesk as helpdesk_q
 from graph.auth.permissions import Act, Obj, scope_or_none
 from graph.context import Context, Info
 from graph.ids import to_global_id
+from graph.loaders import Loader
 from graph.mutations import UserError
 from graph.pagination import PageInfo
 from graph.types.admins import Admin
@@ -74,7 +75,7 @@ def _loader(
             found = await fetch(session, keys)
         return [found.get(key, default()) for key in keys]
 
-    return DataLoader(batch_load_fn=batch, max_batch_size=1000)
+    return Loader(batch)  # its futures are shielded (see graph.loaders)
 
 
 class HelpdeskLoaders:
@@ -115,11 +116,11 @@ class HelpdeskLoaders:
 
 
 def helpdesk_loaders(ctx: Context) -> HelpdeskLoaders:
-    """The request's helpdesk loaders (kept on the context, so they live exactly one request)."""
-    loaders: HelpdeskLoaders | None = getattr(ctx, "_helpdesk_loaders", None)
+    """The request's helpdesk loaders (kept in the context's cache: they live one request and
+    are dropped after every write)."""
+    loaders: HelpdeskLoaders | None = ctx.cache.get("helpdesk_loaders")
     if loaders is None:
-        loaders = HelpdeskLoaders(ctx)
-        ctx._helpdesk_loaders = loaders  # type: ignore[attr-defined]
+        loaders = ctx.cache["helpdesk_loaders"] = HelpdeskLoaders(ctx)
     return loaders
 
 
