@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from strawberry.types import Info as _Info
 
 from db.clock import Clock
-from db.queries.admins import Principal
+from db.queries.admins import Principal, principal_of_token
 from db.settings import Settings
 
 if TYPE_CHECKING:
@@ -46,6 +46,7 @@ class Context:
     request: Any = None
     response: Any = None
     cost: dict[str, int] = field(default_factory=dict)
+    principal_gone: bool = False
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     # Values a domain keeps for the request (its loaders, say): dropped by ``forget``.
     cache: dict[str, Any] = field(default_factory=dict)
@@ -68,6 +69,15 @@ class Context:
             task = self._shared[key] = asyncio.ensure_future(make())
             self._tasks.append(task)
         return asyncio.shield(task)
+
+    async def reload_principal(self, session: AsyncSession) -> None:
+        """Read the caller again after a write: a later mutation of the document runs with the
+        role it has now; once deactivated (or its token revoked) it may write nothing more."""
+        current = await principal_of_token(session, token_id=self.principal.token_id)
+        if current is None:
+            self.principal_gone = True
+        else:
+            self.principal = current
 
     def forget(self) -> None:
         """Drop every value read so far (loaders and shared work): called after each write,

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from db.queries.audit import write_audit
 from db.queries.writes import begin_write
 from graph.context import Context
-from graph.errors import ApiError
+from graph.errors import ApiError, forbidden
 from graph.ids import pk_of
 
 
@@ -84,6 +84,8 @@ class Audit:
 @asynccontextmanager
 async def transaction(ctx: Context) -> AsyncIterator[tuple[AsyncSession, Audit]]:
     """All or nothing: commit the change and its audit entries together, or neither."""
+    if ctx.principal_gone:
+        raise forbidden("Your admin was deactivated, or its token revoked, by this request.")
     audit = Audit()
     async with ctx.db() as session:
         if session.in_transaction():
@@ -100,6 +102,7 @@ async def transaction(ctx: Context) -> AsyncIterator[tuple[AsyncSession, Audit]]
                     **entry,
                 )
             await session.commit()
+            await ctx.reload_principal(session)
         except BaseException:
             await session.rollback()
             raise

@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 
 from tests.conftest import Api
-from tests.helpers import data_of, post_graphql
+from tests.helpers import data_of, error_codes, post_graphql
 from tests.test_helpdesk import open_case
-from tests.test_tags import FULL, PARTNER, World, build_world, create_tag, gid
+from tests.test_tags import FULL, PARTNER, World, build_world, create_tag, gid, snapshot
 
 CUSTOMER_TAGS = """
 mutation($customers: [ID!]!, $tags: [ID!]!) {
@@ -195,3 +195,39 @@ async def test_a_renamed_admin_is_seen_by_the_next_mutations_payload(
     assert data["b"]["admin"]["name"] == "Renamed Admin"
     assert data["c"]["comment"]["author"]["name"] == "Renamed Admin"
     assert data["c"]["case"]["openedBy"]["name"] == "Renamed Admin"
+
+
+DEMOTED = """
+mutation($me: ID!) {
+  a: updateAdmin(input: {id: $me, role: "READ_ONLY_ADMIN"}) { admin { role } userErrors { code } }
+  b: createTag(input: {name: "after demotion"}) { tag { name } userErrors { code } }
+}
+"""
+DEACTIVATED = """
+mutation($me: ID!) {
+  a: deactivateAdmin(input: {id: $me}) { admin { active } userErrors { code } }
+  b: createTag(input: {name: "after deactivation"}) { tag { name } userErrors { code } }
+}
+"""
+
+
+@pytest.mark.parametrize(
+    ("document", "change"),
+    [(DEMOTED, "'READ_ONLY_ADMIN'"), (DEACTIVATED, "False")],
+    ids=["demoted", "deactivated"],
+)
+async def test_the_next_mutation_runs_with_the_callers_new_rights(
+    api: Api, world: World, document: str, change: str
+) -> None:
+    # given: a second full admin keeps the partner managed
+    before = await snapshot(api)
+    # when
+    body = await post_graphql(api, document, {"me": gid("Admin", world.admins[FULL])}, as_=FULL)
+    # then: the first mutation took effect; the second is refused (its non-null payload nulls
+    # the whole response) and writes nothing
+    assert error_codes(body) == ["FORBIDDEN"], body
+    assert body["errors"][0]["path"] == ["b"]
+    after = await snapshot(api)
+    changed = set(after["admin"]) - set(before["admin"])
+    assert len(changed) == 1 and change in changed.pop()
+    assert after["tag"] == before["tag"]

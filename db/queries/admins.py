@@ -61,12 +61,10 @@ _AUTHENTICATE = (
         func.coalesce(select(AM.value).where(AM.key == DATA_VERSION_KEY).scalar_subquery(), "0"),
     )
     .join(ApiToken, TK.admin_id == AD.id)
-    .where(
-        TK.token_hash == bindparam("token_hash"),
-        TK.revoked_at.is_(None),
-        AD.active.is_(True),
-    )
+    .where(TK.revoked_at.is_(None), AD.active.is_(True))
 )
+_BY_TOKEN_ID = _AUTHENTICATE.where(TK.id == bindparam("token_id"))
+_AUTHENTICATE = _AUTHENTICATE.where(TK.token_hash == bindparam("token_hash"))
 
 
 async def authenticate_token(session: AsyncSession, *, token: str) -> Principal | None:
@@ -75,6 +73,13 @@ async def authenticate_token(session: AsyncSession, *, token: str) -> Principal 
     if row is None:
         return None
     return Principal(*row)
+
+
+async def principal_of_token(session: AsyncSession, *, token_id: int) -> Principal | None:
+    """The caller as it is now (after a write of its own request): None once its token is
+    revoked or its admin deactivated."""
+    row = (await session.execute(_BY_TOKEN_ID, {"token_id": token_id})).first()
+    return None if row is None else Principal(*row)
 
 
 async def issue_token(
