@@ -101,7 +101,8 @@ async def test_a_nul_byte_in_a_literal_is_refused_with_its_argument_path(
 ) -> None:
     before = await snapshot(api)
     literal = 'mutation { createTag(input: {name: "x\\u0000y"}) { tag { id } } }'
-    refused(await post_graphql(api, literal, as_=FULL), "createTag.input.name")
+    for _ in range(2):  # the second time from the check kept for the parsed document
+        refused(await post_graphql(api, literal, as_=FULL), "createTag.input.name")
     search = 'query { customers(search: "\\u0000") { totalCount } }'
     refused(await post_graphql(api, search, as_=FULL), "customers.search")
     nested = """
