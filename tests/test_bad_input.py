@@ -172,6 +172,12 @@ async def test_dates_outside_the_supported_range_are_refused_at_parse(
     assert error_codes(body) == ["BAD_USER_INPUT"], body
 
 
+async def test_a_trend_at_an_early_week_is_a_coded_error(api: Api, world: World) -> None:
+    # year 1: the trend's weeks would start before Python's first date (OverflowError before)
+    body = await post_graphql(api, TREND, {"week": "0001-02-01", "weeks": 8}, as_=FULL)
+    refused(body, "$week")
+
+
 async def test_the_earliest_supported_week_answers_its_trends(api: Api, world: World) -> None:
     body = await post_graphql(api, TREND, {"week": "1970-01-01", "weeks": 52}, as_=FULL)
     trend = data_of(body)["callingAnalytics"]["qualityTrend"]
