@@ -37,9 +37,10 @@ class Settings(BaseSettings):
     max_aliases: int = Field(default=30, ge=1)
     max_tokens: int = Field(default=4000, ge=100)
     max_page_size: int = Field(default=100, ge=1)
-    # Calculated query cost (nodes a query may return, from its page sizes) and its rate limit.
-    max_query_cost: int = Field(default=25_000, ge=100)
-    cost_per_minute: int = Field(default=500_000, ge=100)
+    # Calculated query cost (an upper bound of the objects a query may return, graph/cost_model)
+    # and its rate limit: a full directory page of 50 costs about 28,000.
+    max_query_cost: int = Field(default=50_000, ge=100)
+    cost_per_minute: int = Field(default=2_000_000, ge=100)
     max_search_length: int = Field(default=200, ge=1)
     # Any argument value, before execution (graph/input_limits.py): longer strings and lists
     # are BAD_USER_INPUT whatever field they go to. Above every field's own limit.

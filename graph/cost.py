@@ -1,20 +1,22 @@
 """Calculated query cost, checked before execution, and a per-token rate limit on it.
 
-The cost of a document is the number of objects it may return, computed from the page sizes it
-asks for (as GitHub's node limit and Shopify's calculated cost do): a field that takes ``first``
-multiplies the cost of its selection by that page size (its default when omitted), every other
-field costs one. A document over ``max_query_cost`` is refused with ``QUERY_TOO_COSTLY`` and no
-resolver runs; each token may spend ``cost_per_minute`` (a token bucket per API instance),
-beyond which requests get ``RATE_LIMITED`` with the seconds to wait. The response's
-``extensions.cost`` reports the figures either way.
+The cost of a document is an upper bound of the objects it may return, priced before any
+resolver runs by ``graph.cost_model`` (page sizes, list caps, introspection and analytics
+prices; fragments walked like fields). A document over ``max_query_cost`` is refused with
+``QUERY_TOO_COSTLY``, one that cannot be priced with ``QUERY_TOO_COMPLEX``; each token may spend
+``cost_per_minute`` (a token bucket per API instance), beyond which requests get
+``RATE_LIMITED`` with the seconds to wait. The response's ``extensions.cost`` reports
+``requestedQueryCost`` and, once executed, ``actualQueryCost``: the objects the response holds,
+counted the way the walk prices them, so never more than requested.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+import weakref
+from collections import OrderedDict
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 from graphql import (
@@ -24,89 +26,17 @@ from graphql import (
     FragmentDefinitionNode,
     FragmentSpreadNode,
     GraphQLError,
-    GraphQLInterfaceType,
-    GraphQLNamedType,
-    GraphQLObjectType,
     GraphQLSchema,
     InlineFragmentNode,
     OperationDefinitionNode,
     SelectionSetNode,
-    get_named_type,
-    value_from_ast,
 )
+from graphql.execution.values import VariableValues, get_variable_values
 from strawberry.extensions import SchemaExtension
 
 from db.settings import Settings
+from graph.cost_model import Refused, query_cost
 from graph.errors import ErrorCode
-
-
-@dataclass
-class _Walk:
-    schema: GraphQLSchema
-    fragments: dict[str, FragmentDefinitionNode]
-    variables: dict[str, Any]
-    depth: int = 0
-
-    def selection(self, parent: GraphQLNamedType | None, node: SelectionSetNode | None) -> int:
-        if node is None or self.depth > 50:
-            return 0
-        total = 0
-        for sel in node.selections:
-            if isinstance(sel, FieldNode):
-                total += self.field(parent, sel)
-            elif isinstance(sel, InlineFragmentNode):
-                target = (
-                    self.schema.get_type(sel.type_condition.name.value)
-                    if sel.type_condition
-                    else parent
-                )
-                total += self.selection(target, sel.selection_set)
-            elif isinstance(sel, FragmentSpreadNode):
-                fragment = self.fragments.get(sel.name.value)
-                if fragment is not None:
-                    self.depth += 1
-                    total += self.selection(
-                        self.schema.get_type(fragment.type_condition.name.value),
-                        fragment.selection_set,
-                    )
-                    self.depth -= 1
-        return total
-
-    def field(self, parent: GraphQLNamedType | None, node: FieldNode) -> int:
-        name = node.name.value
-        if name == "__typename":
-            return 0
-        if not isinstance(parent, GraphQLObjectType | GraphQLInterfaceType):
-            return 1
-        definition = parent.fields.get(name)
-        if definition is None:  # introspection meta fields and the like
-            return 1
-        child = get_named_type(definition.type)
-        self.depth += 1
-        inner = self.selection(child, node.selection_set)
-        self.depth -= 1
-        first_arg = definition.args.get("first")
-        if first_arg is None:
-            return 1 + inner
-        page = first_arg.default_value if isinstance(first_arg.default_value, int) else 50
-        for argument in node.arguments or ():
-            if argument.name.value == "first":
-                value = value_from_ast(argument.value, first_arg.type, self.variables)
-                # A variable is read uncoerced: past Int's 32 bits graphql-core refuses it,
-                # and the figure would not even serialise.
-                if isinstance(value, int) and -(2**31) <= value < 2**31:
-                    page = max(value, 0)
-        return 1 + page * max(inner, 1)
-
-
-def query_cost(
-    schema: GraphQLSchema,
-    operation: OperationDefinitionNode,
-    fragments: dict[str, FragmentDefinitionNode],
-    variables: dict[str, Any] | None,
-) -> int:
-    root = schema.get_root_type(operation.operation)
-    return _Walk(schema, fragments, variables or {}).selection(root, operation.selection_set)
 
 
 class CostLimiter:
@@ -141,10 +71,15 @@ def selected_operation(
     return operations[0] if len(operations) == 1 else None
 
 
-def cost_report(settings: Settings, cost: int, remaining: float) -> dict[str, Any]:
-    """``extensions.cost`` of an executed (or cached) query that spent ``cost``."""
-    return {
-        "requestedQueryCost": cost,
+def cost_report(
+    settings: Settings, cost: int, remaining: float, actual: int | None = None
+) -> dict[str, Any]:
+    """``extensions.cost`` of an executed (or cached) query that spent ``cost``; ``actual`` is
+    the objects the response holds (absent when unknown, as for a cached response)."""
+    report: dict[str, Any] = {"requestedQueryCost": cost}
+    if actual is not None:
+        report["actualQueryCost"] = actual
+    report |= {
         "maximumAvailable": settings.max_query_cost,
         "throttleStatus": {
             "currentlyAvailable": int(remaining),
@@ -152,6 +87,152 @@ def cost_report(settings: Settings, cost: int, remaining: float) -> dict[str, An
             "restoreRatePerSecond": round(settings.cost_per_minute / 60, 1),
         },
     }
+    return report
+
+
+# --- The objects a response holds (actualQueryCost) -----------------------------------------
+
+# Response key -> the selection sets below it (None: a leaf, whose value is never counted even
+# when it is a JSON object).
+_Plan = dict[str, list[SelectionSetNode] | None]
+
+
+class _Counter:
+    """Counts the objects of a result, guided by the document: every object value of a field
+    with a selection counts 1, scalars (JSON ones included) count 0, as the walk prices them."""
+
+    def __init__(self, fragments: dict[str, FragmentDefinitionNode]) -> None:
+        self.fragments = fragments
+        self.plans: dict[tuple[int, ...], _Plan] = {}
+
+    def plan(self, nodes: list[SelectionSetNode]) -> _Plan:
+        key = tuple(id(n) for n in nodes)
+        found = self.plans.get(key)
+        if found is None:
+            found = {}
+            for node in nodes:
+                self._collect(node, found, set())
+            self.plans[key] = found
+        return found
+
+    def _collect(self, node: SelectionSetNode, plan: _Plan, seen: set[str]) -> None:
+        for sel in node.selections:
+            if isinstance(sel, FieldNode):
+                key = sel.alias.value if sel.alias else sel.name.value
+                if sel.selection_set is None:
+                    plan[key] = None
+                elif key not in plan:
+                    plan[key] = [sel.selection_set]
+                elif plan[key] is not None:
+                    plan[key].append(sel.selection_set)  # type: ignore[union-attr]
+            elif isinstance(sel, InlineFragmentNode):
+                self._collect(sel.selection_set, plan, seen)
+            elif isinstance(sel, FragmentSpreadNode):
+                fragment = self.fragments.get(sel.name.value)
+                if fragment is not None and sel.name.value not in seen:
+                    self._collect(fragment.selection_set, plan, seen | {sel.name.value})
+
+    def count(self, value: Any, nodes: list[SelectionSetNode]) -> int:
+        if isinstance(value, list):
+            return sum(self.count(item, nodes) for item in value)
+        if not isinstance(value, dict):
+            return 0
+        total = 1
+        plan = self.plan(nodes)
+        for key, item in value.items():
+            below = plan.get(key)
+            if below is not None and isinstance(item, dict | list):
+                total += self.count(item, below)
+        return total
+
+
+def actual_cost(
+    data: dict[str, Any] | None,
+    operation: OperationDefinitionNode,
+    fragments: dict[str, FragmentDefinitionNode],
+) -> int:
+    """Objects in ``data``, counted as the cost walk prices them (so never above it)."""
+    if not data:
+        return 0
+    return _Counter(fragments).count(data, [operation.selection_set]) - 1
+
+
+# --- The price of a request ------------------------------------------------------------------
+
+
+class _CostCache:
+    """Costs of recent documents, by (document, operation, the Int variables' values)."""
+
+    MAX_ENTRIES = 256
+    MAX_DOCUMENT_CHARS = 10_000
+
+    def __init__(self) -> None:
+        self._entries: OrderedDict[tuple[Any, ...], int] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[Any, ...]) -> int | None:
+        with self._lock:
+            cost = self._entries.get(key)
+            if cost is not None:
+                self._entries.move_to_end(key)
+            return cost
+
+    def put(self, key: tuple[Any, ...], cost: int) -> None:
+        with self._lock:
+            self._entries[key] = cost
+            if len(self._entries) > self.MAX_ENTRIES:
+                self._entries.popitem(last=False)
+
+
+_CACHES: weakref.WeakKeyDictionary[GraphQLSchema, _CostCache] = weakref.WeakKeyDictionary()
+
+
+def _variables(
+    schema: GraphQLSchema, operation: OperationDefinitionNode, given: dict[str, Any] | None
+) -> dict[str, Any]:
+    """The operation's variables as execution will see them, defaults included."""
+    definitions = operation.variable_definitions or ()
+    if not definitions:
+        return {}
+    coerced = get_variable_values(schema, definitions, given or {})
+    if isinstance(coerced, list):
+        # Execution refuses these variables before any resolver: price with the defaults alone.
+        coerced = get_variable_values(schema, definitions, {})
+    return dict(coerced.coerced) if isinstance(coerced, VariableValues) else {}
+
+
+def price(
+    schema: GraphQLSchema,
+    settings: Settings,
+    query: str | None,
+    operation: OperationDefinitionNode,
+    fragments: dict[str, FragmentDefinitionNode],
+    given: dict[str, Any] | None,
+) -> int:
+    """The cost of ``operation``, from the cache when the same document and page sizes were
+    priced recently; raises ``Refused``."""
+    variables = _variables(schema, operation, given)
+    key: tuple[Any, ...] | None = None
+    cache = _CACHES.get(schema)
+    if cache is None:
+        cache = _CACHES.setdefault(schema, _CostCache())
+    if query is not None and len(query) <= _CostCache.MAX_DOCUMENT_CHARS:
+        ints = tuple(sorted((k, v) for k, v in variables.items() if isinstance(v, int)))
+        key = (query, operation.name.value if operation.name else None, ints)
+        cached = cache.get(key)
+        if cached is not None:
+            return cached
+    cost = query_cost(schema, settings, operation, fragments, variables)
+    if key is not None:
+        cache.put(key, cost)
+    return cost
+
+
+def _refusal(message: str, code: ErrorCode, **extensions: Any) -> ExecutionResult:
+    return ExecutionResult(
+        data=None,
+        errors=[GraphQLError(message, extensions={"code": code.value, **extensions})],
+    )
 
 
 class QueryCost(SchemaExtension):
@@ -172,42 +253,40 @@ class QueryCost(SchemaExtension):
         fragments = {
             d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
         }
-        cost = query_cost(ec.schema._schema, operation, fragments, ec.variables)
         settings = ctx.settings
         limit = settings.max_query_cost
+        try:
+            cost = price(ec.schema._schema, settings, ec.query, operation, fragments, ec.variables)
+        except Refused as refused:
+            ec.result = ExecutionResult(data=None, errors=[refused.error()])
+            yield
+            return
         self.report = {"requestedQueryCost": cost, "maximumAvailable": limit}
         if cost > limit:
-            ec.result = ExecutionResult(
-                data=None,
-                errors=[
-                    GraphQLError(
-                        f"Query cost {cost} exceeds the limit of {limit}: ask for smaller pages.",
-                        extensions={
-                            "code": ErrorCode.QUERY_TOO_COSTLY.value,
-                            "cost": cost,
-                            "limit": limit,
-                        },
-                    )
-                ],
+            ec.result = _refusal(
+                f"Query cost {cost} exceeds the limit of {limit}: ask for smaller pages.",
+                ErrorCode.QUERY_TOO_COSTLY,
+                cost=cost,
+                limit=limit,
             )
-        else:
-            allowed, remaining, wait = ctx.services.limiter.spend(ctx.principal.token_id, cost)
+            yield
+            return
+        allowed, remaining, wait = ctx.services.limiter.spend(ctx.principal.token_id, cost)
+        if not allowed:
             self.report = cost_report(settings, cost, remaining)
-            if not allowed:
-                ec.result = ExecutionResult(
-                    data=None,
-                    errors=[
-                        GraphQLError(
-                            f"Rate limit: this token may spend {settings.cost_per_minute} "
-                            f"cost points a minute; retry in {wait:.1f} s.",
-                            extensions={
-                                "code": ErrorCode.RATE_LIMITED.value,
-                                "retryAfterSeconds": round(wait, 1),
-                            },
-                        )
-                    ],
-                )
+            ec.result = _refusal(
+                f"Rate limit: this token may spend {settings.cost_per_minute} "
+                f"cost points a minute; retry in {wait:.1f} s.",
+                ErrorCode.RATE_LIMITED,
+                retryAfterSeconds=round(wait, 1),
+            )
+            yield
+            return
         yield
+        result = ec.result
+        data = getattr(result, "data", None)
+        actual = actual_cost(data if isinstance(data, dict) else None, operation, fragments)
+        self.report = cost_report(settings, cost, remaining, actual)
 
     def get_results(self) -> dict[str, Any]:
         return {"cost": self.report} if self.report else {}

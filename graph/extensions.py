@@ -17,10 +17,10 @@ from strawberry.extensions import (
     ValidationCache,
 )
 from strawberry.extensions.max_aliases import create_validator as alias_validator
-from strawberry.extensions.query_depth_limiter import create_validator as depth_validator
 
 from db.settings import Settings
 from graph.cost import QueryCost
+from graph.depth import depth_rule
 from graph.errors import ErrorCode
 from graph.input_limits import InputLimits
 
@@ -87,7 +87,7 @@ def limit_extensions(settings: Settings) -> list[Callable[[], SchemaExtension]]:
     ``ValidationCache`` key and revalidated every document (about half a request's CPU).
     """
     rules: list[type[ASTValidationRule]] = [
-        depth_validator(settings.max_query_depth, None),
+        depth_rule(settings.max_query_depth),
         alias_validator(settings.max_aliases),
     ]
     return [

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.queries import admins as admin_q
 from db.queries import customers as q
+from graph import cost_model as cm
 from graph.auth.permissions import Act, Obj, visible_under
 
 if TYPE_CHECKING:
@@ -73,10 +74,16 @@ def _loader(
     ctx: Context,
     fetch: Callable[[AsyncSession, Sequence[int]], Awaitable[Mapping[int, V]]],
     default: Callable[[], Any],
+    cap: int | None = None,
 ) -> Loader[V]:
+    """``cap``: keep at most that many items of each key's list (the bound the query cost
+    prices it by, ``graph.cost_model``), the first ones in the list's order."""
+
     async def batch(keys: list[int]) -> list[V]:
         async with ctx.db() as session:
             found = await fetch(session, keys)
+        if cap is not None:
+            return [found.get(key, default())[:cap] for key in keys]
         return [found.get(key, default()) for key in keys]
 
     return Loader(batch)
@@ -117,11 +124,21 @@ class Loaders:
 
     @cached_property
     def tags_by_customer_id(self) -> Loader[list[Any]]:
-        return _loader(self._ctx, lambda s, ids: q.tags_by_customer_ids(s, ids=ids), list)
+        return _loader(
+            self._ctx,
+            lambda s, ids: q.tags_by_customer_ids(s, ids=ids),
+            list,
+            self._ctx.settings.max_tags_per_customer,
+        )
 
     @cached_property
     def subscriptions_by_customer_id(self) -> Loader[list[Any]]:
-        return _loader(self._ctx, lambda s, ids: q.subscriptions_by_customer_ids(s, ids=ids), list)
+        return _loader(
+            self._ctx,
+            lambda s, ids: q.subscriptions_by_customer_ids(s, ids=ids),
+            list,
+            cm.MAX_SUBSCRIPTIONS_PER_CUSTOMER,
+        )
 
     @cached_property
     def trials_by_customer_id(self) -> Loader[list[Any]]:
@@ -129,30 +146,52 @@ class Loaders:
             self._ctx,
             lambda s, ids: q.subscriptions_by_customer_ids(s, ids=ids, kind="TRIAL"),
             list,
+            cm.MAX_SUBSCRIPTIONS_PER_CUSTOMER,
         )
 
     @cached_property
     def license_lines_by_subscription_id(self) -> Loader[list[Any]]:
         return _loader(
-            self._ctx, lambda s, ids: q.license_lines_by_subscription_ids(s, ids=ids), list
+            self._ctx,
+            lambda s, ids: q.license_lines_by_subscription_ids(s, ids=ids),
+            list,
+            cm.MAX_LICENSE_LINES_PER_SUBSCRIPTION,
         )
 
     @cached_property
     def invoices_by_subscription_id(self) -> Loader[list[Any]]:
-        return _loader(self._ctx, lambda s, ids: q.invoices_by_subscription_ids(s, ids=ids), list)
+        return _loader(
+            self._ctx,
+            lambda s, ids: q.invoices_by_subscription_ids(s, ids=ids),
+            list,
+            cm.MAX_INVOICES_PER_SUBSCRIPTION,
+        )
 
     @cached_property
     def orders_by_subscription_id(self) -> Loader[list[Any]]:
-        return _loader(self._ctx, lambda s, ids: q.orders_by_subscription_ids(s, ids=ids), list)
+        return _loader(
+            self._ctx,
+            lambda s, ids: q.orders_by_subscription_ids(s, ids=ids),
+            list,
+            cm.MAX_ORDERS_PER_SUBSCRIPTION,
+        )
 
     @cached_property
     def tags_by_subscription_id(self) -> Loader[list[Any]]:
-        return _loader(self._ctx, lambda s, ids: q.tags_by_subscription_ids(s, ids=ids), list)
+        return _loader(
+            self._ctx,
+            lambda s, ids: q.tags_by_subscription_ids(s, ids=ids),
+            list,
+            self._ctx.settings.max_tags_per_customer,
+        )
 
     @cached_property
     def assigned_admins_by_customer_id(self) -> Loader[list[Any]]:
         return _loader(
-            self._ctx, lambda s, ids: q.assigned_admins_by_customer_ids(s, ids=ids), list
+            self._ctx,
+            lambda s, ids: q.assigned_admins_by_customer_ids(s, ids=ids),
+            list,
+            cm.MAX_ASSIGNED_ADMINS_PER_CUSTOMER,
         )
 
     @cached_property

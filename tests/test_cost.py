@@ -25,9 +25,12 @@ async def test_cost_is_reported_and_grows_with_the_page_size(api: Api) -> None:
     # when
     small = await post_graphql(api, PAGE, {"first": 2}, as_="full@acme.example")
     large = await post_graphql(api, PAGE, {"first": 100}, as_="full@acme.example")
-    # then: 1 (customers) + first * (nodes 1 + name 1 + tags (1+1) + subscriptions (1+1)) + 1
-    assert small["extensions"]["cost"]["requestedQueryCost"] == 1 + 2 * (1 + 1 + 2 + 2)
-    assert large["extensions"]["cost"]["requestedQueryCost"] == 1 + 100 * (1 + 1 + 2 + 2)
+    # then: objects: the page 1 + first * (customer 1 + tags 20 (max_tags_per_customer)
+    # + subscriptions 10 (MAX_SUBSCRIPTIONS_PER_CUSTOMER)); scalars cost nothing
+    assert small["extensions"]["cost"]["requestedQueryCost"] == 1 + 2 * (1 + 20 + 10)
+    assert large["extensions"]["cost"]["requestedQueryCost"] == 1 + 100 * (1 + 20 + 10)
+    # and the objects returned: the page and its one customer
+    assert small["extensions"]["cost"]["actualQueryCost"] == 2
     assert small["data"]["customers"]["nodes"][0]["name"] == "Zeta Corp"
 
 
@@ -42,7 +45,7 @@ async def test_a_query_over_the_cost_limit_is_refused_before_any_resolver(api: A
             body = await post_graphql(limited, PAGE, {"first": 100}, as_="full@acme.example")
         # then: only the token lookup ran, no resolver touched the database
         assert error_codes(body) == ["QUERY_TOO_COSTLY"]
-        assert body["errors"][0]["extensions"]["cost"] == 601
+        assert body["errors"][0]["extensions"]["cost"] == 1 + 100 * 31
         assert body.get("data") is None
         assert len(statements) == 1, statements
 
@@ -51,12 +54,12 @@ async def test_the_rate_limit_refuses_a_token_that_spent_its_budget(api: Api) ->
     # given: a budget of 200 cost points a minute
     await _partner(api)
     async for limited in _api_over(api.db, cost_per_minute=200):
-        # when: each page costs 121
-        first = await post_graphql(limited, PAGE, {"first": 20}, as_="full@acme.example")
-        second = await post_graphql(limited, PAGE, {"first": 20}, as_="full@acme.example")
+        # when: each page costs 1 + 5 * 31 = 156
+        first = await post_graphql(limited, PAGE, {"first": 5}, as_="full@acme.example")
+        second = await post_graphql(limited, PAGE, {"first": 5}, as_="full@acme.example")
         # then
         assert not first.get("errors")
-        assert first["extensions"]["cost"]["throttleStatus"]["currentlyAvailable"] == 200 - 121
+        assert first["extensions"]["cost"]["throttleStatus"]["currentlyAvailable"] == 200 - 156
         assert error_codes(second) == ["RATE_LIMITED"]
         assert second["errors"][0]["extensions"]["retryAfterSeconds"] > 0
         assert second.get("data") is None

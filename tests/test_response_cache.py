@@ -152,8 +152,8 @@ async def test_hits_spend_the_rate_limit_like_executions(api: Api) -> None:
     await world(api)
     async for limited in _api_over(api.db, cost_per_minute=150):
         codes = []
-        for _ in range(8):
-            codes.append(error_codes((await post(limited, PAGE, {"first": 10}, FULL)).json()))
+        for _ in range(8):  # each page costs 1 + 3 * (1 + 20 tags): two fit in 150
+            codes.append(error_codes((await post(limited, PAGE, {"first": 3}, FULL)).json()))
         assert codes[0] == [] and codes[1] == []
         assert ["RATE_LIMITED"] in codes, codes
 

@@ -13,6 +13,7 @@ from db.queries.tags import tags_of_partner
 from db.scope import plan_scope
 from graph.auth.permissions import Act, Obj, require, scope_or_none
 from graph.context import Context, Info
+from graph.cost_model import MAX_PARTNER_TAGS
 from graph.errors import ErrorCode, bad_input
 from graph.ids import pk_of
 from graph.pagination import CursorCodec, PageInfo, check_page_size, fingerprint
@@ -174,4 +175,4 @@ class CustomerQueries:
         scope = require(ctx, Obj.TAG, Act.READ)
         async with ctx.db() as session:
             rows = await tags_of_partner(session, partner_id=scope.partner_id)
-        return [Tag.from_row(r) for r in rows]
+        return [Tag.from_row(r) for r in rows[:MAX_PARTNER_TAGS]]

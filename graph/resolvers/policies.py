@@ -17,6 +17,7 @@ from graph.auth import policy_admin as pa
 from graph.auth.escalation import Guard
 from graph.auth.permissions import BUILT_IN_ROLES, Act, Obj, require
 from graph.context import Context, Info
+from graph.cost_model import MAX_POLICY_RULES, MAX_ROLES, MAX_RULES_PER_ROLE
 from graph.ids import from_global_id, pk_of, to_global_id
 from graph.mutations import UserErrors, transaction, user_error
 from graph.pagination import CursorCodec, PageInfo, check_page_size, fingerprint
@@ -59,9 +60,9 @@ async def _roles(ctx: Context, lines: Sequence[PolicyLine], session: Any) -> lis
             name=name,
             description=text,
             built_in=built_in,
-            rules=[_rule(r) for r in rules if r.role == name],
+            rules=[_rule(r) for r in rules if r.role == name][:MAX_RULES_PER_ROLE],
         )
-        for name, text, built_in in described
+        for name, text, built_in in described[:MAX_ROLES]
     ]
 
 
@@ -135,7 +136,8 @@ class PolicyQueries:
         ctx = info.context
         require(ctx, Obj.POLICY, Act.READ)
         lines = ctx.services.authorizer.lines
-        return [_rule(r) for r in pa.effective_rules(lines, ctx.principal.partner_id)]
+        rules = pa.effective_rules(lines, ctx.principal.partner_id)
+        return [_rule(r) for r in rules[:MAX_POLICY_RULES]]
 
     @strawberry.field(description="Audited changes of the partner, newest first (full admins).")
     async def audit_log(

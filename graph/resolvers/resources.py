@@ -58,7 +58,7 @@ class ResourceQueries:
     async def quick_links(self, info: Info) -> list[Resource]:
         async with info.context.db() as session:
             rows = await q.quick_links(session)
-        return [Resource.from_row(r) for r in rows]
+        return [Resource.from_row(r) for r in rows[: info.context.settings.max_page_size]]
 
     @strawberry.field(
         description='Resources we want to show ("Featured resources"), most popular first. '
@@ -67,7 +67,7 @@ class ResourceQueries:
     async def featured_resources(self, info: Info) -> list[Resource]:
         async with info.context.db() as session:
             rows = await q.featured_resources(session)
-        return [Resource.from_row(r) for r in rows]
+        return [Resource.from_row(r) for r in rows[: info.context.settings.max_page_size]]
 
     @strawberry.field(
         description="All resources, searched and filtered, keyset-paged (`first` 1-100). "

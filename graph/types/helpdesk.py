@@ -22,6 +22,7 @@ from db.queries import customers as customer_q
 from db.queries import helpdesk as helpdesk_q
 from graph.auth.permissions import Act, Obj, scope_or_none
 from graph.context import Context, Info
+from graph.cost_model import MAX_COMMENTS_PER_CASE
 from graph.ids import to_global_id
 from graph.loaders import Loader
 from graph.mutations import UserError
@@ -211,7 +212,8 @@ class HelpdeskCase(Node):
     )
     async def comments(self, info: Info) -> list[HelpdeskComment]:
         rows = await helpdesk_loaders(info.context).comments_by_case_id.load(self.pk)
-        return [HelpdeskComment.from_row(r) for r in rows]
+        # The latest MAX_COMMENTS_PER_CASE, the bound the query cost prices the list by.
+        return [HelpdeskComment.from_row(r) for r in rows[-MAX_COMMENTS_PER_CASE:]]
 
 
 @strawberry.type(description="A helpdesk case in a list, with its cursor.")
