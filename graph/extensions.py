@@ -16,11 +16,10 @@ from strawberry.extensions import (
     SchemaExtension,
     ValidationCache,
 )
-from strawberry.extensions.max_aliases import create_validator as alias_validator
 
 from db.settings import Settings
 from graph.cost import QueryCost
-from graph.depth import depth_rule
+from graph.document_limits import limits_rule
 from graph.errors import ErrorCode
 from graph.input_limits import InputLimits
 
@@ -82,13 +81,12 @@ def _code_for(message: str) -> ErrorCode:
 def limit_extensions(settings: Settings) -> list[Callable[[], SchemaExtension]]:
     """Factories, never shared instances: every request gets fresh extension objects.
 
-    The depth and alias rules are built once per schema, not per request: ``QueryDepthLimiter``
-    and ``MaxAliasesLimiter`` make a new rule class on every instantiation, which changes the
-    ``ValidationCache`` key and revalidated every document (about half a request's CPU).
+    The depth and alias rule (``graph.document_limits``) is built once per schema, not per
+    request: a new rule class per request would change the ``ValidationCache`` key and
+    revalidate every document (about half a request's CPU).
     """
     rules: list[type[ASTValidationRule]] = [
-        depth_rule(settings.max_query_depth),
-        alias_validator(settings.max_aliases),
+        limits_rule(settings.max_query_depth, settings.max_aliases),
     ]
     return [
         partial(AddValidationRules, rules),
