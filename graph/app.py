@@ -179,9 +179,11 @@ class GraphQLView(GraphQL[Context, None]):
             add_error_codes(errors)
         key = request.scope.get("state", {}).get(CACHE_KEY)
         if self.cache is not None and key is not None:
-            cost = (result.extensions or {}).get("cost", {}).get("requestedQueryCost")
+            report = (result.extensions or {}).get("cost", {})
+            cost = report.get("requestedQueryCost")
             if not result.errors and result.data is not None and isinstance(cost, int):
-                self.cache.put(key, orjson.dumps(result.data), cost)
+                actual = report.get("actualQueryCost")
+                self.cache.put(key, orjson.dumps(result.data), cost, actual)
             context = request.scope["state"].get("ph_context")
             if context is not None and context.response is not None:
                 context.response.headers["X-Partner-Hub-Cache"] = "miss"
@@ -297,7 +299,8 @@ def _cached_response(services: Services, principal: Principal, entry: Entry) -> 
     allowed, remaining, _ = services.limiter.spend(principal.token_id, entry.cost)
     if not allowed:
         return None
-    extensions = orjson.dumps({"cost": cost_report(services.settings, entry.cost, remaining)})
+    report = cost_report(services.settings, entry.cost, remaining, entry.actual)
+    extensions = orjson.dumps({"cost": report})
     return Response(
         b'{"data":' + entry.data + b',"extensions":' + extensions + b"}",
         media_type="application/json",

@@ -92,99 +92,102 @@ def cost_report(
 
 # --- The objects a response holds (actualQueryCost) -----------------------------------------
 
-# Response key -> the selection sets below it (None: a leaf, whose value is never counted even
-# when it is a JSON object).
-_Plan = dict[str, list[SelectionSetNode] | None]
+# The response keys whose values are objects (or lists of them), each with its own plan; leaves
+# (JSON scalars included) are never looked at.
+Plan = tuple[tuple[str, "Plan"], ...]
 
 
-class _Counter:
-    """Counts the objects of a result, guided by the document: every object value of a field
-    with a selection counts 1, scalars (JSON ones included) count 0, as the walk prices them."""
+def compile_plan(
+    nodes: list[SelectionSetNode], fragments: dict[str, FragmentDefinitionNode]
+) -> Plan:
+    """The composite response keys of ``nodes`` merged through fragments (validation made sure
+    a key is never a leaf in one place and an object in another)."""
+    below: dict[str, list[SelectionSetNode]] = {}
 
-    def __init__(self, fragments: dict[str, FragmentDefinitionNode]) -> None:
-        self.fragments = fragments
-        self.plans: dict[tuple[int, ...], _Plan] = {}
-
-    def plan(self, nodes: list[SelectionSetNode]) -> _Plan:
-        key = tuple(id(n) for n in nodes)
-        found = self.plans.get(key)
-        if found is None:
-            found = {}
-            for node in nodes:
-                self._collect(node, found, set())
-            self.plans[key] = found
-        return found
-
-    def _collect(self, node: SelectionSetNode, plan: _Plan, seen: set[str]) -> None:
+    def collect(node: SelectionSetNode, seen: frozenset[str]) -> None:
         for sel in node.selections:
             if isinstance(sel, FieldNode):
-                key = sel.alias.value if sel.alias else sel.name.value
-                if sel.selection_set is None:
-                    plan[key] = None
-                elif key not in plan:
-                    plan[key] = [sel.selection_set]
-                elif plan[key] is not None:
-                    plan[key].append(sel.selection_set)  # type: ignore[union-attr]
+                if sel.selection_set is not None:
+                    key = sel.alias.value if sel.alias else sel.name.value
+                    below.setdefault(key, []).append(sel.selection_set)
             elif isinstance(sel, InlineFragmentNode):
-                self._collect(sel.selection_set, plan, seen)
+                collect(sel.selection_set, seen)
             elif isinstance(sel, FragmentSpreadNode):
-                fragment = self.fragments.get(sel.name.value)
+                fragment = fragments.get(sel.name.value)
                 if fragment is not None and sel.name.value not in seen:
-                    self._collect(fragment.selection_set, plan, seen | {sel.name.value})
+                    collect(fragment.selection_set, seen | {sel.name.value})
 
-    def count(self, value: Any, nodes: list[SelectionSetNode]) -> int:
-        if isinstance(value, list):
-            return sum(self.count(item, nodes) for item in value)
-        if not isinstance(value, dict):
-            return 0
+    for node in nodes:
+        collect(node, frozenset())
+    return tuple((key, compile_plan(sets, fragments)) for key, sets in below.items())
+
+
+def count_objects(value: Any, plan: Plan) -> int:
+    """Objects in ``value``: each dict counts 1, plus the objects under its composite keys."""
+    if type(value) is dict:
         total = 1
-        plan = self.plan(nodes)
-        for key, item in value.items():
-            below = plan.get(key)
-            if below is not None and isinstance(item, dict | list):
-                total += self.count(item, below)
+        for key, inner in plan:
+            item = value.get(key)
+            if item is not None:
+                total += count_objects(item, inner)
         return total
+    if type(value) is list:
+        if not plan:  # objects with scalars only: count them without visiting each
+            return len(value) - value.count(None)
+        return sum(count_objects(item, plan) for item in value)
+    return 0
 
 
 def actual_cost(
     data: dict[str, Any] | None,
     operation: OperationDefinitionNode,
     fragments: dict[str, FragmentDefinitionNode],
+    plan: Plan | None = None,
 ) -> int:
     """Objects in ``data``, counted as the cost walk prices them (so never above it)."""
     if not data:
         return 0
-    return _Counter(fragments).count(data, [operation.selection_set]) - 1
+    if plan is None:
+        plan = compile_plan([operation.selection_set], fragments)
+    return count_objects(data, plan) - 1
 
 
 # --- The price of a request ------------------------------------------------------------------
 
 
 class _CostCache:
-    """Costs of recent documents, by (document, operation, the Int variables' values)."""
+    """Recent documents' costs, by (document, operation, the scalar variables given), and their
+    counting plans: bounded in entries, and documents over ``MAX_DOCUMENT_CHARS`` are never
+    kept."""
 
     MAX_ENTRIES = 256
     MAX_DOCUMENT_CHARS = 10_000
 
     def __init__(self) -> None:
-        self._entries: OrderedDict[tuple[Any, ...], int] = OrderedDict()
+        self._entries: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, key: tuple[Any, ...]) -> int | None:
+    def get(self, key: tuple[Any, ...]) -> Any:
         with self._lock:
-            cost = self._entries.get(key)
-            if cost is not None:
+            value = self._entries.get(key)
+            if value is not None:
                 self._entries.move_to_end(key)
-            return cost
+            return value
 
-    def put(self, key: tuple[Any, ...], cost: int) -> None:
+    def put(self, key: tuple[Any, ...], value: Any) -> None:
         with self._lock:
-            self._entries[key] = cost
+            self._entries[key] = value
             if len(self._entries) > self.MAX_ENTRIES:
                 self._entries.popitem(last=False)
 
 
 _CACHES: weakref.WeakKeyDictionary[GraphQLSchema, _CostCache] = weakref.WeakKeyDictionary()
+_SCALARS = (int, float, str, bool, type(None))
+
+
+def _cache(schema: GraphQLSchema) -> _CostCache:
+    cache = _CACHES.get(schema)
+    return cache if cache is not None else _CACHES.setdefault(schema, _CostCache())
 
 
 def _variables(
@@ -201,6 +204,14 @@ def _variables(
     return dict(coerced.coerced) if isinstance(coerced, VariableValues) else {}
 
 
+def _key(
+    query: str | None, operation: OperationDefinitionNode, *rest: Any
+) -> tuple[Any, ...] | None:
+    if query is None or len(query) > _CostCache.MAX_DOCUMENT_CHARS:
+        return None
+    return (query, operation.name.value if operation.name else None, *rest)
+
+
 def price(
     schema: GraphQLSchema,
     settings: Settings,
@@ -209,23 +220,41 @@ def price(
     fragments: dict[str, FragmentDefinitionNode],
     given: dict[str, Any] | None,
 ) -> int:
-    """The cost of ``operation``, from the cache when the same document and page sizes were
-    priced recently; raises ``Refused``."""
-    variables = _variables(schema, operation, given)
-    key: tuple[Any, ...] | None = None
-    cache = _CACHES.get(schema)
-    if cache is None:
-        cache = _CACHES.setdefault(schema, _CostCache())
-    if query is not None and len(query) <= _CostCache.MAX_DOCUMENT_CHARS:
-        ints = tuple(sorted((k, v) for k, v in variables.items() if isinstance(v, int)))
-        key = (query, operation.name.value if operation.name else None, ints)
+    """The cost of ``operation``, from the cache when the same document was priced recently
+    with the same page sizes; raises ``Refused``.
+
+    Only ``Int`` arguments (page sizes, weeks) change a cost, and a variable feeding one is a
+    scalar or refused by execution, so the scalar variables given (before defaults) key it.
+    """
+    scalars = tuple(sorted((k, v) for k, v in (given or {}).items() if isinstance(v, _SCALARS)))
+    key = _key(query, operation, "cost", scalars)
+    cache = _cache(schema)
+    if key is not None:
         cached = cache.get(key)
         if cached is not None:
-            return cached
+            return int(cached)
+    variables = _variables(schema, operation, given)
     cost = query_cost(schema, settings, operation, fragments, variables)
     if key is not None:
         cache.put(key, cost)
     return cost
+
+
+def plan_of(
+    schema: GraphQLSchema,
+    query: str | None,
+    operation: OperationDefinitionNode,
+    fragments: dict[str, FragmentDefinitionNode],
+) -> Plan:
+    """The counting plan of ``operation`` (cached with its costs)."""
+    key = _key(query, operation, "plan")
+    cache = _cache(schema)
+    plan: Plan | None = cache.get(key) if key is not None else None
+    if plan is None:
+        plan = compile_plan([operation.selection_set], fragments)
+        if key is not None:
+            cache.put(key, plan)
+    return plan
 
 
 def _refusal(message: str, code: ErrorCode, **extensions: Any) -> ExecutionResult:
@@ -285,7 +314,10 @@ class QueryCost(SchemaExtension):
         yield
         result = ec.result
         data = getattr(result, "data", None)
-        actual = actual_cost(data if isinstance(data, dict) else None, operation, fragments)
+        actual = 0
+        if isinstance(data, dict) and data:
+            plan = plan_of(ec.schema._schema, ec.query, operation, fragments)
+            actual = actual_cost(data, operation, fragments, plan)
         self.report = cost_report(settings, cost, remaining, actual)
 
     def get_results(self) -> dict[str, Any]:

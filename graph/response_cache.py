@@ -41,6 +41,7 @@ class Entry:
     data: bytes  # the response's ``data``, serialised
     cost: int  # the query's calculated cost, spent again on every hit
     stored_at: float
+    actual: int | None = None  # the objects ``data`` holds (its actualQueryCost)
 
 
 @lru_cache(maxsize=512)
@@ -106,12 +107,12 @@ class ResponseCache:
         self.misses += 1
         return None
 
-    def put(self, key: Key, data: bytes, cost: int) -> None:
+    def put(self, key: Key, data: bytes, cost: int, actual: int | None = None) -> None:
         if len(data) > self.max_bytes:
             return
         if key in self._entries:
             self._drop(key)
-        self._entries[key] = Entry(data, cost, self._clock())
+        self._entries[key] = Entry(data, cost, self._clock(), actual)
         self._bytes += len(data)
         while self._bytes > self.max_bytes:
             self._drop(next(iter(self._entries)))

@@ -17,7 +17,7 @@ from graph import cost_model as cm
 from graph.ids import to_global_id
 from graph.schema import build_schema
 from tests.conftest import NOW, Api, _api_over
-from tests.helpers import Factory, data_of, error_codes, post_graphql
+from tests.helpers import Factory, data_of, error_codes, post_graphql, token_for
 
 FULL = "full@acme.example"
 BENCH = Path(__file__).resolve().parent.parent / "bench" / "queries"
@@ -337,11 +337,9 @@ DOCUMENTS = [
 async def test_actual_cost_never_exceeds_the_requested_cost(api: Api) -> None:
     # given: data under most lists
     await world(api, subscriptions=3)
-    f = Factory(api.engine)
     await post_graphql(
         api, 'mutation { createTag(input: {name: "Gold"}) { tag { id } } }', as_=FULL
     )
-    del f
     for document in DOCUMENTS:
         # when
         body = await post_graphql(api, document, as_=FULL)
@@ -415,3 +413,19 @@ def test_every_list_of_objects_has_a_bound() -> None:
                 continue
             missing.append(qualified)
     assert missing == []
+
+
+async def test_a_cached_response_reports_the_same_costs(api: Api) -> None:
+    await world(api, subscriptions=2)
+    token = await token_for(api, FULL)
+    document = {"query": "query P { customers(first: 5) { nodes { subscriptions { id } } } }"}
+    responses = [
+        await api.client.post(
+            "/graphql", json=document, headers={"Authorization": f"Bearer {token}"}
+        )
+        for _ in range(2)
+    ]
+    assert [r.headers["x-partner-hub-cache"] for r in responses] == ["miss", "hit"]
+    first, second = (cost_of(r.json()) for r in responses)
+    assert first["actualQueryCost"] == second["actualQueryCost"] == 1 + 2 + 2
+    assert first["requestedQueryCost"] == second["requestedQueryCost"] == 1 + 5 * 11
