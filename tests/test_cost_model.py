@@ -429,3 +429,17 @@ async def test_a_cached_response_reports_the_same_costs(api: Api) -> None:
     first, second = (cost_of(r.json()) for r in responses)
     assert first["actualQueryCost"] == second["actualQueryCost"] == 1 + 2 + 2
     assert first["requestedQueryCost"] == second["requestedQueryCost"] == 1 + 5 * 11
+
+
+async def test_selections_nested_beyond_the_walk_are_refused(api: Api) -> None:
+    # given: type references nested 120 deep (introspection is outside the depth limit)
+    await world(api)
+    nested = "name"
+    for _ in range(120):
+        nested = f"ofType {{ {nested} }}"
+    document = f'query Deep {{ __type(name: "Customer") {{ {nested} }} }}'
+    # when
+    body = await post_graphql(api, document, as_=FULL)
+    # then: refused with a code rather than priced at 0
+    assert error_codes(body) == ["QUERY_TOO_COMPLEX"]
+    assert body.get("data") is None
