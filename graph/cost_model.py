@@ -72,6 +72,9 @@ MAX_RECORDS_PER_CALL = 1_000  # graph.resolvers.calling_ingest
 MAX_BULK = 100  # graph.resolvers.tags: customers or subscriptions per tag mutation
 MAX_WEEKS = 52  # trends: `weeks` is 1-52
 MAX_NESTING = 100  # fields and fragments inside each other that the walk follows
+# Costs are reported up to here (2**53 - 1, exact in every JSON reader; fragments spreading the
+# next one twice reach 2**64, which JSON encoders refuse).
+MAX_COST = 2**53 - 1
 # A whole-scope computation (one aggregate statement over every customer the caller may see):
 # at 100,000 customers the license dashboard's 11 statements take 1.2 s on PostgreSQL against
 # 11 ms for a directory page; priced so that one dashboard (12 of them) fits the default limit
@@ -397,10 +400,11 @@ def query_cost(
     fragments: dict[str, FragmentDefinitionNode],
     variables: dict[str, Any],
 ) -> int:
-    """The calculated cost of ``operation``; raises ``Refused`` when it cannot be priced."""
+    """The calculated cost of ``operation`` (at most ``MAX_COST``); raises ``Refused`` when it
+    cannot be priced."""
     root = schema.get_root_type(operation.operation)
     walk = Walk(schema, settings, fragments, variables)
     try:
-        return walk.selection(root, operation.selection_set)
+        return min(walk.selection(root, operation.selection_set), MAX_COST)
     except RecursionError:
         raise Refused("The document nests selections too deeply to be priced.") from None

@@ -151,6 +151,15 @@ async def test_doubling_spreads_are_priced_without_expanding_them(api: Api) -> N
     # then: priced (and refused) at the expanded price rather than walked copy by copy
     assert error_codes(body) == ["QUERY_TOO_COSTLY"]
     assert body["errors"][0]["extensions"]["cost"] == 2**40 * 2
+    # and 80 levels (2**81 objects) are reported at the largest cost JSON carries exactly
+    document = (
+        "query Doubling { ...D0 } "
+        + " ".join(f"fragment D{i} on Query {{ ...D{i + 1} ...D{i + 1} }}" for i in range(80))
+        + " fragment D80 on Query { viewer { partner { name } } }"
+    )
+    body = await post_graphql(api, document, as_=FULL)
+    assert error_codes(body) == ["QUERY_TOO_COSTLY"]
+    assert body["errors"][0]["extensions"]["cost"] == cm.MAX_COST
 
 
 async def test_fragment_cycles_and_unknown_fragments_get_coded_errors(api: Api) -> None:
