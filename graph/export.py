@@ -42,6 +42,7 @@ from db.scope import Scope, plan_scope
 from db.settings import Settings
 from graph.auth.permissions import Act, Obj, require
 from graph.context import Context, new_context
+from graph.cost_model import MAX_LICENSE_LINES_PER_SUBSCRIPTION, MAX_SUBSCRIPTIONS_PER_CUSTOMER
 from graph.errors import ApiError, ErrorCode, bad_input
 from graph.input_limits import check_values
 from graph.prefetch import allowed_under
@@ -83,11 +84,16 @@ MIRRORS: dict[str, str | None] = {
     "created_at": None,
 }
 
-# What GraphQL's cost model (graph.cost) charges per customer of a ``customers`` page selecting
-# the fields a row mirrors: nodes { name externalId managedBy statuses products createdAt
-# tags { name } subscriptions { state startDate endDate licenses { purchased assigned } } } is
-# the customer 1 + six fields 6 + tags 2 + subscriptions (1 + 3 + licenses 3) 7 = 16.
-ROW_COST = 16
+# What GraphQL's cost model (graph.cost_model) charges per customer of a ``customers`` page
+# selecting the fields a row mirrors: nodes { name externalId managedBy statuses products
+# createdAt tags { name } subscriptions { state startDate endDate licenses { purchased assigned
+# } } } is the customer 1 + its tags (max_tags_per_customer, 20 by default) + its subscriptions
+# 10 * (1 + their license lines 10) = 131; scalars cost nothing.
+ROW_COST = (
+    1
+    + Settings.model_fields["max_tags_per_customer"].default
+    + MAX_SUBSCRIPTIONS_PER_CUSTOMER * (1 + MAX_LICENSE_LINES_PER_SUBSCRIPTION)
+)
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 pause = asyncio.sleep  # how a metered stream waits for its budget (replaced in tests)
 

@@ -309,6 +309,10 @@ query($n: Int!) { customers(first: $n) { nodes {
 """
 
 
+# A minute's budget: one page of 6 rows (6 * ROW_COST points) and 4 points to spare.
+BUDGET = 6 * graph.export.ROW_COST + 4
+
+
 @asynccontextmanager
 async def metered(api: Api, per_minute: int) -> AsyncIterator[tuple[Api, PartnerHub]]:
     """The app over the same database with a small ``cost_per_minute``, and its hub."""
@@ -339,9 +343,9 @@ async def test_a_row_costs_what_graphql_charges_for_the_customer_it_mirrors(
 async def test_exports_beyond_the_budget_get_429_with_retry_after(
     api: Api, acme: dict[str, int]
 ) -> None:
-    async with metered(api, per_minute=100) as (limited, _hub):
-        # given: a page (100 // ROW_COST rows) costs nearly the whole minute's budget
-        assert graph.export.page_rows(limited.settings) == 100 // graph.export.ROW_COST
+    async with metered(api, per_minute=BUDGET) as (limited, _hub):
+        # given: a page (BUDGET // ROW_COST rows) costs nearly the whole minute's budget
+        assert graph.export.page_rows(limited.settings) == BUDGET // graph.export.ROW_COST
 
         # when
         first = await export(limited, FULL)
@@ -398,8 +402,9 @@ class SteppedClock:
 async def test_a_stream_that_runs_out_of_budget_waits_and_completes(
     api: Api, acme: dict[str, int], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    async with metered(api, per_minute=100) as (limited, hub):
-        # given: pages of 6 rows at 96 points, a budget of 100 a minute, 4 customers + 10 more
+    async with metered(api, per_minute=BUDGET) as (limited, hub):
+        # given: pages of 6 rows at 6 * ROW_COST points, a budget of that + 4 a minute,
+        # 4 customers + 10 more
         async with api.engine.begin() as conn:
             partner = (
                 await conn.execute(
@@ -424,7 +429,7 @@ async def test_a_stream_that_runs_out_of_budget_waits_and_completes(
                 await conn.execute(select(Customer.id).where(Customer.name.like("Extra%")))
             ).scalars()
         await AuthzFactory(api.engine).refresh(*extra)
-        clock = SteppedClock(100)
+        clock = SteppedClock(BUDGET)
         services = await hub.start()
         monkeypatch.setattr(services, "limiter", clock)
         monkeypatch.setattr(graph.export, "pause", clock.sleep)
@@ -436,8 +441,10 @@ async def test_a_stream_that_runs_out_of_budget_waits_and_completes(
         assert response.status_code == 200
         names = [row[0] for row in parse(response.text)[1:]]
         assert names == sorted([*acme, *(f"Extra {i:02d}" for i in range(10))])
-        assert clock.spent == [96, 96, 96]
-        # (96 - 4) / (100 / 60) = 55.2 s, then 96 / (100 / 60) = 57.6 s; float rounding may add
+        page = 6 * graph.export.ROW_COST
+        assert clock.spent == [page, page, page]
+        # (page - 4) / (BUDGET / 60) s, then page / (BUDGET / 60) s; float rounding may add
         # a retry after a wait of a few nanoseconds
-        assert [round(s, 1) for s in clock.sleeps if s > 0.001] == [55.2, 57.6]
-        assert round(sum(clock.sleeps), 3) == 112.8
+        waits = [(page - 4) / (BUDGET / 60), page / (BUDGET / 60)]
+        assert [round(s, 1) for s in clock.sleeps if s > 0.001] == [round(w, 1) for w in waits]
+        assert round(sum(clock.sleeps), 3) == round(sum(waits), 3)
