@@ -62,7 +62,7 @@ async def _roles(ctx: Context, lines: Sequence[PolicyLine], session: Any) -> lis
             built_in=built_in,
             rules=[_rule(r) for r in rules if r.role == name][:MAX_RULES_PER_ROLE],
         )
-        for name, text, built_in in described[:MAX_ROLES]
+        for name, text, built_in in described
     ]
 
 
@@ -129,7 +129,9 @@ class PolicyQueries:
         ctx = info.context
         require(ctx, Obj.POLICY, Act.READ)
         async with ctx.db() as session:
-            return await _roles(ctx, ctx.services.authorizer.lines, session)
+            roles = await _roles(ctx, ctx.services.authorizer.lines, session)
+        # The built-in roles, then the first custom ones: the bound the query cost prices.
+        return roles[:MAX_ROLES]
 
     @strawberry.field(description="Every rule in force for the partner, by role.")
     async def policy_rules(self, info: Info) -> list[PolicyRule]:
