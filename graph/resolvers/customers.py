@@ -169,7 +169,9 @@ class CustomerQueries:
     async def customer(self, info: Info, id: strawberry.ID) -> Customer | None:
         return await customer_by_pk(info.context, pk_of(id, "Customer"), below(info))
 
-    @strawberry.field(description="Every tag of the partner, by name (all admins see tags).")
+    @strawberry.field(
+        description="The partner's tags, by name (the first 500; all admins see tags)."
+    )
     async def tags(self, info: Info) -> list[Tag]:
         ctx = info.context
         scope = require(ctx, Obj.TAG, Act.READ)

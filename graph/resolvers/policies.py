@@ -124,7 +124,9 @@ def _admin_with_roles(row: Any) -> Admin:
 
 @strawberry.type
 class PolicyQueries:
-    @strawberry.field(description="Built-in and custom roles of the partner with their rules.")
+    @strawberry.field(
+        description="Built-in and custom roles of the partner with their rules (at most 100)."
+    )
     async def roles(self, info: Info) -> list[Role]:
         ctx = info.context
         require(ctx, Obj.POLICY, Act.READ)
@@ -133,7 +135,7 @@ class PolicyQueries:
         # The built-in roles, then the first custom ones: the bound the query cost prices.
         return roles[:MAX_ROLES]
 
-    @strawberry.field(description="Every rule in force for the partner, by role.")
+    @strawberry.field(description="Every rule in force for the partner, by role (at most 2,000).")
     async def policy_rules(self, info: Info) -> list[PolicyRule]:
         ctx = info.context
         require(ctx, Obj.POLICY, Act.READ)

@@ -52,7 +52,8 @@ def resource_query(
 @strawberry.type
 class ResourceQueries:
     @strawberry.field(
-        description='Links popular with partners ("Quick links"), most popular first. Help '
+        description='Links popular with partners ("Quick links"), most popular first (at most '
+        "max_page_size, 100 by default). Help "
         "resources are the same for every partner; any administrator may read them."
     )
     async def quick_links(self, info: Info) -> list[Resource]:
@@ -61,7 +62,8 @@ class ResourceQueries:
         return [Resource.from_row(r) for r in rows[: info.context.settings.max_page_size]]
 
     @strawberry.field(
-        description='Resources we want to show ("Featured resources"), most popular first. '
+        description='Resources we want to show ("Featured resources"), most popular first (at '
+        "most max_page_size, 100 by default). "
         "Any administrator may read them."
     )
     async def featured_resources(self, info: Info) -> list[Resource]:

@@ -128,15 +128,15 @@ class Subscription(Node):
 
     ahead: strawberry.Private[dict[str, Any]] = dataclasses.field(default_factory=dict)
 
-    @strawberry.field(description="License lines, by product and license type.")
+    @strawberry.field(description="License lines, by product and license type (at most 10).")
     def licenses(self, info: Info) -> list[LicenseLine]:
         return ahead_or_load(self, info.context, "licenses", SUBSCRIPTION_RELATIONS["licenses"])
 
-    @strawberry.field(description="Invoices, newest first.")
+    @strawberry.field(description="Invoices, newest first (the latest 10).")
     def invoices(self, info: Info) -> list[Invoice]:
         return ahead_or_load(self, info.context, "invoices", SUBSCRIPTION_RELATIONS["invoices"])
 
-    @strawberry.field(description="Order history, newest first.")
+    @strawberry.field(description="Order history, newest first (the latest 10).")
     def orders(self, info: Info) -> list[Order]:
         return ahead_or_load(self, info.context, "orders", SUBSCRIPTION_RELATIONS["orders"])
 
@@ -191,16 +191,16 @@ class Customer(Node):
     def tags(self, info: Info) -> list[Tag]:
         return ahead_or_load(self, info.context, "tags", CUSTOMER_RELATIONS["tags"])
 
-    @strawberry.field(description="Paid subscriptions and trials, newest first.")
+    @strawberry.field(description="Paid subscriptions and trials, newest first (the latest 10).")
     def subscriptions(self, info: Info) -> list[Subscription]:
         relation = CUSTOMER_RELATIONS["subscriptions"]
         return ahead_or_load(self, info.context, "subscriptions", relation)
 
-    @strawberry.field(description="Trials only (kind TRIAL), newest first.")
+    @strawberry.field(description="Trials only (kind TRIAL), newest first (the latest 10).")
     def trials(self, info: Info) -> list[Subscription]:
         return ahead_or_load(self, info.context, "trials", CUSTOMER_RELATIONS["trials"])
 
-    @strawberry.field(description="Partner administrators assigned to this customer.")
+    @strawberry.field(description="Partner administrators assigned to this customer (at most 10).")
     def partner_admins(self, info: Info) -> list[AssignedAdmin]:
         relation = CUSTOMER_RELATIONS["partnerAdmins"]
         return ahead_or_load(self, info.context, "partnerAdmins", relation)

@@ -207,8 +207,8 @@ class HelpdeskCase(Node):
         return Admin.from_row(row) if row is not None else None
 
     @strawberry.field(
-        description="The conversation, oldest first; a resolution given when closing is the "
-        "last comment."
+        description="The conversation, oldest first (the latest 200 comments); a resolution "
+        "given when closing is the last comment."
     )
     async def comments(self, info: Info) -> list[HelpdeskComment]:
         rows = await helpdesk_loaders(info.context).comments_by_case_id.load(self.pk)

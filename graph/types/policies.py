@@ -33,7 +33,7 @@ class Role:
     name: str = strawberry.field(description="Role name (upper case).")
     description: str = strawberry.field(description="What the role is for.")
     built_in: bool = strawberry.field(description="One of the four default roles.")
-    rules: list[PolicyRule] = strawberry.field(description="What the role may do.")
+    rules: list[PolicyRule] = strawberry.field(description="What the role may do (at most 200).")
 
 
 @strawberry.input(description="One rule of a role.")
