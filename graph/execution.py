@@ -135,7 +135,7 @@ class PlainFieldExecutionContext(StrawberryGraphQLCoreExecutionContext):
                     if value is not Undefined:
                         return value
                 elif kind == "ahead":
-                    ahead = getattr(source, AHEAD, None)
+                    ahead = _read_attribute(source, AHEAD)
                     if ahead and field_name in ahead:
                         return self._complete_ahead(
                             parent_type,
@@ -145,7 +145,7 @@ class PlainFieldExecutionContext(StrawberryGraphQLCoreExecutionContext):
                             position_context,
                         )
                 else:
-                    value = getattr(source, plan[1], Undefined)
+                    value = _read_attribute(source, plan[1])
                     if value is not Undefined:
                         return_type = parent_type.fields[field_name].type
                         info = self.build_resolve_info(
@@ -412,7 +412,7 @@ def _completer(shape: tuple[tuple[Any, ...], ...]) -> Callable[..., Any]:
     found = _COMPLETERS.get(shape)
     if found is not None:
         return found
-    names: dict[str, Any] = {"Undefined": Undefined, "AHEAD": AHEAD}
+    names: dict[str, Any] = {"Undefined": Undefined, "AHEAD": AHEAD, "read": _read_attribute}
     reads, checks, items = [], [], []
     child = 0
     for i, (response_name, kind, attribute, *plain) in enumerate(shape):
@@ -454,9 +454,11 @@ def _completer(shape: tuple[tuple[Any, ...], ...]) -> Callable[..., Any]:
         items.append(f"{response_name!r}: {v}")
     body = ["def complete(value, fast, info, children):", "    try:"]
     body += ["        " + line for line in reads or ["pass"]]
-    body += ["    except AttributeError:", "        return Undefined"]
+    # A read that raises (not only AttributeError: a property, a lazy load) leaves the value
+    # to the ordinary path, which reads it again and reports the error at its path.
+    body += ["    except Exception:", "        return Undefined"]
     if any(entry[1] is _AHEAD for entry in shape):
-        body.append("    ahead = getattr(value, AHEAD, None)")
+        body.append("    ahead = read(value, AHEAD)")
     body += ["    " + line for line in checks]
     body.append("    return {" + ", ".join(items) + "}")
     exec(compile("\n".join(body), f"<completer {len(_COMPLETERS)}>", "exec"), names)
@@ -470,9 +472,19 @@ def _completer(shape: tuple[tuple[Any, ...], ...]) -> Callable[..., Any]:
 def _plain(source: Any, plan: tuple[Any, ...]) -> Any:
     """The serialised attribute, or Undefined when the ordinary path must decide."""
     _, attribute, leaf, non_null = plan
-    value = getattr(source, attribute, Undefined)
+    value = _read_attribute(source, attribute)
     if value is None:
         return Undefined if non_null else None
     if value is Undefined:
         return Undefined
     return _serializer(leaf)(value)
+
+
+def _read_attribute(source: Any, attribute: str) -> Any:
+    """``source.attribute``, or Undefined when it is missing or reading it raises: the ordinary
+    path then reads it again and reports the error at the field's path, as graphql-core does.
+    (A property that raises is evaluated twice; its error is reported once.)"""
+    try:
+        return getattr(source, attribute, Undefined)
+    except Exception:
+        return Undefined

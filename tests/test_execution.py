@@ -284,3 +284,53 @@ def test_object_completers_are_compiled_once_per_shape(monkeypatch: pytest.Monke
     other = run_owners(page, "{ page { owners { name pets { legs } } } }", fast=True)
     assert other["data"]["page"]["owners"][0] == {"name": "o", "pets": [{"legs": 4}]}
     assert len(graph.execution._COMPLETERS) > len(compiled)
+
+
+class Raising:
+    """A source whose attribute ``attribute`` raises ``error`` when read (a property that fails,
+    a lazy-loaded column on a closed session); the other fields of ``Item`` are good."""
+
+    def __init__(self, attribute: str, error: Exception) -> None:
+        self._attribute, self._error = attribute, error
+        self._good = item()
+
+    def __getattr__(self, name: str) -> Any:
+        if name == self._attribute:
+            raise self._error
+        return getattr(self._good, name)
+
+
+@pytest.mark.parametrize("attribute", ["name", "note", "seen"])
+@pytest.mark.parametrize(
+    "error", [ValueError("broken row"), AttributeError("lazy load"), KeyError("gone")]
+)
+def test_a_source_attribute_that_raises_is_reported_like_graphql_core(
+    attribute: str, error: Exception
+) -> None:
+    """The direct path reads attributes itself: what the read raises must become the field's
+    error at its path, with its null propagated, as graphql-core's default resolver makes it."""
+    items = [item(), Raising(attribute, error)]
+    document = "{ items { name count colour seen note } }"
+    fast, stock = run(items, document, fast=True), run(items, document, fast=False)
+    assert fast == stock
+    assert stock["errors"] and stock["errors"][0][1] == ["items", 1, attribute]
+
+
+@pytest.mark.parametrize("attribute", ["name", "pets", "marks", "best"])
+def test_an_attribute_below_a_plain_object_that_raises_is_reported_like_graphql_core(
+    attribute: str,
+) -> None:
+    good = owner()
+
+    class Broken:
+        ahead = good.ahead
+
+        def __getattr__(self, name: str) -> Any:
+            if name == attribute:
+                raise ValueError("broken row")
+            return getattr(good, name)
+
+    page = Page(owners=[owner(), Broken()], count=2)  # type: ignore[list-item]
+    fast, stock = run_owners(page, OWNERS, fast=True), run_owners(page, OWNERS, fast=False)
+    assert fast == stock
+    assert stock["errors"] and stock["errors"][0][1][:3] == ["page", "owners", 1]
