@@ -265,8 +265,8 @@ class _Document:
         return head if leaf else f"{head} {self.selection(named, depth + 1)}"
 
     def operation(self, root: str) -> tuple[str, dict[str, Any]]:
-        root_type = self.schema.get_type(root)
-        assert isinstance(root_type, GraphQLObjectType)
+        root_type = self.schema.query_type if root == "Query" else self.schema.mutation_type
+        assert root_type is not None
         names = sorted(root_type.fields)
         chosen = self.draw(st.lists(st.sampled_from(names), min_size=1, max_size=3))
         items = [item for name in chosen if (item := self.field(root_type, name, 1))]
