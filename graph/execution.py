@@ -472,7 +472,10 @@ def _completer(shape: tuple[tuple[Any, ...], ...]) -> Callable[..., Any]:
 def _plain(source: Any, plan: tuple[Any, ...]) -> Any:
     """The serialised attribute, or Undefined when the ordinary path must decide."""
     _, attribute, leaf, non_null = plan
-    value = _read_attribute(source, attribute)
+    try:  # inlined _read_attribute: this runs for most fields of a response
+        value = getattr(source, attribute, Undefined)
+    except Exception:
+        return Undefined
     if value is None:
         return Undefined if non_null else None
     if value is Undefined:
