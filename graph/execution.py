@@ -63,6 +63,8 @@ from strawberry.schema.schema_converter import GraphQLCoreConverter
 from strawberry.types.base import StrawberryObjectDefinition
 from strawberry.types.field import StrawberryField
 
+import graph.settle  # noqa: F401  (siblings settle instead of being cancelled)
+
 AHEAD = "ahead"
 # ("plain", attribute, leaf type, non-null) | ("ahead", field name) | ("attr", attribute);
 # None for every other field.

@@ -23,6 +23,7 @@ from tests.helpers import Factory, error_codes, token_for
 
 DAY = timedelta(days=1)
 FULL = "full@acme.example"
+PA = "partner@acme.example"
 EXPIRE_FIRST = """{ licenseAnalytics(product: MEETINGS) {
   aboutToExpire { kpis { expiringCustomers } rows(first: 0) { totalCount } }
   aboutToRenew { kpis { renewingCustomers } } } }"""
@@ -51,6 +52,7 @@ async def seed(api: Api) -> None:
     f = Factory(api.engine)
     partner = await f.partner()
     await f.admin(partner, FULL, "FULL_ADMIN")
+    await f.admin(partner, PA, "PARTNER_ADMIN")
     for n, auto_renew in enumerate([True, True, False]):
         await f.subscription(
             await f.customer(partner, f"C{n}"),
@@ -168,3 +170,59 @@ async def test_a_loader_value_survives_the_cancellation_of_one_awaiter() -> None
     assert await surviving == "value 1"
     assert cancelled.cancelled()
     assert await loader.load(1) == "value 1"
+
+
+REFUSED_ROOT_WITH_BUSY_SIBLINGS = """{
+  callingAnalytics { quality { poorPercent } qualityByEndpoint { poorCalls } }
+  policyRules { builtIn }
+  licenseAnalytics(product: CALLING) {
+    aboutToRenew { a: rows(first: 2) { totalCount } b: rows { totalCount } }
+  }
+}"""
+
+
+async def test_a_refused_root_field_lets_its_siblings_finish_their_statements(api: Api) -> None:
+    """Found by the generated-document leg: a refused non-null root field nulls ``data`` and
+    graphql-core cancelled the siblings mid-statement on the request's one session, which broke
+    the connection (PostgreSQL: the session's close failed after the answer was sent)."""
+    # given: a partner admin, who may not read policy rules, and busy siblings
+    await seed(api)
+    token = await token_for(api, PA)
+    headers = {"Authorization": f"Bearer {token}"}
+    for _ in range(3):
+        # when
+        response = await api.client.post(
+            "/graphql", json={"query": REFUSED_ROOT_WITH_BUSY_SIBLINGS}, headers=headers
+        )
+        # then: an ordinary answer (nothing escapes the app), and the next request works
+        assert response.status_code == 200, response.text
+        assert error_codes(response.json()) == ["FORBIDDEN"]
+        follow = await api.client.post(
+            "/graphql", json={"query": "{ viewer { email } }"}, headers=headers
+        )
+        assert follow.json()["data"]["viewer"]["email"] == PA
+
+
+def test_sibling_fields_settle_instead_of_being_cancelled() -> None:
+    from graphql.execution import executor
+
+    from graph.settle import gather_settling
+
+    assert executor.gather_with_cancel is gather_settling
+
+    async def scenario() -> list[str]:
+        finished: list[str] = []
+
+        async def fails() -> None:
+            await asyncio.sleep(0)
+            raise ValueError("refused")
+
+        async def busy() -> None:
+            await asyncio.sleep(0.01)
+            finished.append("busy")
+
+        with pytest.raises(ValueError, match="refused"):
+            await gather_settling(fails(), busy())
+        return finished
+
+    assert asyncio.run(scenario()) == ["busy"]
