@@ -35,7 +35,7 @@ async def gather_settling(*awaitables: Awaitable[Any]) -> list[Any]:
 
 
 def install() -> None:
-    executor.gather_with_cancel = gather_settling  # type: ignore[attr-defined]
+    executor.gather_with_cancel = gather_settling
 
 
 install()
