@@ -178,20 +178,23 @@ def _shown(readable: dict[str, set[int] | None], column: str, pk: int) -> bool:
     return allowed is None or pk in allowed
 
 
-async def _cells(ctx: Context, session: Any, rows: list[Any]) -> list[list[Any]]:
+async def _cells(ctx: Context, session: Any, scope: Scope, rows: list[Any]) -> list[list[Any]]:
     """The page's CSV rows; a cell is empty where the field its column mirrors is not readable
     (and its figures are not even read for those rows)."""
     ids = [row.id for row in rows]
     if not ids:
         return []
     readable = await _readable(ctx, ids)
+    # The rows come from ``scope`` (customer read); the columns' own rules are in ``readable``.
     statuses = await q.statuses_by_customer_ids(
-        session, ids=_only(readable["statuses"], ids), now=ctx.now
+        session, scope=scope, ids=_only(readable["statuses"], ids), now=ctx.now
     )
-    products = await q.products_by_customer_ids(session, ids=_only(readable["products"], ids))
-    tags = await q.tags_by_customer_ids(session, ids=_only(readable["tags"], ids))
+    products = await q.products_by_customer_ids(
+        session, scope=scope, ids=_only(readable["products"], ids)
+    )
+    tags = await q.tags_by_customer_ids(session, scope=scope, ids=_only(readable["tags"], ids))
     totals = await q.in_force_totals_by_customer_ids(
-        session, ids=_only(readable["subscriptions"], ids), now=ctx.now
+        session, scope=scope, ids=_only(readable["subscriptions"], ids), now=ctx.now
     )
     out = []
     for row in rows:
@@ -242,7 +245,7 @@ async def _stream(
                 first=size,
                 after=after,
             )
-            writer.writerows(await _cells(ctx, session, page.rows))
+            writer.writerows(await _cells(ctx, session, scope, page.rows))
             yield buffer.getvalue()
             buffer.seek(0)
             buffer.truncate()

@@ -7,7 +7,7 @@ outlives the request nor crosses between callers.
 
 from __future__ import annotations
 
-from asyncio import Future, shield
+from asyncio import Future
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -17,8 +17,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.queries import admins as admin_q
 from db.queries import customers as q
+from db.scope import Scope
 from graph import cost_model as cm
-from graph.auth.permissions import Act, Obj, visible_under
+from graph.auth.permissions import Act, Obj, scope_or_none, visible_under
 
 if TYPE_CHECKING:
     from graph.context import Context
@@ -37,7 +38,13 @@ class Loader(DataLoader[int, V]):
     only needed by the rare ``load`` that follows.
     """
 
-    def __init__(self, batch: Callable[[list[int]], Coroutine[Any, Any, list[V]]]) -> None:
+    def __init__(
+        self,
+        batch: Callable[[list[int]], Coroutine[Any, Any, list[V]]],
+        rule: tuple[Obj, Obj] = (Obj.CUSTOMER, Obj.CUSTOMER),
+    ) -> None:
+        # (kind loaded, kind of the parents): the rule the batch applies (see ``_loader``).
+        self.rule = rule
         self._futures: dict[int, Future[V]] = {}
         self._values: dict[int, V] = {}
         super().__init__(batch_load_fn=batch, max_batch_size=1000, cache_map=self._futures)
@@ -49,17 +56,14 @@ class Loader(DataLoader[int, V]):
         for start in range(0, len(missing), 1000):
             chunk = missing[start : start + 1000]
             values.update(zip(chunk, await self._batch(chunk), strict=True))
-        return [values[key] if key in values else await shield(futures[key]) for key in keys]
+        return [values[key] if key in values else await futures[key] for key in keys]
 
     def load(self, key: int) -> Future[V]:
         if key in self._values:
             future: Future[V] = self.loop.create_future()
             future.set_result(self._values[key])
             return future
-        # The key's future is shared by every field that loads the key; graphql-core cancels
-        # the pending siblings of a failed field, and an awaiter's cancellation must not
-        # cancel the value the others wait for.
-        return shield(super().load(key))
+        return super().load(key)
 
     def clear(self, key: int) -> Loader[V]:
         self._values.pop(key, None)
@@ -70,63 +74,77 @@ class Loader(DataLoader[int, V]):
         return super().clear_all()
 
 
+Fetch = Callable[[AsyncSession, Scope, Sequence[int]], Awaitable[Mapping[int, V]]]
+
+
 def _loader(
     ctx: Context,
-    fetch: Callable[[AsyncSession, Sequence[int]], Awaitable[Mapping[int, V]]],
+    rule: tuple[Obj, Obj],
+    fetch: Fetch[V],
     default: Callable[[], Any],
     cap: int | None = None,
 ) -> Loader[V]:
-    """``cap``: keep at most that many items of each key's list (the bound the query cost
-    prices it by, ``graph.cost_model``), the first ones in the list's order."""
+    """A loader of ``rule[0]`` objects hanging from ``rule[1]`` parents (customers or
+    subscriptions the caller already sees). Its batch cannot run without the caller's read
+    scope for the object: a refused kind loads nothing, and parents whose objects the caller
+    may not read (an ``assigned`` scope narrower than the parent's) are left out before the
+    statement; the statement itself is bound to the scope's partner.
+
+    ``cap``: keep at most that many items of each key's list (the bound the query cost prices
+    it by, ``graph.cost_model``), the first ones in the list's order."""
+    obj, parent = rule
 
     async def batch(keys: list[int]) -> list[V]:
-        async with ctx.db() as session:
-            found = await fetch(session, keys)
+        scope = scope_or_none(ctx, obj, Act.READ)
+        if scope is None:
+            return [default() for _ in keys]
+        allowed = await visible_under(ctx, obj, Act.READ, keys, parent=parent)
+        shown = keys if allowed is None else [key for key in keys if key in allowed]
+        found: Mapping[int, V] = {}
+        if shown:
+            async with ctx.db() as session:
+                found = await fetch(session, scope, shown)
         if cap is not None:
             return [found.get(key, default())[:cap] for key in keys]
         return [found.get(key, default()) for key in keys]
 
-    return Loader(batch)
+    return Loader(batch, rule)
+
+
+ON_CUSTOMER, ON_SUBSCRIPTION = Obj.CUSTOMER, Obj.SUBSCRIPTION
 
 
 class Loaders:
-    """The request's loaders, each created on first use."""
+    """The request's loaders, each created on first use; each declares the rule it applies."""
 
     def __init__(self, ctx: Context) -> None:
         self._ctx = ctx
-        self._visible: dict[tuple[Obj, Act], Loader[bool]] = {}
-
-    def visible(self, obj: Obj, act: Act) -> Loader[bool]:
-        """Whether the caller may ``act`` on ``obj`` of each customer it sees (the guard of a
-        relationship reached without prefetch): one decision for all the customers asked."""
-        if (obj, act) not in self._visible:
-            ctx = self._ctx
-
-            async def batch(keys: list[int]) -> list[bool]:
-                allowed = await visible_under(ctx, obj, act, keys)
-                return [allowed is None or key in allowed for key in keys]
-
-            self._visible[obj, act] = Loader(batch)
-        return self._visible[obj, act]
 
     @cached_property
     def statuses_by_customer_id(self) -> Loader[list[str]]:
         now = self._ctx.now
         return _loader(
             self._ctx,
-            lambda s, ids: q.statuses_by_customer_ids(s, ids=ids, now=now),
+            (Obj.CUSTOMER, ON_CUSTOMER),
+            lambda s, scope, ids: q.statuses_by_customer_ids(s, scope=scope, ids=ids, now=now),
             list,
         )
 
     @cached_property
     def products_by_customer_id(self) -> Loader[list[str]]:
-        return _loader(self._ctx, lambda s, ids: q.products_by_customer_ids(s, ids=ids), list)
+        return _loader(
+            self._ctx,
+            (Obj.CUSTOMER, ON_CUSTOMER),
+            lambda s, scope, ids: q.products_by_customer_ids(s, scope=scope, ids=ids),
+            list,
+        )
 
     @cached_property
     def tags_by_customer_id(self) -> Loader[list[Any]]:
         return _loader(
             self._ctx,
-            lambda s, ids: q.tags_by_customer_ids(s, ids=ids),
+            (Obj.TAG, ON_CUSTOMER),
+            lambda s, scope, ids: q.tags_by_customer_ids(s, scope=scope, ids=ids),
             list,
             self._ctx.settings.max_tags_per_customer,
         )
@@ -135,7 +153,8 @@ class Loaders:
     def subscriptions_by_customer_id(self) -> Loader[list[Any]]:
         return _loader(
             self._ctx,
-            lambda s, ids: q.subscriptions_by_customer_ids(s, ids=ids),
+            (Obj.SUBSCRIPTION, ON_CUSTOMER),
+            lambda s, scope, ids: q.subscriptions_by_customer_ids(s, scope=scope, ids=ids),
             list,
             cm.MAX_SUBSCRIPTIONS_PER_CUSTOMER,
         )
@@ -144,7 +163,10 @@ class Loaders:
     def trials_by_customer_id(self) -> Loader[list[Any]]:
         return _loader(
             self._ctx,
-            lambda s, ids: q.subscriptions_by_customer_ids(s, ids=ids, kind="TRIAL"),
+            (Obj.TRIAL, ON_CUSTOMER),
+            lambda s, scope, ids: q.subscriptions_by_customer_ids(
+                s, scope=scope, ids=ids, kind="TRIAL"
+            ),
             list,
             cm.MAX_SUBSCRIPTIONS_PER_CUSTOMER,
         )
@@ -153,7 +175,8 @@ class Loaders:
     def license_lines_by_subscription_id(self) -> Loader[list[Any]]:
         return _loader(
             self._ctx,
-            lambda s, ids: q.license_lines_by_subscription_ids(s, ids=ids),
+            (Obj.SUBSCRIPTION, ON_SUBSCRIPTION),
+            lambda s, scope, ids: q.license_lines_by_subscription_ids(s, scope=scope, ids=ids),
             list,
             cm.MAX_LICENSE_LINES_PER_SUBSCRIPTION,
         )
@@ -162,7 +185,8 @@ class Loaders:
     def invoices_by_subscription_id(self) -> Loader[list[Any]]:
         return _loader(
             self._ctx,
-            lambda s, ids: q.invoices_by_subscription_ids(s, ids=ids),
+            (Obj.SUBSCRIPTION, ON_SUBSCRIPTION),
+            lambda s, scope, ids: q.invoices_by_subscription_ids(s, scope=scope, ids=ids),
             list,
             cm.MAX_INVOICES_PER_SUBSCRIPTION,
         )
@@ -171,7 +195,8 @@ class Loaders:
     def orders_by_subscription_id(self) -> Loader[list[Any]]:
         return _loader(
             self._ctx,
-            lambda s, ids: q.orders_by_subscription_ids(s, ids=ids),
+            (Obj.SUBSCRIPTION, ON_SUBSCRIPTION),
+            lambda s, scope, ids: q.orders_by_subscription_ids(s, scope=scope, ids=ids),
             list,
             cm.MAX_ORDERS_PER_SUBSCRIPTION,
         )
@@ -180,7 +205,8 @@ class Loaders:
     def tags_by_subscription_id(self) -> Loader[list[Any]]:
         return _loader(
             self._ctx,
-            lambda s, ids: q.tags_by_subscription_ids(s, ids=ids),
+            (Obj.TAG, ON_SUBSCRIPTION),
+            lambda s, scope, ids: q.tags_by_subscription_ids(s, scope=scope, ids=ids),
             list,
             self._ctx.settings.max_tags_per_customer,
         )
@@ -189,11 +215,21 @@ class Loaders:
     def assigned_admins_by_customer_id(self) -> Loader[list[Any]]:
         return _loader(
             self._ctx,
-            lambda s, ids: q.assigned_admins_by_customer_ids(s, ids=ids),
+            (Obj.ASSIGNMENT, ON_CUSTOMER),
+            lambda s, scope, ids: q.assigned_admins_by_customer_ids(s, scope=scope, ids=ids),
             list,
             cm.MAX_ASSIGNED_ADMINS_PER_CUSTOMER,
         )
 
     @cached_property
     def partner_by_id(self) -> Loader[Any]:
-        return _loader(self._ctx, lambda s, ids: admin_q.partners_by_ids(s, ids=ids), lambda: None)
+        """The caller's own partner (``Admin.partner``): any authenticated admin reads it."""
+        ctx = self._ctx
+
+        async def batch(keys: list[int]) -> list[Any]:
+            own = [key for key in keys if key == ctx.principal.partner_id]
+            async with ctx.db() as session:
+                found = await admin_q.partners_by_ids(session, ids=own) if own else {}
+            return [found.get(key) for key in keys]
+
+        return Loader(batch)

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from strawberry.types.nodes import FragmentSpread, InlineFragment, SelectedField, Selection
 
-from graph.auth.permissions import Act, Obj, visible_under
+from graph.auth.permissions import Act, visible_under
 
 if TYPE_CHECKING:
     from graph.context import Context
@@ -43,24 +43,18 @@ class Relation:
     convert: Callable[[Any], Any]
     # Relations of the converted objects, prefetched in turn (a subscription's license lines).
     children: dict[str, Relation] | None = None
-    # What the caller must be allowed on the parent customer to see this list (else it is
-    # empty): graph.auth.permissions.visible_under.
-    guard: tuple[Obj, Act] | None = None
 
 
 async def allowed_under(ctx: Context, relation: Relation, pks: Sequence[int]) -> set[int] | None:
     """Of the customers ``pks`` the caller sees, those whose ``relation`` it may read; None
-    when all of them. The one decision behind a relationship field, and behind the CSV
-    columns that mirror one (``graph.export``)."""
-    if relation.guard is None:
-        return None
-    return await visible_under(ctx, *relation.guard, pks)
+    when all of them. The rule its loader applies (``graph.loaders._loader``), for the CSV
+    columns that mirror a relationship field (``graph.export``)."""
+    obj, parent = relation.loader(ctx.loaders).rule
+    return await visible_under(ctx, obj, Act.READ, pks, parent=parent)
 
 
 async def _load(ctx: Context, relation: Relation, pk: int) -> Any:
-    # Siblings reached without prefetch (a mutation payload's customers) share one decision.
-    if relation.guard is not None and not await ctx.loaders.visible(*relation.guard).load(pk):
-        return relation.convert([])
+    # The loader applies the caller's rule for the related kind (graph.loaders._loader).
     return relation.convert(await relation.loader(ctx.loaders).load(pk))
 
 
@@ -110,15 +104,7 @@ async def prefetch(
         if not below:
             continue
         pks = [p.pk for p in parents]
-        allowed = await allowed_under(ctx, relation, pks)
-        if allowed is None:
-            values = await relation.loader(ctx.loaders).load_ahead(pks)
-        else:
-            shown = [pk for pk in pks if pk in allowed]
-            found = dict(
-                zip(shown, await relation.loader(ctx.loaders).load_ahead(shown), strict=True)
-            )
-            values = [found.get(pk, []) for pk in pks]
+        values = await relation.loader(ctx.loaders).load_ahead(pks)
         converted = [relation.convert(v) for v in values]
         for parent, value in zip(parents, converted, strict=True):
             parent.ahead[name] = value

@@ -557,6 +557,7 @@ def _grouped(result: Any, key: str) -> dict[int, list[Any]]:
 _STATUSES = _Batch(
     lambda ids_of: select(SPAN.customer_id, SPAN.status).where(
         ids_of(SPAN.customer_id),
+        SPAN.partner_id == bindparam("partner_id"),
         SPAN.valid_from <= bindparam("now"),
         SPAN.valid_to > bindparam("now"),
     )
@@ -564,9 +565,9 @@ _STATUSES = _Batch(
 
 
 async def statuses_by_customer_ids(
-    session: AsyncSession, *, ids: Sequence[int], now: datetime
+    session: AsyncSession, *, scope: Scope, ids: Sequence[int], now: datetime
 ) -> dict[int, list[str]]:
-    rows = await _STATUSES.run(session, ids, now=now)
+    rows = await _STATUSES.run(session, ids, now=now, partner_id=scope.partner_id)
     out: dict[int, list[str]] = defaultdict(list)
     for customer_id, status in rows:
         out[customer_id].append(status)
@@ -578,16 +579,18 @@ async def statuses_by_customer_ids(
 _CP = CustomerProduct.__table__.c  # type: ignore[attr-defined]
 _PRODUCTS = _Batch(
     lambda ids_of: (
-        select(_CP.customer_id, _CP.product).where(ids_of(_CP.customer_id)).order_by(_CP.product)
+        select(_CP.customer_id, _CP.product)
+        .where(ids_of(_CP.customer_id), _CP.partner_id == bindparam("partner_id"))
+        .order_by(_CP.product)
     )
 )
 
 
 async def products_by_customer_ids(
-    session: AsyncSession, *, ids: Sequence[int]
+    session: AsyncSession, *, scope: Scope, ids: Sequence[int]
 ) -> dict[int, list[str]]:
     out: dict[int, list[str]] = defaultdict(list)
-    for customer_id, product in await _PRODUCTS.run(session, ids):
+    for customer_id, product in await _PRODUCTS.run(session, ids, partner_id=scope.partner_id):
         out[customer_id].append(product)
     return out
 
@@ -605,7 +608,7 @@ def _tags_by(owner: Any) -> _Batch:
         lambda ids_of: (
             select(owner, *TAG_COLUMNS)
             .join(Tag, _T.id == link.tag_id)
-            .where(ids_of(owner))
+            .where(ids_of(owner), link.partner_id == bindparam("partner_id"))
             .order_by(_T.name_key, _T.id)
         )
     )
@@ -616,35 +619,45 @@ _SUBSCRIPTION_TAGS = _tags_by(_ST.subscription_id)
 
 
 async def tags_by_customer_ids(
-    session: AsyncSession, *, ids: Sequence[int]
+    session: AsyncSession, *, scope: Scope, ids: Sequence[int]
 ) -> dict[int, list[Record]]:
-    return _grouped(await _CUSTOMER_TAGS.run(session, ids), "customer_id")
+    return _grouped(
+        await _CUSTOMER_TAGS.run(session, ids, partner_id=scope.partner_id), "customer_id"
+    )
 
 
 SUBSCRIPTION_COLUMNS = tuple(Subscription.__table__.c)  # type: ignore[attr-defined]
 _SUBSCRIPTION_ORDER = (S.customer_id, S.start_date.desc(), S.id.desc())
 _SUBSCRIPTIONS = _Batch(
     lambda ids_of: (
-        select(*SUBSCRIPTION_COLUMNS).where(ids_of(S.customer_id)).order_by(*_SUBSCRIPTION_ORDER)
+        select(*SUBSCRIPTION_COLUMNS)
+        .where(ids_of(S.customer_id), S.partner_id == bindparam("partner_id"))
+        .order_by(*_SUBSCRIPTION_ORDER)
     )
 )
 _SUBSCRIPTIONS_OF_KIND = _Batch(
     lambda ids_of: (
         select(*SUBSCRIPTION_COLUMNS)
-        .where(ids_of(S.customer_id), S.kind == bindparam("kind"))
+        .where(
+            ids_of(S.customer_id),
+            S.partner_id == bindparam("partner_id"),
+            S.kind == bindparam("kind"),
+        )
         .order_by(*_SUBSCRIPTION_ORDER)
     )
 )
 
 
 async def subscriptions_by_customer_ids(
-    session: AsyncSession, *, ids: Sequence[int], kind: str | None = None
+    session: AsyncSession, *, scope: Scope, ids: Sequence[int], kind: str | None = None
 ) -> dict[int, list[Record]]:
     """Subscriptions of each customer, newest first (by start date, then id)."""
     if kind is None:
-        rows = await _SUBSCRIPTIONS.run(session, ids)
+        rows = await _SUBSCRIPTIONS.run(session, ids, partner_id=scope.partner_id)
     else:
-        rows = await _SUBSCRIPTIONS_OF_KIND.run(session, ids, kind=kind)
+        rows = await _SUBSCRIPTIONS_OF_KIND.run(
+            session, ids, kind=kind, partner_id=scope.partner_id
+        )
     return _grouped(rows, "customer_id")
 
 
@@ -663,7 +676,9 @@ def _by_subscription(table: Any, *order: Any) -> _Batch:
     c = table.__table__.c
     return _Batch(
         lambda ids_of: (
-            select(*c).where(ids_of(c.subscription_id)).order_by(c.subscription_id, *order)
+            select(*c)
+            .where(ids_of(c.subscription_id), c.partner_id == bindparam("partner_id"))
+            .order_by(c.subscription_id, *order)
         )
     )
 
@@ -677,27 +692,31 @@ _ORDERS = _by_subscription(Order, _O.placed_at.desc(), _O.id.desc())
 
 
 async def license_lines_by_subscription_ids(
-    session: AsyncSession, *, ids: Sequence[int]
+    session: AsyncSession, *, scope: Scope, ids: Sequence[int]
 ) -> dict[int, list[Record]]:
-    return _grouped(await _LICENSE_LINES.run(session, ids), "subscription_id")
+    return _grouped(
+        await _LICENSE_LINES.run(session, ids, partner_id=scope.partner_id), "subscription_id"
+    )
 
 
 async def invoices_by_subscription_ids(
-    session: AsyncSession, *, ids: Sequence[int]
+    session: AsyncSession, *, scope: Scope, ids: Sequence[int]
 ) -> dict[int, list[Record]]:
-    return _grouped(await _INVOICES.run(session, ids), "subscription_id")
+    return _grouped(
+        await _INVOICES.run(session, ids, partner_id=scope.partner_id), "subscription_id"
+    )
 
 
 async def orders_by_subscription_ids(
-    session: AsyncSession, *, ids: Sequence[int]
+    session: AsyncSession, *, scope: Scope, ids: Sequence[int]
 ) -> dict[int, list[Record]]:
-    return _grouped(await _ORDERS.run(session, ids), "subscription_id")
+    return _grouped(await _ORDERS.run(session, ids, partner_id=scope.partner_id), "subscription_id")
 
 
 async def tags_by_subscription_ids(
-    session: AsyncSession, *, ids: Sequence[int]
+    session: AsyncSession, *, scope: Scope, ids: Sequence[int]
 ) -> dict[int, list[Record]]:
-    rows = await _SUBSCRIPTION_TAGS.run(session, ids)
+    rows = await _SUBSCRIPTION_TAGS.run(session, ids, partner_id=scope.partner_id)
     return _grouped(rows, "subscription_id")
 
 
@@ -708,27 +727,28 @@ _ASSIGNED_ADMINS = _Batch(
     lambda ids_of: (
         select(_CA.customer_id, _CA.assigned_at, *ADMIN_COLUMNS)
         .join(Admin, _A.id == _CA.admin_id)
-        .where(ids_of(_CA.customer_id))
+        .where(ids_of(_CA.customer_id), _CA.partner_id == bindparam("partner_id"))
         .order_by(_CA.customer_id, _A.name, _A.id)
     )
 )
 
 
 async def assigned_admins_by_customer_ids(
-    session: AsyncSession, *, ids: Sequence[int]
+    session: AsyncSession, *, scope: Scope, ids: Sequence[int]
 ) -> dict[int, list[Record]]:
-    rows = await _ASSIGNED_ADMINS.run(session, ids)
+    rows = await _ASSIGNED_ADMINS.run(session, ids, partner_id=scope.partner_id)
     return _grouped(rows, "customer_id")
 
 
 async def in_force_totals_by_customer_ids(
-    session: AsyncSession, *, ids: Sequence[int], now: datetime
+    session: AsyncSession, *, scope: Scope, ids: Sequence[int], now: datetime
 ) -> dict[int, tuple[datetime | None, int, int]]:
     """Per customer: nearest end of an in-force subscription, licenses purchased and assigned
     over the license lines of its in-force subscriptions."""
     L = LicenseLine.__table__.c  # type: ignore[attr-defined]
     in_force = and_(
         S.customer_id.in_(list(ids)),
+        S.partner_id == scope.partner_id,
         S.state == SubscriptionState.ACTIVE.value,
         S.start_date <= now,
         S.end_date > now,

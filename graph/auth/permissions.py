@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import casbin
 
 from db.queries.admins import Principal
-from db.queries.customers import customers_by_ids
+from db.queries.customers import customers_by_ids, subscriptions_by_ids
 from db.queries.policies import PolicyLine
 from db.scope import Scope
 from graph.errors import forbidden
@@ -150,12 +150,18 @@ def scope_or_none(ctx: Context, obj: Obj, act: Act) -> Scope | None:
 
 
 async def visible_under(
-    ctx: Context, obj: Obj, act: Act, customer_pks: Sequence[int]
+    ctx: Context,
+    obj: Obj,
+    act: Act,
+    parent_pks: Sequence[int],
+    *,
+    parent: Obj = Obj.CUSTOMER,
 ) -> set[int] | None:
-    """Of customers the caller already sees, those whose ``obj`` (their subscriptions, trials,
-    tags, assignments) it may ``act`` on; None when that is all of them.
+    """Of ``parent`` objects the caller already sees (customers, or subscriptions), those whose
+    ``obj`` (their subscriptions, trials, tags, assignments) it may ``act`` on; None when that
+    is all of them.
 
-    Seeing a customer does not imply seeing what hangs from it: a custom role may read
+    Seeing a parent does not imply seeing what hangs from it: a custom role may read
     customers but not subscriptions, or all customers but only its assigned ones'
     subscriptions. Built-in roles need no statement here (their scopes for both are the same)."""
     scope = scope_or_none(ctx, obj, act)
@@ -163,11 +169,15 @@ async def visible_under(
         return set()
     if scope.assigned_admin_id is None:
         return None
-    seen = scope_or_none(ctx, Obj.CUSTOMER, Act.READ)
+    seen = scope_or_none(ctx, parent, Act.READ)
     if seen is not None and seen.assigned_admin_id == scope.assigned_admin_id:
-        return None  # every customer the caller sees is already one of its own
+        return None  # every parent the caller sees is already one of its own
     async with ctx.db() as session:
-        return set(await customers_by_ids(session, scope=scope, ids=list(customer_pks)))
+        if parent is Obj.SUBSCRIPTION:
+            found = await subscriptions_by_ids(session, scope=scope, ids=list(parent_pks))
+        else:
+            found = await customers_by_ids(session, scope=scope, ids=list(parent_pks))
+        return set(found)
 
 
 def require(ctx: Context, obj: Obj, act: Act) -> Scope:

@@ -10,7 +10,6 @@ from typing import Any
 import strawberry
 
 from db.queries.customers import CustomerOrder as _CustomerOrder
-from graph.auth.permissions import Act, Obj
 from graph.context import Info
 from graph.ids import to_global_id
 from graph.pagination import PageInfo
@@ -226,25 +225,20 @@ SUBSCRIPTION_RELATIONS = {
 CUSTOMER_RELATIONS = {
     "statuses": Relation(lambda ls: ls.statuses_by_customer_id, _all(CustomerStatus)),
     "products": Relation(lambda ls: ls.products_by_customer_id, _all(Product)),
-    "tags": Relation(
-        lambda ls: ls.tags_by_customer_id, _all(Tag.from_row), guard=(Obj.TAG, Act.READ)
-    ),
+    "tags": Relation(lambda ls: ls.tags_by_customer_id, _all(Tag.from_row)),
     "subscriptions": Relation(
         lambda ls: ls.subscriptions_by_customer_id,
         _all(Subscription.from_row),
         SUBSCRIPTION_RELATIONS,
-        guard=(Obj.SUBSCRIPTION, Act.READ),
     ),
     "trials": Relation(
         lambda ls: ls.trials_by_customer_id,
         _all(Subscription.from_row),
         SUBSCRIPTION_RELATIONS,
-        guard=(Obj.TRIAL, Act.READ),
     ),
     "partnerAdmins": Relation(
         lambda ls: ls.assigned_admins_by_customer_id,
         _all(_assigned_admin),
-        guard=(Obj.ASSIGNMENT, Act.READ),
     ),
 }
 
