@@ -6,7 +6,8 @@ every query that reads customers or anything hanging from them applies it here, 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, func, literal, or_, select
@@ -18,14 +19,33 @@ CU = Customer.__table__.c  # type: ignore[attr-defined]
 CA = CustomerAssignment.__table__.c  # type: ignore[attr-defined]
 
 
+# Proof that a Scope came from the authorization door: handed out once, to ``graph.auth``.
+_MINT = object()
+_issued = False
+
+
+class ForgedScope(TypeError):
+    """A ``Scope`` built anywhere but by ``graph.auth`` (the Authorizer or the CLI's system
+    identity)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Scope:
-    """A partner, and when ``assigned_admin_id`` is set, only that admin's customers."""
+    """A partner, and when ``assigned_admin_id`` is set, only that admin's customers.
+
+    Only the authorization door makes one (``scope_issuer``): a query function that takes a
+    ``scope`` therefore cannot be called with access nobody decided."""
 
     partner_id: int
     assigned_admin_id: int | None = None
     # The admin's customers are few: queries should start from them (see ``plan_scope``).
     few: bool = False
+    mint: object = field(default=None, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # The seal names who it was issued for: ``replace(scope, partner_id=...)`` is refused.
+        if self.mint != (_MINT, self.partner_id, self.assigned_admin_id):
+            raise ForgedScope("A Scope is issued by graph.auth, never built or changed by hand.")
 
     @property
     def key(self) -> str:
@@ -70,6 +90,21 @@ class Scope:
             )
         )
         return or_(provisioned, assigned)
+
+
+def scope_issuer() -> Callable[..., Scope]:
+    """The one factory of scopes, handed out once: ``graph.auth.permissions`` takes it when it
+    is imported, so any later caller (a resolver, the export, a test) is refused."""
+    global _issued
+    if _issued:
+        raise ForgedScope("The scope issuer belongs to graph.auth.")
+    _issued = True
+
+    def issue(partner_id: int, assigned_admin_id: int | None = None) -> Scope:
+        seal = (_MINT, partner_id, assigned_admin_id)
+        return Scope(partner_id=partner_id, assigned_admin_id=assigned_admin_id, mint=seal)
+
+    return issue
 
 
 FEW_CUSTOMERS = 1000

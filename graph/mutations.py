@@ -1,24 +1,28 @@
-"""What every mutation shares: typed user errors, one transaction, one audit entry.
+"""What every mutation shares: ``run_mutation`` (authorize, validate, change, audit, respond in
+one transaction), typed user errors, the audit entries.
 
 Expected failures are returned as ``userErrors`` (data); a refusal by the authorization door is a
-``FORBIDDEN`` GraphQL error; either way the transaction rolls back and nothing is written.
+``FORBIDDEN`` GraphQL error; either way the transaction rolls back and the only thing written is
+the audit entry of the refusal (``audit_refusal``).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import strawberry
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.queries.audit import write_audit
 from db.queries.writes import begin_write
+from db.scope import Scope
+from graph.auth.permissions import Act, Obj
 from graph.context import Context
-from graph.errors import ApiError, forbidden
+from graph.errors import ApiError, ErrorCode, forbidden
 from graph.ids import pk_of
 
 
@@ -110,3 +114,91 @@ async def transaction(ctx: Context) -> AsyncIterator[tuple[AsyncSession, Audit]]
             # Written or rolled back, what loaders and shared work read before (or inside the
             # transaction) is stale: the payload and later mutations read afresh.
             ctx.forget()
+
+
+# --- the one shape of a mutation -------------------------------------------------------------
+
+REFUSAL = "refusal"  # object_type of the audit entry of a refused mutation
+P = TypeVar("P")
+
+
+@dataclass
+class Change:
+    """What ``work`` gets: the caller's access for the mutation, its transaction, its audit."""
+
+    ctx: Context
+    scope: Scope
+    session: AsyncSession
+    audit: Audit
+    operation: str
+
+    def record(
+        self, object_type: str, object_id: str | None, *, before: Any = None, after: Any = None
+    ) -> None:
+        """An audit entry of this mutation's operation."""
+        self.audit.record(self.operation, object_type, object_id, before=before, after=after)
+
+
+async def audit_refusal(ctx: Context, operation: str, codes: list[str]) -> None:
+    """The audit entry of a refused mutation, in its own small transaction (the mutation's
+    was rolled back): who tried what, and the codes it got. Nothing else is written."""
+    async with ctx.db() as session:
+        if session.in_transaction():
+            await session.rollback()
+        try:
+            await begin_write(session)
+            await write_audit(
+                session,
+                partner_id=ctx.principal.partner_id,
+                admin_id=ctx.principal.admin_id,
+                operation=operation,
+                object_type=REFUSAL,
+                object_id=None,
+                before=None,
+                after={"codes": codes},
+                now=ctx.now,
+            )
+            await session.commit()
+        except BaseException:
+            await session.rollback()
+            raise
+
+
+async def run_mutation(
+    ctx: Context,
+    *,
+    operation: str,
+    obj: Obj,
+    act: Act,
+    work: Callable[[Change], Awaitable[P]],
+    refused: Callable[[list[UserError]], P],
+    validate: Callable[[], Any] | None = None,
+    audited: bool = True,
+) -> P:
+    """Authorize, validate, change, audit, respond — the shape of every mutation.
+
+    The caller's scope for ``act`` on ``obj`` is decided first (a refusal is ``FORBIDDEN``);
+    ``validate`` checks the input before any lock is taken; ``work`` changes the data inside
+    one transaction, records its audit entries on the ``Change`` and returns the payload.
+    A ``UserErrors`` raised by either rolls everything back and answers ``refused(errors)``.
+    Every refusal is audited (``audit_refusal``); a ``work`` that changed something without an
+    audit entry is a bug and fails loudly rather than commit unaudited (``audited=False`` only
+    for an operation that writes nothing of the partner's)."""
+    scope = ctx.services.authorizer.scope(ctx.principal, obj, act)
+    if scope is None:
+        await audit_refusal(ctx, operation, [ErrorCode.FORBIDDEN.value])
+        raise forbidden(f"Your role may not {act.value} {obj.value} objects.")
+    try:
+        if validate is not None:
+            validate()
+        async with transaction(ctx) as (session, audit):
+            payload = await work(Change(ctx, scope, session, audit, operation))
+            if audited and not audit.entries:
+                raise RuntimeError(f"{operation} changed data without an audit entry")
+    except UserErrors as e:
+        await audit_refusal(ctx, operation, [error.code for error in e.errors])
+        return refused(e.errors)
+    except ApiError as e:
+        await audit_refusal(ctx, operation, [e.code.value])
+        raise
+    return payload

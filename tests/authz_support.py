@@ -1,7 +1,9 @@
 """Shared by the authorization tests: table snapshots, a richer factory, response helpers.
 
 ``snapshot`` reads every row of every table, so "nothing was written" is checked on content,
-not only on row counts (an UPDATE changes no count).
+not only on row counts (an UPDATE changes no count). A refused mutation writes exactly one
+thing, the audit entry of its refusal (``graph.mutations.audit_refusal``, and the data version
+that write bumps): snapshots leave those out, and the tests of refusals check them apart.
 """
 
 from __future__ import annotations
@@ -15,11 +17,25 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from db.models import CustomerTag, HelpdeskCase, SubscriptionTag, Tag
 from db.queries.counters import HELPDESK_CASE, next_number
 from graph.ids import to_global_id
+from graph.mutations import REFUSAL
 from tests.conftest import NOW, Api
 from tests.helpers import Factory, name_key_of, post_graphql
 
 Snapshot = dict[str, str]
 _SNAPSHOT_SQL: dict[str, str] = {}
+# What a refusal writes, left out of snapshots (the WHERE of each table's rows).
+_REFUSAL_TRACES = {
+    "audit_log": f" WHERE object_type <> '{REFUSAL}'",
+    "app_meta": " WHERE key <> 'data_version'",
+}
+
+
+def refusal_trace(table: str, row: Any) -> bool:
+    """Whether ``row`` of ``table`` is what a refused mutation writes (its audit entry, or the
+    data version that entry bumped)."""
+    if table == "audit_log":
+        return bool(row["object_type"] == REFUSAL)
+    return table == "app_meta" and row["key"] == "data_version"
 
 
 async def _snapshot_sql(engine: AsyncEngine) -> str:
@@ -36,11 +52,13 @@ async def _snapshot_sql(engine: AsyncEngine) -> str:
             )
         parts = []
         for name, columns in sorted(tables.items()):
+            where = _REFUSAL_TRACES.get(name, "")
             if engine.dialect.name == "postgresql":
-                rows = f"string_agg(x::text, '|' ORDER BY x::text) FROM \"{name}\" x"
+                rows = f"string_agg(x::text, '|' ORDER BY x::text) FROM \"{name}\" x{where}"
             else:
                 row = " || ',' || ".join(f'quote("{c}")' for c in columns)
-                rows = f"group_concat(r, '|') FROM (SELECT {row} AS r FROM \"{name}\" ORDER BY r)"
+                inner = f'SELECT {row} AS r FROM "{name}"{where} ORDER BY r'
+                rows = f"group_concat(r, '|') FROM ({inner})"
             parts.append(f"SELECT '{name}' AS name, (SELECT {rows}) AS content")
         _SNAPSHOT_SQL[key] = " UNION ALL ".join(parts)
     return _SNAPSHOT_SQL[key]

@@ -8,14 +8,21 @@ from sqlalchemy import delete, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.models import CustomerAssignment
+from db.scope import Scope
 from db.types import affected
 
 CA = CustomerAssignment.__table__.c  # type: ignore[attr-defined]
 
 
-async def is_assigned(session: AsyncSession, *, customer_id: int, admin_id: int) -> bool:
+async def is_assigned(
+    session: AsyncSession, *, scope: Scope, customer_id: int, admin_id: int
+) -> bool:
     row = await session.execute(
-        select(CA.admin_id).where(CA.customer_id == customer_id, CA.admin_id == admin_id)
+        select(CA.admin_id).where(
+            CA.partner_id == scope.partner_id,
+            CA.customer_id == customer_id,
+            CA.admin_id == admin_id,
+        )
     )
     return row.first() is not None
 
@@ -40,8 +47,12 @@ async def assign(
     )
 
 
-async def unassign(session: AsyncSession, *, customer_id: int, admin_id: int) -> int:
+async def unassign(session: AsyncSession, *, scope: Scope, customer_id: int, admin_id: int) -> int:
     result = await session.execute(
-        delete(CustomerAssignment).where(CA.customer_id == customer_id, CA.admin_id == admin_id)
+        delete(CustomerAssignment).where(
+            CA.partner_id == scope.partner_id,
+            CA.customer_id == customer_id,
+            CA.admin_id == admin_id,
+        )
     )
     return affected(result)

@@ -121,11 +121,18 @@ def _link(kind: str) -> tuple[Any, Any, Any]:
 
 
 async def tag_counts_after(
-    session: AsyncSession, *, kind: str, owner_ids: Sequence[int], tag_ids: Sequence[int]
+    session: AsyncSession,
+    *,
+    scope: Scope,
+    kind: str,
+    owner_ids: Sequence[int],
+    tag_ids: Sequence[int],
 ) -> dict[int, int]:
     """How many tags each owner would carry once ``tag_ids`` are attached."""
     _, c, owner = _link(kind)
-    rows = await session.execute(select(owner, c.tag_id).where(owner.in_(list(owner_ids))))
+    rows = await session.execute(
+        select(owner, c.tag_id).where(c.partner_id == scope.partner_id, owner.in_(list(owner_ids)))
+    )
     current: dict[int, set[int]] = {i: set() for i in owner_ids}
     for owner_id, tag_id in rows:
         current[owner_id].add(tag_id)
@@ -169,10 +176,19 @@ async def attach_tags(
 
 
 async def detach_tags(
-    session: AsyncSession, *, kind: str, owner_ids: Sequence[int], tag_ids: Sequence[int]
+    session: AsyncSession,
+    *,
+    scope: Scope,
+    kind: str,
+    owner_ids: Sequence[int],
+    tag_ids: Sequence[int],
 ) -> int:
     table, c, owner = _link(kind)
     result = await session.execute(
-        delete(table).where(owner.in_(list(owner_ids)), c.tag_id.in_(list(tag_ids)))
+        delete(table).where(
+            c.partner_id == scope.partner_id,
+            owner.in_(list(owner_ids)),
+            c.tag_id.in_(list(tag_ids)),
+        )
     )
     return affected(result)

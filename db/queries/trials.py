@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from db.enums import ManagedBy, SubscriptionKind, SubscriptionState
 from db.models import Customer, CustomerAssignment, LicenseLine, Order, Subscription
 from db.queries.customers import SUBSCRIPTION_COLUMNS
+from db.scope import Scope
 from db.status import StatusRules, refresh_status_spans
 from db.types import inserted_id
 
@@ -24,14 +25,21 @@ S = Subscription.__table__.c  # type: ignore[attr-defined]
 L = LicenseLine.__table__.c  # type: ignore[attr-defined]
 
 
+def _own(scope: Scope, trial: Any) -> None:
+    """A trial row changed here was read through ``scope`` (subscriptions_by_ids)."""
+    if trial.partner_id != scope.partner_id:
+        raise PermissionError("The trial is not of the scope's partner.")
+
+
 async def products_in_trial(
-    session: AsyncSession, *, customer_id: int, products: Sequence[str], now: datetime
+    session: AsyncSession, *, scope: Scope, customer_id: int, products: Sequence[str], now: datetime
 ) -> list[str]:
     """Which of ``products`` already have a trial in force for the customer."""
     rows = await session.execute(
         select(L.product)
         .join(Subscription, S.id == L.subscription_id)
         .where(
+            S.partner_id == scope.partner_id,
             S.customer_id == customer_id,
             S.kind == SubscriptionKind.TRIAL.value,
             S.state == SubscriptionState.ACTIVE.value,
@@ -172,8 +180,15 @@ async def subscription_row(session: AsyncSession, *, subscription_id: int) -> An
 
 
 async def extend_trial(
-    session: AsyncSession, *, trial: Any, new_end: datetime, now: datetime, rules: StatusRules
+    session: AsyncSession,
+    *,
+    scope: Scope,
+    trial: Any,
+    new_end: datetime,
+    now: datetime,
+    rules: StatusRules,
 ) -> Any:
+    _own(scope, trial)
     await session.execute(update(Subscription).where(S.id == trial.id).values(end_date=new_end))
     await _order(
         session,
@@ -197,6 +212,7 @@ def add_months(moment: datetime, months: int) -> datetime:
 async def convert_trial(
     session: AsyncSession,
     *,
+    scope: Scope,
     trial: Any,
     auto_renew: bool,
     term_months: int,
@@ -205,6 +221,7 @@ async def convert_trial(
     rules: StatusRules,
 ) -> tuple[Any, Any]:
     """End the trial now and open a PAID subscription with the same license lines."""
+    _own(scope, trial)
     await session.execute(
         update(Subscription)
         .where(S.id == trial.id)

@@ -19,11 +19,14 @@ import casbin
 from db.queries.admins import Principal
 from db.queries.customers import customers_by_ids, subscriptions_by_ids
 from db.queries.policies import PolicyLine
-from db.scope import Scope
+from db.scope import Scope, scope_issuer
 from graph.errors import forbidden
 
 if TYPE_CHECKING:
     from graph.context import Context
+
+# The only maker of scopes in the process (see db.scope): held here, never exported.
+_issue = scope_issuer()
 
 MODEL_PATH = Path(__file__).resolve().parents[2] / "policies" / "model.conf"
 DEFAULT_POLICY_PATH = MODEL_PATH.parent / "default_policy.csv"
@@ -140,8 +143,15 @@ class Authorizer:
         if decided is None:
             return None
         if decided is ScopeKind.ALL:
-            return Scope(partner_id=principal.partner_id)
-        return Scope(partner_id=principal.partner_id, assigned_admin_id=principal.admin_id)
+            return _issue(principal.partner_id)
+        return _issue(principal.partner_id, principal.admin_id)
+
+
+def system_scope(partner_id: int) -> Scope:
+    """The explicit system identity of the command line (``partner-hub admin create``,
+    ``ingest calls``): the operator of the deployment acts on all of one partner. Only the CLI
+    calls this; ``tests/test_one_door.py`` fails when anything else in graph/ does."""
+    return _issue(partner_id)
 
 
 def scope_or_none(ctx: Context, obj: Obj, act: Act) -> Scope | None:

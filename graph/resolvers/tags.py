@@ -261,7 +261,10 @@ async def _check_limit(
     ids: Sequence[str],
 ) -> None:
     limit = ctx.settings.max_tags_per_customer
-    counts = await tq.tag_counts_after(session, kind=kind, owner_ids=owners, tag_ids=tags)
+    scope = require(ctx, Obj.TAG, Act.WRITE)
+    counts = await tq.tag_counts_after(
+        session, scope=scope, kind=kind, owner_ids=owners, tag_ids=tags
+    )
     for owner in owners:
         if counts[owner] > limit:
             raise user_error(
@@ -313,7 +316,7 @@ async def _customer_tags(
                 )
             else:
                 changed = await tq.detach_tags(
-                    session, kind="customer", owner_ids=customer_pks, tag_ids=tag_pks
+                    session, scope=scope, kind="customer", owner_ids=customer_pks, tag_ids=tag_pks
                 )
             audit.record(
                 operation,
@@ -378,7 +381,7 @@ async def _subscription_tags(
                 )
             else:
                 changed = await tq.detach_tags(
-                    session, kind="subscription", owner_ids=sub_pks, tag_ids=tag_pks
+                    session, scope=scope, kind="subscription", owner_ids=sub_pks, tag_ids=tag_pks
                 )
             audit.record(
                 operation,

@@ -13,10 +13,10 @@ from db.queries import trials as tq
 from db.queries.writes import lock_customers
 from db.scope import Scope
 from db.status import StatusRules
-from graph.auth.permissions import Act, Obj, require
+from graph.auth.permissions import Act, Obj
 from graph.context import Context, Info
 from graph.ids import to_global_id
-from graph.mutations import EMAIL, UserErrors, input_pk, transaction, user_error
+from graph.mutations import EMAIL, Change, input_pk, run_mutation, user_error
 from graph.types.customers import Customer, Subscription
 from graph.types.trials import (
     ConvertTrialInput,
@@ -96,6 +96,151 @@ def _trial_audit(row: Any) -> dict[str, Any]:
     }
 
 
+def _check_start(input: StartTrialInput) -> None:
+    if (input.customer_id is None) == (input.new_customer is None):
+        raise user_error("CUSTOMER_REQUIRED", "Give exactly one of customerId and newCustomer.")
+    _trial_products(input)
+    if not 1 <= input.duration_days <= MAX_TRIAL_DAYS:
+        raise user_error(
+            "TRIAL_DURATION_OUT_OF_RANGE",
+            f"A trial lasts 1-{MAX_TRIAL_DAYS} days.",
+            "durationDays",
+        )
+    new = input.new_customer
+    if new is not None:
+        name = new.name.strip()
+        # The case-insensitive key must fit as well ("İ" lower-cases to two characters).
+        if not 1 <= len(name) <= 200 or len(name.lower()) > 200:
+            raise user_error(
+                "INVALID_CUSTOMER_NAME",
+                "A customer name is 1-200 characters.",
+                "newCustomer",
+                "name",
+            )
+        if not EMAIL.match(new.admin_email.strip()):
+            raise user_error("INVALID_EMAIL", "Not a valid email.", "newCustomer", "adminEmail")
+
+
+async def _start(c: Change, input: StartTrialInput) -> TrialPayload:
+    ctx, scope, session = c.ctx, c.scope, c.session
+    products = _trial_products(input)
+    new = input.new_customer
+    if input.customer_id is not None:
+        pk = input_pk(input.customer_id, "Customer", "customerId")
+        await lock_customers(session, [pk])
+        customer = await _visible_customer(session, scope, pk, "customerId")
+        busy = await tq.products_in_trial(
+            session, scope=scope, customer_id=pk, products=[p for p, _ in products], now=ctx.now
+        )
+        if busy:
+            raise user_error(
+                "TRIAL_ALREADY_ACTIVE",
+                f"A trial is already in force for {', '.join(busy)}.",
+                "products",
+            )
+    else:
+        assert new is not None
+        pk = await tq.create_customer(
+            session,
+            partner_id=scope.partner_id,
+            name=new.name.strip(),
+            admin_id=ctx.principal.admin_id,
+            now=ctx.now,
+        )
+        customer = (await cq.customers_by_ids(session, scope=scope, ids=[pk]))[pk]
+        c.record(
+            "customer",
+            to_global_id("Customer", pk),
+            after={"name": customer.name, "adminEmail": new.admin_email.strip()},
+        )
+    trial = await tq.start_trial(
+        session,
+        partner_id=scope.partner_id,
+        customer_id=pk,
+        products=products,
+        duration_days=input.duration_days,
+        admin_id=ctx.principal.admin_id,
+        now=ctx.now,
+        rules=_rules(ctx),
+    )
+    c.record(
+        "subscription",
+        to_global_id("Subscription", trial.id),
+        after={**_trial_audit(trial), "products": dict(products)},
+    )
+    return TrialPayload(
+        trial=Subscription.from_row(trial), customer=Customer.from_row(customer), user_errors=[]
+    )
+
+
+def _check_extension(input: ExtendTrialInput) -> None:
+    if input.days <= 0 or input.days % EXTENSION_STEP:
+        raise user_error(
+            "TRIAL_EXTENSION_INVALID",
+            f"Trials are extended in steps of {EXTENSION_STEP} days.",
+            "days",
+        )
+
+
+async def _extend(c: Change, input: ExtendTrialInput) -> TrialPayload:
+    ctx, scope, session = c.ctx, c.scope, c.session
+    trial = await _locked_trial(session, scope, input.trial_id, ctx)
+    latest = ctx.now + timedelta(days=MAX_TRIAL_DAYS)
+    # A trial in force ends after now, so more than 90 days never fits (checked first: a huge
+    # number of days would overflow the date arithmetic).
+    if input.days > MAX_TRIAL_DAYS or trial.end_date + timedelta(input.days) > latest:
+        raise user_error(
+            "TRIAL_EXTENSION_TOO_LONG",
+            f"A trial cannot end more than {MAX_TRIAL_DAYS} days from now.",
+            "days",
+        )
+    new_end = trial.end_date + timedelta(days=input.days)
+    updated = await tq.extend_trial(
+        session, scope=scope, trial=trial, new_end=new_end, now=ctx.now, rules=_rules(ctx)
+    )
+    c.record(
+        "subscription",
+        to_global_id("Subscription", trial.id),
+        before={"endDate": trial.end_date},
+        after={"endDate": updated.end_date},
+    )
+    customers = await cq.customers_by_ids(session, scope=scope, ids=[trial.customer_id])
+    return TrialPayload(
+        trial=Subscription.from_row(updated),
+        customer=Customer.from_row(customers[trial.customer_id]),
+        user_errors=[],
+    )
+
+
+def _check_conversion(input: ConvertTrialInput) -> None:
+    if not 1 <= input.term_months <= 60:
+        raise user_error("INVALID_TERM", "A term is 1-60 months.", "termMonths")
+
+
+async def _convert(c: Change, input: ConvertTrialInput) -> ConvertTrialPayload:
+    ctx, scope, session = c.ctx, c.scope, c.session
+    trial = await _locked_trial(session, scope, input.trial_id, ctx)
+    ended, paid = await tq.convert_trial(
+        session,
+        scope=scope,
+        trial=trial,
+        auto_renew=input.auto_renew,
+        term_months=input.term_months,
+        admin_id=ctx.principal.admin_id,
+        now=ctx.now,
+        rules=_rules(ctx),
+    )
+    c.record(
+        "subscription",
+        to_global_id("Subscription", trial.id),
+        before=_trial_audit(trial),
+        after={"trial": _trial_audit(ended), "subscription": _trial_audit(paid)},
+    )
+    return ConvertTrialPayload(
+        trial=Subscription.from_row(ended), subscription=Subscription.from_row(paid), user_errors=[]
+    )
+
+
 @strawberry.type
 class TrialMutations:
     @strawberry.mutation(
@@ -104,88 +249,14 @@ class TrialMutations:
         "have two trials in force for one customer."
     )
     async def start_trial(self, info: Info, input: StartTrialInput) -> TrialPayload:
-        ctx = info.context
-        scope = require(ctx, Obj.TRIAL, Act.WRITE)
-        try:
-            if (input.customer_id is None) == (input.new_customer is None):
-                raise user_error(
-                    "CUSTOMER_REQUIRED", "Give exactly one of customerId and newCustomer."
-                )
-            products = _trial_products(input)
-            if not 1 <= input.duration_days <= MAX_TRIAL_DAYS:
-                raise user_error(
-                    "TRIAL_DURATION_OUT_OF_RANGE",
-                    f"A trial lasts 1-{MAX_TRIAL_DAYS} days.",
-                    "durationDays",
-                )
-            new = input.new_customer
-            if new is not None:
-                name = new.name.strip()
-                # The case-insensitive key must fit as well ("İ" lower-cases to two characters).
-                if not 1 <= len(name) <= 200 or len(name.lower()) > 200:
-                    raise user_error(
-                        "INVALID_CUSTOMER_NAME",
-                        "A customer name is 1-200 characters.",
-                        "newCustomer",
-                        "name",
-                    )
-                if not EMAIL.match(new.admin_email.strip()):
-                    raise user_error(
-                        "INVALID_EMAIL", "Not a valid email.", "newCustomer", "adminEmail"
-                    )
-            async with transaction(ctx) as (session, audit):
-                if input.customer_id is not None:
-                    pk = input_pk(input.customer_id, "Customer", "customerId")
-                    await lock_customers(session, [pk])
-                    customer = await _visible_customer(session, scope, pk, "customerId")
-                    busy = await tq.products_in_trial(
-                        session,
-                        customer_id=pk,
-                        products=[p for p, _ in products],
-                        now=ctx.now,
-                    )
-                    if busy:
-                        raise user_error(
-                            "TRIAL_ALREADY_ACTIVE",
-                            f"A trial is already in force for {', '.join(busy)}.",
-                            "products",
-                        )
-                else:
-                    assert new is not None
-                    pk = await tq.create_customer(
-                        session,
-                        partner_id=scope.partner_id,
-                        name=new.name.strip(),
-                        admin_id=ctx.principal.admin_id,
-                        now=ctx.now,
-                    )
-                    customer = (await cq.customers_by_ids(session, scope=scope, ids=[pk]))[pk]
-                    audit.record(
-                        "startTrial",
-                        "customer",
-                        to_global_id("Customer", pk),
-                        after={"name": customer.name, "adminEmail": new.admin_email.strip()},
-                    )
-                trial = await tq.start_trial(
-                    session,
-                    partner_id=scope.partner_id,
-                    customer_id=pk,
-                    products=products,
-                    duration_days=input.duration_days,
-                    admin_id=ctx.principal.admin_id,
-                    now=ctx.now,
-                    rules=_rules(ctx),
-                )
-                audit.record(
-                    "startTrial",
-                    "subscription",
-                    to_global_id("Subscription", trial.id),
-                    after={**_trial_audit(trial), "products": dict(products)},
-                )
-        except UserErrors as e:
-            return TrialPayload(trial=None, customer=None, user_errors=e.errors)
-        return TrialPayload(
-            trial=Subscription.from_row(trial), customer=Customer.from_row(customer), user_errors=[]
+        return await run_mutation(
+            info.context,
+            operation="startTrial",
+            obj=Obj.TRIAL,
+            act=Act.WRITE,
+            validate=lambda: _check_start(input),
+            work=lambda c: _start(c, input),
+            refused=lambda errors: TrialPayload(trial=None, customer=None, user_errors=errors),
         )
 
     @strawberry.mutation(
@@ -193,46 +264,14 @@ class TrialMutations:
         "after now."
     )
     async def extend_trial(self, info: Info, input: ExtendTrialInput) -> TrialPayload:
-        ctx = info.context
-        scope = require(ctx, Obj.TRIAL, Act.WRITE)
-        try:
-            if input.days <= 0 or input.days % EXTENSION_STEP:
-                raise user_error(
-                    "TRIAL_EXTENSION_INVALID",
-                    f"Trials are extended in steps of {EXTENSION_STEP} days.",
-                    "days",
-                )
-            async with transaction(ctx) as (session, audit):
-                trial = await _locked_trial(session, scope, input.trial_id, ctx)
-                latest = ctx.now + timedelta(days=MAX_TRIAL_DAYS)
-                # A trial in force ends after now, so more than 90 days never fits (checked
-                # first: a huge number of days would overflow the date arithmetic).
-                if input.days > MAX_TRIAL_DAYS or trial.end_date + timedelta(input.days) > latest:
-                    raise user_error(
-                        "TRIAL_EXTENSION_TOO_LONG",
-                        f"A trial cannot end more than {MAX_TRIAL_DAYS} days from now.",
-                        "days",
-                    )
-                new_end = trial.end_date + timedelta(days=input.days)
-                updated = await tq.extend_trial(
-                    session, trial=trial, new_end=new_end, now=ctx.now, rules=_rules(ctx)
-                )
-                audit.record(
-                    "extendTrial",
-                    "subscription",
-                    to_global_id("Subscription", trial.id),
-                    before={"endDate": trial.end_date},
-                    after={"endDate": updated.end_date},
-                )
-                customer = (
-                    await cq.customers_by_ids(session, scope=scope, ids=[trial.customer_id])
-                )[trial.customer_id]
-        except UserErrors as e:
-            return TrialPayload(trial=None, customer=None, user_errors=e.errors)
-        return TrialPayload(
-            trial=Subscription.from_row(updated),
-            customer=Customer.from_row(customer),
-            user_errors=[],
+        return await run_mutation(
+            info.context,
+            operation="extendTrial",
+            obj=Obj.TRIAL,
+            act=Act.WRITE,
+            validate=lambda: _check_extension(input),
+            work=lambda c: _extend(c, input),
+            refused=lambda errors: TrialPayload(trial=None, customer=None, user_errors=errors),
         )
 
     @strawberry.mutation(
@@ -240,33 +279,14 @@ class TrialMutations:
         "the trial ends now and a PAID subscription of termMonths starts."
     )
     async def convert_trial(self, info: Info, input: ConvertTrialInput) -> ConvertTrialPayload:
-        ctx = info.context
-        scope = require(ctx, Obj.SUBSCRIPTION, Act.WRITE)
-        try:
-            if not 1 <= input.term_months <= 60:
-                raise user_error("INVALID_TERM", "A term is 1-60 months.", "termMonths")
-            async with transaction(ctx) as (session, audit):
-                trial = await _locked_trial(session, scope, input.trial_id, ctx)
-                ended, paid = await tq.convert_trial(
-                    session,
-                    trial=trial,
-                    auto_renew=input.auto_renew,
-                    term_months=input.term_months,
-                    admin_id=ctx.principal.admin_id,
-                    now=ctx.now,
-                    rules=_rules(ctx),
-                )
-                audit.record(
-                    "convertTrial",
-                    "subscription",
-                    to_global_id("Subscription", trial.id),
-                    before=_trial_audit(trial),
-                    after={"trial": _trial_audit(ended), "subscription": _trial_audit(paid)},
-                )
-        except UserErrors as e:
-            return ConvertTrialPayload(trial=None, subscription=None, user_errors=e.errors)
-        return ConvertTrialPayload(
-            trial=Subscription.from_row(ended),
-            subscription=Subscription.from_row(paid),
-            user_errors=[],
+        return await run_mutation(
+            info.context,
+            operation="convertTrial",
+            obj=Obj.SUBSCRIPTION,
+            act=Act.WRITE,
+            validate=lambda: _check_conversion(input),
+            work=lambda c: _convert(c, input),
+            refused=lambda errors: ConvertTrialPayload(
+                trial=None, subscription=None, user_errors=errors
+            ),
         )
