@@ -174,6 +174,7 @@ async def run_mutation(
     refused: Callable[[list[UserError]], P],
     validate: Callable[[], Any] | None = None,
     audited: bool = True,
+    whole_partner: bool = False,
 ) -> P:
     """Authorize, validate, change, audit, respond — the shape of every mutation.
 
@@ -183,11 +184,14 @@ async def run_mutation(
     A ``UserErrors`` raised by either rolls everything back and answers ``refused(errors)``.
     Every refusal is audited (``audit_refusal``); a ``work`` that changed something without an
     audit entry is a bug and fails loudly rather than commit unaudited (``audited=False`` only
-    for an operation that writes nothing of the partner's)."""
+    for an operation that writes nothing of the partner's). ``whole_partner`` refuses an
+    ``assigned`` scope: the operation touches every customer of the partner."""
     scope = ctx.services.authorizer.scope(ctx.principal, obj, act)
-    if scope is None:
+    if scope is None or (whole_partner and scope.assigned_admin_id is not None):
         await audit_refusal(ctx, operation, [ErrorCode.FORBIDDEN.value])
-        raise forbidden(f"Your role may not {act.value} {obj.value} objects.")
+        if scope is None:
+            raise forbidden(f"Your role may not {act.value} {obj.value} objects.")
+        raise forbidden(f"Only administrators of every customer may {act.value} {obj.value}.")
     try:
         if validate is not None:
             validate()

@@ -17,15 +17,11 @@ import ast
 import importlib
 import inspect
 import pkgutil
-from dataclasses import replace
 from pathlib import Path
 from typing import NamedTuple
 
-import pytest
-
 import db.ingest
 import db.queries
-from db.scope import ForgedScope, Scope, scope_issuer
 
 ROOT = Path(__file__).resolve().parents[1]
 GRAPH = ROOT / "graph"

@@ -11,11 +11,9 @@ from typing import Any
 import strawberry
 
 from db.ingest import as_text, ingest_records, thresholds_from
-from db.scope import Scope
-from graph.auth.permissions import Act, Obj, require
-from graph.context import Context, Info
-from graph.errors import forbidden
-from graph.mutations import UserError, UserErrors, transaction
+from graph.auth.permissions import Act, Obj
+from graph.context import Info
+from graph.mutations import Change, UserError, UserErrors, run_mutation, user_error
 from graph.types.calling import (
     IngestCallRecordsInput,
     IngestCallRecordsPayload,
@@ -68,12 +66,70 @@ def _record_values(record: Any) -> list[str]:
     ]
 
 
-def _require_full_admin(ctx: Context) -> Scope:
-    # Loading data for every customer of the partner: `analytics manage` over all customers.
-    scope = require(ctx, Obj.ANALYTICS, Act.MANAGE)
-    if scope.assigned_admin_id is not None:
-        raise forbidden("Only administrators who manage every customer may ingest call records.")
-    return scope
+def _too_many(count: int) -> None:
+    if count > MAX_RECORDS_PER_CALL:
+        raise user_error(
+            "TOO_MANY_RECORDS",
+            f"At most {MAX_RECORDS_PER_CALL} records per call, got {count}: use the command "
+            "line for bulk loads.",
+            "records",
+        )
+
+
+async def _ingest(c: Change, values: list[Any], reports: list[Any]) -> IngestCallRecordsPayload:
+    conn = await c.session.connection()
+    report = await ingest_records(
+        conn,
+        values,
+        now=c.ctx.now,
+        partner_id=c.scope.partner_id,
+        thresholds=thresholds_from(c.ctx.settings),
+    )
+    reports.append(report)
+    if not report.written:
+        raise UserErrors(
+            *[
+                UserError(
+                    field=["records", str(r.line)]
+                    + ([_CAMEL[r.field]] if r.field in _CAMEL else []),
+                    message=r.message,
+                    code=r.code,
+                )
+                for r in report.rejections
+            ]
+        )
+    c.record(
+        "call_record",
+        None,
+        after={
+            "records": len(values),
+            "inserted": report.inserted,
+            "duplicates": report.duplicates,
+            "customers": report.customers,
+        },
+    )
+    return IngestCallRecordsPayload(
+        inserted=report.inserted, duplicates=report.duplicates, rejected=[], user_errors=[]
+    )
+
+
+def _rejected(reports: list[Any], errors: list[UserError]) -> IngestCallRecordsPayload:
+    rejections = reports[0].rejections if reports else []
+    return IngestCallRecordsPayload(
+        inserted=0,
+        duplicates=0,
+        rejected=[
+            RejectedCallRecord(
+                index=r.line,
+                call_id=r.call_id,
+                field=_CAMEL.get(r.field or ""),
+                code=r.code,
+                message=r.message,
+            )
+            for r in rejections
+        ],
+        user_errors=errors,
+    )
 
 
 @strawberry.type
@@ -88,77 +144,15 @@ class CallingMutations:
     async def ingest_call_records(
         self, info: Info, input: IngestCallRecordsInput
     ) -> IngestCallRecordsPayload:
-        ctx = info.context
-        scope = _require_full_admin(ctx)
-        if len(input.records) > MAX_RECORDS_PER_CALL:
-            return IngestCallRecordsPayload(
-                inserted=0,
-                duplicates=0,
-                rejected=[],
-                user_errors=[
-                    UserError(
-                        field=["records"],
-                        message=f"At most {MAX_RECORDS_PER_CALL} records per call, got "
-                        f"{len(input.records)}: use the command line for bulk loads.",
-                        code="TOO_MANY_RECORDS",
-                    )
-                ],
-            )
-        values = [_record_values(r) for r in input.records]
-        report = None
-        try:
-            async with transaction(ctx) as (session, audit):
-                conn = await session.connection()
-                report = await ingest_records(
-                    conn,
-                    values,
-                    now=ctx.now,
-                    partner_id=scope.partner_id,
-                    thresholds=thresholds_from(ctx.settings),
-                )
-                if not report.written:
-                    raise UserErrors(
-                        *[
-                            UserError(
-                                field=["records", str(r.line)]
-                                + ([_CAMEL[r.field]] if r.field in _CAMEL else []),
-                                message=r.message,
-                                code=r.code,
-                            )
-                            for r in report.rejections
-                        ]
-                    )
-                audit.record(
-                    "ingestCallRecords",
-                    "call_record",
-                    None,
-                    after={
-                        "records": len(values),
-                        "inserted": report.inserted,
-                        "duplicates": report.duplicates,
-                        "customers": report.customers,
-                    },
-                )
-        except UserErrors as e:
-            assert report is not None
-            return IngestCallRecordsPayload(
-                inserted=0,
-                duplicates=0,
-                rejected=[
-                    RejectedCallRecord(
-                        index=r.line,
-                        call_id=r.call_id,
-                        field=_CAMEL.get(r.field or ""),
-                        code=r.code,
-                        message=r.message,
-                    )
-                    for r in report.rejections
-                ],
-                user_errors=e.errors,
-            )
-        return IngestCallRecordsPayload(
-            inserted=report.inserted,
-            duplicates=report.duplicates,
-            rejected=[],
-            user_errors=[],
+        # Loading data for every customer of the partner: `analytics manage` over all of them.
+        reports: list[Any] = []
+        return await run_mutation(
+            info.context,
+            operation="ingestCallRecords",
+            obj=Obj.ANALYTICS,
+            act=Act.MANAGE,
+            whole_partner=True,
+            validate=lambda: _too_many(len(input.records)),
+            work=lambda c: _ingest(c, [_record_values(r) for r in input.records], reports),
+            refused=lambda errors: _rejected(reports, errors),
         )

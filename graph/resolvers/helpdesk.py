@@ -18,7 +18,14 @@ from db.queries import helpdesk as q
 from graph.auth.permissions import Act, Obj, require, scope_or_none
 from graph.context import Context, Info
 from graph.ids import pk_of, to_global_id
-from graph.mutations import UserError, UserErrors, input_pk, transaction, user_error
+from graph.mutations import (
+    Change,
+    UserError,
+    UserErrors,
+    input_pk,
+    run_mutation,
+    user_error,
+)
 from graph.pagination import CursorCodec, PageInfo, check_page_size, fingerprint
 from graph.types.helpdesk import (
     AddHelpdeskCaseCommentInput,
@@ -73,10 +80,10 @@ async def _visible_customer(ctx: Context, session: Any, customer_id: str) -> int
     return pk
 
 
-async def _open_case(ctx: Context, session: Any, case_id: str) -> Any:
+async def _open_case(c: Change, case_id: str) -> Any:
     """The caller's partner's case, locked, and still open; NOT_FOUND / CASE_CLOSED otherwise."""
     row = await q.helpdesk_case_for_update(
-        session, partner_id=ctx.principal.partner_id, case_id=_case_pk(case_id)
+        c.session, partner_id=c.scope.partner_id, case_id=_case_pk(case_id)
     )
     if row is None:
         raise user_error("NOT_FOUND", "No such helpdesk case.", "caseId")
@@ -193,6 +200,77 @@ class HelpdeskQueries:
         return await helpdesk_case_node(info.context, pk_of(id, "HelpdeskCase"))
 
 
+async def _open(
+    c: Change, input: OpenHelpdeskCaseInput, subject: str, description: str, errors: list[Any]
+) -> OpenHelpdeskCasePayload:
+    ctx, session = c.ctx, c.session
+    customer_pk = None
+    if input.customer_id is not None:
+        customer_pk = await _checked(
+            _visible_customer(ctx, session, input.customer_id), errors, lookup_first=False
+        )
+    elif errors:
+        raise UserErrors(*errors)
+    row = await q.create_helpdesk_case(
+        session,
+        partner_id=c.scope.partner_id,
+        admin_id=ctx.principal.admin_id,
+        customer_id=customer_pk,
+        product=input.product.value,
+        subject=subject,
+        description=description,
+        severity=input.severity.value,
+        now=ctx.now,
+    )
+    c.record("helpdeskCase", to_global_id("HelpdeskCase", row.id), after=_audit_view(row))
+    return OpenHelpdeskCasePayload(case=HelpdeskCase.from_row(row), user_errors=[])
+
+
+async def _comment(
+    c: Change, input: AddHelpdeskCaseCommentInput, body: str, errors: list[Any]
+) -> AddHelpdeskCaseCommentPayload:
+    ctx = c.ctx
+    case = await _checked(_open_case(c, input.case_id), errors)
+    comment = await q.add_helpdesk_comment(
+        c.session, case_id=case.id, admin_id=ctx.principal.admin_id, body=body, now=ctx.now
+    )
+    c.record(
+        "helpdeskCase",
+        to_global_id("HelpdeskCase", case.id),
+        after={"commentId": comment.id, "body": body},
+    )
+    return AddHelpdeskCaseCommentPayload(
+        case=HelpdeskCase.from_row(case), comment=HelpdeskComment.from_row(comment), user_errors=[]
+    )
+
+
+async def _close(
+    c: Change, input: CloseHelpdeskCaseInput, resolution: str, errors: list[Any]
+) -> CloseHelpdeskCasePayload:
+    ctx, session = c.ctx, c.session
+    before = await _checked(_open_case(c, input.case_id), errors)
+    if resolution:
+        await q.add_helpdesk_comment(
+            session,
+            case_id=before.id,
+            admin_id=ctx.principal.admin_id,
+            body=resolution,
+            now=ctx.now,
+        )
+    after = await q.close_helpdesk_case(
+        session, partner_id=c.scope.partner_id, case_id=before.id, now=ctx.now
+    )
+    if after is None:  # closed by someone else since we read it
+        raise user_error("CASE_CLOSED", "The case is closed.", "caseId")
+    c.record(
+        "helpdeskCase",
+        to_global_id("HelpdeskCase", after.id),
+        before={"state": before.state},
+        after={"state": after.state, "closedAt": after.closed_at, "resolution": resolution or None},
+    )
+    return CloseHelpdeskCasePayload(case=HelpdeskCase.from_row(after), user_errors=[])
+
+
 @strawberry.type
 class HelpdeskMutations:
     @strawberry.mutation(
@@ -201,44 +279,19 @@ class HelpdeskMutations:
     async def open_helpdesk_case(
         self, info: Info, input: OpenHelpdeskCaseInput
     ) -> OpenHelpdeskCasePayload:
-        ctx = info.context
-        require(ctx, Obj.HELPDESK, Act.WRITE)
         subject, subject_errors = _text_errors(input.subject, "subject", "SUBJECT", SUBJECT_MAX)
         description, description_errors = _text_errors(
             input.description, "description", "DESCRIPTION", TEXT_MAX
         )
         errors = [*subject_errors, *description_errors]
-        try:
-            async with transaction(ctx) as (session, audit):
-                customer_pk = None
-                if input.customer_id is not None:
-                    customer_pk = await _checked(
-                        _visible_customer(ctx, session, input.customer_id),
-                        errors,
-                        lookup_first=False,
-                    )
-                elif errors:
-                    raise UserErrors(*errors)
-                row = await q.create_helpdesk_case(
-                    session,
-                    partner_id=ctx.principal.partner_id,
-                    admin_id=ctx.principal.admin_id,
-                    customer_id=customer_pk,
-                    product=input.product.value,
-                    subject=subject,
-                    description=description,
-                    severity=input.severity.value,
-                    now=ctx.now,
-                )
-                audit.record(
-                    "openHelpdeskCase",
-                    "helpdeskCase",
-                    to_global_id("HelpdeskCase", row.id),
-                    after=_audit_view(row),
-                )
-        except UserErrors as e:
-            return OpenHelpdeskCasePayload(case=None, user_errors=e.errors)
-        return OpenHelpdeskCasePayload(case=HelpdeskCase.from_row(row), user_errors=[])
+        return await run_mutation(
+            info.context,
+            operation="openHelpdeskCase",
+            obj=Obj.HELPDESK,
+            act=Act.WRITE,
+            work=lambda c: _open(c, input, subject, description, errors),
+            refused=lambda found: OpenHelpdeskCasePayload(case=None, user_errors=found),
+        )
 
     @strawberry.mutation(
         description="Add a comment to an open case. Needs the helpdesk write permission."
@@ -246,31 +299,16 @@ class HelpdeskMutations:
     async def add_helpdesk_case_comment(
         self, info: Info, input: AddHelpdeskCaseCommentInput
     ) -> AddHelpdeskCaseCommentPayload:
-        ctx = info.context
-        require(ctx, Obj.HELPDESK, Act.WRITE)
-        body, body_errors = _text_errors(input.body, "body", "COMMENT", TEXT_MAX)
-        try:
-            async with transaction(ctx) as (session, audit):
-                case = await _checked(_open_case(ctx, session, input.case_id), body_errors)
-                comment = await q.add_helpdesk_comment(
-                    session,
-                    case_id=case.id,
-                    admin_id=ctx.principal.admin_id,
-                    body=body,
-                    now=ctx.now,
-                )
-                audit.record(
-                    "addHelpdeskCaseComment",
-                    "helpdeskCase",
-                    to_global_id("HelpdeskCase", case.id),
-                    after={"commentId": comment.id, "body": body},
-                )
-        except UserErrors as e:
-            return AddHelpdeskCaseCommentPayload(case=None, comment=None, user_errors=e.errors)
-        return AddHelpdeskCaseCommentPayload(
-            case=HelpdeskCase.from_row(case),
-            comment=HelpdeskComment.from_row(comment),
-            user_errors=[],
+        body, errors = _text_errors(input.body, "body", "COMMENT", TEXT_MAX)
+        return await run_mutation(
+            info.context,
+            operation="addHelpdeskCaseComment",
+            obj=Obj.HELPDESK,
+            act=Act.WRITE,
+            work=lambda c: _comment(c, input, body, errors),
+            refused=lambda found: AddHelpdeskCaseCommentPayload(
+                case=None, comment=None, user_errors=found
+            ),
         )
 
     @strawberry.mutation(
@@ -280,38 +318,14 @@ class HelpdeskMutations:
     async def close_helpdesk_case(
         self, info: Info, input: CloseHelpdeskCaseInput
     ) -> CloseHelpdeskCasePayload:
-        ctx = info.context
-        require(ctx, Obj.HELPDESK, Act.WRITE)
-        resolution, resolution_errors = _text_errors(
+        resolution, errors = _text_errors(
             input.resolution or "", "resolution", "RESOLUTION", TEXT_MAX, required=False
         )
-        try:
-            async with transaction(ctx) as (session, audit):
-                before = await _checked(_open_case(ctx, session, input.case_id), resolution_errors)
-                if resolution:
-                    await q.add_helpdesk_comment(
-                        session,
-                        case_id=before.id,
-                        admin_id=ctx.principal.admin_id,
-                        body=resolution,
-                        now=ctx.now,
-                    )
-                after = await q.close_helpdesk_case(
-                    session, partner_id=ctx.principal.partner_id, case_id=before.id, now=ctx.now
-                )
-                if after is None:  # closed by someone else since we read it
-                    raise user_error("CASE_CLOSED", "The case is closed.", "caseId")
-                audit.record(
-                    "closeHelpdeskCase",
-                    "helpdeskCase",
-                    to_global_id("HelpdeskCase", after.id),
-                    before={"state": before.state},
-                    after={
-                        "state": after.state,
-                        "closedAt": after.closed_at,
-                        "resolution": resolution or None,
-                    },
-                )
-        except UserErrors as e:
-            return CloseHelpdeskCasePayload(case=None, user_errors=e.errors)
-        return CloseHelpdeskCasePayload(case=HelpdeskCase.from_row(after), user_errors=[])
+        return await run_mutation(
+            info.context,
+            operation="closeHelpdeskCase",
+            obj=Obj.HELPDESK,
+            act=Act.WRITE,
+            work=lambda c: _close(c, input, resolution, errors),
+            refused=lambda found: CloseHelpdeskCasePayload(case=None, user_errors=found),
+        )
