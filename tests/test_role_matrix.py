@@ -37,6 +37,7 @@ from db.engine import session_factory
 from db.models import AuditLog, CustomerAssignment, Partner
 from db.queries.policies import add_policy_line
 from graph.ids import from_global_id
+from graph.mutations import REFUSAL
 from graph.schema import build_schema
 from tests.authz_support import (
     AuthzFactory,
@@ -630,14 +631,38 @@ async def build_world(api: Api, caller: str) -> World:
     return World(api=api, f=f, partner=partner, admins=admins, caller=caller)
 
 
-async def audit_entries(w: World, operation: str) -> int:
+async def audit_entries(w: World, operation: str, *, refusals: bool = False) -> int:
+    """The caller's audit entries of ``operation``: of changes, or (``refusals``) of refusals."""
+    kind = AuditLog.object_type == REFUSAL if refusals else AuditLog.object_type != REFUSAL  # type: ignore[arg-type]
     async with w.f.engine.connect() as conn:
         count = await conn.execute(
             select(func.count())
             .select_from(AuditLog)
-            .where(AuditLog.operation == operation, AuditLog.admin_id == w.caller_pk)  # type: ignore[arg-type]
+            .where(AuditLog.operation == operation, AuditLog.admin_id == w.caller_pk, kind)  # type: ignore[arg-type]
         )
         return int(count.scalar_one())
+
+
+# Mutations not yet through graph.mutations.run_mutation, so their refusals are not audited yet
+# (issue 14: they move once the admin escalation, launch token and tag scope fixes land).
+NOT_YET_SHAPED = {
+    "createAdmin",
+    "updateAdmin",
+    "deactivateAdmin",
+    "launchCustomerOrganization",
+    "launchMyOrganization",
+    "verifyLaunchToken",
+    "acceptTerms",
+    "completeOrganizationSetup",
+    "grantRole",
+    "revokeRole",
+    "createRole",
+    "addPolicyRule",
+    "removePolicyRule",
+    "createTag",
+    "updateTag",
+    "deleteTag",
+}
 
 
 async def default_probe(row: Row, value: Any, w: World) -> str:
@@ -660,6 +685,7 @@ class Result:
     state: str  # the probe's verdict
     changed: list[str] = field(default_factory=list)
     audited: int = 0
+    refusals: int = 0  # audit entries of the refusal of this call
 
 
 async def call(w: World, row: Row, target: Target, *, expect_writes: bool) -> Result:
@@ -670,6 +696,7 @@ async def call(w: World, row: Row, target: Target, *, expect_writes: bool) -> Re
     mutation = row.root == "Mutation"
     before = await snapshot(w.api.engine) if mutation and not expect_writes else {}
     audits = await audit_entries(w, row.field) if mutation and expect_writes else 0
+    refusals = await audit_entries(w, row.field, refusals=True) if mutation else 0
     body = await post_graphql(w.api, row.document, variables, as_=EMAILS[w.caller])
     value = (body.get("data") or {}).get(row.field)
     state = "error"
@@ -681,7 +708,21 @@ async def call(w: World, row: Row, target: Target, *, expect_writes: bool) -> Re
         result.audited = await audit_entries(w, row.field) - audits
     elif mutation:
         result.changed = changed_tables(before, await snapshot(w.api.engine))
+    if mutation:
+        result.refusals = await audit_entries(w, row.field, refusals=True) - refusals
     return result
+
+
+def refusal_unaudited(row: Row, r: Result, target: Target) -> str | None:
+    """Every refusal of a mutation writes one audit entry of the refusal (and nothing else)."""
+    if row.root != "Mutation":
+        return None
+    if row.field in NOT_YET_SHAPED:
+        # Once it audits its refusals, it takes the check: remove it from NOT_YET_SHAPED.
+        return f"on {target}: its refusal is audited now" if r.refusals else None
+    if r.refusals != 1:
+        return f"on {target}: {r.refusals} audit entries of the refusal instead of 1"
+    return None
 
 
 async def reached(w: World, row: Row, target: Target) -> str | None:
@@ -692,6 +733,8 @@ async def reached(w: World, row: Row, target: Target) -> str | None:
         return f"on {target}: {r.state}"
     if row.root == "Mutation" and row.audited and r.audited < 1:
         return f"on {target}: no audit entry for {row.field}"
+    if r.refusals:
+        return f"on {target}: allowed, but audited as a refusal"
     return None
 
 
@@ -703,7 +746,7 @@ async def not_reached(w: World, row: Row, target: Target) -> str | None:
         return f"on {target}: {r.state} instead of hidden"
     if r.changed:
         return f"on {target}: hidden, but wrote to {r.changed}"
-    return None
+    return refusal_unaudited(row, r, target)
 
 
 async def refused(w: World, row: Row, target: Target) -> str | None:
@@ -714,7 +757,7 @@ async def refused(w: World, row: Row, target: Target) -> str | None:
         return f"on {target}: FORBIDDEN, but data came back: {r.value}"
     if r.changed:
         return f"on {target}: FORBIDDEN, but wrote to {r.changed}"
-    return None
+    return refusal_unaudited(row, r, target)
 
 
 async def check_cell(w: World, row: Row) -> str | None:
@@ -782,3 +825,14 @@ async def test_role_matrix(api: Api, role: str) -> None:
 
     # then
     assert not problems, "\n".join(problems)
+
+
+def test_not_yet_shaped_names_only_mutations_of_the_schema() -> None:
+    # given
+    mutations = {key.split(".")[1] for key in schema_fields() if key.startswith("Mutation.")}
+
+    # when
+    stale = sorted(NOT_YET_SHAPED - mutations)
+
+    # then
+    assert not stale, f"NOT_YET_SHAPED names mutations the schema does not have: {stale}"
