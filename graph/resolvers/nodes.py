@@ -34,7 +34,19 @@ class NodeQueries:
                 return None
             async with ctx.db() as session:
                 subs = await customer_q.subscriptions_by_ids(session, scope=scope, ids=[pk])
-            return Subscription.from_row(subs[pk]) if pk in subs else None
+            if pk not in subs:
+                return None
+            # The parent's rule too: a subscription of a customer the caller cannot see is
+            # not found, whatever the caller may do to subscriptions.
+            seen = scope_or_none(ctx, Obj.CUSTOMER, Act.READ)
+            if seen is None:
+                return None
+            if seen.assigned_admin_id not in (None, scope.assigned_admin_id):
+                customer = subs[pk].customer_id
+                async with ctx.db() as session:
+                    if not await customer_q.customers_by_ids(session, scope=seen, ids=[customer]):
+                        return None
+            return Subscription.from_row(subs[pk])
         if type_name == "Tag":
             scope = scope_or_none(ctx, Obj.TAG, Act.READ)
             if scope is None:
