@@ -22,6 +22,9 @@ does a CLI command without a row in ``CLI_COMMANDS``.
 
 from __future__ import annotations
 
+import argparse
+import csv
+import io
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -32,6 +35,7 @@ import pytest
 from sqlalchemy import insert
 
 from db.models import HelpdeskComment, Invoice, Order
+from graph.cli import build_parser
 from graph.ids import from_global_id
 from graph.schema import build_schema
 from tests.authz_support import AuthzFactory, create_admin, create_role, gid
@@ -418,3 +422,96 @@ async def test_nested_role_matrix(api: Api, role: str) -> None:
 
     # then
     assert not problems, "\n".join(problems)
+
+
+# --- GET /export/customers.csv: the same rows and cells as GraphQL, per role ---------------------
+
+EXPORT_FORBIDDEN = {"ADMIN_MANAGER"}  # no customer read: 403 FORBIDDEN
+DIRECTORY = """
+query { customers(first: 100) { nodes {
+  name statuses products tags { name }
+  subscriptions { state startDate endDate licenses { purchased assigned } }
+} } }
+"""
+
+
+def expected_cells(node: dict[str, Any]) -> dict[str, str]:
+    """The export's cells for one customer, from what the caller reads through GraphQL."""
+    in_force = [s for s in node["subscriptions"] if s["state"] == "ACTIVE"]
+    in_force = [s for s in in_force if s["startDate"] <= NOW.isoformat() < s["endDate"]]
+    lines = [line for s in in_force for line in s["licenses"]]
+    return {
+        "statuses": ";".join(node["statuses"]),
+        "products": ";".join(node["products"]),
+        "tags": ";".join(t["name"] for t in node["tags"]),
+        "licenses_purchased": str(sum(line["purchased"] for line in lines)),
+        "licenses_assigned": str(sum(line["assigned"] for line in lines)),
+        "has_end": "yes" if in_force else "no",
+    }
+
+
+@pytest.mark.parametrize("role", ROLES)
+async def test_export_shows_each_role_what_graphql_shows_it(api: Api, role: str) -> None:
+    # given
+    w = await build_world(api, role)
+    token = await token_for(api, caller_email(w))
+
+    # when
+    response = await api.client.get(
+        "/export/customers.csv", headers={"Authorization": f"Bearer {token}"}
+    )
+
+    # then
+    if role in EXPORT_FORBIDDEN:
+        assert response.status_code == 403, response.text
+        assert response.json()["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+        return
+    assert response.status_code == 200, response.text
+    rows = list(csv.DictReader(io.StringIO(response.text)))
+    body = await post_graphql(api, DIRECTORY, as_=caller_email(w))
+    seen = {node["name"]: expected_cells(node) for node in body["data"]["customers"]["nodes"]}
+    assert sorted(row["name"] for row in rows) == sorted(seen), "rows differ from GraphQL's"
+    for row in rows:
+        cells = {key: row[key] for key in seen[row["name"]] if key != "has_end"}
+        cells["has_end"] = "yes" if row["nearest_end_date"] else "no"
+        assert cells == seen[row["name"]], (role, row["name"])
+
+
+# --- the command line: every command has a row ---------------------------------------------------
+
+# Each command of ``partner-hub``: how it reaches partner data. The operator runs the CLI with
+# the deployment's database URL, so its identity is the system's (no token, no role); commands
+# that write partner data are audited under that identity and apply the API's validation.
+CLI_COMMANDS = {
+    "serve": "runs the API: every request goes through the door",
+    "seed": "writes demo or synthetic partners (an operator's act, not a partner's)",
+    "token issue": "writes a token for an admin (system identity; the token is the door's key)",
+    "token revoke": "revokes a token (system identity)",
+    "admin create": "writes an admin of a partner (system identity; the API's email rules)",
+    "export-schema": "prints the SDL, reads no data",
+    "migrate": "changes the schema, reads no partner data",
+    "ingest calls": "writes call records of one partner (system identity)",
+}
+
+
+def cli_commands(parser: argparse.ArgumentParser, prefix: str = "") -> set[str]:
+    found = set()
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                inner = cli_commands(sub, f"{prefix}{name} ")
+                found |= inner or {f"{prefix}{name}"}
+    return found
+
+
+def test_every_cli_command_has_a_row() -> None:
+    # given
+    commands = cli_commands(build_parser())
+
+    # when
+    missing = sorted(commands - set(CLI_COMMANDS))
+    stale = sorted(set(CLI_COMMANDS) - commands)
+
+    # then
+    assert not missing, f"CLI commands without a row in CLI_COMMANDS: {missing}"
+    assert not stale, f"rows for CLI commands that do not exist: {stale}"
