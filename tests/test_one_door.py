@@ -17,16 +17,27 @@ import ast
 import importlib
 import inspect
 import pkgutil
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import pytest
+from sqlalchemy import func, select
 
 import db.ingest
 import db.queries
+from db.engine import session_factory
+from db.models import AuditLog, Tag
+from db.queries.admins import Principal
+from db.queries.policies import read_policy_csv
+from db.queries.tags import create_tag
 from db.scope import ForgedScope, Scope, scope_issuer
-from graph.auth.permissions import system_scope
+from graph.auth.permissions import DEFAULT_POLICY_PATH, Act, Authorizer, Obj, system_scope
+from graph.context import Context
+from graph.errors import ApiError, ErrorCode
+from graph.mutations import REFUSAL, Change, run_mutation, user_error
+from tests.conftest import NOW, Api
+from tests.helpers import Factory
 
 ROOT = Path(__file__).resolve().parents[1]
 GRAPH = ROOT / "graph"
@@ -383,3 +394,116 @@ def test_nothing_in_graph_but_graph_auth_builds_or_issues_scopes() -> None:
 
     # then
     assert not found, f"scopes made outside graph/auth (or system_scope outside the CLI): {found}"
+
+
+# --- run_mutation: the check and the audit entry cannot be forgotten --------------------------
+
+
+@dataclass
+class _Services:
+    authorizer: Authorizer
+
+
+async def _context(api: Api, role: str) -> tuple[Context, int]:
+    """A mutation's context for an admin of ``role`` (what the app builds per request)."""
+    f = Factory(api.engine)
+    partner = await f.partner()
+    admin = await f.admin(partner, "someone@acme.example", role)
+    principal = Principal(admin, partner, "someone@acme.example", "Someone", role, 0)
+    authorizer = Authorizer(read_policy_csv(DEFAULT_POLICY_PATH))
+    session = session_factory(api.engine)()
+    services: Any = _Services(authorizer)
+    return Context(services, principal, session, "test", NOW), partner
+
+
+async def _audit_rows(api: Api) -> list[tuple[str, str, str | None]]:
+    async with api.engine.connect() as conn:
+        rows = await conn.execute(
+            select(AuditLog.operation, AuditLog.object_type, AuditLog.after).order_by(AuditLog.id)  # type: ignore[arg-type]
+        )
+        return [tuple(r) for r in rows]
+
+
+async def _tags(api: Api) -> int:
+    async with api.engine.connect() as conn:
+        return int((await conn.execute(select(func.count()).select_from(Tag))).scalar_one())
+
+
+def _create_tag(c: Change) -> Any:
+    return create_tag(
+        c.session, partner_id=c.scope.partner_id, name="New", description=None, now=c.ctx.now
+    )
+
+
+async def test_a_change_without_an_audit_entry_is_not_committed(api: Api) -> None:
+    # given: a mutation whose work forgets its audit entry
+    ctx, _ = await _context(api, "FULL_ADMIN")
+
+    async def work(c: Change) -> str:
+        await _create_tag(c)
+        return "done"
+
+    # when
+    with pytest.raises(RuntimeError, match="without an audit entry"):
+        await run_mutation(
+            ctx, operation="forgetful", obj=Obj.TAG, act=Act.WRITE, work=work, refused=str
+        )
+    await ctx.session.close()
+
+    # then
+    assert await _tags(api) == 0
+    assert await _audit_rows(api) == []
+
+
+async def test_a_refused_change_rolls_back_and_audits_only_the_refusal(api: Api) -> None:
+    # given: a mutation that writes, then finds the input wrong
+    ctx, _ = await _context(api, "FULL_ADMIN")
+
+    async def work(c: Change) -> str:
+        await _create_tag(c)
+        c.record("tag", None, after={"name": "New"})
+        raise user_error("NAME_TAKEN", "Taken.", "name")
+
+    # when
+    answer = await run_mutation(
+        ctx,
+        operation="createTag",
+        obj=Obj.TAG,
+        act=Act.WRITE,
+        work=work,
+        refused=lambda errors: [e.code for e in errors],
+    )
+    await ctx.session.close()
+
+    # then
+    assert answer == ["NAME_TAKEN"]
+    assert await _tags(api) == 0
+    assert await _audit_rows(api) == [("createTag", REFUSAL, '{"codes":["NAME_TAKEN"]}')]
+
+
+async def test_a_forbidden_caller_is_audited_and_its_work_never_runs(api: Api) -> None:
+    # given
+    ctx, _ = await _context(api, "READ_ONLY_ADMIN")
+    ran: list[str] = []
+
+    async def work(c: Change) -> str:
+        ran.append("work")
+        return "done"
+
+    # when
+    with pytest.raises(ApiError) as refused:
+        await run_mutation(
+            ctx,
+            operation="createTag",
+            obj=Obj.TAG,
+            act=Act.WRITE,
+            validate=lambda: ran.append("validate"),
+            work=work,
+            refused=str,
+        )
+    await ctx.session.close()
+
+    # then
+    assert refused.value.code is ErrorCode.FORBIDDEN
+    assert ran == []
+    assert await _audit_rows(api) == [("createTag", REFUSAL, '{"codes":["FORBIDDEN"]}')]
