@@ -45,6 +45,7 @@ from tests.authz_support import (
     create_admin,
     create_role,
     gid,
+    mutation_document,
     snapshot,
 )
 from tests.conftest import NOW, Api
@@ -54,13 +55,30 @@ A, S, F, H = "allowed", "scoped", "forbidden", "hidden"
 
 CUSTOM_ROLE = "TAG_CURATOR"
 CUSTOM_RULES = [("customer", "read", "assigned"), ("tag", "write", "assigned")]
-ROLES = ("FULL_ADMIN", "PARTNER_ADMIN", "READ_ONLY_ADMIN", "SALES_ADMIN", CUSTOM_ROLE)
+# Two more custom roles that allow a kind and deny what hangs from it: every customer but
+# nothing below them; admin read and manage without policy manage (so it changes no role).
+CUSTOMER_VIEWER, ADMIN_MANAGER = "CUSTOMER_VIEWER", "ADMIN_MANAGER"
+SUB_KIND_RULES = {
+    CUSTOMER_VIEWER: [("customer", "read", "all")],
+    ADMIN_MANAGER: [("admin", "read", "all"), ("admin", "manage", "all")],
+}
+ROLES = (
+    "FULL_ADMIN",
+    "PARTNER_ADMIN",
+    "READ_ONLY_ADMIN",
+    "SALES_ADMIN",
+    CUSTOM_ROLE,
+    CUSTOMER_VIEWER,
+    ADMIN_MANAGER,
+)
 EMAILS = {
     "FULL_ADMIN": "full@acme.example",
     "PARTNER_ADMIN": "partner@acme.example",
     "READ_ONLY_ADMIN": "readonly@acme.example",
     "SALES_ADMIN": "sales@acme.example",
     CUSTOM_ROLE: "curator@acme.example",
+    CUSTOMER_VIEWER: "viewer@acme.example",
+    ADMIN_MANAGER: "manager@acme.example",
 }
 SPARE = "spare@acme.example"  # a partner admin that admin and assignment mutations act upon
 
@@ -141,7 +159,7 @@ class World:
 
 
 Prepare = Callable[[World, Target], Awaitable[dict[str, Any]]]
-Expect = tuple[str, str, str, str, str]
+Expect = tuple[str, str, str, str, str, str, str]
 Probe = Callable[[Any, World], Awaitable[str]]
 
 
@@ -227,6 +245,11 @@ async def new_admin_input(w: World, t: Target) -> dict[str, Any]:
 
 async def rename_spare(w: World, t: Target) -> dict[str, Any]:
     return {"input": {"id": gid("Admin", w.admins[SPARE]), "name": f"Spare {w.n()}"}}
+
+
+async def promote_self(w: World, t: Target) -> dict[str, Any]:
+    # Finding 1 of issue 14: an admin manager moved itself to FULL_ADMIN.
+    return {"input": {"id": gid("Admin", w.caller_pk), "role": "FULL_ADMIN"}}
 
 
 async def fresh_admin(w: World, t: Target) -> dict[str, Any]:
@@ -518,96 +541,103 @@ async def invalid_token_is_hidden(value: Any, w: World) -> str:
 
 
 # Expected outcome per role, in the order FULL_ADMIN, PARTNER_ADMIN, READ_ONLY_ADMIN,
-# SALES_ADMIN, TAG_CURATOR (the custom role: customer read assigned, tag write assigned).
+# SALES_ADMIN, TAG_CURATOR (the custom role: customer read assigned, tag write assigned),
+# CUSTOMER_VIEWER, ADMIN_MANAGER (SUB_KIND_RULES). ADMIN_MANAGER may change only admins within
+# its own permissions (none of the built-in roles'), and neither gives nor changes roles; with
+# `admin manage` it may launch its own organization and accept its terms (they need just that).
 # fmt: off
 MATRIX: list[Row] = [
-    q("viewer", "query { viewer { id role roles } }", nothing(),      (A, A, A, A, A)),
-    q("partner", "query { partner { id name } }", nothing(),          (A, A, A, A, A)),
-    q("admins", ADMINS, nothing(),                                    (A, A, A, A, F)),
-    q("customers", CUSTOMERS, listed_customer,                        (A, S, A, S, S),
+    q("viewer", "query { viewer { id role roles } }", nothing(),      (A, A, A, A, A, A, A)),
+    q("partner", "query { partner { id name } }", nothing(),          (A, A, A, A, A, A, A)),
+    q("admins", ADMINS, nothing(),                                    (A, A, A, A, F, F, A)),
+    q("customers", CUSTOMERS, listed_customer,                        (A, S, A, S, S, A, F),
       probe=listed(by_assignment=True)),
-    q("customer", CUSTOMER, customer_vars,                            (A, S, A, S, S)),
-    q("tags", "query { tags { id name } }", listed_tag,               (A, A, A, A, F),
+    q("customer", CUSTOMER, customer_vars,                            (A, S, A, S, S, A, H)),
+    q("tags", "query { tags { id name } }", listed_tag,               (A, A, A, A, F, F, F),
       probe=in_list),
-    q("helpdeskCases", CASES, listed_case,                            (A, A, A, F, F),
+    q("helpdeskCases", CASES, listed_case,                            (A, A, A, F, F, F, F),
       probe=listed(by_assignment=False)),
-    q("helpdeskCase", CASE, case_vars,                                (A, A, A, H, H)),
-    q("node(Customer)", NODE, customer_vars,                          (A, S, A, S, S)),
-    q("node(Subscription)", NODE, subscription_vars,                  (A, S, A, S, H)),
-    q("node(Tag)", NODE, tag_vars,                                    (A, A, A, A, H)),
-    q("node(Admin)", NODE, spare_admin_vars,                          (A, A, A, A, H)),
-    q("node(HelpdeskCase)", NODE, case_vars,                          (A, A, A, H, H)),
-    q("node(Partner)", NODE, partner_vars,                            (A, A, A, A, A)),
-    q("roles", ROLES_, nothing(),                                     (A, F, F, F, F)),
-    q("policyRules", RULES, nothing(),                                (A, F, F, F, F)),
-    q("auditLog", AUDIT, nothing(),                                   (A, F, F, F, F)),
-    q("quickLinks", "query { quickLinks { slug } }", nothing(),       (A, A, A, A, A)),
+    q("helpdeskCase", CASE, case_vars,                                (A, A, A, H, H, H, H)),
+    q("node(Customer)", NODE, customer_vars,                          (A, S, A, S, S, A, H)),
+    q("node(Subscription)", NODE, subscription_vars,                  (A, S, A, S, H, H, H)),
+    q("node(Tag)", NODE, tag_vars,                                    (A, A, A, A, H, H, H)),
+    q("node(Admin)", NODE, spare_admin_vars,                          (A, A, A, A, H, H, A)),
+    q("node(HelpdeskCase)", NODE, case_vars,                          (A, A, A, H, H, H, H)),
+    q("node(Partner)", NODE, partner_vars,                            (A, A, A, A, A, A, A)),
+    q("roles", ROLES_, nothing(),                                     (A, F, F, F, F, F, F)),
+    q("policyRules", RULES, nothing(),                                (A, F, F, F, F, F, F)),
+    q("auditLog", AUDIT, nothing(),                                   (A, F, F, F, F, F, F)),
+    q("quickLinks", "query { quickLinks { slug } }", nothing(),       (A, A, A, A, A, A, A)),
     q("featuredResources", "query { featuredResources { slug } }", nothing(),
-                                                                      (A, A, A, A, A)),
-    q("resources", RESOURCES, nothing(),                              (A, A, A, A, A)),
-    q("licenseKpis", KPIS, KPIS_PREPARE,                              (A, S, A, S, F),
+                                                                      (A, A, A, A, A, A, A)),
+    q("resources", RESOURCES, nothing(),                              (A, A, A, A, A, A, A)),
+    q("licenseKpis", KPIS, KPIS_PREPARE,                              (A, S, A, S, F, F, F),
       probe=KPIS_PROBE),
-    q("licenseAnalytics", LICENSES, LICENSES_PREPARE,                 (A, S, A, S, F),
+    q("licenseAnalytics", LICENSES, LICENSES_PREPARE,                 (A, S, A, S, F, F, F),
       probe=LICENSES_PROBE),
-    q("callingAnalytics", CALLING, CALLING_PREPARE,                   (A, S, A, S, F),
+    q("callingAnalytics", CALLING, CALLING_PREPARE,                   (A, S, A, S, F, F, F),
       probe=CALLING_PROBE),
 
     m("createAdmin", "CreateAdminInput", "admin { id }", new_admin_input,
-                                                                      (A, F, F, F, F)),
+                                                                      (A, F, F, F, F, F, F)),
     m("updateAdmin", "UpdateAdminInput", "admin { id }", rename_spare,
-                                                                      (A, F, F, F, F)),
+                                                                      (A, F, F, F, F, F, F)),
+    # A full admin moving itself to its own role changes nothing, so writes no audit entry.
+    Row("Mutation.updateAdmin(role)",
+        mutation_document("updateAdmin", "UpdateAdminInput", "admin { role }"), promote_self,
+        (A, F, F, F, F, F, F), audited=False),
     m("deactivateAdmin", "DeactivateAdminInput", "admin { active }", fresh_admin,
-                                                                      (A, F, F, F, F)),
+                                                                      (A, F, F, F, F, F, F)),
     m("assignPartnerAdmin", "AssignmentInput", "customer { id }", assignment,
-                                                                      (A, F, F, F, F)),
+                                                                      (A, F, F, F, F, F, F)),
     m("unassignPartnerAdmin", "AssignmentInput", "customer { id }", existing_assignment,
-                                                                      (A, F, F, F, F)),
+                                                                      (A, F, F, F, F, F, F)),
     m("openHelpdeskCase", "OpenHelpdeskCaseInput", "case { id }", new_case,
-                                                                      (A, A, F, F, F)),
+                                                                      (A, A, F, F, F, F, F)),
     m("addHelpdeskCaseComment", "AddHelpdeskCaseCommentInput", "comment { body }", case_comment,
-                                                                      (A, A, F, F, F)),
+                                                                      (A, A, F, F, F, F, F)),
     m("closeHelpdeskCase", "CloseHelpdeskCaseInput", "case { state }", case_close,
-                                                                      (A, A, F, F, F)),
+                                                                      (A, A, F, F, F, F, F)),
     m("launchCustomerOrganization", "LaunchCustomerInput", "url", launch_customer,
-                                                                      (A, S, F, F, F)),
-    m("launchMyOrganization", None, "url", nothing(),                 (A, F, F, F, F)),
+                                                                      (A, S, F, F, F, F, F)),
+    m("launchMyOrganization", None, "url", nothing(),                 (A, F, F, F, F, F, A)),
     # verifying a link needs the right to launch there: customer write over the customer, or
     # admin manage for the partner's own organization; roles with neither: FORBIDDEN
     m("verifyLaunchToken", "VerifyLaunchTokenInput", "grant { role }", customer_launch_token,
-      (A, S, F, F, F), "verifyLaunchToken(Customer)", invalid_token_is_hidden),
+      (A, S, F, F, F, F, F), "verifyLaunchToken(Customer)", invalid_token_is_hidden),
     m("verifyLaunchToken", "VerifyLaunchTokenInput", "grant { role }", launch_token,
-      (A, H, F, F, F), "verifyLaunchToken(Partner)", invalid_token_is_hidden),
-    m("acceptTerms", None, "partner { id }", terms_not_accepted,      (A, F, F, F, F)),
+      (A, H, F, F, F, F, A), "verifyLaunchToken(Partner)", invalid_token_is_hidden),
+    m("acceptTerms", None, "partner { id }", terms_not_accepted,      (A, F, F, F, F, F, A)),
     m("completeOrganizationSetup", None, "partner { id }", terms_accepted,
-                                                                      (A, F, F, F, F)),
-    m("grantRole", "GrantRoleInput", "admin { roles }", grant_spare,  (A, F, F, F, F)),
+                                                                      (A, F, F, F, F, F, A)),
+    m("grantRole", "GrantRoleInput", "admin { roles }", grant_spare,  (A, F, F, F, F, F, F)),
     m("revokeRole", "RevokeRoleInput", "admin { roles }", granted_spare,
-                                                                      (A, F, F, F, F)),
-    m("createRole", "CreateRoleInput", "role { name }", new_role,     (A, F, F, F, F)),
+                                                                      (A, F, F, F, F, F, F)),
+    m("createRole", "CreateRoleInput", "role { name }", new_role,     (A, F, F, F, F, F, F)),
     m("addPolicyRule", "PolicyRuleChangeInput", "rule { role }", added_rule,
-                                                                      (A, F, F, F, F)),
+                                                                      (A, F, F, F, F, F, F)),
     m("removePolicyRule", "PolicyRuleChangeInput", "rule { role }", removed_rule,
-                                                                      (A, F, F, F, F)),
-    m("createTag", "CreateTagInput", "tag { id }", new_tag,           (A, A, F, F, A)),
-    m("updateTag", "UpdateTagInput", "tag { id }", rename_tag,        (A, A, F, F, A)),
-    m("deleteTag", "DeleteTagInput", "deletedTagId", drop_tag,        (A, A, F, F, A)),
+                                                                      (A, F, F, F, F, F, F)),
+    m("createTag", "CreateTagInput", "tag { id }", new_tag,           (A, A, F, F, A, F, F)),
+    m("updateTag", "UpdateTagInput", "tag { id }", rename_tag,        (A, A, F, F, A, F, F)),
+    m("deleteTag", "DeleteTagInput", "deletedTagId", drop_tag,        (A, A, F, F, A, F, F)),
     m("addTagsToCustomers", "CustomerTagsInput", "changed", tag_customer,
-                                                                      (A, S, F, F, S)),
+                                                                      (A, S, F, F, S, F, F)),
     m("removeTagsFromCustomers", "CustomerTagsInput", "changed", untag_customer,
-                                                                      (A, S, F, F, S)),
+                                                                      (A, S, F, F, S, F, F)),
     m("addTagsToSubscriptions", "SubscriptionTagsInput", "changed", tag_subscription,
-                                                                      (A, S, F, F, H)),
+                                                                      (A, S, F, F, H, F, F)),
     m("removeTagsFromSubscriptions", "SubscriptionTagsInput", "changed", untag_subscription,
-                                                                      (A, S, F, F, H)),
+                                                                      (A, S, F, F, H, F, F)),
     m("startTrial", "StartTrialInput", "trial { id }", trial_for_customer,
-                                                                      (A, S, F, S, F)),
+                                                                      (A, S, F, S, F, F, F)),
     m("extendTrial", "ExtendTrialInput", "trial { endDate }", trial_extension,
-                                                                      (A, S, F, S, F)),
+                                                                      (A, S, F, S, F, F, F)),
     m("convertTrial", "ConvertTrialInput", "subscription { id }", trial_conversion,
-                                                                      (A, S, F, F, F)),
+                                                                      (A, S, F, F, F, F, F)),
     # ingestion needs customer write over *all* customers: full admins only
     m("ingestCallRecords", "IngestCallRecordsInput", "inserted", call_record,
-                                                                      (A, F, F, F, F)),
+                                                                      (A, F, F, F, F, F, F)),
 ]
 # fmt: on
 
@@ -627,6 +657,10 @@ async def build_world(api: Api, caller: str) -> World:
     assert body["data"]["createRole"]["userErrors"] == [], body
     custom = await create_admin(api, full, EMAILS[CUSTOM_ROLE], CUSTOM_ROLE)
     admins[EMAILS[CUSTOM_ROLE]] = from_global_id(custom)[1]
+    for role, rules in SUB_KIND_RULES.items():
+        body = await create_role(api, full, role, rules)
+        assert body["data"]["createRole"]["userErrors"] == [], body
+        admins[EMAILS[role]] = from_global_id(await create_admin(api, full, EMAILS[role], role))[1]
     await token_for(api, EMAILS[caller])  # issued now, so no call below writes a token
     return World(api=api, f=f, partner=partner, admins=admins, caller=caller)
 
