@@ -132,11 +132,18 @@ class Change:
     audit: Audit
     operation: str
 
+    unchanged: bool = False
+
     def record(
         self, object_type: str, object_id: str | None, *, before: Any = None, after: Any = None
     ) -> None:
         """An audit entry of this mutation's operation."""
         self.audit.record(self.operation, object_type, object_id, before=before, after=after)
+
+    def nothing_changed(self) -> None:
+        """Say so when the input asked for no change (an update to the same values): the one
+        way to finish without an audit entry, explicit at the call site."""
+        self.unchanged = True
 
 
 async def audit_refusal(ctx: Context, operation: str, codes: list[str]) -> None:
@@ -196,8 +203,9 @@ async def run_mutation(
         if validate is not None:
             validate()
         async with transaction(ctx) as (session, audit):
-            payload = await work(Change(ctx, scope, session, audit, operation))
-            if audited and not audit.entries:
+            change = Change(ctx, scope, session, audit, operation)
+            payload = await work(change)
+            if audited and not audit.entries and not change.unchanged:
                 raise RuntimeError(f"{operation} changed data without an audit entry")
     except UserErrors as e:
         await audit_refusal(ctx, operation, [error.code for error in e.errors])

@@ -188,6 +188,7 @@ ACTOR = (
     "admin of its Actor, checked by escalation.Guard inside the transaction, or the system"
 )
 GUARD = "the escalation check itself: the policy lines and the calling admin's own row"
+TARGET = "keyed by an admin just read in the partner of the admin-manage scope (_target_admin)"
 
 ALLOWED: dict[str, list[str]] = {
     STARTUP: [
@@ -256,17 +257,13 @@ ALLOWED: dict[str, list[str]] = {
     GUARD: [
         "graph/auth/escalation.py load policies.load_policies",
         "graph/auth/escalation.py load admin_management.admin_row",
+        "graph/resolvers/admin_mutations.py _still_managed policies.load_policies",
+    ],
+    TARGET: [
+        "graph/resolvers/admin_mutations.py _update admin_management.update_admin",
+        "graph/resolvers/admin_mutations.py _deactivate admin_management.deactivate_admin",
     ],
     PENDING: [
-        "graph/resolvers/admin_mutations.py _still_managed policies.load_policies",
-        "graph/resolvers/admin_mutations.py update_admin admin_management.lock_partner",
-        "graph/resolvers/admin_mutations.py update_admin admin_management.active_admin_roles",
-        "graph/resolvers/admin_mutations.py update_admin admin_management.update_admin",
-        "graph/resolvers/admin_mutations.py update_admin admin_management.admin_row",
-        "graph/resolvers/admin_mutations.py deactivate_admin admin_management.lock_partner",
-        "graph/resolvers/admin_mutations.py deactivate_admin admin_management.active_admin_roles",
-        "graph/resolvers/admin_mutations.py deactivate_admin admin_management.deactivate_admin",
-        "graph/resolvers/admin_mutations.py deactivate_admin admin_management.admin_row",
         "graph/resolvers/launch.py _issue launch.record_launch",
         "graph/resolvers/launch.py verify_launch_token launch.use_launch",
         "graph/resolvers/launch.py verify_launch_token launch.launch_row",
