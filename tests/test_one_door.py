@@ -189,6 +189,10 @@ ACTOR = (
 )
 GUARD = "the escalation check itself: the policy lines and the calling admin's own row"
 TARGET = "keyed by an admin just read in the partner of the admin-manage scope (_target_admin)"
+POLICY = (
+    "the partner's roles and policy lines (lines name their partner's domain), read for the "
+    "policy queries or changed under run_mutation's policy-manage check and escalation.Guard"
+)
 
 ALLOWED: dict[str, list[str]] = {
     STARTUP: [
@@ -263,6 +267,16 @@ ALLOWED: dict[str, list[str]] = {
         "graph/resolvers/admin_mutations.py _update admin_management.update_admin",
         "graph/resolvers/admin_mutations.py _deactivate admin_management.deactivate_admin",
     ],
+    POLICY: [
+        "graph/resolvers/policies.py _roles policies.custom_roles",
+        "graph/resolvers/policies.py _role_names policies.custom_roles",
+        "graph/resolvers/policies.py _apply_change admin_management.active_admin_roles",
+        "graph/resolvers/policies.py _apply_change policies.remove_policy_line",
+        "graph/resolvers/policies.py _apply_change policies.add_policy_line",
+        "graph/resolvers/policies.py _reload_policies policies.load_policies",
+        "graph/resolvers/policies.py _target_admin admin_management.admin_row",
+        "graph/resolvers/policies.py _create_role policies.load_policies",
+    ],
     PENDING: [
         "graph/resolvers/launch.py _issue launch.record_launch",
         "graph/resolvers/launch.py verify_launch_token launch.use_launch",
@@ -273,20 +287,6 @@ ALLOWED: dict[str, list[str]] = {
         "graph/resolvers/launch.py _setup admins.partner_row",
         "graph/resolvers/launch.py _setup launch.set_partner_setup",
         "graph/resolvers/launch.py _setup admins.partner_row",
-        "graph/resolvers/policies.py _roles policies.custom_roles",
-        "graph/resolvers/policies.py _role_names policies.custom_roles",
-        "graph/resolvers/policies.py _apply_change admin_management.active_admin_roles",
-        "graph/resolvers/policies.py _apply_change policies.remove_policy_line",
-        "graph/resolvers/policies.py _apply_change policies.add_policy_line",
-        "graph/resolvers/policies.py _reload_policies policies.load_policies",
-        "graph/resolvers/policies.py _target_admin admin_management.admin_row",
-        "graph/resolvers/policies.py grant_role admin_management.lock_partner",
-        "graph/resolvers/policies.py revoke_role admin_management.lock_partner",
-        "graph/resolvers/policies.py revoke_role policies.load_policies",
-        "graph/resolvers/policies.py create_role admin_management.lock_partner",
-        "graph/resolvers/policies.py create_role policies.create_custom_role",
-        "graph/resolvers/policies.py create_role policies.load_policies",
-        "graph/resolvers/policies.py _change_rule admin_management.lock_partner",
         "graph/resolvers/tags.py update_tag tags.update_tag",
         "graph/resolvers/tags.py delete_tag tags.delete_tag",
     ],

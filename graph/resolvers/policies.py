@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import replace
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import Any, TypeVar
 
 import orjson
 import strawberry
@@ -19,7 +19,7 @@ from graph.auth.permissions import BUILT_IN_ROLES, Act, Obj, require
 from graph.context import Context, Info
 from graph.cost_model import MAX_POLICY_RULES, MAX_ROLES, MAX_RULES_PER_ROLE
 from graph.ids import from_global_id, pk_of, to_global_id
-from graph.mutations import UserErrors, transaction, user_error
+from graph.mutations import Change, UserError, run_mutation, user_error
 from graph.pagination import CursorCodec, PageInfo, check_page_size, fingerprint
 from graph.types.admins import Admin
 from graph.types.policies import (
@@ -211,125 +211,144 @@ async def _target_admin(ctx: Context, session: Any, admin_id: strawberry.ID) -> 
     return row
 
 
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+@dataclass(frozen=True)
+class _Refused:
+    errors: list[UserError]
+
+
+async def _policy_mutation(
+    ctx: Context,
+    operation: str,
+    work: Callable[[Change], Awaitable[T]],
+    refused: Callable[[list[UserError]], R],
+    respond: Callable[[T], R],
+) -> R:
+    """``run_mutation`` for policy changes: once committed, this process reloads the policy
+    before the payload is built (an admin's roles, a role's rules)."""
+    outcome: T | _Refused = await run_mutation(
+        ctx, operation=operation, obj=Obj.POLICY, act=Act.MANAGE, work=work, refused=_Refused
+    )
+    if isinstance(outcome, _Refused):
+        return refused(outcome.errors)
+    await _reload_policies(ctx)
+    return respond(outcome)
+
+
+async def _grant(c: Change, input: GrantRoleInput) -> Any:
+    ctx, session, scope = c.ctx, c.session, c.scope
+    await adm.lock_partner(session, partner_id=scope.partner_id)
+    admin = await _target_admin(ctx, session, input.admin_id)
+    if input.role not in await _role_names(ctx, session):
+        raise user_error("UNKNOWN_ROLE", f"No role named {input.role!r}.", "role")
+    guard = await _guard(ctx, session)
+    guard.may_manage(admin)
+    guard.may_give(input.role)
+    lines = guard.lines
+    grant = pa.grant_line(admin.id, input.role, scope.partner_id)
+    if input.role == admin.role or grant in lines:
+        raise user_error("ROLE_ALREADY_GRANTED", "The admin already has this role.", "role")
+    await _apply_change(ctx, session, lines, [grant], [])
+    c.record("admin", to_global_id("Admin", admin.id), after={"role": input.role})
+    return admin
+
+
+async def _revoke(c: Change, input: RevokeRoleInput) -> Any:
+    ctx, session, scope = c.ctx, c.session, c.scope
+    await adm.lock_partner(session, partner_id=scope.partner_id)
+    admin = await _target_admin(ctx, session, input.admin_id)
+    if input.role not in await _role_names(ctx, session):
+        raise user_error("UNKNOWN_ROLE", f"No role named {input.role!r}.", "role")
+    guard = await _guard(ctx, session)
+    guard.may_manage(admin)
+    if input.role == admin.role:
+        raise user_error(
+            "CANNOT_REVOKE_PRIMARY_ROLE",
+            "This is the admin's primary role: change it with updateAdmin.",
+            "role",
+        )
+    lines = guard.lines
+    grant = pa.grant_line(admin.id, input.role, scope.partner_id)
+    if grant not in lines:
+        raise user_error("ROLE_NOT_GRANTED", "The admin does not have this role.")
+    await _apply_change(ctx, session, lines, [], [grant])
+    c.record("admin", to_global_id("Admin", admin.id), before={"role": input.role})
+    return admin
+
+
+async def _create_role(c: Change, input: CreateRoleInput) -> tuple[str, list[Role]]:
+    ctx, session, scope = c.ctx, c.session, c.scope
+    name = input.name.strip()
+    if not pa.ROLE_NAME.match(name):
+        raise user_error(
+            "INVALID_ROLE_NAME",
+            "A role name is 3-64 characters of A-Z, 0-9 and _, starting with a letter.",
+            "name",
+        )
+    if len(input.description) > 500:
+        raise user_error("DESCRIPTION_TOO_LONG", "500 characters at most.", "description")
+    if not input.rules:
+        raise user_error("NO_RULES", "A role needs at least one rule.", "rules")
+    rules = {
+        _check_rule(r.object, r.action, r.scope, "rules", i) for i, r in enumerate(input.rules)
+    }
+    await adm.lock_partner(session, partner_id=scope.partner_id)
+    if name in await _role_names(ctx, session):
+        raise user_error("ROLE_NAME_TAKEN", f"A role {name!r} exists.", "name")
+    guard = await _guard(ctx, session)
+    guard.may_hold([(r.object, r.action, r.scope) for r in rules], f"The role {name}")
+    await pq.create_custom_role(
+        session, partner_id=scope.partner_id, name=name, description=input.description, now=ctx.now
+    )
+    domain = f"partner:{scope.partner_id}"
+    new = [
+        pa.Rule(name, r.object, r.action, r.scope).line(domain)
+        for r in sorted(rules, key=lambda r: (r.object, r.action, r.scope))
+    ]
+    lines, _ = await pq.load_policies(session)
+    candidate = await _apply_change(ctx, session, lines, new, [])
+    c.record(
+        "role", name, after={"description": input.description, "rules": [list(n) for n in new]}
+    )
+    return name, await _roles(ctx, candidate, session)
+
+
 @strawberry.type
 class PolicyMutations:
     @strawberry.mutation(description="Grant a role to an admin, besides its primary role.")
     async def grant_role(self, info: Info, input: GrantRoleInput) -> GrantRolePayload:
-        ctx = info.context
-        require(ctx, Obj.POLICY, Act.MANAGE)
-        try:
-            async with transaction(ctx) as (session, audit):
-                await adm.lock_partner(session, partner_id=ctx.principal.partner_id)
-                admin = await _target_admin(ctx, session, input.admin_id)
-                if input.role not in await _role_names(ctx, session):
-                    raise user_error("UNKNOWN_ROLE", f"No role named {input.role!r}.", "role")
-                guard = await _guard(ctx, session)
-                guard.may_manage(admin)
-                guard.may_give(input.role)
-                lines = guard.lines
-                grant = pa.grant_line(admin.id, input.role, ctx.principal.partner_id)
-                if input.role == admin.role or grant in lines:
-                    raise user_error(
-                        "ROLE_ALREADY_GRANTED", "The admin already has this role.", "role"
-                    )
-                await _apply_change(ctx, session, lines, [grant], [])
-                audit.record(
-                    "grantRole",
-                    "admin",
-                    to_global_id("Admin", admin.id),
-                    after={"role": input.role},
-                )
-        except UserErrors as e:
-            return GrantRolePayload(admin=None, user_errors=e.errors)
-        await _reload_policies(ctx)
-        return GrantRolePayload(admin=_admin_with_roles(admin), user_errors=[])
+        return await _policy_mutation(
+            info.context,
+            "grantRole",
+            lambda c: _grant(c, input),
+            lambda errors: GrantRolePayload(admin=None, user_errors=errors),
+            lambda admin: GrantRolePayload(admin=_admin_with_roles(admin), user_errors=[]),
+        )
 
     @strawberry.mutation(description="Take a granted role away from an admin.")
     async def revoke_role(self, info: Info, input: RevokeRoleInput) -> RevokeRolePayload:
-        ctx = info.context
-        require(ctx, Obj.POLICY, Act.MANAGE)
-        try:
-            async with transaction(ctx) as (session, audit):
-                await adm.lock_partner(session, partner_id=ctx.principal.partner_id)
-                admin = await _target_admin(ctx, session, input.admin_id)
-                if input.role not in await _role_names(ctx, session):
-                    raise user_error("UNKNOWN_ROLE", f"No role named {input.role!r}.", "role")
-                (await _guard(ctx, session)).may_manage(admin)
-                if input.role == admin.role:
-                    raise user_error(
-                        "CANNOT_REVOKE_PRIMARY_ROLE",
-                        "This is the admin's primary role: change it with updateAdmin.",
-                        "role",
-                    )
-                lines, _ = await pq.load_policies(session)
-                grant = pa.grant_line(admin.id, input.role, ctx.principal.partner_id)
-                if grant not in lines:
-                    raise user_error("ROLE_NOT_GRANTED", "The admin does not have this role.")
-                await _apply_change(ctx, session, lines, [], [grant])
-                audit.record(
-                    "revokeRole",
-                    "admin",
-                    to_global_id("Admin", admin.id),
-                    before={"role": input.role},
-                )
-        except UserErrors as e:
-            return RevokeRolePayload(admin=None, user_errors=e.errors)
-        await _reload_policies(ctx)
-        return RevokeRolePayload(admin=_admin_with_roles(admin), user_errors=[])
+        return await _policy_mutation(
+            info.context,
+            "revokeRole",
+            lambda c: _revoke(c, input),
+            lambda errors: RevokeRolePayload(admin=None, user_errors=errors),
+            lambda admin: RevokeRolePayload(admin=_admin_with_roles(admin), user_errors=[]),
+        )
 
     @strawberry.mutation(description="Define a custom role of the partner with its rules.")
     async def create_role(self, info: Info, input: CreateRoleInput) -> CreateRolePayload:
-        ctx = info.context
-        require(ctx, Obj.POLICY, Act.MANAGE)
-        partner_id = ctx.principal.partner_id
-        try:
-            name = input.name.strip()
-            if not pa.ROLE_NAME.match(name):
-                raise user_error(
-                    "INVALID_ROLE_NAME",
-                    "A role name is 3-64 characters of A-Z, 0-9 and _, starting with a letter.",
-                    "name",
-                )
-            if len(input.description) > 500:
-                raise user_error("DESCRIPTION_TOO_LONG", "500 characters at most.", "description")
-            if not input.rules:
-                raise user_error("NO_RULES", "A role needs at least one rule.", "rules")
-            rules = {
-                _check_rule(r.object, r.action, r.scope, "rules", i)
-                for i, r in enumerate(input.rules)
-            }
-            async with transaction(ctx) as (session, audit):
-                await adm.lock_partner(session, partner_id=ctx.principal.partner_id)
-                if name in await _role_names(ctx, session):
-                    raise user_error("ROLE_NAME_TAKEN", f"A role {name!r} exists.", "name")
-                (await _guard(ctx, session)).may_hold(
-                    [(r.object, r.action, r.scope) for r in rules], f"The role {name}"
-                )
-                await pq.create_custom_role(
-                    session,
-                    partner_id=partner_id,
-                    name=name,
-                    description=input.description,
-                    now=ctx.now,
-                )
-                lines, _ = await pq.load_policies(session)
-                domain = f"partner:{partner_id}"
-                new = [
-                    pa.Rule(name, r.object, r.action, r.scope).line(domain)
-                    for r in sorted(rules, key=lambda r: (r.object, r.action, r.scope))
-                ]
-                candidate = await _apply_change(ctx, session, lines, new, [])
-                audit.record(
-                    "createRole",
-                    "role",
-                    name,
-                    after={"description": input.description, "rules": [list(n) for n in new]},
-                )
-                roles = await _roles(ctx, candidate, session)
-        except UserErrors as e:
-            return CreateRolePayload(role=None, user_errors=e.errors)
-        await _reload_policies(ctx)
-        return CreateRolePayload(role=next(r for r in roles if r.name == name), user_errors=[])
+        return await _policy_mutation(
+            info.context,
+            "createRole",
+            lambda c: _create_role(c, input),
+            lambda errors: CreateRolePayload(role=None, user_errors=errors),
+            lambda made: CreateRolePayload(
+                role=next(r for r in made[1] if r.name == made[0]), user_errors=[]
+            ),
+        )
 
     @strawberry.mutation(description="Allow a rule for a role, in this partner only.")
     async def add_policy_rule(self, info: Info, input: PolicyRuleChangeInput) -> PolicyRulePayload:
@@ -342,55 +361,53 @@ class PolicyMutations:
         return await _change_rule(info.context, input, add=False)
 
 
-async def _change_rule(
-    ctx: Context, input: PolicyRuleChangeInput, *, add: bool
-) -> PolicyRulePayload:
-    require(ctx, Obj.POLICY, Act.MANAGE)
-    partner_id = ctx.principal.partner_id
-    operation = "addPolicyRule" if add else "removePolicyRule"
-    try:
-        checked = _check_rule(input.object, input.action, input.scope)
-        rule = pa.Rule(input.role, checked.object, checked.action, checked.scope)
-        async with transaction(ctx) as (session, audit):
-            await adm.lock_partner(session, partner_id=ctx.principal.partner_id)
-            if input.role not in await _role_names(ctx, session):
-                raise user_error("UNKNOWN_ROLE", f"No role named {input.role!r}.", "role")
-            # a caller changes only roles it could give, and adds only what it holds itself
-            guard = await _guard(ctx, session)
-            guard.may_change_role(rule.role)
-            if add:
-                guard.may_hold([(rule.object, rule.action, rule.scope)], f"The role {rule.role}")
-            lines = guard.lines
-            change = (pa.add_rule_lines if add else pa.remove_rule_lines)(lines, partner_id, rule)
-            if change is None:
-                code, message = (
-                    ("RULE_EXISTS", "The role already has this rule.")
-                    if add
-                    else ("RULE_NOT_FOUND", "The role does not have this rule.")
-                )
-                raise user_error(code, message)
-            candidate = await _apply_change(ctx, session, lines, *change)
-            record = {
-                "role": rule.role,
-                "object": rule.object,
-                "action": rule.action,
-                "scope": rule.scope,
-            }
-            audit.record(
-                operation,
-                "policy",
-                rule.role,
-                before=None if add else record,
-                after=record if add else None,
-            )
-            roles = await _roles(ctx, candidate, session)
-    except UserErrors as e:
-        return PolicyRulePayload(rule=None, role=None, user_errors=e.errors)
-    await _reload_policies(ctx)
+async def _rule_change(
+    c: Change, input: PolicyRuleChangeInput, *, add: bool
+) -> tuple[pa.Rule, list[PolicyLine], list[Role]]:
+    ctx, session, scope = c.ctx, c.session, c.scope
+    checked = _check_rule(input.object, input.action, input.scope)
+    rule = pa.Rule(input.role, checked.object, checked.action, checked.scope)
+    await adm.lock_partner(session, partner_id=scope.partner_id)
+    if input.role not in await _role_names(ctx, session):
+        raise user_error("UNKNOWN_ROLE", f"No role named {input.role!r}.", "role")
+    # a caller changes only roles it could give, and adds only what it holds itself
+    guard = await _guard(ctx, session)
+    guard.may_change_role(rule.role)
+    if add:
+        guard.may_hold([(rule.object, rule.action, rule.scope)], f"The role {rule.role}")
+    lines = guard.lines
+    change = (pa.add_rule_lines if add else pa.remove_rule_lines)(lines, scope.partner_id, rule)
+    if change is None:
+        code, message = (
+            ("RULE_EXISTS", "The role already has this rule.")
+            if add
+            else ("RULE_NOT_FOUND", "The role does not have this rule.")
+        )
+        raise user_error(code, message)
+    candidate = await _apply_change(ctx, session, lines, *change)
+    record = {"role": rule.role, "object": rule.object, "action": rule.action, "scope": rule.scope}
+    c.record("policy", rule.role, before=None if add else record, after=record if add else None)
+    return rule, candidate, await _roles(ctx, candidate, session)
+
+
+def _rule_payload(done: tuple[pa.Rule, list[PolicyLine], list[Role]]) -> PolicyRulePayload:
+    rule, candidate, roles = done
     # A rule of the default policy (domain "*") stays built in, whether this partner allowed
     # it again (its deny line removed) or withdrew it (a deny line added).
     return PolicyRulePayload(
         rule=_rule(replace(rule, built_in=rule.line("*") in candidate)),
         role=next(r for r in roles if r.name == rule.role),
         user_errors=[],
+    )
+
+
+async def _change_rule(
+    ctx: Context, input: PolicyRuleChangeInput, *, add: bool
+) -> PolicyRulePayload:
+    return await _policy_mutation(
+        ctx,
+        "addPolicyRule" if add else "removePolicyRule",
+        lambda c: _rule_change(c, input, add=add),
+        lambda errors: PolicyRulePayload(rule=None, role=None, user_errors=errors),
+        _rule_payload,
     )
