@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import strawberry
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.queries.audit import write_audit
@@ -182,6 +183,7 @@ async def run_mutation(
     validate: Callable[[], Any] | None = None,
     audited: bool = True,
     whole_partner: bool = False,
+    on_conflict: Callable[[], UserErrors] | None = None,
 ) -> P:
     """Authorize, validate, change, audit, respond — the shape of every mutation.
 
@@ -192,7 +194,8 @@ async def run_mutation(
     Every refusal is audited (``audit_refusal``); a ``work`` that changed something without an
     audit entry is a bug and fails loudly rather than commit unaudited (``audited=False`` only
     for an operation that writes nothing of the partner's). ``whole_partner`` refuses an
-    ``assigned`` scope: the operation touches every customer of the partner."""
+    ``assigned`` scope: the operation touches every customer of the partner. ``on_conflict``
+    turns a unique-constraint violation (a concurrent twin won the race) into user errors."""
     scope = ctx.services.authorizer.scope(ctx.principal, obj, act)
     if scope is None or (whole_partner and scope.assigned_admin_id is not None):
         await audit_refusal(ctx, operation, [ErrorCode.FORBIDDEN.value])
@@ -207,6 +210,12 @@ async def run_mutation(
             payload = await work(change)
             if audited and not audit.entries and not change.unchanged:
                 raise RuntimeError(f"{operation} changed data without an audit entry")
+    except IntegrityError:
+        if on_conflict is None:
+            raise
+        errors = on_conflict().errors
+        await audit_refusal(ctx, operation, [error.code for error in errors])
+        return refused(errors)
     except UserErrors as e:
         await audit_refusal(ctx, operation, [error.code for error in e.errors])
         return refused(e.errors)

@@ -189,6 +189,7 @@ ACTOR = (
 )
 GUARD = "the escalation check itself: the policy lines and the calling admin's own row"
 TARGET = "keyed by an admin just read in the partner of the admin-manage scope (_target_admin)"
+TAG_ROW = "keyed by a tag just locked in the partner of the tag-write scope (_tag_to_change)"
 POLICY = (
     "the partner's roles and policy lines (lines name their partner's domain), read for the "
     "policy queries or changed under run_mutation's policy-manage check and escalation.Guard"
@@ -277,18 +278,19 @@ ALLOWED: dict[str, list[str]] = {
         "graph/resolvers/policies.py _target_admin admin_management.admin_row",
         "graph/resolvers/policies.py _create_role policies.load_policies",
     ],
+    TAG_ROW: [
+        "graph/resolvers/tags.py _update tags.update_tag",
+        "graph/resolvers/tags.py _delete tags.delete_tag",
+    ],
     PENDING: [
         "graph/resolvers/launch.py _issue launch.record_launch",
-        "graph/resolvers/launch.py verify_launch_token launch.use_launch",
         "graph/resolvers/launch.py verify_launch_token launch.launch_row",
         "graph/resolvers/launch.py verify_launch_token admins.admin_rows_by_ids",
+        "graph/resolvers/launch.py verify_launch_token launch.use_launch",
         "graph/resolvers/launch.py verify_launch_token launch.organization_name",
-        "graph/resolvers/launch.py launch_my_organization admins.partner_row",
         "graph/resolvers/launch.py _setup admins.partner_row",
         "graph/resolvers/launch.py _setup launch.set_partner_setup",
         "graph/resolvers/launch.py _setup admins.partner_row",
-        "graph/resolvers/tags.py update_tag tags.update_tag",
-        "graph/resolvers/tags.py delete_tag tags.delete_tag",
     ],
 }
 

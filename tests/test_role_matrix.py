@@ -604,7 +604,7 @@ MATRIX: list[Row] = [
     # verifying a link needs the right to launch there: customer write over the customer, or
     # admin manage for the partner's own organization; roles with neither: FORBIDDEN
     m("verifyLaunchToken", "VerifyLaunchTokenInput", "grant { role }", customer_launch_token,
-      (A, S, F, F, F, F, F), "verifyLaunchToken(Customer)", invalid_token_is_hidden),
+      (A, S, F, F, F, F, H), "verifyLaunchToken(Customer)", invalid_token_is_hidden),
     m("verifyLaunchToken", "VerifyLaunchTokenInput", "grant { role }", launch_token,
       (A, H, F, F, F, F, A), "verifyLaunchToken(Partner)", invalid_token_is_hidden),
     m("acceptTerms", None, "partner { id }", terms_not_accepted,      (A, F, F, F, F, F, A)),
@@ -685,9 +685,6 @@ NOT_YET_SHAPED = {
     "verifyLaunchToken",
     "acceptTerms",
     "completeOrganizationSetup",
-    "createTag",
-    "updateTag",
-    "deleteTag",
 }
 
 

@@ -6,17 +6,16 @@ from collections.abc import Sequence
 from typing import Any
 
 import strawberry
-from sqlalchemy.exc import IntegrityError
 
 from db.queries import customers as cq
 from db.queries import tags as tq
 from db.queries.writes import lock_customers
 from db.scope import Scope
-from graph.auth.permissions import Act, Obj, require, scope_or_none
+from graph.auth.permissions import Act, Obj, scope_or_none
 from graph.context import Context, Info
 from graph.errors import forbidden
 from graph.ids import pk_of, to_global_id
-from graph.mutations import UserErrors, input_pk, transaction, user_error
+from graph.mutations import Change, UserError, UserErrors, input_pk, run_mutation, user_error
 from graph.types.customers import Customer, Subscription
 from graph.types.tag_inputs import (
     CreateTagInput,
@@ -129,141 +128,134 @@ def _bulk_size(pks: Sequence[int], field: str) -> None:
         raise user_error("TOO_MANY_OBJECTS", f"At most {MAX_BULK} per call.", field)
 
 
+async def _create(c: Change, input: CreateTagInput) -> TagPayload:
+    name, description = _name(input.name), _description(input.description)
+    if await tq.tag_name_taken(c.session, partner_id=c.scope.partner_id, name_key=name.lower()):
+        raise _taken()
+    row = await tq.create_tag(
+        c.session, partner_id=c.scope.partner_id, name=name, description=description, now=c.ctx.now
+    )
+    c.record("tag", to_global_id("Tag", row.id), after={"name": name, "description": description})
+    return TagPayload(tag=Tag.from_row(row), user_errors=[])
+
+
+async def _update(c: Change, input: UpdateTagInput) -> TagPayload:
+    session, scope = c.session, c.scope
+    values: dict[str, Any] = {}
+    if input.name is not None:
+        values["name"] = _name(input.name)
+    if input.description is not None:
+        values["description"] = _description(input.description)
+    row = await _tag_to_change(session, scope, input.id)
+    if "name" in values and await tq.tag_name_taken(
+        session, partner_id=scope.partner_id, name_key=values["name"].lower(), except_id=row.id
+    ):
+        raise _taken()
+    if values:
+        await tq.update_tag(session, tag_id=row.id, values=values)
+        c.record(
+            "tag",
+            to_global_id("Tag", row.id),
+            before={k: getattr(row, k) for k in values},
+            after=values,
+        )
+    else:
+        c.nothing_changed()
+    row = (await tq.tags_by_ids(session, partner_id=scope.partner_id, ids=[row.id]))[row.id]
+    return TagPayload(tag=Tag.from_row(row), user_errors=[])
+
+
+async def _delete(c: Change, input: DeleteTagInput) -> DeleteTagPayload:
+    row = await _tag_to_change(c.session, c.scope, input.id)
+    await tq.delete_tag(c.session, tag_id=row.id)
+    c.record(
+        "tag",
+        to_global_id("Tag", row.id),
+        before={"name": row.name, "description": row.description},
+    )
+    return DeleteTagPayload(
+        deleted_tag_id=strawberry.ID(to_global_id("Tag", row.id)), user_errors=[]
+    )
+
+
+def _tag_refused(errors: list[UserError]) -> TagPayload:
+    return TagPayload(tag=None, user_errors=errors)
+
+
 @strawberry.type
 class TagMutations:
     @strawberry.mutation(description="Create a tag (roles allowed to write tags).")
     async def create_tag(self, info: Info, input: CreateTagInput) -> TagPayload:
-        ctx = info.context
-        scope = require(ctx, Obj.TAG, Act.WRITE)
-        try:
-            name, description = _name(input.name), _description(input.description)
-            try:
-                async with transaction(ctx) as (session, audit):
-                    if await tq.tag_name_taken(
-                        session, partner_id=scope.partner_id, name_key=name.lower()
-                    ):
-                        raise _taken()
-                    row = await tq.create_tag(
-                        session,
-                        partner_id=scope.partner_id,
-                        name=name,
-                        description=description,
-                        now=ctx.now,
-                    )
-                    audit.record(
-                        "createTag",
-                        "tag",
-                        to_global_id("Tag", row.id),
-                        after={"name": name, "description": description},
-                    )
-            except IntegrityError:
-                raise _taken() from None  # lost a race with a concurrent createTag
-        except UserErrors as e:
-            return TagPayload(tag=None, user_errors=e.errors)
-        return TagPayload(tag=Tag.from_row(row), user_errors=[])
+        return await run_mutation(
+            info.context,
+            operation="createTag",
+            obj=Obj.TAG,
+            act=Act.WRITE,
+            work=lambda c: _create(c, input),
+            refused=_tag_refused,
+            on_conflict=_taken,  # lost a race with a concurrent createTag
+        )
 
     @strawberry.mutation(
         description="Rename a tag or change its description. A caller that writes tags only on "
         "its own customers gets FORBIDDEN when the tag is on any other customer or subscription."
     )
     async def update_tag(self, info: Info, input: UpdateTagInput) -> TagPayload:
-        ctx = info.context
-        scope = require(ctx, Obj.TAG, Act.WRITE)
-        try:
-            values: dict[str, Any] = {}
-            if input.name is not None:
-                values["name"] = _name(input.name)
-            if input.description is not None:
-                values["description"] = _description(input.description)
-            try:
-                async with transaction(ctx) as (session, audit):
-                    row = await _tag_to_change(session, scope, input.id)
-                    if "name" in values and await tq.tag_name_taken(
-                        session,
-                        partner_id=scope.partner_id,
-                        name_key=values["name"].lower(),
-                        except_id=row.id,
-                    ):
-                        raise _taken()
-                    if values:
-                        await tq.update_tag(session, tag_id=row.id, values=values)
-                        audit.record(
-                            "updateTag",
-                            "tag",
-                            to_global_id("Tag", row.id),
-                            before={k: getattr(row, k) for k in values},
-                            after=values,
-                        )
-                    row = (
-                        await tq.tags_by_ids(session, partner_id=scope.partner_id, ids=[row.id])
-                    )[row.id]
-            except IntegrityError:
-                raise _taken() from None
-        except UserErrors as e:
-            return TagPayload(tag=None, user_errors=e.errors)
-        return TagPayload(tag=Tag.from_row(row), user_errors=[])
+        return await run_mutation(
+            info.context,
+            operation="updateTag",
+            obj=Obj.TAG,
+            act=Act.WRITE,
+            work=lambda c: _update(c, input),
+            refused=_tag_refused,
+            on_conflict=_taken,
+        )
 
     @strawberry.mutation(
         description="Delete a tag; it is detached from every customer first. A caller that "
         "writes tags only on its own customers gets FORBIDDEN when the tag is on any other."
     )
     async def delete_tag(self, info: Info, input: DeleteTagInput) -> DeleteTagPayload:
-        ctx = info.context
-        scope = require(ctx, Obj.TAG, Act.WRITE)
-        try:
-            async with transaction(ctx) as (session, audit):
-                row = await _tag_to_change(session, scope, input.id)
-                await tq.delete_tag(session, tag_id=row.id)
-                audit.record(
-                    "deleteTag",
-                    "tag",
-                    to_global_id("Tag", row.id),
-                    before={"name": row.name, "description": row.description},
-                )
-        except UserErrors as e:
-            return DeleteTagPayload(deleted_tag_id=None, user_errors=e.errors)
-        return DeleteTagPayload(
-            deleted_tag_id=strawberry.ID(to_global_id("Tag", row.id)), user_errors=[]
+        return await run_mutation(
+            info.context,
+            operation="deleteTag",
+            obj=Obj.TAG,
+            act=Act.WRITE,
+            work=lambda c: _delete(c, input),
+            refused=lambda errors: DeleteTagPayload(deleted_tag_id=None, user_errors=errors),
         )
 
     @strawberry.mutation(description="Attach tags to up to 100 customers (all or nothing).")
     async def add_tags_to_customers(
         self, info: Info, input: CustomerTagsInput
     ) -> CustomerTagsPayload:
-        return await _customer_tags(info.context, input, attach=True)
+        return await _run_customer_tags(info.context, input, attach=True)
 
     @strawberry.mutation(description="Detach tags from up to 100 customers (all or nothing).")
     async def remove_tags_from_customers(
         self, info: Info, input: CustomerTagsInput
     ) -> CustomerTagsPayload:
-        return await _customer_tags(info.context, input, attach=False)
+        return await _run_customer_tags(info.context, input, attach=False)
 
     @strawberry.mutation(description="Attach tags to up to 100 subscriptions (all or nothing).")
     async def add_tags_to_subscriptions(
         self, info: Info, input: SubscriptionTagsInput
     ) -> SubscriptionTagsPayload:
-        return await _subscription_tags(info.context, input, attach=True)
+        return await _run_subscription_tags(info.context, input, attach=True)
 
     @strawberry.mutation(description="Detach tags from up to 100 subscriptions.")
     async def remove_tags_from_subscriptions(
         self, info: Info, input: SubscriptionTagsInput
     ) -> SubscriptionTagsPayload:
-        return await _subscription_tags(info.context, input, attach=False)
+        return await _run_subscription_tags(info.context, input, attach=False)
 
 
 async def _check_limit(
-    ctx: Context,
-    session: Any,
-    kind: str,
-    owners: list[int],
-    tags: list[int],
-    field: str,
-    ids: Sequence[str],
+    c: Change, kind: str, owners: list[int], tags: list[int], field: str, ids: Sequence[str]
 ) -> None:
-    limit = ctx.settings.max_tags_per_customer
-    scope = require(ctx, Obj.TAG, Act.WRITE)
+    limit = c.ctx.settings.max_tags_per_customer
     counts = await tq.tag_counts_after(
-        session, scope=scope, kind=kind, owner_ids=owners, tag_ids=tags
+        c.session, scope=c.scope, kind=kind, owner_ids=owners, tag_ids=tags
     )
     for owner in owners:
         if counts[owner] > limit:
@@ -275,61 +267,55 @@ async def _check_limit(
             )
 
 
+async def _tagging(
+    c: Change, kind: str, owner_pks: list[int], tag_pks: list[int], attach: bool
+) -> int:
+    """Attach (or detach) the tags to (from) owners the caller may tag; the audit entry."""
+    if attach:
+        changed = await tq.attach_tags(
+            c.session,
+            kind=kind,
+            partner_id=c.scope.partner_id,
+            owner_ids=owner_pks,
+            tag_ids=tag_pks,
+            now=c.ctx.now,
+        )
+    else:
+        changed = await tq.detach_tags(
+            c.session, scope=c.scope, kind=kind, owner_ids=owner_pks, tag_ids=tag_pks
+        )
+    type_name = kind.title()
+    c.record(
+        kind,
+        None,
+        after={
+            f"{kind}Ids": [to_global_id(type_name, pk) for pk in owner_pks],
+            "tagIds": [to_global_id("Tag", pk) for pk in tag_pks],
+            "changed": changed,
+        },
+    )
+    return changed
+
+
 async def _customer_tags(
-    ctx: Context, input: CustomerTagsInput, *, attach: bool
+    c: Change, input: CustomerTagsInput, customer_pks: list[int], *, attach: bool
 ) -> CustomerTagsPayload:
-    scope = require(ctx, Obj.TAG, Act.WRITE)
-    operation = "addTagsToCustomers" if attach else "removeTagsFromCustomers"
-    try:
-        customer_pks = _pks(input.customer_ids, "Customer", "customerIds")
-        _bulk_size(customer_pks, "customerIds")
-        async with transaction(ctx) as (session, audit):
-            await lock_customers(session, customer_pks)
-            tag_pks = await _tag_pks(session, scope, input.tag_ids)
-            visible = await cq.customers_by_ids(session, scope=scope, ids=customer_pks)
-            readable = await _within_all(ctx, session, scope, list(visible), [CUSTOMER_READ])
-            for pk in customer_pks:
-                if pk not in readable:
-                    raise user_error(
-                        "NOT_FOUND",
-                        "No such customer.",
-                        "customerIds",
-                        _at(input.customer_ids, "Customer", pk),
-                    )
-            if attach:
-                await _check_limit(
-                    ctx,
-                    session,
-                    "customer",
-                    customer_pks,
-                    tag_pks,
-                    "customerIds",
-                    input.customer_ids,
-                )
-                changed = await tq.attach_tags(
-                    session,
-                    kind="customer",
-                    partner_id=scope.partner_id,
-                    owner_ids=customer_pks,
-                    tag_ids=tag_pks,
-                    now=ctx.now,
-                )
-            else:
-                changed = await tq.detach_tags(
-                    session, scope=scope, kind="customer", owner_ids=customer_pks, tag_ids=tag_pks
-                )
-            audit.record(
-                operation,
-                "customer",
-                None,
-                after={
-                    "customerIds": [to_global_id("Customer", pk) for pk in customer_pks],
-                    "tagIds": [to_global_id("Tag", pk) for pk in tag_pks],
-                    "changed": changed,
-                },
+    session, scope = c.session, c.scope
+    await lock_customers(session, customer_pks)
+    tag_pks = await _tag_pks(session, scope, input.tag_ids)
+    visible = await cq.customers_by_ids(session, scope=scope, ids=customer_pks)
+    readable = await _within_all(c.ctx, session, scope, list(visible), [CUSTOMER_READ])
+    for pk in customer_pks:
+        if pk not in readable:
+            raise user_error(
+                "NOT_FOUND",
+                "No such customer.",
+                "customerIds",
+                _at(input.customer_ids, "Customer", pk),
             )
-    except UserErrors as e:
-        return CustomerTagsPayload(customers=[], changed=0, user_errors=e.errors)
+    if attach:
+        await _check_limit(c, "customer", customer_pks, tag_pks, "customerIds", input.customer_ids)
+    changed = await _tagging(c, "customer", customer_pks, tag_pks, attach)
     return CustomerTagsPayload(
         customers=[Customer.from_row(visible[pk]) for pk in customer_pks],
         changed=changed,
@@ -337,66 +323,74 @@ async def _customer_tags(
     )
 
 
+async def _run_customer_tags(
+    ctx: Context, input: CustomerTagsInput, *, attach: bool
+) -> CustomerTagsPayload:
+    customer_pks: list[int] = []
+
+    def validate() -> None:
+        customer_pks.extend(_pks(input.customer_ids, "Customer", "customerIds"))
+        _bulk_size(customer_pks, "customerIds")
+
+    return await run_mutation(
+        ctx,
+        operation="addTagsToCustomers" if attach else "removeTagsFromCustomers",
+        obj=Obj.TAG,
+        act=Act.WRITE,
+        validate=validate,
+        work=lambda c: _customer_tags(c, input, customer_pks, attach=attach),
+        refused=lambda errors: CustomerTagsPayload(customers=[], changed=0, user_errors=errors),
+    )
+
+
 async def _subscription_tags(
-    ctx: Context, input: SubscriptionTagsInput, *, attach: bool
+    c: Change, input: SubscriptionTagsInput, sub_pks: list[int], *, attach: bool
 ) -> SubscriptionTagsPayload:
-    scope = require(ctx, Obj.TAG, Act.WRITE)
-    operation = "addTagsToSubscriptions" if attach else "removeTagsFromSubscriptions"
-    try:
-        sub_pks = _pks(input.subscription_ids, "Subscription", "subscriptionIds")
-        _bulk_size(sub_pks, "subscriptionIds")
-        async with transaction(ctx) as (session, audit):
-            visible = await cq.subscriptions_by_ids(session, scope=scope, ids=sub_pks)
-            owners = {row.customer_id for row in visible.values()}
-            readable = await _within_all(
-                ctx, session, scope, list(owners), [CUSTOMER_READ, SUBSCRIPTION_READ]
+    session, scope = c.session, c.scope
+    visible = await cq.subscriptions_by_ids(session, scope=scope, ids=sub_pks)
+    owners = {row.customer_id for row in visible.values()}
+    readable = await _within_all(
+        c.ctx, session, scope, list(owners), [CUSTOMER_READ, SUBSCRIPTION_READ]
+    )
+    for pk in sub_pks:
+        if pk not in visible or visible[pk].customer_id not in readable:
+            raise user_error(
+                "NOT_FOUND",
+                "No such subscription.",
+                "subscriptionIds",
+                _at(input.subscription_ids, "Subscription", pk),
             )
-            for pk in sub_pks:
-                if pk not in visible or visible[pk].customer_id not in readable:
-                    raise user_error(
-                        "NOT_FOUND",
-                        "No such subscription.",
-                        "subscriptionIds",
-                        _at(input.subscription_ids, "Subscription", pk),
-                    )
-            await lock_customers(session, [visible[pk].customer_id for pk in sub_pks])
-            tag_pks = await _tag_pks(session, scope, input.tag_ids)
-            if attach:
-                await _check_limit(
-                    ctx,
-                    session,
-                    "subscription",
-                    sub_pks,
-                    tag_pks,
-                    "subscriptionIds",
-                    input.subscription_ids,
-                )
-                changed = await tq.attach_tags(
-                    session,
-                    kind="subscription",
-                    partner_id=scope.partner_id,
-                    owner_ids=sub_pks,
-                    tag_ids=tag_pks,
-                    now=ctx.now,
-                )
-            else:
-                changed = await tq.detach_tags(
-                    session, scope=scope, kind="subscription", owner_ids=sub_pks, tag_ids=tag_pks
-                )
-            audit.record(
-                operation,
-                "subscription",
-                None,
-                after={
-                    "subscriptionIds": [to_global_id("Subscription", pk) for pk in sub_pks],
-                    "tagIds": [to_global_id("Tag", pk) for pk in tag_pks],
-                    "changed": changed,
-                },
-            )
-    except UserErrors as e:
-        return SubscriptionTagsPayload(subscriptions=[], changed=0, user_errors=e.errors)
+    await lock_customers(session, [visible[pk].customer_id for pk in sub_pks])
+    tag_pks = await _tag_pks(session, scope, input.tag_ids)
+    if attach:
+        await _check_limit(
+            c, "subscription", sub_pks, tag_pks, "subscriptionIds", input.subscription_ids
+        )
+    changed = await _tagging(c, "subscription", sub_pks, tag_pks, attach)
     return SubscriptionTagsPayload(
         subscriptions=[Subscription.from_row(visible[pk]) for pk in sub_pks],
         changed=changed,
         user_errors=[],
+    )
+
+
+async def _run_subscription_tags(
+    ctx: Context, input: SubscriptionTagsInput, *, attach: bool
+) -> SubscriptionTagsPayload:
+    sub_pks: list[int] = []
+
+    def validate() -> None:
+        sub_pks.extend(_pks(input.subscription_ids, "Subscription", "subscriptionIds"))
+        _bulk_size(sub_pks, "subscriptionIds")
+
+    return await run_mutation(
+        ctx,
+        operation="addTagsToSubscriptions" if attach else "removeTagsFromSubscriptions",
+        obj=Obj.TAG,
+        act=Act.WRITE,
+        validate=validate,
+        work=lambda c: _subscription_tags(c, input, sub_pks, attach=attach),
+        refused=lambda errors: SubscriptionTagsPayload(
+            subscriptions=[], changed=0, user_errors=errors
+        ),
     )
