@@ -184,6 +184,8 @@ async def run_mutation(
     audited: bool = True,
     whole_partner: bool = False,
     on_conflict: Callable[[], UserErrors] | None = None,
+    decide: Callable[[], Scope | None] | None = None,
+    refusal: str | None = None,
 ) -> P:
     """Authorize, validate, change, audit, respond — the shape of every mutation.
 
@@ -195,12 +197,14 @@ async def run_mutation(
     audit entry is a bug and fails loudly rather than commit unaudited (``audited=False`` only
     for an operation that writes nothing of the partner's). ``whole_partner`` refuses an
     ``assigned`` scope: the operation touches every customer of the partner. ``on_conflict``
-    turns a unique-constraint violation (a concurrent twin won the race) into user errors."""
-    scope = ctx.services.authorizer.scope(ctx.principal, obj, act)
+    turns a unique-constraint violation (a concurrent twin won the race) into user errors.
+    ``decide`` replaces the one (``obj``, ``act``) decision for an operation that any of several
+    rights allows (``verifyLaunchToken``), with ``refusal`` the message when none does."""
+    scope = decide() if decide else ctx.services.authorizer.scope(ctx.principal, obj, act)
     if scope is None or (whole_partner and scope.assigned_admin_id is not None):
         await audit_refusal(ctx, operation, [ErrorCode.FORBIDDEN.value])
         if scope is None:
-            raise forbidden(f"Your role may not {act.value} {obj.value} objects.")
+            raise forbidden(refusal or f"Your role may not {act.value} {obj.value} objects.")
         raise forbidden(f"Only administrators of every customer may {act.value} {obj.value}.")
     try:
         if validate is not None:

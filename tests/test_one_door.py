@@ -180,9 +180,10 @@ OWN = "the caller's own partner or admin row, which every authenticated admin ma
 PUBLIC = "resources and deployment-wide medians: the same for every partner, no partner data"
 TABLE = "the calling table object is built from the scope (usage_table(scope, ...))"
 FOUND = "keyed by a helpdesk case just read through the helpdesk scope"
-# Owned by the fixes of issue 14's findings 1, 3-5 (admin escalation, launch tokens, tag
-# rename/delete scope), landing beside this test: they move to run_mutation and a Scope next.
-PENDING = "not yet through the door: admin, policy, launch and tag rename/delete resolvers"
+LAUNCH = (
+    "a launch token's row, found by its signed unguessable id, then held to the caller's partner "
+    "and to the launch rights of caller and launcher (graph.auth.launch_rights) before any use"
+)
 ACTOR = (
     "createAdmin's one operation for the API and the CLI (graph.admin_ops): the partner and "
     "admin of its Actor, checked by escalation.Guard inside the transaction, or the system"
@@ -282,15 +283,11 @@ ALLOWED: dict[str, list[str]] = {
         "graph/resolvers/tags.py _update tags.update_tag",
         "graph/resolvers/tags.py _delete tags.delete_tag",
     ],
-    PENDING: [
-        "graph/resolvers/launch.py _issue launch.record_launch",
+    LAUNCH: [
         "graph/resolvers/launch.py verify_launch_token launch.launch_row",
         "graph/resolvers/launch.py verify_launch_token admins.admin_rows_by_ids",
         "graph/resolvers/launch.py verify_launch_token launch.use_launch",
         "graph/resolvers/launch.py verify_launch_token launch.organization_name",
-        "graph/resolvers/launch.py _setup admins.partner_row",
-        "graph/resolvers/launch.py _setup launch.set_partner_setup",
-        "graph/resolvers/launch.py _setup admins.partner_row",
     ],
 }
 

@@ -13,19 +13,20 @@ from db.enums import SetupState
 from db.queries import admins as aq
 from db.queries import launch as lq
 from db.queries.admins import Principal
+from db.scope import Scope
 from graph.auth.launch import LaunchClaims, new_jti, read_launch, sign_launch
 from graph.auth.launch_rights import (
     CUSTOMER,
     PARTNER,
     RIGHTS,
+    launch_scope,
     may_launch,
     principal_may_launch,
-    require_some_launch_right,
 )
-from graph.auth.permissions import Act, Obj, require
+from graph.auth.permissions import Act, Obj
 from graph.context import Context, Info
 from graph.ids import to_global_id
-from graph.mutations import UserErrors, input_pk, transaction, user_error
+from graph.mutations import Change, UserError, UserErrors, input_pk, run_mutation, user_error
 from graph.types.admins import Partner
 from graph.types.trials import (
     LaunchCustomerInput,
@@ -37,9 +38,8 @@ from graph.types.trials import (
 )
 
 
-async def _issue(
-    ctx: Context, session: AsyncSession, audit: Any, kind: str, pk: int, operation: str
-) -> tuple[str, datetime]:
+async def _issue(c: Change, kind: str, pk: int) -> tuple[str, datetime]:
+    ctx = c.ctx
     expires = ctx.now + timedelta(seconds=ctx.settings.launch_token_seconds)
     claims = LaunchClaims(
         jti=new_jti(),
@@ -50,9 +50,9 @@ async def _issue(
         expires_at=expires,
     )
     await lq.record_launch(
-        session,
+        c.session,
         jti=claims.jti,
-        partner_id=ctx.principal.partner_id,
+        partner_id=c.scope.partner_id,
         admin_id=claims.admin_id,
         role=claims.role,
         organization_type=kind,
@@ -61,8 +61,7 @@ async def _issue(
         expires_at=expires,
     )
     type_name = "Customer" if kind == CUSTOMER else "Partner"
-    audit.record(
-        operation,
+    c.record(
         type_name.lower(),
         to_global_id(type_name, pk),
         after={"role": claims.role, "expiresAt": expires, "jti": claims.jti},
@@ -132,6 +131,50 @@ async def verify_launch_token(
     )
 
 
+def _some_launch_scope(ctx: Context) -> Scope | None:
+    """The caller's scope for any kind of launch (verifying a link needs one of them)."""
+    for kind in RIGHTS:
+        scope = launch_scope(ctx.services.authorizer, ctx.principal, kind)
+        if scope is not None:
+            return scope
+    return None
+
+
+async def _launch_customer(c: Change, input: LaunchCustomerInput) -> LaunchPayload:
+    pk = input_pk(input.customer_id, "Customer", "customerId")
+    if not await may_launch(c.session, c.scope, CUSTOMER, pk):
+        raise user_error("NOT_FOUND", "No such customer.", "customerId")
+    url, expires = await _issue(c, CUSTOMER, pk)
+    return LaunchPayload(url=url, expires_at=expires, user_errors=[])
+
+
+async def _launch_mine(c: Change) -> LaunchPayload:
+    partner = await aq.partner_row(c.session, partner_id=c.scope.partner_id)
+    url, expires = await _issue(c, PARTNER, partner.id)
+    return LaunchPayload(
+        url=url,
+        expires_at=expires,
+        setup_required=partner.setup_state != SetupState.READY.value,
+        user_errors=[],
+    )
+
+
+async def _verify(c: Change, input: VerifyLaunchTokenInput) -> VerifyLaunchTokenPayload:
+    outcome = await verify_launch_token(c.ctx, c.session, input.token)
+    if isinstance(outcome, UserErrors):
+        raise outcome
+    c.record(  # using up a token is a change like any other: audited
+        outcome.organization_type.lower(),
+        outcome.organization_id,
+        after={"adminEmail": outcome.admin_email, "role": outcome.role},
+    )
+    return VerifyLaunchTokenPayload(grant=outcome, user_errors=[])
+
+
+def _no_link(errors: list[UserError]) -> LaunchPayload:
+    return LaunchPayload(url=None, expires_at=None, user_errors=errors)
+
+
 @strawberry.type
 class LaunchMutations:
     @strawberry.mutation(
@@ -142,40 +185,29 @@ class LaunchMutations:
     async def launch_customer_organization(
         self, info: Info, input: LaunchCustomerInput
     ) -> LaunchPayload:
-        ctx = info.context
-        scope = require(ctx, *RIGHTS[CUSTOMER])
-        try:
-            pk = input_pk(input.customer_id, "Customer", "customerId")
-            async with transaction(ctx) as (session, audit):
-                if not await may_launch(session, scope, CUSTOMER, pk):
-                    raise user_error("NOT_FOUND", "No such customer.", "customerId")
-                url, expires = await _issue(
-                    ctx, session, audit, CUSTOMER, pk, "launchCustomerOrganization"
-                )
-        except UserErrors as e:
-            return LaunchPayload(url=None, expires_at=None, user_errors=e.errors)
-        return LaunchPayload(url=url, expires_at=expires, user_errors=[])
+        obj, act = RIGHTS[CUSTOMER]
+        return await run_mutation(
+            info.context,
+            operation="launchCustomerOrganization",
+            obj=obj,
+            act=act,
+            work=lambda c: _launch_customer(c, input),
+            refused=_no_link,
+        )
 
     @strawberry.mutation(
         description="A signed link into the partner's own organization (\"Launch my "
         'organization"); setupRequired tells that the first-time setup is not finished.'
     )
     async def launch_my_organization(self, info: Info) -> LaunchPayload:
-        ctx = info.context
-        scope = require(ctx, *RIGHTS[PARTNER])
-        try:
-            async with transaction(ctx) as (session, audit):
-                partner = await aq.partner_row(session, partner_id=scope.partner_id)
-                url, expires = await _issue(
-                    ctx, session, audit, PARTNER, partner.id, "launchMyOrganization"
-                )
-        except UserErrors as e:
-            return LaunchPayload(url=None, expires_at=None, user_errors=e.errors)
-        return LaunchPayload(
-            url=url,
-            expires_at=expires,
-            setup_required=partner.setup_state != SetupState.READY.value,
-            user_errors=[],
+        obj, act = RIGHTS[PARTNER]
+        return await run_mutation(
+            info.context,
+            operation="launchMyOrganization",
+            obj=obj,
+            act=act,
+            work=_launch_mine,
+            refused=_no_link,
         )
 
     @strawberry.mutation(
@@ -189,21 +221,17 @@ class LaunchMutations:
         self, info: Info, input: VerifyLaunchTokenInput
     ) -> VerifyLaunchTokenPayload:
         ctx = info.context
-        require_some_launch_right(ctx.services.authorizer, ctx.principal)
-        try:
-            async with transaction(ctx) as (session, audit):
-                outcome = await verify_launch_token(ctx, session, input.token)
-                if isinstance(outcome, UserErrors):
-                    raise outcome
-                audit.record(  # using up a token is a change like any other: audited
-                    "verifyLaunchToken",
-                    outcome.organization_type.lower(),
-                    outcome.organization_id,
-                    after={"adminEmail": outcome.admin_email, "role": outcome.role},
-                )
-        except UserErrors as e:
-            return VerifyLaunchTokenPayload(grant=None, user_errors=e.errors)
-        return VerifyLaunchTokenPayload(grant=outcome, user_errors=[])
+        obj, act = RIGHTS[CUSTOMER]
+        return await run_mutation(
+            ctx,
+            operation="verifyLaunchToken",
+            obj=obj,
+            act=act,
+            decide=lambda: _some_launch_scope(ctx),
+            refusal="Your role may not launch into organizations, nor use launch links.",
+            work=lambda c: _verify(c, input),
+            refused=lambda errors: VerifyLaunchTokenPayload(grant=None, user_errors=errors),
+        )
 
     @strawberry.mutation(
         description="First-time setup of the partner's own organization, step 1: accept the "
@@ -220,32 +248,37 @@ class LaunchMutations:
         return await _setup(info.context, SetupState.TERMS_ACCEPTED, SetupState.READY)
 
 
-async def _setup(ctx: Context, expected: SetupState, target: SetupState) -> PartnerSetupPayload:
-    require(ctx, Obj.ADMIN, Act.MANAGE)
-    try:
-        async with transaction(ctx) as (session, audit):
-            partner = await aq.partner_row(session, partner_id=ctx.principal.partner_id)
-            if partner.setup_state != expected.value:
-                raise user_error(
-                    "INVALID_SETUP_STATE",
-                    f"The setup is {partner.setup_state}; this step needs {expected.value}.",
-                )
-            values: dict[str, Any] = {"setup_state": target.value}
-            if target is SetupState.TERMS_ACCEPTED:
-                values["terms_accepted_at"] = ctx.now
-            else:
-                values["setup_completed_at"] = ctx.now
-            await lq.set_partner_setup(session, partner_id=partner.id, values=values)
-            audit.record(
-                "acceptTerms"
-                if target is SetupState.TERMS_ACCEPTED
-                else "completeOrganizationSetup",
-                "partner",
-                to_global_id("Partner", partner.id),
-                before={"setupState": partner.setup_state},
-                after={"setupState": target.value},
-            )
-            updated = await aq.partner_row(session, partner_id=partner.id)
-    except UserErrors as e:
-        return PartnerSetupPayload(partner=None, user_errors=e.errors)
+async def _set_up(c: Change, expected: SetupState, target: SetupState) -> PartnerSetupPayload:
+    partner = await aq.partner_row(c.session, partner_id=c.scope.partner_id)
+    if partner.setup_state != expected.value:
+        raise user_error(
+            "INVALID_SETUP_STATE",
+            f"The setup is {partner.setup_state}; this step needs {expected.value}.",
+        )
+    values: dict[str, Any] = {"setup_state": target.value}
+    if target is SetupState.TERMS_ACCEPTED:
+        values["terms_accepted_at"] = c.ctx.now
+    else:
+        values["setup_completed_at"] = c.ctx.now
+    await lq.set_partner_setup(c.session, partner_id=c.scope.partner_id, values=values)
+    c.record(
+        "partner",
+        to_global_id("Partner", partner.id),
+        before={"setupState": partner.setup_state},
+        after={"setupState": target.value},
+    )
+    updated = await aq.partner_row(c.session, partner_id=c.scope.partner_id)
     return PartnerSetupPayload(partner=Partner.from_row(updated), user_errors=[])
+
+
+async def _setup(ctx: Context, expected: SetupState, target: SetupState) -> PartnerSetupPayload:
+    return await run_mutation(
+        ctx,
+        operation="acceptTerms"
+        if target is SetupState.TERMS_ACCEPTED
+        else "completeOrganizationSetup",
+        obj=Obj.ADMIN,
+        act=Act.MANAGE,
+        work=lambda c: _set_up(c, expected, target),
+        refused=lambda errors: PartnerSetupPayload(partner=None, user_errors=errors),
+    )
