@@ -21,6 +21,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import graphql
 import pytest
 from sqlalchemy import func, select
 
@@ -36,6 +37,7 @@ from graph.auth.permissions import DEFAULT_POLICY_PATH, Act, Authorizer, Obj, sy
 from graph.context import Context
 from graph.errors import ApiError, ErrorCode
 from graph.mutations import REFUSAL, Change, run_mutation, user_error
+from graph.schema import build_schema
 from tests.conftest import NOW, Api
 from tests.helpers import Factory
 
@@ -515,3 +517,57 @@ async def test_a_forbidden_caller_is_audited_and_its_work_never_runs(api: Api) -
     assert refused.value.code is ErrorCode.FORBIDDEN
     assert ran == []
     assert await _audit_rows(api) == [("createTag", REFUSAL, '{"codes":["FORBIDDEN"]}')]
+
+
+def _calls_in(node: ast.AST) -> set[str]:
+    names = set()
+    for call in ast.walk(node):
+        if isinstance(call, ast.Call):
+            func = call.func
+            names.add(func.id if isinstance(func, ast.Name) else getattr(func, "attr", ""))
+    return names
+
+
+def _is_mutation(node: ast.AST) -> bool:
+    if not isinstance(node, ast.AsyncFunctionDef | ast.FunctionDef):
+        return False
+    for decorator in node.decorator_list:
+        target = decorator.func if isinstance(decorator, ast.Call) else decorator
+        if isinstance(target, ast.Attribute) and target.attr == "mutation":
+            return True
+    return False
+
+
+def _reaches(local: dict[str, set[str]], names: set[str], seen: set[str]) -> bool:
+    """Whether calling ``names`` reaches ``run_mutation`` through the module's own functions."""
+    if "run_mutation" in names:
+        return True
+    inner = {n for n in names if n in local and n not in seen}
+    return any(_reaches(local, local[n], seen | inner) for n in inner)
+
+
+def test_every_mutation_resolver_goes_through_run_mutation() -> None:
+    # given: each @strawberry.mutation of graph/resolvers, and the module's own functions
+    offending, mutations = [], 0
+    for path in sorted((GRAPH / "resolvers").glob("*.py")):
+        tree = ast.parse(path.read_text())
+        local = {
+            n.name: _calls_in(n)
+            for n in ast.walk(tree)
+            if isinstance(n, ast.AsyncFunctionDef | ast.FunctionDef)
+        }
+
+        # when
+        for node in ast.walk(tree):
+            mutations += _is_mutation(node)
+            if _is_mutation(node) and not _reaches(local, _calls_in(node), set()):
+                offending.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name}")  # type: ignore[attr-defined]
+
+    # then: every Mutation field of the schema has its resolver here
+    schema = graphql.build_schema(build_schema().as_str())
+    assert schema.mutation_type is not None
+    assert mutations == len(schema.mutation_type.fields)
+    assert not offending, (
+        "mutations that do not go through graph.mutations.run_mutation (authorize, validate, "
+        f"change, audit, respond; refusals audited): {offending}"
+    )
