@@ -161,7 +161,7 @@ async def test_each_mutation_writes_who_what_on_which_object_before_after_and_wh
     assert ids == sorted(ids, reverse=True)
 
 
-async def test_a_failed_or_refused_mutation_writes_no_entry(api: Api) -> None:
+async def test_a_failed_or_refused_mutation_writes_only_its_refusal(api: Api) -> None:
     # given
     pks = await acme(api)
     await post_graphql(api, CREATE_TAG, {"input": {"name": "VIP"}}, as_=FULL)
@@ -178,7 +178,14 @@ async def test_a_failed_or_refused_mutation_writes_no_entry(api: Api) -> None:
     assert user_error_codes(taken, "createTag") == ["TAG_NAME_TAKEN"]
     assert_forbidden(refused)
     assert user_error_codes(missing, "updateAdmin") == ["NOT_FOUND"]
-    assert [n["operation"] for n in (await audit(api))["nodes"]] == ["createTag"]
+    # every refusal is audited (issue 14): an entry of the refusal and its code, nothing else
+    entries = [(n["operation"], n["objectType"], n["after"]) for n in (await audit(api))["nodes"]]
+    assert entries == [
+        ("updateAdmin", "refusal", {"codes": ["NOT_FOUND"]}),
+        ("createTag", "refusal", {"codes": ["FORBIDDEN"]}),
+        ("createTag", "refusal", {"codes": ["TAG_NAME_TAKEN"]}),
+        ("createTag", "tag", {"name": "VIP", "description": None}),
+    ]
 
 
 async def test_the_entry_and_the_change_commit_together(

@@ -15,7 +15,7 @@ import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import pytest
@@ -24,7 +24,9 @@ from sqlalchemy import insert, select
 import graph.export
 from db.models import Admin, Customer
 from graph.app import PartnerHub, create_app
+from graph.auth.permissions import Obj
 from graph.ids import to_global_id
+from graph.loaders import Loaders
 from graph.types.customers import CUSTOMER_RELATIONS
 from tests.authz_support import AuthzFactory, create_admin, create_role
 from tests.conftest import NOW, Api, StatementCounter, make_settings
@@ -221,8 +223,10 @@ def test_every_column_names_the_graphql_field_whose_rule_it_follows() -> None:
     assert list(graph.export.MIRRORS) == COLUMNS == graph.export.COLUMNS
     for field in graph.export.MIRRORS.values():
         assert field is None or field in CUSTOMER_RELATIONS, field
-    assert CUSTOMER_RELATIONS["tags"].guard is not None
-    assert CUSTOMER_RELATIONS["subscriptions"].guard is not None
+    # The rule each relationship's loader applies (graph.loaders), which the columns follow.
+    loaders = Loaders(cast(Any, None))
+    assert CUSTOMER_RELATIONS["tags"].loader(loaders).rule[0] is Obj.TAG
+    assert CUSTOMER_RELATIONS["subscriptions"].loader(loaders).rule[0] is Obj.SUBSCRIPTION
 
 
 async def test_a_role_without_customer_read_gets_403_and_spends_nothing(
