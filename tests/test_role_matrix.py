@@ -677,11 +677,6 @@ async def audit_entries(w: World, operation: str, *, refusals: bool = False) -> 
         return int(count.scalar_one())
 
 
-# Mutations not yet through graph.mutations.run_mutation, so their refusals are not audited yet
-# (none: every mutation takes the shape; a new one listed here is checked to still need it).
-NOT_YET_SHAPED: set[str] = set()
-
-
 async def default_probe(row: Row, value: Any, w: World) -> str:
     if row.root == "Mutation":
         codes = [e["code"] for e in value["userErrors"]]
@@ -734,9 +729,6 @@ def refusal_unaudited(row: Row, r: Result, target: Target) -> str | None:
     """Every refusal of a mutation writes one audit entry of the refusal (and nothing else)."""
     if row.root != "Mutation":
         return None
-    if row.field in NOT_YET_SHAPED:
-        # Once it audits its refusals, it takes the check: remove it from NOT_YET_SHAPED.
-        return f"on {target}: its refusal is audited now" if r.refusals else None
     if r.refusals != 1:
         return f"on {target}: {r.refusals} audit entries of the refusal instead of 1"
     return None
@@ -842,14 +834,3 @@ async def test_role_matrix(api: Api, role: str) -> None:
 
     # then
     assert not problems, "\n".join(problems)
-
-
-def test_not_yet_shaped_names_only_mutations_of_the_schema() -> None:
-    # given
-    mutations = {key.split(".")[1] for key in schema_fields() if key.startswith("Mutation.")}
-
-    # when
-    stale = sorted(NOT_YET_SHAPED - mutations)
-
-    # then
-    assert not stale, f"NOT_YET_SHAPED names mutations the schema does not have: {stale}"

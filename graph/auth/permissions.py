@@ -1,8 +1,11 @@
 """The one door: may this caller do ``action`` to a kind of object, and over which customers?
 
 Every list, single lookup, loader, mutation, export and analytics figure asks ``require`` or
-``scope_or_none``. Casbin decides *whether* a role may act on a kind of object and with which
-scope (``all`` or ``assigned``); the returned ``db.scope.Scope`` applies that scope in SQL.
+``scope_or_none`` (mutations through ``graph.mutations.run_mutation``). Casbin decides *whether*
+a role may act on a kind of object and with which scope (``all`` or ``assigned``); the returned
+``db.scope.Scope`` applies that scope in SQL. This module holds the only issuer of scopes
+(``db.scope.scope_issuer``), so a query function that takes ``scope=`` cannot be handed access
+nobody decided; ``tests/test_one_door.py`` fails when graph/ calls one that takes none.
 Decisions are cached per (role, partner, object, action) until the policy version changes,
 because PyCasbin's ``enforce`` scans its rules linearly (hundreds of microseconds even here).
 """
