@@ -15,6 +15,7 @@ import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
+from types import SimpleNamespace
 from typing import Any, cast
 
 import httpx
@@ -224,7 +225,8 @@ def test_every_column_names_the_graphql_field_whose_rule_it_follows() -> None:
     for field in graph.export.MIRRORS.values():
         assert field is None or field in CUSTOMER_RELATIONS, field
     # The rule each relationship's loader applies (graph.loaders), which the columns follow.
-    loaders = Loaders(cast(Any, None))
+    settings = SimpleNamespace(max_tags_per_customer=50)
+    loaders = Loaders(cast(Any, SimpleNamespace(settings=settings)))
     assert CUSTOMER_RELATIONS["tags"].loader(loaders).rule[0] is Obj.TAG
     assert CUSTOMER_RELATIONS["subscriptions"].loader(loaders).rule[0] is Obj.SUBSCRIPTION
 

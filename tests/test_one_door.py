@@ -206,6 +206,7 @@ ALLOWED: dict[str, list[str]] = {
         "graph/app.py _start ingest.ensure_quality_thresholds",
         "graph/app.py sync_policies policies.load_policies",
         "graph/app.py authenticate admins.authenticate_token",
+        "graph/context.py reload_principal admins.principal_of_token",
     ],
     CLI: [
         "graph/admin_ops.py system_transaction writes.begin_write",
