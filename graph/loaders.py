@@ -7,7 +7,7 @@ outlives the request nor crosses between callers.
 
 from __future__ import annotations
 
-from asyncio import Future
+from asyncio import Future, shield
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -56,14 +56,17 @@ class Loader(DataLoader[int, V]):
         for start in range(0, len(missing), 1000):
             chunk = missing[start : start + 1000]
             values.update(zip(chunk, await self._batch(chunk), strict=True))
-        return [values[key] if key in values else await futures[key] for key in keys]
+        return [values[key] if key in values else await shield(futures[key]) for key in keys]
 
     def load(self, key: int) -> Future[V]:
         if key in self._values:
             future: Future[V] = self.loop.create_future()
             future.set_result(self._values[key])
             return future
-        return super().load(key)
+        # The key's future is shared by every field that loads the key; graphql-core cancels
+        # the pending siblings of a failed field, and an awaiter's cancellation must not
+        # cancel the value the others wait for.
+        return shield(super().load(key))
 
     def clear(self, key: int) -> Loader[V]:
         self._values.pop(key, None)
