@@ -30,8 +30,10 @@ async def token_for(api: Api, email: str) -> str:
         async with session_factory(api.engine)() as session:
             admin = (await session.execute(select(Admin).where(Admin.email == email))).scalar_one()
             assert admin.id is not None
-            api.tokens[email] = await issue_token(session, admin_id=admin.id, now=NOW)
+            token = await issue_token(session, admin_id=admin.id, now=NOW)
             await session.commit()
+        # Cached once committed: a concurrent caller must never get a token not yet visible.
+        api.tokens.setdefault(email, token)
     return api.tokens[email]
 
 
