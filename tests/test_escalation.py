@@ -7,6 +7,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy import select
+
+from db.models import Partner
 from tests.authz_support import (
     CREATE_ADMIN,
     AuthzFactory,
@@ -260,3 +263,37 @@ async def test_a_full_admin_cannot_give_a_permission_no_full_admin_holds(api: Ap
     # when / then: no full admin may hand it back to itself or put it in a new role
     await refused(api, ADD_RULE, rule("FULL_ADMIN", "analytics", "manage"), FULL)
     await refused(api, CREATE_ROLE, role_input("LOADER", [("analytics", "manage", "all")]), FULL)
+
+
+ASSIGN = mutation_document(
+    "assignPartnerAdmin", "AssignmentInput", "customer { id name partnerAdmins { admin { email } } }"
+)
+SELF_ASSIGNER = "assigner@acme.example"  # assignment manage all, customer read assigned only
+
+
+async def test_assignment_manage_does_not_reach_customers_the_caller_cannot_see(api: Api) -> None:
+    """Assigning itself to every customer would widen a role that reads only its assigned
+    customers: the customer must be visible under the caller's customer read rule too."""
+    # given
+    await acme(api)
+    async with api.engine.connect() as conn:
+        partner = (
+            await conn.execute(select(Partner.id).where(Partner.domain == "acme.example"))
+        ).scalar_one()
+    hidden = await AuthzFactory(api.engine).customer(partner, "Hidden Co")
+    rules = [("customer", "read", "assigned"), ("assignment", "manage", "all")]
+    assert data_of(await create_role(api, FULL, "SELF_ASSIGNER", rules))["createRole"]["role"]
+    me = await create_admin(api, FULL, SELF_ASSIGNER, "SELF_ASSIGNER", "Sam Assigner")
+    variables = {"input": {"customerId": gid("Customer", hidden), "adminId": me}}
+    await token_for(api, SELF_ASSIGNER)
+    before: Snapshot = await snapshot(api.engine)
+    # when
+    body = await post_graphql(api, ASSIGN, variables, as_=SELF_ASSIGNER)
+    # then: the customer is not there for it, and only the refusal's audit entry is written
+    assert [e["code"] for e in data_of(body)["assignPartnerAdmin"]["userErrors"]] == ["NOT_FOUND"]
+    assert set(changed_tables(before, await snapshot(api.engine))) <= {"audit_log"}
+    # and a full admin still assigns it there
+    body = await post_graphql(api, ASSIGN, variables, as_=FULL)
+    assert data_of(body)["assignPartnerAdmin"]["customer"]["partnerAdmins"] == [
+        {"admin": {"email": SELF_ASSIGNER}}
+    ]

@@ -10,7 +10,7 @@ from db.queries import admins as aq
 from db.queries import assignments as asq
 from db.queries import customers as cq
 from db.queries.writes import lock_customers
-from graph.auth.permissions import Act, Obj
+from graph.auth.permissions import Act, Obj, scope_or_none
 from graph.context import Context, Info
 from graph.ids import to_global_id
 from graph.mutations import Change, input_pk, run_mutation, user_error
@@ -24,7 +24,12 @@ async def _change(c: Change, input: AssignmentInput, *, assign: bool) -> Assignm
     admin_pk = input_pk(input.admin_id, "Admin", "adminId")
     await lock_customers(session, [customer_pk])
     customers = await cq.customers_by_ids(session, scope=scope, ids=[customer_pk])
-    if customer_pk not in customers:
+    # The parent's rule too: an assignment scope wider than the caller's customer read scope
+    # would let it assign itself (or anyone) to customers it cannot see, widening its own view.
+    seen = scope_or_none(ctx, Obj.CUSTOMER, Act.READ)
+    if customer_pk in customers and seen is not None and seen.key != scope.key:
+        customers = await cq.customers_by_ids(session, scope=seen, ids=[customer_pk])
+    if customer_pk not in customers or seen is None:
         raise user_error("NOT_FOUND", "No such customer.", "customerId")
     admins: dict[int, Any] = await aq.admin_rows_by_ids(
         session, partner_id=scope.partner_id, ids=[admin_pk]
