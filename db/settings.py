@@ -48,10 +48,17 @@ class Settings(BaseSettings):
     max_list_input: int = Field(default=5000, ge=100, le=30_000)
     parser_cache_size: int = Field(default=512, ge=1)
     validation_cache_size: int = Field(default=512, ge=1)
+    # Hostile input (graph/documents.py, graph/transport.py): a POST body over this many bytes
+    # is refused with 413; a document over this many characters is refused unparsed; the parsed
+    # and validated documents' caches hold at most this many MB each.
+    max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    max_document_chars: int = Field(default=65_536, ge=100)
+    document_cache_mb: int = Field(default=8, ge=1)
     # Whole-response cache of queries (graph/response_cache.py): an entry lives at most this
     # many seconds (0 turns the cache off) within this many MB per process.
     response_cache_seconds: float = Field(default=10.0, ge=0, le=300)
-    response_cache_mb: int = Field(default=64, ge=1)
+    response_cache_mb: int = Field(default=16, ge=1)
+    response_cache_entries: int = Field(default=10_000, ge=1)
     # Admin console that launch links open; launch tokens live this many seconds.
     console_url: str = "https://console.partner-hub.example/launch"
     launch_token_seconds: int = Field(default=300, ge=10, le=3600)

@@ -5,21 +5,23 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
-import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 import orjson
+from cross_web import HTTPException
+from graphql import GraphQLError
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Message, Receive, Scope, Send
 from strawberry.asgi import GraphQL
+from strawberry.types import ExecutionResult
 
 from db.engine import create_engine, optimize, session_factory
 from db.ingest import ensure_quality_thresholds, thresholds_from
@@ -30,14 +32,25 @@ from db.settings import Settings, get_settings
 from db.status import StatusRules, ensure_status_rules
 from graph.auth.permissions import DEFAULT_POLICY_PATH, Authorizer
 from graph.context import Context, Services, clock_from, new_context
-from graph.cost import CostLimiter, cost_report
-from graph.errors import ErrorCode
-from graph.extensions import add_error_codes
+from graph.cost import CostLimiter
+from graph.errors import ErrorCode, is_coded
+from graph.extensions import EXECUTED, document_cache, unexpected_error
 from graph.logging import RequestLogMiddleware, configure_logging
-from graph.response_cache import Entry, ResponseCache, request_key
+from graph.response_cache import ResponseCache, cached_response, request_key
 from graph.schema import build_schema
-
-log = logging.getLogger("partner_hub.errors")
+from graph.transport import (
+    GRAPHQL_RESPONSE,
+    JSON,
+    Refused,
+    negotiate,
+    rate_limit_headers,
+    read_body,
+    refusal,
+    release_memory,
+    replay,
+    request_data,
+    retry_after,
+)
 
 
 class PartnerHub:
@@ -51,7 +64,11 @@ class PartnerHub:
         self.services: Services | None = None
         self._lock = asyncio.Lock()
         self.response_cache = (
-            ResponseCache(settings.response_cache_seconds, settings.response_cache_mb * 2**20)
+            ResponseCache(
+                settings.response_cache_seconds,
+                settings.response_cache_mb * 2**20,
+                max_entries=settings.response_cache_entries,
+            )
             if settings.response_cache_seconds > 0
             else None
         )
@@ -118,15 +135,6 @@ class PartnerHub:
             await self.engine.dispose()
 
 
-def internal_error(request_id: str) -> JSONResponse:
-    """The answer when no GraphQL result could be produced: coded, with the id to quote."""
-    error = {
-        "message": f"Internal server error (request id {request_id}).",
-        "extensions": {"code": ErrorCode.INTERNAL_SERVER_ERROR.value, "requestId": request_id},
-    }
-    return JSONResponse({"data": None, "errors": [error]}, status_code=500)
-
-
 def _unauthorized(message: str) -> JSONResponse:
     return JSONResponse(
         {"errors": [{"message": message, "extensions": {"code": ErrorCode.UNAUTHENTICATED}}]},
@@ -161,7 +169,9 @@ async def authenticate(request: Request, session: AsyncSession) -> Principal | J
 
 
 class GraphQLView(GraphQL[Context, None]):
-    """Strawberry's ASGI view; the context was built (and the caller authenticated) before it."""
+    """Strawberry's ASGI view; the context was built (and the caller authenticated) before it,
+    and the body checked (graph/transport.py). It shapes the HTTP answer: unexpected errors
+    masked, ``data`` left out when nothing executed, media type, status and rate-limit headers."""
 
     async def get_context(self, request: Any, response: Any) -> Context:
         context: Context = request.scope["state"]["ph_context"]
@@ -172,21 +182,60 @@ class GraphQLView(GraphQL[Context, None]):
         super().__init__(schema, **kwargs)
         self.cache = cache
 
+    async def execute_single(self, *args: Any, **kwargs: Any) -> ExecutionResult:
+        try:
+            return await super().execute_single(*args, **kwargs)
+        except HTTPException as exc:
+            # Strawberry's refusals of the operation itself (none or several without a name,
+            # a name that is not in the document): before execution, so without data.
+            error = GraphQLError(
+                exc.reason, extensions={"code": ErrorCode.OPERATION_RESOLUTION_FAILURE.value}
+            )
+            return ExecutionResult(data=None, errors=[error])
+
     async def process_result(self, request: Any, result: Any) -> Any:
+        state = request.scope.setdefault("state", {})
+        request_id = state.get("request_id")
+        if result.errors:
+            result.errors = [
+                e if is_coded(e) else unexpected_error(e, request_id) for e in result.errors
+            ]
         response = await super().process_result(request, result)
-        errors = response.get("errors")
-        if isinstance(errors, list):
-            add_error_codes(errors)
-        key = request.scope.get("state", {}).get(CACHE_KEY)
+        executed = bool(state.get(EXECUTED))
+        if not executed:
+            response.pop("data", None)  # GraphQL spec: no data when execution did not start
+        errors = result.errors or []
+        state[CODES] = [(e.extensions or {}).get("code") for e in errors]
+        context = state.get("ph_context")
+        sub = context.response if context is not None else None
+        if sub is not None:
+            sub.media_type = state.get(MEDIA, JSON)
+            sub.headers.update(rate_limit_headers((result.extensions or {}).get("cost")))
+            wait = retry_after(errors)
+            if wait is not None:
+                sub.status_code = 429
+                sub.headers["Retry-After"] = wait
+            elif not executed and sub.media_type == GRAPHQL_RESPONSE:
+                sub.status_code = 400
+        key = state.get(CACHE_KEY)
         if self.cache is not None and key is not None:
             report = (result.extensions or {}).get("cost", {})
             cost = report.get("requestedQueryCost")
             if not result.errors and result.data is not None and isinstance(cost, int):
-                actual = report.get("actualQueryCost")
-                self.cache.put(key, orjson.dumps(result.data), cost, actual)
-            context = request.scope["state"].get("ph_context")
-            if context is not None and context.response is not None:
-                context.response.headers["X-Partner-Hub-Cache"] = "miss"
+                self.cache.put(key, orjson.dumps(result.data), cost, report.get("actualQueryCost"))
+            if sub is not None:
+                sub.headers["X-Partner-Hub-Cache"] = "miss"
+        return response
+
+    def create_response(self, response_data: Any, sub_response: Response) -> Response:
+        response = Response(
+            self.encode_json(response_data),
+            status_code=sub_response.status_code or 200,
+            media_type=sub_response.media_type or JSON,
+        )
+        response.headers.raw.extend(
+            (k, v) for k, v in sub_response.headers.raw if k != b"content-type"
+        )
         return response
 
     def encode_json(self, data: object) -> bytes:
@@ -197,19 +246,25 @@ class GraphQLView(GraphQL[Context, None]):
             # orjson refuses it; the standard library writes it as an escape, still JSON.
             return json.dumps(data, default=str).encode()
 
+    def decode_json(self, data: str | bytes) -> object:
+        return orjson.loads(data)
+
 
 class GraphQLEndpoint:
-    """Authenticates POSTs (401 before any resolver), opens the request's session, runs the view."""
+    """Checks the envelope and authenticates POSTs (before any resolver), opens the request's
+    session, answers from the response cache or runs the view."""
 
     def __init__(self, hub: PartnerHub) -> None:
         self.hub = hub
+        self.documents = document_cache(hub.settings)
         self.view = GraphQLView(
             build_schema(hub.settings), hub.response_cache, allow_queries_via_get=False
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Whatever escapes (a bug, a ``CancelledError`` of work the request started) is
-        answered with a JSON error carrying the request id, never the server's plain 500."""
+        request = Request(scope, receive)
+        state = scope.setdefault("state", {})
+        media = state[MEDIA] = negotiate(request.headers.get("accept"))
         started = False
 
         async def tracked(message: Message) -> None:
@@ -218,94 +273,81 @@ class GraphQLEndpoint:
             await send(message)
 
         try:
-            await self._serve(scope, receive, tracked)
-        except (Exception, asyncio.CancelledError) as error:
+            response = await self._handle(request, state, tracked)
+        except Refused as refused:
+            response = refusal(refused, media, state.get("request_id"))
+            state[CODES] = [refused.code.value]
+        except ClientDisconnect:
+            return
+        except (Exception, asyncio.CancelledError) as exc:
+            # Whatever escapes (a bug, a ``CancelledError`` of work the request started).
             task = asyncio.current_task()
             if started or (task is not None and task.cancelling()):
                 raise  # a response is under way, or the request itself is being cancelled
-            request_id = scope.get("state", {}).get("request_id", "-")
-            log.error("error escaped execution", exc_info=error, extra={"request_id": request_id})
-            await internal_error(request_id)(scope, receive, send)
+            # Never a bare text/plain 500: the same masked, coded error as inside GraphQL.
+            cause = exc if isinstance(exc, Exception) else RuntimeError(type(exc).__name__)
+            cause.__traceback__ = exc.__traceback__
+            error = GraphQLError(str(exc), original_error=cause)
+            masked = unexpected_error(error, state.get("request_id"))
+            body = orjson.dumps({"errors": [masked.formatted]})
+            response = Response(body, status_code=500, media_type=media)
+        if response is not None:
+            await response(scope, receive, tracked)
 
-    async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
-        request = Request(scope, receive)
+    async def _handle(self, request: Request, state: dict[str, Any], send: Send) -> Response | None:
         if request.method != "POST":
             # Strawberry's view builds a context even to render GraphiQL, and there is no
             # authenticated context on GET: serve the IDE here, refuse operations over GET.
-            await self._get(request)(scope, receive, send)
-            return
+            return self._get(request)
         services = await self.hub.start()
+        if request.headers.get("authorization") is None:
+            return _unauthorized("Missing Authorization: Bearer <token> header.")
+        # Bounded and checked before a pool connection is taken for the token.
+        body = await read_body(request.receive, request.headers, services.settings.max_body_bytes)
+        payload = request_data(request.headers.get("content-type"), body)
         # One session for the whole request, token lookup included (one pool checkout).
         async with self.hub.sessions() as session:
             outcome = await authenticate(request, session)
             if isinstance(outcome, Response):
-                await outcome(scope, receive, send)
-                return
+                return outcome
             await self.hub.sync_policies(outcome.policy_version)
-            state = scope.setdefault("state", {})
             cache = self.hub.response_cache
             if cache is not None:
-                body = await request.body()
-                receive = _replay(body)
                 clock = services.clock
-                key = request_key(outcome, body, clock.now() if clock.pinned else None)
+                now = clock.now() if clock.pinned else None
+                key = request_key(outcome, payload, now, self.documents.parse)
                 entry = cache.get(key) if key is not None else None
                 if entry is not None:
-                    hit = _cached_response(services, outcome, entry)
+                    hit = cached_response(services, outcome, entry, state[MEDIA])
                     if hit is not None:
-                        await hit(scope, receive, send)
-                        return
+                        return hit
                 state[CACHE_KEY] = key
             context = new_context(services, outcome, session, state.get("request_id", "-"))
             state["ph_context"] = context
             try:
-                await self.view(scope, receive, send)
+                await self.view(request.scope, replay(body), send)
             finally:
                 await context.settle()
+                release_memory(len(body))
+        return None
 
     def _get(self, request: Request) -> Response:
         accept = request.headers.get("accept", "")
         if "query" not in request.query_params and ("text/html" in accept or "*/*" in accept):
             return HTMLResponse(self.view.graphql_ide_html)
-        return JSONResponse(
-            {"errors": [{"message": "Send GraphQL operations with POST (and a bearer token)."}]},
-            status_code=405,
-            headers={"Allow": "GET, POST"},
+        raise Refused(
+            405,
+            ErrorCode.METHOD_NOT_ALLOWED,
+            "Send GraphQL operations with POST (and a bearer token).",
+            Allow="GET, POST",
         )
 
 
 CACHE_KEY = "ph_cache_key"
+CODES = "ph_error_codes"
+MEDIA = "ph_media_type"
 STARTUP_ATTEMPTS = 3
 GC_THRESHOLDS = (100_000, 20, 100)
-
-
-def _replay(body: bytes) -> Receive:
-    """A ``receive`` that hands the already-read body to the GraphQL view."""
-    sent = False
-
-    async def receive() -> Message:
-        nonlocal sent
-        if sent:
-            return {"type": "http.disconnect"}
-        sent = True
-        return {"type": "http.request", "body": body, "more_body": False}
-
-    return receive
-
-
-def _cached_response(services: Services, principal: Principal, entry: Entry) -> Response | None:
-    """The response for a cache hit, or None when the token's rate limit refuses its cost (the
-    ordinary path then refuses it with the proper error)."""
-    allowed, remaining, _ = services.limiter.spend(principal.token_id, entry.cost)
-    if not allowed:
-        return None
-    report = cost_report(services.settings, entry.cost, remaining, entry.actual)
-    extensions = orjson.dumps({"cost": report})
-    return Response(
-        b'{"data":' + entry.data + b',"extensions":' + extensions + b"}",
-        media_type="application/json",
-        headers={"X-Partner-Hub-Cache": "hit"},
-    )
 
 
 def create_app(settings: Settings | None = None, engine: AsyncEngine | None = None) -> Starlette:

@@ -5,7 +5,9 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any
 
+import strawberry
 from graphql import GraphQLError
+from strawberry.types import ExecutionContext
 
 
 class ErrorCode(StrEnum):
@@ -23,6 +25,13 @@ class ErrorCode(StrEnum):
     GRAPHQL_VALIDATION_FAILED = "GRAPHQL_VALIDATION_FAILED"
     RATE_LIMITED = "RATE_LIMITED"
     INTERNAL_SERVER_ERROR = "INTERNAL_SERVER_ERROR"
+    # The HTTP envelope (graph/transport.py): refused before any GraphQL step.
+    BAD_REQUEST = "BAD_REQUEST"
+    BATCHING_NOT_SUPPORTED = "BATCHING_NOT_SUPPORTED"
+    METHOD_NOT_ALLOWED = "METHOD_NOT_ALLOWED"
+    OPERATION_RESOLUTION_FAILURE = "OPERATION_RESOLUTION_FAILURE"
+    REQUEST_TOO_LARGE = "REQUEST_TOO_LARGE"
+    UNSUPPORTED_MEDIA_TYPE = "UNSUPPORTED_MEDIA_TYPE"
 
 
 class ApiError(GraphQLError):
@@ -33,9 +42,24 @@ class ApiError(GraphQLError):
         self.code = code
 
 
+def is_coded(error: GraphQLError) -> bool:
+    """Whether the error got its code where it was made (else it is unexpected)."""
+    return bool((error.extensions or {}).get("code"))
+
+
 def bad_input(message: str, code: ErrorCode = ErrorCode.BAD_USER_INPUT, **extra: Any) -> ApiError:
     return ApiError(message, code, **extra)
 
 
 def forbidden(message: str = "You are not allowed to do this.") -> ApiError:
     return ApiError(message, ErrorCode.FORBIDDEN)
+
+
+class Schema(strawberry.Schema):
+    """Strawberry's schema without its error log: it logs every error, expected ones too, with
+    a traceback; unexpected errors are logged once, where they are masked."""
+
+    def process_errors(
+        self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
+    ) -> None:
+        return None

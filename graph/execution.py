@@ -392,6 +392,8 @@ def _serializer(leaf: Any) -> Callable[[Any], Any]:
 
 
 _COMPLETERS: dict[tuple[Any, ...], Callable[..., Any]] = {}
+_COMPLETER_CHARS = 0
+COMPLETER_SOURCE_CHARS = 1_000_000
 
 
 def _read(attribute: str) -> str:
@@ -463,11 +465,17 @@ def _completer(shape: tuple[tuple[Any, ...], ...]) -> Callable[..., Any]:
         body.append("    ahead = read(value, AHEAD)")
     body += ["    " + line for line in checks]
     body.append("    return {" + ", ".join(items) + "}")
-    exec(compile("\n".join(body), f"<completer {len(_COMPLETERS)}>", "exec"), names)
+    source = "\n".join(body)
+    exec(compile(source, f"<completer {len(_COMPLETERS)}>", "exec"), names)
     completer: Callable[..., Any] = names["complete"]
-    if len(_COMPLETERS) >= 4096:  # documents are few; a bound all the same
+    # Documents are few, but a shape holds the client's aliases: bounded in entries and in
+    # the size of what was compiled (a code object is a few times its source).
+    global _COMPLETER_CHARS
+    if len(_COMPLETERS) >= 4096 or _COMPLETER_CHARS + len(source) > COMPLETER_SOURCE_CHARS:
         _COMPLETERS.clear()
+        _COMPLETER_CHARS = 0
     _COMPLETERS[shape] = completer
+    _COMPLETER_CHARS += len(source)
     return completer
 
 

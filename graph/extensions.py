@@ -1,81 +1,121 @@
-"""Schema extensions: limits from settings and masking of unexpected errors."""
+"""Schema extensions: limits from settings, documents cached within bounds, masked unexpected
+errors.
+
+An error reaching a client is either coded where it was made (``ApiError`` in resolvers, the
+parse/validation/variable steps of ``graph.documents``, the limit rules, the query cost) or it
+is unexpected: masked as ``INTERNAL_SERVER_ERROR`` and logged once, with its traceback.
+"""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator
-from functools import partial
-from typing import Any
+from functools import cache, partial
 
 from graphql import ASTValidationRule, GraphQLError
-from strawberry.extensions import (
-    AddValidationRules,
-    MaskErrors,
-    MaxTokensLimiter,
-    ParserCache,
-    SchemaExtension,
-    ValidationCache,
-)
+from strawberry.extensions import AddValidationRules, MaskErrors, SchemaExtension
 
 from db.settings import Settings
-from graph.cost import QueryCost
+from graph.cost import QueryCost, selected_operation
 from graph.document_limits import limits_rule
-from graph.errors import ErrorCode
+from graph.documents import DocumentCache, coded_rule, variable_errors
+from graph.errors import ApiError, ErrorCode, is_coded
 from graph.input_limits import InputLimits
 
 log = logging.getLogger("partner_hub.errors")
+EXECUTED = "ph_executed"
 
 
-def _is_unexpected(error: GraphQLError) -> bool:
-    original = error.original_error
-    return original is not None and not isinstance(original, GraphQLError)
+def unexpected_error(error: GraphQLError, request_id: str | None) -> GraphQLError:
+    """The masked form of an error nobody gave a code, logged here (once) with its traceback."""
+    original = error.original_error or error
+    log.error(
+        "unexpected error: %s",
+        type(original).__name__,
+        exc_info=(type(original), original, original.__traceback__),
+        extra={"request_id": request_id, "path": error.path},
+    )
+    return GraphQLError(
+        message=f"Internal server error (request id {request_id}).",
+        nodes=error.nodes,
+        path=error.path,
+        extensions={"code": ErrorCode.INTERNAL_SERVER_ERROR.value, "requestId": request_id},
+    )
 
 
 class MaskUnexpectedErrors(MaskErrors):
-    """Hide unexpected exceptions from clients; log them with the request id the client gets."""
+    """Hide every error without a code from clients; log it with the request id they get."""
 
     def __init__(self) -> None:
-        super().__init__(should_mask_error=_is_unexpected)
+        super().__init__(should_mask_error=lambda error: not is_coded(error))
 
     def anonymise_error(self, error: GraphQLError) -> GraphQLError:
-        request_id = getattr(self.execution_context.context, "request_id", None)
-        log.error(
-            "unexpected error",
-            exc_info=error.original_error,
-            extra={"request_id": request_id, "path": error.path},
-        )
-        return GraphQLError(
-            message=f"Internal server error (request id {request_id}).",
-            nodes=error.nodes,
-            path=error.path,
-            extensions={"code": ErrorCode.INTERNAL_SERVER_ERROR.value, "requestId": request_id},
-        )
-
-    def on_operation(self) -> Iterator[None]:
-        yield from super().on_operation()
+        return unexpected_error(error, getattr(self.execution_context.context, "request_id", None))
 
 
-_LIMIT_MARKERS = ("exceeds maximum operation depth", "aliases found", "tokens", "token limit")
+class Documents(SchemaExtension):
+    """Parsing, validation and variable coercion through the bounded ``DocumentCache``; each
+    step's errors carry its code and stop the request before execution."""
+
+    def __init__(self, documents: DocumentCache) -> None:
+        self.documents = documents
+
+    def on_parse(self) -> Iterator[None]:
+        ec = self.execution_context
+        if ec.query is not None:
+            ec.graphql_document = self.documents.parse(ec.query)
+        yield
+
+    def on_validate(self) -> Iterator[None]:
+        ec = self.execution_context
+        document, schema = ec.graphql_document, ec.schema._schema
+        if document is not None and ec.query is not None:
+            errors = self.documents.validate(schema, ec.query, document, ec.validation_rules)
+            # The name the client sent (strawberry's ``operation_name`` falls back to the first
+            # operation's, which would run one of several operations nobody chose).
+            provided = getattr(ec, "_provided_operation_name", None)
+            operation = selected_operation(document, provided)
+            if not errors and operation is None:
+                errors = [
+                    ApiError(
+                        "The document has several operations: name one in `operationName`.",
+                        ErrorCode.OPERATION_RESOLUTION_FAILURE,
+                    )
+                ]
+            elif not errors and operation is not None:
+                errors = variable_errors(schema, document, operation, ec.variables)
+            ec.pre_execution_errors = list(errors)
+        yield
 
 
-def add_error_codes(errors: list[Any]) -> None:
-    """Give every response error a machine-readable ``extensions.code`` (limits, syntax,
-    validation, variables); errors raised by resolvers carry their own already."""
-    for error in errors:
-        extensions = error.setdefault("extensions", {}) or {}
-        if not extensions.get("code"):
-            extensions["code"] = _code_for(str(error.get("message", ""))).value
-            error["extensions"] = extensions
+class ExecutionStarted(SchemaExtension):
+    """Records that execution began (no extension answered first): the response keeps ``data``
+    only then. Listed last, so it runs after every extension that may refuse the operation."""
+
+    def on_execute(self) -> Iterator[None]:
+        ec = self.execution_context
+        request = getattr(ec.context, "request", None)
+        if ec.result is None and request is not None:
+            request.scope.setdefault("state", {})[EXECUTED] = True
+        yield
 
 
-def _code_for(message: str) -> ErrorCode:
-    if any(marker in message for marker in _LIMIT_MARKERS):
-        return ErrorCode.QUERY_TOO_COMPLEX
-    if message.startswith("Syntax Error"):
-        return ErrorCode.GRAPHQL_PARSE_FAILED
-    if message.startswith("Variable '$"):
-        return ErrorCode.BAD_USER_INPUT
-    return ErrorCode.GRAPHQL_VALIDATION_FAILED
+@cache
+def _documents(chars: int, tokens: int, parsed: int, validated: int, mb: int) -> DocumentCache:
+    return DocumentCache(
+        max_chars=chars, max_tokens=tokens, parsed=parsed, validated=validated, max_bytes=mb << 20
+    )
+
+
+def document_cache(settings: Settings) -> DocumentCache:
+    """The process's document cache for these limits (shared by the schema and the app)."""
+    return _documents(
+        settings.max_document_chars,
+        settings.max_tokens,
+        settings.parser_cache_size,
+        settings.validation_cache_size,
+        settings.document_cache_mb,
+    )
 
 
 def limit_extensions(settings: Settings) -> list[Callable[[], SchemaExtension]]:
@@ -86,14 +126,16 @@ def limit_extensions(settings: Settings) -> list[Callable[[], SchemaExtension]]:
     revalidate every document (about half a request's CPU).
     """
     rules: list[type[ASTValidationRule]] = [
-        limits_rule(settings.max_query_depth, settings.max_aliases),
+        coded_rule(
+            limits_rule(settings.max_query_depth, settings.max_aliases),
+            ErrorCode.QUERY_TOO_COMPLEX,
+        ),
     ]
     return [
         partial(AddValidationRules, rules),
-        partial(MaxTokensLimiter, max_token_count=settings.max_tokens),
-        partial(ParserCache, maxsize=settings.parser_cache_size),
-        partial(ValidationCache, maxsize=settings.validation_cache_size),
+        partial(Documents, document_cache(settings)),
         InputLimits,
         QueryCost,
         MaskUnexpectedErrors,
+        ExecutionStarted,  # last: after every extension that may answer before execution
     ]

@@ -13,25 +13,37 @@ therefore lives at most ``PARTNER_HUB_RESPONSE_CACHE_SECONDS`` (10 s by default;
 off): writes are seen at once, the passing of time at most that late. The statuses it moves are
 defined in days (expiring within 7, inactive for 30), so seconds of lag are below what any
 partner can act on; a deployment that wants none sets 0. Entries are kept per process in LRU
-order up to ``PARTNER_HUB_RESPONSE_CACHE_MB``. A hit still spends the query's cost from the
-token's rate limit, so caching never changes who gets refused.
+order up to ``PARTNER_HUB_RESPONSE_CACHE_MB`` and ``PARTNER_HUB_RESPONSE_CACHE_ENTRIES``. A hit
+still spends the query's cost from the token's rate limit, so caching never changes who gets
+refused.
+
+Keys stay small whatever the request: the document, operation name and variables enter them as
+one 20-byte digest (BLAKE2b), so a megabyte of comments costs no more than ``{ viewer { id } }``.
+The admin, policy version, data version and instant stay outside the digest: even a digest
+collision could only return another of the same admin's own answers, never another caller's.
 """
 
 from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from functools import lru_cache
-from typing import Any
+from functools import partial
+from typing import TYPE_CHECKING, Any
 
 import orjson
-from graphql import GraphQLError, OperationType, parse
+from graphql import DocumentNode, GraphQLError, OperationType, parse
+from starlette.responses import Response
 
 from db.queries.admins import Principal
-from graph.cost import selected_operation
+from graph.cost import cost_report, selected_operation
+from graph.documents import digest
+from graph.transport import rate_limit_headers
+
+if TYPE_CHECKING:
+    from graph.context import Services
 
 Key = tuple[Any, ...]
 
@@ -44,24 +56,35 @@ class Entry:
     actual: int | None = None  # the objects ``data`` holds (its actualQueryCost)
 
 
-@lru_cache(maxsize=512)
-def is_query(document: str, operation_name: str | None) -> bool:
-    """Whether the operation the request runs is a query (parsed once per document)."""
+Parse = Callable[[str], DocumentNode]
+
+
+def is_query(document: str, operation_name: str | None, parse_document: Parse) -> bool:
+    """Whether the operation the request runs is a query (``parse_document`` caches)."""
     try:
-        parsed = parse(document, no_location=True)
+        parsed = parse_document(document)
     except GraphQLError:
         return False
     operation = selected_operation(parsed, operation_name)
     return operation is not None and operation.operation == OperationType.QUERY
 
 
-def request_key(principal: Principal, body: bytes, now: datetime | None) -> Key | None:
-    """The cache key of a POSTed GraphQL body, or None when it must not be cached."""
-    try:
-        payload = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return None
-    if not isinstance(payload, dict):
+def request_key(
+    principal: Principal,
+    body: bytes | Mapping[str, Any],
+    now: datetime | None,
+    parse_document: Parse = partial(parse, no_location=True),
+) -> Key | None:
+    """The cache key of a POSTed GraphQL body (raw or decoded), or None when it must not be
+    cached. The app passes its bounded document cache as ``parse_document``."""
+    if isinstance(body, bytes):
+        try:
+            payload = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            return None
+    else:
+        payload = body
+    if not isinstance(payload, Mapping):
         return None
     document, name = payload.get("query"), payload.get("operationName")
     variables = payload.get("variables") or {}
@@ -69,27 +92,31 @@ def request_key(principal: Principal, body: bytes, now: datetime | None) -> Key 
         return None
     if name is not None and not isinstance(name, str):
         return None
-    if not is_query(document, name):
+    if not is_query(document, name, parse_document):
         return None
     return (
         principal.admin_id,
         principal.policy_version,
         principal.data_version,
         now,
-        document,
-        name,
-        orjson.dumps(variables, option=orjson.OPT_SORT_KEYS),
+        digest(document, name, orjson.dumps(variables, option=orjson.OPT_SORT_KEYS)),
     )
 
 
 class ResponseCache:
-    """Responses by key, at most ``ttl_s`` old, at most ``max_bytes`` in all (LRU)."""
+    """Responses by key, at most ``ttl_s`` old, at most ``max_bytes`` of responses and
+    ``max_entries`` in all (LRU); keys are of bounded size (a digest stands for the texts)."""
 
     def __init__(
-        self, ttl_s: float, max_bytes: int, clock: Callable[[], float] = time.monotonic
+        self,
+        ttl_s: float,
+        max_bytes: int,
+        clock: Callable[[], float] = time.monotonic,
+        max_entries: int = 10_000,
     ) -> None:
         self.ttl_s = ttl_s
         self.max_bytes = max_bytes
+        self.max_entries = max_entries
         self._clock = clock
         self._entries: OrderedDict[Key, Entry] = OrderedDict()
         self._bytes = 0
@@ -114,11 +141,32 @@ class ResponseCache:
             self._drop(key)
         self._entries[key] = Entry(data, cost, self._clock(), actual)
         self._bytes += len(data)
-        while self._bytes > self.max_bytes:
+        while self._bytes > self.max_bytes or len(self._entries) > self.max_entries:
             self._drop(next(iter(self._entries)))
 
     def _drop(self, key: Key) -> None:
         self._bytes -= len(self._entries.pop(key).data)
 
+    @property
+    def bytes(self) -> int:
+        return self._bytes
+
     def __len__(self) -> int:
         return len(self._entries)
+
+
+def cached_response(
+    services: Services, principal: Principal, entry: Entry, media_type: str
+) -> Response | None:
+    """The response for a cache hit, or None when the token's rate limit refuses its cost (the
+    ordinary path then refuses it with the proper error)."""
+    allowed, remaining, _ = services.limiter.spend(principal.token_id, entry.cost)
+    if not allowed:
+        return None
+    report = cost_report(services.settings, entry.cost, remaining, entry.actual)
+    extensions = orjson.dumps({"cost": report})
+    return Response(
+        b'{"data":' + entry.data + b',"extensions":' + extensions + b"}",
+        media_type=media_type,
+        headers={"X-Partner-Hub-Cache": "hit", **rate_limit_headers(report)},
+    )

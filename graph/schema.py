@@ -8,6 +8,7 @@ import strawberry
 from strawberry.schema.config import StrawberryConfig
 
 from db.settings import Settings, get_settings
+from graph.errors import Schema
 from graph.execution import PlainFieldExecutionContext
 from graph.extensions import limit_extensions
 from graph.resolvers.admin_mutations import AdminMutations
@@ -65,12 +66,14 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
         settings.max_tokens,
         settings.parser_cache_size,
         settings.validation_cache_size,
+        settings.max_document_chars,
+        settings.document_cache_mb,
     )
 
 
 @lru_cache(maxsize=8)
 def _schema(
-    depth: int, aliases: int, tokens: int, parser: int, validation: int
+    depth: int, aliases: int, tokens: int, parser: int, validation: int, chars: int, mb: int
 ) -> strawberry.Schema:
     """One schema per set of limits: building it takes a third of a second."""
     settings = Settings(
@@ -79,8 +82,10 @@ def _schema(
         max_tokens=tokens,
         parser_cache_size=parser,
         validation_cache_size=validation,
+        max_document_chars=chars,
+        document_cache_mb=mb,
     )
-    return strawberry.Schema(
+    return Schema(
         query=Query,
         mutation=Mutation,
         types=[Customer, Subscription, Tag, Admin, Partner],

@@ -28,6 +28,9 @@ def serve(app: str, *, host: str, port: int, workers: int, factory: bool = False
     import uvicorn
     from uvicorn.supervisors import Multiprocess
 
+    from db.settings import get_settings
+    from graph.logging import log_config
+
     config = uvicorn.Config(
         app,
         factory=factory,
@@ -35,6 +38,8 @@ def serve(app: str, *, host: str, port: int, workers: int, factory: bool = False
         port=port,
         workers=workers,
         log_level="warning",
+        # Every line JSON from the first (uvicorn's start-up lines included), in the workers too.
+        log_config=log_config(get_settings().log_level),
         access_log=False,
     )
     if workers <= 1:

@@ -1,0 +1,254 @@
+"""Documents parsed, validated and their variables coerced, each step giving its errors a code.
+
+Every distinct document a client sends could stay in memory: its text, its parsed tree (about
+600 bytes per token, measured with tracemalloc on graphql-core 3.3) and its validation result.
+The caches here are LRUs bounded in entries *and* bytes (``PARTNER_HUB_DOCUMENT_CACHE_MB``), a
+document longer than ``PARTNER_HUB_MAX_DOCUMENT_CHARS`` is refused before it is read, and the
+token limit counts every token the lexer reads, comments included.
+
+Codes are attached where an error is made, never guessed from a message: the limits of this
+module raise ``QUERY_TOO_COMPLEX``, the parser's own errors become ``GRAPHQL_PARSE_FAILED``,
+errors of the validation step ``GRAPHQL_VALIDATION_FAILED`` (the limit rules wrapped by
+:func:`coded_rule` keep theirs) and those of variable coercion ``BAD_USER_INPUT``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+from collections import OrderedDict
+from collections.abc import Hashable, Mapping
+from typing import Any, Generic, TypeVar
+
+from graphql import (
+    ASTValidationRule,
+    DocumentNode,
+    GraphQLError,
+    GraphQLNonNull,
+    GraphQLSchema,
+    GraphQLSyntaxError,
+    OperationDefinitionNode,
+    Source,
+    TypeInfo,
+    ValidationContext,
+    get_variable_values,
+)
+from graphql.language import TokenKind
+from graphql.language.parser import Parser
+
+from graph.errors import ApiError, ErrorCode
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+
+# Parsed tree per token (FieldNode, NameNode, Location, Token...): 450-610 bytes measured for
+# field-heavy documents, ~190 for comment tokens; above the largest, so the bound holds.
+AST_BYTES_PER_TOKEN = 700
+ENTRY_OVERHEAD = 256
+
+
+class ByteLRU(Generic[K, V]):
+    """An LRU holding at most ``max_entries`` values and ``max_bytes`` of their weights."""
+
+    def __init__(self, max_entries: int, max_bytes: int) -> None:
+        self.max_entries = max_entries
+        self.max_bytes = max_bytes
+        self.bytes = 0
+        self._entries: OrderedDict[K, tuple[V, int]] = OrderedDict()
+
+    def get(self, key: K) -> V | None:
+        found = self._entries.get(key)
+        if found is None:
+            return None
+        self._entries.move_to_end(key)
+        return found[0]
+
+    def put(self, key: K, value: V, weight: int) -> None:
+        weight += ENTRY_OVERHEAD
+        if weight > self.max_bytes:
+            return
+        self.pop(key)
+        self._entries[key] = (value, weight)
+        self.bytes += weight
+        while self.bytes > self.max_bytes or len(self._entries) > self.max_entries:
+            self.pop(next(iter(self._entries)))
+
+    def pop(self, key: K) -> None:
+        found = self._entries.pop(key, None)
+        if found is not None:
+            self.bytes -= found[1]
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+def too_complex(message: str, **extra: Any) -> ApiError:
+    return ApiError(message, ErrorCode.QUERY_TOO_COMPLEX, **extra)
+
+
+class _CountingParser(Parser):
+    """graphql-core's parser, counting every token it reads (each comment too) against a limit
+    whose error is raised here with its code."""
+
+    def __init__(self, source: Source, max_tokens: int) -> None:
+        super().__init__(source)
+        self.max_tokens = max_tokens
+        self.tokens = 0
+
+    def advance_lexer(self) -> None:
+        previous = self._lexer.token
+        super().advance_lexer()
+        current = self._lexer.token
+        node = previous.next
+        while node is not None:  # the comments skipped, then the new token
+            if node.kind is not TokenKind.EOF:
+                self.tokens += 1
+            if node is current:
+                break
+            node = node.next
+        if self.tokens > self.max_tokens:
+            raise too_complex(
+                f"Document contains more than {self.max_tokens} tokens (comments count too).",
+                limit=self.max_tokens,
+            )
+
+
+def _coded(error: GraphQLError, code: ErrorCode) -> GraphQLError:
+    if not (error.extensions or {}).get("code"):
+        error.extensions = {**(error.extensions or {}), "code": code.value}
+    return error
+
+
+def coded_rule(rule: type[ASTValidationRule], code: ErrorCode) -> type[ASTValidationRule]:
+    """``rule`` reporting its errors with ``code`` (the limit rules: ``QUERY_TOO_COMPLEX``)."""
+
+    class Coded(rule):  # type: ignore[valid-type, misc]
+        def __init__(self, context: ValidationContext) -> None:
+            super().__init__(_CodingContext(context, code))
+
+    Coded.__name__ = Coded.__qualname__ = f"Coded{rule.__name__}"
+    return Coded
+
+
+class _CodingContext:
+    """A validation context whose ``report_error`` gives each error the rule's code."""
+
+    def __init__(self, context: ValidationContext, code: ErrorCode) -> None:
+        self._context = context
+        self._code = code
+
+    def report_error(self, error: GraphQLError) -> None:
+        self._context.report_error(_coded(error, self._code))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._context, name)
+
+
+def digest(*parts: str | bytes | None) -> bytes:
+    """A short key standing for long texts (documents, variables) in a cache."""
+    h = hashlib.blake2b(digest_size=20)
+    for part in parts:
+        data = part.encode() if isinstance(part, str) else (part or b"")
+        h.update(len(data).to_bytes(8, "little"))
+        h.update(data)
+    return h.digest()
+
+
+class DocumentCache:
+    """Parse and validation results by document, within entry and byte bounds."""
+
+    def __init__(
+        self, *, max_chars: int, max_tokens: int, parsed: int, validated: int, max_bytes: int
+    ) -> None:
+        self.max_chars = max_chars
+        self.max_tokens = max_tokens
+        self.parsed: ByteLRU[str, DocumentNode] = ByteLRU(parsed, max_bytes)
+        # Keyed by a digest: a validation result must not keep a long text alive on its own.
+        self.validated: ByteLRU[tuple[bytes, tuple[Any, ...]], list[GraphQLError]] = ByteLRU(
+            validated, max_bytes // 4
+        )
+
+    def parse(self, query: str) -> DocumentNode:
+        """The parsed document; raises a coded ``ApiError`` (limits, syntax)."""
+        document = self.parsed.get(query)
+        if document is not None:
+            return document
+        if len(query) > self.max_chars:
+            raise too_complex(
+                f"Document is longer than {self.max_chars} characters.", limit=self.max_chars
+            )
+        parser = _CountingParser(Source(query), self.max_tokens)
+        try:
+            document = parser.parse_document()
+        except GraphQLSyntaxError as error:
+            raise GraphQLError(
+                error.message,
+                source=error.source,
+                positions=error.positions,
+                extensions={"code": ErrorCode.GRAPHQL_PARSE_FAILED.value},
+            ) from None
+        # The text, once more in comment tokens, and the tree.
+        weight = 2 * sys.getsizeof(query) + AST_BYTES_PER_TOKEN * parser.tokens
+        self.parsed.put(query, document, weight)
+        return document
+
+    def validate(
+        self,
+        schema: GraphQLSchema,
+        query: str,
+        document: DocumentNode,
+        rules: tuple[type[ASTValidationRule], ...],
+    ) -> list[GraphQLError]:
+        """The validation errors of ``document``, each with a code."""
+        from strawberry.schema.schema import validate_document
+
+        key = (digest(query), rules)
+        errors = self.validated.get(key)
+        if errors is None:
+            errors = [
+                _coded(e, ErrorCode.GRAPHQL_VALIDATION_FAILED)
+                for e in validate_document(schema, document, rules)
+            ]
+            self.validated.put(key, errors, 512 * len(errors))
+        return errors
+
+
+def variable_errors(
+    schema: GraphQLSchema,
+    document: DocumentNode,
+    operation: OperationDefinitionNode,
+    raw: Mapping[str, Any] | None,
+) -> list[GraphQLError]:
+    """The errors of coercing the request's variables (before execution, BAD_USER_INPUT).
+
+    Besides graphql-core's coercion, a null given to a nullable variable with a default that
+    is used where a value is required is refused here: graphql-core would only refuse it at
+    execution, inside the field, as an error of the server."""
+    raw = raw or {}
+    coerced = get_variable_values(schema, operation.variable_definitions or (), dict(raw))
+    if isinstance(coerced, list):
+        return [_coded(e, ErrorCode.BAD_USER_INPUT) for e in coerced]
+    nulls = {
+        d.variable.name.value
+        for d in operation.variable_definitions or ()
+        if d.default_value is not None and raw.get(d.variable.name.value, 0) is None
+    }
+    if not nulls:
+        return []
+    context = ValidationContext(schema, document, TypeInfo(schema), _ignore)
+    errors: list[GraphQLError] = []
+    for usage in context.get_recursive_variable_usages(operation):
+        name = usage.node.name.value
+        if name in nulls and isinstance(usage.type, GraphQLNonNull):
+            nulls.discard(name)
+            errors.append(
+                ApiError(
+                    f"Variable '${name}' must not be null: it is used where a value is required.",
+                    ErrorCode.BAD_USER_INPUT,
+                )
+            )
+    return errors
+
+
+def _ignore(_: GraphQLError) -> None:
+    return None
