@@ -56,7 +56,9 @@ async def test_the_rate_limit_refuses_a_token_that_spent_its_budget(api: Api) ->
     async for limited in _api_over(api.db, cost_per_minute=200):
         # when: each page costs 1 + 5 * 31 = 156
         first = await post_graphql(limited, PAGE, {"first": 5}, as_="full@acme.example")
-        second = await post_graphql(limited, PAGE, {"first": 5}, as_="full@acme.example")
+        second = await post_graphql(
+            limited, PAGE, {"first": 5}, as_="full@acme.example", expect_status=429
+        )
         # then
         assert not first.get("errors")
         assert first["extensions"]["cost"]["throttleStatus"]["currentlyAvailable"] == 200 - 156

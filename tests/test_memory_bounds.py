@@ -1,0 +1,195 @@
+"""Memory stays bounded under hostile documents (issue 15, finding 3).
+
+The body is refused past ``max_body_bytes`` while it is read (chunked bodies too); a document is
+refused past ``max_document_chars``, and its comments count as tokens; every cache a document
+reaches (parsed and validated documents, the response cache, the compiled completers) holds a
+bounded number of bytes however many distinct documents arrive. Not timed: RSS is measured by
+``bench/bench_memory.py``.
+"""
+
+from __future__ import annotations
+
+import gc
+import tracemalloc
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+
+import httpx
+import pytest
+from starlette.applications import Starlette
+
+from graph import execution
+from graph.app import create_app
+from graph.documents import DocumentCache
+from graph.extensions import document_cache
+from tests.conftest import Api, StatementCounter, make_settings
+from tests.databases import Database
+from tests.helpers import Factory, data_of, error_codes, token_for
+
+EMAIL = "full@acme.example"
+
+
+@dataclass
+class Bounded:
+    api: Api
+    app: Starlette
+    headers: dict[str, str]
+
+
+@pytest.fixture
+async def bounded(fresh_database: Database) -> AsyncIterator[Bounded]:
+    """The app with small bounds, so that they are reached by a test's few hundred requests."""
+    await fresh_database.empty()
+    settings = make_settings(
+        fresh_database,
+        max_body_bytes=64 * 1024,
+        max_document_chars=30_000,
+        document_cache_mb=1,
+        response_cache_mb=1,
+        response_cache_entries=50,
+    )
+    app = create_app(settings, engine=fresh_database.engine)
+    counter = StatementCounter(fresh_database.engine)
+    transport = httpx.ASGITransport(app=app)
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            api = Api(db=fresh_database, settings=settings, client=client, counter=counter)
+            factory = Factory(api.engine)
+            partner = await factory.partner()
+            await factory.admin(partner, EMAIL, "FULL_ADMIN")
+            await factory.customer(partner, "Alpha")
+            headers = {"Authorization": f"Bearer {await token_for(api, EMAIL)}"}
+            yield Bounded(api, app, headers)
+    finally:
+        counter.close()
+
+
+async def test_a_body_over_the_limit_is_413_with_a_code(bounded: Bounded) -> None:
+    # given: a document padded past 64 KiB
+    padded = "{ viewer { id } }\n#" + "x" * 70_000
+
+    # when
+    response = await bounded.api.client.post(
+        "/graphql", json={"query": padded}, headers=bounded.headers
+    )
+
+    # then
+    assert response.status_code == 413
+    assert error_codes(response.json()) == ["REQUEST_TOO_LARGE"]
+    assert "data" not in response.json()
+
+
+async def test_a_chunked_body_is_refused_while_it_is_read(bounded: Bounded) -> None:
+    # given: a body without Content-Length, sent in 16 KiB chunks, 1 MiB in all
+    sent = []
+
+    async def chunks() -> AsyncIterator[bytes]:
+        yield b'{"query": "{ viewer { id } }\\n#'
+        for _ in range(64):
+            sent.append(1)
+            yield b"x" * 16_384
+        yield b'"}'
+
+    # when
+    response = await bounded.api.client.post(
+        "/graphql",
+        content=chunks(),
+        headers={**bounded.headers, "Content-Type": "application/json"},
+    )
+
+    # then: refused once past the limit, without reading the rest
+    assert response.status_code == 413, response.text
+    assert error_codes(response.json()) == ["REQUEST_TOO_LARGE"]
+    assert len(sent) <= 64 * 1024 // 16_384 + 2
+
+
+async def test_a_document_over_the_character_limit_is_refused_unparsed(bounded: Bounded) -> None:
+    # given: under the body limit, over the document limit, almost all comment
+    document = "{ viewer { id } }\n#" + "x" * 40_000
+
+    # when
+    body = (
+        await bounded.api.client.post("/graphql", json={"query": document}, headers=bounded.headers)
+    ).json()
+
+    # then
+    assert error_codes(body) == ["QUERY_TOO_COMPLEX"] and "data" not in body
+    assert "30000 characters" in body["errors"][0]["message"]
+
+
+def hostile(i: int) -> str:
+    """A distinct document: a long comment, long distinct aliases, ``{ viewer { id } }``."""
+    aliases = " ".join(f"a{i}_{k}_{'z' * 200}: name" for k in range(5))
+    page = f"customers(first: 1) {{ nodes {{ id {aliases} }} }}"
+    return f"# {i} {'c' * 20_000}\n{{ viewer {{ id }} {page} }}"
+
+
+async def test_caches_stay_within_their_byte_bounds_after_many_distinct_documents(
+    bounded: Bounded,
+) -> None:
+    # given
+    settings = bounded.api.settings
+    documents = document_cache(settings)
+    hub = bounded.app.state.hub
+
+    # when: 300 distinct documents, each answered (and cached) normally
+    for i in range(300):
+        response = await bounded.api.client.post(
+            "/graphql", json={"query": hostile(i)}, headers=bounded.headers
+        )
+        assert data_of(response.json())["viewer"]["id"]
+
+    # then: each cache is full, and within its bounds
+    assert 0 < documents.parsed.bytes <= 1 << 20
+    assert len(documents.parsed) < 300  # the bytes bound evicted, not the entry bound
+    assert 0 < documents.validated.bytes <= (1 << 20) // 4
+    cache = hub.response_cache
+    assert cache is not None and len(cache) == settings.response_cache_entries
+    for key in cache._entries:
+        assert sum(len(p) for p in key if isinstance(p, str | bytes)) <= 64, key
+    assert 0 < execution._COMPLETER_CHARS <= execution.COMPLETER_SOURCE_CHARS
+
+
+@pytest.fixture
+def traced() -> Iterator[None]:
+    gc.collect()
+    tracemalloc.start()
+    yield
+    tracemalloc.stop()
+
+
+@pytest.mark.parametrize(
+    "document",
+    [
+        "{ viewer { id } }\n#" + "x" * 25_000,  # one long comment
+        "{ viewer { id }\n" + "#\n" * 3_000 + "}",  # many comments
+        "{ viewer { " + " ".join(["id"] * 3_900) + " } }",  # many tokens
+        "{ " + " ".join(f"a{i}: viewer {{ id email name }}" for i in range(400)) + " }",
+    ],
+)
+def test_a_parsed_documents_weight_covers_the_memory_it_keeps(traced: None, document: str) -> None:
+    # given
+    cache = DocumentCache(
+        max_chars=30_000, max_tokens=4_000, parsed=10, validated=10, max_bytes=1 << 26
+    )
+    source = "".join(list(document))  # a new string, allocated while tracing
+    before = tracemalloc.get_traced_memory()[0]
+
+    # when
+    cache.parse(source)
+    del source
+    gc.collect()
+    kept = tracemalloc.get_traced_memory()[0] - before
+
+    # then: the bytes the cache counts are at least what it keeps alive
+    assert 0 < kept <= cache.parsed.bytes, (kept, cache.parsed.bytes)
+
+
+def test_comments_count_as_tokens() -> None:
+    cache = DocumentCache(
+        max_chars=30_000, max_tokens=100, parsed=10, validated=10, max_bytes=1 << 20
+    )
+    cache.parse("{ viewer { id }\n" + "#\n" * 90 + "}")
+    with pytest.raises(Exception) as refused:
+        cache.parse("{ viewer { id }\n" + "#\n" * 101 + "}")
+    assert refused.value.extensions == {"code": "QUERY_TOO_COMPLEX", "limit": 100}  # type: ignore[attr-defined]
