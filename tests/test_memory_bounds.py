@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import gc
 import tracemalloc
+import weakref
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 
 import httpx
 import pytest
+from graphql import specified_rules
 from starlette.applications import Starlette
 
 from graph import execution
@@ -27,6 +29,7 @@ from tests.databases import Database
 from tests.helpers import Factory, data_of, error_codes, token_for
 
 EMAIL = "full@acme.example"
+RULES = tuple(specified_rules)
 
 
 @dataclass
@@ -193,3 +196,29 @@ def test_comments_count_as_tokens() -> None:
     with pytest.raises(Exception) as refused:
         cache.parse("{ viewer { id }\n" + "#\n" * 101 + "}")
     assert refused.value.extensions == {"code": "QUERY_TOO_COMPLEX", "limit": 100}  # type: ignore[attr-defined]
+
+
+def test_cached_validation_errors_do_not_keep_an_evicted_document_alive() -> None:
+    # given: a cache of one parsed document, and an invalid document validated once
+    from graph.schema import build_schema
+
+    schema = build_schema()._schema
+    cache = DocumentCache(
+        max_chars=30_000, max_tokens=4_000, parsed=1, validated=10, max_bytes=1 << 24
+    )
+    invalid = "{ viewer { " + " ".join(["nope"] * 500) + " } }"
+    document = cache.parse(invalid)
+    errors = cache.validate(schema, invalid, document, RULES)
+    viewer = document.definitions[0].selection_set.selections[0]  # type: ignore[attr-defined]
+    alive = weakref.ref(viewer.selection_set.selections[0])  # a field an error is about
+    del viewer
+
+    # when: another document takes its place in the parse cache
+    del document
+    cache.parse("{ viewer { id } }")
+    gc.collect()
+
+    # then: its errors are still cached, with their locations, but not its tree
+    assert errors and cache.validate(schema, invalid, cache.parse(invalid), RULES) is errors
+    assert errors[0].locations and errors[0].extensions == {"code": "GRAPHQL_VALIDATION_FAILED"}
+    assert alive() is None
