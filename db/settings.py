@@ -51,7 +51,7 @@ class Settings(BaseSettings):
     # Hostile input (graph/documents.py, graph/transport.py): a POST body over this many bytes
     # is refused with 413; a document over this many characters is refused unparsed; the parsed
     # and validated documents' caches hold at most this many MB each.
-    max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    max_body_bytes: int = Field(default=2_097_152, ge=1024)
     max_document_chars: int = Field(default=65_536, ge=100)
     document_cache_mb: int = Field(default=8, ge=1)
     # Whole-response cache of queries (graph/response_cache.py): an entry lives at most this

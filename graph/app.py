@@ -42,6 +42,7 @@ from graph.transport import (
     GRAPHQL_RESPONSE,
     JSON,
     Refused,
+    loads,
     negotiate,
     rate_limit_headers,
     read_body,
@@ -247,7 +248,7 @@ class GraphQLView(GraphQL[Context, None]):
             return json.dumps(data, default=str).encode()
 
     def decode_json(self, data: str | bytes) -> object:
-        return orjson.loads(data)
+        return loads(data)
 
 
 class GraphQLEndpoint:

@@ -148,7 +148,7 @@ def digest(*parts: str | bytes | None) -> bytes:
     """A short key standing for long texts (documents, variables) in a cache."""
     h = hashlib.blake2b(digest_size=20)
     for part in parts:
-        data = part.encode() if isinstance(part, str) else (part or b"")
+        data = part.encode("utf-8", "surrogatepass") if isinstance(part, str) else (part or b"")
         h.update(len(data).to_bytes(8, "little"))
         h.update(data)
     return h.digest()

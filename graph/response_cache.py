@@ -94,12 +94,16 @@ def request_key(
         return None
     if not is_query(document, name, parse_document):
         return None
+    try:
+        canonical = orjson.dumps(variables, option=orjson.OPT_SORT_KEYS)
+    except orjson.JSONEncodeError:  # a lone surrogate: refused by the argument checks
+        return None
     return (
         principal.admin_id,
         principal.policy_version,
         principal.data_version,
         now,
-        digest(document, name, orjson.dumps(variables, option=orjson.OPT_SORT_KEYS)),
+        digest(document, name, canonical),
     )
 
 
@@ -137,6 +141,9 @@ class ResponseCache:
     def put(self, key: Key, data: bytes, cost: int, actual: int | None = None) -> None:
         if len(data) > self.max_bytes:
             return
+        # A copy of exactly its length: orjson's output keeps its buffer's spare capacity
+        # (measured with tracemalloc: twice the length), which the bound would not see.
+        data = bytes(memoryview(data))
         if key in self._entries:
             self._drop(key)
         self._entries[key] = Entry(data, cost, self._clock(), actual)
