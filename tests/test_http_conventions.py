@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import uuid
 from typing import Any, NoReturn
 
 import httpx
@@ -263,8 +264,8 @@ async def test_an_exception_before_execution_is_masked_not_leaked(
 
     monkeypatch.setattr(cost_module, "query_cost", broken)
 
-    # when
-    response = await post(api, headers, "{ viewer { id } }")
+    # when: a document no earlier request priced (the cost module caches prices)
+    response = await post(api, headers, f"query Unpriced{uuid.uuid4().hex} {{ viewer {{ id }} }}")
 
     # then
     assert response.status_code == 200
