@@ -77,8 +77,11 @@ def ordinary(i: int, customer_ids: list[str]) -> dict[str, Any]:
     return {"query": "query Me { viewer { id name email role } partner { name } }"}
 
 
-def hostile(i: int, max_chars: int, max_tokens: int) -> dict[str, Any]:
-    """Each document distinct, each just under a limit."""
+def hostile(i: int, max_chars: int, max_tokens: int, mix: str = "limits") -> dict[str, Any]:
+    """Each document distinct, each just under a limit (``mix="issue"``: issue 15's reproduction,
+    a one-megabyte comment and ``{ viewer { id } }``)."""
+    if mix == "issue":
+        return {"query": f"# {i} {'x' * 1_000_000}\n{{ viewer {{ id }} }}"}
     kind = i % 4 if i % 20 else 2  # 5% at the token limit: validating one takes ~1.7 s of CPU
     if kind in (0, 1, 2) and i % 20:  # a comment filling the document
         head = f"query H{i} {{ viewer {{ id }} }}\n#"
@@ -96,6 +99,7 @@ def main() -> None:
     parser.add_argument("--code", default=str(ROOT), help="checkout whose code the server runs")
     parser.add_argument("--max-chars", type=int, default=65_536, help="hostile document size")
     parser.add_argument("--max-tokens", type=int, default=4_000)
+    parser.add_argument("--mix", choices=["limits", "issue"], default="limits")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         port = free_port()
@@ -155,7 +159,9 @@ def run(pid: int, port: int, token: str, args: argparse.Namespace) -> str:
         after_ordinary = rss_mb(pid)
         t1 = time.perf_counter()
         for i in range(args.requests):
-            response = client.post("/graphql", json=hostile(i, args.max_chars, args.max_tokens))
+            response = client.post(
+                "/graphql", json=hostile(i, args.max_chars, args.max_tokens, args.mix)
+            )
             statuses[f"hostile {response.status_code}"] = (
                 statuses.get(f"hostile {response.status_code}", 0) + 1
             )
@@ -165,7 +171,8 @@ def run(pid: int, port: int, token: str, args: argparse.Namespace) -> str:
     verdict = "met" if growth <= GOAL_MB else "NOT met"
     return "\n".join(
         [
-            f"bench_memory: {machine()}; code {args.code}; {args.requests} requests a phase",
+            f"bench_memory: {machine()}; code {args.code}; {args.requests} requests a phase;"
+            f" hostile mix {args.mix}",
             f"RSS at start (after a warm-up request): {started:.0f} MB",
             f"RSS after {args.requests} ordinary: {after_ordinary:.0f} MB ({t1 - t0:.1f} s)",
             f"RSS after {args.requests} hostile: {after_hostile:.0f} MB ({t2 - t1:.1f} s)",
