@@ -48,6 +48,7 @@ def cli(env: dict[str, str], *args: str) -> str:
     done = subprocess.run(
         [sys.executable, "-m", "graph.cli", *args],
         env=env,
+        cwd=env["PYTHONPATH"],  # `-m` puts the working directory first on the path
         capture_output=True,
         text=True,
         timeout=600,
@@ -125,6 +126,7 @@ def main() -> None:
                 str(port),
             ],
             env=env,
+            cwd=args.code,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
