@@ -41,6 +41,7 @@ from graph.schema import build_schema
 from graph.transport import (
     GRAPHQL_RESPONSE,
     JSON,
+    TRIM_AFTER_BYTES,
     Refused,
     loads,
     negotiate,
@@ -274,26 +275,35 @@ class GraphQLEndpoint:
             await send(message)
 
         try:
-            response = await self._handle(request, state, tracked)
-        except Refused as refused:
-            response = refusal(refused, media, state.get("request_id"))
-            state[CODES] = [refused.code.value]
-        except ClientDisconnect:
-            return
-        except (Exception, asyncio.CancelledError) as exc:
-            # Whatever escapes (a bug, a ``CancelledError`` of work the request started).
-            task = asyncio.current_task()
-            if started or (task is not None and task.cancelling()):
-                raise  # a response is under way, or the request itself is being cancelled
-            # Never a bare text/plain 500: the same masked, coded error as inside GraphQL.
-            cause = exc if isinstance(exc, Exception) else RuntimeError(type(exc).__name__)
-            cause.__traceback__ = exc.__traceback__
-            error = GraphQLError(str(exc), original_error=cause)
-            masked = unexpected_error(error, state.get("request_id"))
-            body = orjson.dumps({"errors": [masked.formatted]})
-            response = Response(body, status_code=500, media_type=media)
-        if response is not None:
-            await response(scope, receive, tracked)
+            try:
+                response = await self._handle(request, state, tracked)
+            except Refused as refused:
+                response = refusal(refused, media, state.get("request_id"))
+                state[CODES] = [refused.code.value]
+            except ClientDisconnect:
+                return
+            except (Exception, asyncio.CancelledError) as exc:
+                # Whatever escapes (a bug, a ``CancelledError`` of work the request started).
+                task = asyncio.current_task()
+                if started or (task is not None and task.cancelling()):
+                    raise  # a response is under way, or the request itself is being cancelled
+                # Never a bare text/plain 500: the same masked, coded error as inside GraphQL.
+                cause = exc if isinstance(exc, Exception) else RuntimeError(type(exc).__name__)
+                cause.__traceback__ = exc.__traceback__
+                error = GraphQLError(str(exc), original_error=cause)
+                masked = unexpected_error(error, state.get("request_id"))
+                body = orjson.dumps({"errors": [masked.formatted]})
+                response = Response(body, status_code=500, media_type=media)
+            if response is not None:
+                await response(scope, receive, tracked)
+        finally:
+            # The request's objects (context, Strawberry's request and its copy of the body, an
+            # error's traceback) go with the scope's state; a large body is then collected and
+            # its pages handed back once this call has returned (graph/transport.py).
+            state.pop("ph_context", None)
+            size = state.pop(BODY_BYTES, 0)
+            if size >= TRIM_AFTER_BYTES:
+                asyncio.get_running_loop().call_soon(release_memory, size)
 
     async def _handle(self, request: Request, state: dict[str, Any], send: Send) -> Response | None:
         if request.method != "POST":
@@ -305,6 +315,7 @@ class GraphQLEndpoint:
             return _unauthorized("Missing Authorization: Bearer <token> header.")
         # Bounded and checked before a pool connection is taken for the token.
         body = await read_body(request.receive, request.headers, services.settings.max_body_bytes)
+        state[BODY_BYTES] = len(body)
         payload = request_data(request.headers.get("content-type"), body)
         # One session for the whole request, token lookup included (one pool checkout).
         async with self.hub.sessions() as session:
@@ -329,7 +340,6 @@ class GraphQLEndpoint:
                 await self.view(request.scope, replay(body), send)
             finally:
                 await context.settle()
-                release_memory(len(body))
         return None
 
     def _get(self, request: Request) -> Response:
@@ -347,6 +357,7 @@ class GraphQLEndpoint:
 CACHE_KEY = "ph_cache_key"
 CODES = "ph_error_codes"
 MEDIA = "ph_media_type"
+BODY_BYTES = "ph_body_bytes"
 STARTUP_ATTEMPTS = 3
 GC_THRESHOLDS = (100_000, 20, 100)
 
