@@ -293,7 +293,10 @@ class GraphQLEndpoint:
                 error = GraphQLError(str(exc), original_error=cause)
                 masked = unexpected_error(error, state.get("request_id"))
                 body = orjson.dumps({"errors": [masked.formatted]})
-                response = Response(body, status_code=500, media_type=media)
+                # application/json answers every well-formed request 200 (GraphQL over HTTP);
+                # the newer media type may tell a server failure by its status.
+                status = 500 if media == GRAPHQL_RESPONSE else 200
+                response = Response(body, status_code=status, media_type=media)
             if response is not None:
                 await response(scope, receive, tracked)
         finally:

@@ -356,3 +356,24 @@ async def test_an_exception_outside_graphql_is_a_coded_json_500(
     body = response.json()
     assert error_codes(body) == ["INTERNAL_SERVER_ERROR"] and "data" not in body
     assert body["errors"][0]["extensions"]["requestId"] == response.headers["x-request-id"]
+
+
+async def test_an_exception_outside_graphql_is_a_coded_200_for_application_json(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given: the token lookup itself fails unexpectedly
+    headers = await given_admin(api)
+
+    async def broken(*_: Any, **__: Any) -> NoReturn:
+        raise RuntimeError("secret detail")
+
+    monkeypatch.setattr(app_module, "authenticate_token", broken)
+
+    # when
+    response = await post(api, headers, "{ viewer { id } }", Accept="application/json")
+
+    # then: never a 500 for the classic media type, and still coded and masked
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("application/json")
+    assert "secret detail" not in response.text
+    assert error_codes(response.json()) == ["INTERNAL_SERVER_ERROR"]
