@@ -17,17 +17,22 @@ from __future__ import annotations
 import hashlib
 import sys
 from collections import OrderedDict
-from collections.abc import Hashable, Mapping
+from collections.abc import Hashable, Iterator, Mapping
 from typing import Any, Generic, TypeVar
 
 from graphql import (
     ASTValidationRule,
     DocumentNode,
+    FieldNode,
+    FragmentDefinitionNode,
+    FragmentSpreadNode,
     GraphQLError,
     GraphQLNonNull,
     GraphQLSchema,
     GraphQLSyntaxError,
+    InlineFragmentNode,
     OperationDefinitionNode,
+    SelectionSetNode,
     Source,
     TypeInfo,
     ValidationContext,
@@ -154,6 +159,70 @@ def digest(*parts: str | bytes | None) -> bytes:
     return h.digest()
 
 
+MAX_REPEATED_FIELD = 10
+
+
+def repeated_fields(document: DocumentNode) -> None:
+    """Refuse a selection set whose fields answer one response key more than
+    ``MAX_REPEATED_FIELD`` times, fragments expanded: validation (OverlappingFieldsCanBeMerged)
+    compares every pair of fields answering the same key, and their sub-selections pair by pair,
+    so 990 copies of ``partner { name }`` in one selection set (within the token limit) took
+    1.2-1.6 s of CPU to validate, and so did 280 fragments holding one copy each. No real
+    document repeats a field that often. Each fragment's keys are counted once (memoised), so
+    the check is linear in the document."""
+    fragments = {
+        d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
+    }
+    memo: dict[str, dict[str, int]] = {}
+
+    def keys_of(node: SelectionSetNode, visiting: frozenset[str]) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        spread: set[str] = set()  # a fragment spread twice is compared with itself once
+        for selection in node.selections:
+            if isinstance(selection, FragmentSpreadNode) and selection.name.value in spread:
+                continue
+            if isinstance(selection, FieldNode):
+                inner = {(selection.alias or selection.name).value: 1}
+            elif isinstance(selection, InlineFragmentNode):
+                inner = keys_of(selection.selection_set, visiting)
+            elif isinstance(selection, FragmentSpreadNode):
+                spread.add(selection.name.value)
+                inner = fragment_keys(selection.name.value, visiting)
+            else:  # pragma: no cover - the three kinds of selection are all there is
+                continue
+            for key, n in inner.items():
+                counts[key] = counts.get(key, 0) + n
+                if counts[key] > MAX_REPEATED_FIELD:
+                    raise too_complex(
+                        f"Field '{key}' is selected more than {MAX_REPEATED_FIELD} times in one "
+                        "selection set (fragments included).",
+                        limit=MAX_REPEATED_FIELD,
+                    )
+        return counts
+
+    def fragment_keys(name: str, visiting: frozenset[str]) -> dict[str, int]:
+        if name in memo:
+            return memo[name]
+        fragment = fragments.get(name)
+        if fragment is None or name in visiting:  # validation reports these
+            return {}
+        memo[name] = keys_of(fragment.selection_set, visiting | {name})
+        return memo[name]
+
+    for node in _selection_sets(document):
+        keys_of(node, frozenset())
+
+
+def _selection_sets(document: DocumentNode) -> Iterator[SelectionSetNode]:
+    stack = [d.selection_set for d in document.definitions if hasattr(d, "selection_set")]
+    while stack:
+        node = stack.pop()
+        if node is None:
+            continue
+        yield node
+        stack.extend(getattr(s, "selection_set", None) for s in node.selections)
+
+
 class DocumentCache:
     """Parse and validation results by document, within entry and byte bounds."""
 
@@ -187,6 +256,7 @@ class DocumentCache:
                 positions=error.positions,
                 extensions={"code": ErrorCode.GRAPHQL_PARSE_FAILED.value},
             ) from None
+        repeated_fields(document)
         # The text, once more in comment tokens, and the tree.
         weight = 2 * sys.getsizeof(query) + AST_BYTES_PER_TOKEN * parser.tokens
         self.parsed.put(query, document, weight)

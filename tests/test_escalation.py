@@ -266,7 +266,9 @@ async def test_a_full_admin_cannot_give_a_permission_no_full_admin_holds(api: Ap
 
 
 ASSIGN = mutation_document(
-    "assignPartnerAdmin", "AssignmentInput", "customer { id name partnerAdmins { admin { email } } }"
+    "assignPartnerAdmin",
+    "AssignmentInput",
+    "customer { id name partnerAdmins { admin { email } } }",
 )
 SELF_ASSIGNER = "assigner@acme.example"  # assignment manage all, customer read assigned only
 
