@@ -146,6 +146,18 @@ class Change:
         way to finish without an audit entry, explicit at the call site."""
         self.unchanged = True
 
+    def record_update(
+        self, object_type: str, object_id: str, row: Any, values: dict[str, Any]
+    ) -> bool:
+        """The audit entry of an update of ``values`` on ``row`` (each value before and after);
+        with no values, ``nothing_changed``. True when there is something to write."""
+        if not values:
+            self.nothing_changed()
+            return False
+        before = {k: getattr(row, k) for k in values}
+        self.record(object_type, object_id, before=before, after=values)
+        return True
+
 
 async def audit_refusal(ctx: Context, operation: str, codes: list[str]) -> None:
     """The audit entry of a refused mutation, in its own small transaction (the mutation's

@@ -79,16 +79,8 @@ async def _update(c: Change, input: UpdateAdminInput) -> AdminPayload:
         await _still_managed(
             ctx, session, [(i, input.role if i == row.id else r) for i, r in admins]
         )
-    if values:
+    if c.record_update("admin", to_global_id("Admin", row.id), row, values):
         await adm.update_admin(session, admin_id=row.id, values=values)
-        c.record(
-            "admin",
-            to_global_id("Admin", row.id),
-            before={k: getattr(row, k) for k in values},
-            after=values,
-        )
-    else:
-        c.nothing_changed()
     updated = await adm.admin_row(session, partner_id=scope.partner_id, admin_id=row.id)
     return AdminPayload(admin=Admin.from_row(updated), user_errors=[])
 

@@ -151,16 +151,8 @@ async def _update(c: Change, input: UpdateTagInput) -> TagPayload:
         session, partner_id=scope.partner_id, name_key=values["name"].lower(), except_id=row.id
     ):
         raise _taken()
-    if values:
+    if c.record_update("tag", to_global_id("Tag", row.id), row, values):
         await tq.update_tag(session, tag_id=row.id, values=values)
-        c.record(
-            "tag",
-            to_global_id("Tag", row.id),
-            before={k: getattr(row, k) for k in values},
-            after=values,
-        )
-    else:
-        c.nothing_changed()
     row = (await tq.tags_by_ids(session, partner_id=scope.partner_id, ids=[row.id]))[row.id]
     return TagPayload(tag=Tag.from_row(row), user_errors=[])
 
