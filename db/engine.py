@@ -6,7 +6,7 @@ from typing import Any
 
 from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -84,8 +84,16 @@ async def analyze(engine: AsyncEngine) -> None:
 
 
 async def optimize(engine: AsyncEngine) -> None:
-    """Cheap statistics upkeep at start-up (SQLite analyses only tables that need it)."""
+    """Cheap statistics upkeep at start-up (SQLite analyses only tables that need it).
+
+    Best effort: when another connection holds the write lock past the busy timeout (a burst
+    of writes arriving with the first requests), start-up goes on without it rather than
+    failing the request that started the server (seen as a flaky INTERNAL_SERVER_ERROR)."""
     if engine.dialect.name == "sqlite":
-        async with engine.connect() as connection:
-            await connection.exec_driver_sql("PRAGMA optimize=0x10002")
-            await connection.commit()
+        try:
+            async with engine.connect() as connection:
+                await connection.exec_driver_sql("PRAGMA optimize=0x10002")
+                await connection.commit()
+        except OperationalError as error:
+            if "locked" not in str(error.orig):
+                raise
