@@ -17,7 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from starlette.applications import Starlette
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Message, Receive, Scope, Send
 from strawberry.asgi import GraphQL
@@ -35,6 +35,8 @@ from graph.context import Context, Services, clock_from, new_context
 from graph.cost import CostLimiter
 from graph.errors import ErrorCode, is_coded
 from graph.extensions import EXECUTED, document_cache, unexpected_error
+from graph.graphiql import PREFIX as GRAPHIQL_ASSETS
+from graph.graphiql import graphiql_page, serve_asset
 from graph.logging import RequestLogMiddleware, configure_logging
 from graph.response_cache import ResponseCache, cached_response, request_key
 from graph.schema import build_schema
@@ -260,7 +262,10 @@ class GraphQLEndpoint:
         self.hub = hub
         self.documents = document_cache(hub.settings)
         self.view = GraphQLView(
-            build_schema(hub.settings), hub.response_cache, allow_queries_via_get=False
+            build_schema(hub.settings),
+            hub.response_cache,
+            allow_queries_via_get=False,
+            graphql_ide=None,
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -310,8 +315,8 @@ class GraphQLEndpoint:
 
     async def _handle(self, request: Request, state: dict[str, Any], send: Send) -> Response | None:
         if request.method != "POST":
-            # Strawberry's view builds a context even to render GraphiQL, and there is no
-            # authenticated context on GET: serve the IDE here, refuse operations over GET.
+            # GraphiQL from the package (graph/graphiql.py), not Strawberry's page, which loads
+            # its scripts from a CDN; operations over GET are refused.
             return self._get(request)
         services = await self.hub.start()
         if request.headers.get("authorization") is None:
@@ -348,7 +353,7 @@ class GraphQLEndpoint:
     def _get(self, request: Request) -> Response:
         accept = request.headers.get("accept", "")
         if "query" not in request.query_params and ("text/html" in accept or "*/*" in accept):
-            return HTMLResponse(self.view.graphql_ide_html)
+            return graphiql_page()
         raise Refused(
             405,
             ErrorCode.METHOD_NOT_ALLOWED,
@@ -407,6 +412,7 @@ def create_app(settings: Settings | None = None, engine: AsyncEngine | None = No
         routes=[
             Route("/graphql", GraphQLEndpoint(hub), methods=["GET", "POST"]),
             Route("/healthz", healthz),
+            Route(GRAPHIQL_ASSETS + "/{digest}/{name:path}", serve_asset, methods=["GET"]),
             Route("/readyz", readyz),
             Route("/export/customers.csv", export_customers_csv(hub)),
         ],
