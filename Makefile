@@ -31,7 +31,11 @@ run: install
 	@echo "Get a token:   TOKEN=\$$($(PH) token issue full@acme.example | tail -1)"
 	@echo "First query:   curl -s http://$(HOST):$(PORT)/graphql -H \"Authorization: Bearer \$$TOKEN\" \\"
 	@echo "                 -H 'Content-Type: application/json' -d '{\"query\":\"{ viewer { email role } }\"}'"
-	@echo "GraphiQL:      http://$(HOST):$(PORT)/graphql  (set the Authorization header in its Headers tab)"
+	@# The token rides in the URL fragment: the browser keeps it, never sends it to the server.
+	@TOKEN=$$($(PH) token issue full@acme.example --label "make run GraphiQL" | tail -1) \
+	  && test -n "$$TOKEN" \
+	  && echo "GraphiQL, signed in as full@acme.example (open in a browser; paste another token in its bar):" \
+	  && echo "  http://$(HOST):$(PORT)/graphql#token=$$TOKEN"
 	@echo
 	$(PH) serve --host $(HOST) --port $(PORT)
 

@@ -184,7 +184,7 @@
   }
 
   var DEFAULT_QUERY =
-    "# Partner Hub: run with Ctrl-Enter. The explorer (left) lists every field.\n" +
+    "# Ctrl-Enter runs it. The explorer (left) lists every field.\n" +
     "{\n  viewer {\n    email\n    role\n  }\n}\n";
 
   function App() {
@@ -211,6 +211,7 @@
           key: "graphiql-" + generation,
           fetcher: fetcher,
           plugins: [explorer],
+          visiblePlugin: explorer,
           defaultQuery: DEFAULT_QUERY,
           defaultEditorToolsVisibility: true,
           inputValueDeprecation: true,
