@@ -174,9 +174,7 @@ class ThreadedServer:
         self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.socket.bind(("127.0.0.1", 0))
         self.port = self.socket.getsockname()[1]
-        config = uvicorn.Config(
-            self.recorder, lifespan="on", log_level="warning", access_log=False
-        )
+        config = uvicorn.Config(self.recorder, lifespan="on", log_level="warning", access_log=False)
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(
             target=self.server.run, kwargs={"sockets": [self.socket]}, daemon=True
@@ -199,4 +197,3 @@ class ThreadedServer:
         self.server.should_exit = True
         self.thread.join(timeout=10)
         self.socket.close()
-
