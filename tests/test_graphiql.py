@@ -117,3 +117,16 @@ def test_no_vendored_file_names_an_outside_host_it_would_load() -> None:
     css = (STATIC / "vendor/graphiql-3.9.0.min.css").read_text()
     assert all(u.startswith("data:") for u in re.findall(r"url\(([^)]*)\)", css))
     assert gzip.decompress(assets()[STYLES[0]].gzipped) == assets()[STYLES[0]].body
+
+
+def test_make_run_prints_a_graphiql_url_holding_a_demo_token() -> None:
+    # given: the run target's recipe (tests/test_cli.py runs the CLI it calls)
+    makefile = (ROOT / "Makefile").read_text()
+    recipe = makefile.split("\nrun:", 1)[1].split("\n\n", 1)[0]
+
+    # then: a token for full@acme.example, in the fragment of the printed URL
+    assert "token issue full@acme.example" in recipe
+    assert "/graphql#token=$$TOKEN" in recipe
+    assert recipe.rstrip().endswith("serve --host $(HOST) --port $(PORT)")
+    for target in ("run", "test", "install", "lint", "types", "pytest", "bench", "schema", "clean"):
+        assert f"\n{target}:" in makefile, target
