@@ -10,7 +10,7 @@ new version of a file is a new URL that the page, never cached, points to.
 The page's Content-Security-Policy allows scripts from this origin only (no inline script, no
 eval), requests to this origin only, and fonts and images from the page's own data: URLs;
 styles also inline, since GraphiQL's components inject ``<style>`` elements (a style cannot run
-code). Sign-in (``partner-hub-graphiql.js``): a token in the URL fragment
+code). Sign-in (``partner-hub-token.js``, ``partner-hub-graphiql.js``): a token in the URL fragment
 (``/graphql#token=...``, which browsers never send) is kept in the tab's ``sessionStorage``,
 removed from the address bar, and sent as ``Authorization: Bearer`` on every request.
 """
@@ -29,6 +29,8 @@ from starlette.responses import HTMLResponse, Response
 
 STATIC = Path(__file__).parent / "static" / "graphiql"
 PREFIX = "/static/graphiql"
+# First, in <head>: takes the token out of the address bar before anything else loads.
+HEAD_SCRIPT = "partner-hub-token.js"
 SCRIPTS = (
     "vendor/react-18.3.1.production.min.js",
     "vendor/react-dom-18.3.1.production.min.js",
@@ -81,7 +83,7 @@ class Asset:
 def assets() -> dict[str, Asset]:
     """Every file the page loads, by name; read and compressed once per process."""
     found = {}
-    for name in (*SCRIPTS, *STYLES):
+    for name in (HEAD_SCRIPT, *SCRIPTS, *STYLES):
         body = (STATIC / name).read_bytes()
         found[name] = Asset(
             body=body,
@@ -102,7 +104,8 @@ def page_html() -> str:
         f'    <link rel="stylesheet" href="{escape(asset_url(n))}" />' for n in STYLES
     )
     scripts = "\n".join(f'    <script src="{escape(asset_url(n))}"></script>' for n in SCRIPTS)
-    return PAGE.format(styles=styles, scripts=scripts)
+    head = f'    <script src="{escape(asset_url(HEAD_SCRIPT))}"></script>'
+    return PAGE.format(head=head, styles=styles, scripts=scripts)
 
 
 def graphiql_page() -> Response:
@@ -137,6 +140,7 @@ PAGE = """<!doctype html>
     <meta name="referrer" content="no-referrer" />
     <title>Partner Hub GraphiQL</title>
     <link rel="icon" href="data:," />
+{head}
 {styles}
   </head>
   <body>

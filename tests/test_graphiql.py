@@ -9,7 +9,7 @@ import tomllib
 from fnmatch import fnmatch
 from pathlib import Path
 
-from graph.graphiql import SCRIPTS, STATIC, STYLES, assets
+from graph.graphiql import HEAD_SCRIPT, SCRIPTS, STATIC, STYLES, assets
 from tests.conftest import Api
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -27,7 +27,7 @@ async def test_the_page_loads_only_files_of_this_origin_under_a_strict_policy(ap
     # then
     assert response.status_code == 200
     urls = asset_urls(response.text)
-    assert len(urls) == len(SCRIPTS) + len(STYLES) + 1  # and the favicon, an empty data: URL
+    assert len(urls) == 1 + len(SCRIPTS) + len(STYLES) + 1  # and the favicon, an empty data: URL
     assert all(u.startswith("/static/graphiql/") or u == "data:," for u in urls), urls
     assert "<script>" not in response.text  # no inline script: the policy forbids it
     assert "cookie" not in response.text.lower()
@@ -90,7 +90,7 @@ def test_every_served_file_is_package_data_with_its_licence() -> None:
     shipped = [
         p.relative_to(STATIC.parent.parent).as_posix() for p in STATIC.rglob("*") if p.is_file()
     ]
-    for name in (*SCRIPTS, *STYLES):
+    for name in (HEAD_SCRIPT, *SCRIPTS, *STYLES):
         assert any(fnmatch(f"static/graphiql/{name}", p) for p in patterns), name
     for path in shipped:
         assert any(fnmatch(path, p) for p in patterns), path

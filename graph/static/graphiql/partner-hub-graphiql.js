@@ -1,65 +1,16 @@
 /*
- * Partner Hub's GraphiQL: signs in without editing headers.
- *
- * A token arrives in the URL fragment (/graphql#token=...; `make run` prints such a URL).
- * Browsers never send a fragment to the server, so it is in no request line and no log. This
- * script keeps the token in the tab's sessionStorage, removes it from the address bar (so it is
- * not bookmarked, shared or kept in history), and sends `Authorization: Bearer <token>` on every
- * request GraphiQL makes, the schema's introspection included. The bar above GraphiQL says who
- * the token belongs to, takes a pasted token, and signs out.
- *
- * sessionStorage rather than localStorage: a bearer token is a credential. sessionStorage lives
- * as long as the tab (a reload keeps it) and is seen by no other tab; it is gone when the tab
- * closes, where localStorage would keep the token on disk with no end, for every later page of
- * this origin. Opening the printed URL again signs in again.
+ * Partner Hub's GraphiQL: signs in without editing headers. partner-hub-token.js took the token
+ * from the URL fragment; this script sends `Authorization: Bearer <token>` on every request
+ * GraphiQL makes, the schema's introspection included. The bar above GraphiQL says who the
+ * token belongs to, takes a pasted token, and signs out.
  */
 (function () {
   "use strict";
 
-  var STORAGE_KEY = "partner-hub.graphiql.token";
   var endpoint = window.location.pathname;
   var h = React.createElement;
-
-  function readStored() {
-    try {
-      return window.sessionStorage.getItem(STORAGE_KEY);
-    } catch (e) {
-      return null; // storage disabled: the token lives as long as the page
-    }
-  }
-
-  var memory = readStored();
-
-  function currentToken() {
-    return memory;
-  }
-
-  function keep(token) {
-    memory = token || null;
-    try {
-      if (memory) window.sessionStorage.setItem(STORAGE_KEY, memory);
-      else window.sessionStorage.removeItem(STORAGE_KEY);
-    } catch (e) {
-      /* kept in memory only */
-    }
-  }
-
-  // The fragment's token, taken out of the address bar before anything else runs.
-  (function takeFragmentToken() {
-    var fragment = window.location.hash.replace(/^#/, "");
-    if (!fragment) return;
-    var params = new URLSearchParams(fragment);
-    var token = params.get("token");
-    if (token === null) return;
-    params.delete("token");
-    var rest = params.toString();
-    window.history.replaceState(
-      window.history.state,
-      "",
-      window.location.pathname + window.location.search + (rest ? "#" + rest : "")
-    );
-    if (token.trim()) keep(token.trim());
-  })();
+  var currentToken = window.PartnerHubToken.current;
+  var keep = window.PartnerHubToken.keep;
 
   // Every request GraphiQL makes goes through here. A header set in GraphiQL's Headers tab
   // wins over the signed-in token.
