@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from functools import lru_cache
+from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -59,6 +60,15 @@ class Settings(BaseSettings):
     response_cache_seconds: float = Field(default=10.0, ge=0, le=300)
     response_cache_mb: int = Field(default=16, ge=1)
     response_cache_entries: int = Field(default=10_000, ge=1)
+    # Persisted queries (graph/persisted.py): "auto" takes Apollo's automatic persisted queries
+    # (a client registers a document by its SHA-256 on first use, then sends the hash alone)
+    # beside ordinary documents; "registered" runs only documents registered with
+    # `partner-hub persisted register`; "off" ignores the extension. GET reads by hash carry an
+    # ETag that stays valid at most this many seconds when no write happens (time-driven
+    # statuses move without one).
+    persisted_queries: Literal["auto", "registered", "off"] = "auto"
+    persisted_cache_mb: int = Field(default=8, ge=1)
+    etag_window_seconds: int = Field(default=10, ge=1, le=3600)
     # Admin console that launch links open; launch tokens live this many seconds.
     console_url: str = "https://console.partner-hub.example/launch"
     launch_token_seconds: int = Field(default=300, ge=10, le=3600)

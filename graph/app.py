@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import hashlib
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -38,6 +39,16 @@ from graph.extensions import EXECUTED, document_cache, unexpected_error
 from graph.graphiql import PREFIX as GRAPHIQL_ASSETS
 from graph.graphiql import graphiql_page, serve_asset
 from graph.logging import RequestLogMiddleware, configure_logging
+from graph.persisted import (
+    NO_STORE,
+    PersistedQueries,
+    as_post,
+    cache_headers,
+    entity_tag,
+    get_payload,
+    matches,
+    refuse_get_mutation,
+)
 from graph.response_cache import ResponseCache, cached_response, request_key
 from graph.schema import build_schema
 from graph.transport import (
@@ -45,6 +56,7 @@ from graph.transport import (
     JSON,
     TRIM_AFTER_BYTES,
     Refused,
+    dumps,
     loads,
     negotiate,
     rate_limit_headers,
@@ -221,6 +233,9 @@ class GraphQLView(GraphQL[Context, None]):
                 sub.headers["Retry-After"] = wait
             elif not executed and sub.media_type == GRAPHQL_RESPONSE:
                 sub.status_code = 400
+            tag = state.get(ETAG)
+            if tag is not None:  # a persisted GET: only a full answer may be revalidated
+                sub.headers.update(cache_headers(tag) if not errors else NO_STORE)
         key = state.get(CACHE_KEY)
         if self.cache is not None and key is not None:
             report = (result.extensions or {}).get("cost", {})
@@ -267,6 +282,9 @@ class GraphQLEndpoint:
             allow_queries_via_get=False,
             graphql_ide=None,
         )
+        self.persisted = PersistedQueries(hub.settings, self.documents)
+        # ETags change with the code's answers too: the schema stands for them.
+        self.build = hashlib.sha256(self.view.schema.as_str().encode()).hexdigest()[:16]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope, receive)
@@ -314,38 +332,62 @@ class GraphQLEndpoint:
                 asyncio.get_running_loop().call_soon(release_memory, size)
 
     async def _handle(self, request: Request, state: dict[str, Any], send: Send) -> Response | None:
-        if request.method != "POST":
+        get = request.method != "POST"
+        if get and not ({"query", "extensions"} & request.query_params.keys()):
             # GraphiQL from the package (graph/graphiql.py), not Strawberry's page, which loads
-            # its scripts from a CDN; operations over GET are refused.
+            # its scripts from a CDN; a GET runs persisted reads only (graph/persisted.py).
             return self._get(request)
         services = await self.hub.start()
         if request.headers.get("authorization") is None:
             return _unauthorized("Missing Authorization: Bearer <token> header.")
-        # Bounded and checked before a pool connection is taken for the token.
-        body = await read_body(request.receive, request.headers, services.settings.max_body_bytes)
-        state[BODY_BYTES] = len(body)
-        payload = request_data(request.headers.get("content-type"), body)
+        if get:  # a persisted read (graph/persisted.py)
+            payload, body = get_payload(request.query_params), b""
+        else:
+            # Bounded and checked before a pool connection is taken for the token.
+            body = await read_body(
+                request.receive, request.headers, services.settings.max_body_bytes
+            )
+            state[BODY_BYTES] = len(body)
+            payload = request_data(request.headers.get("content-type"), body)
         # One session for the whole request, token lookup included (one pool checkout).
         async with self.hub.sessions() as session:
             outcome = await authenticate(request, session)
             if isinstance(outcome, Response):
                 return outcome
             await self.hub.sync_policies(outcome.policy_version)
+            resolved = await self.persisted.resolve(payload, session, state[MEDIA])
+            tag = None
+            if get:
+                refuse_get_mutation(resolved, self.documents)
+                tag = state[ETAG] = entity_tag(
+                    outcome,
+                    resolved,
+                    services.clock.now(),
+                    services.settings.etag_window_seconds,
+                    self.build,
+                )
+                if matches(request.headers.get("if-none-match"), tag):
+                    return Response(status_code=304, headers=cache_headers(tag))
+            if get or resolved is not payload:
+                body = dumps(resolved)
             cache = self.hub.response_cache
             if cache is not None:
                 clock = services.clock
                 now = clock.now() if clock.pinned else None
-                key = request_key(outcome, payload, now, self.documents.parse)
+                key = request_key(outcome, resolved, now, self.documents.parse)
                 entry = cache.get(key) if key is not None else None
                 if entry is not None:
                     hit = cached_response(services, outcome, entry, state[MEDIA])
                     if hit is not None:
+                        if tag is not None:
+                            hit.headers.update(cache_headers(tag))
                         return hit
                 state[CACHE_KEY] = key
             context = new_context(services, outcome, session, state.get("request_id", "-"))
             state["ph_context"] = context
+            scope = as_post(request.scope) if get else request.scope
             try:
-                await self.view(request.scope, replay(body), send)
+                await self.view(scope, replay(body), send)
             finally:
                 await context.settle()
         return None
@@ -363,6 +405,7 @@ class GraphQLEndpoint:
 
 
 CACHE_KEY = "ph_cache_key"
+ETAG = "ph_etag"
 CODES = "ph_error_codes"
 MEDIA = "ph_media_type"
 BODY_BYTES = "ph_body_bytes"

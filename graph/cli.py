@@ -336,6 +336,9 @@ def build_parser() -> argparse.ArgumentParser:
     from graph.cli_ingest import register as register_ingest  # it builds on this module
 
     register_ingest(sub)
+    from graph.cli_persisted import add_commands as persisted_commands
+
+    persisted_commands(sub)
     return parser
 
 

@@ -193,12 +193,21 @@ ACTOR = (
 GUARD = "the escalation check itself: the policy lines and the calling admin's own row"
 TARGET = "keyed by an admin just read in the partner of the admin-manage scope (_target_admin)"
 TAG_ROW = "keyed by a tag just locked in the partner of the tag-write scope (_tag_to_change)"
+PERSISTED = (
+    "deployment-wide persisted documents (code, content-addressed), not partner data: what a "
+    "document returns is decided per caller when it runs"
+)
 POLICY = (
     "the partner's roles and policy lines (lines name their partner's domain), read for the "
     "policy queries or changed under run_mutation's policy-manage check and escalation.Guard"
 )
 
 ALLOWED: dict[str, list[str]] = {
+    PERSISTED: [
+        "graph/persisted.py _registered_text persisted.registered_document",
+        "graph/cli_persisted.py cmd_persisted_register persisted.register",
+        "graph/cli_persisted.py cmd_persisted_list persisted.registered",
+    ],
     STARTUP: [
         "graph/app.py _start meta.get_or_create_secret",
         "graph/app.py _start policies.seed_policies",
