@@ -337,12 +337,12 @@ class GraphQLEndpoint:
             # GraphiQL from the package (graph/graphiql.py), not Strawberry's page, which loads
             # its scripts from a CDN; a GET runs persisted reads only (graph/persisted.py).
             return self._get(request)
+        # A GET runs persisted reads only (graph/persisted.py): anything else is 405 first.
+        payload, body = (get_payload(request.query_params), b"") if get else ({}, b"")
         services = await self.hub.start()
         if request.headers.get("authorization") is None:
             return _unauthorized("Missing Authorization: Bearer <token> header.")
-        if get:  # a persisted read (graph/persisted.py)
-            payload, body = get_payload(request.query_params), b""
-        else:
+        if not get:
             # Bounded and checked before a pool connection is taken for the token.
             body = await read_body(
                 request.receive, request.headers, services.settings.max_body_bytes
