@@ -24,6 +24,7 @@ from graph.resolvers.policies import PolicyMutations, PolicyQueries
 from graph.resolvers.resources import ResourceQueries
 from graph.resolvers.tags import TagMutations
 from graph.resolvers.trials import TrialMutations
+from graph.sdl import with_schema_block
 from graph.types.admins import Admin, Partner
 from graph.types.customers import Customer, Subscription
 from graph.types.scalars import SCALAR_OVERRIDES
@@ -97,4 +98,6 @@ def _schema(
 
 
 def export_sdl(settings: Settings | None = None) -> str:
-    return build_schema(settings).as_str() + "\n"
+    """``schema.graphql``: the printed schema, root operation types named (graph/sdl.py)."""
+    schema = build_schema(settings)
+    return with_schema_block(schema.as_str(), schema._schema) + "\n"
