@@ -25,6 +25,7 @@ from graph.resolvers.resources import ResourceQueries
 from graph.resolvers.tags import TagMutations
 from graph.resolvers.trials import TrialMutations
 from graph.sdl import with_schema_block
+from graph.types import enum_values  # noqa: F401  (describes every enum value)
 from graph.types.admins import Admin, Partner
 from graph.types.customers import Customer, Subscription
 from graph.types.scalars import SCALAR_OVERRIDES

@@ -107,3 +107,21 @@ async def test_a_subscription_is_refused_by_the_file_and_by_the_server(api: Api)
     assert body.get("data") is None
     assert [e["message"] for e in body["errors"]] == [m.message for m in file_errors]
     assert error_codes(body) == ["GRAPHQL_VALIDATION_FAILED"]
+
+
+async def test_custom_scalars_say_where_they_are_specified(api: Api) -> None:
+    # given
+    await signed_in(api)
+    query = "{ %s }" % " ".join(
+        f'{n}: __type(name: "{n}") {{ specifiedByURL }}' for n in ("Date", "DateTime", "JSON")
+    )
+
+    # when
+    body = await post_graphql(api, query, as_=ADMIN)
+
+    # then
+    urls = {name: t["specifiedByURL"] for name, t in data_of(body).items()}
+    assert urls["Date"] == urls["DateTime"] == (
+        "https://datatracker.ietf.org/doc/html/rfc3339#section-5.6"
+    )
+    assert urls["JSON"].startswith("https://")

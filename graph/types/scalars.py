@@ -57,10 +57,13 @@ def _isoformat(value: dt.date) -> str:
     return value.isoformat()
 
 
+# RFC 3339 is the public profile of ISO 8601 these follow: ``full-date`` and ``date-time``.
+RFC_3339 = "https://datatracker.ietf.org/doc/html/rfc3339#section-5.6"
+
 DATE = ScalarDefinition(
     name="Date",
-    description=f"Date (ISO 8601, YYYY-MM-DD), {RANGE}.",
-    specified_by_url=None,
+    description=f"A calendar date, YYYY-MM-DD (RFC 3339 full-date, ISO 8601), {RANGE}.",
+    specified_by_url=RFC_3339,
     serialize=_isoformat,
     parse_value=parse_date,
     parse_literal=None,
@@ -68,8 +71,11 @@ DATE = ScalarDefinition(
 )
 DATE_TIME = ScalarDefinition(
     name="DateTime",
-    description=f"Date with time (ISO 8601), {RANGE} in UTC.",
-    specified_by_url=None,
+    description=(
+        "An instant: RFC 3339 date-time (ISO 8601), emitted in UTC with its offset "
+        f"(2026-12-06T08:00:00+00:00); input without an offset is read as UTC. {RANGE} in UTC."
+    ),
+    specified_by_url=RFC_3339,
     serialize=_isoformat,
     parse_value=parse_datetime,
     parse_literal=None,
