@@ -9,6 +9,7 @@ from graph.auth.permissions import Act, Obj, require
 from graph.context import Info
 from graph.pagination import CursorCodec, PageInfo, check_page_size
 from graph.types.admins import Admin, AdminConnection, AdminEdge, Partner
+from graph.types.arguments import After, First
 
 
 @strawberry.type
@@ -30,9 +31,7 @@ class AdminQueries:
         return Partner.from_row(row)
 
     @strawberry.field(description="The partner's administrators with their roles, by creation.")
-    async def admins(
-        self, info: Info, first: int = 50, after: str | None = None
-    ) -> AdminConnection:
+    async def admins(self, info: Info, first: First = 50, after: After = None) -> AdminConnection:
         ctx = info.context
         scope = require(ctx, Obj.ADMIN, Act.READ)
         check_page_size(first, ctx.settings.max_page_size)

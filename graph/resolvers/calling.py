@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from datetime import date, datetime
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import strawberry
 
@@ -21,6 +21,7 @@ from graph.context import Context, Info
 from graph.errors import bad_input
 from graph.pagination import CursorCodec, PageInfo, check_page_size, fingerprint
 from graph.resolvers.calling_ingest import CallingMutations  # re-exported for graph.schema
+from graph.types.arguments import After, First, Weeks
 from graph.types.calling import (
     CallEndpointQuality,
     CallFeatureUsage,
@@ -120,9 +121,14 @@ class CallQueueAnalytics:
     async def customers(
         self,
         info: Info,
-        first: int = 50,
-        after: str | None = None,
-        order_by: q.QueueCustomerOrder = q.QueueCustomerOrder.ABANDONED_RATE_DESC,
+        first: First = 50,
+        after: After = None,
+        order_by: Annotated[
+            q.QueueCustomerOrder,
+            strawberry.argument(
+                description="Order of the table; ties by customer, same direction."
+            ),
+        ] = q.QueueCustomerOrder.ABANDONED_RATE_DESC,
     ) -> CallQueueCustomerConnection | None:
         order = q.QueueCustomerOrder(order_by)
         nodes, cursors, page_info, count = await _page(
@@ -171,7 +177,7 @@ class CallingAnalytics:
         "for `weeks` weeks (1-52) ending with this one, oldest first." + NULL_WHEN_REFUSED
     )
     async def users_by_volume_trend(
-        self, info: Info, weeks: int = 8
+        self, info: Info, weeks: Weeks = 8
     ) -> list[CallingUserVolumeWeek] | None:
         ctx = info.context
         span = q.weeks_ending(self.week, _trend_weeks(weeks))
@@ -186,9 +192,14 @@ class CallingAnalytics:
     async def customers_usage(
         self,
         info: Info,
-        first: int = 50,
-        after: str | None = None,
-        order_by: q.CustomerUsageOrder = q.CustomerUsageOrder.CALLS_DESC,
+        first: First = 50,
+        after: After = None,
+        order_by: Annotated[
+            q.CustomerUsageOrder,
+            strawberry.argument(
+                description="Order of the table; ties by customer, same direction."
+            ),
+        ] = q.CustomerUsageOrder.CALLS_DESC,
     ) -> CallingCustomerUsageConnection | None:
         ctx = info.context
         order = q.CustomerUsageOrder(order_by)
@@ -223,7 +234,7 @@ class CallingAnalytics:
         description="Call quality for `weeks` weeks (1-52) ending with this one, oldest first."
         + NULL_WHEN_REFUSED
     )
-    async def quality_trend(self, info: Info, weeks: int = 8) -> list[CallQualityWeek] | None:
+    async def quality_trend(self, info: Info, weeks: Weeks = 8) -> list[CallQualityWeek] | None:
         span = q.weeks_ending(self.week, _trend_weeks(weeks))
         async with info.context.db() as session:
             rows = await q.quality_by_week(session, scope=self.scope, weeks=span)
@@ -248,9 +259,14 @@ class CallingAnalytics:
     async def customers_quality(
         self,
         info: Info,
-        first: int = 50,
-        after: str | None = None,
-        order_by: q.CustomerQualityOrder = q.CustomerQualityOrder.POOR_PERCENT_DESC,
+        first: First = 50,
+        after: After = None,
+        order_by: Annotated[
+            q.CustomerQualityOrder,
+            strawberry.argument(
+                description="Order of the table; ties by customer, same direction."
+            ),
+        ] = q.CustomerQualityOrder.POOR_PERCENT_DESC,
     ) -> CallingCustomerQualityConnection | None:
         order = q.CustomerQualityOrder(order_by)
         nodes, cursors, page_info, count = await _page(
@@ -309,7 +325,17 @@ class CallingQueries:
         "starting after now is refused (BAD_USER_INPUT). Scoped like every read: partner "
         "admins see their assigned customers only."
     )
-    async def calling_analytics(self, info: Info, week: date | None = None) -> CallingAnalytics:
+    async def calling_analytics(
+        self,
+        info: Info,
+        week: Annotated[
+            date | None,
+            strawberry.argument(
+                description="Any date of the week wanted (its Sunday-to-Sunday UTC week); "
+                "omitted, the latest week closed at or before now."
+            ),
+        ] = None,
+    ) -> CallingAnalytics:
         ctx = info.context
         scope = require(ctx, Obj.ANALYTICS, Act.READ)
         start = analytics_week(ctx, week)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Annotated, Any
 
 import strawberry
 from strawberry.types.nodes import SelectedField
@@ -18,6 +18,7 @@ from graph.errors import ErrorCode, bad_input
 from graph.ids import pk_of
 from graph.pagination import CursorCodec, PageInfo, check_page_size, fingerprint
 from graph.prefetch import below, prefetch
+from graph.types.arguments import After, First
 from graph.types.customers import (
     CUSTOMER_RELATIONS,
     Customer,
@@ -148,11 +149,26 @@ class CustomerQueries:
     async def customers(
         self,
         info: Info,
-        first: int = 50,
-        after: str | None = None,
-        filter: CustomerFilter | None = None,
-        search: str | None = None,
-        order_by: CustomerOrder = CustomerOrder.NAME_ASC,
+        first: First = 50,
+        after: After = None,
+        filter: Annotated[
+            CustomerFilter | None,
+            strawberry.argument(
+                description="Only customers matching every condition given (none: all the "
+                "caller may see)."
+            ),
+        ] = None,
+        search: Annotated[
+            str | None,
+            strawberry.argument(
+                description="Text the customer's name contains, any case; up to 200 "
+                "characters (longer: SEARCH_TOO_LONG); blank means no search."
+            ),
+        ] = None,
+        order_by: Annotated[
+            CustomerOrder,
+            strawberry.argument(description="Order of the list; ties by internal id."),
+        ] = CustomerOrder.NAME_ASC,
     ) -> CustomerConnection:
         return await customers_connection(
             info.context,
@@ -166,7 +182,16 @@ class CustomerQueries:
         )
 
     @strawberry.field(description="One customer by global ID; null when missing or not visible.")
-    async def customer(self, info: Info, id: strawberry.ID) -> Customer | None:
+    async def customer(
+        self,
+        info: Info,
+        id: Annotated[
+            strawberry.ID,
+            strawberry.argument(
+                description="The customer's `id`; the ID of another type is refused (INVALID_ID)."
+            ),
+        ],
+    ) -> Customer | None:
         return await customer_by_pk(info.context, pk_of(id, "Customer"), below(info))
 
     @strawberry.field(

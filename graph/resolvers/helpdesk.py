@@ -8,7 +8,7 @@ customer, which must be one the caller may see.
 from __future__ import annotations
 
 from collections.abc import Awaitable
-from typing import Any
+from typing import Annotated, Any
 
 import strawberry
 
@@ -27,6 +27,7 @@ from graph.mutations import (
     user_error,
 )
 from graph.pagination import CursorCodec, PageInfo, check_page_size, fingerprint
+from graph.types.arguments import After, First
 from graph.types.helpdesk import (
     AddHelpdeskCaseCommentInput,
     AddHelpdeskCaseCommentPayload,
@@ -155,9 +156,12 @@ class HelpdeskQueries:
     async def helpdesk_cases(
         self,
         info: Info,
-        first: int = 20,
-        after: str | None = None,
-        filter: HelpdeskCaseFilter | None = None,
+        first: First = 20,
+        after: After = None,
+        filter: Annotated[
+            HelpdeskCaseFilter | None,
+            strawberry.argument(description="Only cases matching every condition given."),
+        ] = None,
     ) -> HelpdeskCaseConnection:
         ctx = info.context
         scope = require(ctx, Obj.HELPDESK, Act.READ)
@@ -196,7 +200,16 @@ class HelpdeskQueries:
         description="One helpdesk case of the partner by global ID; null when missing or not "
         "readable."
     )
-    async def helpdesk_case(self, info: Info, id: strawberry.ID) -> HelpdeskCase | None:
+    async def helpdesk_case(
+        self,
+        info: Info,
+        id: Annotated[
+            strawberry.ID,
+            strawberry.argument(
+                description="The case's `id`; the ID of another type is refused (INVALID_ID)."
+            ),
+        ],
+    ) -> HelpdeskCase | None:
         return await helpdesk_case_node(info.context, pk_of(id, "HelpdeskCase"))
 
 

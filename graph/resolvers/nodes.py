@@ -13,6 +13,7 @@ from graph.ids import from_global_id
 from graph.resolvers.customers import customer_by_pk
 from graph.resolvers.helpdesk import helpdesk_case_node
 from graph.types.admins import Admin, Partner
+from graph.types.arguments import NodeId
 from graph.types.common import Node
 from graph.types.customers import Subscription
 from graph.types.tags import Tag
@@ -23,7 +24,7 @@ class NodeQueries:
     @strawberry.field(
         description="Any object by global ID; null when it is missing or not visible to the caller."
     )
-    async def node(self, info: Info, id: strawberry.ID) -> Node | None:
+    async def node(self, info: Info, id: NodeId) -> Node | None:
         ctx = info.context
         type_name, pk = from_global_id(id)
         if type_name == "Customer":

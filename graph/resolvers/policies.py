@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import orjson
 import strawberry
@@ -22,6 +22,7 @@ from graph.ids import from_global_id, pk_of, to_global_id
 from graph.mutations import Change, UserError, run_mutation, user_error
 from graph.pagination import CursorCodec, PageInfo, check_page_size, fingerprint
 from graph.types.admins import Admin
+from graph.types.arguments import After, First
 from graph.types.policies import (
     AuditConnection,
     AuditEntry,
@@ -147,9 +148,15 @@ class PolicyQueries:
     async def audit_log(
         self,
         info: Info,
-        first: int = 50,
-        after: str | None = None,
-        filter: AuditFilter | None = None,
+        first: First = 50,
+        after: After = None,
+        filter: Annotated[
+            AuditFilter | None,
+            strawberry.argument(
+                description="Only entries matching every condition given (admin, operation, "
+                "object, time)."
+            ),
+        ] = None,
     ) -> AuditConnection:
         ctx = info.context
         scope = require(ctx, Obj.AUDIT, Act.READ)

@@ -6,7 +6,7 @@ may read them, so no policy object guards them (authentication happens before an
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import strawberry
 
@@ -14,6 +14,7 @@ from db.queries import resources as q
 from graph.context import Context, Info
 from graph.errors import ErrorCode, bad_input
 from graph.pagination import CursorCodec, PageInfo, check_page_size, fingerprint
+from graph.types.arguments import After, First
 from graph.types.resources import (
     Resource,
     ResourceConnection,
@@ -82,10 +83,19 @@ class ResourceQueries:
     async def resources(
         self,
         info: Info,
-        search: str | None = None,
-        filter: ResourceFilter | None = None,
-        first: int = 20,
-        after: str | None = None,
+        search: Annotated[
+            str | None,
+            strawberry.argument(
+                description="Words that must all match title, summary or body (as word "
+                "prefixes); up to 200 characters (longer: SEARCH_TOO_LONG)."
+            ),
+        ] = None,
+        filter: Annotated[
+            ResourceFilter | None,
+            strawberry.argument(description="Only resources matching every condition given."),
+        ] = None,
+        first: First = 20,
+        after: After = None,
     ) -> ResourceConnection:
         ctx = info.context
         check_page_size(first, ctx.settings.max_page_size)
