@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import strawberry
 
@@ -109,7 +109,16 @@ def _refused(errors: list[UserError]) -> AdminPayload:
 @strawberry.type
 class AdminMutations:
     @strawberry.mutation(description="Create an administrator of the partner.")
-    async def create_admin(self, info: Info, input: CreateAdminInput) -> AdminPayload:
+    async def create_admin(
+        self,
+        info: Info,
+        input: Annotated[
+            CreateAdminInput,
+            strawberry.argument(
+                description="The new administrator: sign-in email, name and primary role."
+            ),
+        ],
+    ) -> AdminPayload:
         return await run_mutation(
             info.context,
             operation="createAdmin",
@@ -120,7 +129,16 @@ class AdminMutations:
         )
 
     @strawberry.mutation(description="Rename an administrator or change its primary role.")
-    async def update_admin(self, info: Info, input: UpdateAdminInput) -> AdminPayload:
+    async def update_admin(
+        self,
+        info: Info,
+        input: Annotated[
+            UpdateAdminInput,
+            strawberry.argument(
+                description="The administrator and its new name, primary role, or both."
+            ),
+        ],
+    ) -> AdminPayload:
         return await run_mutation(
             info.context,
             operation="updateAdmin",
@@ -131,7 +149,14 @@ class AdminMutations:
         )
 
     @strawberry.mutation(description="Deactivate an administrator; its tokens stop at once.")
-    async def deactivate_admin(self, info: Info, input: DeactivateAdminInput) -> AdminPayload:
+    async def deactivate_admin(
+        self,
+        info: Info,
+        input: Annotated[
+            DeactivateAdminInput,
+            strawberry.argument(description="The administrator to deactivate, by its `id`."),
+        ],
+    ) -> AdminPayload:
         return await run_mutation(
             info.context,
             operation="deactivateAdmin",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import strawberry
 
@@ -80,9 +80,23 @@ async def _run(ctx: Context, input: AssignmentInput, *, assign: bool) -> Assignm
 @strawberry.type
 class AssignmentMutations:
     @strawberry.mutation(description="Assign a partner administrator to a customer.")
-    async def assign_partner_admin(self, info: Info, input: AssignmentInput) -> AssignmentPayload:
+    async def assign_partner_admin(
+        self,
+        info: Info,
+        input: Annotated[
+            AssignmentInput,
+            strawberry.argument(description="The customer and the partner administrator."),
+        ],
+    ) -> AssignmentPayload:
         return await _run(info.context, input, assign=True)
 
     @strawberry.mutation(description="Remove a partner administrator from a customer.")
-    async def unassign_partner_admin(self, info: Info, input: AssignmentInput) -> AssignmentPayload:
+    async def unassign_partner_admin(
+        self,
+        info: Info,
+        input: Annotated[
+            AssignmentInput,
+            strawberry.argument(description="The customer and the partner administrator."),
+        ],
+    ) -> AssignmentPayload:
         return await _run(info.context, input, assign=False)

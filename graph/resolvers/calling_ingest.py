@@ -6,7 +6,7 @@ row (``db.ingest``), and when any is invalid nothing is written and each is repo
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import strawberry
 
@@ -142,7 +142,12 @@ class CallingMutations:
         "touched are recomputed."
     )
     async def ingest_call_records(
-        self, info: Info, input: IngestCallRecordsInput
+        self,
+        info: Info,
+        input: Annotated[
+            IngestCallRecordsInput,
+            strawberry.argument(description="The call records to load, 1-1,000 per request."),
+        ],
     ) -> IngestCallRecordsPayload:
         # Loading data for every customer of the partner: `analytics manage` over all of them.
         reports: list[Any] = []

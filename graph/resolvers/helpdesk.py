@@ -290,7 +290,15 @@ class HelpdeskMutations:
         description="Open a case with the Partner Helpdesk. Needs the helpdesk write permission."
     )
     async def open_helpdesk_case(
-        self, info: Info, input: OpenHelpdeskCaseInput
+        self,
+        info: Info,
+        input: Annotated[
+            OpenHelpdeskCaseInput,
+            strawberry.argument(
+                description="Product, severity, subject and description of the problem, and "
+                "the customer affected when there is one."
+            ),
+        ],
     ) -> OpenHelpdeskCasePayload:
         subject, subject_errors = _text_errors(input.subject, "subject", "SUBJECT", SUBJECT_MAX)
         description, description_errors = _text_errors(
@@ -310,7 +318,12 @@ class HelpdeskMutations:
         description="Add a comment to an open case. Needs the helpdesk write permission."
     )
     async def add_helpdesk_case_comment(
-        self, info: Info, input: AddHelpdeskCaseCommentInput
+        self,
+        info: Info,
+        input: Annotated[
+            AddHelpdeskCaseCommentInput,
+            strawberry.argument(description="The open case and the comment."),
+        ],
     ) -> AddHelpdeskCaseCommentPayload:
         body, errors = _text_errors(input.body, "body", "COMMENT", TEXT_MAX)
         return await run_mutation(
@@ -329,7 +342,12 @@ class HelpdeskMutations:
         "write permission."
     )
     async def close_helpdesk_case(
-        self, info: Info, input: CloseHelpdeskCaseInput
+        self,
+        info: Info,
+        input: Annotated[
+            CloseHelpdeskCaseInput,
+            strawberry.argument(description="The open case and, optionally, how it was resolved."),
+        ],
     ) -> CloseHelpdeskCasePayload:
         resolution, errors = _text_errors(
             input.resolution or "", "resolution", "RESOLUTION", TEXT_MAX, required=False

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import urlencode
 
 import strawberry
@@ -183,7 +183,12 @@ class LaunchMutations:
         "customer get one; each launch is audited."
     )
     async def launch_customer_organization(
-        self, info: Info, input: LaunchCustomerInput
+        self,
+        info: Info,
+        input: Annotated[
+            LaunchCustomerInput,
+            strawberry.argument(description="The customer whose admin console to open."),
+        ],
     ) -> LaunchPayload:
         obj, act = RIGHTS[CUSTOMER]
         return await run_mutation(
@@ -218,7 +223,12 @@ class LaunchMutations:
         "LAUNCH_TOKEN_INVALID and not used up. Expired or reused tokens are refused."
     )
     async def verify_launch_token(
-        self, info: Info, input: VerifyLaunchTokenInput
+        self,
+        info: Info,
+        input: Annotated[
+            VerifyLaunchTokenInput,
+            strawberry.argument(description="The launch token the admin console received."),
+        ],
     ) -> VerifyLaunchTokenPayload:
         ctx = info.context
         obj, act = RIGHTS[CUSTOMER]

@@ -326,7 +326,16 @@ async def _create_role(c: Change, input: CreateRoleInput) -> tuple[str, list[Rol
 @strawberry.type
 class PolicyMutations:
     @strawberry.mutation(description="Grant a role to an admin, besides its primary role.")
-    async def grant_role(self, info: Info, input: GrantRoleInput) -> GrantRolePayload:
+    async def grant_role(
+        self,
+        info: Info,
+        input: Annotated[
+            GrantRoleInput,
+            strawberry.argument(
+                description="The administrator and the role to grant (default or custom)."
+            ),
+        ],
+    ) -> GrantRolePayload:
         return await _policy_mutation(
             info.context,
             "grantRole",
@@ -336,7 +345,14 @@ class PolicyMutations:
         )
 
     @strawberry.mutation(description="Take a granted role away from an admin.")
-    async def revoke_role(self, info: Info, input: RevokeRoleInput) -> RevokeRolePayload:
+    async def revoke_role(
+        self,
+        info: Info,
+        input: Annotated[
+            RevokeRoleInput,
+            strawberry.argument(description="The administrator and the granted role to take away."),
+        ],
+    ) -> RevokeRolePayload:
         return await _policy_mutation(
             info.context,
             "revokeRole",
@@ -346,7 +362,13 @@ class PolicyMutations:
         )
 
     @strawberry.mutation(description="Define a custom role of the partner with its rules.")
-    async def create_role(self, info: Info, input: CreateRoleInput) -> CreateRolePayload:
+    async def create_role(
+        self,
+        info: Info,
+        input: Annotated[
+            CreateRoleInput, strawberry.argument(description="The new role's name and its rules.")
+        ],
+    ) -> CreateRolePayload:
         return await _policy_mutation(
             info.context,
             "createRole",
@@ -358,12 +380,24 @@ class PolicyMutations:
         )
 
     @strawberry.mutation(description="Allow a rule for a role, in this partner only.")
-    async def add_policy_rule(self, info: Info, input: PolicyRuleChangeInput) -> PolicyRulePayload:
+    async def add_policy_rule(
+        self,
+        info: Info,
+        input: Annotated[
+            PolicyRuleChangeInput,
+            strawberry.argument(description="The role and the rule (object, action, scope)."),
+        ],
+    ) -> PolicyRulePayload:
         return await _change_rule(info.context, input, add=True)
 
     @strawberry.mutation(description="Withdraw a rule from a role, in this partner only.")
     async def remove_policy_rule(
-        self, info: Info, input: PolicyRuleChangeInput
+        self,
+        info: Info,
+        input: Annotated[
+            PolicyRuleChangeInput,
+            strawberry.argument(description="The role and the rule (object, action, scope)."),
+        ],
     ) -> PolicyRulePayload:
         return await _change_rule(info.context, input, add=False)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Annotated, Any
 
 import strawberry
 
@@ -177,7 +177,14 @@ def _tag_refused(errors: list[UserError]) -> TagPayload:
 @strawberry.type
 class TagMutations:
     @strawberry.mutation(description="Create a tag (roles allowed to write tags).")
-    async def create_tag(self, info: Info, input: CreateTagInput) -> TagPayload:
+    async def create_tag(
+        self,
+        info: Info,
+        input: Annotated[
+            CreateTagInput,
+            strawberry.argument(description="The tag's name and optional description."),
+        ],
+    ) -> TagPayload:
         return await run_mutation(
             info.context,
             operation="createTag",
@@ -192,7 +199,14 @@ class TagMutations:
         description="Rename a tag or change its description. A caller that writes tags only on "
         "its own customers gets FORBIDDEN when the tag is on any other customer or subscription."
     )
-    async def update_tag(self, info: Info, input: UpdateTagInput) -> TagPayload:
+    async def update_tag(
+        self,
+        info: Info,
+        input: Annotated[
+            UpdateTagInput,
+            strawberry.argument(description="The tag and its new name, description, or both."),
+        ],
+    ) -> TagPayload:
         return await run_mutation(
             info.context,
             operation="updateTag",
@@ -207,7 +221,11 @@ class TagMutations:
         description="Delete a tag; it is detached from every customer first. A caller that "
         "writes tags only on its own customers gets FORBIDDEN when the tag is on any other."
     )
-    async def delete_tag(self, info: Info, input: DeleteTagInput) -> DeleteTagPayload:
+    async def delete_tag(
+        self,
+        info: Info,
+        input: Annotated[DeleteTagInput, strawberry.argument(description="The tag to delete.")],
+    ) -> DeleteTagPayload:
         return await run_mutation(
             info.context,
             operation="deleteTag",
@@ -219,25 +237,45 @@ class TagMutations:
 
     @strawberry.mutation(description="Attach tags to up to 100 customers (all or nothing).")
     async def add_tags_to_customers(
-        self, info: Info, input: CustomerTagsInput
+        self,
+        info: Info,
+        input: Annotated[
+            CustomerTagsInput,
+            strawberry.argument(description="The tags and the customers (up to 100)."),
+        ],
     ) -> CustomerTagsPayload:
         return await _run_customer_tags(info.context, input, attach=True)
 
     @strawberry.mutation(description="Detach tags from up to 100 customers (all or nothing).")
     async def remove_tags_from_customers(
-        self, info: Info, input: CustomerTagsInput
+        self,
+        info: Info,
+        input: Annotated[
+            CustomerTagsInput,
+            strawberry.argument(description="The tags and the customers (up to 100)."),
+        ],
     ) -> CustomerTagsPayload:
         return await _run_customer_tags(info.context, input, attach=False)
 
     @strawberry.mutation(description="Attach tags to up to 100 subscriptions (all or nothing).")
     async def add_tags_to_subscriptions(
-        self, info: Info, input: SubscriptionTagsInput
+        self,
+        info: Info,
+        input: Annotated[
+            SubscriptionTagsInput,
+            strawberry.argument(description="The tags and the subscriptions (up to 100)."),
+        ],
     ) -> SubscriptionTagsPayload:
         return await _run_subscription_tags(info.context, input, attach=True)
 
     @strawberry.mutation(description="Detach tags from up to 100 subscriptions.")
     async def remove_tags_from_subscriptions(
-        self, info: Info, input: SubscriptionTagsInput
+        self,
+        info: Info,
+        input: Annotated[
+            SubscriptionTagsInput,
+            strawberry.argument(description="The tags and the subscriptions (up to 100)."),
+        ],
     ) -> SubscriptionTagsPayload:
         return await _run_subscription_tags(info.context, input, attach=False)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
+from typing import Annotated, Any
 
 import strawberry
 
@@ -248,7 +248,17 @@ class TrialMutations:
         "assigned to it). Licenses 1-1000 per product; duration 1-90 days; a product cannot "
         "have two trials in force for one customer."
     )
-    async def start_trial(self, info: Info, input: StartTrialInput) -> TrialPayload:
+    async def start_trial(
+        self,
+        info: Info,
+        input: Annotated[
+            StartTrialInput,
+            strawberry.argument(
+                description="An existing customer or a new one, the products with their license "
+                "counts, and the duration in days."
+            ),
+        ],
+    ) -> TrialPayload:
         return await run_mutation(
             info.context,
             operation="startTrial",
@@ -263,7 +273,16 @@ class TrialMutations:
         description="Extend a trial in force by a multiple of 30 days, ending at most 90 days "
         "after now."
     )
-    async def extend_trial(self, info: Info, input: ExtendTrialInput) -> TrialPayload:
+    async def extend_trial(
+        self,
+        info: Info,
+        input: Annotated[
+            ExtendTrialInput,
+            strawberry.argument(
+                description="The trial in force and the days to add (a multiple of 30)."
+            ),
+        ],
+    ) -> TrialPayload:
         return await run_mutation(
             info.context,
             operation="extendTrial",
@@ -278,7 +297,14 @@ class TrialMutations:
         description="Convert a trial in force into a paid subscription with the same licenses: "
         "the trial ends now and a PAID subscription of termMonths starts."
     )
-    async def convert_trial(self, info: Info, input: ConvertTrialInput) -> ConvertTrialPayload:
+    async def convert_trial(
+        self,
+        info: Info,
+        input: Annotated[
+            ConvertTrialInput,
+            strawberry.argument(description="The trial in force and the paid term in months."),
+        ],
+    ) -> ConvertTrialPayload:
         return await run_mutation(
             info.context,
             operation="convertTrial",

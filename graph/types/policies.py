@@ -119,8 +119,18 @@ class AuditConnection:
 
 @strawberry.input(description="Audit log filter; fields combine with AND.")
 class AuditFilter:
-    admin_id: strawberry.ID | None = strawberry.field(default=None, description="By this admin.")
-    operation: str | None = strawberry.field(default=None, description="This mutation name.")
-    object_id: str | None = strawberry.field(default=None, description="On this object.")
-    since: datetime | None = strawberry.field(default=None, description="At or after.")
-    until: datetime | None = strawberry.field(default=None, description="Before.")
+    admin_id: strawberry.ID | None = strawberry.field(
+        default=None, description="Changes made by this admin (its `id`)."
+    )
+    operation: str | None = strawberry.field(
+        default=None, description="Changes by this mutation, e.g. createTag."
+    )
+    object_id: str | None = strawberry.field(
+        default=None, description="Changes to this object (its global `id`)."
+    )
+    since: datetime | None = strawberry.field(
+        default=None, description="Changes at or after this instant."
+    )
+    until: datetime | None = strawberry.field(
+        default=None, description="Changes before this instant."
+    )

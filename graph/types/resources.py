@@ -46,7 +46,7 @@ def _split(values: str) -> list[str]:
 @strawberry.type(description="A help resource: an article, video, guide, training or API doc.")
 class Resource:
     slug: str = strawberry.field(description="Stable, unique identifier (used in its URL).")
-    title: str = strawberry.field(description="Title.")
+    title: str = strawberry.field(description="The resource's title, as shown in lists.")
     summary: str = strawberry.field(description="One or two sentences about it.")
     body: str = strawberry.field(
         description="The full text (searched, with the title and the summary)."

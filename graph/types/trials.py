@@ -28,8 +28,12 @@ class NewCustomerInput:
     description="Start a trial for an existing customer (customerId) or a new one (newCustomer)."
 )
 class StartTrialInput:
-    customer_id: strawberry.ID | None = strawberry.field(default=None, description="Existing.")
-    new_customer: NewCustomerInput | None = strawberry.field(default=None, description="New.")
+    customer_id: strawberry.ID | None = strawberry.field(
+        default=None, description="An existing customer's `id` (or give newCustomer)."
+    )
+    new_customer: NewCustomerInput | None = strawberry.field(
+        default=None, description="A customer to create with the trial (or give customerId)."
+    )
     products: list[TrialProductInput] = strawberry.field(description="Products and licenses.")
     duration_days: int = strawberry.field(description="1-90 days.")
 
