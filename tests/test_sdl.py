@@ -36,6 +36,7 @@ OPTIONS: dict[str, Any] = {
 }
 ROOTS = "{ __schema { queryType { name } mutationType { name } subscriptionType { name } } }"
 SUBSCRIPTION = "subscription S { id }"
+SCALARS = ("Date", "DateTime", "JSON")
 
 
 def file_schema() -> GraphQLSchema:
@@ -112,16 +113,29 @@ async def test_a_subscription_is_refused_by_the_file_and_by_the_server(api: Api)
 async def test_custom_scalars_say_where_they_are_specified(api: Api) -> None:
     # given
     await signed_in(api)
-    query = "{ %s }" % " ".join(
-        f'{n}: __type(name: "{n}") {{ specifiedByURL }}' for n in ("Date", "DateTime", "JSON")
-    )
+    fields = " ".join(f'{n}: __type(name: "{n}") {{ specifiedByURL }}' for n in SCALARS)
+    query = "{ " + fields + " }"
 
     # when
     body = await post_graphql(api, query, as_=ADMIN)
 
     # then
     urls = {name: t["specifiedByURL"] for name, t in data_of(body).items()}
-    assert urls["Date"] == urls["DateTime"] == (
-        "https://datatracker.ietf.org/doc/html/rfc3339#section-5.6"
+    assert (
+        urls["Date"]
+        == urls["DateTime"]
+        == ("https://datatracker.ietf.org/doc/html/rfc3339#section-5.6")
     )
     assert urls["JSON"].startswith("https://")
+
+
+def test_the_codegen_sample_operations_are_valid_against_the_file() -> None:
+    # given: the documents tools/codegen generates TypeScript for (npm is not needed here)
+    operations = sorted((SCHEMA_FILE.parent / "tools" / "codegen" / "operations").glob("*.graphql"))
+
+    # when
+    errors = {op.name: validate(file_schema(), parse(op.read_text())) for op in operations}
+
+    # then
+    assert operations
+    assert all(not e for e in errors.values()), errors
