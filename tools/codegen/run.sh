@@ -11,9 +11,11 @@ set -eu
 cd "$(dirname "$0")"
 [ -d node_modules ] || npm ci --no-audit --no-fund
 
-check() {  # $1: file|live
+check() {  # $1: file|live; only this source's output, whatever the other left behind
     sed "s#GENERATED#$1#" check/usage.ts > "check/usage.$1.ts"
-    npx tsc --strict --noEmit -p tsconfig.json
+    printf '{"extends": "./tsconfig.json", "include": ["generated/%s/*.ts", "check/usage.%s.ts"]}\n' \
+        "$1" "$1" > "tsconfig.$1.json"
+    npx tsc --strict --noEmit -p "tsconfig.$1.json"
     echo "codegen ($1): generated/$1/*.ts pass tsc --strict"
 }
 
