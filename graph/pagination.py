@@ -13,8 +13,10 @@ import base64
 import binascii
 import hashlib
 import hmac
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 import strawberry
@@ -24,11 +26,16 @@ from graph.errors import ErrorCode, bad_input
 
 @strawberry.type(description="Where a page sits in its list (Relay).")
 class PageInfo:
-    has_next_page: bool = strawberry.field(description="More rows follow this page.")
-    has_previous_page: bool = strawberry.field(
-        description="Rows precede this page (true whenever `after` was given)."
+    has_next_page: bool = strawberry.field(
+        description="More rows follow this page (paging backward: true whenever `before` was "
+        "given)."
     )
-    start_cursor: str | None = strawberry.field(description="Cursor of the first row.")
+    has_previous_page: bool = strawberry.field(
+        description="Rows precede this page (paging forward: true whenever `after` was given)."
+    )
+    start_cursor: str | None = strawberry.field(
+        description="Cursor of the first row; pass as `before` to page backward."
+    )
     end_cursor: str | None = strawberry.field(
         description="Cursor of the last row; pass as `after`."
     )
@@ -100,3 +107,72 @@ def check_page_size(first: int, maximum: int) -> int:
             argument="first",
         )
     return first
+
+
+# --- both directions (Relay cursor connections: first/after forward, last/before backward) ---
+
+LAST = (
+    "Page backward: the last rows before `before` (or of the whole list), 1-100; not with "
+    "`first` or `after`."
+)
+BEFORE = "The `startCursor` of the page after the one wanted: pages backward (with `last`)."
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Paging:
+    """What a connection was asked for: ``size`` rows from ``cursor``, forward or backward.
+
+    A backward page is read in the opposite order from the cursor (the same keyset, the same
+    index, walked the other way) and turned around, so that every page lists its rows in the
+    connection's order whichever way the client pages."""
+
+    size: int
+    cursor: str | None
+    backward: bool
+
+    def descending(self, descending: bool) -> bool:
+        """The direction to read in, for a list ordered ``descending``."""
+        return descending != self.backward
+
+    def arrange(self, items: Sequence[T]) -> list[T]:
+        """Rows read in reading order, in the connection's order."""
+        return list(reversed(items)) if self.backward else list(items)
+
+    def page_info(self, cursors: Sequence[str], more: bool) -> PageInfo:
+        """``more``: rows beyond the page in the reading direction."""
+        given = self.cursor is not None
+        return PageInfo(
+            has_next_page=given if self.backward else more,
+            has_previous_page=more if self.backward else given,
+            start_cursor=cursors[0] if cursors else None,
+            end_cursor=cursors[-1] if cursors else None,
+        )
+
+
+def given_arguments(info: Any) -> set[str]:
+    """The arguments the document wrote on the field (a default is not "given")."""
+    return {a.name.value for node in info.field_nodes for a in node.arguments or ()}
+
+
+def paging(
+    info: Any, first: int, after: str | None, last: int | None, before: str | None, maximum: int
+) -> Paging:
+    """The page asked for; BAD_USER_INPUT when both directions are, INVALID_PAGE_SIZE when the
+    size is out of bounds."""
+    backward = last is not None or before is not None
+    if backward and ("first" in given_arguments(info) or after is not None):
+        raise bad_input(
+            "Page forward with `first`/`after` or backward with `last`/`before`, not both.",
+            argument="last" if last is not None else "before",
+        )
+    if not backward:
+        return Paging(check_page_size(first, maximum), after, False)
+    size = first if last is None else last
+    if not 1 <= size <= maximum:
+        raise bad_input(
+            f"`last` must be between 1 and {maximum}, got {size}.",
+            ErrorCode.INVALID_PAGE_SIZE,
+            argument="last",
+        )
+    return Paging(size, before, True)

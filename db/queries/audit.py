@@ -78,15 +78,16 @@ async def audit_page(
     query: AuditQuery,
     first: int,
     before_id: int | None,
+    backward: bool = False,
 ) -> tuple[list[Any], bool]:
-    """Newest first, keyset on id."""
+    """Newest first, keyset on id (the ``first`` older than ``before_id``); ``backward``: the
+    ``first`` newer than it, nearest first."""
     conditions = _conditions(partner_id, query)
     if before_id is not None:
-        conditions.append(A.id < before_id)
+        conditions.append(A.id > before_id if backward else A.id < before_id)
+    order = A.id.asc() if backward else A.id.desc()
     rows = (
-        await session.execute(
-            select(*A).where(and_(*conditions)).order_by(A.id.desc()).limit(first + 1)
-        )
+        await session.execute(select(*A).where(and_(*conditions)).order_by(order).limit(first + 1))
     ).all()
     return list(rows[:first]), len(rows) > first
 

@@ -267,8 +267,10 @@ async def customers_page(
     now: datetime,
     first: int,
     after: tuple[Any, ...] | None = None,
+    backward: bool = False,
 ) -> Page:
-    """One keyset page of customers (``first`` rows after the ``after`` key).
+    """One keyset page of customers (``first`` rows after the ``after`` key; ``backward``: the
+    ``first`` rows before it, read against the order, nearest first).
 
     A page in name order filtered by one status (other than ACTIVE) or by one tag walks that
     status's spans or that tag's links in name order (``_walk``) and probes the other filters
@@ -281,6 +283,7 @@ async def customers_page(
     chooses.
     """
     keys, descending = _order_keys(order, now)
+    descending = descending != backward
     width = len(CUSTOMER_COLUMNS)
     walk = _walk(scope, query, order, now)
     if walk is None:

@@ -181,40 +181,27 @@ async def resources_page(
     query: ResourceQuery,
     first: int,
     after: tuple[Any, ...] | None = None,
+    backward: bool = False,
 ) -> ResourcePage:
-    """One keyset page of the catalogue: by relevance when searching, else by popularity."""
+    """One keyset page of the catalogue: by relevance when searching, else by popularity;
+    ``backward``: the ``first`` rows before ``after``, nearest first."""
     dialect = _dialect(session)
     conditions = _conditions(query)
     if query.terms:
         ranking = search_ranking(dialect, query.terms)
         relevance = ranking.c.relevance
-        if after is not None:
-            rel, last_id = after
-            conditions.append(or_(relevance < rel, and_(relevance == rel, R.id > last_id)))
-        stmt = (
-            select(*R, relevance.label("k0"), R.id.label("k1"))
-            .join(ranking, ranking.c.id == R.id)
-            .where(*conditions)
-            .order_by(relevance.desc(), R.id)
+        keys = [(relevance, True), (R.id, False)]
+        stmt = select(*R, relevance.label("k0"), R.id.label("k1")).join(
+            ranking, ranking.c.id == R.id
         )
     else:
         title = _title_key(dialect)
-        if after is not None:
-            popularity, title_key, last_id = after
-            conditions.append(
-                or_(
-                    R.popularity < popularity,
-                    and_(
-                        R.popularity == popularity,
-                        or_(title > title_key, and_(title == title_key, R.id > last_id)),
-                    ),
-                )
-            )
-        stmt = (
-            select(*R, R.popularity.label("k0"), title.label("k1"), R.id.label("k2"))
-            .where(*conditions)
-            .order_by(R.popularity.desc(), title, R.id)
-        )
+        keys = [(R.popularity, True), (title, False), (R.id, False)]
+        stmt = select(*R, R.popularity.label("k0"), title.label("k1"), R.id.label("k2"))
+    keys = [(k, down != backward) for k, down in keys]
+    if after is not None:
+        conditions.append(_beyond(keys, after))
+    stmt = stmt.where(*conditions).order_by(*[k.desc() if down else k.asc() for k, down in keys])
     result = (await session.execute(stmt.limit(first + 1))).all()
     n = len(key_types(query))
     return ResourcePage(
@@ -222,6 +209,15 @@ async def resources_page(
         keys=[tuple(row[-n:]) for row in result[:first]],
         has_next=len(result) > first,
     )
+
+
+def _beyond(keys: list[tuple[Any, bool]], values: tuple[Any, ...]) -> Any:
+    """Rows past ``values`` in the order of ``keys`` (each ascending or descending)."""
+    (key, down), *rest = keys
+    past = key < values[0] if down else key > values[0]
+    if not rest:
+        return past
+    return or_(past, and_(key == values[0], _beyond(rest, values[1:])))
 
 
 async def count_resources(session: AsyncSession, *, query: ResourceQuery) -> int:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import strawberry
 
 from db.queries import admins as q
 from graph.auth.permissions import Act, Obj, require
 from graph.context import Info
-from graph.pagination import CursorCodec, PageInfo, check_page_size
+from graph.pagination import BEFORE, LAST, CursorCodec, paging
 from graph.types.admins import Admin, AdminConnection, AdminEdge, Partner
 from graph.types.arguments import After, First
 
@@ -31,31 +33,40 @@ class AdminQueries:
         return Partner.from_row(row)
 
     @strawberry.field(description="The partner's administrators with their roles, by creation.")
-    async def admins(self, info: Info, first: First = 50, after: After = None) -> AdminConnection:
+    async def admins(
+        self,
+        info: Info,
+        first: First = 50,
+        after: After = None,
+        last: Last = None,
+        before: Before = None,
+    ) -> AdminConnection:
         ctx = info.context
         scope = require(ctx, Obj.ADMIN, Act.READ)
-        check_page_size(first, ctx.settings.max_page_size)
+        page = paging(info, first, after, last, before, ctx.settings.max_page_size)
         codec = CursorCodec(ctx.services.secret)
         # Bound to the partner: another partner's cursor is refused, not silently reinterpreted.
         partner_fp = str(scope.partner_id)
-        after_id = (
-            codec.decode(after, "admins", partner_fp, ("int",))[0] if after is not None else None
+        cursor_id = (
+            codec.decode(page.cursor, "admins", partner_fp, ("int",))[0]
+            if page.cursor is not None
+            else None
         )
         async with ctx.db() as session:
-            rows, has_next = await q.admins_page(
-                session, partner_id=scope.partner_id, first=first, after_id=after_id
+            read, more = await q.admins_page(
+                session,
+                partner_id=scope.partner_id,
+                first=page.size,
+                after_id=cursor_id,
+                backward=page.backward,
             )
             total = await q.count_admins(session, partner_id=scope.partner_id)
+        rows = page.arrange(read)
         nodes = [Admin.from_row(r) for r in rows]
         cursors = [codec.encode("admins", partner_fp, (r.id,)) for r in rows]
         return AdminConnection(
             edges=[AdminEdge(node=n, cursor=c) for n, c in zip(nodes, cursors, strict=True)],
             nodes=nodes,
-            page_info=PageInfo(
-                has_next_page=has_next,
-                has_previous_page=after is not None,
-                start_cursor=cursors[0] if cursors else None,
-                end_cursor=cursors[-1] if cursors else None,
-            ),
+            page_info=page.page_info(cursors, more),
             total_count=total,
         )

@@ -16,7 +16,7 @@ from graph.context import Context, Info
 from graph.cost_model import MAX_PARTNER_TAGS
 from graph.errors import ErrorCode, bad_input
 from graph.ids import pk_of
-from graph.pagination import CursorCodec, PageInfo, check_page_size, fingerprint
+from graph.pagination import BEFORE, LAST, CursorCodec, Paging, fingerprint, paging
 from graph.prefetch import below, prefetch
 from graph.types.arguments import After, First
 from graph.types.customers import (
@@ -64,8 +64,7 @@ def customer_query(
 async def customers_connection(
     ctx: Context,
     *,
-    first: int,
-    after: str | None,
+    page_of: Paging,
     filter: CustomerFilter | None,
     search: str | None,
     order_by: Any,
@@ -75,15 +74,14 @@ async def customers_connection(
     """A page of customers; the relationships ``selection`` asks for are loaded with it. Without
     ``edges`` (the document does not select them) the connection's edges are left empty."""
     scope = require(ctx, Obj.CUSTOMER, Act.READ)
-    check_page_size(first, ctx.settings.max_page_size)
     query = customer_query(ctx, filter, search)
     order = q.CustomerOrder(order_by.value)
     codec = CursorCodec(ctx.services.secret)
     query_fp = fingerprint(scope.key, order.value, query.__repr__())
     # An empty string is not a cursor this API hands out: refuse it rather than restart at page 1.
     after_key = (
-        codec.decode(after, "customers", query_fp, q.order_key_types(order))
-        if after is not None
+        codec.decode(page_of.cursor, "customers", query_fp, q.order_key_types(order))
+        if page_of.cursor is not None
         else None
     )
 
@@ -101,25 +99,22 @@ async def customers_connection(
             query=query,
             order=order,
             now=ctx.now,
-            first=first,
+            first=page_of.size,
             after=after_key,
+            backward=page_of.backward,
         )
-    nodes = [Customer.from_row(row) for row in page.rows]
+    nodes = [Customer.from_row(row) for row in page_of.arrange(page.rows)]
     await prefetch(ctx, nodes, selection, CUSTOMER_RELATIONS)
     # A cursor is signed (HMAC): only the ones the response can show are made.
-    keys = page.keys if edges or len(page.keys) < 3 else [page.keys[0], page.keys[-1]]
+    ordered = page_of.arrange(page.keys)
+    keys = ordered if edges or len(ordered) < 3 else [ordered[0], ordered[-1]]
     cursors = [codec.encode("customers", query_fp, key) for key in keys]
     return CustomerConnection(
         edges=[CustomerEdge(node=n, cursor=c) for n, c in zip(nodes, cursors, strict=True)]
         if edges
         else [],
         nodes=nodes,
-        page_info=PageInfo(
-            has_next_page=page.has_next,
-            has_previous_page=after is not None,
-            start_cursor=cursors[0] if cursors else None,
-            end_cursor=cursors[-1] if cursors else None,
-        ),
+        page_info=page_of.page_info(cursors, page.has_next),
         count=count,
     )
 
@@ -151,29 +146,16 @@ class CustomerQueries:
         info: Info,
         first: First = 50,
         after: After = None,
-        filter: Annotated[
-            CustomerFilter | None,
-            strawberry.argument(
-                description="Only customers matching every condition given (none: all the "
-                "caller may see)."
-            ),
-        ] = None,
-        search: Annotated[
-            str | None,
-            strawberry.argument(
-                description="Text the customer's name contains, any case; up to 200 "
-                "characters (longer: SEARCH_TOO_LONG); blank means no search."
-            ),
-        ] = None,
-        order_by: Annotated[
-            CustomerOrder,
-            strawberry.argument(description="Order of the list; ties by internal id."),
-        ] = CustomerOrder.NAME_ASC,
+        filter: CustomerFilter | None = None,
+        search: str | None = None,
+        order_by: CustomerOrder = CustomerOrder.NAME_ASC,
+        last: Last = None,
+        before: Before = None,
     ) -> CustomerConnection:
+        ctx = info.context
         return await customers_connection(
-            info.context,
-            first=first,
-            after=after,
+            ctx,
+            page_of=paging(info, first, after, last, before, ctx.settings.max_page_size),
             filter=filter,
             search=search,
             order_by=order_by,

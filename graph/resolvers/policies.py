@@ -20,7 +20,7 @@ from graph.context import Context, Info
 from graph.cost_model import MAX_POLICY_RULES, MAX_ROLES, MAX_RULES_PER_ROLE
 from graph.ids import from_global_id, pk_of, to_global_id
 from graph.mutations import Change, UserError, run_mutation, user_error
-from graph.pagination import CursorCodec, PageInfo, check_page_size, fingerprint
+from graph.pagination import BEFORE, LAST, CursorCodec, fingerprint, paging
 from graph.types.admins import Admin
 from graph.types.arguments import After, First
 from graph.types.policies import (
@@ -150,17 +150,13 @@ class PolicyQueries:
         info: Info,
         first: First = 50,
         after: After = None,
-        filter: Annotated[
-            AuditFilter | None,
-            strawberry.argument(
-                description="Only entries matching every condition given (admin, operation, "
-                "object, time)."
-            ),
-        ] = None,
+        filter: AuditFilter | None = None,
+        last: Last = None,
+        before: Before = None,
     ) -> AuditConnection:
         ctx = info.context
         scope = require(ctx, Obj.AUDIT, Act.READ)
-        check_page_size(first, ctx.settings.max_page_size)
+        page = paging(info, first, after, last, before, ctx.settings.max_page_size)
         f = filter or AuditFilter()
         query = audit_q.AuditQuery(
             admin_id=pk_of(f.admin_id, "Admin", "filter.adminId") if f.admin_id else None,
@@ -172,12 +168,20 @@ class PolicyQueries:
         codec = CursorCodec(ctx.services.secret)
         # The partner is part of what the list means: another partner's cursor is refused.
         fp = fingerprint(scope.partner_id, repr(query))
-        before_id = codec.decode(after, "auditLog", fp, ("int",))[0] if after else None
+        cursor_id = (
+            codec.decode(page.cursor, "auditLog", fp, ("int",))[0] if page.cursor else None
+        )
         async with ctx.db() as session:
-            rows, has_next = await audit_q.audit_page(
-                session, partner_id=scope.partner_id, query=query, first=first, before_id=before_id
+            read, more = await audit_q.audit_page(
+                session,
+                partner_id=scope.partner_id,
+                query=query,
+                first=page.size,
+                before_id=cursor_id,
+                backward=page.backward,
             )
             total = await audit_q.count_audit(session, partner_id=scope.partner_id, query=query)
+        rows = page.arrange(read)
         cursors = [codec.encode("auditLog", fp, (r.id,)) for r in rows]
         return AuditConnection(
             nodes=[
@@ -195,12 +199,7 @@ class PolicyQueries:
                 )
                 for r in rows
             ],
-            page_info=PageInfo(
-                has_next_page=has_next,
-                has_previous_page=after is not None,
-                start_cursor=cursors[0] if cursors else None,
-                end_cursor=cursors[-1] if cursors else None,
-            ),
+            page_info=page.page_info(cursors, more),
             total_count=total,
         )
 

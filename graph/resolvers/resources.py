@@ -13,8 +13,7 @@ import strawberry
 from db.queries import resources as q
 from graph.context import Context, Info
 from graph.errors import ErrorCode, bad_input
-from graph.pagination import CursorCodec, PageInfo, check_page_size, fingerprint
-from graph.types.arguments import After, First
+from graph.pagination import BEFORE, LAST, CursorCodec, fingerprint, paging
 from graph.types.resources import (
     Resource,
     ResourceConnection,
@@ -83,27 +82,22 @@ class ResourceQueries:
     async def resources(
         self,
         info: Info,
-        search: Annotated[
-            str | None,
-            strawberry.argument(
-                description="Words that must all match title, summary or body (as word "
-                "prefixes); up to 200 characters (longer: SEARCH_TOO_LONG)."
-            ),
-        ] = None,
-        filter: Annotated[
-            ResourceFilter | None,
-            strawberry.argument(description="Only resources matching every condition given."),
-        ] = None,
+        search: str | None = None,
+        filter: ResourceFilter | None = None,
         first: First = 20,
         after: After = None,
+        last: Last = None,
+        before: Before = None,
     ) -> ResourceConnection:
         ctx = info.context
-        check_page_size(first, ctx.settings.max_page_size)
+        paged = paging(info, first, after, last, before, ctx.settings.max_page_size)
         query = resource_query(ctx, search, filter)
         codec = CursorCodec(ctx.services.secret)
         fp = fingerprint(repr(query))
         after_key = (
-            codec.decode(after, LIST_NAME, fp, q.key_types(query)) if after is not None else None
+            codec.decode(paged.cursor, LIST_NAME, fp, q.key_types(query))
+            if paged.cursor is not None
+            else None
         )
 
         async def count() -> int:
@@ -111,17 +105,14 @@ class ResourceQueries:
                 return await q.count_resources(session, query=query)
 
         async with ctx.db() as session:
-            page = await q.resources_page(session, query=query, first=first, after=after_key)
-        nodes = [Resource.from_row(r) for r in page.rows]
-        cursors = [codec.encode(LIST_NAME, fp, key) for key in page.keys]
+            page = await q.resources_page(
+                session, query=query, first=paged.size, after=after_key, backward=paged.backward
+            )
+        nodes = [Resource.from_row(r) for r in paged.arrange(page.rows)]
+        cursors = [codec.encode(LIST_NAME, fp, key) for key in paged.arrange(page.keys)]
         return ResourceConnection(
             edges=[ResourceEdge(node=n, cursor=c) for n, c in zip(nodes, cursors, strict=True)],
             nodes=nodes,
-            page_info=PageInfo(
-                has_next_page=page.has_next,
-                has_previous_page=after is not None,
-                start_cursor=cursors[0] if cursors else None,
-                end_cursor=cursors[-1] if cursors else None,
-            ),
+            page_info=paged.page_info(cursors, page.has_next),
             count=count,
         )
