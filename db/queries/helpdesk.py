@@ -68,15 +68,16 @@ async def helpdesk_cases_page(
     query: HelpdeskCaseQuery,
     first: int,
     before_id: int | None,
+    backward: bool = False,
 ) -> tuple[list[Row[Any]], bool]:
-    """Newest first (keyset on id), and whether more rows follow."""
+    """Newest first (keyset on id), and whether more rows follow; ``backward``: the ``first``
+    newer than ``before_id``, nearest first."""
     conditions = _conditions(partner_id, query)
     if before_id is not None:
-        conditions.append(HC.id < before_id)
+        conditions.append(HC.id > before_id if backward else HC.id < before_id)
+    order = HC.id.asc() if backward else HC.id.desc()
     rows = (
-        await session.execute(
-            select(*HC).where(and_(*conditions)).order_by(HC.id.desc()).limit(first + 1)
-        )
+        await session.execute(select(*HC).where(and_(*conditions)).order_by(order).limit(first + 1))
     ).all()
     return list(rows[:first]), len(rows) > first
 

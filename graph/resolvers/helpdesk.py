@@ -26,8 +26,7 @@ from graph.mutations import (
     run_mutation,
     user_error,
 )
-from graph.pagination import CursorCodec, PageInfo, check_page_size, fingerprint
-from graph.types.arguments import After, First
+from graph.pagination import BEFORE, LAST, CursorCodec, fingerprint, paging
 from graph.types.helpdesk import (
     AddHelpdeskCaseCommentInput,
     AddHelpdeskCaseCommentPayload,
@@ -158,19 +157,18 @@ class HelpdeskQueries:
         info: Info,
         first: First = 20,
         after: After = None,
-        filter: Annotated[
-            HelpdeskCaseFilter | None,
-            strawberry.argument(description="Only cases matching every condition given."),
-        ] = None,
+        filter: HelpdeskCaseFilter | None = None,
+        last: Last = None,
+        before: Before = None,
     ) -> HelpdeskCaseConnection:
         ctx = info.context
         scope = require(ctx, Obj.HELPDESK, Act.READ)
-        check_page_size(first, ctx.settings.max_page_size)
+        page = paging(info, first, after, last, before, ctx.settings.max_page_size)
         query = _case_query(ctx, filter)
         codec = CursorCodec(ctx.services.secret)
         # The customer scope is part of what the filter means, hence of the fingerprint.
         fp = fingerprint(scope.partner_id, repr(query))
-        before_id = codec.decode(after, LIST_NAME, fp, ("int",))[0] if after else None
+        cursor_id = codec.decode(page.cursor, LIST_NAME, fp, ("int",))[0] if page.cursor else None
 
         async def count() -> int:
             async with ctx.db() as session:
@@ -179,20 +177,21 @@ class HelpdeskQueries:
                 )
 
         async with ctx.db() as session:
-            rows, has_next = await q.helpdesk_cases_page(
-                session, partner_id=scope.partner_id, query=query, first=first, before_id=before_id
+            read, more = await q.helpdesk_cases_page(
+                session,
+                partner_id=scope.partner_id,
+                query=query,
+                first=page.size,
+                before_id=cursor_id,
+                backward=page.backward,
             )
+        rows = page.arrange(read)
         nodes = [HelpdeskCase.from_row(r) for r in rows]
         cursors = [codec.encode(LIST_NAME, fp, (r.id,)) for r in rows]
         return HelpdeskCaseConnection(
             edges=[HelpdeskCaseEdge(node=n, cursor=c) for n, c in zip(nodes, cursors, strict=True)],
             nodes=nodes,
-            page_info=PageInfo(
-                has_next_page=has_next,
-                has_previous_page=after is not None,
-                start_cursor=cursors[0] if cursors else None,
-                end_cursor=cursors[-1] if cursors else None,
-            ),
+            page_info=page.page_info(cursors, more),
             count=count,
         )
 
