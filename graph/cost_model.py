@@ -383,11 +383,17 @@ class Walk:
         return value
 
     def _page(self, definition: Any, node: FieldNode) -> int:
+        """The page a connection field asks for: ``last`` when given (paging backward), else
+        ``first`` or its default."""
         argument = definition.args["first"]
         value = argument.default_value
         for given in node.arguments or ():
             if given.name.value == "first":
                 value = value_from_ast(given.value, argument.type, self.variables)
+        for given in node.arguments or ():
+            if given.name.value == "last" and "last" in definition.args:
+                last = value_from_ast(given.value, definition.args["last"].type, self.variables)
+                value = last if isinstance(last, int) else value
         if isinstance(value, int) and value is not Undefined:
             return max(value, 0)
         return self.settings.max_page_size

@@ -22,7 +22,7 @@ from db.scope import Scope
 from graph.auth.permissions import Act, Obj, require
 from graph.context import Context, Info
 from graph.errors import ErrorCode, bad_input
-from graph.pagination import CursorCodec, PageInfo, check_page_size, fingerprint
+from graph.pagination import BEFORE, LAST, CursorCodec, PageInfo, Paging, fingerprint, paging
 from graph.types.analytics import (
     AnalyticsProduct,
     ExpiringColumn,
@@ -141,10 +141,9 @@ class SectionSource:
         return (await self.summary(ctx)).rows
 
     async def page(
-        self, ctx: Context, *, first: int, after: str | None, column: Enum, direction: SortDirection
+        self, ctx: Context, *, page_of: Paging, column: Enum, direction: SortDirection
     ) -> tuple[list[q.LicenseRow], list[str], PageInfo]:
         """One page of rows and their cursors (validated paging, signed keyset cursors)."""
-        check_page_size(first, ctx.settings.max_page_size)
         try:
             row_column = q.RowColumn(column.value)
             if row_column not in q.COLUMNS[self.section]:
@@ -156,8 +155,8 @@ class SectionSource:
         list_name = f"licenseAnalytics.{self.section.value}"
         query_fp = fingerprint(self.scope.key, self.product, row_column.value, descending)
         after_key = (
-            codec.decode(after, list_name, query_fp, q.key_types(self.section, row_column))
-            if after
+            codec.decode(page_of.cursor, list_name, query_fp, q.key_types(self.section, row_column))
+            if page_of.cursor
             else None
         )
         medians = await section_medians(ctx, self.section)
@@ -169,19 +168,13 @@ class SectionSource:
                 product=self.product,
                 now=ctx.now,
                 column=row_column,
-                descending=descending,
-                first=first,
+                descending=page_of.descending(descending),
+                first=page_of.size,
                 after=after_key,
                 medians=medians,
             )
-        cursors = [codec.encode(list_name, query_fp, key) for key in page.keys]
-        info = PageInfo(
-            has_next_page=page.has_next,
-            has_previous_page=after is not None,
-            start_cursor=cursors[0] if cursors else None,
-            end_cursor=cursors[-1] if cursors else None,
-        )
-        return page.rows, cursors, info
+        cursors = [codec.encode(list_name, query_fp, key) for key in page_of.arrange(page.keys)]
+        return page_of.arrange(page.rows), cursors, page_of.page_info(cursors, page.has_next)
 
 
 def _counter(source: SectionSource, ctx: Context) -> Callable[[], Awaitable[int]]:
@@ -225,11 +218,16 @@ class RecentlyAddedSection:
         order_by: Annotated[
             RecentlyAddedOrder | None, strawberry.argument(description=ORDER)
         ] = None,
+        last: Annotated[int | None, strawberry.argument(description=LAST)] = None,
+        before: Annotated[str | None, strawberry.argument(description=BEFORE)] = None,
     ) -> RecentlyAddedConnection | None:
         order = order_by or RecentlyAddedOrder(field=RecentlyAddedColumn.DAYS_SINCE_ADDED)
         ctx = info.context
         rows, cursors, page_info = await self.source.page(
-            ctx, first=first, after=after, column=order.field, direction=order.direction
+            ctx,
+            page_of=paging(info, first, after, last, before, ctx.settings.max_page_size),
+            column=order.field,
+            direction=order.direction,
         )
         nodes, pairs = _edges(RecentlyAddedRow.from_row, rows, cursors)
         return RecentlyAddedConnection(
@@ -265,11 +263,16 @@ class ExpiringSection:
         first: Annotated[int, strawberry.argument(description=FIRST)] = DEFAULT_PAGE,
         after: Annotated[str | None, strawberry.argument(description=AFTER)] = None,
         order_by: Annotated[ExpiringOrder | None, strawberry.argument(description=ORDER)] = None,
+        last: Annotated[int | None, strawberry.argument(description=LAST)] = None,
+        before: Annotated[str | None, strawberry.argument(description=BEFORE)] = None,
     ) -> ExpiringConnection | None:
         order = order_by or ExpiringOrder(field=ExpiringColumn.DAYS_UNTIL_EXPIRY)
         ctx = info.context
         rows, cursors, page_info = await self.source.page(
-            ctx, first=first, after=after, column=order.field, direction=order.direction
+            ctx,
+            page_of=paging(info, first, after, last, before, ctx.settings.max_page_size),
+            column=order.field,
+            direction=order.direction,
         )
         nodes, pairs = _edges(ExpiringRow.from_row, rows, cursors)
         return ExpiringConnection(
@@ -305,11 +308,16 @@ class RenewingSection:
         first: Annotated[int, strawberry.argument(description=FIRST)] = DEFAULT_PAGE,
         after: Annotated[str | None, strawberry.argument(description=AFTER)] = None,
         order_by: Annotated[RenewingOrder | None, strawberry.argument(description=ORDER)] = None,
+        last: Annotated[int | None, strawberry.argument(description=LAST)] = None,
+        before: Annotated[str | None, strawberry.argument(description=BEFORE)] = None,
     ) -> RenewingConnection | None:
         order = order_by or RenewingOrder(field=RenewingColumn.DAYS_UNTIL_RENEWAL)
         ctx = info.context
         rows, cursors, page_info = await self.source.page(
-            ctx, first=first, after=after, column=order.field, direction=order.direction
+            ctx,
+            page_of=paging(info, first, after, last, before, ctx.settings.max_page_size),
+            column=order.field,
+            direction=order.direction,
         )
         nodes, pairs = _edges(RenewingRow.from_row, rows, cursors)
         return RenewingConnection(
@@ -354,11 +362,16 @@ class LowAllocationSection:
         order_by: Annotated[
             LowAllocationOrder | None, strawberry.argument(description=ORDER)
         ] = None,
+        last: Annotated[int | None, strawberry.argument(description=LAST)] = None,
+        before: Annotated[str | None, strawberry.argument(description=BEFORE)] = None,
     ) -> LowAllocationConnection | None:
         order = order_by or LowAllocationOrder(field=LowAllocationColumn.ALLOCATION_PERCENT)
         ctx = info.context
         rows, cursors, page_info = await self.source.page(
-            ctx, first=first, after=after, column=order.field, direction=order.direction
+            ctx,
+            page_of=paging(info, first, after, last, before, ctx.settings.max_page_size),
+            column=order.field,
+            direction=order.direction,
         )
         nodes, pairs = _edges(LowAllocationRow.from_row, rows, cursors)
         return LowAllocationConnection(
@@ -395,11 +408,16 @@ class OverageSection:
         first: Annotated[int, strawberry.argument(description=FIRST)] = DEFAULT_PAGE,
         after: Annotated[str | None, strawberry.argument(description=AFTER)] = None,
         order_by: Annotated[OverageOrder | None, strawberry.argument(description=ORDER)] = None,
+        last: Annotated[int | None, strawberry.argument(description=LAST)] = None,
+        before: Annotated[str | None, strawberry.argument(description=BEFORE)] = None,
     ) -> OverageConnection | None:
         order = order_by or OverageOrder(field=OverageColumn.OVERAGE, direction=SortDirection.DESC)
         ctx = info.context
         rows, cursors, page_info = await self.source.page(
-            ctx, first=first, after=after, column=order.field, direction=order.direction
+            ctx,
+            page_of=paging(info, first, after, last, before, ctx.settings.max_page_size),
+            column=order.field,
+            direction=order.direction,
         )
         nodes, pairs = _edges(OverageRow.from_row, rows, cursors)
         return OverageConnection(

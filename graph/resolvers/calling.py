@@ -19,7 +19,7 @@ from db.scope import Scope
 from graph.auth.permissions import Act, Obj, require
 from graph.context import Context, Info
 from graph.errors import bad_input
-from graph.pagination import CursorCodec, PageInfo, check_page_size, fingerprint
+from graph.pagination import BEFORE, LAST, CursorCodec, PageInfo, Paging, fingerprint, paging
 from graph.resolvers.calling_ingest import CallingMutations  # re-exported for graph.schema
 from graph.types.arguments import After, First, Weeks
 from graph.types.calling import (
@@ -63,33 +63,29 @@ async def _page(
     week: datetime,
     order: str,
     table: q.CustomerTable,
-    first: int,
-    after: str | None,
+    page_of: Paging,
     to_node: Callable[[Any], T],
 ) -> tuple[list[T], list[str], PageInfo, Callable[[], Awaitable[int]]]:
     """One keyset page of a customer table: nodes, cursors, page info and the count."""
-    check_page_size(first, ctx.settings.max_page_size)
     codec = CursorCodec(ctx.services.secret)
     # Not the clock: a cursor stays valid from one request to the next (keyset paging copes
     # with rows that come and go, as licenses are assigned between two pages).
     query_fp = fingerprint(scope.key, week.isoformat(), order)
-    after_key = codec.decode(after, name, query_fp, table.key_types) if after else None
+    after_key = (
+        codec.decode(page_of.cursor, name, query_fp, table.key_types) if page_of.cursor else None
+    )
     async with ctx.db() as session:
-        page = await q.table_page(session, table, first=first, after=after_key)
+        page = await q.table_page(
+            session, table, first=page_of.size, after=after_key, backward=page_of.backward
+        )
 
     async def count() -> int:
         async with ctx.db() as session:
             return await q.table_count(session, table)
 
-    nodes = [to_node(row) for row in page.rows]
-    cursors = [codec.encode(name, query_fp, key) for key in page.keys]
-    info = PageInfo(
-        has_next_page=page.has_next,
-        has_previous_page=after is not None,
-        start_cursor=cursors[0] if cursors else None,
-        end_cursor=cursors[-1] if cursors else None,
-    )
-    return nodes, cursors, info, count
+    nodes = [to_node(row) for row in page_of.arrange(page.rows)]
+    cursors = [codec.encode(name, query_fp, key) for key in page_of.arrange(page.keys)]
+    return nodes, cursors, page_of.page_info(cursors, page.has_next), count
 
 
 def _quality(total: int, poor: int) -> dict[str, Any]:
@@ -123,12 +119,9 @@ class CallQueueAnalytics:
         info: Info,
         first: First = 50,
         after: After = None,
-        order_by: Annotated[
-            q.QueueCustomerOrder,
-            strawberry.argument(
-                description="Order of the table; ties by customer, same direction."
-            ),
-        ] = q.QueueCustomerOrder.ABANDONED_RATE_DESC,
+        order_by: q.QueueCustomerOrder = q.QueueCustomerOrder.ABANDONED_RATE_DESC,
+        last: Last = None,
+        before: Before = None,
     ) -> CallQueueCustomerConnection | None:
         order = q.QueueCustomerOrder(order_by)
         nodes, cursors, page_info, count = await _page(
@@ -138,8 +131,7 @@ class CallQueueAnalytics:
             week=self.week,
             order=order.value,
             table=q.queue_table(self.scope, week=self.week, order=order),
-            first=first,
-            after=after,
+            page_of=paging(info, first, after, last, before, info.context.settings.max_page_size),
             to_node=CallQueueCustomer.from_row,
         )
         return CallQueueCustomerConnection(
@@ -194,12 +186,9 @@ class CallingAnalytics:
         info: Info,
         first: First = 50,
         after: After = None,
-        order_by: Annotated[
-            q.CustomerUsageOrder,
-            strawberry.argument(
-                description="Order of the table; ties by customer, same direction."
-            ),
-        ] = q.CustomerUsageOrder.CALLS_DESC,
+        order_by: q.CustomerUsageOrder = q.CustomerUsageOrder.CALLS_DESC,
+        last: Last = None,
+        before: Before = None,
     ) -> CallingCustomerUsageConnection | None:
         ctx = info.context
         order = q.CustomerUsageOrder(order_by)
@@ -210,8 +199,7 @@ class CallingAnalytics:
             week=self.week,
             order=order.value,
             table=q.usage_table(self.scope, week=self.week, now=ctx.now, order=order),
-            first=first,
-            after=after,
+            page_of=paging(info, first, after, last, before, info.context.settings.max_page_size),
             to_node=CallingCustomerUsage.from_row,
         )
         return CallingCustomerUsageConnection(
@@ -261,12 +249,9 @@ class CallingAnalytics:
         info: Info,
         first: First = 50,
         after: After = None,
-        order_by: Annotated[
-            q.CustomerQualityOrder,
-            strawberry.argument(
-                description="Order of the table; ties by customer, same direction."
-            ),
-        ] = q.CustomerQualityOrder.POOR_PERCENT_DESC,
+        order_by: q.CustomerQualityOrder = q.CustomerQualityOrder.POOR_PERCENT_DESC,
+        last: Last = None,
+        before: Before = None,
     ) -> CallingCustomerQualityConnection | None:
         order = q.CustomerQualityOrder(order_by)
         nodes, cursors, page_info, count = await _page(
@@ -276,8 +261,7 @@ class CallingAnalytics:
             week=self.week,
             order=order.value,
             table=q.quality_table(self.scope, week=self.week, order=order),
-            first=first,
-            after=after,
+            page_of=paging(info, first, after, last, before, info.context.settings.max_page_size),
             to_node=CallingCustomerQuality.from_row,
         )
         return CallingCustomerQualityConnection(

@@ -163,19 +163,26 @@ class Page:
 
 
 async def table_page(
-    session: AsyncSession, table: CustomerTable, *, first: int, after: tuple[Any, ...] | None
+    session: AsyncSession,
+    table: CustomerTable,
+    *,
+    first: int,
+    after: tuple[Any, ...] | None,
+    backward: bool = False,
 ) -> Page:
-    """``first`` rows after the ``after`` key (sort value, customer id)."""
+    """``first`` rows after the ``after`` key (sort value, customer id); ``backward``: the
+    ``first`` before it, nearest first."""
     keys = [table.key, C.id]
+    descending = table.descending != backward
     conditions = list(table.conditions)
     if after is not None:
         row_key, cursor_key = tuple_(*keys), tuple_(*after)
-        conditions.append(row_key < cursor_key if table.descending else row_key > cursor_key)
+        conditions.append(row_key < cursor_key if descending else row_key > cursor_key)
     stmt: Select[Any] = (
         select(*CUSTOMER_COLUMNS, *table.columns, *[k.label(f"k{i}") for i, k in enumerate(keys)])
         .select_from(table.from_)
         .where(and_(*conditions))
-        .order_by(*[k.desc() if table.descending else k.asc() for k in keys])
+        .order_by(*[k.desc() if descending else k.asc() for k in keys])
         .limit(first + 1)
     )
     rows = (await session.execute(stmt)).all()
