@@ -152,7 +152,8 @@ class Paging:
 
 def given_arguments(info: Any) -> set[str]:
     """The arguments the document wrote on the field (a default is not "given")."""
-    return {a.name.value for node in info.field_nodes for a in node.arguments or ()}
+    raw = getattr(info, "_raw_info", info)  # Strawberry's Info wraps graphql-core's
+    return {a.name.value for node in raw.field_nodes for a in node.arguments or ()}
 
 
 def paging(

@@ -25,6 +25,7 @@ from graph.types.admins import Admin
 from graph.types.arguments import After, First
 from graph.types.policies import (
     AuditConnection,
+    AuditEdge,
     AuditEntry,
     AuditFilter,
     CreateRoleInput,
@@ -181,22 +182,22 @@ class PolicyQueries:
             total = await audit_q.count_audit(session, partner_id=scope.partner_id, query=query)
         rows = page.arrange(read)
         cursors = [codec.encode("auditLog", fp, (r.id,)) for r in rows]
+        nodes = [
+            AuditEntry(
+                id=strawberry.ID(str(r.id)),
+                admin_id=strawberry.ID(to_global_id("Admin", r.admin_id)) if r.admin_id else None,
+                operation=r.operation,
+                object_type=r.object_type,
+                object_id=r.object_id,
+                before=orjson.loads(r.before) if r.before else None,
+                after=orjson.loads(r.after) if r.after else None,
+                created_at=r.created_at,
+            )
+            for r in rows
+        ]
         return AuditConnection(
-            nodes=[
-                AuditEntry(
-                    id=strawberry.ID(str(r.id)),
-                    admin_id=strawberry.ID(to_global_id("Admin", r.admin_id))
-                    if r.admin_id
-                    else None,
-                    operation=r.operation,
-                    object_type=r.object_type,
-                    object_id=r.object_id,
-                    before=orjson.loads(r.before) if r.before else None,
-                    after=orjson.loads(r.after) if r.after else None,
-                    created_at=r.created_at,
-                )
-                for r in rows
-            ],
+            nodes=nodes,
+            edges=[AuditEdge(node=n, cursor=c) for n, c in zip(nodes, cursors, strict=True)],
             page_info=page.page_info(cursors, more),
             total_count=total,
         )

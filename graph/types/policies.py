@@ -110,9 +110,16 @@ class AuditEntry:
     created_at: datetime = strawberry.field(description="When it happened.")
 
 
+@strawberry.type(description="An audit entry with its cursor (Relay).")
+class AuditEdge:
+    node: AuditEntry = strawberry.field(description="The entry.")
+    cursor: str = strawberry.field(description="Pass as `after` (or `before`) to page from here.")
+
+
 @strawberry.type(description="A page of audit entries, newest first.")
 class AuditConnection:
     nodes: list[AuditEntry] = strawberry.field(description="Entries of this page.")
+    edges: list[AuditEdge] = strawberry.field(description="Entries with their cursors.")
     page_info: PageInfo = strawberry.field(description="Paging information.")
     total_count: int = strawberry.field(description="Entries matching the filter.")
 
