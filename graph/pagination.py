@@ -111,11 +111,6 @@ def check_page_size(first: int, maximum: int) -> int:
 
 # --- both directions (Relay cursor connections: first/after forward, last/before backward) ---
 
-LAST = (
-    "Page backward: the last rows before `before` (or of the whole list), 1-100; not with "
-    "`first` or `after`."
-)
-BEFORE = "The `startCursor` of the page after the one wanted: pages backward (with `last`)."
 T = TypeVar("T")
 
 

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
 import strawberry
 
 from db.queries import admins as q
 from graph.auth.permissions import Act, Obj, require
 from graph.context import Info
-from graph.pagination import BEFORE, LAST, CursorCodec, paging
+from graph.pagination import CursorCodec, paging
 from graph.types.admins import Admin, AdminConnection, AdminEdge, Partner
-from graph.types.arguments import After, First
+from graph.types.arguments import After, Before, First, Last
 
 
 @strawberry.type

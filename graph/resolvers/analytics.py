@@ -22,7 +22,7 @@ from db.scope import Scope
 from graph.auth.permissions import Act, Obj, require
 from graph.context import Context, Info
 from graph.errors import ErrorCode, bad_input
-from graph.pagination import BEFORE, LAST, CursorCodec, PageInfo, Paging, fingerprint, paging
+from graph.pagination import CursorCodec, PageInfo, Paging, fingerprint, paging
 from graph.types.analytics import (
     AnalyticsProduct,
     ExpiringColumn,
@@ -59,6 +59,7 @@ from graph.types.analytics import (
     RenewingRow,
     SortDirection,
 )
+from graph.types.arguments import Before, Last
 from graph.types.common import NULL_WHEN_REFUSED
 
 MAX_WEEKS = 52
@@ -218,8 +219,8 @@ class RecentlyAddedSection:
         order_by: Annotated[
             RecentlyAddedOrder | None, strawberry.argument(description=ORDER)
         ] = None,
-        last: Annotated[int | None, strawberry.argument(description=LAST)] = None,
-        before: Annotated[str | None, strawberry.argument(description=BEFORE)] = None,
+        last: Last = None,
+        before: Before = None,
     ) -> RecentlyAddedConnection | None:
         order = order_by or RecentlyAddedOrder(field=RecentlyAddedColumn.DAYS_SINCE_ADDED)
         ctx = info.context
@@ -263,8 +264,8 @@ class ExpiringSection:
         first: Annotated[int, strawberry.argument(description=FIRST)] = DEFAULT_PAGE,
         after: Annotated[str | None, strawberry.argument(description=AFTER)] = None,
         order_by: Annotated[ExpiringOrder | None, strawberry.argument(description=ORDER)] = None,
-        last: Annotated[int | None, strawberry.argument(description=LAST)] = None,
-        before: Annotated[str | None, strawberry.argument(description=BEFORE)] = None,
+        last: Last = None,
+        before: Before = None,
     ) -> ExpiringConnection | None:
         order = order_by or ExpiringOrder(field=ExpiringColumn.DAYS_UNTIL_EXPIRY)
         ctx = info.context
@@ -308,8 +309,8 @@ class RenewingSection:
         first: Annotated[int, strawberry.argument(description=FIRST)] = DEFAULT_PAGE,
         after: Annotated[str | None, strawberry.argument(description=AFTER)] = None,
         order_by: Annotated[RenewingOrder | None, strawberry.argument(description=ORDER)] = None,
-        last: Annotated[int | None, strawberry.argument(description=LAST)] = None,
-        before: Annotated[str | None, strawberry.argument(description=BEFORE)] = None,
+        last: Last = None,
+        before: Before = None,
     ) -> RenewingConnection | None:
         order = order_by or RenewingOrder(field=RenewingColumn.DAYS_UNTIL_RENEWAL)
         ctx = info.context
@@ -362,8 +363,8 @@ class LowAllocationSection:
         order_by: Annotated[
             LowAllocationOrder | None, strawberry.argument(description=ORDER)
         ] = None,
-        last: Annotated[int | None, strawberry.argument(description=LAST)] = None,
-        before: Annotated[str | None, strawberry.argument(description=BEFORE)] = None,
+        last: Last = None,
+        before: Before = None,
     ) -> LowAllocationConnection | None:
         order = order_by or LowAllocationOrder(field=LowAllocationColumn.ALLOCATION_PERCENT)
         ctx = info.context
@@ -408,8 +409,8 @@ class OverageSection:
         first: Annotated[int, strawberry.argument(description=FIRST)] = DEFAULT_PAGE,
         after: Annotated[str | None, strawberry.argument(description=AFTER)] = None,
         order_by: Annotated[OverageOrder | None, strawberry.argument(description=ORDER)] = None,
-        last: Annotated[int | None, strawberry.argument(description=LAST)] = None,
-        before: Annotated[str | None, strawberry.argument(description=BEFORE)] = None,
+        last: Last = None,
+        before: Before = None,
     ) -> OverageConnection | None:
         order = order_by or OverageOrder(field=OverageColumn.OVERAGE, direction=SortDirection.DESC)
         ctx = info.context

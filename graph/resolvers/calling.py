@@ -19,9 +19,9 @@ from db.scope import Scope
 from graph.auth.permissions import Act, Obj, require
 from graph.context import Context, Info
 from graph.errors import bad_input
-from graph.pagination import BEFORE, LAST, CursorCodec, PageInfo, Paging, fingerprint, paging
+from graph.pagination import CursorCodec, PageInfo, Paging, fingerprint, paging
 from graph.resolvers.calling_ingest import CallingMutations  # re-exported for graph.schema
-from graph.types.arguments import After, First, Weeks
+from graph.types.arguments import After, Before, First, Last, Weeks
 from graph.types.calling import (
     CallEndpointQuality,
     CallFeatureUsage,

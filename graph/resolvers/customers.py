@@ -16,9 +16,9 @@ from graph.context import Context, Info
 from graph.cost_model import MAX_PARTNER_TAGS
 from graph.errors import ErrorCode, bad_input
 from graph.ids import pk_of
-from graph.pagination import BEFORE, LAST, CursorCodec, Paging, fingerprint, paging
+from graph.pagination import CursorCodec, Paging, fingerprint, paging
 from graph.prefetch import below, prefetch
-from graph.types.arguments import After, First
+from graph.types.arguments import After, Before, First, Last
 from graph.types.customers import (
     CUSTOMER_RELATIONS,
     Customer,

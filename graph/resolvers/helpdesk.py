@@ -26,7 +26,8 @@ from graph.mutations import (
     run_mutation,
     user_error,
 )
-from graph.pagination import BEFORE, LAST, CursorCodec, fingerprint, paging
+from graph.pagination import CursorCodec, fingerprint, paging
+from graph.types.arguments import After, Before, First, Last
 from graph.types.helpdesk import (
     AddHelpdeskCaseCommentInput,
     AddHelpdeskCaseCommentPayload,

@@ -20,9 +20,9 @@ from graph.context import Context, Info
 from graph.cost_model import MAX_POLICY_RULES, MAX_ROLES, MAX_RULES_PER_ROLE
 from graph.ids import from_global_id, pk_of, to_global_id
 from graph.mutations import Change, UserError, run_mutation, user_error
-from graph.pagination import BEFORE, LAST, CursorCodec, fingerprint, paging
+from graph.pagination import CursorCodec, fingerprint, paging
 from graph.types.admins import Admin
-from graph.types.arguments import After, First
+from graph.types.arguments import After, Before, First, Last
 from graph.types.policies import (
     AuditConnection,
     AuditEdge,

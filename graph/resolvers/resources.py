@@ -6,14 +6,15 @@ may read them, so no policy object guards them (authentication happens before an
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
 import strawberry
 
 from db.queries import resources as q
 from graph.context import Context, Info
 from graph.errors import ErrorCode, bad_input
-from graph.pagination import BEFORE, LAST, CursorCodec, fingerprint, paging
+from graph.pagination import CursorCodec, fingerprint, paging
+from graph.types.arguments import After, Before, First, Last
 from graph.types.resources import (
     Resource,
     ResourceConnection,

@@ -15,7 +15,7 @@ First = Annotated[
     int,
     strawberry.argument(
         description="Rows per page, 1-100 (the server's page-size limit); outside, "
-        "BAD_USER_INPUT. The cost of a query counts the page size asked for, not the rows found."
+        "INVALID_PAGE_SIZE. The cost of a query counts the page size asked for, not the rows found."
     ),
 ]
 After = Annotated[
@@ -24,6 +24,22 @@ After = Annotated[
         description="Continue after this cursor: the previous page's `pageInfo.endCursor` (or an "
         "edge's `cursor`); omit it for the first page. Cursors are opaque and signed: one from "
         "another list, ordering or filter is refused (INVALID_CURSOR)."
+    ),
+]
+Last = Annotated[
+    int | None,
+    strawberry.argument(
+        description="Page backward: the last rows before `before` (or of the whole list), 1-100 "
+        "(outside, INVALID_PAGE_SIZE). Not with `first` or `after` (BAD_USER_INPUT); the rows "
+        "still come in the list's order."
+    ),
+]
+Before = Annotated[
+    str | None,
+    strawberry.argument(
+        description="Page backward from this cursor: the next page's `pageInfo.startCursor` (or "
+        "an edge's `cursor`), with `last`; without `last`, the default page size. Signed like "
+        "`after`: one from another list, ordering or filter is refused (INVALID_CURSOR)."
     ),
 ]
 NodeId = Annotated[
