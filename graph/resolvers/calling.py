@@ -119,7 +119,12 @@ class CallQueueAnalytics:
         info: Info,
         first: First = 50,
         after: After = None,
-        order_by: q.QueueCustomerOrder = q.QueueCustomerOrder.ABANDONED_RATE_DESC,
+        order_by: Annotated[
+            q.QueueCustomerOrder,
+            strawberry.argument(
+                description="Order of the table; ties by customer, same direction."
+            ),
+        ] = q.QueueCustomerOrder.ABANDONED_RATE_DESC,
         last: Last = None,
         before: Before = None,
     ) -> CallQueueCustomerConnection | None:
@@ -186,7 +191,12 @@ class CallingAnalytics:
         info: Info,
         first: First = 50,
         after: After = None,
-        order_by: q.CustomerUsageOrder = q.CustomerUsageOrder.CALLS_DESC,
+        order_by: Annotated[
+            q.CustomerUsageOrder,
+            strawberry.argument(
+                description="Order of the table; ties by customer, same direction."
+            ),
+        ] = q.CustomerUsageOrder.CALLS_DESC,
         last: Last = None,
         before: Before = None,
     ) -> CallingCustomerUsageConnection | None:
@@ -249,7 +259,12 @@ class CallingAnalytics:
         info: Info,
         first: First = 50,
         after: After = None,
-        order_by: q.CustomerQualityOrder = q.CustomerQualityOrder.POOR_PERCENT_DESC,
+        order_by: Annotated[
+            q.CustomerQualityOrder,
+            strawberry.argument(
+                description="Order of the table; ties by customer, same direction."
+            ),
+        ] = q.CustomerQualityOrder.POOR_PERCENT_DESC,
         last: Last = None,
         before: Before = None,
     ) -> CallingCustomerQualityConnection | None:

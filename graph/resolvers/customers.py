@@ -146,9 +146,24 @@ class CustomerQueries:
         info: Info,
         first: First = 50,
         after: After = None,
-        filter: CustomerFilter | None = None,
-        search: str | None = None,
-        order_by: CustomerOrder = CustomerOrder.NAME_ASC,
+        filter: Annotated[
+            CustomerFilter | None,
+            strawberry.argument(
+                description="Only customers matching every condition given (none: all the "
+                "caller may see)."
+            ),
+        ] = None,
+        search: Annotated[
+            str | None,
+            strawberry.argument(
+                description="Text the customer's name contains, any case; up to 200 "
+                "characters (longer: SEARCH_TOO_LONG); blank means no search."
+            ),
+        ] = None,
+        order_by: Annotated[
+            CustomerOrder,
+            strawberry.argument(description="Order of the list; ties by internal id."),
+        ] = CustomerOrder.NAME_ASC,
         last: Last = None,
         before: Before = None,
     ) -> CustomerConnection:

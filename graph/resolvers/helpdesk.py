@@ -158,7 +158,10 @@ class HelpdeskQueries:
         info: Info,
         first: First = 20,
         after: After = None,
-        filter: HelpdeskCaseFilter | None = None,
+        filter: Annotated[
+            HelpdeskCaseFilter | None,
+            strawberry.argument(description="Only cases matching every condition given."),
+        ] = None,
         last: Last = None,
         before: Before = None,
     ) -> HelpdeskCaseConnection:

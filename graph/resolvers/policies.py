@@ -151,7 +151,13 @@ class PolicyQueries:
         info: Info,
         first: First = 50,
         after: After = None,
-        filter: AuditFilter | None = None,
+        filter: Annotated[
+            AuditFilter | None,
+            strawberry.argument(
+                description="Only entries matching every condition given (admin, operation, "
+                "object, time)."
+            ),
+        ] = None,
         last: Last = None,
         before: Before = None,
     ) -> AuditConnection:

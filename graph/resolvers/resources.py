@@ -6,7 +6,7 @@ may read them, so no policy object guards them (authentication happens before an
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import strawberry
 
@@ -83,8 +83,17 @@ class ResourceQueries:
     async def resources(
         self,
         info: Info,
-        search: str | None = None,
-        filter: ResourceFilter | None = None,
+        search: Annotated[
+            str | None,
+            strawberry.argument(
+                description="Words that must all match title, summary or body (as word "
+                "prefixes); up to 200 characters (longer: SEARCH_TOO_LONG)."
+            ),
+        ] = None,
+        filter: Annotated[
+            ResourceFilter | None,
+            strawberry.argument(description="Only resources matching every condition given."),
+        ] = None,
         first: First = 20,
         after: After = None,
         last: Last = None,
