@@ -1,11 +1,14 @@
 """Demo call records: nine weeks of calls for the demo partners' Calling customers.
 
 Every customer of "Acme Partners" and "Globex Reseller" with a CALLING line on an in-force
-subscription gets users (a share of its assigned Calling licenses, a handful at most, so the
-demo stays at tens of thousands of records) who call on working days in business hours of the
-customer's time zone, over the eight closed weeks before ``now`` and the current week up to
-``now``. Some customers have a poor network (packet loss, jitter, latency above the thresholds);
-some run call queues, a few of them with high abandonment; volumes drift from week to week.
+subscription gets as many users as it has Calling licenses assigned ("licensed users"). In each
+week, as many of them call as the weekly license snapshots say were *used* (active) that week,
+so the calling dashboard agrees with the license dashboard: active callers follow the used
+Calling licenses, and "licensed without calls" is the assigned licenses nobody used. Most users
+make a few calls a week (1-10), some 11-50, a few more than 50; they call on working days in
+business hours of the customer's time zone, over the eight closed weeks before ``now`` and the
+current week up to ``now``. Some customers have a poor network (packet loss, jitter, latency
+above the thresholds); some run call queues, a few of them with high abandonment.
 
 The records go through the ingestion path (``db.ingest``): idempotent inserts, then the
 aggregates recomputed from the records. Deterministic for ``now`` and ``random_seed``; a no-op
@@ -16,12 +19,14 @@ from __future__ import annotations
 
 import math
 import random
-import uuid
-from dataclasses import dataclass
+from bisect import bisect
+from collections import defaultdict
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from itertools import accumulate
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import and_, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from db.calls_models import CallDirection
@@ -29,14 +34,17 @@ from db.enums import CallFeature, EndpointType, Product, SubscriptionState
 from db.ingest.aggregates import refresh_aggregates
 from db.ingest.records import week_start_of
 from db.ingest.store import insert_records
-from db.models import CallRecord, Customer, LicenseLine, Partner, Subscription
+from db.models import CallRecord, Customer, LicenseLine, LicenseSnapshot, Partner, Subscription
 from db.seed.writer import progress_bar
 
 DEMO_PARTNER_NAMES = ("Acme Partners", "Globex Reseller")
 WEEKS = 8  # closed weeks before the current one
-MAX_USERS = 4
 CHUNK = 5000
 DAY = timedelta(days=1)
+WEEK = timedelta(days=7)
+# Calls a user makes in a week: (share of users, low, high) of the mean of a Poisson draw. The
+# chart "users by volume" buckets them by 1-10, 11-50 and 51+ calls.
+CALLER_KINDS = ((0.93, 0.5, 4.0), (0.06, 13.0, 24.0), (0.01, 54.0, 62.0))
 
 
 def _columns(model: Any) -> Any:
@@ -47,6 +55,7 @@ P = _columns(Partner)
 C = _columns(Customer)
 S = _columns(Subscription)
 L = _columns(LicenseLine)
+X = _columns(LicenseSnapshot)
 R = _columns(CallRecord)
 
 ENDPOINT_MIXES = (
@@ -55,6 +64,15 @@ ENDPOINT_MIXES = (
     (20, 15, 60, 3, 2),  # desk-phone shops
     (30, 55, 5, 8, 2),  # mobile workforce
 )
+INBOUND, OUTBOUND, INTERNAL = CallDirection.INBOUND, CallDirection.OUTBOUND, CallDirection.INTERNAL
+ENDPOINTS = (  # in the order of ENDPOINT_MIXES
+    EndpointType.DESKTOP_APP,
+    EndpointType.MOBILE_APP,
+    EndpointType.DESK_PHONE,
+    EndpointType.BROWSER,
+    EndpointType.OTHER,
+)
+FEATURE_ORDER = {f: i for i, f in enumerate(CallFeature)}
 FEATURE_ODDS = (
     (CallFeature.HOLD, 0.12),
     (CallFeature.TRANSFER, 0.08),
@@ -71,46 +89,49 @@ class CallingCustomer:
     customer_id: int
     partner_id: int
     external_id: str
-    assigned: int
+    assigned: int  # licensed users: Calling licenses assigned on in-force subscriptions
+    used: int  # Calling licenses used (active) in the last 7 days
     calling_since: datetime
+    weekly_used: dict[datetime, int] = field(default_factory=dict)  # snapshot week -> used
 
 
 @dataclass
 class Profile:
     """How one customer calls."""
 
-    users: list[tuple[str, float]]  # user id, mean calls per working day
+    users: list[tuple[str, float]]  # user id, mean calls per week; the most active first
     utc_offset_hours: int
-    endpoint_weights: tuple[int, ...]
+    endpoint_cum: list[int]  # cumulative weights of ENDPOINTS
     poor_network: bool
     queues: list[str]
     queue_share: float  # share of inbound calls that go through a queue
     abandon_rate: float
     mean_wait: float
-    weekly_drift: float
     hunt_groups: bool
     auto_attendant: bool
 
 
+def _caller_rate(rng: random.Random) -> float:
+    roll = rng.random()
+    for share, low, high in CALLER_KINDS:
+        if roll < share:
+            return rng.uniform(low, high)
+        roll -= share
+    return rng.uniform(CALLER_KINDS[0][1], CALLER_KINDS[0][2])
+
+
 def _profile(rng: random.Random, customer: CallingCustomer) -> Profile:
-    count = min(MAX_USERS, max(1, round(customer.assigned * rng.uniform(0.2, 0.6))))
-    users = []
-    for k in range(count):
-        roll = rng.random()
-        per_day = rng.uniform(12, 18) if roll < 0.06 else rng.uniform(3, 8) if roll < 0.3 else 0.6
-        users.append((f"user-{k + 1:03d}", per_day * rng.uniform(0.6, 1.2)))
     has_queues = rng.random() < 0.4
     troubled_queue = has_queues and rng.random() < 0.25
     return Profile(
-        users=users,
+        users=[(f"user-{k + 1:05d}", _caller_rate(rng)) for k in range(customer.assigned)],
         utc_offset_hours=rng.choice((-8, -7, -6, -5, 0, 1, 2, 5, 8, 9)),
-        endpoint_weights=rng.choice(ENDPOINT_MIXES),
+        endpoint_cum=list(accumulate(rng.choice(ENDPOINT_MIXES))),
         poor_network=rng.random() < 0.12,
         queues=[f"queue-{n}" for n in range(1, rng.randint(2, 4))] if has_queues else [],
         queue_share=rng.uniform(0.3, 0.7),
         abandon_rate=rng.uniform(0.3, 0.5) if troubled_queue else rng.uniform(0.03, 0.1),
         mean_wait=rng.uniform(90, 200) if troubled_queue else rng.uniform(12, 45),
-        weekly_drift=rng.choice((1.0, 1.0, 1.03, 0.96, 1.06)),
         hunt_groups=rng.random() < 0.3,
         auto_attendant=rng.random() < 0.5,
     )
@@ -133,28 +154,39 @@ def _quality(rng: random.Random, profile: Profile, endpoint: str) -> tuple[float
 def _calls_of_customer(
     customer: CallingCustomer, *, now: datetime, random_seed: int
 ) -> list[tuple[object, ...]]:
-    """Stored-record tuples (``db.ingest.store.RECORD_COLUMNS`` order) of one customer."""
+    """Stored-record tuples (``db.ingest.store.RECORD_COLUMNS`` order) of one customer.
+
+    In a closed week, the users active that week (the snapshot's used count, the most active
+    users first) make at least one call each; in the current week every user who was active
+    in the last 7 days (``used``) calls at the pace of the days gone by, so some have not yet.
+    """
     rng = random.Random(f"{random_seed}:calls:{customer.external_id}")
     profile = _profile(rng, customer)
-    first_week = week_start_of(now) - timedelta(weeks=WEEKS)
-    start = max(first_week, customer.calling_since)
-    endpoints = list(EndpointType)
+    current = week_start_of(now)
+    since = customer.calling_since
     out: list[tuple[object, ...]] = []
-    day = start.replace(hour=0, minute=0, second=0, microsecond=0)
-    while day < now:
-        weekday = day.weekday() < 5
-        weeks_in = (day - first_week).days // 7
-        level = profile.weekly_drift**weeks_in * (1.0 if weekday else 0.08)
-        for user, per_day in profile.users:
-            for _ in range(_poisson(rng, per_day * level)):
+    for k in range(WEEKS, -1, -1):
+        week = current - k * WEEK
+        days = [
+            day
+            for day in (week + n * DAY for n in range(7))
+            if day + DAY > since and day < now and day.weekday() < 5
+        ]
+        if not days:
+            continue
+        if k:
+            active, pace, floor = customer.weekly_used.get(week, 0), 1.0, 1
+        else:
+            active, pace, floor = customer.used, len(days) / 5, 0
+        for user, per_week in profile.users[: min(active, len(profile.users))]:
+            calls = max(floor, _poisson(rng, per_week * pace))
+            for _ in range(calls):
                 local_hour = rng.triangular(7.5, 18.5, 11)
-                started = day + timedelta(
+                started = rng.choice(days) + timedelta(
                     hours=local_hour - profile.utc_offset_hours, seconds=rng.randrange(3600)
                 )
-                if not start <= started < now:
-                    continue
-                out.append(_record(rng, profile, customer, user, started, endpoints))
-        day += DAY
+                if since <= started < now:
+                    out.append(_record(rng, profile, customer, user, started, week))
     return out
 
 
@@ -174,40 +206,45 @@ def _record(
     customer: CallingCustomer,
     user: str,
     started: datetime,
-    endpoints: list[EndpointType],
+    week: datetime,
 ) -> tuple[object, ...]:
-    direction = rng.choices(list(CallDirection), weights=(45, 40, 15))[0]
-    endpoint = rng.choices(endpoints, weights=profile.endpoint_weights)[0]
+    """One stored-record tuple; tens of thousands of calls a second (draws inlined)."""
+    random_ = rng.random
+    roll = random_() * 100
+    direction = INBOUND if roll < 40 else OUTBOUND if roll < 85 else INTERNAL
+    endpoint = ENDPOINTS[bisect(profile.endpoint_cum, random_() * profile.endpoint_cum[-1])]
     loss, jitter, latency = _quality(rng, profile, endpoint)
-    features = {f for f, odds in FEATURE_ODDS if rng.random() < odds}
+    features = [f for f, odds in FEATURE_ODDS if random_() < odds]
     queue = wait = answered = abandoned = None
-    if direction is CallDirection.INBOUND:
-        if profile.auto_attendant and rng.random() < 0.35:
-            features.add(CallFeature.AUTO_ATTENDANT)
-        if profile.hunt_groups and rng.random() < 0.15:
-            features.add(CallFeature.HUNT_GROUP)
-        if profile.queues and rng.random() < profile.queue_share:
-            features.add(CallFeature.CALL_QUEUE)
+    if direction is INBOUND:
+        if profile.auto_attendant and random_() < 0.35:
+            features.append(CallFeature.AUTO_ATTENDANT)
+        if profile.hunt_groups and random_() < 0.15:
+            features.append(CallFeature.HUNT_GROUP)
+        if profile.queues and random_() < profile.queue_share:
+            features.append(CallFeature.CALL_QUEUE)
             queue = rng.choice(profile.queues)
-            abandoned = rng.random() < profile.abandon_rate
-            answered = not abandoned and rng.random() < 0.97
+            abandoned = random_() < profile.abandon_rate
+            answered = not abandoned and random_() < 0.97
             wait = int(rng.expovariate(1 / profile.mean_wait) * (1.4 if abandoned else 1.0))
     seconds = 0 if abandoned else min(int(rng.lognormvariate(5.0, 0.9)), 7200)
-    order = {f: i for i, f in enumerate(CallFeature)}
+    if len(features) > 1:
+        features.sort(key=FEATURE_ORDER.__getitem__)
+    h = f"{rng.getrandbits(128):032x}"
     return (
-        str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+        f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{h[16:20]}-{h[20:]}",
         customer.partner_id,
         customer.customer_id,
         user,
         started,
-        week_start_of(started),
+        week,
         seconds,
         direction.value,
         endpoint.value,
         loss,
         jitter,
         latency,
-        ";".join(f.value for f in sorted(features, key=order.__getitem__)),
+        ";".join(features),
         queue,
         wait,
         answered,
@@ -216,37 +253,62 @@ def _record(
 
 
 async def _calling_customers(engine: AsyncEngine, now: datetime) -> list[CallingCustomer]:
+    """The demo customers with Calling in force: assigned and used Calling licenses, and the
+    used count of each of the last ``WEEKS`` weekly snapshots of those lines."""
+    in_force = and_(
+        P.name.in_(DEMO_PARTNER_NAMES),
+        L.product == Product.CALLING.value,
+        S.state == SubscriptionState.ACTIVE.value,
+        S.start_date <= now,
+        S.end_date > now,
+    )
+    first_week = week_start_of(now) - WEEKS * WEEK
     async with engine.connect() as conn:
+        weekly: dict[int, dict[datetime, int]] = defaultdict(dict)
+        snapshots = await conn.execute(
+            select(S.customer_id, X.week_start, func.sum(X.used))
+            .join(LicenseLine, L.id == X.license_line_id)
+            .join(Subscription, S.id == L.subscription_id)
+            .join(Partner, P.id == S.partner_id)
+            .where(in_force, X.week_start >= first_week)
+            .group_by(S.customer_id, X.week_start)
+        )
+        for customer_id, week, used in snapshots:
+            weekly[customer_id][_utc(week)] = int(used or 0)
         rows = await conn.execute(
             select(
                 C.id,
                 C.partner_id,
                 C.external_id,
                 func.sum(L.assigned),
+                func.sum(L.used),
                 func.min(S.start_date),
             )
             .join(Subscription, S.customer_id == C.id)
             .join(LicenseLine, L.subscription_id == S.id)
             .join(Partner, P.id == C.partner_id)
-            .where(
-                P.name.in_(DEMO_PARTNER_NAMES),
-                L.product == Product.CALLING.value,
-                S.state == SubscriptionState.ACTIVE.value,
-                S.start_date <= now,
-                S.end_date > now,
-            )
+            .where(in_force)
             .group_by(C.id, C.partner_id, C.external_id)
             .order_by(C.external_id)
         )
-        out = []
-        for customer_id, partner_id, external_id, assigned, since in rows:
-            if isinstance(since, str):  # min() over a TypeDecorator column is raw on SQLite
-                since = datetime.fromisoformat(since)
-            since = since.replace(tzinfo=UTC) if since.tzinfo is None else since
-            out.append(
-                CallingCustomer(customer_id, partner_id, external_id, int(assigned or 0), since)
+        return [
+            CallingCustomer(
+                customer_id,
+                partner_id,
+                external_id,
+                int(assigned or 0),
+                int(used or 0),
+                _utc(since),
+                weekly[customer_id],
             )
-        return out
+            for customer_id, partner_id, external_id, assigned, used, since in rows
+        ]
+
+
+def _utc(value: datetime | str) -> datetime:
+    if isinstance(value, str):  # min() over a TypeDecorator column is raw on SQLite
+        value = datetime.fromisoformat(value)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
 
 
 async def _demo_calls_present(engine: AsyncEngine) -> bool:

@@ -44,10 +44,9 @@ class PartnerContext:
     provisioners: tuple[int, ...]  # admins who start trials (partner and sales admins)
     assignees: tuple[tuple[int, float], ...]  # (admin id, share of customers assigned to it)
     tags: dict[str, int]
+    admin_roles: dict[int, str] = field(default_factory=dict)  # admin id -> role
     names: set[str] = field(default_factory=set)
-    counters: dict[str, int] = field(
-        default_factory=lambda: {"paid": 0, "trial": 0, "invoice": 0, "order": 0}
-    )
+    counters: dict[str, int] = field(default_factory=lambda: {"invoice": 0, "order": 0})
 
     def next(self, counter: str) -> int:
         value = self.counters[counter]
@@ -160,4 +159,5 @@ def add_partner(
         ),
         assignees=tuple((a, s.assign_share) for s, a in admin_ids if s.assign_share > 0),
         tags=tags,
+        admin_roles={a: str(s.role) for s, a in admin_ids},
     )

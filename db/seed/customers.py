@@ -125,13 +125,22 @@ class CustomerFactory:
         )
         self._assignments(batch, ctx, cust, provisioner)
         sub_tags: list[tuple[int, str]] = []
+        trial_ref: str | None = None
         for plan in plans:
             created_by = provisioner if plan.kind != PAID else None
             if plan.kind != PAID and created_by is None and ctx.provisioners:
                 created_by = ctx.provisioners[0]
-            sub_id, facts = self.lines.subscription(
-                batch, ctx, cust.id, plan, seats=seats, created=created, created_by=created_by
+            sub_id, ref, facts = self.lines.subscription(
+                batch,
+                ctx,
+                cust.id,
+                plan,
+                seats=seats,
+                created=created,
+                created_by=created_by,
+                converted_from=trial_ref if plan.converted else None,
             )
+            trial_ref = ref if plan.kind != PAID else None
             cust.facts.append(facts)
             sub_tags.extend((sub_id, tag) for tag in self._subscription_tags(plan, facts))
         self._tags(batch, ctx, cust, sub_tags)
@@ -229,10 +238,13 @@ class CustomerFactory:
         ]
         if paid_now and paid_now[-1].end <= self.now + 365 * DAY and r() < 0.5:
             names.append(f"Renewal Q{(paid_now[-1].end.month - 1) // 3 + 1}")
-        troubled = cust.profile in ("suspended", "overage", "expiring_soon", "expired")
+        troubled = cust.profile in (
+            "suspended", "overage", "calling_overage", "expiring_soon", "expired"
+        )  # fmt: skip
         if (troubled or cust.sign_in != "recent") and r() < 0.5:
             names.append("At risk")
-        if cust.profile in ("overage", "trial_and_paid", "all_products") and r() < 0.5:
+        upsell = ("overage", "calling_overage", "trial_and_paid", "all_products")
+        if cust.profile in upsell and r() < 0.5:
             names.append("Upsell")
         if any("CALLING" in p.products and p.kind != PAID for p in cust.plans) and r() < 0.5:
             names.append("Calling migration")

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from db.enums import Role, SetupState
 from db.models import Partner
+from db.seed.activity import ActivityMaker
 from db.seed.calls import seed_demo_calls
 from db.seed.common import AdminSpec, add_partner, normalize_now
 from db.seed.customers import CustomerFactory
@@ -140,6 +141,9 @@ async def seed_demo(
                         rng=rng, ids=ids, now=now, rules=rules, bind_datetime=datetime_binder(conn)
                     )
                     factory.build(batch, context, first_index=0, count=demo.customers)
+                    # Its own generator: the customers stay what they were without activity.
+                    activity = random.Random(f"{demo.random_seed}:activity")
+                    ActivityMaker(activity, ids, now).build(batch, context)
                     await write_batch(conn, batch)
                     present[demo.name] = context.partner_id
                     advance(demo.customers)

@@ -31,27 +31,24 @@ WEEK = timedelta(days=7)
 MEETINGS = Product.MEETINGS.value
 CALLING = Product.CALLING.value
 _KPI_PRODUCTS = (MEETINGS, CALLING)
-_BASE36 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 # Line = [product, license type, purchased, assigned, used]
 Line = list
 
 
-def paid_ref(k: int) -> str:
-    """The k-th paid subscription id of a partner: ``Sub`` and six scrambled digits, unique."""
-    if k < 900_000:  # 524287 is prime to 900000, so this permutes 100000..999999
-        return f"Sub{100_000 + (k * 524_287 + 345_678) % 900_000}"
-    return f"Sub{1_000_000 + k}"
+def subscription_ref(kind: str, pk: int) -> str:
+    """The business id of the subscription with primary key ``pk``: ``Sub`` (paid) or
+    ``Trial-`` (trial) and six scrambled digits, the format ``startTrial`` and ``convertTrial``
+    give new ones.
 
-
-def trial_ref(k: int) -> str:
-    """The k-th trial id of a partner: ``Trial-`` and six scrambled base-36 characters, unique."""
-    space = 36**6
-    n = (k * 1_000_003 + 12_345_678) % space if k < space else k
-    chars = []
-    for _ in range(6):
-        n, digit = divmod(n, 36)
-        chars.append(_BASE36[digit])
-    return "Trial-" + "".join(reversed(chars)) + (str(k // space) if k >= space else "")
+    Keyed on the primary key, which is unique in the whole deployment, rather than on a count
+    per partner: two partners seeded side by side (the demo's Acme and Globex) never show the
+    same id. 524287 is prime to 900000, so the first 900,000 keys permute 100000..999999.
+    """
+    prefix = "Sub" if kind == PAID else "Trial-"
+    k = pk - 1
+    if k < 900_000:
+        return f"{prefix}{100_000 + (k * 524_287 + 345_678) % 900_000}"
+    return f"{prefix}{100_000 + k}"
 
 
 class LineMaker:
@@ -82,10 +79,13 @@ class LineMaker:
         seats: int,
         created: datetime,
         created_by: int | None,
-    ) -> tuple[int, SubscriptionFacts]:
+        converted_from: str | None = None,
+    ) -> tuple[int, str, SubscriptionFacts]:
+        """The rows of one subscription; its primary key, business id and status facts.
+        ``converted_from`` names the trial a paid subscription was converted from."""
         rng = self.rng
         sub_id = self.ids.take("subscription")
-        ref = paid_ref(ctx.next("paid")) if plan.kind == PAID else trial_ref(ctx.next("trial"))
+        ref = subscription_ref(plan.kind, sub_id)
         if plan.kind == PAID:
             placed = plan.start - timedelta(days=rng.randint(1, 14), seconds=rng.randrange(86400))
         else:
@@ -128,17 +128,23 @@ class LineMaker:
             self._snapshots(
                 batch, ctx.partner_id, line_id, sub_id, product, purchased, assigned, used, plan
             )
-        self._orders(batch, ctx, sub_id, ref, plan, placed, lines)
+        if converted_from is not None:
+            placed = plan.start  # convertTrial opens the paid subscription when the trial ends
+        self._orders(batch, ctx, sub_id, ref, plan, placed, lines, converted_from)
         if plan.kind == PAID and plan.state != PROVISIONING:
             self._invoices(batch, ctx, sub_id, plan, lines)
-        return sub_id, SubscriptionFacts(
-            kind=plan.kind,
-            state=plan.state,
-            start=plan.start,
-            end=plan.end,
-            auto_renew=plan.auto_renew,
-            over_licensed=any(line[3] > line[2] for line in lines),
-            products=tuple(sorted({line[0] for line in lines})),
+        return (
+            sub_id,
+            ref,
+            SubscriptionFacts(
+                kind=plan.kind,
+                state=plan.state,
+                start=plan.start,
+                end=plan.end,
+                auto_renew=plan.auto_renew,
+                over_licensed=any(line[3] > line[2] for line in lines),
+                products=tuple(sorted({line[0] for line in lines})),
+            ),
         )
 
     def _quantity(self, product: str, seats: int, kind: str) -> int:
@@ -147,7 +153,8 @@ class LineMaker:
             cap = 25 if product == Product.CONTACT_CENTER else 100
             return max(1, min(seats, cap, rng.choice((10, 25, 50, 100))))
         if product == CALLING:
-            factor = rng.uniform(0.4, 1.0)
+            # Calling is bought for the staff who need a phone line, a part of the seats.
+            factor = rng.uniform(0.05, 0.3)
         elif product == Product.REAL_TIME_TRANSLATION:
             factor = rng.uniform(0.05, 0.2)
         elif product == Product.CONTACT_CENTER:
@@ -170,7 +177,8 @@ class LineMaker:
                 )
         over = -1
         if plan.mode == "over":
-            over = next((i for i, line in enumerate(lines) if line[0] in _KPI_PRODUCTS), 0)
+            wanted = (plan.over_product,) if plan.over_product else _KPI_PRODUCTS
+            over = next((i for i, line in enumerate(lines) if line[0] in wanted), 0)
         idle = plan.end <= self.used_cutoff
         for i, line in enumerate(lines):
             purchased = line[2]
@@ -284,6 +292,7 @@ class LineMaker:
         plan: SubPlan,
         placed: datetime,
         lines: list[Line],
+        converted_from: str | None,
     ) -> None:
         rng = self.rng
         summary = ", ".join(f"{line[2]} x {PRODUCT_LABELS[line[0]]} {line[1]}" for line in lines)
@@ -295,9 +304,15 @@ class LineMaker:
                 text = f"Trial {ref} extended by 30 days to {plan.end:%Y-%m-%d}"
                 orders.append(("TRIAL_EXTENSION", at, text, "COMPLETED"))
         else:
-            action, label = ("RENEWAL", "Renewal") if plan.renewal else ("NEW", "New subscription")
             status = "IN_PROGRESS" if plan.state == PROVISIONING else "COMPLETED"
-            orders.append((action, placed, f"{label} {ref}: {summary}", status))
+            if converted_from is not None:
+                text = f"Converted from {converted_from}, {plan.term_months} months: {summary}"
+                orders.append(("CONVERSION", placed, text, status))
+            else:
+                action, label = (
+                    ("RENEWAL", "Renewal") if plan.renewal else ("NEW", "New subscription")
+                )
+                orders.append((action, placed, f"{label} {ref}: {summary}", status))
             window = (self.weeks[0] - plan.start).days - 30
             if plan.state == CANCELLED:
                 at = min(plan.end - rng.randint(0, 5) * DAY, self.now)

@@ -34,7 +34,8 @@ PROFILES: tuple[tuple[str, int], ...] = (
     ("trial_and_paid", 3),
     ("recent", 6),
     ("low_allocation", 4),
-    ("overage", 4),
+    ("overage", 3),
+    ("calling_overage", 2),
     ("provisioning", 4),
     ("suspended", 2),
     ("expired", 6),
@@ -70,6 +71,8 @@ class SubPlan:
     mode: str = "healthy"
     renewal: bool = False  # follows an earlier term of the same customer
     extended: bool = False  # a trial extended by 30 days
+    converted: bool = False  # a paid subscription converted from the trial before it
+    over_product: str | None = None  # the product over its limit (mode "over")
     tags: list[str] = field(default_factory=list)
 
 
@@ -121,8 +124,12 @@ class Planner:
             return [*self._history(plan, trial_only=True), plan]
         if profile == "low_allocation":
             return [self._paid(elapsed=None, min_elapsed=45, mode="low")]
-        if profile == "overage":
-            return [self._paid(elapsed=None, min_elapsed=30, mode="over")]
+        if profile in ("overage", "calling_overage"):
+            product = Product.MEETINGS if profile == "overage" else Product.CALLING
+            plan = self._paid(elapsed=None, min_elapsed=30, mode="over")
+            plan.products = canonical({*plan.products, product.value})
+            plan.over_product = product.value
+            return [plan]
         if profile == "provisioning":
             return self._provisioning()
         if profile == "suspended":
@@ -217,6 +224,7 @@ class Planner:
         roll = rng.random()
         if roll < 0.2:
             duration = rng.choice((30, 60))
+            current.converted = True
             return [
                 SubPlan(
                     kind=TRIAL,

@@ -33,16 +33,20 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from db.models import (
     Admin,
     AppMeta,
+    AuditLog,
     Customer,
     CustomerAssignment,
     CustomerProduct,
     CustomerStatusSpan,
     CustomerTag,
+    HelpdeskCase,
+    HelpdeskComment,
     Invoice,
     LicenseLine,
     LicenseSnapshot,
     Order,
     Partner,
+    PartnerCounter,
     Subscription,
     SubscriptionTag,
     Tag,
@@ -77,6 +81,10 @@ INSERT_ORDER: tuple[Table, ...] = tuple(
         Order,
         CustomerStatusSpan,
         CustomerProduct,
+        HelpdeskCase,
+        HelpdeskComment,
+        PartnerCounter,
+        AuditLog,
     )
 )
 # Tables whose integer ``id`` the generators assign themselves.
@@ -91,6 +99,9 @@ ID_TABLES: tuple[str, ...] = (
     "invoice",
     "subscription_order",
     "customer_status_span",
+    "helpdesk_case",
+    "helpdesk_comment",
+    "audit_log",
 )
 # Bound parameters per SQLite statement (SQLITE_MAX_VARIABLE_NUMBER; 999 before 3.32).
 SQLITE_MAX_VARIABLES = 32766 if sqlite3.sqlite_version_info >= (3, 32, 0) else 999
