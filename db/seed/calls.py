@@ -167,11 +167,9 @@ def _calls_of_customer(
     out: list[tuple[object, ...]] = []
     for k in range(WEEKS, -1, -1):
         week = current - k * WEEK
-        days = [
-            day
-            for day in (week + n * DAY for n in range(7))
-            if day + DAY > since and day < now and day.weekday() < 5
-        ]
+        open_days = [d for d in (week + n * DAY for n in range(7)) if d + DAY > since and d < now]
+        # Working days; a week whose licences started on its Saturday has that day alone.
+        days = [d for d in open_days if d.weekday() < 5] or open_days
         if not days:
             continue
         if k:
