@@ -35,12 +35,8 @@ _PRODUCT_WEIGHTS = (
     (Product.REAL_TIME_TRANSLATION.value, 6),
     ("", 10),  # about the partner's account rather than one product
 )
-_SEVERITY_WEIGHTS = (
-    (HelpdeskSeverity.LOW.value, 25),
-    (HelpdeskSeverity.MEDIUM.value, 40),
-    (HelpdeskSeverity.HIGH.value, 25),
-    (HelpdeskSeverity.CRITICAL.value, 10),
-)
+_SEVERITIES = tuple(s.value for s in HelpdeskSeverity)  # LOW, MEDIUM, HIGH, CRITICAL
+_SEVERITY_WEIGHTS = (25, 40, 25, 10)
 
 
 def global_id(type_name: str, pk: int) -> str:
@@ -176,7 +172,6 @@ class ActivityMaker:
         count = rng.randint(18, 26)
         ages = sorted((rng.uniform(0.2, CASE_DAYS) for _ in range(count)), reverse=True)
         products, weights = zip(*_PRODUCT_WEIGHTS, strict=True)
-        severities, severity_weights = zip(*_SEVERITY_WEIGHTS, strict=True)
         for number, age in enumerate(ages, start=1):
             created = now - timedelta(days=age)
             product = rng.choices(products, weights)[0]
@@ -200,7 +195,7 @@ class ActivityMaker:
                 "product": product,
                 "subject": subject,
                 "description": description,
-                "severity": rng.choices(severities, severity_weights)[0],
+                "severity": rng.choices(_SEVERITIES, _SEVERITY_WEIGHTS)[0],
                 "state": HelpdeskState.CLOSED.value if closed else HelpdeskState.OPEN.value,
                 "created_at": created,
                 "closed_at": min(closing, now) if closed else None,
@@ -220,7 +215,9 @@ class ActivityMaker:
             end = row["closed_at"] or now
             replied = created + timedelta(hours=rng.uniform(0.5, 8))
             followed = replied + timedelta(hours=rng.uniform(0.5, 20))
-            conversation = [(replied, None, f"Partner support: {reply}")]
+            conversation: list[tuple[datetime, int | None, str]] = [
+                (replied, None, f"Partner support: {reply}")
+            ]
             conversation.append((followed, opener, follow_up))
             for at, author, body in conversation:
                 if at < end:
