@@ -183,7 +183,7 @@ class ActivityMaker:
             opener = rng.choice(openers)
             # The newest cases are still open, the oldest closed; in between, most are closed.
             closing = created + timedelta(days=rng.uniform(0.3, 12))
-            recent = number > count - 3 or (age < 21 and rng.random() < 0.7)
+            recent = number > count - 3 or (age < 30 and rng.random() < 0.8)
             closed = number <= 3 or (not recent and closing < now)
             case_id = self.ids.take("helpdesk_case")
             row = {
