@@ -184,7 +184,9 @@ def _calls_of_customer(
                     hours=local_hour - profile.utc_offset_hours, seconds=rng.randrange(3600)
                 )
                 if since <= started < now:
-                    out.append(_record(rng, profile, customer, user, started, week))
+                    # A weekday call stays in its UTC week; a weekend one may cross into the next.
+                    of = week if week <= started < week + WEEK else week_start_of(started)
+                    out.append(_record(rng, profile, customer, user, started, of))
     return out
 
 
