@@ -24,6 +24,9 @@ NOW = datetime(2026, 11, 26, tzinfo=UTC)
 PG_BASE = os.environ.get(
     "PARTNER_HUB_BENCH_POSTGRES", "postgresql+asyncpg://postgres@127.0.0.1:5432"
 )
+# Data sets are named ``<prefix>_<customers>``: worktrees benchmarking side by side set their own
+# prefix so that each migrates and seeds only its own databases.
+PREFIX = os.environ.get("PARTNER_HUB_BENCH_PREFIX", "partner_hub_bench")
 
 
 def query(name: str) -> str:
@@ -74,7 +77,7 @@ async def _migrated(url: str) -> str:
 
 async def dataset(backend: str, customers: int, seed: int = 1) -> str:
     """URL of a database holding ``seed --customers N --random-seed seed`` (made once, reused)."""
-    name = f"partner_hub_bench_{customers}"
+    name = f"{PREFIX}_{customers}"
     if backend == "sqlite":
         DATA.mkdir(parents=True, exist_ok=True)
         path = DATA / f"{name}.db"

@@ -1,37 +1,73 @@
-"""The data version: a counter every committed write moves, read with each request's token.
+"""Data versions: counters every committed write moves, read with each request's token.
 
 Responses may be cached (``graph.response_cache``) under the data version they were computed
-at; a cache is only correct if *every* write moves the version, whoever makes it: a mutation,
-the CLI, an ingest, a seed or a test's factory. So the version is kept below all of them, on the
-engine: a connection that sent a write statement bumps ``app_meta['data_version']`` in the same
-transaction, just before it commits. A reader therefore never sees new data under an old
-version: the bump becomes visible atomically with the data, and a request reads the version (with
-its token, ``authenticate_token``) before it reads any data.
+at; a cache is only correct if *every* write moves the version of every caller who may see it,
+whoever makes it: a mutation, the CLI, an ingest, a seed, a test's factory or an operator's SQL
+through the engine. So the versions are kept below all of them, on the engine: a connection that
+sent a write statement bumps a version in the same transaction, just before it commits.
 
-The bump is the last statement of the writing transaction, so the one row it locks is always the
-last lock taken: concurrent writers queue there for the instant of their commit and cannot
-deadlock on it. It goes through the DBAPI cursor, outside SQLAlchemy's execution events, so it
-does not mark the connection dirty again. Writes that bypass SQL statements (PostgreSQL ``COPY``
-in bulk loads) call ``mark_written`` themselves.
+There is one version per partner (``partner_data_version``) and one global epoch
+(``app_meta['data_version']``); the version of a caller is ``"<global>.<partner's>"``
+(``caller_data_version``). A transaction moves its partners' rows when it declared them
+(``writes_for``: the mutation path declares the caller's partner, an ingest the partners of its
+records) and the global epoch when it did not: a write whose partner is not known (a seed, a
+factory, an operator's SQL, anything that forgot) conservatively invalidates every partner's
+cached responses. Forgetting to declare therefore costs cache hits, never correctness;
+declaring asserts that the transaction writes only those partners' data (the mutation path
+writes through its caller's ``Scope``, which names the partner: the one door).
+
+Partners' writes never wait on a shared row: each moves its own partner's row (PostgreSQL locks
+it for the instant of the commit; SQLite serialises writers anyway). The bump is the last
+statement of the writing transaction, so the rows it locks are the last locks taken, in partner
+order: concurrent writers queue there for the instant of their commit and cannot deadlock on
+them. It goes through the DBAPI cursor, outside SQLAlchemy's execution events, so it does not
+mark the connection dirty again. Writes that bypass SQL statements (PostgreSQL ``COPY`` in bulk
+loads) call ``mark_written`` themselves.
+
+Audit entries alone (a refused mutation writes only its refusal's entry) move no version: no
+cached response depends on them, because the one reader of the audit log marks its responses
+uncacheable (``graph.context.Context.no_store``). The SQLite write lock of ``begin_write``
+(``WRITE_LOCK``) changes nothing and is not a write either.
+
+A reader never sees new data under an old version: the bump becomes visible atomically with
+the data, and a request reads the version (with its token, ``authenticate_token``) before it
+reads any data.
 """
 
 from __future__ import annotations
 
 import contextlib
-from typing import Any
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
+
+if TYPE_CHECKING:
+    from db.queries.admins import Principal
 
 DATA_VERSION_KEY = "data_version"
+PARTNER_VERSION_TABLE = "partner_data_version"
+WRITE_LOCK = "UPDATE app_meta SET value = value WHERE key = 'write_lock'"
 _DIRTY = "partner_hub_written"
+_PARTNERS = "partner_hub_partners"
 _READS = ("SELECT", "PRAGMA", "EXPLAIN", "SHOW", "SAVEPOINT", "RELEASE", "BEGIN", "ANALYZE")
+_AUDIT_ONLY = ("INSERT INTO AUDIT_LOG ",)  # what a refusal writes (graph.mutations)
 _BUMP = (
     "INSERT INTO app_meta (key, value) VALUES ('data_version', '1') "
     "ON CONFLICT (key) DO UPDATE SET value = CAST(CAST(app_meta.value AS BIGINT) + 1 AS TEXT)"
 )
+
+
+def _partner_bump(partners: Iterable[int]) -> str:
+    # Integers only (``writes_for`` converts), inlined: the DBAPI paramstyles differ.
+    rows = ", ".join(f"({int(p)}, 1)" for p in sorted(partners))
+    return (
+        f"INSERT INTO {PARTNER_VERSION_TABLE} (partner_id, version) VALUES {rows} "
+        f"ON CONFLICT (partner_id) DO UPDATE SET version = {PARTNER_VERSION_TABLE}.version + 1"
+    )
 
 
 def is_write(statement: str) -> bool:
@@ -40,16 +76,34 @@ def is_write(statement: str) -> bool:
     return not head.startswith(_READS)
 
 
+def moves_version(statement: str) -> bool:
+    """Whether a statement may change data a cached response can depend on: a write other than
+    an audit entry or the SQLite write lock."""
+    if not is_write(statement):
+        return False
+    stripped = statement.strip()
+    if stripped == WRITE_LOCK:
+        return False
+    return not stripped[:32].upper().startswith(_AUDIT_ONLY)
+
+
 def _on_execute(conn: Connection, _cursor: Any, statement: str, *_: Any) -> None:
-    if not conn.info.get(_DIRTY) and is_write(statement):
+    if not conn.info.get(_DIRTY) and moves_version(statement):
         conn.info[_DIRTY] = True
 
 
+def _on_begin(conn: Connection) -> None:
+    # A declaration is for one transaction: one left by a transaction that ended without the
+    # events seeing it (a pool reset) must not narrow the next one's bump.
+    conn.info.pop(_PARTNERS, None)
+
+
 def _on_commit(conn: Connection) -> None:
+    partners: set[int] | None = conn.info.pop(_PARTNERS, None)
     if conn.info.pop(_DIRTY, False):
         cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
         try:
-            cursor.execute(_BUMP)
+            cursor.execute(_partner_bump(partners) if partners else _BUMP)
         finally:
             cursor.close()
 
@@ -59,18 +113,43 @@ def _on_rollback(conn: Connection) -> None:
     # stays and costs at most one extra bump later, which only invalidates cached responses.
     with contextlib.suppress(SQLAlchemyError):
         conn.info.pop(_DIRTY, None)
+        conn.info.pop(_PARTNERS, None)
 
 
 def track_writes(engine: AsyncEngine) -> None:
-    """Make every committed write through ``engine`` move the data version."""
+    """Make every committed write through ``engine`` move a data version."""
     sync = engine.sync_engine
     event.listen(sync, "before_cursor_execute", _on_execute)
+    event.listen(sync, "begin", _on_begin)
     event.listen(sync, "commit", _on_commit)
     event.listen(sync, "rollback", _on_rollback)
 
 
-def mark_written(conn: AsyncConnection | Connection) -> None:
-    """For writes SQLAlchemy does not see (``COPY``): bump the version when ``conn`` commits."""
+def _sync(conn: AsyncConnection | Connection) -> Connection:
     sync = conn.sync_connection if isinstance(conn, AsyncConnection) else conn
     assert sync is not None
-    sync.info[_DIRTY] = True
+    return sync
+
+
+def mark_written(conn: AsyncConnection | Connection) -> None:
+    """For writes SQLAlchemy does not see (``COPY``): bump the version when ``conn`` commits."""
+    _sync(conn).info[_DIRTY] = True
+
+
+async def writes_for(db: AsyncSession | AsyncConnection, partner_ids: int | Iterable[int]) -> None:
+    """Declare that the current transaction of ``db`` writes only the data of ``partner_ids``:
+    its commit then moves their versions instead of the global epoch. Declarations add up
+    within the transaction; call it after the transaction began (``db`` begins one if not)."""
+    conn = await db.connection() if isinstance(db, AsyncSession) else db
+    if not conn.in_transaction():
+        await conn.begin()
+    ids = {int(partner_ids)} if isinstance(partner_ids, int) else {int(p) for p in partner_ids}
+    info = _sync(conn).info
+    info[_PARTNERS] = info.get(_PARTNERS, set()) | ids
+
+
+def caller_data_version(principal: Principal) -> str:
+    """The data version of the caller's partner as read with its token: ``"<global>.<partner>"``.
+    Equal strings mean equal data for every response this caller may get (cached responses,
+    HTTP ETags); responses marked ``no_store`` (the audit log) are outside this promise."""
+    return principal.data_version

@@ -235,12 +235,16 @@ class GraphQLView(GraphQL[Context, None]):
                 sub.status_code = 400
             tag = state.get(ETAG)
             if tag is not None:  # a persisted GET: only a full answer may be revalidated
-                sub.headers.update(cache_headers(tag) if not errors else NO_STORE)
+                # ... and only one that depends on nothing but the data version (not the
+                # audit log, which moves no version: ``Context.no_store``).
+                revalidable = not errors and not context.no_store
+                sub.headers.update(cache_headers(tag) if revalidable else NO_STORE)
         key = state.get(CACHE_KEY)
         if self.cache is not None and key is not None:
             report = (result.extensions or {}).get("cost", {})
             cost = report.get("requestedQueryCost")
-            if not result.errors and result.data is not None and isinstance(cost, int):
+            storable = context is None or not context.no_store
+            if storable and not result.errors and result.data is not None and isinstance(cost, int):
                 self.cache.put(key, orjson.dumps(result.data), cost, report.get("actualQueryCost"))
             if sub is not None:
                 sub.headers["X-Partner-Hub-Cache"] = "miss"

@@ -47,6 +47,8 @@ class Context:
     response: Any = None
     cost: dict[str, int] = field(default_factory=dict)
     principal_gone: bool = False
+    # The response must not be cached (it reads what moves no data version: the audit log).
+    no_store: bool = False
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     # Values a domain keeps for the request (its loaders, say): dropped by ``forget``.
     cache: dict[str, Any] = field(default_factory=dict)

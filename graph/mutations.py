@@ -19,7 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.queries.audit import write_audit
-from db.queries.writes import begin_write
+from db.queries.writes import begin_write, writes_for
 from db.scope import Scope
 from graph.auth.permissions import Act, Obj
 from graph.context import Context
@@ -97,6 +97,9 @@ async def transaction(ctx: Context) -> AsyncIterator[tuple[AsyncSession, Audit]]
             await session.rollback()  # end the implicit read transaction of earlier fields
         try:
             await begin_write(session)
+            # The caller's partner is the only one whose data its scope can write: its version
+            # moves at commit, no other partner's cached responses are touched.
+            await writes_for(session, ctx.principal.partner_id)
             yield session, audit
             for entry in audit.entries:
                 await write_audit(
@@ -167,6 +170,7 @@ async def audit_refusal(ctx: Context, operation: str, codes: list[str]) -> None:
             await session.rollback()
         try:
             await begin_write(session)
+            await writes_for(session, ctx.principal.partner_id)
             await write_audit(
                 session,
                 partner_id=ctx.principal.partner_id,

@@ -2,8 +2,8 @@
 
 ``snapshot`` reads every row of every table, so "nothing was written" is checked on content,
 not only on row counts (an UPDATE changes no count). A refused mutation writes exactly one
-thing, the audit entry of its refusal (``graph.mutations.audit_refusal``, and the data version
-that write bumps): snapshots leave those out, and the tests of refusals check them apart.
+thing, the audit entry of its refusal (``graph.mutations.audit_refusal``; an audit entry moves no
+data version): snapshots leave those out, and the tests of refusals check them apart.
 """
 
 from __future__ import annotations
@@ -24,18 +24,12 @@ from tests.helpers import Factory, name_key_of, post_graphql
 Snapshot = dict[str, str]
 _SNAPSHOT_SQL: dict[str, str] = {}
 # What a refusal writes, left out of snapshots (the WHERE of each table's rows).
-_REFUSAL_TRACES = {
-    "audit_log": f" WHERE object_type <> '{REFUSAL}'",
-    "app_meta": " WHERE key <> 'data_version'",
-}
+_REFUSAL_TRACES = {"audit_log": f" WHERE object_type <> '{REFUSAL}'"}
 
 
 def refusal_trace(table: str, row: Any) -> bool:
-    """Whether ``row`` of ``table`` is what a refused mutation writes (its audit entry, or the
-    data version that entry bumped)."""
-    if table == "audit_log":
-        return bool(row["object_type"] == REFUSAL)
-    return table == "app_meta" and row["key"] == "data_version"
+    """Whether ``row`` of ``table`` is what a refused mutation writes (its audit entry)."""
+    return table == "audit_log" and bool(row["object_type"] == REFUSAL)
 
 
 async def _snapshot_sql(engine: AsyncEngine) -> str:

@@ -19,6 +19,7 @@ from db.ingest.customers import CustomerResolver
 from db.ingest.reading import InputLine, read_records
 from db.ingest.records import ParsedRecord, RowError, parse_values
 from db.ingest.store import BulkState, StoredRecord, insert_records
+from db.versioning import writes_for
 
 DEFAULT_BATCH_SIZE = 5000
 MAX_BATCH_SIZE = 100_000
@@ -136,6 +137,8 @@ class _Run:
         return rows
 
     async def finish(self, conn: AsyncConnection, thresholds: QualityThresholds) -> None:
+        # The aggregates of every partner loaded (in this transaction or an earlier one).
+        await writes_for(conn, self.report.partners)
         self.report.customers = len({c for c, _ in self.touched})
         self.report.weeks_refreshed = await refresh_aggregates(conn, self.touched, thresholds)
 
@@ -183,6 +186,7 @@ async def ingest_stream(
 
         async def write(rows: list[StoredRecord]) -> int:
             nonlocal uncommitted
+            await writes_for(conn, {row[1] for row in rows})
             inserted = await insert_records(conn, rows, bulk)
             uncommitted += len(rows)
             if not strict and uncommitted >= COMMIT_RECORDS:

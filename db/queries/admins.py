@@ -13,6 +13,7 @@ from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.models import Admin, ApiToken, AppMeta, Partner
+from db.partner_versions import PARTNER_DATA_VERSION
 from db.types import affected
 from db.versioning import DATA_VERSION_KEY
 
@@ -20,6 +21,7 @@ AD = Admin.__table__.c  # type: ignore[attr-defined]
 TK = ApiToken.__table__.c  # type: ignore[attr-defined]
 AM = AppMeta.__table__.c  # type: ignore[attr-defined]
 PT = Partner.__table__.c  # type: ignore[attr-defined]
+PV = PARTNER_DATA_VERSION.c
 
 
 TOKEN_PREFIX = "ph_"
@@ -45,7 +47,8 @@ class Principal:
     role: str
     token_id: int
     policy_version: str = "0"
-    data_version: str = "0"
+    # "<global epoch>.<partner's version>" (db.versioning.caller_data_version)
+    data_version: str = "0.0"
 
 
 # Built once (a request's first statement; building it cost more than running it).
@@ -59,6 +62,9 @@ _AUTHENTICATE = (
         TK.id,
         func.coalesce(select(AM.value).where(AM.key == "policy_version").scalar_subquery(), "0"),
         func.coalesce(select(AM.value).where(AM.key == DATA_VERSION_KEY).scalar_subquery(), "0"),
+        func.coalesce(
+            select(PV.version).where(PV.partner_id == AD.partner_id).scalar_subquery(), 0
+        ),
     )
     .join(ApiToken, TK.admin_id == AD.id)
     .where(TK.revoked_at.is_(None), AD.active.is_(True))
@@ -70,16 +76,21 @@ _AUTHENTICATE = _AUTHENTICATE.where(TK.token_hash == bindparam("token_hash"))
 async def authenticate_token(session: AsyncSession, *, token: str) -> Principal | None:
     """The active admin owning an unrevoked ``token``, or None. One statement."""
     row = (await session.execute(_AUTHENTICATE, {"token_hash": hash_token(token)})).first()
-    if row is None:
-        return None
-    return Principal(*row)
+    return None if row is None else _principal(row)
+
+
+def _principal(row: Any) -> Principal:
+    admin_id, partner_id, email, name, role, token_id, policy, epoch, partner_version = row
+    return Principal(
+        admin_id, partner_id, email, name, role, token_id, policy, f"{epoch}.{partner_version}"
+    )
 
 
 async def principal_of_token(session: AsyncSession, *, token_id: int) -> Principal | None:
     """The caller as it is now (after a write of its own request): None once its token is
     revoked or its admin deactivated."""
     row = (await session.execute(_BY_TOKEN_ID, {"token_id": token_id})).first()
-    return None if row is None else Principal(*row)
+    return None if row is None else _principal(row)
 
 
 async def issue_token(

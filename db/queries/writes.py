@@ -15,14 +15,18 @@ from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.models import Customer
+from db.versioning import WRITE_LOCK, writes_for
 
 CU = Customer.__table__.c  # type: ignore[attr-defined]
+
+
+__all__ = ["begin_write", "lock_customers", "writes_for"]
 
 
 async def begin_write(session: AsyncSession) -> None:
     """Call first in a mutation's transaction: on SQLite, take the write lock now."""
     if session.get_bind().dialect.name == "sqlite":
-        await session.execute(text("UPDATE app_meta SET value = value WHERE key = 'write_lock'"))
+        await session.execute(text(WRITE_LOCK))
 
 
 async def lock_customers(session: AsyncSession, customer_ids: Sequence[int]) -> None:

@@ -163,6 +163,8 @@ class PolicyQueries:
     ) -> AuditConnection:
         ctx = info.context
         scope = require(ctx, Obj.AUDIT, Act.READ)
+        # Audit entries move no data version (a refusal's must not empty caches): never cached.
+        ctx.no_store = True
         page = paging(info, first, after, last, before, ctx.settings.max_page_size)
         f = filter or AuditFilter()
         query = audit_q.AuditQuery(

@@ -1,0 +1,205 @@
+"""One partner's writes move only its own data version; a write of unknown partner moves all.
+
+The response cache keys a response by the caller's version (``db.versioning``): a mutation of
+Globex leaves Acme's cached responses valid, and a refused mutation (its audit entry alone)
+leaves everyone's. A write the engine cannot attribute (an operator's SQL, a factory, a seed)
+moves the global epoch: every partner's next query executes. On PostgreSQL, writers of two
+partners never wait on a shared row.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select, text, update
+
+from db.models import AppMeta, Customer, Tag
+from db.partner_versions import PARTNER_DATA_VERSION
+from db.queries.admins import authenticate_token
+from db.versioning import DATA_VERSION_KEY, caller_data_version, moves_version, writes_for
+from tests.conftest import NOW, Api
+from tests.helpers import Factory, data_of, post_graphql, token_for
+from tests.test_ingest import record, run_cli, write_csv
+from tests.test_response_cache import FULL, OTHER_FULL, PAGE, post, world
+
+GLOBEX_TAG = 'mutation { createTag(input: {name: "gold"}) { tag { id } } }'
+AUDIT = "{ auditLog(first: 10) { nodes { operation objectType } } }"
+
+
+async def versions(api: Api) -> tuple[int, dict[int, int]]:
+    """(global epoch, {partner: version})."""
+    async with api.engine.connect() as conn:
+        epoch = await conn.scalar(select(AppMeta.value).where(AppMeta.key == DATA_VERSION_KEY))
+        rows = (await conn.execute(select(PARTNER_DATA_VERSION))).all()
+    return int(epoch or 0), {int(p): int(v) for p, v in rows}
+
+
+async def caller_version(api: Api, email: str) -> str:
+    token = await token_for(api, email)
+    async with api.engine.connect() as conn:
+        from sqlalchemy.ext.asyncio import AsyncSession
+
+        principal = await authenticate_token(AsyncSession(bind=conn), token=token)
+    assert principal is not None
+    return caller_data_version(principal)
+
+
+def test_audit_entries_and_the_sqlite_write_lock_move_no_version() -> None:
+    assert not moves_version("INSERT INTO audit_log (partner_id) VALUES (1)")
+    assert not moves_version("UPDATE app_meta SET value = value WHERE key = 'write_lock'")
+    assert moves_version("INSERT INTO audit_log_copy SELECT 1")  # another table
+    assert moves_version("UPDATE audit_log SET operation = 'x'")  # rewriting history
+    assert moves_version("INSERT INTO tag VALUES (1)")
+    assert not moves_version("SELECT 1")
+
+
+async def test_a_partners_mutation_keeps_the_other_partners_cache(api: Api) -> None:
+    await world(api)
+    for email in (FULL, OTHER_FULL):
+        await token_for(api, email)  # issuing a token is a write of no declared partner
+    for email in (FULL, OTHER_FULL):
+        await post(api, PAGE, {"first": 10}, email)
+    acme_before = await caller_version(api, FULL)
+    globex_before = await caller_version(api, OTHER_FULL)
+    epoch, _ = await versions(api)
+    data_of(await post_graphql(api, GLOBEX_TAG, as_=OTHER_FULL))
+    assert await caller_version(api, FULL) == acme_before
+    assert await caller_version(api, OTHER_FULL) != globex_before
+    assert (await versions(api))[0] == epoch  # the global epoch did not move
+    acme = await post(api, PAGE, {"first": 10}, FULL)
+    globex = await post(api, PAGE, {"first": 10}, OTHER_FULL)
+    assert acme.headers["x-partner-hub-cache"] == "hit"
+    assert globex.headers["x-partner-hub-cache"] == "miss"
+
+
+async def test_a_refusal_moves_no_version_and_the_audit_log_is_never_cached(api: Api) -> None:
+    await world(api)
+    await post(api, PAGE, {"first": 10}, FULL)
+    first_log = await post(api, AUDIT, {}, FULL)
+    assert first_log.headers["x-partner-hub-cache"] == "miss"
+    before = await versions(api)
+    # An empty tag name is a user error: refused, audited, nothing else written.
+    body = await post_graphql(
+        api, 'mutation { createTag(input: {name: ""}) { tag { id } } }', as_=FULL
+    )
+    assert body["data"]["createTag"]["tag"] is None
+    assert await versions(api) == before
+    assert (await post(api, PAGE, {"first": 10}, FULL)).headers["x-partner-hub-cache"] == "hit"
+    log = await post(api, AUDIT, {}, FULL)
+    assert log.headers["x-partner-hub-cache"] == "miss"  # executed again: shows the refusal
+    assert {"operation": "createTag", "objectType": "refusal"} in data_of(log.json())["auditLog"][
+        "nodes"
+    ]
+
+
+async def test_a_write_of_unknown_partner_moves_every_partner(api: Api) -> None:
+    ids = await world(api)
+    acme, globex = await caller_version(api, FULL), await caller_version(api, OTHER_FULL)
+    async with api.engine.begin() as conn:  # an operator's SQL: no partner declared
+        await conn.execute(update(Customer).where(Customer.id == ids["first"]).values(name="Aa"))
+    assert await caller_version(api, FULL) != acme
+    assert await caller_version(api, OTHER_FULL) != globex
+
+
+async def test_declared_writes_move_exactly_their_partners(api: Api) -> None:
+    f = Factory(api.engine)
+    a, b, c = await f.partner(), await f.partner("B", "b.example"), await f.partner("C", "c.ex")
+    epoch, start = await versions(api)
+    async with api.engine.begin() as conn:
+        await writes_for(conn, [a, b])
+        for p in (a, b):
+            await conn.execute(
+                Tag.__table__.insert().values(  # type: ignore[attr-defined]
+                    partner_id=p, name=f"t{p}", name_key=f"t{p}", created_at=NOW
+                )
+            )
+    after_epoch, after = await versions(api)
+    assert after_epoch == epoch
+    assert after.get(a, 0) == start.get(a, 0) + 1 and after.get(b, 0) == start.get(b, 0) + 1
+    assert after.get(c, 0) == start.get(c, 0)
+    async with api.engine.begin() as conn:  # read-only, declared: nothing moves
+        await writes_for(conn, c)
+        await conn.execute(select(Tag.id))
+    assert await versions(api) == (after_epoch, after)
+
+
+async def test_a_declaration_lasts_one_transaction(api: Api) -> None:
+    f = Factory(api.engine)
+    a = await f.partner()
+    async with api.engine.connect() as conn:
+        await writes_for(conn, a)
+        await conn.rollback()
+        epoch, _ = await versions(api)
+        await conn.execute(text("UPDATE partner SET name = 'Renamed'"))  # undeclared
+        await conn.commit()
+    assert (await versions(api))[0] == epoch + 1
+
+
+@pytest.fixture
+async def ingest_world(api: Api) -> dict[str, Any]:
+    f = Factory(api.engine)
+    partner = await f.partner("Acme Partners", "acme.example")
+    await f.partner("Globex Reseller", "globex.example")
+    await f.customer(partner, "One Corp")  # external id EXT-00001
+    return {"partner": partner}
+
+
+async def test_an_ingest_moves_the_partners_of_its_records(
+    api: Api, ingest_world: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PARTNER_HUB_NOW", NOW.isoformat())
+
+    def calls(prefix: str) -> Path:
+        records = [
+            record(f"{prefix}{i}", "EXT-00001", started_at="2026-11-10T08:00:00Z") for i in range(5)
+        ]
+        return write_csv(tmp_path / f"{prefix}.csv", records)
+
+    await run_cli(api, str(calls("a")))  # the first load also stores the thresholds' fingerprint
+    epoch, before = await versions(api)
+    await run_cli(api, str(calls("b")))
+    after_epoch, after = await versions(api)
+    assert after_epoch == epoch
+    loaded = ingest_world["partner"]
+    assert after[loaded] > before.get(loaded, 0)
+    assert {p: v for p, v in after.items() if p != loaded} == {
+        p: v for p, v in before.items() if p != loaded
+    }
+
+
+async def test_writers_of_two_partners_never_wait_on_a_shared_row(api: Api) -> None:
+    if api.db.backend != "postgresql":
+        pytest.skip("SQLite has one writer at a time by design")
+    f = Factory(api.engine)
+    a, b = await f.partner(), await f.partner("B", "b.example")
+
+    async def write(partner: int, name: str, hold: asyncio.Event | None) -> None:
+        async with api.engine.connect() as conn:
+            await conn.execute(text("SET lock_timeout = '2s'"))
+            await writes_for(conn, partner)
+            await conn.execute(
+                Tag.__table__.insert().values(  # type: ignore[attr-defined]
+                    partner_id=partner, name=name, name_key=name, created_at=NOW
+                )
+            )
+            if hold is not None:
+                # Lock the partner's version row as a commit's bump does, and keep it.
+                await conn.execute(
+                    text("UPDATE partner_data_version SET version = version WHERE partner_id = :p"),
+                    {"p": partner},
+                )
+                hold.set()
+                await asyncio.sleep(3)
+            await conn.commit()
+
+    async with api.engine.begin() as conn:
+        await writes_for(conn, [a, b])
+        await conn.execute(text("UPDATE partner SET setup_state = setup_state"))
+    held = asyncio.Event()
+    holder = asyncio.create_task(write(a, "held", held))
+    await held.wait()
+    await asyncio.wait_for(write(b, "free", None), 1.5)  # no wait on partner A's row
+    await holder
