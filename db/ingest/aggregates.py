@@ -5,7 +5,8 @@ Aggregates are never incremented: for every (customer, week) an ingestion touche
 ``call_record``: in SQL on PostgreSQL (hash aggregation, one pass per table), in one streamed
 pass on SQLite (``db.ingest.sqlite_aggregates``: SQLite would sort for every ``GROUP BY``).
 Re-ingesting therefore rewrites the same numbers, and a load that was interrupted is repaired by
-loading it again.
+loading it again. The partners' sums of the refreshed weeks (``db.calls_partner``) are then
+recomputed from the customer rows, in the same transaction.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from db.calls_models import (
     endpoint_poor_calls,
     feature_calls,
 )
+from db.calls_partner import refresh_partner_weeks
 from db.enums import CallFeature, EndpointType
 from db.ingest import sqlite_aggregates
 from db.ingest.store import RECORD
@@ -116,6 +118,8 @@ async def refresh_aggregates(
             )
         else:
             await _rebuild_in_sql(conn, chunk, weeks, thresholds)
+    # The partners' sums of those weeks, from the rows just rebuilt (db.calls_partner).
+    await refresh_partner_weeks(conn, customers, set().union(*weeks_of.values()))
     return sum(len(w) for w in weeks_of.values())
 
 

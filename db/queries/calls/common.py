@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Table, and_, func, select
 
 from db.calls_models import CALL_WEEKLY_DETAIL
+from db.calls_partner import CALL_PARTNER_WEEK
 from db.enums import Product, SubscriptionState
 from db.models import CallWeeklyAggregate, Customer, LicenseLine, Subscription
 from db.scope import Scope
@@ -25,6 +26,7 @@ CUSTOMER = _table(Customer)
 W = WEEKLY.c
 DETAIL = CALL_WEEKLY_DETAIL
 D = DETAIL.c
+PW = CALL_PARTNER_WEEK.c
 C = CUSTOMER.c
 S = _table(Subscription).c
 L = _table(LicenseLine).c
@@ -66,8 +68,17 @@ def percent(part: int, whole: int) -> float:
 
 
 def scoped(columns: Any, scope: Scope) -> ColumnElement[bool]:
-    """Rows of the caller's partner whose customer the caller may see."""
+    """Rows of the caller's partner whose customer the caller may see (an aggregate row carries
+    its customer's partner: a whole-partner scope needs no look at the customers)."""
+    if whole_partner(scope):
+        return columns.partner_id == scope.partner_id
     return and_(columns.partner_id == scope.partner_id, scope.customers(columns.customer_id))
+
+
+def whole_partner(scope: Scope) -> bool:
+    """Whether ``scope`` sees every customer of its partner: partner-wide figures then read
+    ``call_partner_week`` (one row per week) instead of summing customer rows."""
+    return scope.assigned_admin_id is None
 
 
 def licensed_users(scope: Scope, now: datetime) -> Any:

@@ -19,10 +19,18 @@ from db.calls_models import (
     feature_calls,
 )
 from db.enums import CallFeature, EndpointType
-from db.queries.calls.common import WEEK, WEEKLY, D, W, licensed_users
+from db.queries.calls.common import PW, WEEK, WEEKLY, D, W, licensed_users, whole_partner
 from db.queries.calls.common import scoped as _scoped
 from db.scope import Scope
 from db.types import UTCDateTime
+
+
+def _source(scope: Scope, columns: Any) -> tuple[Any, Any]:
+    """The columns to sum (``W`` or ``D``) and their condition for ``scope``: the partner's
+    row of ``call_partner_week`` (same column names) for a whole-partner scope."""
+    if whole_partner(scope):
+        return PW, PW.partner_id == scope.partner_id
+    return columns, _scoped(columns, scope)
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,21 +50,23 @@ class Usage:
 
 async def usage(session: AsyncSession, *, scope: Scope, week: datetime) -> Usage:
     """Calls, talk time and active users of the week, and the same per UTC day (all 7 days)."""
+    w, where = _source(scope, W)
     totals = (
         await session.execute(
             select(
-                func.coalesce(func.sum(W.calls), 0),
-                func.coalesce(func.sum(W.duration_seconds), 0),
-                func.coalesce(func.sum(W.active_users), 0),
-            ).where(_scoped(W, scope), W.week_start == week)
+                func.coalesce(func.sum(w.calls), 0),
+                func.coalesce(func.sum(w.duration_seconds), 0),
+                func.coalesce(func.sum(w.active_users), 0),
+            ).where(where, w.week_start == week)
         )
     ).one()
+    d_, where = _source(scope, D)
     per_day = (
         await session.execute(
             select(
-                *[func.coalesce(func.sum(D[day_calls(d)]), 0) for d in DAYS],
-                *[func.coalesce(func.sum(D[day_seconds(d)]), 0) for d in DAYS],
-            ).where(_scoped(D, scope), D.week_start == week)
+                *[func.coalesce(func.sum(d_[day_calls(d)]), 0) for d in DAYS],
+                *[func.coalesce(func.sum(d_[day_seconds(d)]), 0) for d in DAYS],
+            ).where(where, d_.week_start == week)
         )
     ).one()
     first = week.date()
@@ -89,17 +99,18 @@ def _weeks_table(weeks: Sequence[datetime]) -> Any:
 async def users_by_volume(
     session: AsyncSession, *, scope: Scope, weeks: Sequence[datetime], now: datetime
 ) -> list[VolumeWeek]:
+    d, where = _source(scope, D)
     buckets = {
         w: (int(a), int(b), int(c))
         for w, a, b, c in await session.execute(
             select(
-                D.week_start,
-                func.sum(D.users_1_to_10),
-                func.sum(D.users_11_to_50),
-                func.sum(D.users_51_plus),
+                d.week_start,
+                func.sum(d.users_1_to_10),
+                func.sum(d.users_11_to_50),
+                func.sum(d.users_51_plus),
             )
-            .where(_scoped(D, scope), D.week_start.in_(list(weeks)))
-            .group_by(D.week_start)
+            .where(where, d.week_start.in_(list(weeks)))
+            .group_by(d.week_start)
         )
     }
     licensed = licensed_users(scope, now)
@@ -137,12 +148,13 @@ class QualityWeek:
 async def quality_by_week(
     session: AsyncSession, *, scope: Scope, weeks: Sequence[datetime]
 ) -> list[QualityWeek]:
+    w_, where = _source(scope, W)
     found = {
         w: (int(total), int(poor))
         for w, total, poor in await session.execute(
-            select(W.week_start, func.sum(W.calls), func.sum(W.poor_calls))
-            .where(_scoped(W, scope), W.week_start.in_(list(weeks)))
-            .group_by(W.week_start)
+            select(w_.week_start, func.sum(w_.calls), func.sum(w_.poor_calls))
+            .where(where, w_.week_start.in_(list(weeks)))
+            .group_by(w_.week_start)
         )
     }
     return [QualityWeek(w, *found.get(w, (0, 0))) for w in weeks]
@@ -152,15 +164,16 @@ async def quality_by_endpoint(
     session: AsyncSession, *, scope: Scope, week: datetime
 ) -> list[tuple[str, int, int]]:
     """(endpoint type, calls, poor calls) for every endpoint type, in ``EndpointType`` order."""
+    d, where = _source(scope, D)
     row = (
         await session.execute(
             select(
                 *[
-                    func.coalesce(func.sum(D[name]), 0)
+                    func.coalesce(func.sum(d[name]), 0)
                     for e in EndpointType
                     for name in (endpoint_calls(e), endpoint_poor_calls(e))
                 ]
-            ).where(_scoped(D, scope), D.week_start == week)
+            ).where(where, d.week_start == week)
         )
     ).one()
     return [(e.value, int(row[2 * i]), int(row[2 * i + 1])) for i, e in enumerate(EndpointType)]
@@ -170,10 +183,11 @@ async def feature_usage(
     session: AsyncSession, *, scope: Scope, week: datetime
 ) -> list[tuple[str, int]]:
     """(feature, calls that used it) for every feature, in ``CallFeature`` order."""
+    d, where = _source(scope, D)
     row = (
         await session.execute(
-            select(*[func.coalesce(func.sum(D[feature_calls(f)]), 0) for f in CallFeature]).where(
-                _scoped(D, scope), D.week_start == week
+            select(*[func.coalesce(func.sum(d[feature_calls(f)]), 0) for f in CallFeature]).where(
+                where, d.week_start == week
             )
         )
     ).one()
@@ -190,20 +204,21 @@ class QueueTotals:
 
 
 async def queue_totals(session: AsyncSession, *, scope: Scope, week: datetime) -> QueueTotals:
+    w, where = _source(scope, W)
     row = (
         await session.execute(
             select(
                 *[
                     func.coalesce(func.sum(column), 0)
                     for column in (
-                        W.queue_calls,
-                        W.answered_calls,
-                        W.abandoned_calls,
-                        W.answered_wait_seconds,
-                        W.abandoned_wait_seconds,
+                        w.queue_calls,
+                        w.answered_calls,
+                        w.abandoned_calls,
+                        w.answered_wait_seconds,
+                        w.abandoned_wait_seconds,
                     )
                 ]
-            ).where(_scoped(W, scope), W.week_start == week)
+            ).where(where, w.week_start == week)
         )
     ).one()
     return QueueTotals(*(int(v) for v in row))
