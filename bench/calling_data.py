@@ -10,12 +10,14 @@ weeks before ``NOW`` and the current week. Deterministic.
 
 from __future__ import annotations
 
+import asyncio
 import random
 import time
 from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import func, select, text
+from sqlalchemy.exc import DBAPIError
 
 from bench.common import NOW
 from db.engine import create_engine
@@ -43,7 +45,9 @@ async def ensure_calls(
         async with engine.connect() as conn:
             held = int(await conn.scalar(select(func.count()).select_from(CallRecord)) or 0)
             if held:
-                with_calls = await conn.scalar(select(func.count(func.distinct(_c(CallRecord).customer_id))))
+                with_calls = await conn.scalar(
+                    select(func.count(func.distinct(_c(CallRecord).customer_id)))
+                )
                 return {"customers": int(with_calls or 0), "records": held}
             partner = int(
                 await conn.scalar(select(_c(Partner).id).order_by(_c(Partner).id).limit(1)) or 0
@@ -135,6 +139,13 @@ async def _load(
 
 
 async def _write(engine: Any, partner: int, rows: list[tuple[Any, ...]]) -> None:
-    async with engine.begin() as conn:
-        await writes_for(conn, partner)
-        await insert_records(conn, rows)
+    for attempt in range(20):  # a shared server may refuse a connection for a while
+        try:
+            async with engine.begin() as conn:
+                await writes_for(conn, partner)
+                await insert_records(conn, rows)
+            return
+        except DBAPIError:
+            if attempt == 19:
+                raise
+            await asyncio.sleep(3)

@@ -7,7 +7,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import BigInteger, Row, and_, case, cast, func, or_, select, tuple_
+from sqlalchemy import BigInteger, Row, and_, case, cast, func, select, tuple_, union
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql import Select
 
@@ -87,8 +87,15 @@ def usage_table(
         "CALLS_CHANGE": calls - prev_calls,
         "NAME": C.name_key,
     }
+    # Driven by the customers with Calling (calls in the week, or a licence in force), not by
+    # every customer of the partner: the cost follows the Calling customers only.
+    with_calls = select(W.customer_id.label("customer_id")).where(
+        W.partner_id == scope.partner_id, W.week_start == week
+    )
+    calling = union(with_calls, select(licensed.c.customer_id)).subquery("calling")
     from_ = (
-        CUSTOMER.outerjoin(cur, and_(cur.c.customer_id == C.id, cur.c.week_start == week))
+        calling.join(CUSTOMER, C.id == calling.c.customer_id)
+        .outerjoin(cur, and_(cur.c.customer_id == C.id, cur.c.week_start == week))
         .outerjoin(prev, and_(prev.c.customer_id == C.id, prev.c.week_start == week - WEEK))
         .outerjoin(licensed, licensed.c.customer_id == C.id)
     )
@@ -103,10 +110,7 @@ def usage_table(
             func.coalesce(prev.c.active_users, 0).label("previous_active_users"),
         ),
         from_=from_,
-        conditions=(
-            scope.customers(),
-            or_(licensed.c.customer_id.is_not(None), cur.c.customer_id.is_not(None)),
-        ),
+        conditions=(scope.customers(),),
         key=keys[order.value.rsplit("_", 1)[0]],
         descending=order.value.endswith("_DESC"),
     )
