@@ -1,7 +1,7 @@
 """data versions per partner; calling aggregates per partner and week
 
 Revision ID: 0013_partner_aggregates
-Revises: 0011_partner_counters
+Revises: 0018_persisted_queries
 """
 
 from collections.abc import Sequence
@@ -49,7 +49,7 @@ DETAIL_COLUMNS = (
 COLUMNS = (*WEEKLY_SUMS, *DETAIL_COLUMNS)
 
 revision: str = "0013_partner_aggregates"
-down_revision: str | None = "0011_partner_counters"
+down_revision: str | None = "0018_persisted_queries"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
