@@ -40,7 +40,7 @@ from bench.bench_peers import PORT, Subjects, versions
 from bench.calling_data import ensure_calls
 from bench.common import NOW, RESULTS, app_client, dataset, machine, query, token_for
 from bench.load import mixed, run_wrk
-from bench.peers import partner_hub_server
+from bench.peers import UNLIMITED_COST_PER_MINUTE, partner_hub_server
 from db.engine import create_engine
 from db.models import Admin, Customer, Partner, Tag
 
@@ -165,7 +165,8 @@ async def hit_rate(url: str, cycles: int) -> dict[str, Any]:
         {"query": TAG_B, "variables": tagging},
         {"query": UNTAG_B, "variables": tagging},
     ]
-    app, client = app_client(url)  # the response cache on (its defaults)
+    # The response cache on (its defaults); no rate limit (hits spend cost too).
+    app, client = app_client(url, cost_per_minute=UNLIMITED_COST_PER_MINUTE)
     hits = misses = 0
     try:
         for body in reads:  # warm

@@ -83,12 +83,17 @@ def whole_partner(scope: Scope) -> bool:
 
 def licensed_users(scope: Scope, now: datetime) -> Any:
     """Subquery (customer_id, licensed): assigned CALLING licenses of in-force subscriptions."""
+    # From the partner's CALLING lines (index on partner and product), not from every
+    # subscription or customer of the partner; a whole-partner scope needs no customer look-up.
+    visible = () if whole_partner(scope) else (scope.customers(S.customer_id),)
     return (
         select(S.customer_id.label("customer_id"), func.sum(L.assigned).label("licensed"))
-        .join(LicenseLine, L.subscription_id == S.id)
+        .select_from(_table(LicenseLine))
+        .join(_table(Subscription), L.subscription_id == S.id)
         .where(
+            L.partner_id == scope.partner_id,
             S.partner_id == scope.partner_id,
-            scope.customers(S.customer_id),
+            *visible,
             L.product == Product.CALLING.value,
             S.state == SubscriptionState.ACTIVE.value,
             S.start_date <= now,

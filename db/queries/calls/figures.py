@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, case, func, literal, select, true, union_all
+from sqlalchemy import case, func, literal, select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.calls_models import (
@@ -113,28 +113,25 @@ async def users_by_volume(
             .group_by(d.week_start)
         )
     }
+    # Per week, the sum over licensed customers of max(licensed - active, 0) is all their
+    # licences minus, over the customers with calls that week, min(licensed, active): driven by
+    # the week's aggregate rows, not by every licensed customer times every week.
     licensed = licensed_users(scope, now)
-    grid = _weeks_table(weeks)
-    idle = licensed.c.licensed - func.coalesce(W.active_users, 0)
+    total = int((await session.execute(select(func.sum(licensed.c.licensed)))).scalar() or 0)
+    used = case((licensed.c.licensed < W.active_users, licensed.c.licensed), else_=W.active_users)
     rows = await session.execute(
-        select(grid.c.week_start, func.sum(case((idle > 0, idle), else_=0)))
-        .select_from(grid)
-        .join(licensed, true())
-        .outerjoin(
-            WEEKLY,
-            and_(W.customer_id == licensed.c.customer_id, W.week_start == grid.c.week_start),
-        )
-        .group_by(grid.c.week_start)
+        select(W.week_start, func.sum(used))
+        .select_from(WEEKLY.join(licensed, licensed.c.customer_id == W.customer_id))
+        .where(W.partner_id == scope.partner_id, W.week_start.in_(list(weeks)))
+        .group_by(W.week_start)
     )
-    dialect = session.get_bind().dialect
-    without: dict[datetime | None, int] = {}
+    without = {w: total for w in weeks}
     for w, n in rows:
-        # A literal's type is lost through UNION on SQLite: normalise what comes back.
-        without[UTCDateTime().process_result_value(w, dialect)] = int(n or 0)
+        without[w] = total - int(n or 0)
     out = []
     for w in weeks:
         small, medium, large = buckets.get(w, (0, 0, 0))
-        out.append(VolumeWeek(w, small, medium, large, without.get(w, 0)))
+        out.append(VolumeWeek(w, small, medium, large, without[w]))
     return out
 
 
