@@ -527,3 +527,6 @@ import db.calls_models  # noqa: E402, F401
 
 # Registered persisted queries (deployment-wide documents, not partner data).
 from db import persisted_models  # noqa: E402, F401
+
+# The per-token cost budgets that a deployment's instances share (graph/cost_store.py).
+from db import cost_budgets  # noqa: E402, F401

@@ -33,7 +33,7 @@ from db.settings import Settings, get_settings
 from db.status import StatusRules, ensure_status_rules
 from graph.auth.permissions import DEFAULT_POLICY_PATH, Authorizer
 from graph.context import Context, Services, clock_from, new_context
-from graph.cost import CostLimiter
+from graph.cost_store import budget_for
 from graph.errors import ErrorCode, is_coded
 from graph.extensions import EXECUTED, document_cache, unexpected_error
 from graph.graphiql import PREFIX as GRAPHIQL_ASSETS
@@ -131,7 +131,7 @@ class PartnerHub:
             clock=clock_from(self.settings),
             secret=secret.encode(),
             authorizer=Authorizer(policies, version),
-            limiter=CostLimiter(self.settings.cost_per_minute),
+            limiter=budget_for(self.settings, secret.encode()),
         )
 
     async def sync_policies(self, version: str) -> None:
@@ -147,6 +147,8 @@ class PartnerHub:
                 services.authorizer.replace_policies(lines, current)
 
     async def stop(self) -> None:
+        if self.services is not None:
+            await self.services.limiter.close()
         if self._own_engine:
             await self.engine.dispose()
 
@@ -377,7 +379,7 @@ class GraphQLEndpoint:
                 key = request_key(outcome, resolved, now, self.documents.parse)
                 entry = cache.get(key) if key is not None else None
                 if entry is not None:
-                    hit = cached_response(services, outcome, entry, state[MEDIA])
+                    hit = await cached_response(services, outcome, entry, state[MEDIA])
                     if hit is not None:
                         if tag is not None:
                             hit.headers.update(cache_headers(tag))
