@@ -269,7 +269,7 @@ def export_customers_csv(
         if isinstance(outcome, Response):
             await session.close()
             return outcome
-        await hub.sync_policies(outcome.policy_version)
+        await hub.sync_policies(outcome.policy_version, session)
         ctx = new_context(services, outcome, session, request.scope["state"].get("request_id", "-"))
         try:
             scope = require(ctx, Obj.CUSTOMER, Act.READ)

@@ -1,0 +1,198 @@
+"""Serving (issue 17), side by side in one run: throughput with 1 and 2 workers, how the
+connections spread over the workers, SQLite at 8 and 32 connections with the server's peak RSS,
+and the price of the shared cost budget on the directory page.
+
+    python -m bench.bench_serving [--backends postgresql,sqlite] [--seconds 10] [--rounds 2]
+        [--pg-url URL] [--sqlite-url URL] [--customers 100000]
+
+All servers of a backend run at once (response cache off); wrk runs take turns, the order
+rotating every round, so a shared machine's drift falls on every server alike; the table gives
+each server's median over the rounds. Connections per worker are counted with ``ss`` (the
+process that accepted each established connection) halfway through each 2-worker wrk run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import re
+import statistics
+import subprocess
+from datetime import date
+from typing import Any
+
+from bench.common import RESULTS, dataset, machine, query, token_for
+from bench.load import interleaved_latency, run_wrk
+from bench.peers import _children, partner_hub_server, peak_rss
+
+EMAIL = "full@synth1.example"
+PORT = 8841
+COLD = {"PARTNER_HUB_RESPONSE_CACHE_SECONDS": "0"}
+DIRECTORY = {"query": query("directory_page"), "variables": {"first": 50}}
+
+
+def per_worker(port: int) -> list[int]:
+    """Established connections on ``port`` per accepting process, largest first."""
+    out = subprocess.run(
+        ["ss", "-tnpH", "state", "established", f"( sport = :{port} )"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout
+    counts: dict[str, int] = {}
+    for pid in re.findall(r"pid=(\d+)", out):
+        counts[pid] = counts.get(pid, 0) + 1
+    return sorted(counts.values(), reverse=True)
+
+
+async def wrk_with_spread(base: str, token: str, c: int, seconds: int) -> dict[str, Any]:
+    port = int(base.rsplit(":", 1)[1])
+
+    async def sample() -> list[int]:
+        await asyncio.sleep(seconds / 2)
+        return await asyncio.to_thread(per_worker, port)
+
+    spread = asyncio.create_task(sample())
+    result = await run_wrk(f"{base}/graphql", [DIRECTORY], token, c, seconds, timeout_s=60)
+    return {**result, "per_worker": await spread}
+
+
+def brief(run: dict[str, Any]) -> dict[str, Any]:
+    errors = sum(v for k, v in run["errors"].items() if k != "status")
+    return {
+        "rps": run["requests_per_s"],
+        "p50_ms": run["latency_ms"]["p50"],
+        "p99_ms": run["latency_ms"]["p99"],
+        "errors": errors,
+        "per_worker": run.get("per_worker"),
+        "wrk_cpu_percent": run["wrk_cpu_percent"],
+    }
+
+
+def median_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    best = sorted(runs, key=lambda r: r["rps"])[len(runs) // 2]
+    return {
+        **best,
+        "rps": round(statistics.median(r["rps"] for r in runs), 1),
+        "rps_runs": [round(r["rps"], 1) for r in runs],
+        "errors": sum(r["errors"] for r in runs),
+    }
+
+
+async def rounds(
+    servers: dict[str, str], token: str, c: int, args: argparse.Namespace
+) -> dict[str, dict[str, Any]]:
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in servers}
+    names = list(servers)
+    for r in range(args.rounds):
+        for name in names[r % len(names) :] + names[: r % len(names)]:
+            runs[name].append(brief(await wrk_with_spread(servers[name], token, c, args.seconds)))
+    return {name: median_of(found) for name, found in runs.items()}
+
+
+async def bench_workers(url: str, token: str, args: argparse.Namespace) -> dict[str, Any]:
+    """1 and 2 workers side by side at 8 and 32 connections; the 2-worker server's peak RSS."""
+    async with contextlib.AsyncExitStack() as stack:
+        servers = {}
+        for offset, workers in enumerate((1, 2)):
+            server = partner_hub_server(url, PORT + offset, workers, COLD)
+            servers[f"{workers} worker{'s' * (workers > 1)}"] = await stack.enter_async_context(
+                server
+            )
+        pids = [servers["2 workers"].pid]
+        found: dict[str, Any] = {}
+        for c in args.concurrency:
+            with peak_rss(pids) as peak:
+                found[f"c{c}"] = await rounds(servers, token, c, args)
+            found[f"c{c}"]["2 workers"]["peak_rss_mb"] = round(peak.mb)
+        found["workers_of_2"] = len(_children(servers["2 workers"].pid))
+        return found
+
+
+async def bench_budget(url: str, token: str, args: argparse.Namespace) -> dict[str, Any]:
+    """The directory page with the budget in each process, in PostgreSQL, in Redis (2 workers
+    each): single requests interleaved, then wrk at 8 connections in turns."""
+    variants = {
+        "in process": {"PARTNER_HUB_COST_BUDGET_STORE": "process"},
+        "PostgreSQL": {},
+        "Redis": {"PARTNER_HUB_REDIS_URL": args.redis_url},
+    }
+    async with contextlib.AsyncExitStack() as stack:
+        servers = {}
+        for offset, (name, env) in enumerate(variants.items()):
+            server = partner_hub_server(url, PORT + 10 + offset, 2, {**COLD, **env})
+            servers[name] = await stack.enter_async_context(server)
+        targets = {n: (f"{b}/graphql", DIRECTORY, token) for n, b in servers.items()}
+        latency = await interleaved_latency(targets, args.latency_runs)
+        throughput = await rounds(servers, token, 8, args)
+    return {"latency": latency, "c8": throughput}
+
+
+def markdown(backend: str, report: dict[str, Any]) -> str:
+    lines = [f"### Serving on {backend} ({report['machine']}, {report['date']})", ""]
+    workers = report["workers"]
+    lines += [
+        "| connections | 1 worker req/s | 2 workers req/s | ratio | p99 ms (1 / 2) "
+        "| connections per worker (2) | errors | peak RSS, 2 workers |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for key in (k for k in workers if k.startswith("c")):
+        one, two = workers[key]["1 worker"], workers[key]["2 workers"]
+        lines.append(
+            f"| {key[1:]} | {one['rps']} | {two['rps']} | {two['rps'] / one['rps']:.2f}x "
+            f"| {one['p99_ms']:.0f} / {two['p99_ms']:.0f} | {two['per_worker']} "
+            f"| {one['errors'] + two['errors']} | {two.get('peak_rss_mb', '')} MB |"
+        )
+    budget = report.get("budget")
+    if budget:
+        base = budget["c8"]["in process"]["rps"]
+        base_median = budget["latency"]["in process"]["median_ms"]
+        lines += [
+            "",
+            "| cost budget | median ms (1 connection) | req/s at 8 | vs in process |",
+            "|---|---|---|---|",
+        ]
+        for name, run in budget["c8"].items():
+            median = budget["latency"][name]["median_ms"]
+            lines.append(
+                f"| {name} | {median} ({median / base_median - 1:+.1%}) | {run['rps']} "
+                f"| {run['rps'] / base - 1:+.1%} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--backends", default="postgresql,sqlite")
+    parser.add_argument("--customers", type=int, default=100_000)
+    parser.add_argument("--pg-url", default=None, help="a seeded PostgreSQL database instead")
+    parser.add_argument("--sqlite-url", default=None, help="a seeded SQLite database instead")
+    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--latency-runs", type=int, default=200)
+    parser.add_argument("--concurrency", default="8,32")
+    parser.add_argument("--no-budget", action="store_true")
+    args = parser.parse_args()
+    args.concurrency = [int(c) for c in args.concurrency.split(",")]
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    for backend in args.backends.split(","):
+        given = args.pg_url if backend == "postgresql" else args.sqlite_url
+        url = given or await dataset(backend, args.customers)
+        token = await token_for(url, EMAIL)
+        report: dict[str, Any] = {"machine": machine(), "date": date.today().isoformat()}
+        report["cpu_count"] = os.cpu_count()
+        report["workers"] = await bench_workers(url, token, args)
+        if backend == "postgresql" and not args.no_budget:
+            report["budget"] = await bench_budget(url, token, args)
+        stamp = f"{report['date']}-serving-{backend}"
+        (RESULTS / f"{stamp}.json").write_text(json.dumps(report, indent=2))
+        (RESULTS / f"{stamp}.md").write_text(markdown(backend, report))
+        print(markdown(backend, report), flush=True)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
