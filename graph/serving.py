@@ -147,6 +147,16 @@ def serve(app: str, *, host: str, port: int, workers: int, factory: bool = False
     return Supervisor(app, host=host, port=port, workers=workers, factory=factory).run()
 
 
+def _signal_when_orphaned() -> None:
+    """Linux: SIGTERM this process when its parent dies (``PR_SET_PDEATHSIG``); elsewhere the
+    worker's polling of its parent pid does it."""
+    with contextlib.suppress(OSError, AttributeError):
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
 def worker_main(argv: list[str] | None = None) -> None:
     """A supervised worker: ``python -m graph.serving APP --fd N`` serves on the inherited
     listening socket ``N`` and stops when its supervisor is gone."""
@@ -154,16 +164,18 @@ def worker_main(argv: list[str] | None = None) -> None:
     parser.add_argument("app")
     parser.add_argument("--fd", type=int, required=True)
     parser.add_argument("--factory", action="store_true")
+    parser.add_argument("--supervisor", type=int, default=None, help="the supervisor's pid")
     args = parser.parse_args(argv)
+    supervisor = args.supervisor or os.getppid()
+    _signal_when_orphaned()
     sock = socket.socket(fileno=args.fd)
     server = server_for(args.app, factory=args.factory)
-    parent = os.getppid()
 
-    def orphaned() -> None:  # the supervisor was killed: stop rather than serve on unsupervised
+    def orphaned() -> None:  # the supervisor was killed: stop rather than serve unsupervised
         while not server.should_exit:
-            if os.getppid() != parent:
+            if os.getppid() != supervisor:
                 server.should_exit = True
-            threading.Event().wait(1.0)
+            threading.Event().wait(0.5)
 
     threading.Thread(target=orphaned, daemon=True).start()
     server.run(sockets=[sock])

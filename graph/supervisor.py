@@ -69,6 +69,7 @@ class Supervisor:
 
     def _command(self, fd: int) -> list[str]:
         command = [sys.executable, "-m", "graph.serving", self.app, "--fd", str(fd)]
+        command += ["--supervisor", str(os.getpid())]
         return [*command, "--factory"] if self.factory else command
 
     def _environment(self) -> dict[str, str]:

@@ -4,6 +4,7 @@ start, wait, signal, and the per-process view of their connections (``ss``)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import signal
@@ -129,10 +130,12 @@ class Serve:
 
     def kill(self) -> None:
         if self.process is not None and self.process.poll() is None:
-            for pid in self.worker_pids():
-                os.kill(pid, signal.SIGKILL)
-            self.process.kill()
+            workers = self.worker_pids()
+            self.process.kill()  # first, so that it restarts none of them
             self.process.wait()
+            for pid in workers:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
 
     def worker_pids(self) -> list[int]:
         assert self.process is not None

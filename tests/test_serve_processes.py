@@ -47,6 +47,10 @@ def response_of(sock: socket.socket) -> bytes:
     return b"".join(chunks)
 
 
+def any_alive(pids: list[int]) -> bool:
+    return any(Path(f"/proc/{pid}").exists() for pid in pids)
+
+
 def refused(port: int) -> bool:
     try:
         socket.create_connection(("127.0.0.1", port), timeout=2).close()
@@ -96,6 +100,17 @@ async def test_workers_share_the_connections_and_a_dead_worker_is_replaced(
                 await asyncio.sleep(0.1)
             replaced = server.worker_pids()
             assert len(replaced) == 2 and workers[0] not in replaced and workers[1] in replaced
+
+            # when: the supervisor itself is killed; then its workers stop (none is left serving
+            # unsupervised, holding the port)
+            assert server.process is not None
+            server.process.kill()
+            server.process.wait()
+            for _ in range(200):
+                if not any_alive(replaced):
+                    break
+                await asyncio.sleep(0.1)
+            assert not any_alive(replaced)
         finally:
             server.kill()
 
