@@ -116,19 +116,32 @@ async def rounds(
     return {f"c{c}": {name: median_of(runs[(c, name)]) for name in names} for c in levels}
 
 
-async def bench_workers(url: str, token: str, args: argparse.Namespace) -> dict[str, Any]:
-    """1 and 2 workers side by side at 8 and 32 connections; the 2-worker server's peak RSS."""
+# SQLite's pool before issue 17 (SQLAlchemy's default 5 + 10, a 64 MB page cache each), side by
+# side with the new defaults (4 + 0, 16 MB).
+OLD_SQLITE_POOL = {
+    "PARTNER_HUB_DATABASE_POOL_SIZE": "5",
+    "PARTNER_HUB_DATABASE_POOL_OVERFLOW": "10",
+    "PARTNER_HUB_SQLITE_CACHE_MB": "64",
+}
+
+
+async def bench_workers(
+    url: str, token: str, args: argparse.Namespace, backend: str
+) -> dict[str, Any]:
+    """1 and 2 workers side by side at each concurrency (on SQLite also 2 workers with the old
+    pool); each server's peak RSS over the whole run."""
+    variants: dict[str, tuple[int, dict[str, str]]] = {"1 worker": (1, {}), "2 workers": (2, {})}
+    if backend == "sqlite":
+        variants["2 workers, old pool"] = (2, OLD_SQLITE_POOL)
     async with contextlib.AsyncExitStack() as stack:
         servers = {}
-        for offset, workers in enumerate((1, 2)):
-            server = partner_hub_server(url, PORT + offset, workers, COLD)
-            servers[f"{workers} worker{'s' * (workers > 1)}"] = await stack.enter_async_context(
-                server
-            )
-        with peak_rss([servers["2 workers"].pid]) as peak:
-            found: dict[str, Any] = await rounds(servers, token, args.concurrency, args)
-        found["peak_rss_mb_2_workers"] = round(peak.mb)
-        return found
+        for offset, (name, (workers, env)) in enumerate(variants.items()):
+            server = partner_hub_server(url, PORT + offset, workers, {**COLD, **env})
+            servers[name] = await stack.enter_async_context(server)
+        peaks = {name: stack.enter_context(peak_rss([s.pid])) for name, s in servers.items()}
+        found: dict[str, Any] = await rounds(servers, token, args.concurrency, args)
+    found["peak_rss_mb"] = {name: round(peak.mb) for name, peak in peaks.items()}
+    return found
 
 
 async def bench_budget(url: str, token: str, args: argparse.Namespace) -> dict[str, Any]:
@@ -153,20 +166,32 @@ async def bench_budget(url: str, token: str, args: argparse.Namespace) -> dict[s
 def markdown(backend: str, report: dict[str, Any]) -> str:
     lines = [f"### Serving on {backend} ({report['machine']}, {report['date']})", ""]
     workers = report["workers"]
+    levels = [k for k in workers if k.startswith("c")]
     lines += [
-        "| connections | req/s, 1 worker | req/s, 2 workers | ratio | p99 ms (1 / 2) "
-        "| req per server CPU-s (1 / 2) | connections per worker (2) | errors |",
-        "|---|---|---|---|---|---|---|---|",
+        "| server | connections | req/s (median; runs) | p50 / p99 ms | req per server CPU-s "
+        "| connections per worker | errors |",
+        "|---|---|---|---|---|---|---|",
     ]
-    for key in (k for k in workers if k.startswith("c")):
-        one, two = workers[key]["1 worker"], workers[key]["2 workers"]
-        lines.append(
-            f"| {key[1:]} | {one['rps']} {one['rps_runs']} | {two['rps']} {two['rps_runs']} "
-            f"| {two['rps'] / one['rps']:.2f}x | {one['p99_ms']:.0f} / {two['p99_ms']:.0f} "
-            f"| {one['per_cpu_s']} / {two['per_cpu_s']} | {two['per_worker']} "
-            f"| {one['errors'] + two['errors']} |"
-        )
-    lines += ["", f"Peak RSS of the 2-worker server: {workers['peak_rss_mb_2_workers']} MB."]
+    for name in workers[levels[0]]:
+        for key in levels:
+            run = workers[key][name]
+            lines.append(
+                f"| {name} | {key[1:]} | {run['rps']} {run['rps_runs']} "
+                f"| {run['p50_ms']:.0f} / {run['p99_ms']:.0f} | {run['per_cpu_s']} "
+                f"| {run['per_worker']} | {run['errors']} |"
+            )
+    lines.append("")
+    for key in levels:
+        one, two = workers[key]["1 worker"]["rps"], workers[key]["2 workers"]["rps"]
+        lines.append(f"- {key[1:]} connections: 2 workers / 1 worker = {two / one:.2f}x")
+    if len(levels) > 1:
+        for name in workers[levels[0]]:
+            low, high = workers[levels[0]][name]["rps"], workers[levels[-1]][name]["rps"]
+            lines.append(
+                f"- {name}: {levels[-1][1:]} / {levels[0][1:]} connections = {high / low:.2f}x"
+            )
+    peaks = ", ".join(f"{name} {mb} MB" for name, mb in workers["peak_rss_mb"].items())
+    lines.append(f"- peak RSS over the run: {peaks}")
     budget = report.get("budget")
     if budget:
         base = budget["c8"]["in process"]["rps"]
@@ -207,7 +232,7 @@ async def main() -> None:
         token = await token_for(url, EMAIL)
         report: dict[str, Any] = {"machine": machine(), "date": date.today().isoformat()}
         report["cpu_count"] = os.cpu_count()
-        report["workers"] = await bench_workers(url, token, args)
+        report["workers"] = await bench_workers(url, token, args, backend)
         if backend == "postgresql" and not args.no_budget:
             report["budget"] = await bench_budget(url, token, args)
         stamp = f"{report['date']}-serving-{backend}"

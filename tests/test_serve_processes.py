@@ -200,9 +200,12 @@ async def test_restarting_one_of_two_instances_during_a_stream_fails_no_request(
             assert await servers[0].exit_status() == 0
             servers[0].start()
             await servers[0].wait_up()
-            await asyncio.sleep(0.5)
+            for _ in range(150):  # the restarted instance's first answers (a busy machine)
+                if served[0] > before[0] and served[1] > before[1]:
+                    break
+                await asyncio.sleep(0.1)
             # then: both instances served during that time
-            assert served[0] > before[0] and served[1] > before[1], (before, served)
+            assert served[0] > before[0] and served[1] > before[1], (before, served, failures)
             streaming = False
             await asyncio.gather(*streams)
 
