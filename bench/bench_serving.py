@@ -163,6 +163,37 @@ async def bench_budget(url: str, token: str, args: argparse.Namespace) -> dict[s
     return {"latency": latency, **throughput}
 
 
+async def spend_round_trips(url: str, redis_url: str, runs: int = 500) -> dict[str, Any]:
+    """Median and p99 time of one ``spend`` per store, in this process (what the shared budget
+    adds to each request, measured without the servers' noise)."""
+    import time
+
+    from graph.cost import CostLimiter
+    from graph.cost_store import Budget, PostgresStore, RedisStore, SharedBudget
+
+    budgets: dict[str, Budget] = {
+        "in process": CostLimiter(10**12),
+        "PostgreSQL": SharedBudget(PostgresStore(url), 10**12),
+        "Redis": SharedBudget(RedisStore(redis_url, "bench"), 10**12),
+    }
+    found: dict[str, Any] = {}
+    for name, budget in budgets.items():
+        samples = []
+        for i in range(runs + 20):
+            started = time.perf_counter()
+            allowed, _, _ = await budget.spend(10**6 + i % 8, 28_000)
+            if i >= 20:
+                samples.append((time.perf_counter() - started) * 1000)
+            assert allowed
+        samples.sort()
+        found[name] = {
+            "median_ms": round(statistics.median(samples), 3),
+            "p99_ms": round(samples[int(len(samples) * 0.99) - 1], 3),
+        }
+        await budget.close()
+    return found
+
+
 def markdown(backend: str, report: dict[str, Any]) -> str:
     lines = [f"### Serving on {backend} ({report['machine']}, {report['date']})", ""]
     workers = report["workers"]
@@ -192,6 +223,11 @@ def markdown(backend: str, report: dict[str, Any]) -> str:
             )
     peaks = ", ".join(f"{name} {mb} MB" for name, mb in workers["peak_rss_mb"].items())
     lines.append(f"- peak RSS over the run: {peaks}")
+    spends = report.get("spend")
+    if spends:
+        lines += ["", "| one spend (in process, 500 calls) | median ms | p99 ms |", "|---|---|---|"]
+        for name, found in spends.items():
+            lines.append(f"| {name} | {found['median_ms']} | {found['p99_ms']} |")
     budget = report.get("budget")
     if budget:
         base = budget["c8"]["in process"]["rps"]
@@ -223,17 +259,22 @@ async def main() -> None:
     parser.add_argument("--latency-runs", type=int, default=200)
     parser.add_argument("--concurrency", default="8,32")
     parser.add_argument("--no-budget", action="store_true")
+    parser.add_argument("--spend-only", action="store_true", help="only the stores' round trips")
     args = parser.parse_args()
     args.concurrency = [int(c) for c in args.concurrency.split(",")]
     RESULTS.mkdir(parents=True, exist_ok=True)
     for backend in args.backends.split(","):
         given = args.pg_url if backend == "postgresql" else args.sqlite_url
         url = given or await dataset(backend, args.customers)
+        if args.spend_only:
+            print(json.dumps(await spend_round_trips(url, args.redis_url), indent=2))
+            continue
         token = await token_for(url, EMAIL)
         report: dict[str, Any] = {"machine": machine(), "date": date.today().isoformat()}
         report["cpu_count"] = os.cpu_count()
         report["workers"] = await bench_workers(url, token, args, backend)
         if backend == "postgresql" and not args.no_budget:
+            report["spend"] = await spend_round_trips(url, args.redis_url)
             report["budget"] = await bench_budget(url, token, args)
         stamp = f"{report['date']}-serving-{backend}"
         (RESULTS / f"{stamp}.json").write_text(json.dumps(report, indent=2))

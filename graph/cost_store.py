@@ -91,7 +91,7 @@ class PostgresStore:
     name = "postgresql"
     errors: tuple[type[BaseException], ...]
 
-    def __init__(self, database_url: str, size: int = 4) -> None:
+    def __init__(self, database_url: str, size: int = 2) -> None:
         import asyncpg
 
         self.dsn = make_url(database_url).set(drivername="postgresql")
