@@ -525,8 +525,6 @@ class LaunchToken(SQLModel, table=True):
 # Calling aggregates live in their own module; importing it registers them on the metadata.
 import db.calls_models  # noqa: E402, F401
 
-# Registered persisted queries (deployment-wide documents, not partner data).
-from db import persisted_models  # noqa: E402, F401
-
-# The per-token cost budgets that a deployment's instances share (graph/cost_store.py).
-from db import cost_budgets  # noqa: E402, F401
+# Registered persisted queries (deployment-wide documents, not partner data), and the per-token
+# cost budgets a deployment's instances share (graph/cost_store.py).
+from db import cost_budgets, persisted_models  # noqa: E402, F401
