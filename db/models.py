@@ -527,5 +527,6 @@ import db.calls_models  # noqa: E402
 import db.calls_partner  # noqa: E402
 import db.partner_versions  # noqa: E402, F401
 
-# Registered persisted queries (deployment-wide documents, not partner data).
-from db import persisted_models  # noqa: E402, F401
+# Registered persisted queries (deployment-wide documents, not partner data), and the per-token
+# cost budgets a deployment's instances share (graph/cost_store.py).
+from db import cost_budgets, persisted_models  # noqa: E402, F401

@@ -69,6 +69,21 @@ class Settings(BaseSettings):
     persisted_queries: Literal["auto", "registered", "off"] = "auto"
     persisted_cache_mb: int = Field(default=8, ge=1)
     etag_window_seconds: int = Field(default=10, ge=1, le=3600)
+    # Serving (graph/serving.py): on SIGTERM a server finishes its requests in flight for at
+    # most this many seconds, then exits.
+    shutdown_grace: float = Field(default=10.0, ge=0, le=3600)
+    # Database connections per process (db/engine.py POOL_SIZES): unset, 10 + 20 overflow on
+    # PostgreSQL, 4 + 0 on SQLite; and each SQLite connection's page cache.
+    database_pool_size: int | None = Field(default=None, ge=1, le=500)
+    database_pool_overflow: int | None = Field(default=None, ge=0, le=500)
+    sqlite_cache_mb: int = Field(default=16, ge=1, le=4096)
+    # Where N instances keep the per-token cost budget they share (graph/cost_store.py):
+    # redis://host:port/db; unset, PostgreSQL deployments keep it in their database and SQLite
+    # ones in each process.
+    redis_url: str | None = None
+    # "process" keeps the budget in each process even on PostgreSQL (one instance, or a
+    # benchmark of the shared budget's price).
+    cost_budget_store: Literal["auto", "process"] = "auto"
     # Admin console that launch links open; launch tokens live this many seconds.
     console_url: str = "https://console.partner-hub.example/launch"
     launch_token_seconds: int = Field(default=300, ge=10, le=3600)

@@ -33,7 +33,7 @@ from db.settings import Settings, get_settings
 from db.status import StatusRules, ensure_status_rules
 from graph.auth.permissions import DEFAULT_POLICY_PATH, Authorizer
 from graph.context import Context, Services, clock_from, new_context
-from graph.cost import CostLimiter
+from graph.cost_store import budget_for
 from graph.errors import ErrorCode, is_coded
 from graph.extensions import EXECUTED, document_cache, unexpected_error
 from graph.graphiql import PREFIX as GRAPHIQL_ASSETS
@@ -75,7 +75,12 @@ class PartnerHub:
     def __init__(self, settings: Settings, engine: AsyncEngine | None = None) -> None:
         self.settings = settings
         self._own_engine = engine is None
-        self.engine = engine or create_engine(settings.database_url)
+        self.engine = engine or create_engine(
+            settings.database_url,
+            pool_size=settings.database_pool_size,
+            max_overflow=settings.database_pool_overflow,
+            sqlite_cache_mb=settings.sqlite_cache_mb,
+        )
         self.sessions: async_sessionmaker[AsyncSession] = session_factory(self.engine)
         self.services: Services | None = None
         self._lock = asyncio.Lock()
@@ -131,22 +136,25 @@ class PartnerHub:
             clock=clock_from(self.settings),
             secret=secret.encode(),
             authorizer=Authorizer(policies, version),
-            limiter=CostLimiter(self.settings.cost_per_minute),
+            limiter=budget_for(self.settings, secret.encode()),
         )
 
-    async def sync_policies(self, version: str) -> None:
+    async def sync_policies(self, version: str, session: AsyncSession) -> None:
         """Reload the enforcer when the database's policy version moved (another instance, or
-        a mutation of this one, changed a policy)."""
+        a mutation of this one, changed a policy); read with the request's ``session``: a
+        second connection per request could wait forever on a pool that requests like this one
+        hold entirely (SQLite's pool has 4 connections and no overflow)."""
         services = await self.start()
         if services.authorizer.version == version:
             return
         async with self._lock:
             if services.authorizer.version != version:
-                async with self.sessions() as session:
-                    lines, current = await load_policies(session)
+                lines, current = await load_policies(session)
                 services.authorizer.replace_policies(lines, current)
 
     async def stop(self) -> None:
+        if self.services is not None:
+            await self.services.limiter.close()
         if self._own_engine:
             await self.engine.dispose()
 
@@ -358,7 +366,7 @@ class GraphQLEndpoint:
             outcome = await authenticate(request, session)
             if isinstance(outcome, Response):
                 return outcome
-            await self.hub.sync_policies(outcome.policy_version)
+            await self.hub.sync_policies(outcome.policy_version, session)
             resolved = await self.persisted.resolve(payload, session, state[MEDIA])
             tag = None
             if get:
@@ -381,7 +389,7 @@ class GraphQLEndpoint:
                 key = request_key(outcome, resolved, now, self.documents.parse)
                 entry = cache.get(key) if key is not None else None
                 if entry is not None:
-                    hit = cached_response(services, outcome, entry, state[MEDIA])
+                    hit = await cached_response(services, outcome, entry, state[MEDIA])
                     if hit is not None:
                         if tag is not None:
                             hit.headers.update(cache_headers(tag))

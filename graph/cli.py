@@ -114,7 +114,9 @@ def cmd_serve(args: argparse.Namespace) -> None:
     host = args.host or settings.host
     port = args.port or settings.port
     print(f"Partner Hub on http://{host}:{port}/graphql (GraphiQL in a browser)", flush=True)
-    serve("graph.asgi:app", host=host, port=port, workers=args.workers)
+    status = serve("graph.asgi:app", host=host, port=port, workers=args.workers)
+    if status:
+        raise SystemExit(status)
 
 
 async def cmd_seed(args: argparse.Namespace) -> None:
@@ -294,7 +296,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run the API (migrates the database first)")
     serve.add_argument("--host", default=None, help="bind address (env PARTNER_HUB_HOST)")
     serve.add_argument("--port", type=int, default=None, help="port (env PARTNER_HUB_PORT)")
-    serve.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="worker processes (about one per core; each with its own SO_REUSEPORT socket)",
+    )
     serve.set_defaults(func=cmd_serve)
 
     seed = sub.add_parser("seed", help="load demo or synthetic data (idempotent demo)")

@@ -19,7 +19,7 @@ from db.settings import Settings
 
 if TYPE_CHECKING:
     from graph.auth.permissions import Authorizer
-    from graph.cost import CostLimiter
+    from graph.cost_store import Budget
     from graph.loaders import Loaders
 
 T = TypeVar("T")
@@ -33,7 +33,7 @@ class Services:
     clock: Clock
     secret: bytes
     authorizer: Authorizer
-    limiter: CostLimiter
+    limiter: Budget
 
 
 @dataclass

@@ -4,7 +4,7 @@ The cost of a document is an upper bound of the objects it may return, priced be
 resolver runs by ``graph.cost_model`` (page sizes, list caps, introspection and analytics
 prices; fragments walked like fields). A document over ``max_query_cost`` is refused with
 ``QUERY_TOO_COSTLY``, one that cannot be priced with ``QUERY_TOO_COMPLEX``; each token may spend
-``cost_per_minute`` (a token bucket per API instance), beyond which requests get
+``cost_per_minute`` (a token bucket per deployment, graph/cost_store.py), beyond which requests get
 ``RATE_LIMITED`` with the seconds to wait. The response's ``extensions.cost`` reports
 ``requestedQueryCost`` and, once executed, ``actualQueryCost``: the objects the response holds,
 counted the way the walk prices them, so never more than requested.
@@ -16,7 +16,7 @@ import threading
 import time
 import weakref
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 from graphql import (
@@ -40,7 +40,10 @@ from graph.errors import ErrorCode
 
 
 class CostLimiter:
-    """Token buckets of query cost per API token, refilled continuously."""
+    """Token buckets of query cost per API token, refilled continuously, in this process (the
+    budget of an embedded deployment; graph/cost_store.py shares one between processes)."""
+
+    shared = False
 
     def __init__(self, per_minute: int) -> None:
         self.capacity = float(per_minute)
@@ -48,7 +51,13 @@ class CostLimiter:
         self._buckets: dict[int, tuple[float, float]] = {}
         self._lock = threading.Lock()
 
-    def spend(self, token_id: int, cost: int) -> tuple[bool, float, float]:
+    async def spend(self, token_id: int, cost: int) -> tuple[bool, float, float]:
+        return self.take(token_id, cost)
+
+    async def close(self) -> None:
+        pass
+
+    def take(self, token_id: int, cost: int) -> tuple[bool, float, float]:
         """(allowed, remaining, seconds to wait when refused)."""
         now = time.monotonic()
         with self._lock:
@@ -268,7 +277,7 @@ class QueryCost(SchemaExtension):
     def __init__(self) -> None:
         self.report: dict[str, Any] = {}
 
-    def on_execute(self) -> Iterator[None]:
+    async def on_execute(self) -> AsyncIterator[None]:
         ec = self.execution_context
         ctx = ec.context
         document = ec.graphql_document
@@ -300,7 +309,7 @@ class QueryCost(SchemaExtension):
             )
             yield
             return
-        allowed, remaining, wait = ctx.services.limiter.spend(ctx.principal.token_id, cost)
+        allowed, remaining, wait = await ctx.services.limiter.spend(ctx.principal.token_id, cost)
         if not allowed:
             self.report = cost_report(settings, cost, remaining)
             ec.result = _refusal(

@@ -218,7 +218,7 @@ async def _cells(ctx: Context, session: Any, scope: Scope, rows: list[Any]) -> l
 async def _pay(ctx: Context, session: Any, cost: int) -> None:
     """Spend ``cost`` from the token's budget, waiting (with no connection held) until it can."""
     while True:
-        allowed, _, wait = ctx.services.limiter.spend(ctx.principal.token_id, cost)
+        allowed, _, wait = await ctx.services.limiter.spend(ctx.principal.token_id, cost)
         if allowed:
             return
         await session.rollback()  # ends the read transaction: the connection goes back
@@ -269,7 +269,7 @@ def export_customers_csv(
         if isinstance(outcome, Response):
             await session.close()
             return outcome
-        await hub.sync_policies(outcome.policy_version)
+        await hub.sync_policies(outcome.policy_version, session)
         ctx = new_context(services, outcome, session, request.scope["state"].get("request_id", "-"))
         try:
             scope = require(ctx, Obj.CUSTOMER, Act.READ)
@@ -294,7 +294,8 @@ def export_customers_csv(
                 status_code=400,
             )
         size = page_rows(ctx.settings)
-        allowed, _, wait = services.limiter.spend(outcome.token_id, page_cost(ctx.settings, size))
+        cost = page_cost(ctx.settings, size)
+        allowed, _, wait = await services.limiter.spend(outcome.token_id, cost)
         if not allowed:
             await session.close()
             return rate_limited(ctx.settings, wait)

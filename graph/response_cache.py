@@ -162,12 +162,12 @@ class ResponseCache:
         return len(self._entries)
 
 
-def cached_response(
+async def cached_response(
     services: Services, principal: Principal, entry: Entry, media_type: str
 ) -> Response | None:
     """The response for a cache hit, or None when the token's rate limit refuses its cost (the
     ordinary path then refuses it with the proper error)."""
-    allowed, remaining, _ = services.limiter.spend(principal.token_id, entry.cost)
+    allowed, remaining, _ = await services.limiter.spend(principal.token_id, entry.cost)
     if not allowed:
         return None
     report = cost_report(services.settings, entry.cost, remaining, entry.actual)

@@ -106,6 +106,7 @@ async def _api_over(db: Database, **overrides: Any) -> AsyncIterator[Api]:
             yield Api(db=db, settings=settings, client=client, counter=counter)
     finally:
         counter.close()
+        await app.state.hub.stop()  # the shared cost budget's pool (the engine is the test's)
 
 
 @pytest.fixture(scope="session")

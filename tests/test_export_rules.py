@@ -390,7 +390,7 @@ class SteppedClock:
         self.spent: list[int] = []
         self.sleeps: list[float] = []
 
-    def spend(self, token_id: int, cost: int) -> tuple[bool, float, float]:
+    async def spend(self, token_id: int, cost: int) -> tuple[bool, float, float]:
         level, stamp = self.levels.get(token_id, (self.capacity, self.now))
         level = min(self.capacity, level + (self.now - stamp) * self.rate)
         if cost > level:

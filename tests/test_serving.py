@@ -44,3 +44,11 @@ async def test_a_socket_bound_like_uvicorns_would_not() -> None:
     plain = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     plain.bind(("127.0.0.1", 0))
     assert await nodelay_of_accepted(plain) == 0
+
+
+async def test_each_workers_reuseport_socket_keeps_tcp_nodelay() -> None:
+    # graph.supervisor gives each worker its own socket on the port (SO_REUSEPORT)
+    first = listening_socket("127.0.0.1", 0, reuse_port=True)
+    second = listening_socket("127.0.0.1", first.getsockname()[1], reuse_port=True)
+    first.close()
+    assert await nodelay_of_accepted(second) != 0
