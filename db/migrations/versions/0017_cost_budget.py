@@ -1,7 +1,7 @@
 """per-token cost budgets shared by the API instances of one deployment (issue 17)
 
 Revision ID: 0017_cost_budget
-Revises: 0018_persisted_queries
+Revises: 0013_partner_aggregates
 """
 
 from collections.abc import Sequence
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0017_cost_budget"
-down_revision: str | None = "0018_persisted_queries"
+down_revision: str | None = "0013_partner_aggregates"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
