@@ -527,3 +527,6 @@ import db.calls_models  # noqa: E402, F401
 
 # Registered persisted queries (deployment-wide documents, not partner data).
 from db import persisted_models  # noqa: E402, F401
+
+# The maintained license aggregates (issue 16), registered on the same metadata.
+import db.license_totals  # noqa: E402, F401
