@@ -5,7 +5,14 @@ from __future__ import annotations
 import subprocess
 import sys
 
-BENCHMARKS = ["bench_peers", "bench_directory", "bench_authz", "bench_analytics", "bench_ingest"]
+BENCHMARKS = [
+    "bench_peers",
+    "bench_directory",
+    "bench_authz",
+    "bench_analytics",
+    "bench_dashboard_goals",
+    "bench_ingest",
+]
 
 
 def main() -> int:

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Integer, Select, and_, case, cast, func, or_, select, union_all
+from sqlalchemy import Integer, Select, and_, case, cast, func, select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.enums import SubscriptionState
@@ -32,18 +32,17 @@ ACTIVE = SubscriptionState.ACTIVE.value
 
 def medians_statement(products: Sequence[str], now: datetime) -> Select[Any]:
     """(product, band, median) per band that has in-force subscriptions."""
-    stale = (
-        select(T.product, T.band, T.ratio, (-func.count()).label("n"))
-        .where(
-            T.product.in_(list(products)),
-            T.state == ACTIVE,
-            T.purchased > 0,
-            or_(T.end_date <= now, T.start_date > now),
+    def stale(*dates: Any) -> Select[Any]:
+        return (
+            select(T.product, T.band, T.ratio, (-func.count()).label("n"))
+            .where(T.product.in_(list(products)), T.state == ACTIVE, T.purchased > 0, *dates)
+            .group_by(T.product, T.band, T.ratio)
         )
-        .group_by(T.product, T.band, T.ratio)
-    )
+
+    ended = stale(T.end_date <= now)  # by (product, state, end_date)
+    not_started = stale(T.start_date > now, T.end_date > now)  # by (product, state, start_date)
     counted = select(H.product, H.band, H.ratio, H.n).where(H.product.in_(list(products)), H.n != 0)
-    both = union_all(counted, stale).subquery("both_counts")
+    both = union_all(counted, ended, not_started).subquery("both_counts")
     b = both.c
     counts = (
         select(b.product, b.band, b.ratio, cast(func.sum(b.n), Integer).label("n"))
