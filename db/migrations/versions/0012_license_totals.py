@@ -97,7 +97,8 @@ _RATIO_REMOVE = (
 _WEEK_ADD = (
     "INSERT INTO license_week_total "
     "(partner_id, product, week_start, purchased, assigned, used, snapshots) "
-    "VALUES (NEW.partner_id, NEW.product, NEW.week_start, NEW.purchased, NEW.assigned, NEW.used, 1) "
+    "VALUES (NEW.partner_id, NEW.product, NEW.week_start, "
+    "NEW.purchased, NEW.assigned, NEW.used, 1) "
     "ON CONFLICT (partner_id, product, week_start) DO UPDATE SET "
     "purchased = purchased + excluded.purchased, assigned = assigned + excluded.assigned, "
     "used = used + excluded.used, snapshots = snapshots + 1;"
@@ -315,13 +316,16 @@ def upgrade() -> None:
     # migration runs in one transaction, so no write falls between the two).
     postgresql = op.get_bind().dialect.name == "postgresql"
     real = "double precision" if postgresql else "REAL"
-    op.execute(f"INSERT INTO license_product_total ({TOTAL_COLUMNS}) {_totals_select('1 = 1', real)}")
+    everything = _totals_select("1 = 1", real)
+    op.execute(f"INSERT INTO license_product_total ({TOTAL_COLUMNS}) {everything}")
     op.execute(RATIO_BACKFILL)
     op.execute(WEEK_BACKFILL)
+    for table in ("license_product_total", "license_week_total", "license_ratio_count"):
+        op.execute(f"ANALYZE {table}")  # the planner's statistics for the new indexes
     if postgresql:
         for function in PG_FUNCTIONS:
             op.execute(function)
-        for name, (table, body) in _pg_triggers().items():
+        for name, (_table, body) in _pg_triggers().items():
             op.execute(f"CREATE TRIGGER {name} {body}")
     else:
         for name, (event, body) in SQLITE_TRIGGERS.items():

@@ -32,6 +32,7 @@ ACTIVE = SubscriptionState.ACTIVE.value
 
 def medians_statement(products: Sequence[str], now: datetime) -> Select[Any]:
     """(product, band, median) per band that has in-force subscriptions."""
+
     def stale(*dates: Any) -> Select[Any]:
         return (
             select(T.product, T.band, T.ratio, (-func.count()).label("n"))
