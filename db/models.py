@@ -525,8 +525,6 @@ class LaunchToken(SQLModel, table=True):
 # Calling aggregates live in their own module; importing it registers them on the metadata.
 import db.calls_models  # noqa: E402, F401
 
-# Registered persisted queries (deployment-wide documents, not partner data).
-from db import persisted_models  # noqa: E402, F401
-
-# The maintained license aggregates (issue 16), registered on the same metadata.
-import db.license_totals  # noqa: E402, F401
+# Registered persisted queries (deployment-wide documents, not partner data), and the
+# maintained license aggregates (issue 16), registered on the same metadata.
+from db import license_totals, persisted_models  # noqa: E402, F401
