@@ -77,7 +77,8 @@ async def _migrated(url: str) -> str:
 
 async def dataset(backend: str, customers: int, seed: int = 1) -> str:
     """URL of a database holding ``seed --customers N --random-seed seed`` (made once, reused)."""
-    name = f"{PREFIX}_{customers}"
+    # PARTNER_HUB_BENCH_SUFFIX keeps checkouts with different migrations on their own data sets.
+    name = f"{PREFIX}_{customers}{os.environ.get('PARTNER_HUB_BENCH_SUFFIX', '')}"
     if backend == "sqlite":
         DATA.mkdir(parents=True, exist_ok=True)
         path = DATA / f"{name}.db"

@@ -11,6 +11,7 @@ BENCHMARKS = [
     "bench_directory",
     "bench_authz",
     "bench_analytics",
+    "bench_dashboard_goals",
     "bench_ingest",
 ]
 

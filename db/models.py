@@ -527,6 +527,7 @@ import db.calls_models  # noqa: E402
 import db.calls_partner  # noqa: E402
 import db.partner_versions  # noqa: E402, F401
 
-# Registered persisted queries (deployment-wide documents, not partner data), and the per-token
-# cost budgets a deployment's instances share (graph/cost_store.py).
-from db import cost_budgets, persisted_models  # noqa: E402, F401
+# Registered persisted queries (deployment-wide documents, not partner data), the per-token
+# cost budgets a deployment's instances share (graph/cost_store.py), and the maintained license
+# aggregates (issue 16), registered on the same metadata.
+from db import cost_budgets, license_totals, persisted_models  # noqa: E402, F401

@@ -9,7 +9,6 @@ from db.queries.analytics.kpis import (
     LicenseWeekTotals,
     distribution_trend,
     license_kpis,
-    low_allocation_medians,
 )
 from db.queries.analytics.measures import (
     SIZE_BANDS,
@@ -18,6 +17,7 @@ from db.queries.analytics.measures import (
     one_decimal,
     percent,
 )
+from db.queries.analytics.medians import low_allocation_medians
 from db.queries.analytics.sections import (
     COLUMNS,
     LicenseRow,

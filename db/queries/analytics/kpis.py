@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -10,6 +9,7 @@ from typing import Any
 from sqlalchemy import and_, case, distinct, false, func, or_, select, true
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from db.license_totals import LICENSE_WEEK_TOTAL
 from db.queries.analytics.common import (
     KPI_PRODUCTS,
     LS,
@@ -18,11 +18,11 @@ from db.queries.analytics.common import (
     Medians,
     S,
     Section,
-    band_medians,
     product_subscriptions,
-    visible,
+    scoped,
 )
 from db.queries.analytics.measures import closed_weeks, week_start_of
+from db.queries.analytics.medians import low_allocation_medians
 from db.scope import Scope
 
 
@@ -33,16 +33,6 @@ class LicenseKpiCounts:
     about_to_renew: int
     low_allocation: int
     over_license_limit: int
-
-
-async def low_allocation_medians(
-    session: AsyncSession, *, now: datetime, products: Sequence[str] = KPI_PRODUCTS
-) -> Medians:
-    """The deployment's median allocation ratio per (product, size band), one statement; the
-    low-allocation figures take them as parameters, so a request computes them once."""
-    medians = band_medians("medians", products, now)
-    rows = await session.execute(select(medians.c.product, medians.c.band, medians.c.median))
-    return {(product, int(band)): float(median) for product, band, median in rows}
 
 
 async def section_medians(
@@ -98,20 +88,31 @@ async def distribution_trend(
     """The last ``weeks`` closed weeks, oldest first: sums of the weekly snapshots of every
     ``product`` line of the subscriptions of the caller's customers (0 for a week without any)."""
     starts = closed_weeks(now, weeks)
-    in_scope = [LS.partner_id == scope.partner_id]
-    if scope.assigned_admin_id is not None:
-        # Snapshots carry no customer: go through their subscriptions for an assigned scope.
-        in_scope.append(LS.subscription_id.in_(select(S.id).where(*visible(scope))))
-    stmt = (
-        select(
-            LS.week_start,
-            func.sum(LS.purchased),
-            func.sum(LS.assigned),
-            func.sum(LS.used),
+    if scope.assigned_admin_id is None:
+        # The whole partner: the per-week totals the snapshot triggers keep.
+        W = LICENSE_WEEK_TOTAL.c
+        stmt = select(W.week_start, W.purchased, W.assigned, W.used).where(
+            W.partner_id == scope.partner_id, W.product == product, W.week_start.in_(starts)
         )
-        .where(*in_scope, LS.product == product, LS.week_start.in_(starts))
-        .group_by(LS.week_start)
-    )
+    else:
+        # An assigned scope: snapshots carry no customer, so sum those of the subscriptions of
+        # the admin's customers (few, by the scope's own index walk).
+        mine = select(S.id).where(*scoped(scope, S.partner_id + 0, S.customer_id))
+        stmt = (
+            select(
+                LS.week_start,
+                func.sum(LS.purchased),
+                func.sum(LS.assigned),
+                func.sum(LS.used),
+            )
+            .where(
+                LS.partner_id == scope.partner_id,
+                LS.subscription_id.in_(mine),
+                LS.product == product,
+                LS.week_start.in_(starts),
+            )
+            .group_by(LS.week_start)
+        )
     found: dict[datetime, tuple[int, int, int]] = {}
     for week, purchased, assigned, used in await session.execute(stmt):
         found[week_start_of(week)] = (int(purchased or 0), int(assigned or 0), int(used or 0))

@@ -17,6 +17,7 @@ from typing import Any
 
 from sqlalchemy import (
     CTE,
+    and_,
     bindparam,
     case,
     func,
@@ -26,19 +27,21 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from db.models import Customer, Subscription
+from db.license_totals import LICENSE_PRODUCT_TOTAL
+from db.models import Customer, LicenseLine, Subscription
 from db.queries.analytics.common import (
-    SUBSCRIPTION_COLUMNS,
+    TOTAL_COLUMNS,
     C,
+    L,
     Medians,
     S,
     Section,
+    T,
     in_force,
-    product_lines,
     product_subscriptions,
+    scoped,
     section_conditions,
     snapshot_changes,
-    visible,
 )
 from db.queries.analytics.kpis import section_medians
 from db.queries.analytics.measures import (
@@ -147,26 +150,42 @@ def section_rows(
         )
     if section is not Section.OVERAGE:
         conditions = section_conditions(section, now)
-        narrow = section in (Section.ABOUT_TO_EXPIRE, Section.ABOUT_TO_RENEW)
-        return product_subscriptions(
-            "section", [product], now, scope, conditions, by_subscription=narrow
-        )
-    lines = product_lines("overage_lines", [product], scope, per_line=True)
-    x = lines.c
+        return product_subscriptions("section", [product], now, scope, conditions)
+    # Overage lines: only the subscriptions whose totals count an overage line have any.
+    lines = LicenseLine.__table__  # type: ignore[attr-defined]
+    join = and_(
+        L.subscription_id == T.subscription_id, L.product == T.product, L.assigned > L.purchased
+    )
     return (
         select(
-            *SUBSCRIPTION_COLUMNS,
-            x.product,
-            x.license_type,
-            x.purchased,
-            x.assigned,
-            x.used,
+            *[c for c in TOTAL_COLUMNS if c.name not in _SUMMED],
+            L.license_type,
+            L.purchased,
+            L.assigned,
+            L.used,
             literal(0).label("available"),
         )
-        .select_from(lines.join(Subscription.__table__, S.id == x.subscription_id))  # type: ignore[attr-defined]
-        .where(in_force(now), *visible(scope))
+        .select_from(LICENSE_PRODUCT_TOTAL.join(lines, join))
+        .where(
+            T.product == product,
+            T.lines_over > 0,
+            in_force(now),
+            *scoped(scope, T.partner_id, T.customer_id),
+        )
         .cte("overage")
     )
+
+
+_SUMMED = {
+    "purchased",
+    "assigned",
+    "used",
+    "available",
+    "lines_over",
+    "over_purchased",
+    "over_assigned",
+    "over_used",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,7 +252,7 @@ def _sort_key(column: RowColumn, rows: CTE, snap: Any) -> tuple[Any, bool]:
         return func.coalesce(snap.c[_SNAPSHOT_COLUMNS[column]], 0), False
     expressions: dict[RowColumn, Any] = {
         R.CUSTOMER_NAME: C.name_key,
-        R.SUBSCRIPTION_ID: c.ref,
+        R.SUBSCRIPTION_ID: S.subscription_id,
         R.LICENSE_TYPE: c.get("license_type"),
         R.TOTAL_LICENSES: c.purchased,
         R.ASSIGNED: c.assigned,
@@ -271,7 +290,10 @@ async def section_page(
     customer = Customer.__table__  # type: ignore[attr-defined]
     by_snapshot = column in _SNAPSHOT_COLUMNS
     snap = snapshot_changes(rows.c.sub_pk, product, now) if by_snapshot else None
-    source = rows.join(customer, C.id == rows.c.customer_id)
+    subscription = Subscription.__table__  # type: ignore[attr-defined]
+    source = rows.join(customer, C.id == rows.c.customer_id).join(
+        subscription, S.id == rows.c.sub_pk
+    )
     if snap is not None:
         source = source.outerjoin(snap, snap.c.subscription_id == rows.c.sub_pk)
     expression, inverted = _sort_key(column, rows, snap)
@@ -286,7 +308,7 @@ async def section_page(
         )
         conditions.append(tuple_(*keys) < bound if down else tuple_(*keys) > bound)
     labelled = [k.label(f"k{i}") for i, k in enumerate(keys)]
-    extra = [C.name.label("customer_name")]
+    extra = [C.name.label("customer_name"), S.subscription_id.label("ref")]
     if snap is not None:
         extra += [func.coalesce(snap.c[n], 0).label(n) for n in _SNAPSHOT_COLUMNS.values()]
     page = (
