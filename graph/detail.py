@@ -16,12 +16,16 @@ caller's scope, as ``customers_by_ids`` reads it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from strawberry.types.nodes import SelectedField
 
-from db.queries.customer_detail import DetailPlan, customer_detail
+from db.queries.customer_detail import (
+    Detail,
+    DetailPlan,
+    customer_detail,
+)
 from graph.auth.permissions import Act, Obj, Reach, reach_under, scope_or_none
 from graph.context import Context
 from graph.prefetch import Relation, prefetch, selected
@@ -69,6 +73,67 @@ def _plan(
     return read, refused, left
 
 
+Plans = tuple[list[tuple[str, str, int | None]], list[str], list[str]]
+
+
+def _plans(
+    ctx: Context, selection: Sequence[SelectedField]
+) -> tuple[DetailPlan, Plans, dict[str, Plans]]:
+    """The statement's plan, the customer fields' split and that of each subscription list."""
+    plans = _plan(ctx, selection, CUSTOMER_RELATIONS, CUSTOMER_PARTS)
+    nested: dict[str, Plans] = {}
+    for field in ("subscriptions", "trials"):
+        if any(f == field for f, _, _ in plans[0]):
+            below = [g for f in selection if f.name == field for g in selected(f.selections)]
+            nested[field] = _plan(ctx, below, SUBSCRIPTION_RELATIONS, SUBSCRIPTION_PARTS)
+    plan = DetailPlan(
+        parts=tuple((part, cap) for _, part, cap in plans[0]),
+        subscription_parts=tuple((p, c) for _, p, c in nested.get("subscriptions", ([],))[0]),
+        trial_parts=tuple((p, c) for _, p, c in nested.get("trials", ([],))[0]),
+    )
+    return plan, plans, nested
+
+
+async def _apply(
+    ctx: Context,
+    customers: Sequence[Customer],
+    details: Mapping[int, Detail],
+    selection: Sequence[SelectedField],
+    plans: Plans,
+    nested: dict[str, Plans],
+) -> None:
+    """Each customer's values read by the statement (or refused) into ``ahead``; the loaders
+    then load what was left to them, for all customers at once (``graph.prefetch``)."""
+    read, refused, left = plans
+    for customer in customers:
+        for field in refused:
+            customer.ahead[field] = CUSTOMER_RELATIONS[field].convert([])
+    for field, part, _ in read:
+        relation = CUSTOMER_RELATIONS[field]
+        children: list[Any] = []
+        child_read, child_refused, child_left = nested.get(field, ([], [], []))
+        for customer in customers:
+            detail = details.get(customer.pk)
+            value = relation.convert(detail.parts[part] if detail is not None else [])
+            customer.ahead[field] = value
+            if field not in nested or detail is None:
+                continue
+            for child in value:
+                for name in child_refused:
+                    child.ahead[name] = SUBSCRIPTION_RELATIONS[name].convert([])
+                for name, child_part, _ in child_read:
+                    rows = detail.children[f"{part}.{child_part}"].get(child.pk, [])
+                    child.ahead[name] = SUBSCRIPTION_RELATIONS[name].convert(rows)
+            children.extend(value)
+        if child_left and children:
+            below = [g for f in selection if f.name == field for g in selected(f.selections)]
+            fields = [g for g in below if g.name in child_left]
+            await prefetch(ctx, children, fields, SUBSCRIPTION_RELATIONS)
+    if left:
+        fields = [f for f in selection if f.name in left]
+        await prefetch(ctx, list(customers), fields, CUSTOMER_RELATIONS)
+
+
 async def customer_with_relations(
     ctx: Context, pk: int, selection: Sequence[SelectedField]
 ) -> Customer | None:
@@ -76,41 +141,11 @@ async def customer_with_relations(
     scope = scope_or_none(ctx, Obj.CUSTOMER, Act.READ)
     if scope is None or scope.partner_id != ctx.principal.partner_id:
         return None
-    read, refused, left = _plan(ctx, selection, CUSTOMER_RELATIONS, CUSTOMER_PARTS)
-    nested: dict[str, tuple[list[tuple[str, str, int | None]], list[str], list[str]]] = {}
-    for field in ("subscriptions", "trials"):
-        if any(f == field for f, _, _ in read):
-            below = [g for f in selection if f.name == field for g in selected(f.selections)]
-            nested[field] = _plan(ctx, below, SUBSCRIPTION_RELATIONS, SUBSCRIPTION_PARTS)
-    plan = DetailPlan(
-        parts=tuple((part, cap) for _, part, cap in read),
-        subscription_parts=tuple((p, c) for _, p, c in nested.get("subscriptions", ([],))[0]),
-        trial_parts=tuple((p, c) for _, p, c in nested.get("trials", ([],))[0]),
-    )
+    plan, plans, nested = _plans(ctx, selection)
     async with ctx.db() as session:
         found = await customer_detail(session, scope=scope, id=pk, now=ctx.now, plan=plan)
     if found is None:
         return None
     customer = Customer.from_row(found.row)
-    for field in refused:
-        customer.ahead[field] = CUSTOMER_RELATIONS[field].convert([])
-    for field, part, _ in read:
-        customer.ahead[field] = value = CUSTOMER_RELATIONS[field].convert(found.parts[part])
-        if field not in nested:
-            continue
-        child_read, child_refused, child_left = nested[field]
-        for child in value:
-            for name in child_refused:
-                child.ahead[name] = SUBSCRIPTION_RELATIONS[name].convert([])
-            for name, child_part, _ in child_read:
-                rows = found.children[f"{part}.{child_part}"].get(child.pk, [])
-                child.ahead[name] = SUBSCRIPTION_RELATIONS[name].convert(rows)
-        if child_left:
-            below = [g for f in selection if f.name == field for g in selected(f.selections)]
-            fields = [g for g in below if g.name in child_left]
-            await prefetch(ctx, value, fields, SUBSCRIPTION_RELATIONS)
-    if left:
-        await prefetch(
-            ctx, [customer], [f for f in selection if f.name in left], CUSTOMER_RELATIONS
-        )
+    await _apply(ctx, [customer], {pk: found}, selection, plans, nested)
     return customer

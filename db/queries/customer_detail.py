@@ -206,8 +206,9 @@ def _array(
 
 
 @lru_cache(maxsize=64)
-def _statement(dialect: str, plan: DetailPlan) -> Any:
-    columns: list[ColumnElement[Any]] = list(CUSTOMER_COLUMNS)
+def _statement(dialect: str, plan: DetailPlan, whole: bool) -> Any:
+    """The customer's columns (only its id unless ``whole``) and a JSON array per part."""
+    columns: list[ColumnElement[Any]] = list(CUSTOMER_COLUMNS) if whole else [C.id]
     for name, cap in plan.parts:
         nested: Sequence[tuple[str, int | None]] = ()
         if name == "subscriptions":
@@ -240,19 +241,9 @@ def _rows(part: _Part, elements: Any, nested: Sequence[tuple[str, int | None]]) 
     return out
 
 
-async def customer_detail(
-    session: AsyncSession, *, scope: Scope, id: int, now: datetime, plan: DetailPlan
-) -> Detail | None:
-    """The customer ``id`` within ``scope`` and the parts ``plan`` names; None when the caller
-    does not see it."""
-    dialect = session.get_bind().dialect.name
-    stmt = _statement(dialect, plan).where(scope.customers(), C.id == id)
-    result = await session.execute(stmt, {"partner_id": scope.partner_id, "now": now})
-    found = result.first()
-    if found is None:
-        return None
-    width = len(CUSTOMER_COLUMNS)
-    record = _record_type(tuple(c.name for c in CUSTOMER_COLUMNS))
+def _decode(found: Any, width: int, plan: DetailPlan) -> Detail:
+    """One result row (the customer's ``width`` columns, then one JSON array per part)."""
+    record = _record_type(tuple(c.name for c in CUSTOMER_COLUMNS[:width]))
     row = tuple.__new__(record, tuple(found[:width]))
     parts: dict[str, list[Any]] = {}
     children: dict[str, dict[int, list[Any]]] = {}
@@ -279,3 +270,15 @@ async def customer_detail(
             for parent_row, arrays in pairs:
                 of_child[parent_row.id] = [r for r, _ in _rows(child_part, arrays[child_index], ())]
     return Detail(row=row, parts=parts, children=children)
+
+
+async def customer_detail(
+    session: AsyncSession, *, scope: Scope, id: int, now: datetime, plan: DetailPlan
+) -> Detail | None:
+    """The customer ``id`` within ``scope`` and the parts ``plan`` names; None when the caller
+    does not see it."""
+    dialect = session.get_bind().dialect.name
+    stmt = _statement(dialect, plan, True).where(scope.customers(), C.id == id)
+    result = await session.execute(stmt, {"partner_id": scope.partner_id, "now": now})
+    found = result.first()
+    return None if found is None else _decode(found, len(CUSTOMER_COLUMNS), plan)
