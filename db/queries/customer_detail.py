@@ -24,7 +24,7 @@ from functools import lru_cache
 from typing import Any
 
 import orjson
-from sqlalchemy import Boolean, ColumnElement, bindparam, func, select
+from sqlalchemy import Boolean, ColumnElement, Text, bindparam, cast, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.models import Admin, Customer, Invoice, LicenseLine, Order, Tag
@@ -216,6 +216,9 @@ def _statement(dialect: str, plan: DetailPlan, whole: bool) -> Any:
         elif name == "trials":
             nested = plan.trial_parts
         part = _array(dialect, _CUSTOMER_PARTS[name], C.id.table, C.id, cap, nested)
+        if dialect == "postgresql":
+            # As text: decoded by orjson here rather than by the driver's json codec.
+            part = cast(part, Text)
         columns.append(part.label(name))
     return select(*columns)
 
