@@ -402,6 +402,7 @@ class GraphQLEndpoint:
                 await self.view(scope, replay(body), send)
             finally:
                 await context.settle()
+                context.close()
         return None
 
     def _get(self, request: Request) -> Response:

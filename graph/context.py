@@ -97,6 +97,14 @@ class Context:
         await asyncio.gather(*pending, return_exceptions=True)
         self._tasks.clear()
 
+    def close(self) -> None:
+        """The request is answered: drop what it read. The loaders refer back to the context
+        (their batch functions close over it), a cycle that kept every row the request loaded
+        alive until the cyclic garbage collector ran; breaking it here lets reference counting
+        free them at once (see ``graph.app``)."""
+        self.forget()
+        self.request = self.response = None
+
     @property
     def settings(self) -> Settings:
         return self.services.settings

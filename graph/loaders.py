@@ -42,9 +42,11 @@ class Loader(DataLoader[int, V]):
         self,
         batch: Callable[[list[int]], Coroutine[Any, Any, list[V]]],
         rule: tuple[Obj, Obj] = (Obj.CUSTOMER, Obj.CUSTOMER),
+        cap: int | None = None,
     ) -> None:
-        # (kind loaded, kind of the parents): the rule the batch applies (see ``_loader``).
-        self.rule = rule
+        # (kind loaded, kind of the parents): the rule the batch applies (see ``_loader``), and
+        # how many items of each key's list it keeps (None: all).
+        self.rule, self.cap = rule, cap
         self._futures: dict[int, Future[V]] = {}
         self._values: dict[int, V] = {}
         super().__init__(batch_load_fn=batch, max_batch_size=1000, cache_map=self._futures)
@@ -111,7 +113,7 @@ def _loader(
             return [found.get(key, default())[:cap] for key in keys]
         return [found.get(key, default()) for key in keys]
 
-    return Loader(batch, rule)
+    return Loader(batch, rule, cap)
 
 
 ON_CUSTOMER, ON_SUBSCRIPTION = Obj.CUSTOMER, Obj.SUBSCRIPTION

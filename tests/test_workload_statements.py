@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from graph import detail
 from tests.conftest import Api
 from tests.helpers import data_of, post_graphql
 from tests.test_n_plus_one import FULL, build_customers
@@ -19,9 +20,9 @@ from tests.test_n_plus_one import FULL, build_customers
 QUERIES = Path(__file__).parents[1] / "bench" / "queries"
 # token lookup + page + statuses, tags, subscriptions, license lines, assigned admins
 DIRECTORY_STATEMENTS = 7
-# token lookup + customer + statuses, products, tags, subscriptions, trials, assigned admins,
-# license lines, invoices, orders, subscription tags
-DETAIL_STATEMENTS = 12
+# token lookup + the customer with every relationship as JSON (graph/detail.py); it was 12 (one
+# per relationship)
+DETAIL_STATEMENTS = 2
 # token lookup + KPIs, trend, and per section its KPIs and its rows (see db/queries/analytics)
 DASHBOARD_STATEMENTS = 11
 
@@ -51,7 +52,7 @@ async def test_directory_workloads_cost_seven_statements_at_any_page_size(
     assert count == DIRECTORY_STATEMENTS
 
 
-async def test_customer_detail_costs_twelve_statements(uncached_api: Api) -> None:
+async def test_customer_detail_costs_two_statements(uncached_api: Api) -> None:
     api = uncached_api
     await build_customers(api, 3)
     first = data_of(await post_graphql(api, "{ customers(first: 1) { nodes { id } } }", as_=FULL))
@@ -60,7 +61,44 @@ async def test_customer_detail_costs_twelve_statements(uncached_api: Api) -> Non
     detail, count = await statements_of(api, document, {"id": customer})
     subscriptions = detail["customer"]["subscriptions"]
     assert len(subscriptions) == 2 and all(s["licenses"] and s["invoices"] for s in subscriptions)
+    assert all(s["orders"] and s["tags"] for s in subscriptions)
+    assert detail["customer"]["tags"] and detail["customer"]["partnerAdmins"]
     assert count == DETAIL_STATEMENTS
+
+
+async def test_the_relationship_statements_answer_what_the_loaders_answer(
+    uncached_api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The one-statement detail (JSON built by the database) against the per-relationship
+    loaders, which answer a directory page with the detail's selection, and which answer the
+    detail too when graph.detail leaves every field to them: every value, type and order."""
+    api = uncached_api
+    await build_customers(api, 4)
+    document = (QUERIES / "customer_detail.graphql").read_text()
+    selection = document[document.index("customer(id: $id) {") + len("customer(id: $id) ") :]
+    selection = selection[: selection.rindex("}")].strip()
+    page_document = "{ customers(first: 10) { nodes " + selection + " } }"
+
+    async def answers() -> tuple[Any, list[Any], list[int]]:
+        page, _ = await statements_of(api, page_document, {})
+        nodes = page["customers"]["nodes"]
+        details = [await statements_of(api, document, {"id": n["id"]}) for n in nodes]
+        return nodes, [d for d, _ in details], [count for _, count in details]
+
+    await post_graphql(api, "{ tags { id } }", as_=FULL)  # the first request starts the app
+    nodes, details, statements = await answers()
+    assert len(nodes) == 4 and statements == [DETAIL_STATEMENTS] * 4
+    assert all(n["subscriptions"] and n["tags"] and n["partnerAdmins"] for n in nodes)
+    assert [d["customer"] for d in details] == nodes
+
+    def to_the_loaders(ctx: Any, fields: Any, relations: Any, parts: Any) -> Any:
+        return [], [], [f for f in parts if any(s.name == f for s in fields)]
+
+    monkeypatch.setattr(detail, "_plan", to_the_loaders)
+    loaded_nodes, loaded_details, loaded_statements = await answers()
+    assert all(count > 10 for count in loaded_statements)  # the loaders did answer
+    assert loaded_nodes == nodes
+    assert loaded_details == details
 
 
 async def test_a_cached_directory_page_costs_only_the_token_lookup(api: Api) -> None:

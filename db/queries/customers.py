@@ -326,6 +326,12 @@ class _Walked:
     rest: CustomerQuery
 
 
+# The walked tables' aliases, made once: an alias made per page copied the table's columns,
+# foreign keys and event dispatchers, reference cycles that only the garbage collector freed.
+_WALKED_SPAN = CustomerStatusSpan.__table__.alias("walked")  # type: ignore[attr-defined]
+_WALKED_TAG = CustomerTag.__table__.alias("walked")  # type: ignore[attr-defined]
+
+
 def _walk(
     scope: Scope, query: CustomerQuery, order: CustomerOrder, now: datetime
 ) -> _Walked | None:
@@ -344,7 +350,7 @@ def _walk(
         return None
     statuses = set(query.statuses or ())
     if len(statuses) == 1 and CustomerStatus.ACTIVE.value not in statuses:
-        span = CustomerStatusSpan.__table__.alias("walked")  # type: ignore[attr-defined]
+        span = _WALKED_SPAN
         return _Walked(
             span.c.customer_id,
             span.c.name_key,
@@ -359,7 +365,7 @@ def _walk(
     if query.tag_ids is not None and len(query.tag_ids) == 1:
         # A tag belongs to one partner (and so do the customers it is on): its id alone selects
         # the links.
-        link = CustomerTag.__table__.alias("walked")  # type: ignore[attr-defined]
+        link = _WALKED_TAG
         return _Walked(
             link.c.customer_id,
             link.c.name_key,

@@ -162,6 +162,28 @@ def scope_or_none(ctx: Context, obj: Obj, act: Act) -> Scope | None:
     return ctx.services.authorizer.scope(ctx.principal, obj, act)
 
 
+class Reach(StrEnum):
+    """How far a caller's ``act`` on ``obj`` reaches below the parents it already sees."""
+
+    NONE = "none"  # refused: nothing of that kind below any parent
+    ALL = "all"  # below every parent the caller sees
+    SOME = "some"  # only below some: ``visible_under`` asks the database which
+
+
+def reach_under(ctx: Context, obj: Obj, act: Act, *, parent: Obj = Obj.CUSTOMER) -> Reach:
+    """``visible_under``'s decision before any statement: it needs one only for ``SOME``
+    (an ``assigned`` scope for ``obj`` narrower than the caller's scope for the parents)."""
+    scope = scope_or_none(ctx, obj, act)
+    if scope is None:
+        return Reach.NONE
+    if scope.assigned_admin_id is None:
+        return Reach.ALL
+    seen = scope_or_none(ctx, parent, Act.READ)
+    if seen is not None and seen.assigned_admin_id == scope.assigned_admin_id:
+        return Reach.ALL  # every parent the caller sees is already one of its own
+    return Reach.SOME
+
+
 async def visible_under(
     ctx: Context,
     obj: Obj,
@@ -178,13 +200,11 @@ async def visible_under(
     customers but not subscriptions, or all customers but only its assigned ones'
     subscriptions. Built-in roles need no statement here (their scopes for both are the same)."""
     scope = scope_or_none(ctx, obj, act)
-    if scope is None:
+    reach = reach_under(ctx, obj, act, parent=parent)
+    if reach is Reach.NONE or scope is None:
         return set()
-    if scope.assigned_admin_id is None:
+    if reach is Reach.ALL:
         return None
-    seen = scope_or_none(ctx, parent, Act.READ)
-    if seen is not None and seen.assigned_admin_id == scope.assigned_admin_id:
-        return None  # every parent the caller sees is already one of its own
     async with ctx.db() as session:
         if parent is Obj.SUBSCRIPTION:
             found = await subscriptions_by_ids(session, scope=scope, ids=list(parent_pks))

@@ -11,9 +11,10 @@ from strawberry.types.nodes import SelectedField
 from db.queries import customers as q
 from db.queries.tags import tags_of_partner
 from db.scope import plan_scope
-from graph.auth.permissions import Act, Obj, require, scope_or_none
+from graph.auth.permissions import Act, Obj, require
 from graph.context import Context, Info
 from graph.cost_model import MAX_PARTNER_TAGS
+from graph.detail import customer_with_relations
 from graph.errors import ErrorCode, bad_input
 from graph.ids import pk_of
 from graph.pagination import CursorCodec, Paging, fingerprint, paging
@@ -122,17 +123,9 @@ async def customers_connection(
 async def customer_by_pk(
     ctx: Context, pk: int, selection: Sequence[SelectedField] = ()
 ) -> Customer | None:
-    scope = scope_or_none(ctx, Obj.CUSTOMER, Act.READ)
-    if scope is None:
-        return None
-    async with ctx.db() as session:
-        rows = await q.customers_by_ids(session, scope=scope, ids=[pk])
-    row = rows.get(pk)
-    if row is None:
-        return None
-    customer = Customer.from_row(row)
-    await prefetch(ctx, [customer], selection, CUSTOMER_RELATIONS)
-    return customer
+    """The customer and the relationships ``selection`` asks for, in one statement
+    (``graph.detail``)."""
+    return await customer_with_relations(ctx, pk, selection)
 
 
 @strawberry.type

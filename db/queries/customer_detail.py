@@ -1,0 +1,287 @@
+"""A customer and the relationships a document selects on it, in one statement.
+
+The per-request loaders (``graph.loaders``) answer each relationship with one ``WHERE key IN
+(...)`` statement: 11 round trips for issue 8's customer detail, where PostGraphile 4 sends one.
+Here every relationship becomes a correlated subquery that aggregates its rows into a JSON
+array (PostgreSQL ``json_agg``/``json_build_array``, SQLite ``json_group_array``/``json_array``),
+selected next to the customer's own columns: one statement, one round trip.
+
+Each relationship reads exactly what its loader statement reads (the same tables, the same
+partner condition, the same order and the same cap), and every element carries its position in
+that order, by which it is sorted again here (SQLite promises no order for an aggregate). The
+rows come back as the same named tuples the loaders return (``records``), so the API objects
+are made by the same converters. The customer itself is selected within ``scope``, as
+``customers_by_ids`` does; which relationships the caller may read at all is decided by the
+caller (``graph.detail``) before it asks for them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import lru_cache
+from typing import Any
+
+import orjson
+from sqlalchemy import Boolean, ColumnElement, Text, bindparam, cast, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from db.models import Admin, Customer, Invoice, LicenseLine, Order, Tag
+from db.queries.customers import (
+    _A,
+    _CA,
+    _CP,
+    _CT,
+    _I,
+    _L,
+    _O,
+    _ST,
+    _STATUS_ORDER,
+    _T,
+    ADMIN_COLUMNS,
+    CUSTOMER_COLUMNS,
+    SPAN,
+    SUBSCRIPTION_COLUMNS,
+    TAG_COLUMNS,
+    Record,
+    S,
+    _record_type,
+)
+from db.scope import Scope
+from db.types import UTCDateTime
+
+C = Customer.__table__.c  # type: ignore[attr-defined]
+CUSTOMER_PARTS = ("statuses", "products", "tags", "subscriptions", "trials", "assigned_admins")
+SUBSCRIPTION_PARTS = ("license_lines", "invoices", "orders", "tags")
+
+
+@dataclass(frozen=True)
+class DetailPlan:
+    """What to load with the customer: per customer part its cap (None: uncapped), and the
+    parts of each of its subscriptions and trials (with their caps)."""
+
+    parts: tuple[tuple[str, int | None], ...]
+    subscription_parts: tuple[tuple[str, int | None], ...] = ()
+    trial_parts: tuple[tuple[str, int | None], ...] = ()
+
+
+@dataclass(frozen=True)
+class Detail:
+    """The customer's row and, per part asked for, the rows its loader would have returned
+    (for a subscription or trial: ``children[part][subscription id]``)."""
+
+    row: Record
+    parts: dict[str, list[Any]]
+    children: dict[str, dict[int, list[Any]]]
+
+
+def _parse_datetime(value: Any) -> datetime | None:
+    if value is None:
+        return None
+    parsed = datetime.fromisoformat(value)
+    if parsed.tzinfo is None:  # SQLite stores naive UTC text
+        return parsed.replace(tzinfo=UTC)
+    return parsed if parsed.tzinfo is UTC else parsed.astimezone(UTC)
+
+
+def _converter(column: Any) -> Callable[[Any], Any] | None:
+    """How a column's JSON value becomes what the column's own result would have been."""
+    if isinstance(column.type, UTCDateTime):
+        return _parse_datetime
+    if isinstance(column.type, Boolean):
+        return lambda value: None if value is None else bool(value)
+    return None
+
+
+@dataclass(frozen=True)
+class _Part:
+    """A relationship: its columns (named as in the loader's result), its condition on the
+    parent id, its order and, for subscriptions, the position of nested parts."""
+
+    columns: tuple[tuple[str, Any], ...]
+    parent: Any  # the column holding the parent's id
+    where: tuple[Any, ...]
+    order: tuple[Any, ...]
+    joins: tuple[tuple[Any, Any], ...] = ()
+    scalar: bool = False  # a list of one column's values (statuses, products)
+
+
+def _named(*columns: Any) -> tuple[tuple[str, Any], ...]:
+    return tuple((c.name, c) for c in columns)
+
+
+_PARTNER: Any = bindparam("partner_id")
+_NOW = bindparam("now", type_=UTCDateTime())
+_SUB_ORDER = (S.start_date.desc(), S.id.desc())
+_TAG_ORDER = (_T.name_key, _T.id)
+_TAG_JOIN = (Tag, _T.id == _CT.tag_id)
+
+_CUSTOMER_PARTS: dict[str, _Part] = {
+    "statuses": _Part(
+        _named(SPAN.status),
+        SPAN.customer_id,
+        (SPAN.partner_id == _PARTNER, SPAN.valid_from <= _NOW, SPAN.valid_to > _NOW),
+        (),
+        scalar=True,
+    ),
+    "products": _Part(
+        _named(_CP.product),
+        _CP.customer_id,
+        (_CP.partner_id == _PARTNER,),
+        (_CP.product,),
+        (),
+        True,
+    ),
+    "tags": _Part(
+        _named(_CT.customer_id, *TAG_COLUMNS),
+        _CT.customer_id,
+        (_CT.partner_id == _PARTNER,),
+        _TAG_ORDER,
+        (_TAG_JOIN,),
+    ),
+    "subscriptions": _Part(
+        _named(*SUBSCRIPTION_COLUMNS), S.customer_id, (S.partner_id == _PARTNER,), _SUB_ORDER
+    ),
+    "trials": _Part(
+        _named(*SUBSCRIPTION_COLUMNS),
+        S.customer_id,
+        (S.partner_id == _PARTNER, S.kind == "TRIAL"),
+        _SUB_ORDER,
+    ),
+    "assigned_admins": _Part(
+        _named(_CA.customer_id, _CA.assigned_at, *ADMIN_COLUMNS),
+        _CA.customer_id,
+        (_CA.partner_id == _PARTNER,),
+        (_A.name, _A.id),
+        ((Admin, _A.id == _CA.admin_id),),
+    ),
+}
+
+
+def _by_subscription(table: Any, *order: Any) -> _Part:
+    c = table.__table__.c
+    return _Part(_named(*c), c.subscription_id, (c.partner_id == _PARTNER,), order)
+
+
+_SUBSCRIPTION_PARTS: dict[str, _Part] = {
+    "license_lines": _by_subscription(LicenseLine, _L.product, _L.license_type),
+    "invoices": _by_subscription(Invoice, _I.issued_at.desc(), _I.id.desc()),
+    "orders": _by_subscription(Order, _O.placed_at.desc(), _O.id.desc()),
+    "tags": _Part(
+        _named(_ST.subscription_id, *TAG_COLUMNS),
+        _ST.subscription_id,
+        (_ST.partner_id == _PARTNER,),
+        _TAG_ORDER,
+        ((Tag, _T.id == _ST.tag_id),),
+    ),
+}
+
+
+def _array(
+    dialect: str, part: _Part, parent: Any, parent_id: Any, cap: int | None, nested: Any = ()
+) -> Any:
+    """The part's rows for the parent ``parent_id`` as one JSON array of arrays
+    ``[position, column values..., nested arrays...]`` (a scalar subquery)."""
+    position = func.row_number().over(order_by=part.order or part.columns[0][1])
+    inner = select(
+        position.label("n"), *[column.label(f"c{i}") for i, (_, column) in enumerate(part.columns)]
+    )
+    for table, on in part.joins:
+        inner = inner.join(table, on)
+    # Correlated to the parent row explicitly: a subquery in FROM is not correlated by default.
+    inner = inner.where(part.parent == parent_id, *part.where).correlate(parent)
+    inner = inner.order_by(*(part.order or (part.columns[0][1],)))
+    if cap is not None:
+        inner = inner.limit(cap)
+    rows = inner.subquery()
+    values: list[Any] = [rows.c.n, *[rows.c[f"c{i}"] for i in range(len(part.columns))]]
+    for child, child_cap in nested:
+        values.append(_array(dialect, _SUBSCRIPTION_PARTS[child], rows, rows.c.c0, child_cap))
+    if dialect == "postgresql":
+        return select(func.json_agg(func.json_build_array(*values))).scalar_subquery()
+    # SQLite: a nested array arrives as text unless it is passed through json() again.
+    values = [func.json(v) if i > len(part.columns) else v for i, v in enumerate(values)]
+    return select(func.json_group_array(func.json_array(*values))).scalar_subquery()
+
+
+@lru_cache(maxsize=64)
+def _statement(dialect: str, plan: DetailPlan, whole: bool) -> Any:
+    """The customer's columns (only its id unless ``whole``) and a JSON array per part."""
+    columns: list[ColumnElement[Any]] = list(CUSTOMER_COLUMNS) if whole else [C.id]
+    for name, cap in plan.parts:
+        nested: Sequence[tuple[str, int | None]] = ()
+        if name == "subscriptions":
+            nested = plan.subscription_parts
+        elif name == "trials":
+            nested = plan.trial_parts
+        part = _array(dialect, _CUSTOMER_PARTS[name], C.id.table, C.id, cap, nested)
+        if dialect == "postgresql":
+            # As text: decoded by orjson here rather than by the driver's json codec.
+            part = cast(part, Text)
+        columns.append(part.label(name))
+    return select(*columns)
+
+
+def _rows(part: _Part, elements: Any, nested: Sequence[tuple[str, int | None]]) -> list[Any]:
+    """The JSON elements of ``part`` as its loader's values (named tuples, or plain values),
+    in the loader's order; nested arrays are returned alongside each row."""
+    if not elements:
+        return []
+    elements.sort(key=lambda element: element[0])
+    if part.scalar:
+        return [element[1] for element in elements]
+    converters = [_converter(column) for _, column in part.columns]
+    record = _record_type(tuple(name for name, _ in part.columns))
+    width = len(part.columns)
+    out = []
+    for element in elements:
+        values = element[1 : width + 1]
+        for i, convert in enumerate(converters):
+            if convert is not None:
+                values[i] = convert(values[i])
+        out.append((tuple.__new__(record, values), element[width + 1 :]))
+    return out
+
+
+def _decode(found: Any, width: int, plan: DetailPlan) -> Detail:
+    """One result row (the customer's ``width`` columns, then one JSON array per part)."""
+    record = _record_type(tuple(c.name for c in CUSTOMER_COLUMNS[:width]))
+    row = tuple.__new__(record, tuple(found[:width]))
+    parts: dict[str, list[Any]] = {}
+    children: dict[str, dict[int, list[Any]]] = {}
+    for offset, (name, _) in enumerate(plan.parts):
+        raw = found[width + offset]
+        elements = orjson.loads(raw) if isinstance(raw, str | bytes) else raw
+        part = _CUSTOMER_PARTS[name]
+        if part.scalar:
+            values = _rows(part, elements, ())
+            if name == "statuses":
+                values.sort(key=_STATUS_ORDER.__getitem__)
+            parts[name] = values
+            continue
+        nested: tuple[tuple[str, int | None], ...] = ()
+        if name == "subscriptions":
+            nested = plan.subscription_parts
+        elif name == "trials":
+            nested = plan.trial_parts
+        pairs = _rows(part, elements, nested)
+        parts[name] = [row_ for row_, _ in pairs]
+        for child_index, (child, _) in enumerate(nested):
+            of_child = children.setdefault(f"{name}.{child}", {})
+            child_part = _SUBSCRIPTION_PARTS[child]
+            for parent_row, arrays in pairs:
+                of_child[parent_row.id] = [r for r, _ in _rows(child_part, arrays[child_index], ())]
+    return Detail(row=row, parts=parts, children=children)
+
+
+async def customer_detail(
+    session: AsyncSession, *, scope: Scope, id: int, now: datetime, plan: DetailPlan
+) -> Detail | None:
+    """The customer ``id`` within ``scope`` and the parts ``plan`` names; None when the caller
+    does not see it."""
+    dialect = session.get_bind().dialect.name
+    stmt = _statement(dialect, plan, True).where(scope.customers(), C.id == id)
+    result = await session.execute(stmt, {"partner_id": scope.partner_id, "now": now})
+    found = result.first()
+    return None if found is None else _decode(found, len(CUSTOMER_COLUMNS), plan)

@@ -1,0 +1,151 @@
+"""One customer with its relationships in one statement (the ``customer`` query).
+
+The relationships a document selects on the customer, and on its subscriptions and trials, are
+read with the customer itself by ``db.queries.customer_detail`` (JSON arrays built by the
+database) instead of one loader statement each: issue 8's detail document took 12 statements,
+it now takes 2 (the token lookup and this one).
+
+Authorization is the loaders' own (``graph.loaders._loader``), decided here before the statement
+from the same rule (``Loader.rule``) with ``reach_under``: a relationship the caller may not
+read is answered empty without SQL, as the loader answers it; one it may read below every
+customer it sees is read in the statement, bound to the scope's partner like the loader's; one
+that needs ``visible_under``'s statement (an ``assigned`` scope narrower than the customer's) is
+left to the loaders (``graph.prefetch``), unchanged. The customer itself is read within the
+caller's scope, as ``customers_by_ids`` reads it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from strawberry.types.nodes import SelectedField
+
+from db.queries.customer_detail import (
+    Detail,
+    DetailPlan,
+    customer_detail,
+)
+from graph.auth.permissions import Act, Obj, Reach, reach_under, scope_or_none
+from graph.context import Context
+from graph.prefetch import Relation, prefetch, selected
+from graph.types.customers import CUSTOMER_RELATIONS, SUBSCRIPTION_RELATIONS, Customer
+
+# GraphQL field -> the part of ``db.queries.customer_detail`` that reads what its loader reads.
+CUSTOMER_PARTS = {
+    "statuses": "statuses",
+    "products": "products",
+    "tags": "tags",
+    "subscriptions": "subscriptions",
+    "trials": "trials",
+    "partnerAdmins": "assigned_admins",
+}
+SUBSCRIPTION_PARTS = {
+    "licenses": "license_lines",
+    "invoices": "invoices",
+    "orders": "orders",
+    "tags": "tags",
+}
+
+
+def _plan(
+    ctx: Context, fields: Sequence[SelectedField], relations: dict[str, Relation], parts: Any
+) -> tuple[list[tuple[str, str, int | None]], list[str], list[str]]:
+    """Of the relationship fields selected: those the statement reads (field, part, cap),
+    those refused (answered empty) and those left to the loaders."""
+    read: list[tuple[str, str, int | None]] = []
+    refused: list[str] = []
+    left: list[str] = []
+    partner = ctx.principal.partner_id
+    for field, part in parts.items():
+        if not any(f.name == field for f in fields):
+            continue
+        loader = relations[field].loader(ctx.loaders)
+        obj, parent = loader.rule
+        reach = reach_under(ctx, obj, Act.READ, parent=parent)
+        scope = scope_or_none(ctx, obj, Act.READ)
+        if reach is Reach.NONE or scope is None:
+            refused.append(field)
+        elif reach is Reach.ALL and scope.partner_id == partner:
+            read.append((field, part, loader.cap))
+        else:
+            left.append(field)
+    return read, refused, left
+
+
+Plans = tuple[list[tuple[str, str, int | None]], list[str], list[str]]
+
+
+def _plans(
+    ctx: Context, selection: Sequence[SelectedField]
+) -> tuple[DetailPlan, Plans, dict[str, Plans]]:
+    """The statement's plan, the customer fields' split and that of each subscription list."""
+    plans = _plan(ctx, selection, CUSTOMER_RELATIONS, CUSTOMER_PARTS)
+    nested: dict[str, Plans] = {}
+    for field in ("subscriptions", "trials"):
+        if any(f == field for f, _, _ in plans[0]):
+            below = [g for f in selection if f.name == field for g in selected(f.selections)]
+            nested[field] = _plan(ctx, below, SUBSCRIPTION_RELATIONS, SUBSCRIPTION_PARTS)
+    plan = DetailPlan(
+        parts=tuple((part, cap) for _, part, cap in plans[0]),
+        subscription_parts=tuple((p, c) for _, p, c in nested.get("subscriptions", ([],))[0]),
+        trial_parts=tuple((p, c) for _, p, c in nested.get("trials", ([],))[0]),
+    )
+    return plan, plans, nested
+
+
+async def _apply(
+    ctx: Context,
+    customers: Sequence[Customer],
+    details: Mapping[int, Detail],
+    selection: Sequence[SelectedField],
+    plans: Plans,
+    nested: dict[str, Plans],
+) -> None:
+    """Each customer's values read by the statement (or refused) into ``ahead``; the loaders
+    then load what was left to them, for all customers at once (``graph.prefetch``)."""
+    read, refused, left = plans
+    for customer in customers:
+        for field in refused:
+            customer.ahead[field] = CUSTOMER_RELATIONS[field].convert([])
+    for field, part, _ in read:
+        relation = CUSTOMER_RELATIONS[field]
+        children: list[Any] = []
+        child_read, child_refused, child_left = nested.get(field, ([], [], []))
+        for customer in customers:
+            detail = details.get(customer.pk)
+            value = relation.convert(detail.parts[part] if detail is not None else [])
+            customer.ahead[field] = value
+            if field not in nested or detail is None:
+                continue
+            for child in value:
+                for name in child_refused:
+                    child.ahead[name] = SUBSCRIPTION_RELATIONS[name].convert([])
+                for name, child_part, _ in child_read:
+                    rows = detail.children[f"{part}.{child_part}"].get(child.pk, [])
+                    child.ahead[name] = SUBSCRIPTION_RELATIONS[name].convert(rows)
+            children.extend(value)
+        if child_left and children:
+            below = [g for f in selection if f.name == field for g in selected(f.selections)]
+            fields = [g for g in below if g.name in child_left]
+            await prefetch(ctx, children, fields, SUBSCRIPTION_RELATIONS)
+    if left:
+        fields = [f for f in selection if f.name in left]
+        await prefetch(ctx, list(customers), fields, CUSTOMER_RELATIONS)
+
+
+async def customer_with_relations(
+    ctx: Context, pk: int, selection: Sequence[SelectedField]
+) -> Customer | None:
+    """The customer ``pk`` as ``customer`` returns it, its selected relationships loaded ahead."""
+    scope = scope_or_none(ctx, Obj.CUSTOMER, Act.READ)
+    if scope is None or scope.partner_id != ctx.principal.partner_id:
+        return None
+    plan, plans, nested = _plans(ctx, selection)
+    async with ctx.db() as session:
+        found = await customer_detail(session, scope=scope, id=pk, now=ctx.now, plan=plan)
+    if found is None:
+        return None
+    customer = Customer.from_row(found.row)
+    await _apply(ctx, [customer], {pk: found}, selection, plans, nested)
+    return customer
