@@ -236,6 +236,8 @@ ALLOWED: dict[str, list[str]] = {
         "graph/mutations.py transaction audit.write_audit",
         "graph/mutations.py audit_refusal writes.begin_write",
         "graph/mutations.py audit_refusal audit.write_audit",
+        "graph/mutations.py transaction writes.writes_for",
+        "graph/mutations.py audit_refusal writes.writes_for",
     ],
     LOCK: [
         "graph/resolvers/assignments.py _change writes.lock_customers",

@@ -496,6 +496,9 @@ CLI_COMMANDS = {
     "export-schema": "prints the SDL, reads no data",
     "migrate": "changes the schema, reads no partner data",
     "ingest calls": "writes call records of one partner (system identity)",
+    "persisted register": "writes deployment-wide documents (code, not partner data); what a "
+    "document returns is decided per caller when it runs",
+    "persisted list": "prints the registered documents' hashes, reads no partner data",
 }
 
 
