@@ -174,8 +174,9 @@ def unguarded_calls() -> list[Call]:
 STARTUP = "start-up or authentication: runs before there is a caller to decide for"
 CLI = "the command line: the operator's system identity (graph.auth.permissions.system_scope)"
 MACHINERY = (
-    "the mutation machinery: the write lock, and audit entries of the caller's own partner "
-    "(partner and admin from the authenticated principal)"
+    "the mutation machinery: the write lock, the caller's own partner declared for its data "
+    "version, and audit entries of that partner (partner and admin from the authenticated "
+    "principal)"
 )
 LOCK = "a row lock on customers already found through the scope; it reads nothing back"
 OWN = "the caller's own partner or admin row, which every authenticated admin may read"
