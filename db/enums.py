@@ -86,3 +86,32 @@ class HelpdeskSeverity(StrEnum):
 class HelpdeskState(StrEnum):
     OPEN = "OPEN"
     CLOSED = "CLOSED"
+
+
+class OrderAction(StrEnum):
+    """What an order (a row of a subscription's order history) did."""
+
+    NEW = "NEW"
+    RENEWAL = "RENEWAL"
+    ADD_LICENSES = "ADD_LICENSES"
+    REMOVE_LICENSES = "REMOVE_LICENSES"
+    ORDER_SETUP = "ORDER_SETUP"
+    AUTO_RENEW_ON = "AUTO_RENEW_ON"
+    AUTO_RENEW_OFF = "AUTO_RENEW_OFF"
+    CANCELLATION_AT_TERM_END = "CANCELLATION_AT_TERM_END"
+    CANCELLATION = "CANCELLATION"
+    CONVERSION = "CONVERSION"
+    TRIAL_START = "TRIAL_START"
+    TRIAL_EXTENSION = "TRIAL_EXTENSION"
+
+
+class OrderStatus(StrEnum):
+    IN_PROGRESS = "IN_PROGRESS"
+    COMPLETED = "COMPLETED"
+    CANCELLED = "CANCELLED"
+
+
+class InvoiceStatus(StrEnum):
+    OPEN = "OPEN"
+    PAID = "PAID"
+    OVERDUE = "OVERDUE"

@@ -204,7 +204,12 @@ class LicenseSnapshot(SQLModel, table=True):
 
 
 class Invoice(SQLModel, table=True):
+    """``status``: ``db.enums.InvoiceStatus``; numbers are unique per partner (migration 0014)."""
+
     __tablename__ = "invoice"
+    __table_args__ = (
+        Index("ux_invoice_partner_number", "partner_id", "invoice_number", unique=True),
+    )
     id: int | None = Field(default=None, primary_key=True)
     partner_id: int = Field(sa_column=_fk("partner.id", index=False))
     subscription_id: int = Field(sa_column=_fk("subscription.id"))
@@ -217,7 +222,13 @@ class Invoice(SQLModel, table=True):
 
 
 class Order(SQLModel, table=True):
+    """``action``: ``db.enums.OrderAction``; ``status``: ``db.enums.OrderStatus``; numbers are
+    unique per partner (migration 0014)."""
+
     __tablename__ = "subscription_order"
+    __table_args__ = (
+        Index("ux_subscription_order_partner_number", "partner_id", "order_number", unique=True),
+    )
     id: int | None = Field(default=None, primary_key=True)
     partner_id: int = Field(sa_column=_fk("partner.id", index=False))
     subscription_id: int = Field(sa_column=_fk("subscription.id"))

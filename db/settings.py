@@ -9,6 +9,8 @@ from typing import Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from db.billing import DEFAULT_MONTHLY_PRICE_CENTS
+
 
 class Settings(BaseSettings):
     """Every knob of the service. Documented in the README's configuration table."""
@@ -87,6 +89,14 @@ class Settings(BaseSettings):
     # Admin console that launch links open; launch tokens live this many seconds.
     console_url: str = "https://console.partner-hub.example/launch"
     launch_token_seconds: int = Field(default=300, ge=10, le=3600)
+    # Subscription changes (graph/resolvers/subscriptions.py): the monthly list price of one
+    # licence of each product, in cents of the invoice's currency (db/billing.py), and the
+    # currency of a partner's first invoice (later ones keep the currency it already bills in).
+    license_prices_cents: dict[str, int] = Field(
+        default_factory=lambda: dict(DEFAULT_MONTHLY_PRICE_CENTS),
+        description="Monthly price per licence and product, in cents, as JSON.",
+    )
+    billing_currency: str = Field(default="USD", pattern=r"^[A-Z]{3}$")
     # Secret used to sign cursors and launch links; generated per database when unset.
     secret_key: str | None = None
 
@@ -96,6 +106,16 @@ class Settings(BaseSettings):
         if value is not None and value.tzinfo is None:
             value = value.replace(tzinfo=UTC)
         return value
+
+    @field_validator("license_prices_cents")
+    @classmethod
+    def _every_product_priced(cls, value: dict[str, int]) -> dict[str, int]:
+        unknown = sorted(set(value) - set(DEFAULT_MONTHLY_PRICE_CENTS))
+        if unknown:
+            raise ValueError(f"not products: {unknown}")
+        if any(cents < 0 for cents in value.values()):
+            raise ValueError("a price is at least 0 cents")
+        return {**DEFAULT_MONTHLY_PRICE_CENTS, **value}
 
     @property
     def is_sqlite(self) -> bool:

@@ -22,6 +22,7 @@ from graph.resolvers.launch import LaunchMutations
 from graph.resolvers.nodes import NodeQueries
 from graph.resolvers.policies import PolicyMutations, PolicyQueries
 from graph.resolvers.resources import ResourceQueries
+from graph.resolvers.subscriptions import SubscriptionMutations
 from graph.resolvers.tags import TagMutations
 from graph.resolvers.trials import TrialMutations
 from graph.sdl import with_schema_block
@@ -54,6 +55,7 @@ class Mutation(
     HelpdeskMutations,
     LaunchMutations,
     PolicyMutations,
+    SubscriptionMutations,
     TagMutations,
     TrialMutations,
 ):

@@ -17,6 +17,9 @@ short transaction.
 
 from __future__ import annotations
 
+from typing import Any
+
+from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
@@ -24,6 +27,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from db.models import PartnerCounter
 
 HELPDESK_CASE = "helpdesk_case"  # migration 0011 seeds this counter from existing cases
+# Order and invoice numbers (db.queries.orders): a partner's counter starts, at its first use,
+# after the orders (invoices) the partner already has, whoever wrote them (a seed, an import).
+SUBSCRIPTION_ORDER = "subscription_order"
+INVOICE = "invoice"
 
 _C = PartnerCounter.__table__.c  # type: ignore[attr-defined]
 
@@ -40,3 +47,21 @@ async def next_number(db: AsyncSession | AsyncConnection, *, partner_id: int, na
         .returning(_C.value)
     )
     return int((await db.execute(stmt)).scalar_one())
+
+
+async def start_counter(
+    db: AsyncSession | AsyncConnection, *, partner_id: int, name: str, after: Any
+) -> None:
+    """Create the partner's counter ``name`` at ``after`` (a scalar subquery: the numbers
+    already used) unless it exists. The subquery runs once per partner and sequence, not per
+    number; two first uses at once both insert-or-nothing, and one row results."""
+    found = await db.execute(select(_C.value).where(_C.partner_id == partner_id, _C.name == name))
+    if found.first() is not None:
+        return
+    dialect = db.get_bind().dialect.name if isinstance(db, AsyncSession) else db.dialect.name
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    await db.execute(
+        insert(PartnerCounter)
+        .values(partner_id=partner_id, name=name, value=after)
+        .on_conflict_do_nothing(index_elements=["partner_id", "name"])
+    )

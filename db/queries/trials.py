@@ -14,9 +14,10 @@ from typing import Any
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from db.enums import ManagedBy, SubscriptionKind, SubscriptionState
-from db.models import Customer, CustomerAssignment, LicenseLine, Order, Subscription
+from db.enums import ManagedBy, OrderAction, SubscriptionKind, SubscriptionState
+from db.models import Customer, CustomerAssignment, LicenseLine, Subscription
 from db.queries.customers import SUBSCRIPTION_COLUMNS
+from db.queries.orders import place_order
 from db.scope import Scope
 from db.status import StatusRules, refresh_status_spans
 from db.types import inserted_id
@@ -101,20 +102,17 @@ async def _order(
     *,
     partner_id: int,
     subscription_id: int,
-    action: str,
+    action: OrderAction,
     text: str,
     now: datetime,
 ) -> None:
-    await session.execute(
-        insert(Order).values(
-            partner_id=partner_id,
-            subscription_id=subscription_id,
-            order_number=f"ORD-{secrets.token_hex(5).upper()}",
-            placed_at=now,
-            action=action,
-            description=text,
-            status="COMPLETED",
-        )
+    await place_order(
+        session,
+        partner_id=partner_id,
+        subscription_id=subscription_id,
+        action=action,
+        description=text,
+        now=now,
     )
 
 
@@ -165,7 +163,7 @@ async def start_trial(
         session,
         partner_id=partner_id,
         subscription_id=sub_id,
-        action="TRIAL_START",
+        action=OrderAction.TRIAL_START,
         text=f"{duration_days}-day trial: " + ", ".join(f"{n} {p}" for p, n in products),
         now=now,
     )
@@ -194,7 +192,7 @@ async def extend_trial(
         session,
         partner_id=trial.partner_id,
         subscription_id=trial.id,
-        action="TRIAL_EXTENSION",
+        action=OrderAction.TRIAL_EXTENSION,
         text=f"Trial extended to {new_end.date().isoformat()}",
         now=now,
     )
@@ -266,7 +264,7 @@ async def convert_trial(
         session,
         partner_id=trial.partner_id,
         subscription_id=paid_id,
-        action="CONVERSION",
+        action=OrderAction.CONVERSION,
         text=f"Converted from {trial.subscription_id}, {term_months} months",
         now=now,
     )

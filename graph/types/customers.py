@@ -17,8 +17,11 @@ from graph.prefetch import Relation, ahead_or_load
 from graph.types.admins import Admin
 from graph.types.common import (
     CustomerStatus,
+    InvoiceStatus,
     ManagedBy,
     Node,
+    OrderAction,
+    OrderStatus,
     Product,
     SubscriptionKind,
     SubscriptionState,
@@ -63,7 +66,7 @@ class Invoice:
     due_at: datetime = strawberry.field(description="Payment due date.")
     amount_cents: int = strawberry.field(description="Amount in cents of `currency`.")
     currency: str = strawberry.field(description="ISO 4217 currency code.")
-    status: str = strawberry.field(description="PAID, OPEN or OVERDUE.")
+    status: InvoiceStatus = strawberry.field(description="OPEN, PAID or OVERDUE.")
 
     @classmethod
     def from_row(cls, row: Any) -> Invoice:
@@ -73,26 +76,26 @@ class Invoice:
             due_at=row.due_at,
             amount_cents=row.amount_cents,
             currency=row.currency,
-            status=row.status,
+            status=InvoiceStatus(row.status),
         )
 
 
 @strawberry.type(description="An entry of a subscription's order history.")
 class Order:
-    order_number: str = strawberry.field(description="Order number.")
+    order_number: str = strawberry.field(description="Order number, unique within the partner.")
     placed_at: datetime = strawberry.field(description="When the order was placed.")
-    action: str = strawberry.field(description="NEW, RENEWAL, ADD_LICENSES, CONVERSION, ...")
-    description: str = strawberry.field(description="What was ordered.")
-    status: str = strawberry.field(description="Order status.")
+    action: OrderAction = strawberry.field(description="What the order did.")
+    description: str = strawberry.field(description="What was ordered, for people.")
+    status: OrderStatus = strawberry.field(description="Order status.")
 
     @classmethod
     def from_row(cls, row: Any) -> Order:
         return cls(
             order_number=row.order_number,
             placed_at=row.placed_at,
-            action=row.action,
+            action=OrderAction(row.action),
             description=row.description,
-            status=row.status,
+            status=OrderStatus(row.status),
         )
 
 
