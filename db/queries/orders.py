@@ -62,13 +62,17 @@ async def place_order(
 
 
 async def settle_orders(
-    session: AsyncSession, *, subscription_id: int, status: OrderStatus
+    session: AsyncSession, *, partner_id: int, subscription_id: int, status: OrderStatus
 ) -> None:
     """The subscription's orders still in progress become ``status``: COMPLETED when its
     set-up is done, CANCELLED when it is cancelled before."""
     await session.execute(
         update(Order)
-        .where(O.subscription_id == subscription_id, O.status == OrderStatus.IN_PROGRESS.value)
+        .where(
+            O.partner_id == partner_id,
+            O.subscription_id == subscription_id,
+            O.status == OrderStatus.IN_PROGRESS.value,
+        )
         .values(status=status.value)
     )
 
@@ -91,8 +95,12 @@ async def billing_currency(
     return default
 
 
-async def has_invoice(session: AsyncSession, *, subscription_id: int) -> bool:
-    found = await session.execute(select(I.id).where(I.subscription_id == subscription_id).limit(1))
+async def has_invoice(session: AsyncSession, *, partner_id: int, subscription_id: int) -> bool:
+    found = await session.execute(
+        select(I.id)
+        .where(I.partner_id == partner_id, I.subscription_id == subscription_id)
+        .limit(1)
+    )
     return found.first() is not None
 
 

@@ -49,38 +49,59 @@ async def locked_subscription(session: AsyncSession, *, scope: Scope, pk: int) -
     return (await subscriptions_by_ids(session, scope=scope, ids=[pk])).get(pk)
 
 
-async def subscription_row(session: AsyncSession, *, pk: int) -> Any:
-    return (await session.execute(select(*SUBSCRIPTION_COLUMNS).where(S.id == pk))).one()
+def _own(scope: Scope, row: Any) -> None:
+    """A row changed here was read through ``scope`` (``locked_subscription``)."""
+    if row.partner_id != scope.partner_id:
+        raise PermissionError("The row is not of the scope's partner.")
 
 
-async def license_lines(session: AsyncSession, *, subscription: Any) -> Sequence[Any]:
+async def _subscription_row(session: AsyncSession, *, scope: Scope, pk: int) -> Any:
+    found = await session.execute(
+        select(*SUBSCRIPTION_COLUMNS).where(S.id == pk, S.partner_id == scope.partner_id)
+    )
+    return found.one()
+
+
+async def license_lines(session: AsyncSession, *, scope: Scope, subscription: Any) -> Sequence[Any]:
     """The subscription's licence lines, by product and licence type."""
+    _own(scope, subscription)
     rows = await session.execute(
         select(*L)
-        .where(L.subscription_id == subscription.id, L.partner_id == subscription.partner_id)
+        .where(L.subscription_id == subscription.id, L.partner_id == scope.partner_id)
         .order_by(L.product, L.license_type)
     )
     return rows.all()
 
 
-async def set_purchased(session: AsyncSession, *, line: Any, purchased: int) -> bool:
+async def set_purchased(session: AsyncSession, *, scope: Scope, line: Any, purchased: int) -> bool:
     """Set the line's purchased count if it still holds the count it was read with (a
     conditional UPDATE: a writer that bypassed the customer lock is detected, never
     overwritten); False when it did not."""
+    _own(scope, line)
     result = await session.execute(
         update(LicenseLine)
-        .where(L.id == line.id, L.purchased == line.purchased)
+        .where(L.id == line.id, L.partner_id == scope.partner_id, L.purchased == line.purchased)
         .values(purchased=purchased)
     )
     return bool(result.rowcount == 1)  # type: ignore[attr-defined]
 
 
-async def update_subscription(session: AsyncSession, *, subscription: Any, **values: Any) -> Any:
+async def update_subscription(
+    session: AsyncSession, *, scope: Scope, subscription: Any, **values: Any
+) -> Any:
     """Write ``values`` on the subscription; the row as it is now."""
-    await session.execute(update(Subscription).where(S.id == subscription.id).values(**values))
-    return await subscription_row(session, pk=subscription.id)
+    _own(scope, subscription)
+    await session.execute(
+        update(Subscription)
+        .where(S.id == subscription.id, S.partner_id == scope.partner_id)
+        .values(**values)
+    )
+    return await _subscription_row(session, scope=scope, pk=subscription.id)
 
 
-async def refresh(session: AsyncSession, *, subscription: Any, rules: StatusRules) -> None:
+async def refresh(
+    session: AsyncSession, *, scope: Scope, subscription: Any, rules: StatusRules
+) -> None:
     """The customer's status spans and products, from its data as this transaction sees it."""
+    _own(scope, subscription)
     await refresh_status_spans(session, [subscription.customer_id], rules)

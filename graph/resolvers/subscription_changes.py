@@ -81,13 +81,13 @@ async def _finish(
     """The order of a change, the customer's statuses, the audit entry, the payload."""
     order = await orders.place_order(
         c.session,
-        partner_id=before.partner_id,
+        partner_id=c.scope.partner_id,
         subscription_id=before.id,
         action=action,
         description=description,
         now=c.ctx.now,
     )
-    await sc.refresh(c.session, subscription=before, rules=_rules(c))
+    await sc.refresh(c.session, scope=c.scope, subscription=before, rules=_rules(c))
     c.record(
         "subscription",
         to_global_id("Subscription", before.id),
@@ -100,13 +100,13 @@ async def _finish(
 async def _invoice(c: Change, sub: Any, amount_cents: int) -> str:
     currency = await orders.billing_currency(
         c.session,
-        partner_id=sub.partner_id,
+        partner_id=c.scope.partner_id,
         subscription_id=sub.id,
         default=c.ctx.settings.billing_currency,
     )
     return await orders.issue_invoice(
         c.session,
-        partner_id=sub.partner_id,
+        partner_id=c.scope.partner_id,
         subscription_id=sub.id,
         amount_cents=amount_cents,
         currency=currency,
@@ -115,7 +115,7 @@ async def _invoice(c: Change, sub: Any, amount_cents: int) -> str:
 
 
 async def _term_cents(c: Change, sub: Any, months: int) -> int:
-    lines = await sc.license_lines(c.session, subscription=sub)
+    lines = await sc.license_lines(c.session, scope=c.scope, subscription=sub)
     prices = c.ctx.settings.license_prices_cents
     return billing.term_cents([(ln.product, ln.purchased) for ln in lines], prices, months)
 
@@ -137,15 +137,23 @@ async def complete_order_setup(
     start = min(sub.start_date, now)
     after = await sc.update_subscription(
         c.session,
+        scope=c.scope,
         subscription=sub,
         state=SubscriptionState.ACTIVE.value,
         start_date=start,
         renewal_date=sub.end_date if sub.auto_renew else None,
     )
-    await orders.settle_orders(c.session, subscription_id=sub.id, status=OrderStatus.COMPLETED)
+    await orders.settle_orders(
+        c.session,
+        partner_id=c.scope.partner_id,
+        subscription_id=sub.id,
+        status=OrderStatus.COMPLETED,
+    )
     text = f"Order for {sub.subscription_id} set up: active from {_day(start)}"
     invoice = None
-    if not await orders.has_invoice(c.session, subscription_id=sub.id):
+    if not await orders.has_invoice(
+        c.session, partner_id=c.scope.partner_id, subscription_id=sub.id
+    ):
         # Billed a year in advance (or the whole term when shorter), like every subscription.
         months = min(sub.term_months or 12, 12)
         invoice = await _invoice(c, sub, await _term_cents(c, sub, months))
@@ -167,7 +175,7 @@ def check_license_quantity(input: ChangeLicenseQuantityInput) -> None:
 
 async def _line(c: Change, sub: Any, input: ChangeLicenseQuantityInput) -> Any:
     product = input.product.value
-    lines = await sc.license_lines(c.session, subscription=sub)
+    lines = await sc.license_lines(c.session, scope=c.scope, subscription=sub)
     lines = [ln for ln in lines if ln.product == product]
     if input.license_type is not None:
         lines = [ln for ln in lines if ln.license_type == input.license_type]
@@ -210,7 +218,7 @@ async def change_license_quantity(
             f"{line.assigned} licences of the line are assigned: it cannot go below that.",
             "purchased",
         )
-    if not await sc.set_purchased(c.session, line=line, purchased=new):
+    if not await sc.set_purchased(c.session, scope=c.scope, line=line, purchased=new):
         raise user_error(
             "LICENSE_LINE_CHANGED",
             "The licence line changed during this change: read it again and retry.",
@@ -262,6 +270,7 @@ async def set_auto_renew(c: Change, input: SetAutoRenewInput) -> SubscriptionCha
         return _payload(sub, None)
     after = await sc.update_subscription(
         c.session,
+        scope=c.scope,
         subscription=sub,
         auto_renew=input.auto_renew,
         renewal_date=sub.end_date if input.auto_renew else None,
@@ -298,7 +307,11 @@ async def renew_subscription(c: Change, input: RenewSubscriptionInput) -> Subscr
     months = input.term_months
     end = add_months(sub.end_date, months)
     after = await sc.update_subscription(
-        c.session, subscription=sub, end_date=end, renewal_date=end if sub.auto_renew else None
+        c.session,
+        scope=c.scope,
+        subscription=sub,
+        end_date=end,
+        renewal_date=end if sub.auto_renew else None,
     )
     amount = await _term_cents(c, sub, months)
     invoice = await _invoice(c, sub, amount)
@@ -329,7 +342,7 @@ async def cancel_subscription(
             c.nothing_changed()  # it already ends with its term
             return _payload(sub, None)
         after = await sc.update_subscription(
-            c.session, subscription=sub, auto_renew=False, renewal_date=None
+            c.session, scope=c.scope, subscription=sub, auto_renew=False, renewal_date=None
         )
         end = _day(sub.end_date)
         text = f"{sub.subscription_id} cancelled at its term end: in force until {end}"
@@ -342,12 +355,18 @@ async def cancel_subscription(
         )
     after = await sc.update_subscription(
         c.session,
+        scope=c.scope,
         subscription=sub,
         state=SubscriptionState.CANCELLED.value,
         end_date=max(now, sub.start_date),
         auto_renew=False,
         renewal_date=None,
     )
-    await orders.settle_orders(c.session, subscription_id=sub.id, status=OrderStatus.CANCELLED)
+    await orders.settle_orders(
+        c.session,
+        partner_id=c.scope.partner_id,
+        subscription_id=sub.id,
+        status=OrderStatus.CANCELLED,
+    )
     text = f"{sub.subscription_id} cancelled now (was to end on {_day(sub.end_date)})"
     return await _finish(c, sub, after, OrderAction.CANCELLATION, text)
