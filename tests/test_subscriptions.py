@@ -694,3 +694,42 @@ async def test_seeded_order_counts_are_where_numbering_starts(w: World) -> None:
         )
     again = await call(w.api, AUTO_RENEW, subscriptionId=gid("Subscription", pk), autoRenew=True)
     assert again["order"]["orderNumber"] == "ORD-0000005"  # the counter, not a recount
+
+
+SECTIONS = """
+query {
+  licenseAnalytics(product: MEETINGS) {
+    aboutToExpire { kpis { expiringCustomers } }
+    aboutToRenew { kpis { renewingCustomers } }
+    overage { kpis { overageCustomers overageLicenses } }
+  }
+}
+"""
+
+
+async def sections(api: Api) -> tuple[int, int, int, int]:
+    body = data_of(await post_graphql(api, SECTIONS, as_=FULL))["licenseAnalytics"]
+    overage = body["overage"]["kpis"]
+    return (
+        body["aboutToExpire"]["kpis"]["expiringCustomers"],
+        body["aboutToRenew"]["kpis"]["renewingCustomers"],
+        overage["overageCustomers"],
+        overage["overageLicenses"],
+    )
+
+
+async def test_analytics_sections_move_with_each_change(w: World) -> None:
+    # given: an auto-renewing subscription ending in 60 days, 3 licences over
+    pk = await w.subscription(end=NOW + 60 * DAY, lines=[("MEETINGS", 10, 13, 8)])
+    sub = gid("Subscription", pk)
+    assert await sections(w.api) == (0, 1, 1, 3)
+
+    # when / then: each change shows in the next read
+    await call(w.api, QUANTITY, subscriptionId=sub, product="MEETINGS", purchased=11)
+    assert await sections(w.api) == (0, 1, 1, 2)
+    await call(w.api, QUANTITY, subscriptionId=sub, product="MEETINGS", purchased=13)
+    assert await sections(w.api) == (0, 1, 0, 0)
+    await call(w.api, AUTO_RENEW, subscriptionId=sub, autoRenew=False)
+    assert await sections(w.api) == (1, 0, 0, 0)
+    await call(w.api, RENEW, subscriptionId=sub, termMonths=12)
+    assert await sections(w.api) == (0, 0, 0, 0)  # ends in more than 90 days now
