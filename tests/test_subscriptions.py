@@ -733,3 +733,16 @@ async def test_analytics_sections_move_with_each_change(w: World) -> None:
     assert await sections(w.api) == (1, 0, 0, 0)
     await call(w.api, RENEW, subscriptionId=sub, termMonths=12)
     assert await sections(w.api) == (0, 0, 0, 0)  # ends in more than 90 days now
+
+
+async def test_an_invoice_too_large_for_one_invoice_is_refused(w: World) -> None:
+    # given: 100,000 Contact Center licences (36 months of them: 32.4 billion cents)
+    sub = gid("Subscription", await w.subscription(lines=[("CONTACT_CENTER", 100_000, 10, 5)]))
+    before = await snapshot(w.api.engine)
+
+    # when
+    payload = await call(w.api, RENEW, subscriptionId=sub, termMonths=36)
+
+    # then
+    refused(payload, "INVOICE_AMOUNT_TOO_LARGE", "termMonths")
+    await assert_nothing_written(w.api, before, "an invoice above 2**31 - 1 cents")

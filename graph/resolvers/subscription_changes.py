@@ -33,6 +33,7 @@ from graph.types.subscriptions import (
 
 MAX_LICENSES = 100_000
 MAX_RENEWAL_MONTHS = 36
+MAX_INVOICE_CENTS = 2**31 - 1
 FIELD = "subscriptionId"
 
 
@@ -97,7 +98,15 @@ async def _finish(
     return _payload(after, order)
 
 
-async def _invoice(c: Change, sub: Any, amount_cents: int) -> str:
+async def _invoice(c: Change, sub: Any, amount_cents: int, field: str) -> str:
+    if amount_cents > MAX_INVOICE_CENTS:
+        # Invoice.amountCents is a GraphQL Int (and a 32-bit column): bill it in parts.
+        raise user_error(
+            "INVOICE_AMOUNT_TOO_LARGE",
+            f"The invoice would be {amount_cents:,} cents, above the {MAX_INVOICE_CENTS:,} one "
+            "invoice may hold: make the change in smaller steps.",
+            field,
+        )
     currency = await orders.billing_currency(
         c.session,
         partner_id=c.scope.partner_id,
@@ -156,7 +165,7 @@ async def complete_order_setup(
     ):
         # Billed a year in advance (or the whole term when shorter), like every subscription.
         months = min(sub.term_months or 12, 12)
-        invoice = await _invoice(c, sub, await _term_cents(c, sub, months))
+        invoice = await _invoice(c, sub, await _term_cents(c, sub, months), FIELD)
         text += f", invoice {invoice} for {months} months"
     return await _finish(c, sub, after, OrderAction.ORDER_SETUP, text, invoiceNumber=invoice)
 
@@ -233,7 +242,7 @@ async def change_license_quantity(
     if new > old:
         price = c.ctx.settings.license_prices_cents[line.product]
         amount = billing.prorated_cents(new - old, price, now, sub.end_date)
-        invoice = await _invoice(c, sub, amount)
+        invoice = await _invoice(c, sub, amount, "purchased")
         text = (
             f"Added {what} to {sub.subscription_id} ({old} -> {new}); invoice {invoice} until "
             f"{_day(sub.end_date)}"
@@ -314,7 +323,7 @@ async def renew_subscription(c: Change, input: RenewSubscriptionInput) -> Subscr
         renewal_date=end if sub.auto_renew else None,
     )
     amount = await _term_cents(c, sub, months)
-    invoice = await _invoice(c, sub, amount)
+    invoice = await _invoice(c, sub, amount, "termMonths")
     text = f"Renewed {sub.subscription_id} for {months} months, to {_day(end)}; invoice {invoice}"
     audited = {"termMonths": months, "invoiceNumber": invoice, "amountCents": amount}
     return await _finish(c, sub, after, OrderAction.RENEWAL, text, **audited)

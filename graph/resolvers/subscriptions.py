@@ -76,7 +76,8 @@ class SubscriptionMutations:
         "Codes: INVALID_LICENSE_COUNT (not 1-100,000), PRODUCT_NOT_ON_SUBSCRIPTION, "
         "LICENSE_TYPE_REQUIRED (several lines of the product: give licenseType), "
         "LICENSE_COUNT_BELOW_ASSIGNED, SUBSCRIPTION_NOT_ACTIVE, LICENSE_LINE_CHANGED (the line "
-        "was changed by another writer meanwhile: retry)." + NOT_FOUND
+        "was changed by another writer meanwhile: retry), INVOICE_AMOUNT_TOO_LARGE (one "
+        "invoice holds at most 2,147,483,647 cents)." + NOT_FOUND
     )
     async def change_license_quantity(
         self, info: Info, input: ChangeLicenseQuantityInput
@@ -102,6 +103,7 @@ class SubscriptionMutations:
     @strawberry.mutation(
         description="Extend the end date of a paid subscription in force by 1-36 months, "
         "with a RENEWAL order and an invoice for the added months. Codes: INVALID_TERM, "
+        "INVOICE_AMOUNT_TOO_LARGE, "
         "SUBSCRIPTION_NOT_RENEWABLE (a trial, an expired, cancelled, provisioning or suspended "
         "one, or one that has ended)." + NOT_FOUND
     )
