@@ -6,7 +6,7 @@ default FULL_ADMIN on every customer, PARTNER_ADMIN on its own); the work is in
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Annotated, Any
 
 import strawberry
 
@@ -61,7 +61,14 @@ class SubscriptionMutations:
         "provisioning. Codes: SUBSCRIPTION_NOT_PROVISIONING." + NOT_FOUND
     )
     async def complete_order_setup(
-        self, info: Info, input: CompleteOrderSetupInput
+        self,
+        info: Info,
+        input: Annotated[
+            CompleteOrderSetupInput,
+            strawberry.argument(
+                description="The PROVISIONING subscription to set up (its global id)."
+            ),
+        ],
     ) -> SubscriptionChangePayload:
         return await _run(
             info, "completeOrderSetup", lambda c: changes.complete_order_setup(c, input)
@@ -80,7 +87,18 @@ class SubscriptionMutations:
         "invoice holds at most 2,147,483,647 cents)." + NOT_FOUND
     )
     async def change_license_quantity(
-        self, info: Info, input: ChangeLicenseQuantityInput
+        self,
+        info: Info,
+        input: Annotated[
+            ChangeLicenseQuantityInput,
+            strawberry.argument(
+                description=(
+                    "The subscription (global id), the product of the line, its new "
+                    "purchased count 1-100,000 and, when the product has several lines, the "
+                    "licence type."
+                )
+            ),
+        ],
     ) -> SubscriptionChangePayload:
         return await _run(
             info,
@@ -96,7 +114,14 @@ class SubscriptionMutations:
         "SUBSCRIPTION_NOT_ACTIVE, SUBSCRIPTION_NOT_RENEWABLE (a trial)." + NOT_FOUND
     )
     async def set_auto_renew(
-        self, info: Info, input: SetAutoRenewInput
+        self,
+        info: Info,
+        input: Annotated[
+            SetAutoRenewInput,
+            strawberry.argument(
+                description="The subscription (global id) and whether it renews automatically."
+            ),
+        ],
     ) -> SubscriptionChangePayload:
         return await _run(info, "setAutoRenew", lambda c: changes.set_auto_renew(c, input))
 
@@ -108,7 +133,16 @@ class SubscriptionMutations:
         "one, or one that has ended)." + NOT_FOUND
     )
     async def renew_subscription(
-        self, info: Info, input: RenewSubscriptionInput
+        self,
+        info: Info,
+        input: Annotated[
+            RenewSubscriptionInput,
+            strawberry.argument(
+                description=(
+                    "The subscription (global id) and the months to add to its end date, 1-36."
+                )
+            ),
+        ],
     ) -> SubscriptionChangePayload:
         return await _run(
             info,
@@ -125,7 +159,17 @@ class SubscriptionMutations:
         "(at term end: not in force; now: already ended)." + NOT_FOUND
     )
     async def cancel_subscription(
-        self, info: Info, input: CancelSubscriptionInput
+        self,
+        info: Info,
+        input: Annotated[
+            CancelSubscriptionInput,
+            strawberry.argument(
+                description=(
+                    "The subscription (global id) and whether it ends at its term end (the "
+                    "default) or now."
+                )
+            ),
+        ],
     ) -> SubscriptionChangePayload:
         return await _run(
             info, "cancelSubscription", lambda c: changes.cancel_subscription(c, input)

@@ -41,30 +41,11 @@ strawberry.enum(
     "cancelled or has ended.",
 )
 OrderAction = enums.OrderAction
-strawberry.enum(
-    enums.OrderAction,
-    description="What an order of a subscription's history did. NEW: a new subscription was "
-    "ordered; RENEWAL: the term was extended (renewSubscription, or an automatic renewal); "
-    "ADD_LICENSES / REMOVE_LICENSES: the purchased count of a licence line went up / down "
-    "(changeLicenseQuantity); ORDER_SETUP: a PROVISIONING subscription was set up and became "
-    "ACTIVE (completeOrderSetup); AUTO_RENEW_ON / AUTO_RENEW_OFF: automatic renewal was turned "
-    "on / off (setAutoRenew); CANCELLATION_AT_TERM_END: cancelled at the end of its term, it "
-    "stays in force until then (cancelSubscription with atTermEnd); CANCELLATION: cancelled "
-    "now; CONVERSION: a trial was converted into this paid subscription; TRIAL_START / "
-    "TRIAL_EXTENSION: a trial was started / extended.",
-)
+strawberry.enum(enums.OrderAction, description="What an order of a subscription's history did.")
 OrderStatus = enums.OrderStatus
-strawberry.enum(
-    enums.OrderStatus,
-    description="IN_PROGRESS: placed, waiting for its set-up (the subscription is "
-    "PROVISIONING); COMPLETED: carried out; CANCELLED: withdrawn before its set-up (the "
-    "subscription was cancelled while PROVISIONING).",
-)
+strawberry.enum(enums.OrderStatus, description="Where an order stands.")
 InvoiceStatus = enums.InvoiceStatus
-strawberry.enum(
-    enums.InvoiceStatus,
-    description="OPEN: issued, not yet due; PAID; OVERDUE: past its due date and unpaid.",
-)
+strawberry.enum(enums.InvoiceStatus, description="Whether an invoice is paid.")
 SetupState = enums.SetupState
 strawberry.enum(
     enums.SetupState,

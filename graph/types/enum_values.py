@@ -85,6 +85,44 @@ describe(
     },
 )
 describe(
+    enums.OrderAction,
+    {
+        "NEW": "A new subscription was ordered.",
+        "RENEWAL": "The term was extended (renewSubscription, or an automatic renewal); invoiced.",
+        "ADD_LICENSES": "The purchased count of a licence line went up (changeLicenseQuantity); "
+        "the added licences are invoiced for the rest of the term.",
+        "REMOVE_LICENSES": "The purchased count of a licence line went down "
+        "(changeLicenseQuantity); not credited.",
+        "ORDER_SETUP": "A PROVISIONING subscription was set up and became ACTIVE "
+        "(completeOrderSetup).",
+        "AUTO_RENEW_ON": "Automatic renewal was turned on (setAutoRenew).",
+        "AUTO_RENEW_OFF": "Automatic renewal was turned off (setAutoRenew).",
+        "CANCELLATION_AT_TERM_END": "Cancelled at the end of its term: auto-renew off, in force "
+        "until its end date (cancelSubscription with atTermEnd).",
+        "CANCELLATION": "Cancelled now (cancelSubscription with atTermEnd: false).",
+        "CONVERSION": "A trial was converted into this paid subscription (convertTrial).",
+        "TRIAL_START": "A trial was started (startTrial).",
+        "TRIAL_EXTENSION": "A trial was extended (extendTrial).",
+    },
+)
+describe(
+    enums.OrderStatus,
+    {
+        "IN_PROGRESS": "Placed, waiting for its set-up (the subscription is PROVISIONING).",
+        "COMPLETED": "Carried out.",
+        "CANCELLED": "Withdrawn before its set-up (the subscription was cancelled while "
+        "PROVISIONING).",
+    },
+)
+describe(
+    enums.InvoiceStatus,
+    {
+        "OPEN": "Issued and not yet due (every invoice starts OPEN, due 30 days after issue).",
+        "PAID": "Paid in full.",
+        "OVERDUE": "Past its due date and not paid.",
+    },
+)
+describe(
     enums.CustomerStatus,
     {
         "TRIAL": f"A TRIAL subscription is {IN_FORCE}.",
