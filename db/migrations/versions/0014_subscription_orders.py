@@ -1,7 +1,7 @@
 """order and invoice numbers unique per partner; order action/status and invoice status enums
 
 Revision ID: 0014_subscription_orders
-Revises: 0017_cost_budget
+Revises: 0012_license_totals
 """
 
 from collections.abc import Sequence
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0014_subscription_orders"
-down_revision: str | None = "0017_cost_budget"
+down_revision: str | None = "0012_license_totals"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
