@@ -25,7 +25,7 @@ from tests.helpers import Factory, name_key_of, post_graphql
 
 Snapshot = dict[str, str]
 _SNAPSHOT_SQL: dict[str, str] = {}
-_NOT_DATA = {"alembic_version", "cost_budget"}  # migrations' and the rate limit's bookkeeping
+NOT_DATA = {"alembic_version", "cost_budget"}  # migrations' and the rate limit's bookkeeping
 # What a refusal writes, left out of snapshots (the WHERE of each table's rows).
 _REFUSAL_TRACES = {"audit_log": f" WHERE object_type <> '{REFUSAL}'"}
 
@@ -44,7 +44,7 @@ async def _snapshot_sql(engine: AsyncEngine) -> str:
                 lambda c: {
                     name: [col["name"] for col in inspect(c).get_columns(name)]
                     for name in inspect(c).get_table_names()
-                    if name not in _NOT_DATA
+                    if name not in NOT_DATA
                 }
             )
         parts = []

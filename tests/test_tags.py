@@ -36,7 +36,7 @@ from db.models import (
 from db.queries.admins import issue_token
 from db.status import refresh_status_spans
 from graph.mutations import REFUSAL
-from tests.authz_support import refusal_trace
+from tests.authz_support import NOT_DATA, refusal_trace
 from tests.conftest import NOW, Api, _api_over
 from tests.helpers import RULES, Factory, assert_forbidden, data_of, post_graphql, token_for
 
@@ -206,7 +206,11 @@ async def snapshot(api: Api) -> dict[str, list[str]]:
     async with api.engine.connect() as conn:
         if api.engine not in _TABLES:
             existing = set(await conn.run_sync(lambda c: inspect(c).get_table_names()))
-            _TABLES[api.engine] = [t for t in SQLModel.metadata.sorted_tables if t.name in existing]
+            _TABLES[api.engine] = [
+                t
+                for t in SQLModel.metadata.sorted_tables
+                if t.name in existing and t.name not in NOT_DATA
+            ]
         return {
             table.name: sorted(
                 repr(tuple(r))
