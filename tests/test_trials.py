@@ -372,6 +372,18 @@ async def test_convert_trial_into_a_paid_subscription(api: Api, world: World) ->
         ("CALLING", 7),
         ("MEETINGS", 40),
     ]
+    # then: billed a year in advance, at the documented prices (db/billing.py), with its order
+    billed = data_of(
+        await post_graphql(
+            api,
+            "query($id: ID!) { node(id: $id) { ... on Subscription { "
+            "invoices { amountCents status } orders { action } } } }",
+            {"id": paid["id"]},
+            as_=FULL,
+        )
+    )["node"]
+    assert billed["invoices"] == [{"amountCents": 12 * (40 * 1500 + 7 * 2500), "status": "OPEN"}]
+    assert [o["action"] for o in billed["orders"]] == ["CONVERSION"]
     # then: the customer is a paying one, no longer on trial
     found = await customer(api, customer_id)
     assert found is not None

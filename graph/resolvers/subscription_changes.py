@@ -123,6 +123,13 @@ async def _invoice(c: Change, sub: Any, amount_cents: int, field: str) -> str:
     )
 
 
+async def invoice_first_year(c: Change, sub: Any, field: str) -> tuple[str, int]:
+    """Invoice a new subscription a year in advance (or its whole term when shorter), like
+    every subscription: the invoice number and the months billed."""
+    months = min(sub.term_months or 12, 12)
+    return await _invoice(c, sub, await _term_cents(c, sub, months), field), months
+
+
 async def _term_cents(c: Change, sub: Any, months: int) -> int:
     lines = await sc.license_lines(c.session, scope=c.scope, subscription=sub)
     prices = c.ctx.settings.license_prices_cents
@@ -163,9 +170,7 @@ async def complete_order_setup(
     if not await orders.has_invoice(
         c.session, partner_id=c.scope.partner_id, subscription_id=sub.id
     ):
-        # Billed a year in advance (or the whole term when shorter), like every subscription.
-        months = min(sub.term_months or 12, 12)
-        invoice = await _invoice(c, sub, await _term_cents(c, sub, months), FIELD)
+        invoice, months = await invoice_first_year(c, sub, FIELD)
         text += f", invoice {invoice} for {months} months"
     return await _finish(c, sub, after, OrderAction.ORDER_SETUP, text, invoiceNumber=invoice)
 

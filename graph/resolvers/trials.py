@@ -17,6 +17,7 @@ from graph.auth.permissions import Act, Obj
 from graph.context import Context, Info
 from graph.ids import to_global_id
 from graph.mutations import EMAIL, Change, input_pk, run_mutation, user_error
+from graph.resolvers.subscription_changes import invoice_first_year
 from graph.types.customers import Customer, Subscription
 from graph.types.trials import (
     ConvertTrialInput,
@@ -230,11 +231,17 @@ async def _convert(c: Change, input: ConvertTrialInput) -> ConvertTrialPayload:
         now=ctx.now,
         rules=_rules(ctx),
     )
+    # The paid subscription is billed from its first day, as one set up from an order is.
+    invoice, _ = await invoice_first_year(c, paid, "termMonths")
     c.record(
         "subscription",
         to_global_id("Subscription", trial.id),
         before=_trial_audit(trial),
-        after={"trial": _trial_audit(ended), "subscription": _trial_audit(paid)},
+        after={
+            "trial": _trial_audit(ended),
+            "subscription": _trial_audit(paid),
+            "invoiceNumber": invoice,
+        },
     )
     return ConvertTrialPayload(
         trial=Subscription.from_row(ended), subscription=Subscription.from_row(paid), user_errors=[]
