@@ -317,6 +317,9 @@ class CustomerStatusSpan(SQLModel, table=True):
             "ix_status_span_now", "partner_id", "status", "valid_to", "valid_from", "customer_id"
         ),
         Index("ix_status_span_customer_now", "customer_id", "status", "valid_to", "valid_from"),
+        # Today's span starts, for the maintained status counts (migration 0020,
+        # db.directory_counts).
+        Index("ix_status_span_from", "partner_id", "status", "valid_from"),
         # A page filtered by one status walks its customers in name order (migration 0010).
         Index(
             "ix_status_span_name",
@@ -541,4 +544,4 @@ import db.partner_versions  # noqa: E402, F401
 # Registered persisted queries (deployment-wide documents, not partner data), the per-token
 # cost budgets a deployment's instances share (graph/cost_store.py), and the maintained license
 # aggregates (issue 16), registered on the same metadata.
-from db import cost_budgets, license_totals, persisted_models  # noqa: E402, F401
+from db import cost_budgets, directory_counts, license_totals, persisted_models  # noqa: E402, F401

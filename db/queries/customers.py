@@ -35,6 +35,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql import Select
 
+from db import directory_counts
 from db.enums import CustomerStatus, SubscriptionKind, SubscriptionState
 from db.models import (
     Admin,
@@ -501,9 +502,35 @@ async def _bounded_walk(
     return rows, None
 
 
+def maintained_status(scope: Scope, query: CustomerQuery) -> str | None:
+    """The one status whose maintained count (``db.directory_counts``) answers ``query``: ""
+    for no filter at all, None when the count has to be made (a restricted scope, a search,
+    several statuses, any other filter)."""
+    if scope.assigned_admin_id is not None or query.search:
+        return None
+    if query.managed_by is not None or query.products is not None or query.tag_ids is not None:
+        return None
+    wanted = set(query.statuses) if query.statuses is not None else None
+    if query.subscription_kind is not None:
+        kind = (
+            CustomerStatus.TRIAL.value
+            if query.subscription_kind == SubscriptionKind.TRIAL
+            else CustomerStatus.ACTIVE.value
+        )
+        wanted = {kind} if wanted is None or kind in wanted else set()
+    if wanted is None:
+        return ""
+    return next(iter(wanted)) if len(wanted) == 1 else None
+
+
 async def count_customers(
     session: AsyncSession, *, scope: Scope, query: CustomerQuery, now: datetime
 ) -> int:
+    status = maintained_status(scope, query)
+    if status == "":
+        return await directory_counts.customer_count(session, scope.partner_id)
+    if status is not None:
+        return await directory_counts.status_count(session, scope.partner_id, status, now)
     stmt = (
         select(func.count())
         .select_from(Customer)
