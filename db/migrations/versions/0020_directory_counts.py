@@ -54,8 +54,7 @@ _CUSTOMER_ADD = (
     "ON CONFLICT (partner_id) DO UPDATE SET customers = customers + 1;"
 )
 _CUSTOMER_REMOVE = (
-    "UPDATE partner_customer_count SET customers = customers - 1 "
-    "WHERE partner_id = OLD.partner_id;"
+    "UPDATE partner_customer_count SET customers = customers - 1 WHERE partner_id = OLD.partner_id;"
 )
 
 
