@@ -282,3 +282,27 @@ def test_restricted_scopes_and_other_filters_are_counted() -> None:
         == "TRIAL"
     )
     assert directory_counts.day_number(datetime(1970, 1, 2, 23, 59, tzinfo=UTC)) == 1
+
+
+def test_truncate_empties_the_counts(database_url: str, backend: str) -> None:
+    """PostgreSQL's TRUNCATE fires no DELETE trigger: its own trigger empties the counts."""
+    if backend != "postgresql":
+        pytest.skip("TRUNCATE is PostgreSQL's")
+
+    async def run() -> None:
+        from sqlalchemy import text
+
+        engine = create_engine(database_url)
+        try:
+            partners, admins = await _base(engine)
+            async with engine.begin() as conn:
+                await conn.execute(text("TRUNCATE customer CASCADE"))
+            await check(engine, partners, START)
+            await apply(engine, ("customer", 1), START, admins)
+            await check(engine, partners, START)
+            async with session_factory(engine)() as session:
+                assert await directory_counts.customer_count(session, partners[1]) == 1
+        finally:
+            await engine.dispose()
+
+    asyncio.run(run())

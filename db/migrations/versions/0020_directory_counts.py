@@ -127,11 +127,13 @@ def _pg_span_delta(sources: list[tuple[str, str]]) -> str:
     )
 
 
-def _pg_function(name: str, delta: Callable[[list[tuple[str, str]]], str]) -> str:
+def _pg_function(name: str, counts: str, delta: Callable[[list[tuple[str, str]]], str]) -> str:
     return f"""
 CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    IF TG_OP = 'INSERT' THEN
+    IF TG_OP = 'TRUNCATE' THEN
+        DELETE FROM {counts};
+    ELSIF TG_OP = 'INSERT' THEN
         {delta([("new_rows", "1")])}
     ELSIF TG_OP = 'DELETE' THEN
         {delta([("old_rows", "-1")])}
@@ -144,8 +146,10 @@ END $$
 
 
 PG_FUNCTIONS = {
-    "customer_counts": _pg_function("customer_counts", _pg_customer_delta),
-    "status_span_days": _pg_function("status_span_days", _pg_span_delta),
+    "customer_counts": _pg_function(
+        "customer_counts", "partner_customer_count", _pg_customer_delta
+    ),
+    "status_span_days": _pg_function("status_span_days", "status_span_day", _pg_span_delta),
 }
 PG_TABLES = {"customer": "customer_counts", "customer_status_span": "status_span_days"}
 
@@ -165,6 +169,11 @@ def _pg_triggers() -> dict[str, tuple[str, str]]:
                 f"AFTER {event} ON {table} REFERENCING {referencing} "
                 f"FOR EACH STATEMENT EXECUTE FUNCTION {function}()",
             )
+        # TRUNCATE fires no DELETE trigger: it empties the counts instead.
+        out[f"{table}_counts_tru"] = (
+            table,
+            f"AFTER TRUNCATE ON {table} FOR EACH STATEMENT EXECUTE FUNCTION {function}()",
+        )
     return out
 
 
