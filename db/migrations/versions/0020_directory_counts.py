@@ -2,7 +2,7 @@
 partner, status and day (issue 16, ``totalCount``)
 
 Revision ID: 0020_directory_counts
-Revises: 0012_license_totals
+Revises: 0014_subscription_orders
 """
 
 from collections.abc import Callable, Sequence
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0020_directory_counts"
-down_revision: str | None = "0012_license_totals"
+down_revision: str | None = "0014_subscription_orders"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
