@@ -218,13 +218,14 @@ async def test_an_assigned_tag_scope_fills_tags_for_assigned_customers_only(
     assert rows["Baker Inc"]["licenses_purchased"] == "20"
 
 
-def test_every_column_names_the_graphql_field_whose_rule_it_follows() -> None:
+async def test_every_column_names_the_graphql_field_whose_rule_it_follows() -> None:
     # A column added without an entry, or naming a field that is not a relationship of
     # Customer, would be produced without its field's authorization.
     assert list(graph.export.MIRRORS) == COLUMNS == graph.export.COLUMNS
     for field in graph.export.MIRRORS.values():
         assert field is None or field in CUSTOMER_RELATIONS, field
-    # The rule each relationship's loader applies (graph.loaders), which the columns follow.
+    # The rule each relationship's loader applies (graph.loaders), which the columns follow (built
+    # inside a running loop, as the app builds them: a DataLoader asks for the current loop).
     settings = SimpleNamespace(max_tags_per_customer=50)
     loaders = Loaders(cast(Any, SimpleNamespace(settings=settings)))
     assert CUSTOMER_RELATIONS["tags"].loader(loaders).rule[0] is Obj.TAG
