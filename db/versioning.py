@@ -16,6 +16,12 @@ cached responses. Forgetting to declare therefore costs cache hits, never correc
 declaring asserts that the transaction writes only those partners' data (the mutation path
 writes through its caller's ``Scope``, which names the partner: the one door).
 
+Some partner rows feed figures every partner sees: the low-allocation medians are computed over
+the in-force subscriptions of the whole deployment (``db.queries.analytics.medians``), so a
+trial another partner starts changes which of this partner's subscriptions are flagged. A
+transaction that writes ``subscription`` or ``license_line`` (``SHARED_WRITE``) therefore moves
+the global epoch whatever it declared.
+
 Partners' writes never wait on a shared row: each moves its own partner's row (PostgreSQL locks
 it for the instant of the commit; SQLite serialises writers anyway). The bump is the last
 statement of the writing transaction, so the rows it locks are the last locks taken, in partner
@@ -37,6 +43,7 @@ reads any data.
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -53,6 +60,12 @@ PARTNER_VERSION_TABLE = "partner_data_version"
 WRITE_LOCK = "UPDATE app_meta SET value = value WHERE key = 'write_lock'"
 _DIRTY = "partner_hub_written"
 _PARTNERS = "partner_hub_partners"
+_SHARED = "partner_hub_shared"
+# Writes of the tables deployment-wide figures are read from (the low-allocation medians).
+SHARED_WRITE = re.compile(
+    r"\s*(?:INSERT\s+INTO|UPDATE|DELETE\s+FROM)\s+\"?(?:subscription|license_line)\b(?!_)",
+    re.IGNORECASE,
+)
 _READS = ("SELECT", "PRAGMA", "EXPLAIN", "SHOW", "SAVEPOINT", "RELEASE", "BEGIN", "ANALYZE")
 _AUDIT_ONLY = ("INSERT INTO AUDIT_LOG ",)  # what a refusal writes (graph.mutations)
 _BUMP = (
@@ -88,18 +101,28 @@ def moves_version(statement: str) -> bool:
 
 
 def _on_execute(conn: Connection, _cursor: Any, statement: str, *_: Any) -> None:
-    if not conn.info.get(_DIRTY) and moves_version(statement):
-        conn.info[_DIRTY] = True
+    info = conn.info
+    if info.get(_SHARED):
+        return
+    if not info.get(_DIRTY):
+        if not moves_version(statement):
+            return
+        info[_DIRTY] = True
+    if SHARED_WRITE.match(statement):
+        info[_SHARED] = True
 
 
 def _on_begin(conn: Connection) -> None:
     # A declaration is for one transaction: one left by a transaction that ended without the
     # events seeing it (a pool reset) must not narrow the next one's bump.
     conn.info.pop(_PARTNERS, None)
+    conn.info.pop(_SHARED, None)
 
 
 def _on_commit(conn: Connection) -> None:
     partners: set[int] | None = conn.info.pop(_PARTNERS, None)
+    if conn.info.pop(_SHARED, False):
+        partners = None  # figures of every partner moved: the global epoch
     if conn.info.pop(_DIRTY, False):
         cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
         try:
@@ -114,6 +137,7 @@ def _on_rollback(conn: Connection) -> None:
     with contextlib.suppress(SQLAlchemyError):
         conn.info.pop(_DIRTY, None)
         conn.info.pop(_PARTNERS, None)
+        conn.info.pop(_SHARED, None)
 
 
 def track_writes(engine: AsyncEngine) -> None:

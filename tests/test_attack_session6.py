@@ -1,0 +1,50 @@
+"""Attacks on session 6's work (persisted queries, backward paging, per-partner data versions,
+the shared budget, the one-statement detail): each test is a regression test of a fix."""
+
+from __future__ import annotations
+
+from tests.conftest import Api
+from tests.helpers import Factory, data_of, post_graphql, token_for
+from tests.test_trials import START_TRIAL, for_customer
+
+LOW = (
+    "query Low { licenseAnalytics(product: MEETINGS) "
+    "{ lowAllocation { kpis { lowAllocationCustomers } } } }"
+)
+
+
+async def _low(api: Api, email: str) -> int:
+    body = data_of(await post_graphql(api, LOW, as_=email))
+    return int(body["licenseAnalytics"]["lowAllocation"]["kpis"]["lowAllocationCustomers"])
+
+
+async def test_another_partners_trial_moves_what_the_low_allocation_medians_show(
+    api: Api,
+) -> None:
+    """The low-allocation medians are deployment-wide (every partner's in-force subscriptions):
+    a trial started by another partner moves them, so it must move every partner's data
+    version, or a cached response (or an ETag) of this partner outlives the change."""
+    factory = Factory(api.engine)
+    acme = await factory.partner()
+    globex = await factory.partner("Globex", "globex.example")
+    await factory.admin(acme, "full@acme.example", "FULL_ADMIN")
+    await factory.admin(globex, "full@globex.example", "FULL_ADMIN")
+    ours = await factory.customer(acme, "Ours")
+    theirs = await factory.customer(globex, "Theirs")
+    others = [await factory.customer(globex, f"Other {n}") for n in range(2)]
+    await factory.subscription(ours, lines=[("MEETINGS", 10, 3, 3)])  # ratio 0.3
+    await factory.subscription(theirs, lines=[("MEETINGS", 10, 10, 10)])  # ratio 1.0
+    for email in ("full@acme.example", "full@globex.example"):
+        await token_for(api, email)  # (issuing a token is a write of its own)
+    # Band 1-10: median of {0.3, 1.0} = 0.65, and 0.3 < half of it: flagged.
+    assert await _low(api, "full@acme.example") == 1
+    assert await _low(api, "full@acme.example") == 1  # (served from the response cache)
+    for other in others:  # two trials of ratio 0: median of {0, 0, 0.3, 1} = 0.15
+        body = await post_graphql(
+            api,
+            START_TRIAL,
+            {"input": for_customer(other, ("MEETINGS", 5))},
+            as_="full@globex.example",
+        )
+        assert not data_of(body)["startTrial"]["userErrors"], body
+    assert await _low(api, "full@acme.example") == 0
