@@ -4,7 +4,7 @@ the shared budget, the one-statement detail): each test is a regression test of 
 from __future__ import annotations
 
 from tests.conftest import Api
-from tests.helpers import Factory, data_of, post_graphql, token_for
+from tests.helpers import Factory, data_of, error_codes, post_graphql, token_for
 from tests.test_trials import START_TRIAL, for_customer
 
 LOW = (
@@ -48,3 +48,36 @@ async def test_another_partners_trial_moves_what_the_low_allocation_medians_show
         )
         assert not data_of(body)["startTrial"]["userErrors"], body
     assert await _low(api, "full@acme.example") == 0
+
+
+# --- empty cursors ---------------------------------------------------------------------------
+
+EMPTY_CURSOR_LISTS = {
+    "helpdesk": "query($a: String, $b: String, $l: Int) "
+    "{ helpdeskCases(after: $a, before: $b, last: $l) { pageInfo { hasNextPage } } }",
+    "audit": "query($a: String, $b: String, $l: Int) "
+    "{ auditLog(after: $a, before: $b, last: $l) { pageInfo { hasNextPage } } }",
+    "analytics": "query($a: String, $b: String, $l: Int) { licenseAnalytics(product: MEETINGS) "
+    "{ lowAllocation { rows(after: $a, before: $b, last: $l) { pageInfo { hasNextPage } } } } }",
+    "calling": "query($a: String, $b: String, $l: Int) { callingAnalytics "
+    "{ customersUsage(after: $a, before: $b, last: $l) { pageInfo { hasNextPage } } } }",
+    "customers": "query($a: String, $b: String, $l: Int) "
+    "{ customers(after: $a, before: $b, last: $l) { pageInfo { hasNextPage } } }",
+    "admins": "query($a: String, $b: String, $l: Int) "
+    "{ admins(after: $a, before: $b, last: $l) { pageInfo { hasNextPage } } }",
+}
+
+
+async def test_an_empty_cursor_is_refused_by_every_connection_in_both_directions(
+    api: Api,
+) -> None:
+    """``after: ""`` or ``before: ""`` is not a cursor this API hands out: every connection
+    refuses it (INVALID_CURSOR) as the customer directory does, rather than starting over while
+    its page info claims rows beyond the page."""
+    factory = Factory(api.engine)
+    acme = await factory.partner()
+    await factory.admin(acme, "full@acme.example", "FULL_ADMIN")
+    for name, query in EMPTY_CURSOR_LISTS.items():
+        for variables in ({"a": ""}, {"b": ""}, {"b": "", "l": 5}):
+            body = await post_graphql(api, query, variables, as_="full@acme.example")
+            assert error_codes(body) == ["INVALID_CURSOR"], (name, variables, body)

@@ -157,7 +157,7 @@ class SectionSource:
         query_fp = fingerprint(self.scope.key, self.product, row_column.value, descending)
         after_key = (
             codec.decode(page_of.cursor, list_name, query_fp, q.key_types(self.section, row_column))
-            if page_of.cursor
+            if page_of.cursor is not None
             else None
         )
         medians = await section_medians(ctx, self.section)

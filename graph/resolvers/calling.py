@@ -72,7 +72,9 @@ async def _page(
     # with rows that come and go, as licenses are assigned between two pages).
     query_fp = fingerprint(scope.key, week.isoformat(), order)
     after_key = (
-        codec.decode(page_of.cursor, name, query_fp, table.key_types) if page_of.cursor else None
+        codec.decode(page_of.cursor, name, query_fp, table.key_types)
+        if page_of.cursor is not None
+        else None
     )
     async with ctx.db() as session:
         page = await q.table_page(

@@ -172,7 +172,11 @@ class HelpdeskQueries:
         codec = CursorCodec(ctx.services.secret)
         # The customer scope is part of what the filter means, hence of the fingerprint.
         fp = fingerprint(scope.partner_id, repr(query))
-        cursor_id = codec.decode(page.cursor, LIST_NAME, fp, ("int",))[0] if page.cursor else None
+        cursor_id = (
+            codec.decode(page.cursor, LIST_NAME, fp, ("int",))[0]
+            if page.cursor is not None
+            else None
+        )
 
         async def count() -> int:
             async with ctx.db() as session:

@@ -177,7 +177,11 @@ class PolicyQueries:
         codec = CursorCodec(ctx.services.secret)
         # The partner is part of what the list means: another partner's cursor is refused.
         fp = fingerprint(scope.partner_id, repr(query))
-        cursor_id = codec.decode(page.cursor, "auditLog", fp, ("int",))[0] if page.cursor else None
+        cursor_id = (
+            codec.decode(page.cursor, "auditLog", fp, ("int",))[0]
+            if page.cursor is not None
+            else None
+        )
         async with ctx.db() as session:
             read, more = await audit_q.audit_page(
                 session,
