@@ -69,7 +69,8 @@ def persisted_extension(payload: Mapping[str, Any]) -> Mapping[str, Any] | None:
     persisted = extensions[EXTENSION]
     if not isinstance(persisted, Mapping):
         raise Refused(400, ErrorCode.BAD_REQUEST, "`extensions.persistedQuery` must be an object.")
-    if persisted.get("version") != 1:
+    version = persisted.get("version")
+    if type(version) is not int or version != 1:  # not true, nor 1.0: the integer 1
         raise Refused(
             400, ErrorCode.BAD_REQUEST, "Only version 1 of `extensions.persistedQuery` is known."
         )

@@ -3,8 +3,11 @@ the shared budget, the one-statement detail): each test is a regression test of 
 
 from __future__ import annotations
 
+import pytest
+
 from tests.conftest import Api
 from tests.helpers import Factory, data_of, error_codes, post_graphql, token_for
+from tests.test_persisted import VIEWER, apq, get, post, sha, world
 from tests.test_trials import START_TRIAL, for_customer
 
 LOW = (
@@ -81,3 +84,24 @@ async def test_an_empty_cursor_is_refused_by_every_connection_in_both_directions
         for variables in ({"a": ""}, {"b": ""}, {"b": "", "l": 5}):
             body = await post_graphql(api, query, variables, as_="full@acme.example")
             assert error_codes(body) == ["INVALID_CURSOR"], (name, variables, body)
+
+
+# --- persisted queries -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("version", [True, 1.0, "1"])
+async def test_a_persisted_version_that_is_not_the_integer_1_is_refused(
+    api: Api, version: object
+) -> None:
+    """``true == 1`` and ``1.0 == 1`` in Python: the version check must not take them for the
+    protocol's version 1, on POST as on GET."""
+    tokens = await world(api)
+    token = tokens["full@acme.example"]
+    extensions = {"persistedQuery": {"version": version, "sha256Hash": sha(VIEWER)}}
+    posted = await post(api, token, {"query": VIEWER, "extensions": extensions})
+    assert (posted.status_code, error_codes(posted.json())) == (400, ["BAD_REQUEST"])
+    got = await get(api, token, {"extensions": extensions})
+    assert (got.status_code, error_codes(got.json())) == (400, ["BAD_REQUEST"])
+    # nothing was registered under the hash
+    alone = await post(api, token, {"extensions": apq(sha(VIEWER))})
+    assert error_codes(alone.json()) == ["PERSISTED_QUERY_NOT_FOUND"]
