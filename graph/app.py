@@ -344,6 +344,15 @@ class GraphQLEndpoint:
                 asyncio.get_running_loop().call_soon(release_memory, size)
 
     async def _handle(self, request: Request, state: dict[str, Any], send: Send) -> Response | None:
+        if request.method not in ("GET", "HEAD", "POST"):
+            # The route takes every method so that this refusal is coded like the others (the
+            # router's own is a bare text/plain 405); PUT is not a GET that could run a read.
+            raise Refused(
+                405,
+                ErrorCode.METHOD_NOT_ALLOWED,
+                "Send GraphQL operations with POST (persisted reads with GET).",
+                Allow="GET, POST",
+            )
         get = request.method != "POST"
         if get and not ({"query", "extensions"} & request.query_params.keys()):
             # GraphiQL from the package (graph/graphiql.py), not Strawberry's page, which loads
@@ -466,7 +475,7 @@ def create_app(settings: Settings | None = None, engine: AsyncEngine | None = No
 
     app = Starlette(
         routes=[
-            Route("/graphql", GraphQLEndpoint(hub), methods=["GET", "POST"]),
+            Route("/graphql", GraphQLEndpoint(hub)),  # any method: refusals are coded
             Route("/healthz", healthz),
             Route(GRAPHIQL_ASSETS + "/{digest}/{name:path}", serve_asset, methods=["GET"]),
             Route("/readyz", readyz),

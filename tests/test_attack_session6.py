@@ -3,6 +3,8 @@ the shared budget, the one-statement detail): each test is a regression test of 
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from tests.conftest import Api
@@ -105,3 +107,27 @@ async def test_a_persisted_version_that_is_not_the_integer_1_is_refused(
     # nothing was registered under the hash
     alone = await post(api, token, {"extensions": apq(sha(VIEWER))})
     assert error_codes(alone.json()) == ["PERSISTED_QUERY_NOT_FOUND"]
+
+
+@pytest.mark.parametrize("method", ["PUT", "DELETE", "PATCH", "OPTIONS"])
+async def test_other_methods_get_a_coded_405_and_run_nothing(api: Api, method: str) -> None:
+    """Only GET (persisted reads, GraphiQL) and POST: any other method is refused with the
+    API's coded error and an Allow header, never the router's bare text/plain 405, and a
+    persisted hash in its query string runs nothing."""
+    tokens = await world(api)
+    token = tokens["full@acme.example"]
+    registered = await post(api, token, {"query": VIEWER, "extensions": apq(sha(VIEWER))})
+    assert registered.json()["data"]["viewer"]
+    for params in (
+        {},
+        {"extensions": json.dumps(apq(sha(VIEWER)))},
+    ):
+        response = await api.client.request(
+            method, "/graphql", params=params, headers={"Authorization": f"Bearer {token}"}
+        )
+        assert response.status_code == 405
+        assert response.headers["allow"] == "GET, POST"
+        assert response.headers["content-type"].startswith("application/json")
+        assert error_codes(response.json()) == ["METHOD_NOT_ALLOWED"]
+    head = await api.client.head("/graphql", headers={"Accept": "text/html"})
+    assert head.status_code == 200  # HEAD stays GET's
