@@ -109,7 +109,13 @@ def loads(body: bytes | str) -> Any:
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError:
+        pass
+    try:
         return json.loads(body)
+    except RecursionError:
+        # Nested deeper than orjson's 1,024 levels: the standard library recurses until the
+        # interpreter's limit; invalid JSON here, never a failure of the server.
+        raise ValueError("JSON nested too deeply.") from None
 
 
 def dumps(payload: Any) -> bytes:

@@ -131,3 +131,20 @@ async def test_other_methods_get_a_coded_405_and_run_nothing(api: Api, method: s
         assert error_codes(response.json()) == ["METHOD_NOT_ALLOWED"]
     head = await api.client.head("/graphql", headers={"Accept": "text/html"})
     assert head.status_code == 200  # HEAD stays GET's
+
+
+@pytest.mark.parametrize("body", ["[" * 100_000 + "]" * 100_000, '{"query": ' + "[" * 5000])
+async def test_json_nested_beyond_the_parsers_limit_is_a_bad_request(api: Api, body: str) -> None:
+    """orjson refuses nesting beyond 1,024 levels; the standard library's fallback (kept for
+    lone surrogates) then hit the recursion limit: an INTERNAL_SERVER_ERROR. It is the client's
+    invalid JSON: 400 BAD_REQUEST."""
+    tokens = await world(api)
+    response = await api.client.post(
+        "/graphql",
+        content=body,
+        headers={
+            "Authorization": f"Bearer {tokens['full@acme.example']}",
+            "Content-Type": "application/json",
+        },
+    )
+    assert (response.status_code, error_codes(response.json())) == (400, ["BAD_REQUEST"])
