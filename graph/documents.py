@@ -256,6 +256,11 @@ class DocumentCache:
                 positions=error.positions,
                 extensions={"code": ErrorCode.GRAPHQL_PARSE_FAILED.value},
             ) from None
+        except RecursionError:
+            # The parser recurses per level of nesting (selection sets, inline fragments, list
+            # and object values): a few hundred levels fit in the token limit and exhaust
+            # Python's stack before the depth rule (a validation rule) could refuse them.
+            raise too_complex("Document is nested too deeply.") from None
         repeated_fields(document)
         # The text, once more in comment tokens, and the tree.
         weight = 2 * sys.getsizeof(query) + AST_BYTES_PER_TOKEN * parser.tokens

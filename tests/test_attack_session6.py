@@ -148,3 +148,32 @@ async def test_json_nested_beyond_the_parsers_limit_is_a_bad_request(api: Api, b
         },
     )
     assert (response.status_code, error_codes(response.json())) == (400, ["BAD_REQUEST"])
+
+
+DEEP = {
+    "inline fragments": "query { viewer { "
+    + "... on Admin { " * 400
+    + "email"
+    + " }" * 400
+    + " } }",
+    "list value": "query { customers(first: 1, filter: {products: "
+    + "[" * 500
+    + "MEETINGS"
+    + "]" * 500
+    + "}) { totalCount } }",
+}
+
+
+@pytest.mark.parametrize("document", list(DEEP.values()), ids=list(DEEP))
+async def test_a_document_nested_beyond_the_stack_is_too_complex_on_every_path(
+    api: Api, document: str
+) -> None:
+    """A few hundred levels fit in the token limit and exhausted the parser's stack where the
+    document is parsed before execution (the response cache's key, a persisted query being
+    registered): INTERNAL_SERVER_ERROR. Coded on every path, registering nothing."""
+    token = (await world(api))["full@acme.example"]
+    for body in ({"query": document}, {"query": document, "extensions": apq(sha(document))}):
+        response = await post(api, token, body)
+        assert error_codes(response.json()) == ["QUERY_TOO_COMPLEX"]
+    by_hash = await get(api, token, {"extensions": apq(sha(document))})
+    assert error_codes(by_hash.json()) == ["PERSISTED_QUERY_NOT_FOUND"]
