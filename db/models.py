@@ -539,7 +539,8 @@ class LaunchToken(SQLModel, table=True):
 # Calling aggregates live in their own module; importing it registers them on the metadata.
 import db.calls_models  # noqa: E402
 import db.calls_partner  # noqa: E402
-import db.partner_versions  # noqa: E402, F401
+import db.partner_versions  # noqa: E402
+import db.webhook_models  # noqa: E402, F401
 
 # Registered persisted queries (deployment-wide documents, not partner data), the per-token
 # cost budgets a deployment's instances share (graph/cost_store.py), and the maintained license

@@ -97,6 +97,23 @@ class Settings(BaseSettings):
         description="Monthly price per licence and product, in cents, as JSON.",
     )
     billing_currency: str = Field(default="USD", pattern=r"^[A-Z]{3}$")
+    # Webhooks (issue 20). `serve` delivers unless webhook_delivery is off; http:// endpoints
+    # and private, loopback or link-local addresses are refused unless allowed (development).
+    webhook_delivery: bool = True
+    webhook_allow_http: bool = False
+    webhook_allow_private_networks: bool = False
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=60)
+    # Retries: exponential backoff with jitter from base to max delay, for the window (24 h);
+    # an endpoint failing for the whole window is disabled.
+    webhook_retry_base_seconds: float = Field(default=5.0, gt=0)
+    webhook_retry_max_delay_seconds: float = Field(default=3600.0, gt=0)
+    webhook_retry_window_seconds: float = Field(default=86_400.0, gt=0)
+    webhook_poll_seconds: float = Field(default=1.0, gt=0)
+    webhook_batch: int = Field(default=20, ge=1, le=500)
+    webhook_concurrency: int = Field(default=10, ge=1, le=200)
+    # Time-driven status events: how often span boundaries are looked for.
+    webhook_schedule_seconds: float = Field(default=60.0, gt=0)
+    max_webhook_endpoints: int = Field(default=20, ge=1, le=1000)
     # Secret used to sign cursors and launch links; generated per database when unset.
     secret_key: str | None = None
 

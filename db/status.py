@@ -15,7 +15,7 @@ import hashlib
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import delete, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
@@ -137,10 +137,19 @@ async def refresh_status_spans(
     session: AsyncSession | AsyncConnection,
     customer_ids: Sequence[int],
     rules: StatusRules,
+    *,
+    now: datetime | None = None,
 ) -> None:
-    """Recompute the stored spans and products of ``customer_ids`` from their current data."""
+    """Recompute the stored spans and products of ``customer_ids`` from their current data.
+
+    The statuses that change at ``now`` (the write's clock; the wall clock when not given) are
+    emitted as ``CUSTOMER_STATUS_CHANGED`` webhook events in the same transaction, for partners
+    with a subscribed endpoint (``db.webhooks.status_events``)."""
     if not customer_ids:
         return
+    from db.webhooks.status_events import StatusWatch
+
+    watch = StatusWatch(now or datetime.now(UTC))
     for i in range(0, len(customer_ids), 500):
         chunk = list(customer_ids[i : i + 500])
         customers = (
@@ -151,6 +160,7 @@ async def refresh_status_spans(
             )
         ).all()
         facts = await _load_facts(session, chunk)
+        await watch.start(session, [(c.id, c.partner_id) for c in customers])
         await session.execute(delete(CustomerStatusSpan).where(SP.customer_id.in_(chunk)))
         await session.execute(delete(CustomerProduct).where(CPR.customer_id.in_(chunk)))
         span_rows, product_rows = [], []
@@ -175,6 +185,7 @@ async def refresh_status_spans(
             await session.execute(insert(CustomerStatusSpan), span_rows)
         if product_rows:
             await session.execute(insert(CustomerProduct), product_rows)
+        await watch.finish(session)
 
 
 async def _load_facts(

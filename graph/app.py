@@ -453,7 +453,14 @@ def create_app(settings: Settings | None = None, engine: AsyncEngine | None = No
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
         configure_logging(settings.log_level)
-        await hub.start()
+        services = await hub.start()
+        deliveries = None
+        if settings.webhook_delivery:
+            from graph.webhooks.worker import RunningWorker, WebhookWorker
+
+            deliveries = RunningWorker(
+                WebhookWorker(hub.engine, settings, services.secret, services.clock.now)
+            )
         # What exists now (schema, metadata, compiled statements, settings) lives as long as
         # the process: out of the cyclic collector's generations it is no longer traversed by
         # every collection that requests' short-lived objects trigger (about 0.3 ms of a
@@ -469,6 +476,8 @@ def create_app(settings: Settings | None = None, engine: AsyncEngine | None = No
         # servers: 207, 207, 215 -> 222, 222, 230 requests/s.
         gc.set_threshold(*GC_THRESHOLDS)
         yield
+        if deliveries is not None:
+            await deliveries.stop()
         await hub.stop()
 
     from graph.export import export_customers_csv

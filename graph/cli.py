@@ -346,6 +346,9 @@ def build_parser() -> argparse.ArgumentParser:
     from graph.cli_persisted import add_commands as persisted_commands
 
     persisted_commands(sub)
+    from graph.webhooks.listen import register as register_webhooks
+
+    register_webhooks(sub)
     return parser
 
 

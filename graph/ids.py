@@ -8,7 +8,16 @@ from functools import lru_cache
 
 from graph.errors import ErrorCode, bad_input
 
-NODE_TYPES = ("Customer", "Subscription", "Tag", "Admin", "HelpdeskCase", "Partner")
+NODE_TYPES = (
+    "Customer",
+    "Subscription",
+    "Tag",
+    "Admin",
+    "HelpdeskCase",
+    "Partner",
+    "WebhookEndpoint",
+    "WebhookDelivery",
+)
 # Primary keys are 32-bit INTEGER columns (PostgreSQL rejects a larger bind value outright, SQLite
 # past 64 bits): an ID beyond that was never issued, so it is malformed rather than a DB error.
 MAX_PK = 2**31 - 1

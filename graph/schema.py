@@ -25,12 +25,14 @@ from graph.resolvers.resources import ResourceQueries
 from graph.resolvers.subscriptions import SubscriptionMutations
 from graph.resolvers.tags import TagMutations
 from graph.resolvers.trials import TrialMutations
+from graph.resolvers.webhooks import WebhookMutations, WebhookQueries
 from graph.sdl import with_schema_block
 from graph.types import enum_values  # noqa: F401  (describes every enum value)
 from graph.types.admins import Admin, Partner
 from graph.types.customers import Customer, Subscription
 from graph.types.scalars import SCALAR_OVERRIDES
 from graph.types.tags import Tag
+from graph.types.webhooks import WebhookDelivery, WebhookEndpoint
 
 
 @strawberry.type(description="Everything a partner administrator can read.")
@@ -43,6 +45,7 @@ class Query(
     NodeQueries,
     PolicyQueries,
     ResourceQueries,
+    WebhookQueries,
 ):
     pass
 
@@ -58,6 +61,7 @@ class Mutation(
     SubscriptionMutations,
     TagMutations,
     TrialMutations,
+    WebhookMutations,
 ):
     pass
 
@@ -92,7 +96,7 @@ def _schema(
     return Schema(
         query=Query,
         mutation=Mutation,
-        types=[Customer, Subscription, Tag, Admin, Partner],
+        types=[Customer, Subscription, Tag, Admin, Partner, WebhookEndpoint, WebhookDelivery],
         extensions=limit_extensions(settings),
         config=StrawberryConfig(auto_camel_case=True),
         execution_context_class=PlainFieldExecutionContext,

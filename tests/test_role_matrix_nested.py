@@ -499,6 +499,7 @@ CLI_COMMANDS = {
     "persisted register": "writes deployment-wide documents (code, not partner data); what a "
     "document returns is decided per caller when it runs",
     "persisted list": "prints the registered documents' hashes, reads no partner data",
+    "webhooks listen": "runs a local receiver of webhooks, reads no data",
 }
 
 

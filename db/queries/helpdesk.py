@@ -21,6 +21,8 @@ from db.enums import HelpdeskState
 from db.models import HelpdeskCase, HelpdeskComment
 from db.queries.counters import HELPDESK_CASE, next_number
 from db.scope import Scope
+from db.webhooks.events import WebhookEventName, global_id
+from db.webhooks.outbox import emit
 
 HC = HelpdeskCase.__table__.c  # type: ignore[attr-defined]
 HM = HelpdeskComment.__table__.c  # type: ignore[attr-defined]
@@ -139,18 +141,51 @@ async def create_helpdesk_case(
         )
         .returning(*HC)
     )
-    return (await session.execute(stmt)).one()
+    row = (await session.execute(stmt)).one()
+    await emit_case(session, row, "OPENED", now)
+    return row
 
 
 async def add_helpdesk_comment(
-    session: AsyncSession, *, case_id: int, admin_id: int, body: str, now: datetime
+    session: AsyncSession,
+    *,
+    case_id: int,
+    admin_id: int,
+    body: str,
+    now: datetime,
+    case: Row[Any] | None = None,
 ) -> Row[Any]:
+    """A comment on a case; with ``case`` (its row) the change is told by webhook."""
     stmt = (
         insert(HelpdeskComment)
         .values(case_id=case_id, admin_id=admin_id, body=body, created_at=now)
         .returning(*HM)
     )
-    return (await session.execute(stmt)).one()
+    row = (await session.execute(stmt)).one()
+    if case is not None:
+        await emit_case(session, case, "COMMENTED", now)
+    return row
+
+
+async def emit_case(session: AsyncSession, case: Row[Any], change: str, now: datetime) -> None:
+    """HELPDESK_CASE_UPDATED for a case that was opened, commented on or closed."""
+    await emit(
+        session,
+        case.partner_id,
+        WebhookEventName.HELPDESK_CASE_UPDATED,
+        {
+            "caseId": global_id("HelpdeskCase", case.id),
+            "caseNumber": f"CS-{case.number:06d}",
+            "change": change,
+            "state": case.state,
+            "product": case.product,
+            "severity": case.severity,
+            "subject": case.subject,
+            "customerId": global_id("Customer", case.customer_id) if case.customer_id else None,
+        },
+        customer_id=case.customer_id,
+        now=now,
+    )
 
 
 async def close_helpdesk_case(
@@ -167,7 +202,10 @@ async def close_helpdesk_case(
         .values(state=HelpdeskState.CLOSED.value, closed_at=now)
         .returning(*HC)
     )
-    return (await session.execute(stmt)).one_or_none()
+    row = (await session.execute(stmt)).one_or_none()
+    if row is not None:
+        await emit_case(session, row, "CLOSED", now)
+    return row
 
 
 async def comments_by_case_ids(

@@ -21,6 +21,7 @@ from db.enums import InvoiceStatus, OrderAction, OrderStatus
 from db.models import Invoice, Order
 from db.queries.counters import INVOICE, SUBSCRIPTION_ORDER, next_number, start_counter
 from db.types import inserted_id
+from db.webhooks.order_events import emit_order
 
 ORDERS = Order.__table__  # type: ignore[attr-defined]
 INVOICES = Invoice.__table__  # type: ignore[attr-defined]
@@ -58,7 +59,9 @@ async def place_order(
         )
     )
     order_id = inserted_id(result)
-    return (await session.execute(select(*O).where(O.id == order_id))).one()
+    row = (await session.execute(select(*O).where(O.id == order_id))).one()
+    await emit_order(session, row)
+    return row
 
 
 async def settle_orders(

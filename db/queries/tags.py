@@ -12,6 +12,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from db.models import Customer, CustomerTag, Subscription, SubscriptionTag, Tag
 from db.scope import Scope
 from db.types import affected, inserted_id
+from db.webhooks.events import WebhookEventName
+from db.webhooks.outbox import subscribers
+from db.webhooks.tag_events import emit_tag_changes, links_of_tag
+
+TAGS_CHANGED = WebhookEventName.CUSTOMER_TAGS_CHANGED
 
 T = Tag.__table__.c  # type: ignore[attr-defined]
 
@@ -102,13 +107,17 @@ async def update_tag(session: AsyncSession, *, tag_id: int, values: dict[str, An
     await session.execute(update(Tag).where(T.id == tag_id).values(**values))
 
 
-async def delete_tag(session: AsyncSession, *, tag_id: int) -> None:
-    """Delete a tag and detach it from every customer and subscription."""
+async def delete_tag(session: AsyncSession, *, tag_id: int, now: datetime | None = None) -> None:
+    """Delete a tag and detach it from every customer and subscription (customers losing it
+    are told by webhook when ``now`` is given)."""
     ct = CustomerTag.__table__.c  # type: ignore[attr-defined]
     st = SubscriptionTag.__table__.c  # type: ignore[attr-defined]
+    partner_id, links = await links_of_tag(session, tag_id) if now else (None, [])
     await session.execute(delete(CustomerTag).where(ct.tag_id == tag_id))
     await session.execute(delete(SubscriptionTag).where(st.tag_id == tag_id))
     await session.execute(delete(Tag).where(T.id == tag_id))
+    if partner_id is not None and now is not None:
+        await emit_tag_changes(session, partner_id, removed=links, now=now)
 
 
 def _link(kind: str) -> tuple[Any, Any, Any]:
@@ -172,6 +181,9 @@ async def attach_tags(
             row["name_key"] = names[row[key]]
     if rows:
         await session.execute(insert(table), rows)
+        if kind == "customer":
+            pairs = [(int(row[key]), int(row["tag_id"])) for row in rows]  # type: ignore[call-overload]
+            await emit_tag_changes(session, partner_id, added=pairs, now=now)
     return len(rows)
 
 
@@ -182,13 +194,25 @@ async def detach_tags(
     kind: str,
     owner_ids: Sequence[int],
     tag_ids: Sequence[int],
+    now: datetime | None = None,
 ) -> int:
     table, c, owner = _link(kind)
-    result = await session.execute(
-        delete(table).where(
-            c.partner_id == scope.partner_id,
-            owner.in_(list(owner_ids)),
-            c.tag_id.in_(list(tag_ids)),
-        )
+    where = (
+        c.partner_id == scope.partner_id,
+        owner.in_(list(owner_ids)),
+        c.tag_id.in_(list(tag_ids)),
     )
+    endpoints: list[int] = []
+    if kind == "customer" and now is not None:
+        endpoints = await subscribers(session, scope.partner_id, TAGS_CHANGED)
+    pairs = (
+        [tuple(r) for r in await session.execute(select(owner, c.tag_id).where(*where))]
+        if (endpoints)
+        else []
+    )
+    result = await session.execute(delete(table).where(*where))
+    if pairs and now is not None:
+        await emit_tag_changes(
+            session, scope.partner_id, removed=pairs, now=now, endpoint_ids=endpoints
+        )
     return affected(result)

@@ -21,6 +21,9 @@ from db.queries.orders import place_order
 from db.scope import Scope
 from db.status import StatusRules, refresh_status_spans
 from db.types import inserted_id
+from db.webhooks.events import WebhookEventName as Ev
+from db.webhooks.events import global_id
+from db.webhooks.outbox import emit, iso
 
 S = Subscription.__table__.c  # type: ignore[attr-defined]
 L = LicenseLine.__table__.c  # type: ignore[attr-defined]
@@ -116,6 +119,32 @@ async def _order(
     )
 
 
+def subscription_data(row: Any) -> dict[str, Any]:
+    """What a webhook says about a subscription (global ids, wire timestamps)."""
+    return {
+        "subscriptionId": global_id("Subscription", row.id),
+        "customerId": global_id("Customer", row.customer_id),
+        "reference": row.subscription_id,
+        "kind": row.kind,
+        "state": row.state,
+        "startDate": iso(row.start_date),
+        "endDate": iso(row.end_date),
+    }
+
+
+async def _emit_subscription(
+    session: AsyncSession, event: str, row: Any, now: datetime, **extra: Any
+) -> None:
+    await emit(
+        session,
+        row.partner_id,
+        event,
+        {**subscription_data(row), **extra},
+        customer_id=row.customer_id,
+        now=now,
+    )
+
+
 async def start_trial(
     session: AsyncSession,
     *,
@@ -167,8 +196,12 @@ async def start_trial(
         text=f"{duration_days}-day trial: " + ", ".join(f"{n} {p}" for p, n in products),
         now=now,
     )
-    await refresh_status_spans(session, [customer_id], rules)
-    return await subscription_row(session, subscription_id=sub_id)
+    await refresh_status_spans(session, [customer_id], rules, now=now)
+    row = await subscription_row(session, subscription_id=sub_id)
+    lines = [{"product": p, "licenses": n} for p, n in products]
+    await _emit_subscription(session, Ev.TRIAL_STARTED, row, now, products=lines)
+    await _emit_subscription(session, Ev.SUBSCRIPTION_CHANGED, row, now, change="CREATED")
+    return row
 
 
 async def subscription_row(session: AsyncSession, *, subscription_id: int) -> Any:
@@ -196,8 +229,12 @@ async def extend_trial(
         text=f"Trial extended to {new_end.date().isoformat()}",
         now=now,
     )
-    await refresh_status_spans(session, [trial.customer_id], rules)
-    return await subscription_row(session, subscription_id=trial.id)
+    await refresh_status_spans(session, [trial.customer_id], rules, now=now)
+    row = await subscription_row(session, subscription_id=trial.id)
+    previous = iso(trial.end_date)
+    await _emit_subscription(session, Ev.TRIAL_EXTENDED, row, now, previousEndDate=previous)
+    await _emit_subscription(session, Ev.SUBSCRIPTION_CHANGED, row, now, change="UPDATED")
+    return row
 
 
 def add_months(moment: datetime, months: int) -> datetime:
@@ -268,8 +305,16 @@ async def convert_trial(
         text=f"Converted from {trial.subscription_id}, {term_months} months",
         now=now,
     )
-    await refresh_status_spans(session, [trial.customer_id], rules)
-    return (
-        await subscription_row(session, subscription_id=trial.id),
-        await subscription_row(session, subscription_id=paid_id),
+    await refresh_status_spans(session, [trial.customer_id], rules, now=now)
+    ended = await subscription_row(session, subscription_id=trial.id)
+    paid = await subscription_row(session, subscription_id=paid_id)
+    await _emit_subscription(
+        session,
+        Ev.TRIAL_CONVERTED,
+        ended,
+        now,
+        paidSubscriptionId=global_id("Subscription", paid_id),
     )
+    await _emit_subscription(session, Ev.SUBSCRIPTION_CHANGED, ended, now, change="UPDATED")
+    await _emit_subscription(session, Ev.SUBSCRIPTION_CHANGED, paid, now, change="CREATED")
+    return ended, paid

@@ -46,6 +46,7 @@ class Obj(StrEnum):
     AUDIT = "audit"
     HELPDESK = "helpdesk"
     ANALYTICS = "analytics"
+    WEBHOOK = "webhook"
 
 
 class Act(StrEnum):

@@ -252,7 +252,12 @@ async def _comment(
     ctx = c.ctx
     case = await _checked(_open_case(c, input.case_id), errors)
     comment = await q.add_helpdesk_comment(
-        c.session, case_id=case.id, admin_id=ctx.principal.admin_id, body=body, now=ctx.now
+        c.session,
+        case_id=case.id,
+        admin_id=ctx.principal.admin_id,
+        body=body,
+        now=ctx.now,
+        case=case,
     )
     c.record(
         "helpdeskCase",

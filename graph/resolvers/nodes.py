@@ -12,6 +12,7 @@ from graph.context import Info
 from graph.ids import from_global_id
 from graph.resolvers.customers import customer_by_pk
 from graph.resolvers.helpdesk import helpdesk_case_node
+from graph.resolvers.webhooks import webhook_delivery_node, webhook_endpoint_node
 from graph.types.admins import Admin, Partner
 from graph.types.arguments import NodeId
 from graph.types.common import Node
@@ -66,6 +67,10 @@ class NodeQueries:
             return Admin.from_row(admins[pk]) if pk in admins else None
         if type_name == "HelpdeskCase":
             return await helpdesk_case_node(ctx, pk)
+        if type_name == "WebhookEndpoint":
+            return await webhook_endpoint_node(ctx, pk)
+        if type_name == "WebhookDelivery":
+            return await webhook_delivery_node(ctx, pk)
         if type_name == "Partner" and pk == ctx.principal.partner_id:
             async with ctx.db() as session:
                 return Partner.from_row(await admin_q.partner_row(session, partner_id=pk))

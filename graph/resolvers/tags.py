@@ -159,7 +159,7 @@ async def _update(c: Change, input: UpdateTagInput) -> TagPayload:
 
 async def _delete(c: Change, input: DeleteTagInput) -> DeleteTagPayload:
     row = await _tag_to_change(c.session, c.scope, input.id)
-    await tq.delete_tag(c.session, tag_id=row.id)
+    await tq.delete_tag(c.session, tag_id=row.id, now=c.ctx.now)
     c.record(
         "tag",
         to_global_id("Tag", row.id),
@@ -312,7 +312,12 @@ async def _tagging(
         )
     else:
         changed = await tq.detach_tags(
-            c.session, scope=c.scope, kind=kind, owner_ids=owner_pks, tag_ids=tag_pks
+            c.session,
+            scope=c.scope,
+            kind=kind,
+            owner_ids=owner_pks,
+            tag_ids=tag_pks,
+            now=c.ctx.now,
         )
     type_name = kind.title()
     c.record(

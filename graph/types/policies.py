@@ -16,7 +16,7 @@ class PolicyRule:
     role: str = strawberry.field(description="Role the rule belongs to.")
     object: str = strawberry.field(
         description="Kind of object: customer, subscription, trial, tag, assignment, admin, "
-        "policy, audit, helpdesk or analytics."
+        "policy, audit, helpdesk, analytics or webhook."
     )
     action: str = strawberry.field(description="read, write or manage.")
     scope: str = strawberry.field(

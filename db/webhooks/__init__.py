@@ -1,0 +1,1 @@
+"""Webhooks in the database: events, the outbox, endpoints, deliveries (no network here)."""
