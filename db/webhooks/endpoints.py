@@ -24,6 +24,7 @@ ENDPOINT_COLUMNS = (
     E.events,
     E.active,
     E.disabled_reason,
+    E.failing_since,
     E.created_at,
 )
 DELIVERY_COLUMNS = (
