@@ -110,6 +110,7 @@ LIST_BOUNDS: dict[str, Bound] = {
     "Subscription.tags": _tags_per_customer,
     "HelpdeskCase.comments": MAX_COMMENTS_PER_CASE,
     "Query.tags": MAX_PARTNER_TAGS,
+    "Query.webhookEndpoints": lambda _, s: s.max_webhook_endpoints,
     "Query.roles": MAX_ROLES,
     "Query.policyRules": MAX_POLICY_RULES,
     "Role.rules": MAX_RULES_PER_ROLE,

@@ -342,7 +342,10 @@ async def test_two_servers_deliver_each_event_once_in_order(hooks_api: Api) -> N
                         "durationDays": 30,
                     },
                 )
-        one, two = worker(api, name="one", webhook_batch=3), worker(api, name="two", webhook_batch=3)
+        one, two = (
+            worker(api, name="one", webhook_batch=3),
+            worker(api, name="two", webhook_batch=3),
+        )
 
         # when: two servers work at once
         await asyncio.gather(drain(one), drain(two))

@@ -146,7 +146,9 @@ async def test_at_most_twenty_endpoints_per_partner(hooks_api: Api) -> None:
 async def test_the_secret_is_shown_once_stored_sealed_and_rotates(hooks_api: Api) -> None:
     # given
     await two_partners(hooks_api)
-    endpoint, secret = await create_endpoint(hooks_api, FULL, "http://127.0.0.1:9/", ["ORDER_CREATED"])
+    endpoint, secret = await create_endpoint(
+        hooks_api, FULL, "http://127.0.0.1:9/", ["ORDER_CREATED"]
+    )
 
     # then: a Standard Webhooks secret, not stored in the clear, never readable again
     assert secret.startswith("whsec_")
@@ -242,7 +244,9 @@ async def test_another_partners_endpoints_and_deliveries_are_unknown(hooks_api: 
     assert [e["url"] for e in listed["webhookEndpoints"]] == ["http://127.0.0.1:9/g"]
     assert await deliveries(api, OTHER) == []
     for node in (acme_endpoint, acme_delivery):
-        body = await post_graphql(api, "query N($id: ID!) { node(id: $id) { id } }", {"id": node}, as_=OTHER)
+        body = await post_graphql(
+            api, "query N($id: ID!) { node(id: $id) { id } }", {"id": node}, as_=OTHER
+        )
         assert data_of(body)["node"] is None
     body = await post_graphql(
         api, DELIVERIES, {"first": 10, "filter": {"endpointId": acme_endpoint}}, as_=OTHER

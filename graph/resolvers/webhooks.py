@@ -104,7 +104,8 @@ class WebhookQueries:
         scope = _read(ctx)
         async with ctx.db() as session:
             rows = await q.endpoints_of_partner(session, partner_id=scope.partner_id)
-        return [WebhookEndpoint.from_row(r) for r in rows]
+        # At most the setting's number (the bound the query cost prices the list by).
+        return [WebhookEndpoint.from_row(r) for r in rows[: ctx.settings.max_webhook_endpoints]]
 
     @strawberry.field(
         description="Deliveries of the partner's events to its endpoints, newest first, "
