@@ -94,7 +94,7 @@ async def redelivery(w: World, t: Target) -> dict[str, Any]:
 DELIVERIES = "query { webhookDeliveries(first: 5) { totalCount nodes { id } } }"
 
 # fmt: off
-#                                                               FULL PARTNER READ SALES CURATOR VIEWER MANAGER
+# Columns: FULL PARTNER READ_ONLY SALES TAG_CURATOR CUSTOMER_VIEWER ADMIN_MANAGER
 WEBHOOK_ROWS: list[Row] = [
     q("webhookEndpoints", "query { webhookEndpoints { id } }", listed_endpoint,
                                                                   (A, F, A, F, F, F, F)),

@@ -108,7 +108,7 @@ async def start_trial(api: Api, customer: int) -> str:
 async def test_every_event_type_reaches_the_endpoint_signed(hooks_api: Api) -> None:
     # given
     api = hooks_api
-    f, partner, admin = await acme(api)
+    f, partner, _ = await acme(api)
     customer = await f.customer(partner, "Initech")
     tag = await f.tag(partner, "Gold")
     async with receiver() as r:

@@ -86,7 +86,9 @@ async def receiver(**kwargs: Any) -> AsyncIterator[Receiver]:
     r.port = sock.getsockname()[1]
     server = uvicorn.Server(uvicorn.Config(app, log_level="error", lifespan="off"))
     task = asyncio.create_task(server.serve(sockets=[sock]))
-    while not server.started:
+    for _ in range(500):  # uvicorn has no "started" event to await
+        if server.started:
+            break
         await asyncio.sleep(0.01)
     try:
         yield r
