@@ -473,3 +473,57 @@ async def test_events_are_written_with_their_change_or_not_at_all(hooks_api: Api
     async with api.engine.connect() as conn:
         after = (await conn.execute(select(func.count()).select_from(WebhookDelivery))).scalar()
     assert before == after and before and before > 0
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+async def test_serve_delivers_from_its_lifespan_unless_turned_off(
+    fresh_database: Database, enabled: bool
+) -> None:
+    # given: the real app under uvicorn (lifespan on), as `partner-hub serve` runs it
+    import socket
+
+    import httpx
+    import uvicorn
+
+    from graph.app import create_app
+    from tests.conftest import make_settings
+
+    await fresh_database.empty()
+    settings = make_settings(
+        fresh_database, **HOOK_SETTINGS, webhook_poll_seconds=0.05, webhook_delivery=enabled
+    )
+    app = create_app(settings, engine=fresh_database.engine)
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="error", lifespan="on"))
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    for _ in range(500):
+        if server.started:
+            break
+        await asyncio.sleep(0.01)
+    api = Api(
+        db=fresh_database,
+        settings=settings,
+        client=httpx.AsyncClient(base_url=f"http://127.0.0.1:{sock.getsockname()[1]}"),
+        counter=None,  # type: ignore[arg-type]
+    )
+    try:
+        f, partner, _ = await acme(api)
+        customer = await f.customer(partner, "Initech")
+        async with receiver() as r:
+            _, r.secret = await create_endpoint(api, FULL, r.url, ["TRIAL_STARTED"])
+
+            # when
+            await start_trial(api, customer)
+            for _ in range(100):
+                if r.received:
+                    break
+                await asyncio.sleep(0.05)
+
+        # then
+        assert len(r.ok()) == (1 if enabled else 0)
+    finally:
+        await api.client.aclose()
+        server.should_exit = True
+        await task
+        sock.close()

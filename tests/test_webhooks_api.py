@@ -293,3 +293,34 @@ async def test_an_endpoint_receives_only_its_partners_events(hooks_api: Api) -> 
         await drain(worker(api))
     assert r.received == []
     assert global_id("Customer", other_customer) == to_global_id("Customer", other_customer)
+
+
+async def test_webhooks_listen_verifies_and_prints() -> None:
+    # given: the receiver of `partner-hub webhooks listen`, and a message signed as we send it
+    import io
+    from datetime import UTC, datetime
+
+    import httpx
+
+    from db.webhooks.secrets import new_secret
+    from graph.cli import build_parser
+    from graph.webhooks.listen import receiver_app
+    from graph.webhooks.sender import signed_headers
+
+    secret = new_secret()
+    out = io.StringIO()
+    app = receiver_app(secret, out)
+    body = b'{"type":"webhook.test","timestamp":"2026-11-26T00:00:00Z","data":{"test":true}}'
+    headers = signed_headers(secret, "msg_1", body, datetime.now(UTC))
+    args = build_parser().parse_args(["webhooks", "listen", "--port", "9911", "--secret", secret])
+    assert args.port == 9911 and args.secret == secret
+
+    # when
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://r") as c:
+        good = await c.post("/", content=body, headers=headers)
+        bad = await c.post("/", content=body + b" ", headers=headers)
+
+    # then
+    assert (good.status_code, bad.status_code) == (204, 400)
+    printed = out.getvalue()
+    assert "webhook.test msg_1" in printed and "REFUSED msg_1" in printed
