@@ -334,9 +334,13 @@ NESTED_TYPES = {
     "Partner",
     "Subscription",
     "Tag",
+    # No relationship fields (an endpoint's id is a value): rows in test_role_matrix_webhooks.
+    "WebhookDelivery",
+    "WebhookEndpoint",
 }
 NOT_RELATIONSHIPS = {
     "Partner.ownOrganization": "a value of the partner row itself",
+    "WebhookEndpoint.events": "a list of enum values of the endpoint row itself",
 }
 
 

@@ -126,22 +126,40 @@ async def claim_due(
     return claimed
 
 
-async def record_outcome(
+async def record_outcomes(
     session: AsyncSession,
     *,
-    claimed: Claimed,
-    outcome: Outcome,
-    now: datetime,
+    results: list[tuple[Claimed, Outcome, datetime]],
     worker: str,
     policy: RetryPolicy,
-) -> str:
-    """Store one attempt's outcome (only while the claim is still ours); the new status.
+) -> list[str]:
+    """Store the outcomes of a turn's attempts in one transaction (a row only while its claim
+    is still ours); each delivery's new status ("LOST" when another server took it over).
 
     A failure is retried after ``policy.delay`` until ``window_seconds`` after the first
     attempt, then FAILED. An endpoint whose deliveries have failed for ``window_seconds``
     without one success is disabled, with its reason and an audit entry."""
     if session.get_bind().dialect.name != "postgresql":
         await begin_write(session)
+    statuses = []
+    try:
+        for claimed, outcome, now in results:
+            statuses.append(await _record(session, claimed, outcome, now, worker, policy))
+        await session.commit()
+    except BaseException:
+        await session.rollback()
+        raise
+    return statuses
+
+
+async def _record(
+    session: AsyncSession,
+    claimed: Claimed,
+    outcome: Outcome,
+    now: datetime,
+    worker: str,
+    policy: RetryPolicy,
+) -> str:
     attempts = claimed.attempts + 1
     first = claimed.first_attempt_at or now
     values: dict[str, Any] = {
@@ -172,10 +190,8 @@ async def record_outcome(
         .values(**values)
     )
     if not result.rowcount:  # type: ignore[attr-defined]
-        await session.rollback()  # our claim expired and another server took it
-        return "LOST"
+        return "LOST"  # our claim expired and another server took the delivery over
     await _endpoint_health(session, claimed, outcome, now, policy)
-    await session.commit()
     return status
 
 

@@ -216,7 +216,7 @@ async def _endpoint(c: Change, raw_id: str, field: str = "id") -> Any:
 
 async def _create(c: Change, input: CreateWebhookEndpointInput) -> CreateWebhookEndpointPayload:
     ctx, session, partner_id = c.ctx, c.session, c.scope.partner_id
-    await lock_partner(session, partner_id=partner_id)
+    await lock_partner(session, partner_id=c.scope.partner_id)
     limit = ctx.settings.max_webhook_endpoints
     if await q.count_endpoints(session, partner_id=partner_id) >= limit:
         raise user_error(

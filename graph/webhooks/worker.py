@@ -28,7 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from db.engine import session_factory
 from db.settings import Settings
-from db.webhooks.deliveries import Claimed, Outcome, RetryPolicy, claim_due, record_outcome
+from db.webhooks.deliveries import Claimed, Outcome, RetryPolicy, claim_due, record_outcomes
 from db.webhooks.outbox import wall_clock
 from db.webhooks.secrets import unseal
 from db.webhooks.timed import emit_crossed
@@ -78,7 +78,8 @@ class WebhookWorker:
         return client
 
     async def deliver_due(self) -> int:
-        """One turn: claim, send, record. The number of deliveries attempted."""
+        """One turn: claim, send concurrently, record every outcome in one transaction (one
+        write per turn, not per delivery: SQLite has one writer). The number attempted."""
         async with self.sessions() as session:
             claimed = await claim_due(
                 session,
@@ -87,11 +88,19 @@ class WebhookWorker:
                 worker=self.name,
                 limit=self.settings.webhook_batch,
             )
-        if claimed:
-            await asyncio.gather(*(self._one(c) for c in claimed))
+        if not claimed:
+            return 0
+        outcomes = await asyncio.gather(*(self._one(c) for c in claimed))
+        async with self.sessions() as session:
+            await record_outcomes(
+                session,
+                results=[(c, o, t) for c, (o, t) in zip(claimed, outcomes, strict=True)],
+                worker=self.name,
+                policy=self.policy,
+            )
         return len(claimed)
 
-    async def _one(self, claimed: Claimed) -> None:
+    async def _one(self, claimed: Claimed) -> tuple[Outcome, datetime]:
         async with self._limit:
             try:
                 secret = unseal(claimed.secret, self.secret)
@@ -106,15 +115,7 @@ class WebhookWorker:
                     message_id=claimed.message_id,
                     body=claimed.body,
                 )
-        async with self.sessions() as session:
-            await record_outcome(
-                session,
-                claimed=claimed,
-                outcome=outcome,
-                now=wall_clock(),
-                worker=self.name,
-                policy=self.policy,
-            )
+        return outcome, wall_clock()
 
     async def schedule(self) -> int | None:
         """Emit the status changes time made since the last run (one server at a time)."""
