@@ -114,6 +114,8 @@ class Settings(BaseSettings):
     # Time-driven status events: how often span boundaries are looked for.
     webhook_schedule_seconds: float = Field(default=60.0, gt=0)
     max_webhook_endpoints: int = Field(default=20, ge=1, le=1000)
+    # Finished deliveries (and events no delivery needs) are forgotten after this many days.
+    webhook_retention_days: int = Field(default=30, ge=1, le=3650)
     # Secret used to sign cursors and launch links; generated per database when unset.
     secret_key: str | None = None
 

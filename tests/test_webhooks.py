@@ -527,3 +527,32 @@ async def test_serve_delivers_from_its_lifespan_unless_turned_off(
         server.should_exit = True
         await task
         sock.close()
+
+
+async def test_finished_deliveries_are_forgotten_after_the_retention(hooks_api: Api) -> None:
+    from db.webhooks.deliveries import prune
+
+    api = hooks_api
+    f, partner, _ = await acme(api)
+    customer = await f.customer(partner, "Initech")
+    async with receiver() as r:
+        _, r.secret = await create_endpoint(api, FULL, r.url, ["TRIAL_STARTED", "ORDER_CREATED"])
+        await start_trial(api, customer)
+        await drain(worker(api))
+    # two more events, not delivered yet
+    await start_trial(api, await f.customer(partner, "Hooli"))
+
+    # when
+    async with session_factory(api.engine)() as session:
+        removed = await prune(
+            session,
+            delivered_before=wall_clock() + timedelta(days=1),
+            events_before=NOW + timedelta(days=1),
+        )
+
+    # then: the two delivered are gone with their events; the pending two stay
+    left = await deliveries(api, FULL)
+    assert removed == 2 and [d["status"] for d in left] == ["PENDING", "PENDING"]
+    async with api.engine.connect() as conn:
+        events = (await conn.execute(select(func.count()).select_from(WebhookOutboxEvent))).scalar()
+    assert events == 2

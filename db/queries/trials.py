@@ -24,6 +24,7 @@ from db.types import inserted_id
 from db.webhooks.events import WebhookEventName as Ev
 from db.webhooks.events import global_id
 from db.webhooks.outbox import emit, iso
+from db.webhooks.subscription_events import emit_subscription
 
 S = Subscription.__table__.c  # type: ignore[attr-defined]
 L = LicenseLine.__table__.c  # type: ignore[attr-defined]
@@ -119,32 +120,6 @@ async def _order(
     )
 
 
-def subscription_data(row: Any) -> dict[str, Any]:
-    """What a webhook says about a subscription (global ids, wire timestamps)."""
-    return {
-        "subscriptionId": global_id("Subscription", row.id),
-        "customerId": global_id("Customer", row.customer_id),
-        "reference": row.subscription_id,
-        "kind": row.kind,
-        "state": row.state,
-        "startDate": iso(row.start_date),
-        "endDate": iso(row.end_date),
-    }
-
-
-async def _emit_subscription(
-    session: AsyncSession, event: str, row: Any, now: datetime, **extra: Any
-) -> None:
-    await emit(
-        session,
-        row.partner_id,
-        event,
-        {**subscription_data(row), **extra},
-        customer_id=row.customer_id,
-        now=now,
-    )
-
-
 async def start_trial(
     session: AsyncSession,
     *,
@@ -199,8 +174,8 @@ async def start_trial(
     await refresh_status_spans(session, [customer_id], rules, now=now)
     row = await subscription_row(session, subscription_id=sub_id)
     lines = [{"product": p, "licenses": n} for p, n in products]
-    await _emit_subscription(session, Ev.TRIAL_STARTED, row, now, products=lines)
-    await _emit_subscription(session, Ev.SUBSCRIPTION_CHANGED, row, now, change="CREATED")
+    await emit_subscription(session, Ev.TRIAL_STARTED, row, now, products=lines)
+    await emit_subscription(session, Ev.SUBSCRIPTION_CHANGED, row, now, change="CREATED")
     return row
 
 
@@ -232,8 +207,8 @@ async def extend_trial(
     await refresh_status_spans(session, [trial.customer_id], rules, now=now)
     row = await subscription_row(session, subscription_id=trial.id)
     previous = iso(trial.end_date)
-    await _emit_subscription(session, Ev.TRIAL_EXTENDED, row, now, previousEndDate=previous)
-    await _emit_subscription(session, Ev.SUBSCRIPTION_CHANGED, row, now, change="UPDATED")
+    await emit_subscription(session, Ev.TRIAL_EXTENDED, row, now, previousEndDate=previous)
+    await emit_subscription(session, Ev.SUBSCRIPTION_CHANGED, row, now, change="UPDATED")
     return row
 
 
@@ -308,13 +283,13 @@ async def convert_trial(
     await refresh_status_spans(session, [trial.customer_id], rules, now=now)
     ended = await subscription_row(session, subscription_id=trial.id)
     paid = await subscription_row(session, subscription_id=paid_id)
-    await _emit_subscription(
+    await emit_subscription(
         session,
         Ev.TRIAL_CONVERTED,
         ended,
         now,
         paidSubscriptionId=global_id("Subscription", paid_id),
     )
-    await _emit_subscription(session, Ev.SUBSCRIPTION_CHANGED, ended, now, change="UPDATED")
-    await _emit_subscription(session, Ev.SUBSCRIPTION_CHANGED, paid, now, change="CREATED")
+    await emit_subscription(session, Ev.SUBSCRIPTION_CHANGED, ended, now, change="UPDATED")
+    await emit_subscription(session, Ev.SUBSCRIPTION_CHANGED, paid, now, change="CREATED")
     return ended, paid

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import exists, or_, select, update
+from sqlalchemy import delete, exists, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -240,3 +240,22 @@ async def _endpoint_health(
         after={"active": False, "disabledReason": reason},
         now=now,
     )
+
+
+async def prune(
+    session: AsyncSession, *, delivered_before: datetime, events_before: datetime
+) -> int:
+    """Forget finished deliveries older than the retention, then events no delivery needs; the
+    number of deliveries removed. Pending deliveries are never removed."""
+    if session.get_bind().dialect.name != "postgresql":
+        await begin_write(session)
+    result = await session.execute(
+        delete(WebhookDelivery).where(D.status != PENDING, D.created_at < delivered_before)
+    )
+    await session.execute(
+        delete(WebhookOutboxEvent).where(
+            V.occurred_at < events_before, ~exists().where(D.event_id == V.id)
+        )
+    )
+    await session.commit()
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]

@@ -20,7 +20,7 @@ import os
 import socket
 import time
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
 import httpx
@@ -28,7 +28,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from db.engine import session_factory
 from db.settings import Settings
-from db.webhooks.deliveries import Claimed, Outcome, RetryPolicy, claim_due, record_outcomes
+from db.webhooks.deliveries import (
+    Claimed,
+    Outcome,
+    RetryPolicy,
+    claim_due,
+    prune,
+    record_outcomes,
+)
 from db.webhooks.outbox import wall_clock
 from db.webhooks.secrets import unseal
 from db.webhooks.timed import emit_crossed
@@ -118,9 +125,19 @@ class WebhookWorker:
         return outcome, wall_clock()
 
     async def schedule(self) -> int | None:
-        """Emit the status changes time made since the last run (one server at a time)."""
+        """Emit the status changes time made since the last run (one server at a time), and
+        forget deliveries past the retention."""
         async with self.sessions() as session:
-            return await emit_crossed(session, now=self.domain_now())
+            emitted = await emit_crossed(session, now=self.domain_now())
+        if emitted is not None:  # this server had the turn
+            keep = timedelta(days=self.settings.webhook_retention_days)
+            async with self.sessions() as session:
+                await prune(
+                    session,
+                    delivered_before=wall_clock() - keep,
+                    events_before=self.domain_now() - keep,
+                )
+        return emitted
 
     async def run(self) -> None:
         """Until cancelled: deliver what is due, look for time-driven changes now and then."""
