@@ -31,6 +31,7 @@ from graph.types.analytics import (
     SortDirection,
 )
 from graph.types.resources import ResourceAudience
+from graph.types.webhooks import WebhookDeliveryStatus, WebhookEventName
 
 
 def describe(enum: type[Enum], descriptions: Mapping[str, str]) -> None:
@@ -319,3 +320,31 @@ for column_enum in (
     OverageColumn,
 ):
     describe(column_enum, {m.name: COLUMNS[m.name] for m in column_enum})
+
+describe(
+    WebhookEventName,
+    {
+        "CUSTOMER_STATUS_CHANGED": "customer.status_changed: a customer's statuses changed, by "
+        "a write or because time passed; data has customerId, statuses, added and removed.",
+        "SUBSCRIPTION_CHANGED": "subscription.changed: a subscription was created or changed "
+        "(state, dates); data has subscriptionId, customerId, state, dates and change.",
+        "TRIAL_STARTED": "trial.started: a trial was started; data has its products.",
+        "TRIAL_EXTENDED": "trial.extended: a trial's end moved; data has previousEndDate.",
+        "TRIAL_CONVERTED": "trial.converted: a trial became a paid subscription; data has "
+        "paidSubscriptionId.",
+        "ORDER_CREATED": "order.created: an order was placed (trial start, extension, "
+        "conversion, and the orders of subscription management).",
+        "CUSTOMER_TAGS_CHANGED": "customer.tags_changed: tags were attached to or detached "
+        "from a customer; data has tagIds, added and removed.",
+        "HELPDESK_CASE_UPDATED": "helpdesk_case.updated: a case was opened, commented on or "
+        "closed (change: OPENED, COMMENTED, CLOSED).",
+    },
+)
+describe(
+    WebhookDeliveryStatus,
+    {
+        "PENDING": "To be sent, or to be retried at nextAttemptAt.",
+        "SUCCEEDED": "The endpoint answered 2xx.",
+        "FAILED": "Retries gave up after the retry window (24 hours by default).",
+    },
+)
