@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select, text
 
-from db.engine import session_factory
+from db.engine import create_engine, session_factory
 from db.models import AuditLog
 from db.webhook_models import WebhookDelivery, WebhookOutboxEvent
 from db.webhooks.deliveries import claim_due
@@ -342,13 +342,15 @@ async def test_two_servers_deliver_each_event_once_in_order(hooks_api: Api) -> N
                         "durationDays": 30,
                     },
                 )
-        one, two = (
-            worker(api, name="one", webhook_batch=3),
-            worker(api, name="two", webhook_batch=3),
-        )
+        second_engine = create_engine(api.db.url)  # the second server's own pool
+        one = worker(api, name="one", webhook_batch=3)
+        two = worker(api, name="two", engine=second_engine, webhook_batch=3)
 
         # when: two servers work at once
-        await asyncio.gather(drain(one), drain(two))
+        try:
+            await asyncio.gather(drain(one), drain(two))
+        finally:
+            await second_engine.dispose()
 
     # then
     ids = [x.headers["webhook-id"] for x in r.ok()]

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import uvicorn
+from sqlalchemy.ext.asyncio import AsyncEngine
 from standardwebhooks import Webhook
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -107,12 +108,16 @@ HOOK_SETTINGS: dict[str, Any] = {
 }
 
 
-def worker(api: Api, name: str = "w1", **overrides: Any) -> WebhookWorker:
+def worker(
+    api: Api, name: str = "w1", engine: AsyncEngine | None = None, **overrides: Any
+) -> WebhookWorker:
+    """A server's delivery loop over the test's database (``engine``: its own pool, as a
+    second server process has)."""
     values = api.settings.model_dump()
     values.update(HOOK_SETTINGS)
     values.update(overrides)
     settings = Settings(**values)
-    return WebhookWorker(api.engine, settings, SECRET_KEY, Clock(NOW).now, name=name)
+    return WebhookWorker(engine or api.engine, settings, SECRET_KEY, Clock(NOW).now, name=name)
 
 
 async def drain(w: WebhookWorker, turns: int = 50, pause: float = 0.06) -> None:

@@ -8,7 +8,7 @@ customers is refused (reads answer as for a role without them).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Annotated, Any
 
 import strawberry
 
@@ -114,9 +114,17 @@ class WebhookQueries:
     async def webhook_deliveries(
         self,
         info: Info,
-        first: int = 20,
-        after: str | None = None,
-        filter: WebhookDeliveryFilter | None = None,
+        first: Annotated[
+            int, strawberry.argument(description="Page size, 1-100 (default 20).")
+        ] = 20,
+        after: Annotated[
+            str | None,
+            strawberry.argument(description="endCursor of the previous page of this query."),
+        ] = None,
+        filter: Annotated[
+            WebhookDeliveryFilter | None,
+            strawberry.argument(description="Only deliveries matching this."),
+        ] = None,
     ) -> WebhookDeliveryConnection:
         ctx = info.context
         scope = _read(ctx)
@@ -348,7 +356,12 @@ class WebhookMutations:
         "this once. Needs the webhook manage permission."
     )
     async def create_webhook_endpoint(
-        self, info: Info, input: CreateWebhookEndpointInput
+        self,
+        info: Info,
+        input: Annotated[
+            CreateWebhookEndpointInput,
+            strawberry.argument(description="The URL, the events and an optional description."),
+        ],
     ) -> CreateWebhookEndpointPayload:
         ctx = info.context
         url_problem = await _url_problem(ctx, input.url)
@@ -375,7 +388,12 @@ class WebhookMutations:
         "again. Needs the webhook manage permission."
     )
     async def update_webhook_endpoint(
-        self, info: Info, input: UpdateWebhookEndpointInput
+        self,
+        info: Info,
+        input: Annotated[
+            UpdateWebhookEndpointInput,
+            strawberry.argument(description="The endpoint and what changes."),
+        ],
     ) -> UpdateWebhookEndpointPayload:
         ctx = info.context
         url_problem = await _url_problem(ctx, input.url)
@@ -399,7 +417,11 @@ class WebhookMutations:
         description="Delete an endpoint and its deliveries. Needs the webhook manage permission."
     )
     async def delete_webhook_endpoint(
-        self, info: Info, input: DeleteWebhookEndpointInput
+        self,
+        info: Info,
+        input: Annotated[
+            DeleteWebhookEndpointInput, strawberry.argument(description="The endpoint to delete.")
+        ],
     ) -> DeleteWebhookEndpointPayload:
         return await _manage(
             info.context,
@@ -413,7 +435,12 @@ class WebhookMutations:
         "Needs the webhook manage permission."
     )
     async def rotate_webhook_secret(
-        self, info: Info, input: RotateWebhookSecretInput
+        self,
+        info: Info,
+        input: Annotated[
+            RotateWebhookSecretInput,
+            strawberry.argument(description="The endpoint whose secret is replaced."),
+        ],
     ) -> RotateWebhookSecretPayload:
         return await _manage(
             info.context,
@@ -429,7 +456,11 @@ class WebhookMutations:
         "Needs the webhook manage permission."
     )
     async def redeliver_webhook(
-        self, info: Info, input: RedeliverWebhookInput
+        self,
+        info: Info,
+        input: Annotated[
+            RedeliverWebhookInput, strawberry.argument(description="The delivery to send again.")
+        ],
     ) -> RedeliverWebhookPayload:
         return await _manage(
             info.context,
@@ -443,7 +474,11 @@ class WebhookMutations:
         "permission."
     )
     async def send_test_webhook(
-        self, info: Info, input: SendTestWebhookInput
+        self,
+        info: Info,
+        input: Annotated[
+            SendTestWebhookInput, strawberry.argument(description="The endpoint to test.")
+        ],
     ) -> SendTestWebhookPayload:
         return await _manage(
             info.context,
