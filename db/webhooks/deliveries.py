@@ -71,8 +71,6 @@ async def claim_due(
 ) -> list[Claimed]:
     """Claim up to ``limit`` due deliveries for ``worker`` (committed before returning)."""
     postgres = session.get_bind().dialect.name == "postgresql"
-    if not postgres:
-        await begin_write(session)
     earlier = aliased(WebhookDelivery.__table__)  # type: ignore[attr-defined]
     blocked = exists().where(
         earlier.c.endpoint_id == D.endpoint_id,
@@ -95,6 +93,13 @@ async def claim_due(
     )
     if postgres:
         stmt = stmt.with_for_update(skip_locked=True, of=D.id.table)
+    else:
+        # An idle server looks every second: only take SQLite's write lock when there is work.
+        if not (await session.execute(stmt.limit(1))).first():
+            await session.rollback()
+            return []
+        await session.rollback()
+        await begin_write(session)
     ids = [row[0] for row in await session.execute(stmt)]
     if not ids:
         await session.commit()
