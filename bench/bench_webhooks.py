@@ -46,6 +46,7 @@ from db.webhooks.outbox import write_event  # noqa: E402
 from db.webhooks.secrets import new_secret, seal  # noqa: E402
 from graph.app import create_app  # noqa: E402
 from graph.ids import to_global_id  # noqa: E402
+from graph.webhooks.sender import new_client, send  # noqa: E402
 from graph.webhooks.worker import WebhookWorker  # noqa: E402
 
 SECRET = b"bench-secret"
@@ -122,13 +123,35 @@ async def clear_hooks(engine: Any) -> None:
             await conn.execute(delete(table))
 
 
-async def deliveries_per_second(engine: Any, settings: Settings, partner: int, n: int) -> float:
+async def deliveries_per_second(
+    engine: Any, settings: Settings, partner: int, n: int
+) -> tuple[float, float]:
     port = free_port()
     receiver = subprocess.Popen(  # noqa: ASYNC220 - started once, before timing
         [sys.executable, str(ROOT / "bench" / "webhook_receiver.py"), str(port)]
     )
     try:
         await asyncio.sleep(1.5)
+        # The same receiver with bare signed POSTs, 20 at once and no database: the ceiling
+        # this machine puts on any sender.
+        limit = asyncio.Semaphore(settings.webhook_concurrency)
+        sign = new_secret()
+        async with new_client() as client:
+
+            async def bare() -> None:
+                async with limit:
+                    await send(
+                        client,
+                        settings,
+                        url=f"http://127.0.0.1:{port}/",
+                        secret=sign,
+                        message_id="msg_bare",
+                        body="{}",
+                    )
+
+            started = time.perf_counter()
+            await asyncio.gather(*(bare() for _ in range(n)))
+            ceiling = n / (time.perf_counter() - started)
         endpoint_id = await endpoint(engine, partner, f"http://127.0.0.1:{port}/", "ORDER_CREATED")
         async with session_factory(engine)() as session:
             for i in range(n):
@@ -161,7 +184,7 @@ async def deliveries_per_second(engine: Any, settings: Settings, partner: int, n
                 ).all()
             )
         assert ok == n, f"{ok} of {n} delivered"
-        return n / elapsed
+        return n / elapsed, ceiling
     finally:
         receiver.terminate()
         receiver.wait()
@@ -257,10 +280,10 @@ async def main() -> None:
     for case, (ms, n) in costs.items():
         print(f"| endpoint: {case} | {ms:.2f} | {ms / base:.2f}x | {n} |")
     await clear_hooks(engine)
-    rate = await deliveries_per_second(engine, settings, partner, args.events)
+    rate, ceiling = await deliveries_per_second(engine, settings, partner, args.events)
     print(
         f"\ndeliveries/s to a local receiver ({args.events} events, batch 100, 20 at once): "
-        f"{rate:.0f}"
+        f"{rate:.0f}; bare signed POSTs to the same receiver, no database: {ceiling:.0f}/s"
     )
     await engine.dispose()
 
