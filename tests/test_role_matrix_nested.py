@@ -504,8 +504,6 @@ CLI_COMMANDS = {
     "document returns is decided per caller when it runs",
     "persisted list": "prints the registered documents' hashes, reads no partner data",
     "webhooks listen": "runs a local receiver of webhooks, reads no data",
-    "persisted register": "writes allowed documents (deployment-wide code, no partner data)",
-    "persisted list": "reads allowed documents (deployment-wide code, no partner data)",
 }
 
 

@@ -23,6 +23,7 @@ from sqlalchemy.orm import aliased
 
 from db.queries.audit import write_audit
 from db.queries.writes import begin_write
+from db.versioning import writes_for
 from db.webhook_models import RESPONSE_KEPT, WebhookDelivery, WebhookEndpoint, WebhookOutboxEvent
 from db.webhooks.events import global_id
 
@@ -31,6 +32,9 @@ E = WebhookEndpoint.__table__.c  # type: ignore[attr-defined]
 V = WebhookOutboxEvent.__table__.c  # type: ignore[attr-defined]
 PENDING, SUCCEEDED, FAILED = "PENDING", "SUCCEEDED", "FAILED"
 DISABLE_OPERATION = "disableWebhookEndpoint"
+# A partner id no partner has: declared by writes that change no data a response shows (the
+# scheduler's watermark, pruning), so they move no partner's cached responses.
+NO_PARTNER = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +131,8 @@ async def claim_due(
         .order_by(D.id)
     )
     claimed = [Claimed(*row) for row in rows]
+    # Only these partners' data changed: their cached responses, not everyone's, are stale.
+    await writes_for(session, {c.partner_id for c in claimed})
     await session.commit()
     return claimed
 
@@ -148,6 +154,7 @@ async def record_outcomes(
         await begin_write(session)
     statuses = []
     try:
+        await writes_for(session, {claimed.partner_id for claimed, _, _ in results})
         for claimed, outcome, now in results:
             statuses.append(await _record(session, claimed, outcome, now, worker, policy))
         await session.commit()
@@ -254,6 +261,8 @@ async def prune(
     number of deliveries removed. Pending deliveries are never removed."""
     if session.get_bind().dialect.name != "postgresql":
         await begin_write(session)
+    # Rows nobody reads any more: no cached response depends on them (see db.webhooks.timed).
+    await writes_for(session, [NO_PARTNER])
     result = await session.execute(
         delete(WebhookDelivery).where(D.status != PENDING, D.created_at < delivered_before)
     )

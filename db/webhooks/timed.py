@@ -23,7 +23,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from db.models import AppMeta, CustomerStatusSpan
 from db.queries.writes import begin_write
 from db.status import statuses_at
+from db.versioning import writes_for
 from db.webhook_models import WebhookOutboxEvent
+from db.webhooks.deliveries import NO_PARTNER
 from db.webhooks.outbox import emit, partners_subscribed, subscribers
 from db.webhooks.status_events import EVENT, status_data
 
@@ -61,6 +63,9 @@ async def emit_crossed(session: AsyncSession, *, now: datetime) -> int | None:
     partners = await partners_subscribed(session, EVENT)
     if partners:
         emitted = await _emit_between(session, partners, since, now)
+    # The watermark is no partner's data; the events are their partners' (deliveries shown by
+    # webhookDeliveries): only those partners' cached responses go stale.
+    await writes_for(session, [*partners, NO_PARTNER])
     mark.value = now.isoformat()
     await session.commit()
     return emitted
