@@ -558,3 +558,35 @@ async def test_finished_deliveries_are_forgotten_after_the_retention(hooks_api: 
     async with api.engine.connect() as conn:
         events = (await conn.execute(select(func.count()).select_from(WebhookOutboxEvent))).scalar()
     assert events == 2
+
+
+async def test_subscription_management_tells_orders_and_changes(hooks_api: Api) -> None:
+    # given: a paid subscription that auto-renews (issue 19's mutations write orders)
+    api = hooks_api
+    f, partner, _ = await acme(api)
+    customer = await f.customer(partner, "Initech")
+    sub = await f.subscription(customer)
+    async with receiver() as r:
+        _, r.secret = await create_endpoint(
+            api, FULL, r.url, ["ORDER_CREATED", "SUBSCRIPTION_CHANGED", "CUSTOMER_STATUS_CHANGED"]
+        )
+
+        # when: auto-renew turned off (the subscription now expires: EXPIRING_SOON later)
+        set_auto_renew = (
+            "mutation A($input: SetAutoRenewInput!) { setAutoRenew(input: $input) "
+            "{ subscription { id } userErrors { code } } }"
+        )
+        payload = await mutate(
+            api,
+            set_auto_renew,
+            {"subscriptionId": to_global_id("Subscription", sub), "autoRenew": False},
+        )
+        await drain(worker(api))
+
+    # then
+    assert payload["subscription"]["id"] == to_global_id("Subscription", sub)
+    got = {x.type: x.data for x in r.ok()}
+    assert {"order.created", "subscription.changed"} <= set(got)
+    assert got["order.created"]["subscriptionId"] == to_global_id("Subscription", sub)
+    assert got["order.created"]["customerId"] == to_global_id("Customer", customer)
+    assert got["subscription.changed"]["change"] == got["order.created"]["action"]

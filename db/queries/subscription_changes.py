@@ -25,6 +25,8 @@ from db.queries.customers import SUBSCRIPTION_COLUMNS, subscriptions_by_ids
 from db.queries.writes import lock_customers
 from db.scope import Scope
 from db.status import StatusRules, refresh_status_spans
+from db.webhooks.events import WebhookEventName
+from db.webhooks.subscription_events import emit_subscription
 
 S = Subscription.__table__.c  # type: ignore[attr-defined]
 L = LicenseLine.__table__.c  # type: ignore[attr-defined]
@@ -100,8 +102,21 @@ async def update_subscription(
 
 
 async def refresh(
-    session: AsyncSession, *, scope: Scope, subscription: Any, rules: StatusRules
+    session: AsyncSession,
+    *,
+    scope: Scope,
+    subscription: Any,
+    rules: StatusRules,
+    now: datetime | None = None,
+    change: str = "UPDATED",
 ) -> None:
-    """The customer's status spans and products, from its data as this transaction sees it."""
+    """The customer's status spans and products, from its data as this transaction sees it;
+    the change told by webhook (SUBSCRIPTION_CHANGED with ``change``, and the statuses that
+    moved at ``now``)."""
     _own(scope, subscription)
-    await refresh_status_spans(session, [subscription.customer_id], rules)
+    await refresh_status_spans(session, [subscription.customer_id], rules, now=now)
+    if now is not None:
+        row = await _subscription_row(session, scope=scope, pk=subscription.id)
+        await emit_subscription(
+            session, WebhookEventName.SUBSCRIPTION_CHANGED, row, now, change=change
+        )

@@ -23,7 +23,7 @@ from db.status import StatusRules, refresh_status_spans
 from db.types import inserted_id
 from db.webhooks.events import WebhookEventName as Ev
 from db.webhooks.events import global_id
-from db.webhooks.outbox import emit, iso
+from db.webhooks.outbox import iso
 from db.webhooks.subscription_events import emit_subscription
 
 S = Subscription.__table__.c  # type: ignore[attr-defined]

@@ -88,7 +88,14 @@ async def _finish(
         description=description,
         now=c.ctx.now,
     )
-    await sc.refresh(c.session, scope=c.scope, subscription=before, rules=_rules(c))
+    await sc.refresh(
+        c.session,
+        scope=c.scope,
+        subscription=before,
+        rules=_rules(c),
+        now=c.ctx.now,
+        change=action.value,
+    )
     c.record(
         "subscription",
         to_global_id("Subscription", before.id),
