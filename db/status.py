@@ -15,7 +15,7 @@ import hashlib
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import delete, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
@@ -142,14 +142,15 @@ async def refresh_status_spans(
 ) -> None:
     """Recompute the stored spans and products of ``customer_ids`` from their current data.
 
-    The statuses that change at ``now`` (the write's clock; the wall clock when not given) are
-    emitted as ``CUSTOMER_STATUS_CHANGED`` webhook events in the same transaction, for partners
-    with a subscribed endpoint (``db.webhooks.status_events``)."""
+    With ``now`` (the write's clock: every write path passes it), the statuses that change at
+    ``now`` are emitted as ``CUSTOMER_STATUS_CHANGED`` webhook events in the same transaction,
+    for partners with a subscribed endpoint (``db.webhooks.status_events``). Without it (the
+    start-up rebuild after a threshold change, test factories) nothing is emitted."""
     if not customer_ids:
         return
     from db.webhooks.status_events import StatusWatch
 
-    watch = StatusWatch(now or datetime.now(UTC))
+    watch = StatusWatch(now) if now is not None else None
     for i in range(0, len(customer_ids), 500):
         chunk = list(customer_ids[i : i + 500])
         customers = (
@@ -160,7 +161,8 @@ async def refresh_status_spans(
             )
         ).all()
         facts = await _load_facts(session, chunk)
-        await watch.start(session, [(c.id, c.partner_id) for c in customers])
+        if watch is not None:
+            await watch.start(session, [(c.id, c.partner_id) for c in customers])
         await session.execute(delete(CustomerStatusSpan).where(SP.customer_id.in_(chunk)))
         await session.execute(delete(CustomerProduct).where(CPR.customer_id.in_(chunk)))
         span_rows, product_rows = [], []
@@ -185,7 +187,8 @@ async def refresh_status_spans(
             await session.execute(insert(CustomerStatusSpan), span_rows)
         if product_rows:
             await session.execute(insert(CustomerProduct), product_rows)
-        await watch.finish(session)
+        if watch is not None:
+            await watch.finish(session)
 
 
 async def _load_facts(
