@@ -25,7 +25,8 @@ from graph.resolvers.resources import ResourceQueries
 from graph.resolvers.subscriptions import SubscriptionMutations
 from graph.resolvers.tags import TagMutations
 from graph.resolvers.trials import TrialMutations
-from graph.resolvers.webhooks import WebhookMutations, WebhookQueries
+from graph.resolvers.webhook_mutations import WebhookMutations
+from graph.resolvers.webhooks import WebhookQueries
 from graph.sdl import with_schema_block
 from graph.types import enum_values  # noqa: F401  (describes every enum value)
 from graph.types.admins import Admin, Partner
