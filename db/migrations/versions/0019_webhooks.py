@@ -1,7 +1,7 @@
 """webhooks: endpoints, the outbox of events, deliveries; the webhook policy lines
 
 Revision ID: 0019_webhooks
-Revises: 0014_subscription_orders
+Revises: 0020_directory_counts
 
 A database seeded before webhooks existed gets the default ``webhook`` rules (full admins
 manage and read, read-only admins read), as a fresh one gets them from
@@ -16,7 +16,7 @@ from alembic import op
 from db.types import UTCDateTime
 
 revision: str = "0019_webhooks"
-down_revision: str | None = "0014_subscription_orders"
+down_revision: str | None = "0020_directory_counts"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
