@@ -136,7 +136,7 @@ async def build_world(api: Api, caller: str) -> World:
                     placed_at=NOW - timedelta(days=100),
                     action="NEW",
                     description="New subscription",
-                    status="COMPLETE",
+                    status="COMPLETED",
                 )
             )
             await conn.execute(
