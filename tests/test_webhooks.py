@@ -270,8 +270,9 @@ async def test_an_endpoint_failing_for_the_window_is_disabled_and_audited(hooks_
         await start_trial(api, customer)
         w = worker(api, webhook_retry_window_seconds=0.4)
 
-        # when
-        await drain(w, turns=40, pause=0.05)
+        # when: retries (at most 0.2 s apart) until the window has passed; a drain that stops
+        # only after 1 s with nothing due cannot end between two of them
+        await drain(w, turns=200, pause=0.05, patience=20)
 
     # then
     body = await post_graphql(api, ENDPOINTS, as_=FULL)
