@@ -120,9 +120,7 @@ def worker(
     return WebhookWorker(engine or api.engine, settings, SECRET_KEY, Clock(NOW).now, name=name)
 
 
-async def drain(
-    w: WebhookWorker, turns: int = 50, pause: float = 0.06, patience: int = 4
-) -> None:
+async def drain(w: WebhookWorker, turns: int = 50, pause: float = 0.06, patience: int = 4) -> None:
     """Deliver until nothing is due (retries included) for ``patience`` turns in a row, or
     ``turns`` run out. A test that waits for retries spaced by the retry delay needs patience
     above delay / pause, or a slow turn ends the drain before the next retry is due."""
