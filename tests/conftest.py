@@ -46,6 +46,11 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     ]
 
 
+# A case that exists on PostgreSQL only (a second connection holding locks, TRUNCATE, advisory
+# locks): parametrized on that backend alone rather than skipped on the other.
+postgresql_only = pytest.mark.parametrize("backend", ["postgresql"], indirect=True, scope="session")
+
+
 @pytest.fixture(scope="session", params=BACKENDS)
 def backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)

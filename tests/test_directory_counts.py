@@ -31,7 +31,7 @@ from db.queries import customers as q
 from db.queries import trials
 from db.status import StatusRules, refresh_status_spans
 from graph.auth.permissions import system_scope
-from tests.conftest import _require_backend
+from tests.conftest import _require_backend, postgresql_only
 from tests.databases import Database, make_database
 
 START = datetime(2026, 11, 26, 21, 30, tzinfo=UTC)
@@ -284,10 +284,9 @@ def test_restricted_scopes_and_other_filters_are_counted() -> None:
     assert directory_counts.day_number(datetime(1970, 1, 2, 23, 59, tzinfo=UTC)) == 1
 
 
+@postgresql_only
 def test_truncate_empties_the_counts(database_url: str, backend: str) -> None:
     """PostgreSQL's TRUNCATE fires no DELETE trigger: its own trigger empties the counts."""
-    if backend != "postgresql":
-        pytest.skip("TRUNCATE is PostgreSQL's")
 
     async def run() -> None:
         from sqlalchemy import text

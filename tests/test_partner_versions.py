@@ -20,7 +20,7 @@ from db.models import AppMeta, Customer, Tag
 from db.partner_versions import PARTNER_DATA_VERSION
 from db.queries.admins import authenticate_token
 from db.versioning import DATA_VERSION_KEY, caller_data_version, moves_version, writes_for
-from tests.conftest import NOW, Api
+from tests.conftest import NOW, Api, postgresql_only
 from tests.helpers import Factory, data_of, post_graphql, token_for
 from tests.test_ingest import record, run_cli, write_csv
 from tests.test_response_cache import FULL, OTHER_FULL, PAGE, post, world
@@ -170,9 +170,8 @@ async def test_an_ingest_moves_the_partners_of_its_records(
     }
 
 
+@postgresql_only  # SQLite has one writer at a time by design
 async def test_writers_of_two_partners_never_wait_on_a_shared_row(api: Api) -> None:
-    if api.db.backend != "postgresql":
-        pytest.skip("SQLite has one writer at a time by design")
     f = Factory(api.engine)
     a, b = await f.partner(), await f.partner("B", "b.example")
 

@@ -13,11 +13,10 @@ import asyncio
 import re
 from typing import Any
 
-import pytest
 from sqlalchemy import select, text
 
 from db.models import AuditLog, Customer, LicenseLine
-from tests.conftest import Api
+from tests.conftest import Api, postgresql_only
 from tests.helpers import data_of, post_graphql
 from tests.test_subscriptions import FULL, QUANTITY, World, codes, gid
 from tests.test_subscriptions import w as w
@@ -69,13 +68,9 @@ async def test_two_changes_of_one_line_at_once_chain(w: World) -> None:
         assert len(invoices) == sum(1 for a, b in chain if b > a)
 
 
-def _pg_only(api: Api) -> None:
-    if api.db.backend != "postgresql":
-        pytest.skip("a second connection holding locks is PostgreSQL's case (SQLite: one writer)")
-
-
+# A second connection holding locks is PostgreSQL's case (SQLite: one writer at a time).
+@postgresql_only
 async def test_a_change_waits_for_a_concurrent_one_and_decides_on_its_result(w: World) -> None:
-    _pg_only(w.api)
     # given: a second connection that locked the customer and raised the line to 30
     customer = await w.customer()
     pk = await w.subscription(customer, lines=[("MEETINGS", 10, 5, 3)])
@@ -99,8 +94,8 @@ async def test_a_change_waits_for_a_concurrent_one_and_decides_on_its_result(w: 
     assert await purchased_of(w.api, pk) == 20
 
 
+@postgresql_only
 async def test_a_writer_that_bypassed_the_lock_is_detected_not_overwritten(w: World) -> None:
-    _pg_only(w.api)
     # given: a second connection changing the line without the customer's lock
     pk = await w.subscription(lines=[("MEETINGS", 10, 5, 3)])
     async with w.api.engine.connect() as other:

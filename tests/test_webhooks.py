@@ -19,7 +19,7 @@ from db.webhooks.events import global_id
 from db.webhooks.outbox import wall_clock
 from graph.ids import to_global_id
 from tests.authz_support import AuthzFactory
-from tests.conftest import NOW, Api, _api_over
+from tests.conftest import NOW, Api, _api_over, postgresql_only
 from tests.databases import Database
 from tests.helpers import data_of, post_graphql
 from tests.webhook_support import (
@@ -402,10 +402,9 @@ async def test_time_driven_status_changes_are_emitted_once(hooks_api: Api) -> No
     assert "EXPIRED" in data[1]["added"]
 
 
+@postgresql_only  # the advisory lock is PostgreSQL's; SQLite serialises writers
 async def test_the_scheduler_runs_on_one_server_at_a_time(hooks_api: Api) -> None:
     api = hooks_api
-    if api.engine.dialect.name != "postgresql":
-        pytest.skip("the advisory lock is PostgreSQL's; SQLite serialises writers")
     w = worker(api)
     await w.schedule()
     async with api.engine.connect() as holder:
