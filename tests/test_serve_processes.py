@@ -28,15 +28,28 @@ from tests.serve_support import (
 
 
 def partial_request(port: int, token: str) -> tuple[socket.socket, bytes]:
-    """A connection that has sent a GraphQL request's headers and half its body; the rest."""
+    """A connection whose request the server has accepted and begun reading (it answered
+    ``Expect: 100-continue``), with half the body sent; the rest.
+
+    Waiting for the interim answer matters: a connection still in the kernel's accept queue
+    when the worker closes its listening socket is reset, which is not the case under test.
+    """
     body = orjson.dumps({"query": VIEWER})
     head = (
         f"POST /graphql HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-        f"Authorization: Bearer {token}\r\nContent-Length: {len(body)}\r\n\r\n"
+        f"Authorization: Bearer {token}\r\nContent-Length: {len(body)}\r\n"
+        "Expect: 100-continue\r\n\r\n"
     ).encode()
     sock = socket.create_connection(("127.0.0.1", port), timeout=15)
+    sock.sendall(head)
+    interim = b""
+    while b"\r\n\r\n" not in interim:
+        chunk = sock.recv(1)
+        assert chunk, "closed before answering 100-continue"
+        interim += chunk
+    assert interim.startswith(b"HTTP/1.1 100"), interim
     half = len(body) // 2
-    sock.sendall(head + body[:half])
+    sock.sendall(body[:half])
     return sock, body[half:]
 
 
