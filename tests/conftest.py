@@ -49,6 +49,8 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
 # A case that exists on PostgreSQL only (a second connection holding locks, TRUNCATE, advisory
 # locks): parametrized on that backend alone rather than skipped on the other.
 postgresql_only = pytest.mark.parametrize("backend", ["postgresql"], indirect=True, scope="session")
+# For a case whose subject is not the database (e.g. a document refused before any SQL).
+sqlite_only = pytest.mark.parametrize("backend", ["sqlite"], indirect=True, scope="session")
 
 
 @pytest.fixture(scope="session", params=BACKENDS)

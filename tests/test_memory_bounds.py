@@ -25,7 +25,7 @@ from graph import execution
 from graph.app import create_app
 from graph.documents import DocumentCache
 from graph.extensions import document_cache
-from tests.conftest import Api, StatementCounter, make_settings
+from tests.conftest import Api, StatementCounter, make_settings, sqlite_only
 from tests.databases import Database
 from tests.helpers import Factory, data_of, error_codes, token_for
 
@@ -225,6 +225,7 @@ def test_cached_validation_errors_do_not_keep_an_evicted_document_alive() -> Non
     assert alive() is None
 
 
+@sqlite_only  # refused before any SQL; under tracemalloc the PostgreSQL leg took ~60 s of CI
 async def test_refused_large_documents_are_not_kept_alive_by_their_errors(
     bounded: Bounded,
 ) -> None:
