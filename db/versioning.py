@@ -19,8 +19,14 @@ writes through its caller's ``Scope``, which names the partner: the one door).
 Some partner rows feed figures every partner sees: the low-allocation medians are computed over
 the in-force subscriptions of the whole deployment (``db.queries.analytics.medians``), so a
 trial another partner starts changes which of this partner's subscriptions are flagged. A
-transaction that writes ``subscription`` or ``license_line`` (``SHARED_WRITE``) therefore moves
-the global epoch whatever it declared.
+transaction that writes ``subscription`` or ``license_line`` (``SHARED_WRITE``) therefore also
+moves its partners' ``shared_version``; the deployment's *shared version* is their sum (read
+with the token, one small scan: a row per partner that ever wrote). It moves on every such
+commit, atomically with the data, and no writer waits on another partner's row for it. A
+response that read deployment-wide figures (``note_shared_read``, called by the one function
+that reads them) is valid only at the shared version it was computed at; any other response
+does not depend on it, so another partner's trial leaves it cached (``graph.response_cache``).
+An undeclared shared write moves the global epoch, as any undeclared write does.
 
 Partners' writes never wait on a shared row: each moves its own partner's row (PostgreSQL locks
 it for the instant of the commit; SQLite serialises writers anyway). The bump is the last
@@ -44,7 +50,9 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import event
@@ -74,12 +82,16 @@ _BUMP = (
 )
 
 
-def _partner_bump(partners: Iterable[int]) -> str:
+def _partner_bump(partners: Iterable[int], shared: bool) -> str:
     # Integers only (``writes_for`` converts), inlined: the DBAPI paramstyles differ.
-    rows = ", ".join(f"({int(p)}, 1)" for p in sorted(partners))
+    step = 1 if shared else 0
+    rows = ", ".join(f"({int(p)}, 1, {step})" for p in sorted(partners))
+    moved = f"version = {PARTNER_VERSION_TABLE}.version + 1"
+    if shared:
+        moved += f", shared_version = {PARTNER_VERSION_TABLE}.shared_version + 1"
     return (
-        f"INSERT INTO {PARTNER_VERSION_TABLE} (partner_id, version) VALUES {rows} "
-        f"ON CONFLICT (partner_id) DO UPDATE SET version = {PARTNER_VERSION_TABLE}.version + 1"
+        f"INSERT INTO {PARTNER_VERSION_TABLE} (partner_id, version, shared_version) VALUES {rows} "
+        f"ON CONFLICT (partner_id) DO UPDATE SET {moved}"
     )
 
 
@@ -121,12 +133,11 @@ def _on_begin(conn: Connection) -> None:
 
 def _on_commit(conn: Connection) -> None:
     partners: set[int] | None = conn.info.pop(_PARTNERS, None)
-    if conn.info.pop(_SHARED, False):
-        partners = None  # figures of every partner moved: the global epoch
+    shared = bool(conn.info.pop(_SHARED, False))
     if conn.info.pop(_DIRTY, False):
         cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
         try:
-            cursor.execute(_partner_bump(partners) if partners else _BUMP)
+            cursor.execute(_partner_bump(partners, shared) if partners else _BUMP)
         finally:
             cursor.close()
 
@@ -177,3 +188,33 @@ def caller_data_version(principal: Principal) -> str:
     Equal strings mean equal data for every response this caller may get (cached responses,
     HTTP ETags); responses marked ``no_store`` (the audit log) are outside this promise."""
     return principal.data_version
+
+
+@dataclass(slots=True)
+class SharedReads:
+    """Whether the request it belongs to read deployment-wide figures."""
+
+    read: bool = False
+
+
+_SHARED_READS: ContextVar[SharedReads | None] = ContextVar("partner_hub_shared_reads", default=None)
+
+
+@contextlib.contextmanager
+def recording_shared_reads() -> Iterator[SharedReads]:
+    """Record, for the code run inside (and the tasks it starts), whether it read
+    deployment-wide figures."""
+    reads = SharedReads()
+    token = _SHARED_READS.set(reads)
+    try:
+        yield reads
+    finally:
+        _SHARED_READS.reset(token)
+
+
+def note_shared_read() -> None:
+    """Called by every reader of deployment-wide figures (today the low-allocation medians):
+    the current request's response then depends on the shared version."""
+    reads = _SHARED_READS.get()
+    if reads is not None:
+        reads.read = True

@@ -31,6 +31,7 @@ from db.queries.meta import get_or_create_secret
 from db.queries.policies import load_policies, read_policy_csv, seed_policies
 from db.settings import Settings, get_settings
 from db.status import StatusRules, ensure_status_rules
+from db.versioning import recording_shared_reads
 from graph.auth.permissions import DEFAULT_POLICY_PATH, Authorizer
 from graph.context import Context, Services, clock_from, new_context
 from graph.cost_store import budget_for
@@ -253,7 +254,10 @@ class GraphQLView(GraphQL[Context, None]):
             cost = report.get("requestedQueryCost")
             storable = context is None or not context.no_store
             if storable and not result.errors and result.data is not None and isinstance(cost, int):
-                self.cache.put(key, orjson.dumps(result.data), cost, report.get("actualQueryCost"))
+                reads, shared_at = state.get(SHARED_READS, (None, None))
+                shared = shared_at if reads is not None and reads.read else None
+                data = orjson.dumps(result.data)
+                self.cache.put(key, data, cost, report.get("actualQueryCost"), shared)
             if sub is not None:
                 sub.headers["X-Partner-Hub-Cache"] = "miss"
         return response
@@ -396,7 +400,7 @@ class GraphQLEndpoint:
                 clock = services.clock
                 now = clock.now() if clock.pinned else None
                 key = request_key(outcome, resolved, now, self.documents.parse)
-                entry = cache.get(key) if key is not None else None
+                entry = cache.get(key, outcome.shared_version) if key is not None else None
                 if entry is not None:
                     hit = await cached_response(services, outcome, entry, state[MEDIA])
                     if hit is not None:
@@ -408,7 +412,10 @@ class GraphQLEndpoint:
             state["ph_context"] = context
             scope = as_post(request.scope) if get else request.scope
             try:
-                await self.view(scope, replay(body), send)
+                with recording_shared_reads() as reads:
+                    # what the response depends on, for the response cache (process_result)
+                    state[SHARED_READS] = (reads, outcome.shared_version)
+                    await self.view(scope, replay(body), send)
             finally:
                 await context.settle()
                 context.close()
@@ -427,6 +434,7 @@ class GraphQLEndpoint:
 
 
 CACHE_KEY = "ph_cache_key"
+SHARED_READS = "ph_shared_reads"
 ETAG = "ph_etag"
 CODES = "ph_error_codes"
 MEDIA = "ph_media_type"

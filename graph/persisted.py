@@ -233,6 +233,7 @@ def entity_tag(
         principal.admin_id,
         principal.policy_version,
         principal.data_version,
+        principal.shared_version,  # (a persisted read may show deployment-wide figures)
         int(now.timestamp() // window_s),
         sha256_hex(str(payload["query"])),
         payload.get("operationName"),

@@ -4,8 +4,10 @@ A response depends on who asks (the admin: their partner, role, assignments and 
 the policies, on the data, on the document, operation and variables, and on "now". The key holds
 the admin, the policy version, the data version (``db.versioning``: moved by every committed
 write, by anyone, read with the token in the request's first statement), the document, operation
-name and canonical variables, and the request's instant when the clock is pinned. Only queries
-that succeeded are stored; mutations always execute.
+name and canonical variables, and the request's instant when the clock is pinned. A response
+that read deployment-wide figures (the low-allocation medians) also records the shared version
+it was computed at, and is a miss at any other. Only queries that succeeded are stored;
+mutations always execute.
 
 With a real clock, time passes between two requests without any write, and a few values follow
 it (a subscription that expires at a given second changes the customer's statuses). An entry
@@ -54,6 +56,9 @@ class Entry:
     cost: int  # the query's calculated cost, spent again on every hit
     stored_at: float
     actual: int | None = None  # the objects ``data`` holds (its actualQueryCost)
+    # The deployment's shared version the response was computed at, when it read
+    # deployment-wide figures (``db.versioning``); None when it depends on none.
+    shared: str | None = None
 
 
 Parse = Callable[[str], DocumentNode]
@@ -127,9 +132,14 @@ class ResponseCache:
         self.hits = 0
         self.misses = 0
 
-    def get(self, key: Key) -> Entry | None:
+    def get(self, key: Key, shared: str | None = None) -> Entry | None:
+        """The entry under ``key`` unless too old or (when it read deployment-wide figures)
+        computed at another shared version than ``shared``, the caller's."""
         entry = self._entries.get(key)
-        if entry is not None and self._clock() - entry.stored_at <= self.ttl_s:
+        fresh = entry is not None and self._clock() - entry.stored_at <= self.ttl_s
+        if fresh and entry is not None and entry.shared not in (None, shared):
+            fresh = False
+        if entry is not None and fresh:
             self._entries.move_to_end(key)
             self.hits += 1
             return entry
@@ -138,7 +148,14 @@ class ResponseCache:
         self.misses += 1
         return None
 
-    def put(self, key: Key, data: bytes, cost: int, actual: int | None = None) -> None:
+    def put(
+        self,
+        key: Key,
+        data: bytes,
+        cost: int,
+        actual: int | None = None,
+        shared: str | None = None,
+    ) -> None:
         if len(data) > self.max_bytes:
             return
         # A copy of exactly its length: orjson's output keeps its buffer's spare capacity
@@ -146,7 +163,7 @@ class ResponseCache:
         data = bytes(memoryview(data))
         if key in self._entries:
             self._drop(key)
-        self._entries[key] = Entry(data, cost, self._clock(), actual)
+        self._entries[key] = Entry(data, cost, self._clock(), actual, shared)
         self._bytes += len(data)
         while self._bytes > self.max_bytes or len(self._entries) > self.max_entries:
             self._drop(next(iter(self._entries)))

@@ -36,7 +36,7 @@ async def world(api: Api) -> dict[str, int]:
     await f.customer(globex, "Globex customer")
     await f.assign(first, partner_admin)
     await f.refresh(first, second)
-    return {"first": first, "second": second}
+    return {"first": first, "second": second, "acme": acme, "globex": globex}
 
 
 async def post(api: Api, document: str, variables: dict[str, Any], email: str) -> Any:

@@ -49,6 +49,8 @@ class Principal:
     policy_version: str = "0"
     # "<global epoch>.<partner's version>" (db.versioning.caller_data_version)
     data_version: str = "0.0"
+    # the deployment's shared version (db.versioning: what deployment-wide figures depend on)
+    shared_version: str = "0"
 
 
 # Built once (a request's first statement; building it cost more than running it).
@@ -65,6 +67,7 @@ _AUTHENTICATE = (
         func.coalesce(
             select(PV.version).where(PV.partner_id == AD.partner_id).scalar_subquery(), 0
         ),
+        func.coalesce(select(func.sum(PV.shared_version)).scalar_subquery(), 0),
     )
     .join(ApiToken, TK.admin_id == AD.id)
     .where(TK.revoked_at.is_(None), AD.active.is_(True))
@@ -80,9 +83,17 @@ async def authenticate_token(session: AsyncSession, *, token: str) -> Principal 
 
 
 def _principal(row: Any) -> Principal:
-    admin_id, partner_id, email, name, role, token_id, policy, epoch, partner_version = row
+    admin_id, partner_id, email, name, role, token_id, policy, epoch, partner_version, shared = row
     return Principal(
-        admin_id, partner_id, email, name, role, token_id, policy, f"{epoch}.{partner_version}"
+        admin_id,
+        partner_id,
+        email,
+        name,
+        role,
+        token_id,
+        policy,
+        f"{epoch}.{partner_version}",
+        str(int(shared)),
     )
 
 

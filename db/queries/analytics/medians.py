@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from db.enums import SubscriptionState
 from db.license_totals import LICENSE_PRODUCT_TOTAL, LICENSE_RATIO_COUNT
 from db.queries.analytics.common import KPI_PRODUCTS, Medians
+from db.versioning import note_shared_read
 
 T = LICENSE_PRODUCT_TOTAL.c
 H = LICENSE_RATIO_COUNT.c
@@ -78,6 +79,8 @@ async def low_allocation_medians(
     session: AsyncSession, *, now: datetime, products: Sequence[str] = KPI_PRODUCTS
 ) -> Medians:
     """The deployment's median allocation ratio per (product, size band), one statement; the
-    low-allocation figures take them as parameters, so a request computes them once."""
+    low-allocation figures take them as parameters, so a request computes them once. They read
+    every partner's subscriptions: the request's response depends on the shared version."""
+    note_shared_read()
     rows = await session.execute(medians_statement(products, now))
     return {(product, int(band)): float(median) for product, band, median in rows}
