@@ -537,6 +537,7 @@ class LaunchToken(SQLModel, table=True):
 
 
 # Calling aggregates live in their own module; importing it registers them on the metadata.
+import db.calls_licensed  # noqa: E402
 import db.calls_models  # noqa: E402
 import db.calls_partner  # noqa: E402
 import db.partner_versions  # noqa: E402

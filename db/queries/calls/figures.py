@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import case, func, literal, select, union_all
+from sqlalchemy import and_, case, func, literal, select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.calls_models import (
@@ -19,7 +19,16 @@ from db.calls_models import (
     feature_calls,
 )
 from db.enums import CallFeature, EndpointType
-from db.queries.calls.common import PW, WEEK, WEEKLY, D, W, licensed_users, whole_partner
+from db.queries.calls.common import (
+    PW,
+    WEEK,
+    WEEKLY,
+    D,
+    W,
+    licensed_now,
+    licensed_totals,
+    whole_partner,
+)
 from db.queries.calls.common import scoped as _scoped
 from db.scope import Scope
 from db.types import UTCDateTime
@@ -114,14 +123,15 @@ async def users_by_volume(
         )
     }
     # Per week, the sum over licensed customers of max(licensed - active, 0) is all their
-    # licences minus, over the customers with calls that week, min(licensed, active): driven by
-    # the week's aggregate rows, not by every licensed customer times every week.
-    licensed = licensed_users(scope, now)
-    total = int((await session.execute(select(func.sum(licensed.c.licensed)))).scalar() or 0)
-    used = case((licensed.c.licensed < W.active_users, licensed.c.licensed), else_=W.active_users)
+    # licences (kept per partner and day) minus, over the customers with calls that week,
+    # min(licensed, active): driven by the week's aggregate rows (one span probe each), not by
+    # every licensed customer times every week.
+    total = (await licensed_totals(session, scope, now)).licensed
+    span, held = licensed_now(scope, now)
+    used = case((span.c.licensed < W.active_users, span.c.licensed), else_=W.active_users)
     rows = await session.execute(
         select(W.week_start, func.sum(used))
-        .select_from(WEEKLY.join(licensed, licensed.c.customer_id == W.customer_id))
+        .select_from(WEEKLY.join(span, and_(span.c.customer_id == W.customer_id, held)))
         .where(W.partner_id == scope.partner_id, W.week_start.in_(list(weeks)))
         .group_by(W.week_start)
     )
