@@ -23,6 +23,7 @@ from db.queries.calls.common import (
     ratio_tenths,
     week_start,
 )
+from db.queries.calls.customer_usage import QuietRows, usage_table
 from db.queries.calls.figures import (
     DayUsage,
     QualityWeek,
@@ -47,7 +48,6 @@ from db.queries.calls.tables import (
     queue_table,
     table_count,
     table_page,
-    usage_table,
 )
 
 __all__ = [
@@ -60,6 +60,7 @@ __all__ = [
     "QualityWeek",
     "QueueCustomerOrder",
     "QueueTotals",
+    "QuietRows",
     "Usage",
     "VolumeWeek",
     "feature_usage",

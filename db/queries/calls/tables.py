@@ -14,8 +14,6 @@ from sqlalchemy import (
     case,
     cast,
     func,
-    literal,
-    or_,
     select,
     tuple_,
     union_all,
@@ -25,12 +23,9 @@ from sqlalchemy.sql import Select
 
 from db.queries.calls.common import (
     CUSTOMER,
-    WEEK,
     WEEKLY,
     C,
     W,
-    licensed_now,
-    licensed_totals,
     scoped,
 )
 from db.queries.customers import CUSTOMER_COLUMNS
@@ -76,155 +71,27 @@ class CustomerTable:
     """One customer table of one week: its rows' select, conditions and sort keys."""
 
     columns: tuple[Any, ...]
-    from_: Any
+    from_: Any  # joins ``customer`` only when the key needs it (a name)
+    id: Any  # the customer id column of ``from_``
     conditions: tuple[Any, ...]
     key: Any  # the sort value; the customer id breaks ties
     descending: bool
-    quiet: QuietRows | None = None  # more rows, disjoint from these (the usage table)
+    # More rows, disjoint from these, whose own select stops after a page (the usage table's
+    # licensed customers without recent calls: ``db.queries.calls.customer_usage.QuietRows``).
+    quiet: Any = None
 
     @property
     def key_types(self) -> tuple[str, str]:
         return ("str" if self.key is C.name_key else "int", "int")
 
 
+def keyed_from(from_: Any, id_: Any, key: Any) -> Any:
+    """``from_``, joined to ``customer`` when the sort key is its name."""
+    return from_.join(CUSTOMER, C.id == id_) if key is C.name_key else from_
+
+
 def _ratio_key(part: Any, whole: Any, scale: int = RATIO_SCALE) -> Any:
     return case((whole > 0, cast(part, BigInteger) * scale // whole), else_=0)
-
-
-def usage_table(
-    scope: Scope, *, week: datetime, now: datetime, order: CustomerUsageOrder
-) -> CustomerTable:
-    """Customers with Calling: an in-force CALLING line at ``now``, or calls in the week.
-
-    Two disjoint parts, so that a page reads no more rows for 100,000 customers than for 1,000:
-    the customers with calls in the week or the one before (at most the partner's Calling
-    customers with calls; every key computed, sorted), and the licensed customers without calls
-    in either week, whose numeric keys are all 0 (``QuietRows``: an index walk that stops after
-    the page)."""
-    cur = WEEKLY.alias("cur")
-    prev = WEEKLY.alias("prev")
-    span, held = licensed_now(scope, now)
-    calls = func.coalesce(cur.c.calls, 0)
-    seconds = func.coalesce(cur.c.duration_seconds, 0)
-    active = func.coalesce(cur.c.active_users, 0)
-    prev_calls = func.coalesce(prev.c.calls, 0)
-    name = order.value.rsplit("_", 1)[0]
-    keys = {
-        "CALLS": calls,
-        "MINUTES": seconds,
-        "ACTIVE_USERS": active,
-        "CALLS_CHANGE": calls - prev_calls,
-        "NAME": C.name_key,
-    }
-    weeks = [week, week - WEEK]
-    recent = (
-        select(W.customer_id.label("customer_id"))
-        .where(W.partner_id == scope.partner_id, W.week_start.in_(weeks))
-        .distinct()
-        .subquery("recent")
-    )
-    from_ = (
-        recent.join(CUSTOMER, C.id == recent.c.customer_id)
-        .outerjoin(cur, and_(cur.c.customer_id == C.id, cur.c.week_start == week))
-        .outerjoin(prev, and_(prev.c.customer_id == C.id, prev.c.week_start == week - WEEK))
-        .outerjoin(span, and_(span.c.customer_id == C.id, held))
-    )
-    return CustomerTable(
-        columns=(
-            calls.label("calls"),
-            seconds.label("duration_seconds"),
-            active.label("active_users"),
-            func.coalesce(span.c.licensed, 0).label("licensed_users"),
-            prev_calls.label("previous_calls"),
-            func.coalesce(prev.c.duration_seconds, 0).label("previous_duration_seconds"),
-            func.coalesce(prev.c.active_users, 0).label("previous_active_users"),
-        ),
-        from_=from_,
-        conditions=(
-            scope.customers(),
-            or_(cur.c.customer_id.is_not(None), span.c.customer_id.is_not(None)),
-        ),
-        key=keys[name],
-        descending=order.value.endswith("_DESC"),
-        quiet=QuietRows(scope=scope, week=week, now=now, by_name=name == "NAME"),
-    )
-
-
-@dataclass(frozen=True, slots=True)
-class QuietRows:
-    """The usage table's licensed customers without calls in the week or the one before."""
-
-    scope: Scope
-    week: datetime
-    now: datetime
-    by_name: bool
-
-    def select(
-        self, *, first: int, after: tuple[Any, ...] | None, descending: bool
-    ) -> Select[Any] | None:
-        """Their first ``first`` rows after ``after`` in the table's order (None: none)."""
-        span, held = licensed_now(self.scope, self.now)
-        called = (
-            select(literal(1))
-            .where(
-                W.customer_id == span.c.customer_id,
-                W.week_start.in_([self.week, self.week - WEEK]),
-            )
-            .exists()
-        )
-        conditions: list[Any] = [held, ~called]
-        if self.by_name:
-            keys: list[Any] = [C.name_key, C.id]
-            if after is not None:
-                row_key, cursor_key = tuple_(*keys), tuple_(*after)
-                conditions.append(row_key < cursor_key if descending else row_key > cursor_key)
-        else:
-            # Every numeric key is 0 here: the order is the customer id's.
-            keys = [literal(0), span.c.customer_id]
-            if after is not None:
-                key, customer = after
-                if key == 0:
-                    conditions.append(
-                        span.c.customer_id < customer
-                        if descending
-                        else span.c.customer_id > customer
-                    )
-                elif (key < 0) == descending:  # every row of this part is before the cursor
-                    return None
-        walked = keys if self.by_name else keys[1:]  # a constant orders nothing
-        zero = literal(0)
-        return (
-            select(
-                *CUSTOMER_COLUMNS,
-                zero.label("calls"),
-                zero.label("duration_seconds"),
-                zero.label("active_users"),
-                span.c.licensed.label("licensed_users"),
-                zero.label("previous_calls"),
-                zero.label("previous_duration_seconds"),
-                zero.label("previous_active_users"),
-                *[k.label(f"k{i}") for i, k in enumerate(keys)],
-            )
-            .select_from(span.join(CUSTOMER, C.id == span.c.customer_id))
-            .where(*conditions)
-            .order_by(*[k.desc() if descending else k.asc() for k in walked])
-            .limit(first + 1)
-        )
-
-    async def count(self, session: AsyncSession) -> int:
-        """Licensed customers (kept counts) plus those with calls in the week and no licence."""
-        totals = await licensed_totals(session, self.scope, self.now)
-        span, held = licensed_now(self.scope, self.now)
-        unlicensed = (
-            select(func.count())
-            .select_from(WEEKLY)
-            .where(
-                scoped(W, self.scope),
-                W.week_start == self.week,
-                ~select(literal(1)).where(span.c.customer_id == W.customer_id, held).exists(),
-            )
-        )
-        return totals.customers + int((await session.execute(unlicensed)).scalar_one())
 
 
 def quality_table(scope: Scope, *, week: datetime, order: CustomerQualityOrder) -> CustomerTable:
@@ -237,8 +104,9 @@ def quality_table(scope: Scope, *, week: datetime, order: CustomerQualityOrder) 
     }
     return CustomerTable(
         columns=(W.calls.label("total_calls"), W.poor_calls.label("poor_calls")),
-        from_=CUSTOMER.join(WEEKLY, and_(W.customer_id == C.id, W.week_start == week)),
-        conditions=(scope.customers(), W.calls > 0),
+        from_=keyed_from(WEEKLY, W.customer_id, keys[order.value.rsplit("_", 1)[0]]),
+        id=W.customer_id,
+        conditions=(scoped(W, scope), W.week_start == week, W.calls > 0),
         key=keys[order.value.rsplit("_", 1)[0]],
         descending=order.value.endswith("_DESC"),
     )
@@ -263,8 +131,9 @@ def queue_table(scope: Scope, *, week: datetime, order: QueueCustomerOrder) -> C
             W.answered_wait_seconds.label("answered_wait_seconds"),
             W.abandoned_wait_seconds.label("abandoned_wait_seconds"),
         ),
-        from_=CUSTOMER.join(WEEKLY, and_(W.customer_id == C.id, W.week_start == week)),
-        conditions=(scope.customers(), W.queue_calls > 0),
+        from_=keyed_from(WEEKLY, W.customer_id, keys[order.value.rsplit("_", 1)[0]]),
+        id=W.customer_id,
+        conditions=(scoped(W, scope), W.week_start == week, W.queue_calls > 0),
         key=keys[order.value.rsplit("_", 1)[0]],
         descending=order.value.endswith("_DESC"),
     )
@@ -286,15 +155,20 @@ async def table_page(
     backward: bool = False,
 ) -> Page:
     """``first`` rows after the ``after`` key (sort value, customer id); ``backward``: the
-    ``first`` before it, nearest first."""
-    keys = [table.key, C.id]
+    ``first`` before it, nearest first. The rows are found and cut to the page on the tables'
+    own columns; only the page's rows then join ``customer`` (by key)."""
+    keys = [table.key, table.id]
     descending = table.descending != backward
     conditions = list(table.conditions)
     if after is not None:
         row_key, cursor_key = tuple_(*keys), tuple_(*after)
         conditions.append(row_key < cursor_key if descending else row_key > cursor_key)
-    stmt: Select[Any] = (
-        select(*CUSTOMER_COLUMNS, *table.columns, *[k.label(f"k{i}") for i, k in enumerate(keys)])
+    found: Select[Any] = (
+        select(
+            table.id.label("customer_id"),
+            *table.columns,
+            *[k.label(f"k{i}") for i, k in enumerate(keys)],
+        )
         .select_from(table.from_)
         .where(and_(*conditions))
         .order_by(*[k.desc() if descending else k.asc() for k in keys])
@@ -307,14 +181,20 @@ async def table_page(
     )
     if quiet is not None:
         # Both parts stop after the page; the database merges them in its own collation.
-        parts = union_all(select(stmt.subquery()), select(quiet.subquery())).subquery("parts")
-        merged = [parts.c.k0, parts.c.k1]
-        stmt = (
+        parts = union_all(select(found.subquery()), select(quiet.subquery())).subquery("parts")
+        found = (
             select(parts)
-            .order_by(*[k.desc() if descending else k.asc() for k in merged])
+            .order_by(*[k.desc() if descending else k.asc() for k in (parts.c.k0, parts.c.k1)])
             .limit(first + 1)
         )
-    rows = (await session.execute(stmt)).all()
+    page = found.subquery("page")
+    names = [c.name for c in table.columns]
+    stmt = (
+        select(*CUSTOMER_COLUMNS, *[page.c[n] for n in names], page.c.k0, page.c.k1)
+        .select_from(page.join(CUSTOMER, C.id == page.c.customer_id))
+        .order_by(*[k.desc() if descending else k.asc() for k in (page.c.k0, page.c.k1)])
+    )
+    rows: list[Any] = list((await session.execute(stmt)).all())
     return Page(
         rows=rows[:first],
         keys=[(row[-2], row[-1]) for row in rows[:first]],
