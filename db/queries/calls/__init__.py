@@ -30,12 +30,14 @@ from db.queries.calls.figures import (
     QueueTotals,
     Usage,
     VolumeWeek,
+    WeekSums,
     feature_usage,
     quality_by_endpoint,
     quality_by_week,
     queue_totals,
     usage,
     users_by_volume,
+    week_sums,
     weeks_ending,
 )
 from db.queries.calls.tables import (
@@ -63,6 +65,7 @@ __all__ = [
     "QuietRows",
     "Usage",
     "VolumeWeek",
+    "WeekSums",
     "feature_usage",
     "last_closed_week",
     "licensed_now",
@@ -81,5 +84,6 @@ __all__ = [
     "usage_table",
     "users_by_volume",
     "week_start",
+    "week_sums",
     "weeks_ending",
 ]

@@ -24,6 +24,7 @@ from sqlalchemy import and_, func, literal, or_, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql import Select
 
+from db.calls_licensed import LicensedTotals
 from db.queries.calls.common import (
     CUSTOMER,
     WEEK,
@@ -31,7 +32,6 @@ from db.queries.calls.common import (
     C,
     W,
     licensed_now,
-    licensed_totals,
     scoped,
 )
 from db.queries.calls.tables import CustomerTable, CustomerUsageOrder, keyed_from
@@ -151,10 +151,9 @@ class QuietRows:
             .limit(first + 1)
         )
 
-    async def count(self, session: AsyncSession) -> int:
-        """The whole table's rows: the licensed customers (kept counts for a whole-partner
-        scope) plus the unlicensed ones with calls in the week."""
-        totals = await licensed_totals(session, self.scope, self.now)
+    async def count(self, session: AsyncSession, licensed: LicensedTotals) -> int:
+        """The whole table's rows: the licensed customers (``licensed``, the scope's at
+        ``now``) plus the unlicensed ones with calls in the week."""
         span, held = licensed_now(self.scope, self.now)
         unlicensed = (
             select(func.count())
@@ -165,4 +164,4 @@ class QuietRows:
                 ~select(literal(1)).where(span.c.customer_id == W.customer_id, held).exists(),
             )
         )
-        return totals.customers + int((await session.execute(unlicensed)).scalar_one())
+        return licensed.customers + int((await session.execute(unlicensed)).scalar_one())
