@@ -293,6 +293,12 @@ def upgrade() -> None:
         ("ix_calling_licence_span_to", ["partner_id", "valid_to"]),
     ):
         op.create_index(name, "calling_licence_span", columns)
+    # Licensed users without calls read a week's customers and active users from the index.
+    op.create_index(
+        "ix_call_weekly_partner_week_users",
+        "call_weekly_aggregate",
+        ["partner_id", "week_start", "customer_id", "active_users"],
+    )
     op.create_table(
         "calling_licence_day",
         sa.Column("partner_id", sa.Integer(), autoincrement=False, nullable=False),
@@ -306,7 +312,7 @@ def upgrade() -> None:
     postgresql = op.get_bind().dialect.name == "postgresql"
     op.execute(f"INSERT INTO calling_licence_span ({SPAN_COLUMNS}) {_spans_select('1 = 1')}")
     op.execute(_day_backfill(_pg_day if postgresql else _sqlite_day))
-    for table in ("calling_licence_span", "calling_licence_day"):
+    for table in ("calling_licence_span", "calling_licence_day", "call_weekly_aggregate"):
         op.execute(f"ANALYZE {table}")
     if postgresql:
         for function in PG_FUNCTIONS.values():
@@ -330,6 +336,7 @@ def downgrade() -> None:
         for name in SQLITE_TRIGGERS:
             op.execute(f"DROP TRIGGER IF EXISTS {name}")
     op.drop_table("calling_licence_day")
+    op.drop_index("ix_call_weekly_partner_week_users", table_name="call_weekly_aggregate")
     for name in (
         "ix_calling_licence_span_to",
         "ix_calling_licence_span_from",

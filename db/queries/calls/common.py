@@ -91,6 +91,14 @@ def licensed_now(scope: Scope, now: datetime, name: str = "licensed") -> Any:
     return span, and_(span.c.partner_id == scope.partner_id, in_force(span.c, now), *visible)
 
 
+def licensed_of(customer_id: Any, scope: Scope, now: datetime) -> Any:
+    """The licensed users of the customer ``customer_id`` (a column) at ``now``, NULL when it
+    has no in-force CALLING line: a scalar subquery, so that each customer is one index probe
+    (a join let PostgreSQL hash every span of the partner)."""
+    span, held = licensed_now(scope, now, "held")
+    return select(span.c.licensed).where(span.c.customer_id == customer_id, held).scalar_subquery()
+
+
 async def licensed_totals(session: AsyncSession, scope: Scope, now: datetime) -> LicensedTotals:
     """Customers ``scope`` sees with an in-force CALLING line at ``now``, and their licenses:
     from the partner's day edges (flat in the partner's size) for a whole-partner scope, else

@@ -32,6 +32,7 @@ from db.queries.calls.common import (
     C,
     W,
     licensed_now,
+    licensed_of,
     scoped,
 )
 from db.queries.calls.tables import CustomerTable, CustomerUsageOrder, keyed_from
@@ -43,7 +44,6 @@ def usage_table(
 ) -> CustomerTable:
     cur = WEEKLY.alias("cur")
     prev = WEEKLY.alias("prev")
-    span, held = licensed_now(scope, now)
     calls = func.coalesce(cur.c.calls, 0)
     seconds = func.coalesce(cur.c.duration_seconds, 0)
     active = func.coalesce(cur.c.active_users, 0)
@@ -64,24 +64,23 @@ def usage_table(
         .subquery("recent")
     )
     customer = recent.c.customer_id
-    from_ = (
-        recent.outerjoin(cur, and_(cur.c.customer_id == customer, cur.c.week_start == week))
-        .outerjoin(prev, and_(prev.c.customer_id == customer, prev.c.week_start == week - WEEK))
-        .outerjoin(span, and_(span.c.customer_id == customer, held))
-    )
+    licensed = licensed_of(customer, scope, now)  # one probe a customer
+    from_ = recent.outerjoin(
+        cur, and_(cur.c.customer_id == customer, cur.c.week_start == week)
+    ).outerjoin(prev, and_(prev.c.customer_id == customer, prev.c.week_start == week - WEEK))
     return CustomerTable(
         columns=(
             calls.label("calls"),
             seconds.label("duration_seconds"),
             active.label("active_users"),
-            func.coalesce(span.c.licensed, 0).label("licensed_users"),
+            func.coalesce(licensed, 0).label("licensed_users"),
             prev_calls.label("previous_calls"),
             func.coalesce(prev.c.duration_seconds, 0).label("previous_duration_seconds"),
             func.coalesce(prev.c.active_users, 0).label("previous_active_users"),
         ),
         from_=keyed_from(from_, customer, keys[name]),
         id=customer,
-        conditions=(or_(cur.c.customer_id.is_not(None), span.c.customer_id.is_not(None)),),
+        conditions=(or_(cur.c.customer_id.is_not(None), licensed.is_not(None)),),
         key=keys[name],
         descending=order.value.endswith("_DESC"),
         quiet=QuietRows(scope=scope, week=week, now=now, by_name=name == "NAME"),
