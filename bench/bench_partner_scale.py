@@ -83,7 +83,10 @@ async def latencies(urls: dict[int, str], runs: int) -> dict[str, dict[int, floa
     clients, tokens = {}, {}
     for size, url in urls.items():
         tokens[size] = await token_for(url, EMAIL)
-        clients[size] = app_client(url, response_cache_seconds=0)
+        # No rate limit: --runs above 30 would spend more than a token's budget a minute.
+        clients[size] = app_client(
+            url, response_cache_seconds=0, cost_per_minute=UNLIMITED_COST_PER_MINUTE
+        )
     docs = documents()
     samples: dict[str, dict[int, list[float]]] = {d: {s: [] for s in urls} for d in docs}
     pairs = [(d, s) for d in docs for s in urls]

@@ -478,7 +478,17 @@ class CallWeeklyAggregate(SQLModel, table=True):
     """Per customer and week (Sunday 00:00 UTC) totals of call records, kept by ingestion."""
 
     __tablename__ = "call_weekly_aggregate"
-    __table_args__ = (Index("ix_call_weekly_partner_week", "partner_id", "week_start"),)
+    __table_args__ = (
+        Index("ix_call_weekly_partner_week", "partner_id", "week_start"),
+        # Licensed users without calls: a week's customers and active users, index only.
+        Index(
+            "ix_call_weekly_partner_week_users",
+            "partner_id",
+            "week_start",
+            "customer_id",
+            "active_users",
+        ),
+    )
     customer_id: int = Field(
         sa_column=Column(Integer, ForeignKey("customer.id", ondelete="CASCADE"), primary_key=True)
     )
@@ -537,6 +547,7 @@ class LaunchToken(SQLModel, table=True):
 
 
 # Calling aggregates live in their own module; importing it registers them on the metadata.
+import db.calls_licensed  # noqa: E402
 import db.calls_models  # noqa: E402
 import db.calls_partner  # noqa: E402
 import db.partner_versions  # noqa: E402

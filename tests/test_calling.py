@@ -783,3 +783,45 @@ async def test_the_demo_call_records_show_quality_problems_and_abandoned_queues(
     assert analytics["customersQuality"]["nodes"][0]["poorPercent"] > 20
     assert analytics["callQueue"]["customers"]["nodes"][0]["abandonedRatePercent"] > 25
     assert all(f["calls"] > 0 for f in analytics["featureUsage"])
+
+
+async def test_a_calling_subscription_starting_after_now_is_not_licensed_yet(api: Api) -> None:
+    # given: one customer licensed today, one whose only CALLING subscription starts tomorrow
+    # ("in force" is ACTIVE and start <= now < end), and one whose licence ended at now
+    f = Factory(api.engine)
+    acme = await f.partner()
+    await f.admin(acme, "full@acme.example", "FULL_ADMIN")
+    today = await f.customer(acme, "Licensed today")
+    tomorrow = await f.customer(acme, "Licensed tomorrow")
+    ended = await f.customer(acme, "Licence ended at now")
+    await f.subscription(today, lines=[("CALLING", 10, 7, 2)])
+    await f.subscription(
+        tomorrow,
+        start=NOW + timedelta(days=1),
+        end=NOW + timedelta(days=60),
+        lines=[("CALLING", 50, 40, 0)],
+    )
+    await f.subscription(
+        ended,
+        start=NOW - timedelta(days=60),
+        end=NOW,
+        lines=[("CALLING", 30, 30, 0)],
+    )
+
+    # when
+    body = await post_graphql(
+        api,
+        """{ callingAnalytics {
+              usersByVolumeTrend(weeks: 1) { licensedUsersWithoutCalls }
+              customersUsage(first: 10) { totalCount nodes { customer { name } licensedUsers } }
+            } }""",
+        as_="full@acme.example",
+    )
+
+    # then: only the licence in force at now counts
+    analytics = data_of(body)["callingAnalytics"]
+    assert analytics["customersUsage"] == {
+        "totalCount": 1,
+        "nodes": [{"customer": {"name": "Licensed today"}, "licensedUsers": 7}],
+    }
+    assert analytics["usersByVolumeTrend"] == [{"licensedUsersWithoutCalls": 7}]

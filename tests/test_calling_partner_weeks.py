@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -20,13 +21,22 @@ from sqlalchemy import and_, func, select
 
 from db.calls_partner import CALL_PARTNER_WEEK, PARTNER_COLUMNS, partner_sums
 from db.ingest import CSV_COLUMNS, ingest_stream
+from db.models import LicenseLine
 from db.settings import Settings
 from graph.app import create_app
 from graph.ids import to_global_id
 from tests.conftest import NOW, Api, _api_over
 from tests.databases import Database
 from tests.helpers import Factory, data_of, post_graphql
-from tests.test_calling import ENDPOINTS, FEATURES, FIGURES, Call, Expected
+from tests.test_calling import (
+    ENDPOINTS,
+    FEATURES,
+    FIGURES,
+    USAGE_PAGE,
+    Call,
+    Expected,
+    all_rows,
+)
 
 WEEKS = [date(2026, 10, 18), date(2026, 10, 25), date(2026, 11, 1), date(2026, 11, 8)]
 ADMINS = ("full@acme.example", "partner@acme.example", "full@globex.example")
@@ -55,12 +65,28 @@ steps = st.lists(
 )
 
 
+@dataclass
+class Licence:
+    """A subscription with one CALLING line, as the test wrote it (``World.licensed``)."""
+
+    id: int
+    line: int | None  # the line's id; None once the line is deleted
+    customer: int
+    start: datetime
+    end: datetime
+    assigned: int
+    state: str = "ACTIVE"
+
+
 class World:
     def __init__(self, customers: list[int], partners: dict[int, int], assigned: int) -> None:
         self.customers = customers
         self.partner_of = partners
         self.assigned = assigned
         self.calls: list[Call] = []
+        self.licences: list[Licence] = []
+        self.names: dict[int, str] = {}
+        self.factory: Any = None  # the one Factory: its counter names subscriptions
         self.now = NOW
         self.n = 0
         self.counter: Any = None
@@ -91,12 +117,26 @@ class World:
         )
 
     def licensed(self) -> dict[int, int]:
-        """Assigned CALLING licences in force at ``now`` (see ``world``)."""
-        c0, c1, _, c3, _ = self.customers
-        found = {c0: 4 + (20 if self.now < NOW + timedelta(days=5) else 0), c3: 12}
-        if self.now < NOW + timedelta(days=12):
-            found[c1] = 9
+        """Assigned CALLING licences in force at ``now`` per customer (DESIGN.md section 2:
+        ACTIVE and start <= now < end), recomputed from what the test wrote."""
+        found: dict[int, int] = {}
+        for lic in self.licences:
+            if lic.line is not None and lic.state == "ACTIVE" and lic.start <= self.now < lic.end:
+                found[lic.customer] = found.get(lic.customer, 0) + lic.assigned
         return found
+
+
+async def add_licence(
+    api: Api, w: World, customer: int, start: datetime, end: datetime, assigned: int
+) -> None:
+    sub = await w.factory.subscription(
+        customer, start=start, end=end, lines=[("CALLING", assigned + 5, assigned, 0)]
+    )
+    async with api.engine.connect() as conn:
+        line = await conn.scalar(
+            select(func.max(LicenseLine.id)).where(LicenseLine.subscription_id == sub)  # type: ignore[arg-type]
+        )
+    w.licences.append(Licence(sub, int(line), customer, start, end, assigned))
 
 
 async def world(api: Api) -> World:
@@ -106,19 +146,23 @@ async def world(api: Api) -> World:
     await f.admin(acme, "full@acme.example", "FULL_ADMIN")
     partner_admin = await f.admin(acme, "partner@acme.example", "PARTNER_ADMIN")
     await f.admin(globex, "full@globex.example", "FULL_ADMIN")
-    customers = [await f.customer(acme, f"Acme {i}") for i in range(3)]
-    customers += [await f.customer(globex, f"Globex {i}") for i in range(2)]
-    c0, c1, _, c3, _ = customers
-    # Licences that end within the clock's moves (World.licensed).
-    await f.subscription(c0, end=NOW + timedelta(days=5), lines=[("CALLING", 30, 20, 10)])
-    await f.subscription(c0, lines=[("CALLING", 5, 4, 1)])
-    # (Not a subscription that starts after now: on SQLite such a one is counted as licensed
-    # today, a bug of the customer usage table and volume trend outside this test's subject.)
-    await f.subscription(c1, end=NOW + timedelta(days=12), lines=[("CALLING", 10, 9, 3)])
-    await f.subscription(c3, lines=[("CALLING", 12, 12, 12)])
+    names = [f"Acme {i}" for i in range(3)] + [f"Globex {i}" for i in range(2)]
+    customers = [await f.customer(acme if n.startswith("Acme") else globex, n) for n in names]
+    c0, c1, c2, c3, _ = customers
+    await f.subscription(c2, lines=[("MEETINGS", 10, 9, 3)])  # not a CALLING licence
     await f.assign(c0, partner_admin)
     partners = {c: acme for c in customers[:3]} | {c: globex for c in customers[3:]}
-    return World(customers, partners, c0)
+    w = World(customers, partners, c0)
+    w.names = dict(zip(customers, names, strict=True))
+    w.factory = f
+    # Licences that end, or start, within the clock's moves (World.licensed).
+    long_ago, later = NOW - timedelta(days=100), NOW + timedelta(days=265)
+    await add_licence(api, w, c0, long_ago, NOW + timedelta(days=5), 20)
+    await add_licence(api, w, c0, long_ago, later, 4)
+    await add_licence(api, w, c1, long_ago, NOW + timedelta(days=12), 9)
+    await add_licence(api, w, c1, NOW + timedelta(days=3), later, 6)  # starts after now
+    await add_licence(api, w, c3, long_ago, later, 12)
+    return w
 
 
 async def ingest(api: Api, w: World, batch: list[Call]) -> None:
@@ -176,7 +220,7 @@ async def figures_equal_the_reference(db: Database, w: World) -> None:
                 else {c for c, p in w.partner_of.items() if p != w.partner_of[w.customers[0]]}
             )
             expected = Expected(
-                w.calls, week=last_week, visible=visible, licensed=w.licensed(), names={}
+                w.calls, week=last_week, visible=visible, licensed=w.licensed(), names=w.names
             )
             figures = data_of(await post_graphql(api, FIGURES, {"week": None}, as_=admin))
             analytics = figures["callingAnalytics"]
@@ -188,6 +232,9 @@ async def figures_equal_the_reference(db: Database, w: World) -> None:
             assert analytics["qualityByEndpoint"] == expected.quality_by_endpoint(), admin
             assert analytics["featureUsage"] == expected.feature_usage(), admin
             assert analytics["callQueue"]["kpis"] == expected.queue_kpis(), admin
+            rows, total = await all_rows(api, admin, USAGE_PAGE, ["customersUsage"], None)
+            assert rows == expected.customers_usage(), admin
+            assert total == len(rows), admin
 
 
 @settings(

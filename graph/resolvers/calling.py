@@ -13,6 +13,7 @@ from typing import Annotated, Any, TypeVar
 
 import strawberry
 
+from db.calls_licensed import LicensedTotals
 from db.enums import CallFeature, EndpointType
 from db.queries import calls as q
 from db.scope import Scope
@@ -65,6 +66,7 @@ async def _page(
     table: q.CustomerTable,
     page_of: Paging,
     to_node: Callable[[Any], T],
+    count_of: Callable[[], Awaitable[int]] | None = None,
 ) -> tuple[list[T], list[str], PageInfo, Callable[[], Awaitable[int]]]:
     """One keyset page of a customer table: nodes, cursors, page info and the count."""
     codec = CursorCodec(ctx.services.secret)
@@ -82,12 +84,44 @@ async def _page(
         )
 
     async def count() -> int:
+        if count_of is not None:
+            return await count_of()
         async with ctx.db() as session:
             return await q.table_count(session, table)
 
     nodes = [to_node(row) for row in page_of.arrange(page.rows)]
     cursors = [codec.encode(name, query_fp, key) for key in page_of.arrange(page.keys)]
     return nodes, cursors, page_of.page_info(cursors, page.has_next), count
+
+
+DEFAULT_WEEKS = 8  # the trends' default span: the week's own figures share its statement
+
+
+async def _sums(info: Info, scope: Scope, weeks: list[datetime]) -> q.WeekSums:
+    """The summed aggregates of ``weeks`` for ``scope``: one statement per request and span,
+    whichever figures ask for them."""
+    ctx = info.context
+
+    async def load() -> q.WeekSums:
+        async with ctx.db() as session:
+            return await q.week_sums(session, scope=scope, weeks=weeks)
+
+    return await ctx.shared(("calling.week_sums", scope.key, tuple(weeks)), load)
+
+
+async def _week(info: Info, scope: Scope, week: datetime) -> q.WeekSums:
+    return await _sums(info, scope, q.weeks_ending(week, DEFAULT_WEEKS))
+
+
+async def _licensed(info: Info, scope: Scope) -> LicensedTotals:
+    """The scope's licensed customers and users at now, once per request."""
+    ctx = info.context
+
+    async def load() -> LicensedTotals:
+        async with ctx.db() as session:
+            return await q.licensed_totals(session, scope, ctx.now)
+
+    return await ctx.shared(("calling.licensed", scope.key, ctx.now), load)
 
 
 def _quality(total: int, poor: int) -> dict[str, Any]:
@@ -101,8 +135,7 @@ class CallQueueAnalytics:
 
     @strawberry.field(description="Queue KPIs over the customers the caller may see.")
     async def kpis(self, info: Info) -> CallQueueKpis:
-        async with info.context.db() as session:
-            t = await q.queue_totals(session, scope=self.scope, week=self.week)
+        t = q.queue_totals(await _week(info, self.scope, self.week), self.week)
         return CallQueueKpis(
             **queue_figures(
                 t.queue_calls,
@@ -167,8 +200,7 @@ class CallingAnalytics:
 
     @strawberry.field(description="Calls, minutes and active users of the week, and per day.")
     async def usage(self, info: Info) -> CallingUsage:
-        async with info.context.db() as session:
-            usage = await q.usage(session, scope=self.scope, week=self.week)
+        usage = q.usage(await _week(info, self.scope, self.week), self.week)
         return CallingUsage.of(usage)
 
     @strawberry.field(
@@ -180,8 +212,12 @@ class CallingAnalytics:
     ) -> list[CallingUserVolumeWeek] | None:
         ctx = info.context
         span = q.weeks_ending(self.week, _trend_weeks(weeks))
+        sums = await _sums(info, self.scope, span)
+        licensed = await _licensed(info, self.scope)
         async with ctx.db() as session:
-            rows = await q.users_by_volume(session, scope=self.scope, weeks=span, now=ctx.now)
+            rows = await q.users_by_volume(
+                session, scope=self.scope, sums=sums, weeks=span, now=ctx.now, licensed=licensed
+            )
         return [CallingUserVolumeWeek.of(r) for r in rows]
 
     @strawberry.field(
@@ -204,15 +240,24 @@ class CallingAnalytics:
     ) -> CallingCustomerUsageConnection | None:
         ctx = info.context
         order = q.CustomerUsageOrder(order_by)
+        table = q.usage_table(self.scope, week=self.week, now=ctx.now, order=order)
+        quiet: q.QuietRows = table.quiet
+
+        async def count_of() -> int:
+            licensed = await _licensed(info, self.scope)  # before the session: it takes one
+            async with ctx.db() as session:
+                return await quiet.count(session, licensed)
+
         nodes, cursors, page_info, count = await _page(
             ctx,
             name="callingAnalytics.customersUsage",
             scope=self.scope,
             week=self.week,
             order=order.value,
-            table=q.usage_table(self.scope, week=self.week, now=ctx.now, order=order),
+            table=table,
             page_of=paging(info, first, after, last, before, info.context.settings.max_page_size),
             to_node=CallingCustomerUsage.from_row,
+            count_of=count_of,
         )
         return CallingCustomerUsageConnection(
             edges=[
@@ -226,8 +271,8 @@ class CallingAnalytics:
 
     @strawberry.field(description="Call quality of the week.")
     async def quality(self, info: Info) -> CallQuality:
-        async with info.context.db() as session:
-            (week,) = await q.quality_by_week(session, scope=self.scope, weeks=[self.week])
+        sums = await _week(info, self.scope, self.week)
+        (week,) = q.quality_by_week(sums, [self.week])
         return CallQuality(**_quality(week.total_calls, week.poor_calls))
 
     @strawberry.field(
@@ -236,8 +281,7 @@ class CallingAnalytics:
     )
     async def quality_trend(self, info: Info, weeks: Weeks = 8) -> list[CallQualityWeek] | None:
         span = q.weeks_ending(self.week, _trend_weeks(weeks))
-        async with info.context.db() as session:
-            rows = await q.quality_by_week(session, scope=self.scope, weeks=span)
+        rows = q.quality_by_week(await _sums(info, self.scope, span), span)
         return [
             CallQualityWeek(week_start=r.week.date(), **_quality(r.total_calls, r.poor_calls))
             for r in rows
@@ -245,8 +289,7 @@ class CallingAnalytics:
 
     @strawberry.field(description="Call quality per endpoint type (every type, in enum order).")
     async def quality_by_endpoint(self, info: Info) -> list[CallEndpointQuality]:
-        async with info.context.db() as session:
-            rows = await q.quality_by_endpoint(session, scope=self.scope, week=self.week)
+        rows = q.quality_by_endpoint(await _week(info, self.scope, self.week), self.week)
         return [
             CallEndpointQuality(endpoint_type=EndpointType(endpoint), **_quality(total, poor))
             for endpoint, total, poor in rows
@@ -296,8 +339,7 @@ class CallingAnalytics:
         "order; a call using several features counts for each)."
     )
     async def feature_usage(self, info: Info) -> list[CallFeatureUsage]:
-        async with info.context.db() as session:
-            rows = await q.feature_usage(session, scope=self.scope, week=self.week)
+        rows = q.feature_usage(await _week(info, self.scope, self.week), self.week)
         return [CallFeatureUsage(feature=CallFeature(f), calls=n) for f, n in rows]
 
     @strawberry.field(description="Call queue KPIs and the customers table of the week.")

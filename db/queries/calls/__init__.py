@@ -16,24 +16,29 @@ from __future__ import annotations
 from db.queries.calls.common import (
     WEEK,
     last_closed_week,
-    licensed_users,
+    licensed_now,
+    licensed_of,
+    licensed_totals,
     minutes,
     percent,
     ratio_tenths,
     week_start,
 )
+from db.queries.calls.customer_usage import QuietRows, usage_table
 from db.queries.calls.figures import (
     DayUsage,
     QualityWeek,
     QueueTotals,
     Usage,
     VolumeWeek,
+    WeekSums,
     feature_usage,
     quality_by_endpoint,
     quality_by_week,
     queue_totals,
     usage,
     users_by_volume,
+    week_sums,
     weeks_ending,
 )
 from db.queries.calls.tables import (
@@ -46,7 +51,6 @@ from db.queries.calls.tables import (
     queue_table,
     table_count,
     table_page,
-    usage_table,
 )
 
 __all__ = [
@@ -59,11 +63,15 @@ __all__ = [
     "QualityWeek",
     "QueueCustomerOrder",
     "QueueTotals",
+    "QuietRows",
     "Usage",
     "VolumeWeek",
+    "WeekSums",
     "feature_usage",
     "last_closed_week",
-    "licensed_users",
+    "licensed_now",
+    "licensed_of",
+    "licensed_totals",
     "minutes",
     "percent",
     "quality_by_endpoint",
@@ -78,5 +86,6 @@ __all__ = [
     "usage_table",
     "users_by_volume",
     "week_start",
+    "week_sums",
     "weeks_ending",
 ]

@@ -6,11 +6,13 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, Table, and_, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from db.calls_licensed import CALLING_LICENCE_SPAN, LicensedTotals, in_force
+from db.calls_licensed import licensed_totals as partner_licensed_totals
 from db.calls_models import CALL_WEEKLY_DETAIL
 from db.calls_partner import CALL_PARTNER_WEEK
-from db.enums import Product, SubscriptionState
-from db.models import CallWeeklyAggregate, Customer, LicenseLine, Subscription
+from db.models import CallWeeklyAggregate, Customer
 from db.scope import Scope
 
 WEEK = timedelta(days=7)
@@ -28,8 +30,7 @@ DETAIL = CALL_WEEKLY_DETAIL
 D = DETAIL.c
 PW = CALL_PARTNER_WEEK.c
 C = CUSTOMER.c
-S = _table(Subscription).c
-L = _table(LicenseLine).c
+SPAN = CALLING_LICENCE_SPAN
 
 
 # --- weeks and rounding ----------------------------------------------------------------------
@@ -81,24 +82,33 @@ def whole_partner(scope: Scope) -> bool:
     return scope.assigned_admin_id is None
 
 
-def licensed_users(scope: Scope, now: datetime) -> Any:
-    """Subquery (customer_id, licensed): assigned CALLING licenses of in-force subscriptions."""
-    # From the partner's CALLING lines (index on partner and product), not from every
-    # subscription or customer of the partner; a whole-partner scope needs no customer look-up.
-    visible = () if whole_partner(scope) else (scope.customers(S.customer_id),)
-    return (
-        select(S.customer_id.label("customer_id"), func.sum(L.assigned).label("licensed"))
-        .select_from(_table(LicenseLine))
-        .join(_table(Subscription), L.subscription_id == S.id)
-        .where(
-            L.partner_id == scope.partner_id,
-            S.partner_id == scope.partner_id,
-            *visible,
-            L.product == Product.CALLING.value,
-            S.state == SubscriptionState.ACTIVE.value,
-            S.start_date <= now,
-            S.end_date > now,
+def licensed_now(scope: Scope, now: datetime, name: str = "licensed") -> Any:
+    """``calling_licence_span`` rows holding ``now`` of the customers ``scope`` sees (at most one
+    per customer): ``customer_id`` and ``licensed``, the assigned CALLING licenses of its
+    in-force subscriptions (ACTIVE, start <= now < end)."""
+    span = SPAN.alias(name)
+    visible = () if whole_partner(scope) else (scope.customers(span.c.customer_id),)
+    return span, and_(span.c.partner_id == scope.partner_id, in_force(span.c, now), *visible)
+
+
+def licensed_of(customer_id: Any, scope: Scope, now: datetime) -> Any:
+    """The licensed users of the customer ``customer_id`` (a column) at ``now``, NULL when it
+    has no in-force CALLING line: a scalar subquery, so that each customer is one index probe
+    (a join let PostgreSQL hash every span of the partner)."""
+    span, held = licensed_now(scope, now, "held")
+    return select(span.c.licensed).where(span.c.customer_id == customer_id, held).scalar_subquery()
+
+
+async def licensed_totals(session: AsyncSession, scope: Scope, now: datetime) -> LicensedTotals:
+    """Customers ``scope`` sees with an in-force CALLING line at ``now``, and their licenses:
+    from the partner's day edges (flat in the partner's size) for a whole-partner scope, else
+    summed over the visible customers' spans."""
+    if whole_partner(scope):
+        return await partner_licensed_totals(session, scope.partner_id, now)
+    span, where = licensed_now(scope, now)
+    row = (
+        await session.execute(
+            select(func.count(), func.coalesce(func.sum(span.c.licensed), 0)).where(where)
         )
-        .group_by(S.customer_id)
-        .subquery("licensed")
-    )
+    ).one()
+    return LicensedTotals(int(row[0]), int(row[1]))

@@ -1,15 +1,22 @@
-"""The calling figures of a week (and of trends): sums over per-customer aggregate rows."""
+"""The calling figures of a week (and of trends), from the sums of the aggregate rows per week.
+
+One statement (``week_sums``) reads, for the weeks asked, every summed column of the caller's
+scope: the partner's ``call_partner_week`` rows for a whole-partner scope (one row per week),
+else the sums of the visible customers' ``call_weekly_aggregate`` and ``call_weekly_detail``
+rows. Each figure is then plain arithmetic over those sums, so a dashboard asking for every
+figure reads them once (``graph.resolvers.calling`` shares them within a request).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from typing import Any
 
-from sqlalchemy import case, func, literal, select, union_all
+from sqlalchemy import and_, case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from db.calls_licensed import LicensedTotals
 from db.calls_models import (
     DAYS,
     day_calls,
@@ -18,19 +25,47 @@ from db.calls_models import (
     endpoint_poor_calls,
     feature_calls,
 )
+from db.calls_partner import PARTNER_COLUMNS, partner_sums
 from db.enums import CallFeature, EndpointType
-from db.queries.calls.common import PW, WEEK, WEEKLY, D, W, licensed_users, whole_partner
-from db.queries.calls.common import scoped as _scoped
+from db.queries.calls.common import PW, WEEK, WEEKLY, W, licensed_now, scoped, whole_partner
 from db.scope import Scope
-from db.types import UTCDateTime
+
+Sums = Mapping[str, int]
+WeekSums = Mapping[datetime, Sums]
+_NONE: dict[str, int] = dict.fromkeys(PARTNER_COLUMNS, 0)
 
 
-def _source(scope: Scope, columns: Any) -> tuple[Any, Any]:
-    """The columns to sum (``W`` or ``D``) and their condition for ``scope``: the partner's
-    row of ``call_partner_week`` (same column names) for a whole-partner scope."""
+async def week_sums(session: AsyncSession, *, scope: Scope, weeks: Sequence[datetime]) -> WeekSums:
+    """Every column of ``call_partner_week`` summed over the customers ``scope`` sees, per week
+    of ``weeks`` (a week without calls is absent)."""
     if whole_partner(scope):
-        return PW, PW.partner_id == scope.partner_id
-    return columns, _scoped(columns, scope)
+        stmt = select(PW.week_start, *[PW[n] for n in PARTNER_COLUMNS]).where(
+            PW.partner_id == scope.partner_id, PW.week_start.in_(list(weeks))
+        )
+    else:
+        weekly, detail, sums = partner_sums()
+        stmt = (
+            select(weekly.c.week_start, *sums)
+            .select_from(
+                weekly.join(
+                    detail,
+                    and_(
+                        detail.c.customer_id == weekly.c.customer_id,
+                        detail.c.week_start == weekly.c.week_start,
+                    ),
+                )
+            )
+            .where(scoped(weekly.c, scope), weekly.c.week_start.in_(list(weeks)))
+            .group_by(weekly.c.week_start)
+        )
+    return {
+        row[0]: {n: int(v or 0) for n, v in zip(PARTNER_COLUMNS, row[1:], strict=True)}
+        for row in await session.execute(stmt)
+    }
+
+
+def _of(sums: WeekSums, week: datetime) -> Sums:
+    return sums.get(week, _NONE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,32 +83,12 @@ class Usage:
     daily: list[DayUsage]
 
 
-async def usage(session: AsyncSession, *, scope: Scope, week: datetime) -> Usage:
+def usage(sums: WeekSums, week: datetime) -> Usage:
     """Calls, talk time and active users of the week, and the same per UTC day (all 7 days)."""
-    w, where = _source(scope, W)
-    totals = (
-        await session.execute(
-            select(
-                func.coalesce(func.sum(w.calls), 0),
-                func.coalesce(func.sum(w.duration_seconds), 0),
-                func.coalesce(func.sum(w.active_users), 0),
-            ).where(where, w.week_start == week)
-        )
-    ).one()
-    d_, where = _source(scope, D)
-    per_day = (
-        await session.execute(
-            select(
-                *[func.coalesce(func.sum(d_[day_calls(d)]), 0) for d in DAYS],
-                *[func.coalesce(func.sum(d_[day_seconds(d)]), 0) for d in DAYS],
-            ).where(where, d_.week_start == week)
-        )
-    ).one()
+    s = _of(sums, week)
     first = week.date()
-    daily = [
-        DayUsage(first + timedelta(days=d), int(per_day[d]), int(per_day[7 + d])) for d in DAYS
-    ]
-    return Usage(int(totals[0]), int(totals[1]), int(totals[2]), daily)
+    daily = [DayUsage(first + timedelta(days=d), s[day_calls(d)], s[day_seconds(d)]) for d in DAYS]
+    return Usage(s["calls"], s["duration_seconds"], s["active_users"], daily)
 
 
 def weeks_ending(week: datetime, count: int) -> list[datetime]:
@@ -90,48 +105,38 @@ class VolumeWeek:
     licensed_without_calls: int
 
 
-def _weeks_table(weeks: Sequence[datetime]) -> Any:
-    return union_all(
-        *[select(literal(w, UTCDateTime()).label("week_start")) for w in weeks]
-    ).subquery("weeks")
-
-
 async def users_by_volume(
-    session: AsyncSession, *, scope: Scope, weeks: Sequence[datetime], now: datetime
+    session: AsyncSession,
+    *,
+    scope: Scope,
+    sums: WeekSums,
+    weeks: Sequence[datetime],
+    now: datetime,
+    licensed: LicensedTotals,
 ) -> list[VolumeWeek]:
-    d, where = _source(scope, D)
-    buckets = {
-        w: (int(a), int(b), int(c))
-        for w, a, b, c in await session.execute(
-            select(
-                d.week_start,
-                func.sum(d.users_1_to_10),
-                func.sum(d.users_11_to_50),
-                func.sum(d.users_51_plus),
-            )
-            .where(where, d.week_start.in_(list(weeks)))
-            .group_by(d.week_start)
-        )
-    }
+    """Users by calls made per week, and the licensed users without calls (``licensed``: the
+    scope's licensed customers and users at ``now``)."""
     # Per week, the sum over licensed customers of max(licensed - active, 0) is all their
     # licences minus, over the customers with calls that week, min(licensed, active): driven by
-    # the week's aggregate rows, not by every licensed customer times every week.
-    licensed = licensed_users(scope, now)
-    total = int((await session.execute(select(func.sum(licensed.c.licensed)))).scalar() or 0)
-    used = case((licensed.c.licensed < W.active_users, licensed.c.licensed), else_=W.active_users)
+    # the weeks' aggregate rows (one span probe each), not by every licensed customer times
+    # every week.
+    span, held = licensed_now(scope, now)
+    used = case((span.c.licensed < W.active_users, span.c.licensed), else_=W.active_users)
     rows = await session.execute(
         select(W.week_start, func.sum(used))
-        .select_from(WEEKLY.join(licensed, licensed.c.customer_id == W.customer_id))
+        .select_from(WEEKLY.join(span, and_(span.c.customer_id == W.customer_id, held)))
         .where(W.partner_id == scope.partner_id, W.week_start.in_(list(weeks)))
         .group_by(W.week_start)
     )
-    without = {w: total for w in weeks}
+    without = dict.fromkeys(weeks, licensed.licensed)
     for w, n in rows:
-        without[w] = total - int(n or 0)
+        without[w] = licensed.licensed - int(n or 0)
     out = []
     for w in weeks:
-        small, medium, large = buckets.get(w, (0, 0, 0))
-        out.append(VolumeWeek(w, small, medium, large, without[w]))
+        s = _of(sums, w)
+        out.append(
+            VolumeWeek(w, s["users_1_to_10"], s["users_11_to_50"], s["users_51_plus"], without[w])
+        )
     return out
 
 
@@ -142,53 +147,20 @@ class QualityWeek:
     poor_calls: int
 
 
-async def quality_by_week(
-    session: AsyncSession, *, scope: Scope, weeks: Sequence[datetime]
-) -> list[QualityWeek]:
-    w_, where = _source(scope, W)
-    found = {
-        w: (int(total), int(poor))
-        for w, total, poor in await session.execute(
-            select(w_.week_start, func.sum(w_.calls), func.sum(w_.poor_calls))
-            .where(where, w_.week_start.in_(list(weeks)))
-            .group_by(w_.week_start)
-        )
-    }
-    return [QualityWeek(w, *found.get(w, (0, 0))) for w in weeks]
+def quality_by_week(sums: WeekSums, weeks: Sequence[datetime]) -> list[QualityWeek]:
+    return [QualityWeek(w, _of(sums, w)["calls"], _of(sums, w)["poor_calls"]) for w in weeks]
 
 
-async def quality_by_endpoint(
-    session: AsyncSession, *, scope: Scope, week: datetime
-) -> list[tuple[str, int, int]]:
+def quality_by_endpoint(sums: WeekSums, week: datetime) -> list[tuple[str, int, int]]:
     """(endpoint type, calls, poor calls) for every endpoint type, in ``EndpointType`` order."""
-    d, where = _source(scope, D)
-    row = (
-        await session.execute(
-            select(
-                *[
-                    func.coalesce(func.sum(d[name]), 0)
-                    for e in EndpointType
-                    for name in (endpoint_calls(e), endpoint_poor_calls(e))
-                ]
-            ).where(where, d.week_start == week)
-        )
-    ).one()
-    return [(e.value, int(row[2 * i]), int(row[2 * i + 1])) for i, e in enumerate(EndpointType)]
+    s = _of(sums, week)
+    return [(e.value, s[endpoint_calls(e)], s[endpoint_poor_calls(e)]) for e in EndpointType]
 
 
-async def feature_usage(
-    session: AsyncSession, *, scope: Scope, week: datetime
-) -> list[tuple[str, int]]:
+def feature_usage(sums: WeekSums, week: datetime) -> list[tuple[str, int]]:
     """(feature, calls that used it) for every feature, in ``CallFeature`` order."""
-    d, where = _source(scope, D)
-    row = (
-        await session.execute(
-            select(*[func.coalesce(func.sum(d[feature_calls(f)]), 0) for f in CallFeature]).where(
-                where, d.week_start == week
-            )
-        )
-    ).one()
-    return [(f.value, int(n)) for f, n in zip(CallFeature, row, strict=True)]
+    s = _of(sums, week)
+    return [(f.value, s[feature_calls(f)]) for f in CallFeature]
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,22 +172,12 @@ class QueueTotals:
     abandoned_wait_seconds: int
 
 
-async def queue_totals(session: AsyncSession, *, scope: Scope, week: datetime) -> QueueTotals:
-    w, where = _source(scope, W)
-    row = (
-        await session.execute(
-            select(
-                *[
-                    func.coalesce(func.sum(column), 0)
-                    for column in (
-                        w.queue_calls,
-                        w.answered_calls,
-                        w.abandoned_calls,
-                        w.answered_wait_seconds,
-                        w.abandoned_wait_seconds,
-                    )
-                ]
-            ).where(where, w.week_start == week)
-        )
-    ).one()
-    return QueueTotals(*(int(v) for v in row))
+def queue_totals(sums: WeekSums, week: datetime) -> QueueTotals:
+    s = _of(sums, week)
+    return QueueTotals(
+        s["queue_calls"],
+        s["answered_calls"],
+        s["abandoned_calls"],
+        s["answered_wait_seconds"],
+        s["abandoned_wait_seconds"],
+    )

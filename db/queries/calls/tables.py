@@ -7,11 +7,27 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import BigInteger, Row, and_, case, cast, func, select, tuple_, union
+from sqlalchemy import (
+    BigInteger,
+    Row,
+    and_,
+    case,
+    cast,
+    func,
+    select,
+    tuple_,
+    union_all,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql import Select
 
-from db.queries.calls.common import CUSTOMER, WEEK, WEEKLY, C, W, licensed_users
+from db.queries.calls.common import (
+    CUSTOMER,
+    WEEKLY,
+    C,
+    W,
+    scoped,
+)
 from db.queries.customers import CUSTOMER_COLUMNS
 from db.scope import Scope
 
@@ -55,65 +71,27 @@ class CustomerTable:
     """One customer table of one week: its rows' select, conditions and sort keys."""
 
     columns: tuple[Any, ...]
-    from_: Any
+    from_: Any  # joins ``customer`` only when the key needs it (a name)
+    id: Any  # the customer id column of ``from_``
     conditions: tuple[Any, ...]
     key: Any  # the sort value; the customer id breaks ties
     descending: bool
+    # More rows, disjoint from these, whose own select stops after a page (the usage table's
+    # licensed customers without recent calls: ``db.queries.calls.customer_usage.QuietRows``).
+    quiet: Any = None
 
     @property
     def key_types(self) -> tuple[str, str]:
         return ("str" if self.key is C.name_key else "int", "int")
 
 
+def keyed_from(from_: Any, id_: Any, key: Any) -> Any:
+    """``from_``, joined to ``customer`` when the sort key is its name."""
+    return from_.join(CUSTOMER, C.id == id_) if key is C.name_key else from_
+
+
 def _ratio_key(part: Any, whole: Any, scale: int = RATIO_SCALE) -> Any:
     return case((whole > 0, cast(part, BigInteger) * scale // whole), else_=0)
-
-
-def usage_table(
-    scope: Scope, *, week: datetime, now: datetime, order: CustomerUsageOrder
-) -> CustomerTable:
-    """Customers with Calling: an in-force CALLING line, or calls in the week."""
-    cur = WEEKLY.alias("cur")
-    prev = WEEKLY.alias("prev")
-    licensed = licensed_users(scope, now)
-    calls = func.coalesce(cur.c.calls, 0)
-    seconds = func.coalesce(cur.c.duration_seconds, 0)
-    active = func.coalesce(cur.c.active_users, 0)
-    prev_calls = func.coalesce(prev.c.calls, 0)
-    keys = {
-        "CALLS": calls,
-        "MINUTES": seconds,
-        "ACTIVE_USERS": active,
-        "CALLS_CHANGE": calls - prev_calls,
-        "NAME": C.name_key,
-    }
-    # Driven by the customers with Calling (calls in the week, or a licence in force), not by
-    # every customer of the partner: the cost follows the Calling customers only.
-    with_calls = select(W.customer_id.label("customer_id")).where(
-        W.partner_id == scope.partner_id, W.week_start == week
-    )
-    calling = union(with_calls, select(licensed.c.customer_id)).subquery("calling")
-    from_ = (
-        calling.join(CUSTOMER, C.id == calling.c.customer_id)
-        .outerjoin(cur, and_(cur.c.customer_id == C.id, cur.c.week_start == week))
-        .outerjoin(prev, and_(prev.c.customer_id == C.id, prev.c.week_start == week - WEEK))
-        .outerjoin(licensed, licensed.c.customer_id == C.id)
-    )
-    return CustomerTable(
-        columns=(
-            calls.label("calls"),
-            seconds.label("duration_seconds"),
-            active.label("active_users"),
-            func.coalesce(licensed.c.licensed, 0).label("licensed_users"),
-            prev_calls.label("previous_calls"),
-            func.coalesce(prev.c.duration_seconds, 0).label("previous_duration_seconds"),
-            func.coalesce(prev.c.active_users, 0).label("previous_active_users"),
-        ),
-        from_=from_,
-        conditions=(scope.customers(),),
-        key=keys[order.value.rsplit("_", 1)[0]],
-        descending=order.value.endswith("_DESC"),
-    )
 
 
 def quality_table(scope: Scope, *, week: datetime, order: CustomerQualityOrder) -> CustomerTable:
@@ -126,8 +104,9 @@ def quality_table(scope: Scope, *, week: datetime, order: CustomerQualityOrder) 
     }
     return CustomerTable(
         columns=(W.calls.label("total_calls"), W.poor_calls.label("poor_calls")),
-        from_=CUSTOMER.join(WEEKLY, and_(W.customer_id == C.id, W.week_start == week)),
-        conditions=(scope.customers(), W.calls > 0),
+        from_=keyed_from(WEEKLY, W.customer_id, keys[order.value.rsplit("_", 1)[0]]),
+        id=W.customer_id,
+        conditions=(scoped(W, scope), W.week_start == week, W.calls > 0),
         key=keys[order.value.rsplit("_", 1)[0]],
         descending=order.value.endswith("_DESC"),
     )
@@ -152,8 +131,9 @@ def queue_table(scope: Scope, *, week: datetime, order: QueueCustomerOrder) -> C
             W.answered_wait_seconds.label("answered_wait_seconds"),
             W.abandoned_wait_seconds.label("abandoned_wait_seconds"),
         ),
-        from_=CUSTOMER.join(WEEKLY, and_(W.customer_id == C.id, W.week_start == week)),
-        conditions=(scope.customers(), W.queue_calls > 0),
+        from_=keyed_from(WEEKLY, W.customer_id, keys[order.value.rsplit("_", 1)[0]]),
+        id=W.customer_id,
+        conditions=(scoped(W, scope), W.week_start == week, W.queue_calls > 0),
         key=keys[order.value.rsplit("_", 1)[0]],
         descending=order.value.endswith("_DESC"),
     )
@@ -175,21 +155,46 @@ async def table_page(
     backward: bool = False,
 ) -> Page:
     """``first`` rows after the ``after`` key (sort value, customer id); ``backward``: the
-    ``first`` before it, nearest first."""
-    keys = [table.key, C.id]
+    ``first`` before it, nearest first. The rows are found and cut to the page on the tables'
+    own columns; only the page's rows then join ``customer`` (by key)."""
+    keys = [table.key, table.id]
     descending = table.descending != backward
     conditions = list(table.conditions)
     if after is not None:
         row_key, cursor_key = tuple_(*keys), tuple_(*after)
         conditions.append(row_key < cursor_key if descending else row_key > cursor_key)
-    stmt: Select[Any] = (
-        select(*CUSTOMER_COLUMNS, *table.columns, *[k.label(f"k{i}") for i, k in enumerate(keys)])
+    found: Select[Any] = (
+        select(
+            table.id.label("customer_id"),
+            *table.columns,
+            *[k.label(f"k{i}") for i, k in enumerate(keys)],
+        )
         .select_from(table.from_)
         .where(and_(*conditions))
         .order_by(*[k.desc() if descending else k.asc() for k in keys])
         .limit(first + 1)
     )
-    rows = (await session.execute(stmt)).all()
+    quiet = (
+        table.quiet.select(first=first, after=after, descending=descending)
+        if table.quiet is not None
+        else None
+    )
+    if quiet is not None:
+        # Both parts stop after the page; the database merges them in its own collation.
+        parts = union_all(select(found.subquery()), select(quiet.subquery())).subquery("parts")
+        found = (
+            select(parts)
+            .order_by(*[k.desc() if descending else k.asc() for k in (parts.c.k0, parts.c.k1)])
+            .limit(first + 1)
+        )
+    page = found.subquery("page")
+    names = [c.name for c in table.columns]
+    stmt = (
+        select(*CUSTOMER_COLUMNS, *[page.c[n] for n in names], page.c.k0, page.c.k1)
+        .select_from(page.join(CUSTOMER, C.id == page.c.customer_id))
+        .order_by(*[k.desc() if descending else k.asc() for k in (page.c.k0, page.c.k1)])
+    )
+    rows: list[Any] = list((await session.execute(stmt)).all())
     return Page(
         rows=rows[:first],
         keys=[(row[-2], row[-1]) for row in rows[:first]],
@@ -198,5 +203,8 @@ async def table_page(
 
 
 async def table_count(session: AsyncSession, table: CustomerTable) -> int:
+    """The rows of a table without ``quiet`` rows (``QuietRows.count`` counts the others)."""
+    if table.quiet is not None:
+        raise ValueError("a table with quiet rows is counted by QuietRows.count")
     stmt = select(func.count()).select_from(table.from_).where(and_(*table.conditions))
     return int((await session.execute(stmt)).scalar_one())
