@@ -2,7 +2,7 @@
 per partner and day, their edges (issue 16, ``callingAnalytics`` flat in the partner's size)
 
 Revision ID: 0022_calling_licence_spans
-Revises: 0019_webhooks
+Revises: 0024_shared_versions
 """
 
 from collections.abc import Callable, Sequence
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0022_calling_licence_spans"
-down_revision: str | None = "0019_webhooks"
+down_revision: str | None = "0024_shared_versions"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
