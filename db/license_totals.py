@@ -60,6 +60,8 @@ LICENSE_PRODUCT_TOTAL = Table(
     # the ratio histogram at read time.
     Index("ix_license_product_total_stale_end", "product", "state", "end_date"),
     Index("ix_license_product_total_stale_start", "product", "state", "start_date"),
+    # The low-allocation rows: per band, the ratios below half the median (migration 0021).
+    Index("ix_license_product_total_ratio", "partner_id", "product", "band", "ratio"),
 )
 
 LICENSE_WEEK_TOTAL = Table(

@@ -545,4 +545,10 @@ import db.webhook_models  # noqa: E402, F401
 # Registered persisted queries (deployment-wide documents, not partner data), the per-token
 # cost budgets a deployment's instances share (graph/cost_store.py), and the maintained license
 # aggregates (issue 16), registered on the same metadata.
-from db import cost_budgets, directory_counts, license_totals, persisted_models  # noqa: E402, F401
+from db import (  # noqa: E402, F401
+    cost_budgets,
+    directory_counts,
+    license_kpis,
+    license_totals,
+    persisted_models,
+)

@@ -25,6 +25,7 @@ from sqlalchemy import (
     literal,
     select,
     true,
+    union_all,
 )
 
 from db.enums import Product, SubscriptionKind, SubscriptionState
@@ -146,6 +147,32 @@ def product_subscriptions(
         if only_low:
             where.append(flag)
     return select(*columns).where(*where).cte(name)
+
+
+def low_subscriptions(
+    name: str, products: Sequence[str], now: datetime, scope: Scope, medians: Medians
+) -> CTE | None:
+    """The in-force subscriptions of ``products`` flagged low (``low_allocation_flag``), as
+    ``product_subscriptions`` rows with ``band`` and ``low = 1``; None when no band has a
+    median. One range of ``ix_license_product_total_ratio`` (partner, product, band, ratio)
+    per band, ratio < median / 2 (halving is exact, so this is ratio * 2 < median): the cost
+    follows the partner's low-ratio subscriptions, not all of them."""
+    parts = [
+        select(*TOTAL_COLUMNS, T.band, literal(1).label("low")).where(
+            T.product == product,
+            T.band == band,
+            T.ratio < literal(value / 2, Float),
+            T.purchased > 0,
+            T.start_date <= now - LOW_ALLOCATION_MIN_AGE,
+            in_force(now),
+            *scoped(scope, T.partner_id, T.customer_id),
+        )
+        for (product, band), value in sorted(medians.items())
+        if product in products
+    ]
+    if not parts:
+        return None
+    return (parts[0] if len(parts) == 1 else union_all(*parts)).cte(name)
 
 
 def low_allocation_flag(now: datetime, medians: Medians) -> Any:

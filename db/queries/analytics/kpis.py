@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -9,6 +10,7 @@ from typing import Any
 from sqlalchemy import and_, case, distinct, false, func, or_, select, true
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from db.license_kpis import kpi_figures
 from db.license_totals import LICENSE_WEEK_TOTAL
 from db.queries.analytics.common import (
     KPI_PRODUCTS,
@@ -18,6 +20,7 @@ from db.queries.analytics.common import (
     Medians,
     S,
     Section,
+    low_subscriptions,
     product_subscriptions,
     scoped,
 )
@@ -55,6 +58,8 @@ async def license_kpis(
     (fetched here when not given)."""
     if medians is None:
         medians = await low_allocation_medians(session, now=now)
+    if scope.assigned_admin_id is None:
+        return await _partner_kpis(session, scope, now, medians)
     relevant = product_subscriptions("relevant", KPI_PRODUCTS, now, scope, [], medians=medians)
     r = relevant.c
     expiring = and_(or_(r.kind == TRIAL, r.auto_renew == false()), r.end_date <= now + WINDOW)
@@ -72,6 +77,28 @@ async def license_kpis(
     )
     row = (await session.execute(stmt)).one()
     return LicenseKpiCounts(*(int(v or 0) for v in row))
+
+
+async def _partner_kpis(
+    session: AsyncSession, scope: Scope, now: datetime, medians: Medians
+) -> LicenseKpiCounts:
+    """The whole partner's KPIs: four from the maintained spans (``db.license_kpis``), low
+    allocation from the flagged subscriptions alone (``low_customers``)."""
+    names = ("ANY/TOTAL", "ANY/EXPIRING", "ANY/RENEWING", "ANY/OVER")
+    figures = await kpi_figures(session, partner_id=scope.partner_id, kpis=names, now=now)
+    low = await low_customers(session, scope, KPI_PRODUCTS, now, medians)
+    total, expiring, renewing, over = (figures[n].customers for n in names)
+    return LicenseKpiCounts(total, expiring, renewing, low, over)
+
+
+async def low_customers(
+    session: AsyncSession, scope: Scope, products: Sequence[str], now: datetime, medians: Medians
+) -> int:
+    """Customers in ``scope`` with a subscription flagged low for one of ``products``."""
+    flagged = low_subscriptions("flagged", products, now, scope, medians)
+    if flagged is None:
+        return 0
+    return int(await session.scalar(select(func.count(distinct(flagged.c.customer_id)))) or 0)
 
 
 @dataclass(frozen=True, slots=True)

@@ -38,6 +38,7 @@ from db.queries.analytics.common import (
     Section,
     T,
     in_force,
+    low_subscriptions,
     product_subscriptions,
     scoped,
     section_conditions,
@@ -145,6 +146,9 @@ def section_rows(
 ) -> CTE:
     """The CTE of a section's rows in the caller's scope (see the module docstring)."""
     if section is Section.LOW_ALLOCATION:
+        flagged = low_subscriptions("section", [product], now, scope, medians)
+        if flagged is not None:
+            return flagged
         return product_subscriptions(
             "section", [product], now, scope, [], medians=medians, only_low=True
         )
