@@ -53,13 +53,25 @@ LICENSE_PRODUCT_TOTAL = Table(
     # assigned / purchased as a double (NULL when purchased is 0): equal fractions are equal
     # doubles (IEEE division rounds correctly), so the histogram groups them exactly.
     Column("ratio", Float, nullable=True),
-    Index("ix_license_product_total_end", "partner_id", "product", "end_date"),
-    Index("ix_license_product_total_start", "partner_id", "product", "start_date"),
-    Index("ix_license_product_total_renewal", "partner_id", "product", "renewal_date"),
+    # A section's page walks one of these in its order (the subscription breaks ties) and
+    # stops after its rows (migration 0021 added the subscription).
+    Index("ix_license_product_total_end", "partner_id", "product", "end_date", "subscription_id"),
+    Index(
+        "ix_license_product_total_start", "partner_id", "product", "start_date", "subscription_id"
+    ),
+    Index(
+        "ix_license_product_total_renewal",
+        "partner_id",
+        "product",
+        "renewal_date",
+        "subscription_id",
+    ),
     # Deployment-wide: ACTIVE rows that are not in force (ended, or not started yet) correct
     # the ratio histogram at read time.
     Index("ix_license_product_total_stale_end", "product", "state", "end_date"),
     Index("ix_license_product_total_stale_start", "product", "state", "start_date"),
+    # A customer's rows, which the KPI span triggers of migration 0021 rebuild on every change.
+    Index("ix_license_product_total_customer", "customer_id"),
     # The low-allocation rows: per band, the ratios below half the median (migration 0021).
     Index("ix_license_product_total_ratio", "partner_id", "product", "band", "ratio"),
 )

@@ -21,6 +21,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlmodel import Field, SQLModel
 
@@ -164,6 +165,15 @@ class LicenseLine(SQLModel, table=True):
     __table_args__ = (
         UniqueConstraint("subscription_id", "product", "license_type", name="uq_license_line"),
         Index("ix_license_line_partner_product", "partner_id", "product"),
+        # The overage section's lines, largest overage first (migration 0021).
+        Index(
+            "ix_license_line_overage",
+            "partner_id",
+            "product",
+            text("(assigned - purchased)"),
+            sqlite_where=text("assigned > purchased"),
+            postgresql_where=text("assigned > purchased"),
+        ),
     )
     id: int | None = Field(default=None, primary_key=True)
     partner_id: int = Field(sa_column=_fk("partner.id", index=False))

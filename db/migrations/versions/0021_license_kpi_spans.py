@@ -301,12 +301,31 @@ def upgrade() -> None:
         *_columns(WEIGHTS, sa.BigInteger),
         sa.PrimaryKeyConstraint("partner_id", "kpi", "day"),
     )
+    # A customer's totals: what the span triggers read on every change.
+    op.create_index("ix_license_product_total_customer", "license_product_total", ["customer_id"])
     # The low-allocation rows of a partner, band by band (db.queries.analytics.common).
     op.create_index(
         "ix_license_product_total_ratio",
         "license_product_total",
         ["partner_id", "product", "band", "ratio"],
     )
+    # Section pages walk an index in their order and stop after their rows: the date indexes
+    # of 0012 get the subscription (the tie-break), the overage lines one of their own.
+    for column in ("end_date", "start_date", "renewal_date"):
+        name = f"ix_license_product_total_{column.removesuffix('_date')}"
+        op.drop_index(name, table_name="license_product_total")
+        op.create_index(
+            name, "license_product_total", ["partner_id", "product", column, "subscription_id"]
+        )
+    op.create_index(
+        "ix_license_line_overage",
+        "license_line",
+        ["partner_id", "product", sa.text("(assigned - purchased)")],
+        sqlite_where=sa.text("assigned > purchased"),
+        postgresql_where=sa.text("assigned > purchased"),
+    )
+    op.execute("ANALYZE license_line")
+    op.execute("ANALYZE license_product_total")
     # Build the spans of an existing database, then keep them with triggers from now on (the
     # migration runs in one transaction, so no write falls between the two).
     postgresql = op.get_bind().dialect.name == "postgresql"
@@ -334,6 +353,12 @@ def downgrade() -> None:
         for name in SQLITE_TRIGGERS:
             op.execute(f"DROP TRIGGER IF EXISTS {name}")
     op.drop_index("ix_license_product_total_ratio", table_name="license_product_total")
+    op.drop_index("ix_license_product_total_customer", table_name="license_product_total")
+    op.drop_index("ix_license_line_overage", table_name="license_line")
+    for column in ("end_date", "start_date", "renewal_date"):
+        name = f"ix_license_product_total_{column.removesuffix('_date')}"
+        op.drop_index(name, table_name="license_product_total")
+        op.create_index(name, "license_product_total", ["partner_id", "product", column])
     op.drop_table("license_kpi_day")
     op.drop_index("ix_license_kpi_span_to", table_name="license_kpi_span")
     op.drop_index("ix_license_kpi_span_from", table_name="license_kpi_span")

@@ -177,6 +177,7 @@ def section_rows(
             *scoped(scope, T.partner_id, T.customer_id),
         )
         .cte("overage")
+        .prefix_with("NOT MATERIALIZED")
     )
 
 
@@ -312,29 +313,22 @@ async def section_page(
         )
         conditions.append(tuple_(*keys) < bound if down else tuple_(*keys) > bound)
     labelled = [k.label(f"k{i}") for i, k in enumerate(keys)]
-    extra = [C.name.label("customer_name"), S.subscription_id.label("ref")]
-    if snap is not None:
-        extra += [func.coalesce(snap.c[n], 0).label(n) for n in _SNAPSHOT_COLUMNS.values()]
-    page = (
-        select(*rows.c, *extra, *labelled)
-        .select_from(source)
-        .where(*conditions)
-        .order_by(*[k.desc() if down else k.asc() for k in keys])
-        .limit(first + 1)
-    )
-    if snap is None and section is not Section.OVERAGE:
-        # Snapshot columns for this page's rows only.
-        cut = page.cte("page")
-        page_snap = snapshot_changes(cut.c.sub_pk, product, now)
-        ordered = [cut.c[f"k{i}"] for i in range(len(keys))]
-        page = (
-            select(
-                *cut.c,
-                *[func.coalesce(page_snap.c[n], 0).label(n) for n in _SNAPSHOT_COLUMNS.values()],
-            )
-            .select_from(cut.outerjoin(page_snap, page_snap.c.subscription_id == cut.c.sub_pk))
-            .order_by(*[k.desc() if down else k.asc() for k in ordered])
+    if snap is None and column not in _JOINED_COLUMNS:
+        # Keys on the section's own columns: cut the page first — by an index walk in the
+        # page's order where one exists (dates, overage), else by sorting the section alone —
+        # and join the names and snapshot columns to its rows only.
+        cut = (
+            select(*rows.c, *labelled)
+            .where(*conditions)
+            .order_by(*[k.desc() if down else k.asc() for k in keys])
+            .limit(first + 1)
+            .cte("page")
         )
+        page = _complete(cut, len(keys), down, section, product, now)
+    else:
+        page = _joined_page(rows, source, snap, keys, labelled, conditions, down, first)
+        if snap is None and section is not Section.OVERAGE:
+            page = _complete(page.cte("page"), len(keys), down, section, product, now, True)
     result = (await session.execute(page)).mappings().all()
     has_next = len(result) > first
     result = result[:first]
@@ -342,6 +336,65 @@ async def section_page(
         rows=[_row(m, now) for m in result],
         keys=[tuple(m[f"k{i}"] for i in range(len(keys))) for m in result],
         has_next=has_next,
+    )
+
+
+# Sort keys read from the customer or subscription row rather than the section's own.
+_JOINED_COLUMNS = (R.CUSTOMER_NAME, R.SUBSCRIPTION_ID)
+
+
+def _complete(
+    cut: CTE,
+    keys: int,
+    down: bool,
+    section: Section,
+    product: str,
+    now: datetime,
+    joined: bool = False,
+) -> Any:
+    """A cut page's rows with the customer's name, the subscription's reference (unless
+    ``joined`` already) and, but for overage lines, the snapshot columns, in the page's order."""
+    columns: list[Any] = list(cut.c)
+    source: Any = cut
+    if not joined:
+        customer = Customer.__table__  # type: ignore[attr-defined]
+        subscription = Subscription.__table__  # type: ignore[attr-defined]
+        source = source.join(customer, C.id == cut.c.customer_id).join(
+            subscription, S.id == cut.c.sub_pk
+        )
+        columns += [C.name.label("customer_name"), S.subscription_id.label("ref")]
+    if section is not Section.OVERAGE:
+        page_snap = snapshot_changes(cut.c.sub_pk, product, now)
+        source = source.outerjoin(page_snap, page_snap.c.subscription_id == cut.c.sub_pk)
+        columns += [func.coalesce(page_snap.c[n], 0).label(n) for n in _SNAPSHOT_COLUMNS.values()]
+    ordered = [cut.c[f"k{i}"] for i in range(keys)]
+    return (
+        select(*columns)
+        .select_from(source)
+        .order_by(*[k.desc() if down else k.asc() for k in ordered])
+    )
+
+
+def _joined_page(
+    rows: CTE,
+    source: Any,
+    snap: Any,
+    keys: list[Any],
+    labelled: list[Any],
+    conditions: list[Any],
+    down: bool,
+    first: int,
+) -> Any:
+    """A page whose keys need the joined rows (a name, a reference or a snapshot column)."""
+    extra = [C.name.label("customer_name"), S.subscription_id.label("ref")]
+    if snap is not None:
+        extra += [func.coalesce(snap.c[n], 0).label(n) for n in _SNAPSHOT_COLUMNS.values()]
+    return (
+        select(*rows.c, *extra, *labelled)
+        .select_from(source)
+        .where(*conditions)
+        .order_by(*[k.desc() if down else k.asc() for k in keys])
+        .limit(first + 1)
     )
 
 
