@@ -7,7 +7,8 @@ rescanning license lines and weekly snapshots on every request.
 - ``license_week_total``: per partner, product and week, the sums of the weekly snapshots.
 - ``license_ratio_count``: per product, size band and allocation ratio, how many
   ``license_product_total`` rows in state ACTIVE with purchased > 0 have that ratio (the
-  histogram the deployment-wide low-allocation medians are read from).
+  histogram the deployment-wide low-allocation medians are read from), and
+  ``license_ratio_bucket`` its coarse level (below).
 
 Database triggers keep all three right in the same transaction as the rows they summarise, for
 every writer (the API, ingestion, the seeders, an operator's SQL): migration
@@ -26,7 +27,13 @@ from sqlmodel import SQLModel
 
 from db.types import UTCDateTime
 
-__all__ = ["LICENSE_PRODUCT_TOTAL", "LICENSE_RATIO_COUNT", "LICENSE_WEEK_TOTAL"]
+__all__ = [
+    "LICENSE_PRODUCT_TOTAL",
+    "LICENSE_RATIO_BUCKET",
+    "LICENSE_RATIO_COUNT",
+    "LICENSE_WEEK_TOTAL",
+    "RATIO_BUCKETS",
+]
 
 LICENSE_PRODUCT_TOTAL = Table(
     "license_product_total",
@@ -94,5 +101,18 @@ LICENSE_RATIO_COUNT = Table(
     Column("product", String(32), primary_key=True),
     Column("band", Integer, primary_key=True, autoincrement=False),
     Column("ratio", Float, primary_key=True),
+    Column("n", Integer, nullable=False),
+)
+
+# The histogram's coarse level (migration 0021): per product, band and bucket of 1 / RATIO_BUCKETS
+# (bucket = floor(ratio * RATIO_BUCKETS), exact: the scale is a power of two), the sum of
+# ``license_ratio_count.n``. A median reads the buckets, then one bucket's ratios.
+RATIO_BUCKETS = 256
+LICENSE_RATIO_BUCKET = Table(
+    "license_ratio_bucket",
+    SQLModel.metadata,
+    Column("product", String(32), primary_key=True),
+    Column("band", Integer, primary_key=True, autoincrement=False),
+    Column("bucket", BigInteger, primary_key=True, autoincrement=False),
     Column("n", Integer, nullable=False),
 )

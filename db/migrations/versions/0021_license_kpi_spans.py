@@ -1,6 +1,9 @@
 """license KPI spans maintained by triggers: per customer and subscription, when each license
 KPI condition holds; per partner, KPI and day, the edges of those spans (issue 16)
 
+The deployment-wide allocation-ratio histogram (0012) gets a coarse level, per bucket of
+1/256, so that a band's median reads the buckets and then one bucket's ratios.
+
 Revision ID: 0021_license_kpi_spans
 Revises: 0019_webhooks
 
@@ -53,6 +56,10 @@ class Dialect:
         if self.postgresql:
             return f"(({moment} AT TIME ZONE 'UTC')::date - DATE '1970-01-01')"
         return f"CAST(julianday(substr({moment}, 1, 10)) - 2440587.5 AS INTEGER)"
+
+
+SQLITE_D = Dialect(postgresql=False)
+POSTGRESQL_D = Dialect(postgresql=True)
 
 
 def _intervals(d: Dialect, where: str) -> str:
@@ -148,6 +155,47 @@ def _day_delta(d: Dialect, sources: list[tuple[str, str]]) -> str:
     )
 
 
+# --- the coarse ratio histogram ------------------------------------------------------------------
+# license_ratio_bucket: license_ratio_count summed per bucket of 1/256 (floor(ratio * 256);
+# ratio * 256 is exact, so a bucket is exactly the ratios in [b / 256, (b + 1) / 256)).
+
+
+def _bucket(d: Dialect, ratio: str) -> str:
+    if d.postgresql:
+        return f"CAST(floor({ratio} * 256) AS bigint)"
+    return f"CAST({ratio} * 256 AS INTEGER)"  # truncation: floor for ratios >= 0
+
+
+def _bucket_backfill(d: Dialect) -> str:
+    return (
+        "INSERT INTO license_ratio_bucket (product, band, bucket, n) "
+        f"SELECT product, band, {_bucket(d, 'ratio')}, SUM(n) FROM license_ratio_count "
+        f"GROUP BY product, band, {_bucket(d, 'ratio')}"
+    )
+
+
+def _sqlite_bucket(row: str, sign: str) -> str:
+    return (
+        "INSERT INTO license_ratio_bucket (product, band, bucket, n) "
+        f"VALUES ({row}.product, {row}.band, {_bucket(SQLITE_D, f'{row}.ratio')}, {sign}{row}.n) "
+        "ON CONFLICT (product, band, bucket) DO UPDATE SET n = n + excluded.n;"
+    )
+
+
+def _pg_bucket_delta(sources: list[tuple[str, str]]) -> str:
+    rows = " UNION ALL ".join(
+        f"SELECT product, band, {_bucket(POSTGRESQL_D, 'ratio')} AS bucket, {sign} * n AS n "
+        f"FROM {source}"
+        for source, sign in sources
+    )
+    return (
+        "INSERT INTO license_ratio_bucket (product, band, bucket, n) "
+        f"SELECT product, band, bucket, SUM(n) FROM ({rows}) d "
+        "GROUP BY product, band, bucket HAVING SUM(n) <> 0 ORDER BY product, band, bucket "
+        "ON CONFLICT (product, band, bucket) DO UPDATE SET n = license_ratio_bucket.n + excluded.n;"
+    )
+
+
 # --- SQLite: row triggers ----------------------------------------------------------------------
 
 SQLITE = Dialect(postgresql=False)
@@ -188,6 +236,12 @@ SQLITE_TRIGGERS = {
         _sqlite_day("OLD", -1) + _sqlite_day("NEW", 1),
     ),
     "license_kpi_day_del": ("AFTER DELETE ON license_kpi_span", _sqlite_day("OLD", -1)),
+    "license_ratio_bucket_ins": ("AFTER INSERT ON license_ratio_count", _sqlite_bucket("NEW", "")),
+    "license_ratio_bucket_upd": (
+        "AFTER UPDATE ON license_ratio_count",
+        _sqlite_bucket("OLD", "-") + " " + _sqlite_bucket("NEW", ""),
+    ),
+    "license_ratio_bucket_del": ("AFTER DELETE ON license_ratio_count", _sqlite_bucket("OLD", "-")),
 }
 
 # --- PostgreSQL: statement triggers over transition tables --------------------------------------
@@ -234,7 +288,26 @@ BEGIN
 END $$
 """,
 }
-PG_TABLES = {"license_product_total": "license_kpi_spans", "license_kpi_span": "license_kpi_days"}
+PG_FUNCTIONS["license_ratio_buckets()"] = f"""
+CREATE FUNCTION license_ratio_buckets() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'TRUNCATE' THEN
+        DELETE FROM license_ratio_bucket;
+    ELSIF TG_OP = 'INSERT' THEN
+        {_pg_bucket_delta([("new_rows", "1")])}
+    ELSIF TG_OP = 'DELETE' THEN
+        {_pg_bucket_delta([("old_rows", "-1")])}
+    ELSE
+        {_pg_bucket_delta([("new_rows", "1"), ("old_rows", "-1")])}
+    END IF;
+    RETURN NULL;
+END $$
+"""
+PG_TABLES = {
+    "license_product_total": "license_kpi_spans",
+    "license_kpi_span": "license_kpi_days",
+    "license_ratio_count": "license_ratio_buckets",
+}
 
 
 def _pg_triggers() -> dict[str, tuple[str, str]]:
@@ -303,6 +376,14 @@ def upgrade() -> None:
     )
     # A customer's totals: what the span triggers read on every change.
     op.create_index("ix_license_product_total_customer", "license_product_total", ["customer_id"])
+    op.create_table(
+        "license_ratio_bucket",
+        sa.Column("product", sa.String(length=32), nullable=False),
+        sa.Column("band", sa.Integer(), autoincrement=False, nullable=False),
+        sa.Column("bucket", sa.BigInteger(), autoincrement=False, nullable=False),
+        sa.Column("n", sa.Integer(), nullable=False),
+        sa.PrimaryKeyConstraint("product", "band", "bucket"),
+    )
     # The low-allocation rows of a partner, band by band (db.queries.analytics.common).
     op.create_index(
         "ix_license_product_total_ratio",
@@ -331,7 +412,8 @@ def upgrade() -> None:
     postgresql = op.get_bind().dialect.name == "postgresql"
     for statement in _backfill(POSTGRESQL if postgresql else SQLITE):
         op.execute(statement)
-    for table in ("license_kpi_span", "license_kpi_day"):
+    op.execute(_bucket_backfill(POSTGRESQL if postgresql else SQLITE))
+    for table in ("license_kpi_span", "license_kpi_day", "license_ratio_bucket"):
         op.execute(f"ANALYZE {table}")
     if postgresql:
         for function in PG_FUNCTIONS.values():
@@ -359,6 +441,7 @@ def downgrade() -> None:
         name = f"ix_license_product_total_{column.removesuffix('_date')}"
         op.drop_index(name, table_name="license_product_total")
         op.create_index(name, "license_product_total", ["partner_id", "product", column])
+    op.drop_table("license_ratio_bucket")
     op.drop_table("license_kpi_day")
     op.drop_index("ix_license_kpi_span_to", table_name="license_kpi_span")
     op.drop_index("ix_license_kpi_span_from", table_name="license_kpi_span")
