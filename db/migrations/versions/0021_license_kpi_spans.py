@@ -388,7 +388,10 @@ def upgrade() -> None:
     op.create_index(
         "ix_license_product_total_ratio",
         "license_product_total",
-        ["partner_id", "product", "band", "ratio"],
+        [
+            *("partner_id", "product", "band", "ratio", "state", "start_date", "end_date"),
+            *("purchased", "assigned", "used", "available", "customer_id", "subscription_id"),
+        ],
     )
     # Section pages walk an index in their order and stop after their rows: the date indexes
     # of 0012 get the subscription (the tie-break), the overage lines one of their own.

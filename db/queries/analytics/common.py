@@ -151,16 +151,38 @@ def product_subscriptions(
     return select(*columns).where(*where).cte(name).prefix_with("NOT MATERIALIZED")
 
 
+# The columns of a flagged row that ``ix_license_product_total_ratio`` covers: its KPIs and
+# every sort key of the section but the joined ones (name, reference, snapshot columns).
+THIN_COLUMNS = (
+    T.subscription_id.label("sub_pk"),
+    T.product,
+    T.customer_id,
+    T.start_date,
+    T.purchased,
+    T.assigned,
+    T.used,
+    T.available,
+)
+
+
 def low_subscriptions(
-    name: str, products: Sequence[str], now: datetime, scope: Scope, medians: Medians
+    name: str,
+    products: Sequence[str],
+    now: datetime,
+    scope: Scope,
+    medians: Medians,
+    *,
+    thin: bool = False,
 ) -> CTE | None:
     """The in-force subscriptions of ``products`` flagged low (``low_allocation_flag``), as
-    ``product_subscriptions`` rows with ``band`` and ``low = 1``; None when no band has a
-    median. One range of ``ix_license_product_total_ratio`` (partner, product, band, ratio)
-    per band, ratio < median / 2 (halving is exact, so this is ratio * 2 < median): the cost
-    follows the partner's low-ratio subscriptions, not all of them."""
+    ``product_subscriptions`` rows (``thin``: ``THIN_COLUMNS`` only) with ``band`` and
+    ``low = 1``; None when no band has a median. One range of
+    ``ix_license_product_total_ratio`` (partner, product, band, ratio, ...) per band, ratio <
+    median / 2 (halving is exact, so this is ratio * 2 < median): the cost follows the
+    partner's low-ratio subscriptions, not all of them, and thin rows are read from the index
+    alone."""
     parts = [
-        select(*TOTAL_COLUMNS, T.band, literal(1).label("low")).where(
+        select(*(THIN_COLUMNS if thin else TOTAL_COLUMNS), T.band, literal(1).label("low")).where(
             T.product == product,
             T.band == band,
             T.ratio < literal(value / 2, Float),

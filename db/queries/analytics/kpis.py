@@ -95,7 +95,7 @@ async def low_customers(
     session: AsyncSession, scope: Scope, products: Sequence[str], now: datetime, medians: Medians
 ) -> int:
     """Customers in ``scope`` with a subscription flagged low for one of ``products``."""
-    flagged = low_subscriptions("flagged", products, now, scope, medians)
+    flagged = low_subscriptions("flagged", products, now, scope, medians, thin=True)
     if flagged is None:
         return 0
     return int(await session.scalar(select(func.count(distinct(flagged.c.customer_id)))) or 0)

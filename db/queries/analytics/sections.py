@@ -10,6 +10,7 @@ is sorted by one of them.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -142,11 +143,18 @@ def key_types(section: Section, column: RowColumn) -> tuple[str, ...]:
 
 
 def section_rows(
-    section: Section, product: str, now: datetime, scope: Scope, medians: Medians
+    section: Section,
+    product: str,
+    now: datetime,
+    scope: Scope,
+    medians: Medians,
+    *,
+    thin: bool = False,
 ) -> CTE:
-    """The CTE of a section's rows in the caller's scope (see the module docstring)."""
+    """The CTE of a section's rows in the caller's scope (see the module docstring); low
+    allocation's ``thin`` rows carry ``THIN_COLUMNS`` alone when it has medians."""
     if section is Section.LOW_ALLOCATION:
-        flagged = low_subscriptions("section", [product], now, scope, medians)
+        flagged = low_subscriptions("section", [product], now, scope, medians, thin=thin)
         if flagged is not None:
             return flagged
         return product_subscriptions(
@@ -255,22 +263,23 @@ def _sort_key(column: RowColumn, rows: CTE, snap: Any) -> tuple[Any, bool]:
         return c[name], inverted
     if column in _SNAPSHOT_COLUMNS:
         return func.coalesce(snap.c[_SNAPSHOT_COLUMNS[column]], 0), False
-    expressions: dict[RowColumn, Any] = {
-        R.CUSTOMER_NAME: C.name_key,
-        R.SUBSCRIPTION_ID: S.subscription_id,
-        R.LICENSE_TYPE: c.get("license_type"),
-        R.TOTAL_LICENSES: c.purchased,
-        R.ASSIGNED: c.assigned,
-        R.USED: c.used,
-        R.AVAILABLE: c.available,
-        R.ALLOCATION_PERCENT: tenths_sql(c.assigned, c.purchased),
-        R.USAGE_PERCENT: tenths_sql(c.used, c.purchased),
-        R.USAGE_WHEN_ASSIGNED_PERCENT: tenths_sql(c.used, c.assigned),
-        R.OVERAGE: c.assigned - c.purchased,
-        R.AUTO_RENEW: case((c.auto_renew, 1), else_=0),
-        R.SIZE_BAND: c.get("band"),
+    # Built on demand: thin low-allocation rows have only the columns of their own keys.
+    expressions: dict[RowColumn, Callable[[], Any]] = {
+        R.CUSTOMER_NAME: lambda: C.name_key,
+        R.SUBSCRIPTION_ID: lambda: S.subscription_id,
+        R.LICENSE_TYPE: lambda: c.license_type,
+        R.TOTAL_LICENSES: lambda: c.purchased,
+        R.ASSIGNED: lambda: c.assigned,
+        R.USED: lambda: c.used,
+        R.AVAILABLE: lambda: c.available,
+        R.ALLOCATION_PERCENT: lambda: tenths_sql(c.assigned, c.purchased),
+        R.USAGE_PERCENT: lambda: tenths_sql(c.used, c.purchased),
+        R.USAGE_WHEN_ASSIGNED_PERCENT: lambda: tenths_sql(c.used, c.assigned),
+        R.OVERAGE: lambda: c.assigned - c.purchased,
+        R.AUTO_RENEW: lambda: case((c.auto_renew, 1), else_=0),
+        R.SIZE_BAND: lambda: c.band,
     }
-    return expressions[column], False
+    return expressions[column](), False
 
 
 async def section_page(
@@ -291,9 +300,10 @@ async def section_page(
     if column not in COLUMNS[section]:
         raise UnknownColumn(f"{section.value} rows have no column {column.value}")
     medians = await section_medians(session, section, product, now, medians)
-    rows = section_rows(section, product, now, scope, medians)
-    customer = Customer.__table__  # type: ignore[attr-defined]
     by_snapshot = column in _SNAPSHOT_COLUMNS
+    cut_first = not by_snapshot and column not in _JOINED_COLUMNS
+    rows = section_rows(section, product, now, scope, medians, thin=cut_first)
+    customer = Customer.__table__  # type: ignore[attr-defined]
     snap = snapshot_changes(rows.c.sub_pk, product, now) if by_snapshot else None
     subscription = Subscription.__table__  # type: ignore[attr-defined]
     source = rows.join(customer, C.id == rows.c.customer_id).join(
@@ -313,7 +323,7 @@ async def section_page(
         )
         conditions.append(tuple_(*keys) < bound if down else tuple_(*keys) > bound)
     labelled = [k.label(f"k{i}") for i, k in enumerate(keys)]
-    if snap is None and column not in _JOINED_COLUMNS:
+    if cut_first:
         # Keys on the section's own columns: cut the page first — by an index walk in the
         # page's order where one exists (dates, overage), else by sorting the section alone —
         # and join the names and snapshot columns to its rows only.
@@ -324,6 +334,13 @@ async def section_page(
             .limit(first + 1)
             .cte("page")
         )
+        if "kind" not in cut.c:  # thin low-allocation rows: the page's full rows by key
+            joined = cut.join(
+                LICENSE_PRODUCT_TOTAL,
+                and_(T.subscription_id == cut.c.sub_pk, T.product == cut.c.product),
+            )
+            k = [cut.c[f"k{i}"] for i in range(len(keys))]
+            cut = select(*TOTAL_COLUMNS, T.band, cut.c.low, *k).select_from(joined).cte("full_page")
         page = _complete(cut, len(keys), down, section, product, now)
     else:
         page = _joined_page(rows, source, snap, keys, labelled, conditions, down, first)

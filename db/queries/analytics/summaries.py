@@ -47,7 +47,7 @@ async def section_summary(
     """Sums over a section's rows; ``medians`` (low allocation only) from
     ``low_allocation_medians``, fetched here when not given."""
     medians = await section_medians(session, section, product, now, medians)
-    rows = section_rows(section, product, now, scope, medians)
+    rows = section_rows(section, product, now, scope, medians, thin=True)
     stmt = select(
         func.count(distinct(rows.c.customer_id)),
         func.coalesce(func.sum(rows.c.purchased), 0),
