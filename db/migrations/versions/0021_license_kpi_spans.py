@@ -401,6 +401,15 @@ def upgrade() -> None:
         op.create_index(
             name, "license_product_total", ["partner_id", "product", column, "subscription_id"]
         )
+    # The medians' stale rows (ACTIVE, not in force) are read from these alone.
+    for column, extra in (("end_date", []), ("start_date", ["end_date"])):
+        name = f"ix_license_product_total_stale_{column.removesuffix('_date')}"
+        op.drop_index(name, table_name="license_product_total")
+        op.create_index(
+            name,
+            "license_product_total",
+            ["product", "state", column, *extra, "purchased", "band", "ratio"],
+        )
     op.create_index(
         "ix_license_line_overage",
         "license_line",
@@ -444,6 +453,10 @@ def downgrade() -> None:
         name = f"ix_license_product_total_{column.removesuffix('_date')}"
         op.drop_index(name, table_name="license_product_total")
         op.create_index(name, "license_product_total", ["partner_id", "product", column])
+    for column in ("end_date", "start_date"):
+        name = f"ix_license_product_total_stale_{column.removesuffix('_date')}"
+        op.drop_index(name, table_name="license_product_total")
+        op.create_index(name, "license_product_total", ["product", "state", column])
     op.drop_table("license_ratio_bucket")
     op.drop_table("license_kpi_day")
     op.drop_index("ix_license_kpi_span_to", table_name="license_kpi_span")
