@@ -171,6 +171,8 @@ class LicenseLine(SQLModel, table=True):
             "partner_id",
             "product",
             text("(assigned - purchased)"),
+            "subscription_id",
+            "license_type",
             sqlite_where=text("assigned > purchased"),
             postgresql_where=text("assigned > purchased"),
         ),

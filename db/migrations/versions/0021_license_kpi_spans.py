@@ -413,7 +413,10 @@ def upgrade() -> None:
     op.create_index(
         "ix_license_line_overage",
         "license_line",
-        ["partner_id", "product", sa.text("(assigned - purchased)")],
+        [
+            *("partner_id", "product", sa.text("(assigned - purchased)")),
+            *("subscription_id", "license_type"),
+        ],
         sqlite_where=sa.text("assigned > purchased"),
         postgresql_where=sa.text("assigned > purchased"),
     )

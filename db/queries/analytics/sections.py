@@ -168,9 +168,12 @@ def section_rows(
     join = and_(
         L.subscription_id == T.subscription_id, L.product == T.product, L.assigned > L.purchased
     )
+    # The line's own subscription, partner and product: the page's keys (overage, subscription,
+    # license type) and its range are then those of ix_license_line_overage, walked in order.
     return (
         select(
-            *[c for c in TOTAL_COLUMNS if c.name not in _SUMMED],
+            L.subscription_id.label("sub_pk"),
+            *[c for c in TOTAL_COLUMNS if c.name not in _SUMMED and c.name != "sub_pk"],
             L.license_type,
             L.purchased,
             L.assigned,
@@ -179,6 +182,8 @@ def section_rows(
         )
         .select_from(LICENSE_PRODUCT_TOTAL.join(lines, join))
         .where(
+            L.partner_id == scope.partner_id,
+            L.product == product,
             T.product == product,
             T.lines_over > 0,
             in_force(now),
