@@ -105,9 +105,16 @@ class KpiFigures:
 
 
 async def kpi_figures(
-    session: AsyncSession, *, partner_id: int, kpis: Sequence[str], now: datetime
+    session: AsyncSession,
+    *,
+    partner_id: int,
+    kpis: Sequence[str],
+    now: datetime,
+    also: Sequence[Any] = (),
 ) -> dict[str, KpiFigures]:
-    """The figures of ``kpis`` for the whole partner at ``now``, in one statement."""
+    """The figures of ``kpis`` for the whole partner at ``now``, in one statement; ``also``:
+    selects of (kpi, customers, purchased, assigned, used, line_rows) rows to answer in the
+    same statement (their kpi names are returned too)."""
     span, day = LICENSE_KPI_SPAN.c, LICENSE_KPI_DAY.c
     today = now.astimezone(UTC)
     midnight = datetime.combine(today.date(), time(), UTC)
@@ -121,6 +128,7 @@ async def kpi_figures(
         part(day, 1, day.day < day_number(today)),
         part(span, 1, span.valid_from >= midnight, span.valid_from <= today),
         part(span, -1, span.valid_to >= midnight, span.valid_to <= today),
+        *also,
     ).subquery("edges")
     e = edges.c
     stmt = select(e.kpi, *[func.coalesce(func.sum(e[w]), literal(0)) for w in WEIGHTS]).group_by(
@@ -129,4 +137,4 @@ async def kpi_figures(
     found = {
         kpi: KpiFigures(*(int(v) for v in values)) for kpi, *values in await session.execute(stmt)
     }
-    return {kpi: found.get(kpi, KpiFigures()) for kpi in kpis}
+    return {kpi: found.get(kpi, KpiFigures()) for kpi in kpis} | found

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, case, distinct, false, func, or_, select, true
+from sqlalchemy import and_, case, distinct, false, func, literal, or_, select, true
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.license_kpis import kpi_figures
@@ -82,23 +81,22 @@ async def license_kpis(
 async def _partner_kpis(
     session: AsyncSession, scope: Scope, now: datetime, medians: Medians
 ) -> LicenseKpiCounts:
-    """The whole partner's KPIs: four from the maintained spans (``db.license_kpis``), low
-    allocation from the flagged subscriptions alone (``low_customers``)."""
+    """The whole partner's KPIs in one statement: four from the maintained spans
+    (``db.license_kpis``), low allocation from the flagged subscriptions alone."""
     names = ("ANY/TOTAL", "ANY/EXPIRING", "ANY/RENEWING", "ANY/OVER")
-    figures = await kpi_figures(session, partner_id=scope.partner_id, kpis=names, now=now)
-    low = await low_customers(session, scope, KPI_PRODUCTS, now, medians)
+    also = []
+    flagged = low_subscriptions("flagged", KPI_PRODUCTS, now, scope, medians, thin=True)
+    if flagged is not None:
+        zero = [literal(0)] * 4
+        also.append(
+            select(literal("LOW").label("kpi"), func.count(distinct(flagged.c.customer_id)), *zero)
+        )
+    figures = await kpi_figures(
+        session, partner_id=scope.partner_id, kpis=names, now=now, also=also
+    )
     total, expiring, renewing, over = (figures[n].customers for n in names)
+    low = figures["LOW"].customers if "LOW" in figures else 0
     return LicenseKpiCounts(total, expiring, renewing, low, over)
-
-
-async def low_customers(
-    session: AsyncSession, scope: Scope, products: Sequence[str], now: datetime, medians: Medians
-) -> int:
-    """Customers in ``scope`` with a subscription flagged low for one of ``products``."""
-    flagged = low_subscriptions("flagged", products, now, scope, medians, thin=True)
-    if flagged is None:
-        return 0
-    return int(await session.scalar(select(func.count(distinct(flagged.c.customer_id)))) or 0)
 
 
 @dataclass(frozen=True, slots=True)

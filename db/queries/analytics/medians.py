@@ -7,9 +7,9 @@ the *in-force* ones (DESIGN.md section 3), so the rows that are ACTIVE but not i
 ``now`` (ended, or not started yet) are taken back out: they are read through the (product,
 state, end/start) indexes and are few as long as subscriptions leave ACTIVE when they end.
 
-Three statements, none reading a row per subscription or per distinct ratio: the stale rows;
-the buckets (a few thousand at most), from whose cumulative counts each band's middle
-position(s) fall in one bucket (or two); and the ratios of those buckets alone. A band's median
+Two statements, neither reading a row per subscription or per distinct ratio: the stale rows
+with the buckets (a few thousand at most), from whose cumulative counts each band's middle
+position(s) fall in one bucket (or two); then the ratios of those buckets alone. A band's median
 is the middle ratio, or the mean of the two middle ones, as ``(lower + upper) * 0.5``.
 """
 
@@ -21,7 +21,19 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Float, Select, and_, func, literal, or_, select, union_all
+from sqlalchemy import (
+    BigInteger,
+    Float,
+    Select,
+    and_,
+    cast,
+    func,
+    literal,
+    null,
+    or_,
+    select,
+    union_all,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.enums import SubscriptionState
@@ -45,19 +57,23 @@ def bucket_of(ratio: float) -> int:
     return math.floor(ratio * RATIO_BUCKETS)
 
 
-def stale_statement(products: Sequence[str], now: datetime) -> Select[Any]:
-    """(product, band, ratio, n) of the ACTIVE rows with purchased > 0 not in force at now."""
+def counts_statement(products: Sequence[str], now: datetime) -> Select[Any]:
+    """(product, band, ratio, bucket, n): with a ratio, the ACTIVE rows with purchased > 0 not
+    in force at now; with a bucket, the buckets of ``license_ratio_bucket``."""
 
     def stale(*dates: Any) -> Select[Any]:
         return (
-            select(T.product, T.band, T.ratio, func.count().label("n"))
+            select(T.product, T.band, T.ratio, cast(null(), BigInteger), func.count().label("n"))
             .where(T.product.in_(list(products)), T.state == ACTIVE, T.purchased > 0, *dates)
             .group_by(T.product, T.band, T.ratio)
         )
 
     ended = stale(T.end_date <= now)  # by (product, state, end_date)
     not_started = stale(T.start_date > now, T.end_date > now)  # by (product, state, start_date)
-    return union_all(ended, not_started)  # type: ignore[return-value]
+    buckets = select(B.product, B.band, cast(null(), Float), B.bucket, B.n).where(
+        B.product.in_(list(products)), B.n != 0
+    )
+    return union_all(ended, not_started, buckets)  # type: ignore[return-value]
 
 
 def _middle(counts: dict[Any, int], positions: tuple[int, ...]) -> dict[int, Any]:
@@ -81,12 +97,12 @@ async def low_allocation_medians(
     """The deployment's median allocation ratio per (product, size band); the low-allocation
     figures take them as parameters, so a request computes them once."""
     stale: dict[Band, dict[float, int]] = defaultdict(lambda: defaultdict(int))
-    for product, band, ratio, n in await session.execute(stale_statement(products, now)):
-        stale[(product, int(band))][float(ratio)] += int(n)
     buckets: dict[Band, dict[int, int]] = defaultdict(lambda: defaultdict(int))
-    rows = select(B.product, B.band, B.bucket, B.n).where(B.product.in_(list(products)), B.n != 0)
-    for product, band, bucket, n in await session.execute(rows):
-        buckets[(product, int(band))][int(bucket)] += int(n)
+    for product, band, ratio, bucket, n in await session.execute(counts_statement(products, now)):
+        if bucket is None:
+            stale[(product, int(band))][float(ratio)] += int(n)
+        else:
+            buckets[(product, int(band))][int(bucket)] += int(n)
     for key, ratios in stale.items():
         for ratio, n in ratios.items():
             buckets[key][bucket_of(ratio)] -= n
