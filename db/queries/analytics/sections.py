@@ -6,12 +6,17 @@ with assigned > purchased — restricted to the caller's scope. The KPIs (``summ
 aggregate it; a page orders it by the requested column and cuts it by keyset. Snapshot-derived
 columns (weekly changes, 3-month peak) are computed for the page's rows only, unless the page
 is sorted by one of them.
+
+A page sorted by a column of the section's own rows is cut before anything is joined, so that
+the default orders walk an index in the page's order and stop after its rows: the date
+sections (partner, product, date, subscription), overage lines ``ix_license_line_overage``
+(partner, product, assigned - purchased, subscription, license type); low allocation sorts its
+flagged rows, read from the ratio index alone, and fetches the page's full rows by key.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -46,13 +51,8 @@ from db.queries.analytics.common import (
     snapshot_changes,
 )
 from db.queries.analytics.kpis import section_medians
-from db.queries.analytics.measures import (
-    days_until,
-    percent,
-    tenths_sql,
-    whole_days,
-    whole_months,
-)
+from db.queries.analytics.measures import tenths_sql
+from db.queries.analytics.rows import RowPage, license_row
 from db.scope import Scope
 
 
@@ -206,60 +206,6 @@ _SUMMED = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class LicenseRow:
-    """One row of a section: a subscription with its sums over the product's lines (or, in the
-    overage section, one license line), and every column derived from it."""
-
-    subscription_pk: int
-    customer_pk: int
-    customer_name: str
-    subscription_ref: str
-    kind: str
-    state: str
-    start_date: datetime
-    end_date: datetime
-    renewal_date: datetime | None
-    auto_renew: bool
-    license_type: str | None
-    purchased: int
-    assigned: int
-    used: int
-    available: int
-    size_band: int
-    weekly_allocation_change: int
-    weekly_usage_change: int
-    usage_last_3_months: int
-    days_since_added: int
-    months_since_added: int
-    days_until_expiry: int
-    days_until_renewal: int | None
-    months_remaining: int
-
-    @property
-    def allocation_percent(self) -> float:
-        return percent(self.assigned, self.purchased)
-
-    @property
-    def usage_percent(self) -> float:
-        return percent(self.used, self.purchased)
-
-    @property
-    def usage_when_assigned_percent(self) -> float:
-        return percent(self.used, self.assigned)
-
-    @property
-    def overage(self) -> int:
-        return max(self.assigned - self.purchased, 0)
-
-
-@dataclass(frozen=True, slots=True)
-class RowPage:
-    rows: list[LicenseRow]
-    keys: list[tuple[Any, ...]]
-    has_next: bool
-
-
 def _sort_key(column: RowColumn, rows: CTE, snap: Any) -> tuple[Any, bool]:
     """The SQL sort expression of a column and whether it runs against the requested direction."""
     c = rows.c
@@ -355,7 +301,7 @@ async def section_page(
     has_next = len(result) > first
     result = result[:first]
     return RowPage(
-        rows=[_row(m, now) for m in result],
+        rows=[license_row(m, now) for m in result],
         keys=[tuple(m[f"k{i}"] for i in range(len(keys))) for m in result],
         has_next=has_next,
     )
@@ -417,34 +363,4 @@ def _joined_page(
         .where(*conditions)
         .order_by(*[k.desc() if down else k.asc() for k in keys])
         .limit(first + 1)
-    )
-
-
-def _row(m: Any, now: datetime) -> LicenseRow:
-    renewal = m["renewal_date"]
-    return LicenseRow(
-        subscription_pk=m["sub_pk"],
-        customer_pk=m["customer_id"],
-        customer_name=m["customer_name"],
-        subscription_ref=m["ref"],
-        kind=m["kind"],
-        state=m["state"],
-        start_date=m["start_date"],
-        end_date=m["end_date"],
-        renewal_date=renewal,
-        auto_renew=bool(m["auto_renew"]),
-        license_type=m.get("license_type"),
-        purchased=int(m["purchased"]),
-        assigned=int(m["assigned"]),
-        used=int(m["used"]),
-        available=int(m["available"]),
-        size_band=int(m.get("band") or 0),
-        weekly_allocation_change=int(m.get("allocation_change") or 0),
-        weekly_usage_change=int(m.get("usage_change") or 0),
-        usage_last_3_months=int(m.get("peak_used") or 0),
-        days_since_added=whole_days(now - m["start_date"]),
-        months_since_added=whole_months(m["start_date"], now),
-        days_until_expiry=days_until(m["end_date"], now),
-        days_until_renewal=days_until(renewal, now) if renewal is not None else None,
-        months_remaining=whole_months(now, m["end_date"]),
     )
