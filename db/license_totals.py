@@ -7,7 +7,8 @@ rescanning license lines and weekly snapshots on every request.
 - ``license_week_total``: per partner, product and week, the sums of the weekly snapshots.
 - ``license_ratio_count``: per product, size band and allocation ratio, how many
   ``license_product_total`` rows in state ACTIVE with purchased > 0 have that ratio (the
-  histogram the deployment-wide low-allocation medians are read from).
+  histogram the deployment-wide low-allocation medians are read from), and
+  ``license_ratio_bucket`` its coarse level (below).
 
 Database triggers keep all three right in the same transaction as the rows they summarise, for
 every writer (the API, ingestion, the seeders, an operator's SQL): migration
@@ -26,8 +27,30 @@ from sqlmodel import SQLModel
 
 from db.types import UTCDateTime
 
-__all__ = ["LICENSE_PRODUCT_TOTAL", "LICENSE_RATIO_COUNT", "LICENSE_WEEK_TOTAL"]
+__all__ = [
+    "LICENSE_PRODUCT_TOTAL",
+    "LICENSE_RATIO_BUCKET",
+    "LICENSE_RATIO_COUNT",
+    "LICENSE_WEEK_TOTAL",
+    "RATIO_BUCKETS",
+]
 
+STALE_READ = ("purchased", "band", "ratio")
+RATIO_INDEX = (
+    "partner_id",
+    "product",
+    "band",
+    "ratio",
+    "state",
+    "start_date",
+    "end_date",
+    "purchased",
+    "assigned",
+    "used",
+    "available",
+    "customer_id",
+    "subscription_id",
+)
 LICENSE_PRODUCT_TOTAL = Table(
     "license_product_total",
     SQLModel.metadata,
@@ -53,13 +76,36 @@ LICENSE_PRODUCT_TOTAL = Table(
     # assigned / purchased as a double (NULL when purchased is 0): equal fractions are equal
     # doubles (IEEE division rounds correctly), so the histogram groups them exactly.
     Column("ratio", Float, nullable=True),
-    Index("ix_license_product_total_end", "partner_id", "product", "end_date"),
-    Index("ix_license_product_total_start", "partner_id", "product", "start_date"),
-    Index("ix_license_product_total_renewal", "partner_id", "product", "renewal_date"),
+    # A section's page walks one of these in its order (the subscription breaks ties) and
+    # stops after its rows (migration 0021 added the subscription).
+    Index("ix_license_product_total_end", "partner_id", "product", "end_date", "subscription_id"),
+    Index(
+        "ix_license_product_total_start", "partner_id", "product", "start_date", "subscription_id"
+    ),
+    Index(
+        "ix_license_product_total_renewal",
+        "partner_id",
+        "product",
+        "renewal_date",
+        "subscription_id",
+    ),
     # Deployment-wide: ACTIVE rows that are not in force (ended, or not started yet) correct
     # the ratio histogram at read time.
-    Index("ix_license_product_total_stale_end", "product", "state", "end_date"),
-    Index("ix_license_product_total_stale_start", "product", "state", "start_date"),
+    # (migration 0021 added the columns the medians read from them: an index-only range.)
+    Index("ix_license_product_total_stale_end", "product", "state", "end_date", *STALE_READ),
+    Index(
+        "ix_license_product_total_stale_start",
+        "product",
+        "state",
+        "start_date",
+        "end_date",
+        *STALE_READ,
+    ),
+    # A customer's rows, which the KPI span triggers of migration 0021 rebuild on every change.
+    Index("ix_license_product_total_customer", "customer_id"),
+    # The low-allocation rows: per band, the ratios below half the median, with every column
+    # their KPIs, filters and sort keys read (an index-only range; migration 0021).
+    Index("ix_license_product_total_ratio", *RATIO_INDEX),
 )
 
 LICENSE_WEEK_TOTAL = Table(
@@ -80,5 +126,18 @@ LICENSE_RATIO_COUNT = Table(
     Column("product", String(32), primary_key=True),
     Column("band", Integer, primary_key=True, autoincrement=False),
     Column("ratio", Float, primary_key=True),
+    Column("n", Integer, nullable=False),
+)
+
+# The histogram's coarse level (migration 0021): per product, band and bucket of 1 / RATIO_BUCKETS
+# (bucket = floor(ratio * RATIO_BUCKETS), exact: the scale is a power of two), the sum of
+# ``license_ratio_count.n``. A median reads the buckets, then one bucket's ratios.
+RATIO_BUCKETS = 256
+LICENSE_RATIO_BUCKET = Table(
+    "license_ratio_bucket",
+    SQLModel.metadata,
+    Column("product", String(32), primary_key=True),
+    Column("band", Integer, primary_key=True, autoincrement=False),
+    Column("bucket", BigInteger, primary_key=True, autoincrement=False),
     Column("n", Integer, nullable=False),
 )

@@ -21,6 +21,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlmodel import Field, SQLModel
 
@@ -164,6 +165,17 @@ class LicenseLine(SQLModel, table=True):
     __table_args__ = (
         UniqueConstraint("subscription_id", "product", "license_type", name="uq_license_line"),
         Index("ix_license_line_partner_product", "partner_id", "product"),
+        # The overage section's lines, largest overage first (migration 0021).
+        Index(
+            "ix_license_line_overage",
+            "partner_id",
+            "product",
+            text("(assigned - purchased)"),
+            "subscription_id",
+            "license_type",
+            sqlite_where=text("assigned > purchased"),
+            postgresql_where=text("assigned > purchased"),
+        ),
     )
     id: int | None = Field(default=None, primary_key=True)
     partner_id: int = Field(sa_column=_fk("partner.id", index=False))
@@ -556,4 +568,10 @@ import db.webhook_models  # noqa: E402, F401
 # Registered persisted queries (deployment-wide documents, not partner data), the per-token
 # cost budgets a deployment's instances share (graph/cost_store.py), and the maintained license
 # aggregates (issue 16), registered on the same metadata.
-from db import cost_budgets, directory_counts, license_totals, persisted_models  # noqa: E402, F401
+from db import (  # noqa: E402, F401
+    cost_budgets,
+    directory_counts,
+    license_kpis,
+    license_totals,
+    persisted_models,
+)

@@ -1,10 +1,13 @@
 """The maintained license totals (``db.license_totals``, kept by the triggers of migration
-0012) against the plain-Python reference, after every write of random sequences.
+0012) and KPI spans (``db.license_kpis``, migration 0021, from which the whole partner's top
+KPIs and section KPIs are read) against the plain-Python reference, after every write of
+random sequences.
 
 Writes are plain SQL through the engine, as any writer's would be (trials started, extended and
 converted, states changed, licence lines added, changed and removed, snapshots ingested,
-corrected and removed, subscriptions deleted), and the clock moves across week and 90-day
-boundaries between them. After each step every figure the dashboard shows for both partners —
+corrected and removed, subscriptions deleted), and the clock moves, forward and back, across
+midnight, week, 30- and 90-day boundaries between them. After each step every figure the
+dashboard shows for both partners —
 top KPIs, the deployment-wide medians, the 13-week trend, each section's KPIs, row count and
 first page, for one product (alternating) — must equal ``tests/analytics_reference.py``'s
 recomputation from the raw tables. Both backends; a few dozen examples each.
@@ -22,7 +25,7 @@ from hypothesis import strategies as st
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from db import license_totals
+from db import license_kpis, license_totals
 from db.engine import create_engine, session_factory
 from db.models import Customer, LicenseLine, LicenseSnapshot, Partner, Subscription
 from db.queries import analytics as q
@@ -60,6 +63,8 @@ FIRST = (
 
 # --- the writes ----------------------------------------------------------------------------------
 
+BACK = (-15, -7 * 24, -31 * 24, -91 * 24)  # clock moves back, hours
+
 counts = st.integers(0, 60)
 line = st.tuples(
     st.sampled_from(PRODUCTS), st.sampled_from(("Standard", "Pro")), counts, counts, counts
@@ -86,7 +91,11 @@ OPS = st.one_of(
     st.tuples(st.just("delete"), st.integers(0, 99)),
     st.tuples(
         st.just("clock"),
-        st.sampled_from((5, 24, 3 * 24, 7 * 24, 13 * 24, 30 * 24, 89 * 24, 91 * 24, 200 * 24)),
+        # Forward and back (the maintained spans must be right at any now), across midnight,
+        # week and 30/90-day boundaries.
+        st.sampled_from(
+            (5, 15, 24, 3 * 24, 7 * 24, 13 * 24, 30 * 24, 89 * 24, 91 * 24, 200 * 24, *BACK)
+        ),
     ),
 )
 
@@ -405,6 +414,8 @@ async def _base(engine: AsyncEngine) -> list[int]:
         for table in (LS, L, S, C, P):
             await conn.execute(delete(table))
         for table in (
+            license_kpis.LICENSE_KPI_SPAN,
+            license_kpis.LICENSE_KPI_DAY,
             license_totals.LICENSE_PRODUCT_TOTAL,
             license_totals.LICENSE_WEEK_TOTAL,
             license_totals.LICENSE_RATIO_COUNT,

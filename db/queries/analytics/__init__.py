@@ -18,11 +18,10 @@ from db.queries.analytics.measures import (
     percent,
 )
 from db.queries.analytics.medians import low_allocation_medians
+from db.queries.analytics.rows import LicenseRow, RowPage
 from db.queries.analytics.sections import (
     COLUMNS,
-    LicenseRow,
     RowColumn,
-    RowPage,
     UnknownColumn,
     key_types,
     section_page,

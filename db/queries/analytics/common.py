@@ -25,6 +25,7 @@ from sqlalchemy import (
     literal,
     select,
     true,
+    union_all,
 )
 
 from db.enums import Product, SubscriptionKind, SubscriptionState
@@ -145,7 +146,61 @@ def product_subscriptions(
         columns.append(case((flag, 1), else_=0).label("low"))
         if only_low:
             where.append(flag)
-    return select(*columns).where(*where).cte(name)
+    # Not materialized: a page cut from it walks an index in its order and stops (SQLite
+    # otherwise materializes a CTE read by another CTE).
+    return select(*columns).where(*where).cte(name).prefix_with("NOT MATERIALIZED")
+
+
+# The columns of a flagged row that ``ix_license_product_total_ratio`` covers: its KPIs and
+# every sort key of the section but the joined ones (name, reference, snapshot columns).
+THIN_COLUMNS = (
+    T.subscription_id.label("sub_pk"),
+    T.product,
+    T.customer_id,
+    T.start_date,
+    T.purchased,
+    T.assigned,
+    T.used,
+    T.available,
+)
+
+
+def low_subscriptions(
+    name: str,
+    products: Sequence[str],
+    now: datetime,
+    scope: Scope,
+    medians: Medians,
+    *,
+    thin: bool = False,
+) -> CTE | None:
+    """The in-force subscriptions of ``products`` flagged low (``low_allocation_flag``), as
+    ``product_subscriptions`` rows (``thin``: ``THIN_COLUMNS`` only) with ``band`` and
+    ``low = 1``; None when no band has a median. One range of
+    ``ix_license_product_total_ratio`` (partner, product, band, ratio, ...) per band, ratio <
+    median / 2 (halving is exact, so this is ratio * 2 < median): the cost follows the
+    partner's low-ratio subscriptions, not all of them, and thin rows are read from the index
+    alone."""
+    parts = [
+        select(*(THIN_COLUMNS if thin else TOTAL_COLUMNS), T.band, literal(1).label("low")).where(
+            T.product == product,
+            T.band == band,
+            T.ratio < literal(value / 2, Float),
+            T.purchased > 0,
+            T.start_date <= now - LOW_ALLOCATION_MIN_AGE,
+            # ``state || ''``: not a key of SQLite's pick, the (product, state, start) index
+            # that reads every old subscription; the ratio range is the narrow one.
+            T.state.concat("") == SubscriptionState.ACTIVE.value,
+            T.start_date <= now,
+            T.end_date > now,
+            *scoped(scope, T.partner_id, T.customer_id),
+        )
+        for (product, band), value in sorted(medians.items())
+        if product in products
+    ]
+    if not parts:
+        return None
+    return (parts[0] if len(parts) == 1 else union_all(*parts)).cte(name)
 
 
 def low_allocation_flag(now: datetime, medians: Medians) -> Any:

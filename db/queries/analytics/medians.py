@@ -1,86 +1,149 @@
 """The deployment-wide low-allocation medians, read from the maintained ratio histogram.
 
 ``license_ratio_count`` counts, per product, size band and allocation ratio, the rows of
-``license_product_total`` in state ACTIVE with purchased > 0 (triggers keep it, see
-``db.license_totals``). The medians are over the *in-force* ones (DESIGN.md section 3), so the
-rows that are ACTIVE but not in force at ``now`` (ended, or not started yet) are taken back out:
-they are read through the (product, state, end/start) indexes and are few as long as
-subscriptions leave ACTIVE when they end. Then the median of each band is picked from the
-cumulative counts: the middle ratio, or the mean of the two middle ones.
+``license_product_total`` in state ACTIVE with purchased > 0, and ``license_ratio_bucket`` the
+same per bucket of 1/256 (triggers keep both, see ``db.license_totals``). The medians are over
+the *in-force* ones (DESIGN.md section 3), so the rows that are ACTIVE but not in force at
+``now`` (ended, or not started yet) are taken back out: they are read through the (product,
+state, end/start) indexes and are few as long as subscriptions leave ACTIVE when they end.
 
-One statement, its cost set by the number of distinct ratios (and stale rows), not by the number
-of subscriptions of the deployment.
+Two statements, neither reading a row per subscription or per distinct ratio: the stale rows
+with the buckets (a few thousand at most), from whose cumulative counts each band's middle
+position(s) fall in one bucket (or two); then the ratios of those buckets alone. A band's median
+is the middle ratio, or the mean of the two middle ones, as ``(lower + upper) * 0.5``.
 """
 
 from __future__ import annotations
 
+import math
+from collections import defaultdict
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Integer, Select, and_, case, cast, func, select, union_all
+from sqlalchemy import (
+    BigInteger,
+    Float,
+    Select,
+    and_,
+    cast,
+    func,
+    literal,
+    null,
+    or_,
+    select,
+    union_all,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.enums import SubscriptionState
-from db.license_totals import LICENSE_PRODUCT_TOTAL, LICENSE_RATIO_COUNT
+from db.license_totals import (
+    LICENSE_PRODUCT_TOTAL,
+    LICENSE_RATIO_BUCKET,
+    LICENSE_RATIO_COUNT,
+    RATIO_BUCKETS,
+)
 from db.queries.analytics.common import KPI_PRODUCTS, Medians
 from db.versioning import note_shared_read
 
 T = LICENSE_PRODUCT_TOTAL.c
 H = LICENSE_RATIO_COUNT.c
+B = LICENSE_RATIO_BUCKET.c
 ACTIVE = SubscriptionState.ACTIVE.value
+Band = tuple[str, int]
 
 
-def medians_statement(products: Sequence[str], now: datetime) -> Select[Any]:
-    """(product, band, median) per band that has in-force subscriptions."""
+def bucket_of(ratio: float) -> int:
+    """As the triggers compute it: floor(ratio * 256), exact for a double."""
+    return math.floor(ratio * RATIO_BUCKETS)
+
+
+def counts_statement(products: Sequence[str], now: datetime) -> Select[Any]:
+    """(product, band, ratio, bucket, n): with a ratio, the ACTIVE rows with purchased > 0 not
+    in force at now; with a bucket, the buckets of ``license_ratio_bucket``."""
 
     def stale(*dates: Any) -> Select[Any]:
         return (
-            select(T.product, T.band, T.ratio, (-func.count()).label("n"))
+            select(T.product, T.band, T.ratio, cast(null(), BigInteger), func.count().label("n"))
             .where(T.product.in_(list(products)), T.state == ACTIVE, T.purchased > 0, *dates)
             .group_by(T.product, T.band, T.ratio)
         )
 
     ended = stale(T.end_date <= now)  # by (product, state, end_date)
     not_started = stale(T.start_date > now, T.end_date > now)  # by (product, state, start_date)
-    counted = select(H.product, H.band, H.ratio, H.n).where(H.product.in_(list(products)), H.n != 0)
-    both = union_all(counted, ended, not_started).subquery("both_counts")
-    b = both.c
-    counts = (
-        select(b.product, b.band, b.ratio, cast(func.sum(b.n), Integer).label("n"))
-        .group_by(b.product, b.band, b.ratio)
-        .having(func.sum(b.n) > 0)
-        .subquery("counts")
+    buckets = select(B.product, B.band, cast(null(), Float), B.bucket, B.n).where(
+        B.product.in_(list(products)), B.n != 0
     )
-    c = counts.c
-    band = [c.product, c.band]
-    cumulative = select(
-        c.product,
-        c.band,
-        c.ratio,
-        c.n,
-        cast(func.sum(c.n).over(partition_by=band, order_by=c.ratio), Integer).label("upto"),
-        cast(func.sum(c.n).over(partition_by=band), Integer).label("total"),
-    ).subquery("cumulative")
-    k = cumulative.c
+    return union_all(ended, not_started, buckets)  # type: ignore[return-value]
 
-    def at(position: Any) -> Any:
-        """The ratio at 1-based ``position`` of the band sorted by ratio."""
-        return func.min(case((and_(k.upto - k.n < position, k.upto >= position), k.ratio)))
 
-    lower = at((k.total + 1) // 2)
-    upper = at((k.total + 2) // 2)
-    return select(k.product, k.band, ((lower + upper) * 0.5).label("median")).group_by(
-        k.product, k.band
-    )
+def _middle(counts: dict[Any, int], positions: tuple[int, ...]) -> dict[int, Any]:
+    """For each 1-based position, the key of ``counts`` (walked in key order) holding it."""
+    found: dict[int, Any] = {}
+    upto = 0
+    for key in sorted(counts):
+        n = counts[key]
+        if n <= 0:
+            continue
+        for position in positions:
+            if upto < position <= upto + n:
+                found[position] = key
+        upto += n
+    return found
 
 
 async def low_allocation_medians(
     session: AsyncSession, *, now: datetime, products: Sequence[str] = KPI_PRODUCTS
 ) -> Medians:
-    """The deployment's median allocation ratio per (product, size band), one statement; the
-    low-allocation figures take them as parameters, so a request computes them once. They read
-    every partner's subscriptions: the request's response depends on the shared version."""
+    """The deployment's median allocation ratio per (product, size band); the low-allocation
+    figures take them as parameters, so a request computes them once. They read every
+    partner's subscriptions: the request's response depends on the shared version."""
     note_shared_read()
-    rows = await session.execute(medians_statement(products, now))
-    return {(product, int(band)): float(median) for product, band, median in rows}
+    stale: dict[Band, dict[float, int]] = defaultdict(lambda: defaultdict(int))
+    buckets: dict[Band, dict[int, int]] = defaultdict(lambda: defaultdict(int))
+    for product, band, ratio, bucket, n in await session.execute(counts_statement(products, now)):
+        if bucket is None:
+            stale[(product, int(band))][float(ratio)] += int(n)
+        else:
+            buckets[(product, int(band))][int(bucket)] += int(n)
+    for key, ratios in stale.items():
+        for ratio, n in ratios.items():
+            buckets[key][bucket_of(ratio)] -= n
+    # Per band: its two middle positions and the bucket(s) holding them.
+    wanted: dict[Band, tuple[int, int, dict[int, int]]] = {}
+    for key, counts in buckets.items():
+        total = sum(n for n in counts.values() if n > 0)
+        if total <= 0:
+            continue
+        positions = ((total + 1) // 2, (total + 2) // 2)
+        holding = _middle(counts, positions)
+        wanted[key] = (*positions, {p: holding[p] for p in positions})
+    if not wanted:
+        return {}
+    ranges = [
+        and_(
+            H.product == product,
+            H.band == band,
+            H.ratio >= literal(bucket / RATIO_BUCKETS, Float),
+            H.ratio < literal((bucket + 1) / RATIO_BUCKETS, Float),
+        )
+        for (product, band), (_, _, holding) in wanted.items()
+        for bucket in set(holding.values())
+    ]
+    fine: dict[Band, dict[float, int]] = defaultdict(lambda: defaultdict(int))
+    in_buckets = select(H.product, H.band, H.ratio, H.n).where(or_(*ranges), H.n != 0)
+    for product, band, ratio, n in await session.execute(in_buckets):
+        fine[(product, int(band))][float(ratio)] += int(n)
+    medians: Medians = {}
+    for key, (lower_at, upper_at, holding) in wanted.items():
+        counts = buckets[key]
+        values = []
+        for position in (lower_at, upper_at):
+            bucket = holding[position]
+            before = sum(n for b, n in counts.items() if b < bucket and n > 0)
+            inside = {
+                r: n - stale[key].get(r, 0) for r, n in fine[key].items() if bucket_of(r) == bucket
+            }
+            values.append(_middle(inside, (position - before,))[position - before])
+        medians[key] = (values[0] + values[1]) * 0.5
+    return medians

@@ -6,11 +6,17 @@ with assigned > purchased — restricted to the caller's scope. The KPIs (``summ
 aggregate it; a page orders it by the requested column and cuts it by keyset. Snapshot-derived
 columns (weekly changes, 3-month peak) are computed for the page's rows only, unless the page
 is sorted by one of them.
+
+A page sorted by a column of the section's own rows is cut before anything is joined, so that
+the default orders walk an index in the page's order and stop after its rows: the date
+sections (partner, product, date, subscription), overage lines ``ix_license_line_overage``
+(partner, product, assigned - purchased, subscription, license type); low allocation sorts its
+flagged rows, read from the ratio index alone, and fetches the page's full rows by key.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -38,19 +44,15 @@ from db.queries.analytics.common import (
     Section,
     T,
     in_force,
+    low_subscriptions,
     product_subscriptions,
     scoped,
     section_conditions,
     snapshot_changes,
 )
 from db.queries.analytics.kpis import section_medians
-from db.queries.analytics.measures import (
-    days_until,
-    percent,
-    tenths_sql,
-    whole_days,
-    whole_months,
-)
+from db.queries.analytics.measures import tenths_sql
+from db.queries.analytics.rows import RowPage, license_row
 from db.scope import Scope
 
 
@@ -141,10 +143,20 @@ def key_types(section: Section, column: RowColumn) -> tuple[str, ...]:
 
 
 def section_rows(
-    section: Section, product: str, now: datetime, scope: Scope, medians: Medians
+    section: Section,
+    product: str,
+    now: datetime,
+    scope: Scope,
+    medians: Medians,
+    *,
+    thin: bool = False,
 ) -> CTE:
-    """The CTE of a section's rows in the caller's scope (see the module docstring)."""
+    """The CTE of a section's rows in the caller's scope (see the module docstring); low
+    allocation's ``thin`` rows carry ``THIN_COLUMNS`` alone when it has medians."""
     if section is Section.LOW_ALLOCATION:
+        flagged = low_subscriptions("section", [product], now, scope, medians, thin=thin)
+        if flagged is not None:
+            return flagged
         return product_subscriptions(
             "section", [product], now, scope, [], medians=medians, only_low=True
         )
@@ -156,9 +168,12 @@ def section_rows(
     join = and_(
         L.subscription_id == T.subscription_id, L.product == T.product, L.assigned > L.purchased
     )
+    # The line's own subscription, partner and product: the page's keys (overage, subscription,
+    # license type) and its range are then those of ix_license_line_overage, walked in order.
     return (
         select(
-            *[c for c in TOTAL_COLUMNS if c.name not in _SUMMED],
+            L.subscription_id.label("sub_pk"),
+            *[c for c in TOTAL_COLUMNS if c.name not in _SUMMED and c.name != "sub_pk"],
             L.license_type,
             L.purchased,
             L.assigned,
@@ -167,12 +182,15 @@ def section_rows(
         )
         .select_from(LICENSE_PRODUCT_TOTAL.join(lines, join))
         .where(
+            L.partner_id == scope.partner_id,
+            L.product == product,
             T.product == product,
             T.lines_over > 0,
             in_force(now),
             *scoped(scope, T.partner_id, T.customer_id),
         )
         .cte("overage")
+        .prefix_with("NOT MATERIALIZED")
     )
 
 
@@ -188,60 +206,6 @@ _SUMMED = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class LicenseRow:
-    """One row of a section: a subscription with its sums over the product's lines (or, in the
-    overage section, one license line), and every column derived from it."""
-
-    subscription_pk: int
-    customer_pk: int
-    customer_name: str
-    subscription_ref: str
-    kind: str
-    state: str
-    start_date: datetime
-    end_date: datetime
-    renewal_date: datetime | None
-    auto_renew: bool
-    license_type: str | None
-    purchased: int
-    assigned: int
-    used: int
-    available: int
-    size_band: int
-    weekly_allocation_change: int
-    weekly_usage_change: int
-    usage_last_3_months: int
-    days_since_added: int
-    months_since_added: int
-    days_until_expiry: int
-    days_until_renewal: int | None
-    months_remaining: int
-
-    @property
-    def allocation_percent(self) -> float:
-        return percent(self.assigned, self.purchased)
-
-    @property
-    def usage_percent(self) -> float:
-        return percent(self.used, self.purchased)
-
-    @property
-    def usage_when_assigned_percent(self) -> float:
-        return percent(self.used, self.assigned)
-
-    @property
-    def overage(self) -> int:
-        return max(self.assigned - self.purchased, 0)
-
-
-@dataclass(frozen=True, slots=True)
-class RowPage:
-    rows: list[LicenseRow]
-    keys: list[tuple[Any, ...]]
-    has_next: bool
-
-
 def _sort_key(column: RowColumn, rows: CTE, snap: Any) -> tuple[Any, bool]:
     """The SQL sort expression of a column and whether it runs against the requested direction."""
     c = rows.c
@@ -250,22 +214,23 @@ def _sort_key(column: RowColumn, rows: CTE, snap: Any) -> tuple[Any, bool]:
         return c[name], inverted
     if column in _SNAPSHOT_COLUMNS:
         return func.coalesce(snap.c[_SNAPSHOT_COLUMNS[column]], 0), False
-    expressions: dict[RowColumn, Any] = {
-        R.CUSTOMER_NAME: C.name_key,
-        R.SUBSCRIPTION_ID: S.subscription_id,
-        R.LICENSE_TYPE: c.get("license_type"),
-        R.TOTAL_LICENSES: c.purchased,
-        R.ASSIGNED: c.assigned,
-        R.USED: c.used,
-        R.AVAILABLE: c.available,
-        R.ALLOCATION_PERCENT: tenths_sql(c.assigned, c.purchased),
-        R.USAGE_PERCENT: tenths_sql(c.used, c.purchased),
-        R.USAGE_WHEN_ASSIGNED_PERCENT: tenths_sql(c.used, c.assigned),
-        R.OVERAGE: c.assigned - c.purchased,
-        R.AUTO_RENEW: case((c.auto_renew, 1), else_=0),
-        R.SIZE_BAND: c.get("band"),
+    # Built on demand: thin low-allocation rows have only the columns of their own keys.
+    expressions: dict[RowColumn, Callable[[], Any]] = {
+        R.CUSTOMER_NAME: lambda: C.name_key,
+        R.SUBSCRIPTION_ID: lambda: S.subscription_id,
+        R.LICENSE_TYPE: lambda: c.license_type,
+        R.TOTAL_LICENSES: lambda: c.purchased,
+        R.ASSIGNED: lambda: c.assigned,
+        R.USED: lambda: c.used,
+        R.AVAILABLE: lambda: c.available,
+        R.ALLOCATION_PERCENT: lambda: tenths_sql(c.assigned, c.purchased),
+        R.USAGE_PERCENT: lambda: tenths_sql(c.used, c.purchased),
+        R.USAGE_WHEN_ASSIGNED_PERCENT: lambda: tenths_sql(c.used, c.assigned),
+        R.OVERAGE: lambda: c.assigned - c.purchased,
+        R.AUTO_RENEW: lambda: case((c.auto_renew, 1), else_=0),
+        R.SIZE_BAND: lambda: c.band,
     }
-    return expressions[column], False
+    return expressions[column](), False
 
 
 async def section_page(
@@ -286,9 +251,10 @@ async def section_page(
     if column not in COLUMNS[section]:
         raise UnknownColumn(f"{section.value} rows have no column {column.value}")
     medians = await section_medians(session, section, product, now, medians)
-    rows = section_rows(section, product, now, scope, medians)
-    customer = Customer.__table__  # type: ignore[attr-defined]
     by_snapshot = column in _SNAPSHOT_COLUMNS
+    cut_first = not by_snapshot and column not in _JOINED_COLUMNS
+    rows = section_rows(section, product, now, scope, medians, thin=cut_first)
+    customer = Customer.__table__  # type: ignore[attr-defined]
     snap = snapshot_changes(rows.c.sub_pk, product, now) if by_snapshot else None
     subscription = Subscription.__table__  # type: ignore[attr-defined]
     source = rows.join(customer, C.id == rows.c.customer_id).join(
@@ -308,64 +274,93 @@ async def section_page(
         )
         conditions.append(tuple_(*keys) < bound if down else tuple_(*keys) > bound)
     labelled = [k.label(f"k{i}") for i, k in enumerate(keys)]
-    extra = [C.name.label("customer_name"), S.subscription_id.label("ref")]
-    if snap is not None:
-        extra += [func.coalesce(snap.c[n], 0).label(n) for n in _SNAPSHOT_COLUMNS.values()]
-    page = (
-        select(*rows.c, *extra, *labelled)
-        .select_from(source)
-        .where(*conditions)
-        .order_by(*[k.desc() if down else k.asc() for k in keys])
-        .limit(first + 1)
-    )
-    if snap is None and section is not Section.OVERAGE:
-        # Snapshot columns for this page's rows only.
-        cut = page.cte("page")
-        page_snap = snapshot_changes(cut.c.sub_pk, product, now)
-        ordered = [cut.c[f"k{i}"] for i in range(len(keys))]
-        page = (
-            select(
-                *cut.c,
-                *[func.coalesce(page_snap.c[n], 0).label(n) for n in _SNAPSHOT_COLUMNS.values()],
-            )
-            .select_from(cut.outerjoin(page_snap, page_snap.c.subscription_id == cut.c.sub_pk))
-            .order_by(*[k.desc() if down else k.asc() for k in ordered])
+    if cut_first:
+        # Keys on the section's own columns: cut the page first — by an index walk in the
+        # page's order where one exists (dates, overage), else by sorting the section alone —
+        # and join the names and snapshot columns to its rows only.
+        cut = (
+            select(*rows.c, *labelled)
+            .where(*conditions)
+            .order_by(*[k.desc() if down else k.asc() for k in keys])
+            .limit(first + 1)
+            .cte("page")
         )
+        if "kind" not in cut.c:  # thin low-allocation rows: the page's full rows by key
+            joined = cut.join(
+                LICENSE_PRODUCT_TOTAL,
+                and_(T.subscription_id == cut.c.sub_pk, T.product == cut.c.product),
+            )
+            k = [cut.c[f"k{i}"] for i in range(len(keys))]
+            cut = select(*TOTAL_COLUMNS, T.band, cut.c.low, *k).select_from(joined).cte("full_page")
+        page = _complete(cut, len(keys), down, section, product, now)
+    else:
+        page = _joined_page(rows, source, snap, keys, labelled, conditions, down, first)
+        if snap is None and section is not Section.OVERAGE:
+            page = _complete(page.cte("page"), len(keys), down, section, product, now, True)
     result = (await session.execute(page)).mappings().all()
     has_next = len(result) > first
     result = result[:first]
     return RowPage(
-        rows=[_row(m, now) for m in result],
+        rows=[license_row(m, now) for m in result],
         keys=[tuple(m[f"k{i}"] for i in range(len(keys))) for m in result],
         has_next=has_next,
     )
 
 
-def _row(m: Any, now: datetime) -> LicenseRow:
-    renewal = m["renewal_date"]
-    return LicenseRow(
-        subscription_pk=m["sub_pk"],
-        customer_pk=m["customer_id"],
-        customer_name=m["customer_name"],
-        subscription_ref=m["ref"],
-        kind=m["kind"],
-        state=m["state"],
-        start_date=m["start_date"],
-        end_date=m["end_date"],
-        renewal_date=renewal,
-        auto_renew=bool(m["auto_renew"]),
-        license_type=m.get("license_type"),
-        purchased=int(m["purchased"]),
-        assigned=int(m["assigned"]),
-        used=int(m["used"]),
-        available=int(m["available"]),
-        size_band=int(m.get("band") or 0),
-        weekly_allocation_change=int(m.get("allocation_change") or 0),
-        weekly_usage_change=int(m.get("usage_change") or 0),
-        usage_last_3_months=int(m.get("peak_used") or 0),
-        days_since_added=whole_days(now - m["start_date"]),
-        months_since_added=whole_months(m["start_date"], now),
-        days_until_expiry=days_until(m["end_date"], now),
-        days_until_renewal=days_until(renewal, now) if renewal is not None else None,
-        months_remaining=whole_months(now, m["end_date"]),
+# Sort keys read from the customer or subscription row rather than the section's own.
+_JOINED_COLUMNS = (R.CUSTOMER_NAME, R.SUBSCRIPTION_ID)
+
+
+def _complete(
+    cut: CTE,
+    keys: int,
+    down: bool,
+    section: Section,
+    product: str,
+    now: datetime,
+    joined: bool = False,
+) -> Any:
+    """A cut page's rows with the customer's name, the subscription's reference (unless
+    ``joined`` already) and, but for overage lines, the snapshot columns, in the page's order."""
+    columns: list[Any] = list(cut.c)
+    source: Any = cut
+    if not joined:
+        customer = Customer.__table__  # type: ignore[attr-defined]
+        subscription = Subscription.__table__  # type: ignore[attr-defined]
+        source = source.join(customer, C.id == cut.c.customer_id).join(
+            subscription, S.id == cut.c.sub_pk
+        )
+        columns += [C.name.label("customer_name"), S.subscription_id.label("ref")]
+    if section is not Section.OVERAGE:
+        page_snap = snapshot_changes(cut.c.sub_pk, product, now)
+        source = source.outerjoin(page_snap, page_snap.c.subscription_id == cut.c.sub_pk)
+        columns += [func.coalesce(page_snap.c[n], 0).label(n) for n in _SNAPSHOT_COLUMNS.values()]
+    ordered = [cut.c[f"k{i}"] for i in range(keys)]
+    return (
+        select(*columns)
+        .select_from(source)
+        .order_by(*[k.desc() if down else k.asc() for k in ordered])
+    )
+
+
+def _joined_page(
+    rows: CTE,
+    source: Any,
+    snap: Any,
+    keys: list[Any],
+    labelled: list[Any],
+    conditions: list[Any],
+    down: bool,
+    first: int,
+) -> Any:
+    """A page whose keys need the joined rows (a name, a reference or a snapshot column)."""
+    extra = [C.name.label("customer_name"), S.subscription_id.label("ref")]
+    if snap is not None:
+        extra += [func.coalesce(snap.c[n], 0).label(n) for n in _SNAPSHOT_COLUMNS.values()]
+    return (
+        select(*rows.c, *extra, *labelled)
+        .select_from(source)
+        .where(*conditions)
+        .order_by(*[k.desc() if down else k.asc() for k in keys])
+        .limit(first + 1)
     )

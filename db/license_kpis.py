@@ -1,0 +1,140 @@
+"""Maintained license KPI spans (issue 16): the dashboard's counts and sums without a pass over
+the partner's subscriptions.
+
+Every figure of the top license KPIs and of four sections (recently added, about to expire,
+about to renew, overage) holds for a subscription during one interval of ``now`` (DESIGN.md
+sections 2 and 3; "within N days" is now < date <= now + N days):
+
+| KPI | a total (subscription, product) of ``license_product_total`` counts while |
+| --- | --- |
+| ``<P>/RECENT`` | start <= now < min(end, start + 90 days) |
+| ``<P>/EXPIRING`` | not auto-renewing: max(start, end - 90 days) <= now < end |
+| ``<P>/RENEWING`` | auto-renewing: max(start, renewal - 90 days) <= now < min(end, renewal) |
+| ``<P>/OVERAGE`` | a line with assigned > purchased: start <= now < end |
+| ``ANY/TOTAL`` | start <= now < end |
+| ``ANY/EXPIRING`` | a trial, or not auto-renewing: as ``<P>/EXPIRING`` |
+| ``ANY/RENEWING`` | as ``<P>/RENEWING`` |
+| ``ANY/OVER`` | as ``<P>/OVERAGE`` |
+
+always with state ACTIVE; ``<P>`` is MEETINGS or CALLING (the section's product), ``ANY`` both
+(the top KPIs' *relevant* subscriptions).
+
+- ``license_kpi_span``: per subscription and ``<P>`` KPI, its interval with its sums as weights
+  (purchased, assigned, used and rows; for overage those of its overage lines); per customer
+  and KPI, the union of its subscriptions' intervals, island by island, with weight
+  ``customers = 1`` (a customer counts once however many of its subscriptions qualify).
+- ``license_kpi_day``: per partner, KPI and day (days since 1970-01-01 UTC), the spans'
+  weights added on their first day and taken back on their end's day.
+
+Triggers of migration ``0021_license_kpi_spans`` rebuild a customer's spans whenever one of its
+``license_product_total`` rows changes (which triggers of migration 0012 keep from subscriptions
+and license lines), and the day edges with the spans, in the same transaction, for every writer.
+
+Nothing here depends on the clock. A span counts at ``now`` when valid_from <= now < valid_to,
+so the weights at ``now`` are, exactly as in ``db.directory_counts``:
+
+    sum of day edges before today's
+    + spans starting today at or before now - spans ending today at or before now
+
+one statement that reads a row per day with an edge and today's few spans (by the indexes on
+(partner, kpi, valid_from / valid_to)). Right at any ``now`` without a job.
+
+This module does not import ``db.models``; ``db.models`` imports it at its end so the tables
+share its metadata.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, time
+from typing import Any
+
+from sqlalchemy import BigInteger, Column, Index, Integer, String, Table, func, literal, select
+from sqlalchemy import union_all as sql_union_all
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import SQLModel
+
+from db.directory_counts import day_number
+from db.types import UTCDateTime
+
+__all__ = ["LICENSE_KPI_DAY", "LICENSE_KPI_SPAN", "KpiFigures", "kpi_figures"]
+
+WEIGHTS = ("customers", "purchased", "assigned", "used", "line_rows")
+
+
+def _weights() -> list[Column[Any]]:
+    return [Column(name, BigInteger, nullable=False) for name in WEIGHTS]
+
+
+LICENSE_KPI_SPAN = Table(
+    "license_kpi_span",
+    SQLModel.metadata,
+    Column("customer_id", Integer, primary_key=True, autoincrement=False),
+    Column("partner_id", Integer, primary_key=True, autoincrement=False),
+    Column("kpi", String(48), primary_key=True),
+    # 0 on a customer's union span.
+    Column("subscription_id", Integer, primary_key=True, autoincrement=False),
+    Column("valid_from", UTCDateTime(), primary_key=True),
+    Column("valid_to", UTCDateTime(), nullable=False),
+    *_weights(),
+    Index("ix_license_kpi_span_from", "partner_id", "kpi", "valid_from"),
+    Index("ix_license_kpi_span_to", "partner_id", "kpi", "valid_to"),
+)
+
+LICENSE_KPI_DAY = Table(
+    "license_kpi_day",
+    SQLModel.metadata,
+    Column("partner_id", Integer, primary_key=True, autoincrement=False),
+    Column("kpi", String(48), primary_key=True),
+    Column("day", Integer, primary_key=True, autoincrement=False),
+    *_weights(),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class KpiFigures:
+    """What holds at ``now`` for one KPI: distinct customers, and over its subscriptions (or
+    overage lines) the sums and the number of rows."""
+
+    customers: int = 0
+    purchased: int = 0
+    assigned: int = 0
+    used: int = 0
+    rows: int = 0
+
+
+async def kpi_figures(
+    session: AsyncSession,
+    *,
+    partner_id: int,
+    kpis: Sequence[str],
+    now: datetime,
+    also: Sequence[Any] = (),
+) -> dict[str, KpiFigures]:
+    """The figures of ``kpis`` for the whole partner at ``now``, in one statement; ``also``:
+    selects of (kpi, customers, purchased, assigned, used, line_rows) rows to answer in the
+    same statement (their kpi names are returned too)."""
+    span, day = LICENSE_KPI_SPAN.c, LICENSE_KPI_DAY.c
+    today = now.astimezone(UTC)
+    midnight = datetime.combine(today.date(), time(), UTC)
+
+    def part(table: Any, sign: int, *where: Any) -> Any:
+        return select(table.kpi, *[(table[w] * sign).label(w) for w in WEIGHTS]).where(
+            table.partner_id == partner_id, table.kpi.in_(list(kpis)), *where
+        )
+
+    edges = sql_union_all(
+        part(day, 1, day.day < day_number(today)),
+        part(span, 1, span.valid_from >= midnight, span.valid_from <= today),
+        part(span, -1, span.valid_to >= midnight, span.valid_to <= today),
+        *also,
+    ).subquery("edges")
+    e = edges.c
+    stmt = select(e.kpi, *[func.coalesce(func.sum(e[w]), literal(0)) for w in WEIGHTS]).group_by(
+        e.kpi
+    )
+    found = {
+        kpi: KpiFigures(*(int(v) for v in values)) for kpi, *values in await session.execute(stmt)
+    }
+    return {kpi: found.get(kpi, KpiFigures()) for kpi in kpis} | found
