@@ -25,6 +25,7 @@ from db.queries.customer_detail import (
     Detail,
     DetailPlan,
     customer_detail,
+    customers_parts,
 )
 from graph.auth.permissions import Act, Obj, Reach, reach_under, scope_or_none
 from graph.context import Context
@@ -149,3 +150,25 @@ async def customer_with_relations(
     customer = Customer.from_row(found.row)
     await _apply(ctx, [customer], {pk: found}, selection, plans, nested)
     return customer
+
+
+async def page_relations(
+    ctx: Context, customers: Sequence[Customer], selection: Sequence[SelectedField]
+) -> None:
+    """The selected relationships of a page's ``customers`` (already read within the caller's
+    scope) loaded ahead: those ``_plan`` reads in one statement for the whole page, the rest by
+    the loaders, as for ``customer_with_relations``."""
+    if not customers:
+        return
+    plan, plans, nested = _plans(ctx, selection)
+    details: Mapping[int, Detail] = {}
+    if plan.parts:
+        async with ctx.db() as session:
+            details = await customers_parts(
+                session,
+                partner_id=ctx.principal.partner_id,
+                ids=[customer.pk for customer in customers],
+                now=ctx.now,
+                plan=plan,
+            )
+    await _apply(ctx, customers, details, selection, plans, nested)
