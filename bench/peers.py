@@ -172,6 +172,13 @@ def hub_env(database_url: str, **extra: str) -> dict[str, str]:
         "PARTNER_HUB_NOW": NOW.isoformat(),
         "PARTNER_HUB_LOG_LEVEL": "warning",
         "PARTNER_HUB_COST_PER_MINUTE": str(UNLIMITED_COST_PER_MINUTE),
+        # No overflow connections (issue 17): with 20 a worker (db/engine.py POOL_SIZES), the
+        # servers of one run (3 x 2 workers x 30, PostGraphile's 2 x 10, other checkouts' tests)
+        # could ask for more than PostgreSQL's max_connections (100), and a request whose
+        # connection was refused failed ("too many clients"): the 12 failed requests at 32
+        # connections. An overflow connection is also opened and closed per burst (a backend
+        # forked per request at 32 connections); waiting for one of the 10 is cheaper.
+        "PARTNER_HUB_DATABASE_POOL_OVERFLOW": "0",
         **extra,
     }
 
