@@ -9,7 +9,7 @@ import asyncio
 from typing import Any
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import event, text
 
 import db.engine as engine_module
 from db.engine import POOL_SIZES, create_engine
@@ -99,3 +99,39 @@ async def _dbapi_connection(api: Api) -> Any:
     async with api.engine.connect() as connection:
         raw = await connection.get_raw_connection()
         return raw.dbapi_connection
+
+
+@postgresql_only
+async def test_a_query_runs_outside_a_transaction_a_mutation_inside_one(
+    api: Api, backend: str
+) -> None:
+    """A query's statements on PostgreSQL run without BEGIN and ROLLBACK (at READ COMMITTED each
+    takes its own snapshot either way); a mutation's stay in one transaction."""
+    f = AuthzFactory(api.engine)
+    await f.admin(await f.partner(), FULL, "FULL_ADMIN")
+    token = await token_for(api, FULL)
+    await post_graphql(api, VIEWER, token=token)  # the app has started
+    seen: list[tuple[str, bool]] = []
+
+    def record(conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        seen.append((statement.split()[0], conn.connection.dbapi_connection.autocommit))
+
+    event.listen(api.engine.sync_engine, "before_cursor_execute", record)
+    try:
+        # when: a query (named among several operations, one of them a mutation)
+        several = "mutation M { __typename } query Q { viewer { email } }"
+        body = {"query": several, "operationName": "Q"}
+        headers = {"Authorization": f"Bearer {token}"}
+        response = await api.client.post("/graphql", json=body, headers=headers)
+        assert data_of(response.json())["viewer"]["email"] == FULL
+        queried, seen[:] = list(seen), []
+        # when: a mutation
+        added = await post_graphql(api, ADD_RULE, TAG_WRITE, as_=FULL)
+        assert data_of(added)["addPolicyRule"]["userErrors"] == []
+        mutated = list(seen)
+    finally:
+        event.remove(api.engine.sync_engine, "before_cursor_execute", record)
+    # then: every statement of the query in autocommit, none of the mutation's
+    assert queried and all(autocommit for _, autocommit in queried), queried
+    assert any(kind in ("INSERT", "UPDATE") for kind, _ in mutated), mutated
+    assert mutated and not any(autocommit for _, autocommit in mutated), mutated
