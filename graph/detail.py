@@ -27,6 +27,7 @@ from db.queries.customer_detail import (
     customer_detail,
     customers_parts,
 )
+from db.scope import Scope
 from graph.auth.permissions import Act, Obj, Reach, reach_under, scope_or_none
 from graph.context import Context
 from graph.prefetch import Relation, prefetch, selected
@@ -153,11 +154,11 @@ async def customer_with_relations(
 
 
 async def page_relations(
-    ctx: Context, customers: Sequence[Customer], selection: Sequence[SelectedField]
+    ctx: Context, scope: Scope, customers: Sequence[Customer], selection: Sequence[SelectedField]
 ) -> None:
-    """The selected relationships of a page's ``customers`` (already read within the caller's
-    scope) loaded ahead: those ``_plan`` reads in one statement for the whole page, the rest by
-    the loaders, as for ``customer_with_relations``."""
+    """The selected relationships of a page's ``customers`` (read within ``scope``) loaded
+    ahead: those ``_plan`` reads in one statement for the whole page, the rest by the loaders,
+    as for ``customer_with_relations``."""
     if not customers:
         return
     plan, plans, nested = _plans(ctx, selection)
@@ -166,7 +167,7 @@ async def page_relations(
         async with ctx.db() as session:
             details = await customers_parts(
                 session,
-                partner_id=ctx.principal.partner_id,
+                scope=scope,
                 ids=[customer.pk for customer in customers],
                 now=ctx.now,
                 plan=plan,

@@ -329,9 +329,9 @@ async def customer_detail(
     return None if found is None else _decode(found, len(CUSTOMER_COLUMNS), plan)
 
 
-@lru_cache(maxsize=64)
-def _page_statement(dialect: str, plan: DetailPlan) -> Any:
-    """``_statement`` for the customers ``ids`` of one partner: the ids as one array
+@lru_cache(maxsize=256)
+def _page_statement(dialect: str, plan: DetailPlan, scope: Scope) -> Any:
+    """``_statement`` for the customers ``ids`` within ``scope``: the ids as one array
     (PostgreSQL) or one JSON text (SQLite), so the text is the same for every page size and one
     prepared statement serves them all (as ``db.queries.customers._Batch``)."""
     if dialect == "postgresql":
@@ -339,17 +339,16 @@ def _page_statement(dialect: str, plan: DetailPlan) -> Any:
     else:
         keys = func.json_each(bindparam("ids", type_=String)).table_valued("value")
         ids = C.id.in_(select(keys.c.value))
-    return _statement(dialect, plan, False).where(ids, C.partner_id == _PARTNER)
+    return _statement(dialect, plan, False).where(ids, scope.customers())
 
 
 async def customers_parts(
-    session: AsyncSession, *, partner_id: int, ids: Sequence[int], now: datetime, plan: DetailPlan
+    session: AsyncSession, *, scope: Scope, ids: Sequence[int], now: datetime, plan: DetailPlan
 ) -> dict[int, Detail]:
-    """The parts ``plan`` names of the customers ``ids`` (a page the caller was shown: its
-    scope was applied by the page's statement), by customer id; one statement for the page where
-    the loaders took one per relationship."""
+    """The parts ``plan`` names of those of the customers ``ids`` that ``scope`` sees (a page's),
+    by customer id; one statement for the page where the loaders took one per relationship."""
     dialect = session.get_bind().dialect.name
     keys: Any = list(ids) if dialect == "postgresql" else orjson.dumps(list(ids)).decode()
-    params = {"ids": keys, "partner_id": partner_id, "now": now}
-    result = await session.execute(_page_statement(dialect, plan), params)
+    params = {"ids": keys, "partner_id": scope.partner_id, "now": now}
+    result = await session.execute(_page_statement(dialect, plan, scope), params)
     return {found[0]: _decode(found, 1, plan) for found in result}

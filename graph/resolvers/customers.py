@@ -104,7 +104,7 @@ async def customers_connection(
             backward=page_of.backward,
         )
     nodes = [Customer.from_row(row) for row in page_of.arrange(page.rows)]
-    await page_relations(ctx, nodes, selection)
+    await page_relations(ctx, scope, nodes, selection)
     # A cursor is signed (HMAC): only the ones the response can show are made.
     ordered = page_of.arrange(page.keys)
     keys = ordered if edges or len(ordered) < 3 else [ordered[0], ordered[-1]]
