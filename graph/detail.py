@@ -1,4 +1,5 @@
-"""One customer with its relationships in one statement (the ``customer`` query).
+"""A customer, or a page of them, with its relationships in one statement (the ``customer``
+query; the directory page, ``page_relations``: issue 17, 7 statements down to 3).
 
 The relationships a document selects on the customer, and on its subscriptions and trials, are
 read with the customer itself by ``db.queries.customer_detail`` (JSON arrays built by the
