@@ -187,12 +187,19 @@ def hub_env(database_url: str, **extra: str) -> dict[str, str]:
 async def partner_hub_server(
     database_url: str, port: int, workers: int, env: Mapping[str, str] | None = None
 ) -> AsyncIterator[Endpoint]:
-    """``partner-hub serve`` (migrates, then uvicorn with ``workers``); yields its base URL."""
+    """``partner-hub serve`` (migrates, then uvicorn with ``workers``); yields its base URL.
+
+    With ``PYTHONPATH`` in ``env`` (another checkout, for a before/after), the server also runs
+    from the first directory of it: the workers are ``python -m graph.serving``, whose module
+    search path starts with the working directory, so from this checkout's directory they ran
+    this checkout's code whatever ``PYTHONPATH`` said (issue 17: "before" measured "after")."""
     cmd = [str(VENV_BIN / "partner-hub"), "serve", "--host", "127.0.0.1", "--port", str(port)]
     cmd += ["--workers", str(workers)]
     base = f"http://127.0.0.1:{port}"
     settings = hub_env(database_url, **(env or {}))
-    async with serve_command(cmd, settings, f"{base}/readyz", base_url=base) as endpoint:
+    other = (env or {}).get("PYTHONPATH", "").split(os.pathsep)[0]
+    cwd = Path(other) if other else ROOT
+    async with serve_command(cmd, settings, f"{base}/readyz", base_url=base, cwd=cwd) as endpoint:
         yield endpoint
 
 
