@@ -340,15 +340,13 @@ def _ignore(_: GraphQLError) -> None:
 
 
 def reads_only(payload: dict[str, Any], documents: DocumentCache) -> bool:
-    """Whether a request's document certainly runs a query (no mutation): it parses, and the
-    operation it names (or its only one) is a ``query``. Anything else, or any doubt (a
-    persisted query sent by hash alone, a document that does not parse), is False."""
+    """Whether a request's document certainly runs a query (no mutation): it was parsed before
+    (for an earlier, authenticated request: nothing is parsed here, ahead of the caller's
+    authentication) and the operation it names (or its only one) is a ``query``. Anything else,
+    or any doubt (a new document, a persisted query sent by hash alone), is False."""
     query = payload.get("query")
-    if not isinstance(query, str):
-        return False
-    try:
-        document = documents.parse(query)
-    except Exception:  # the view reports it, coded, as before
+    document = documents.parsed.get(query) if isinstance(query, str) else None
+    if document is None:
         return False
     name = payload.get("operationName")
     operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
