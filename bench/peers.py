@@ -172,6 +172,13 @@ def hub_env(database_url: str, **extra: str) -> dict[str, str]:
         "PARTNER_HUB_NOW": NOW.isoformat(),
         "PARTNER_HUB_LOG_LEVEL": "warning",
         "PARTNER_HUB_COST_PER_MINUTE": str(UNLIMITED_COST_PER_MINUTE),
+        # No overflow connections (issue 17): with 20 a worker (db/engine.py POOL_SIZES), the
+        # servers of one run (3 x 2 workers x 30, PostGraphile's 2 x 10, other checkouts' tests)
+        # could ask for more than PostgreSQL's max_connections (100), and a request whose
+        # connection was refused failed ("too many clients"): the 12 failed requests at 32
+        # connections. An overflow connection is also opened and closed per burst (a backend
+        # forked per request at 32 connections); waiting for one of the 10 is cheaper.
+        "PARTNER_HUB_DATABASE_POOL_OVERFLOW": "0",
         **extra,
     }
 
@@ -180,12 +187,19 @@ def hub_env(database_url: str, **extra: str) -> dict[str, str]:
 async def partner_hub_server(
     database_url: str, port: int, workers: int, env: Mapping[str, str] | None = None
 ) -> AsyncIterator[Endpoint]:
-    """``partner-hub serve`` (migrates, then uvicorn with ``workers``); yields its base URL."""
+    """``partner-hub serve`` (migrates, then uvicorn with ``workers``); yields its base URL.
+
+    With ``PYTHONPATH`` in ``env`` (another checkout, for a before/after), the server also runs
+    from the first directory of it: the workers are ``python -m graph.serving``, whose module
+    search path starts with the working directory, so from this checkout's directory they ran
+    this checkout's code whatever ``PYTHONPATH`` said (issue 17: "before" measured "after")."""
     cmd = [str(VENV_BIN / "partner-hub"), "serve", "--host", "127.0.0.1", "--port", str(port)]
     cmd += ["--workers", str(workers)]
     base = f"http://127.0.0.1:{port}"
     settings = hub_env(database_url, **(env or {}))
-    async with serve_command(cmd, settings, f"{base}/readyz", base_url=base) as endpoint:
+    other = (env or {}).get("PYTHONPATH", "").split(os.pathsep)[0]
+    cwd = Path(other) if other else ROOT
+    async with serve_command(cmd, settings, f"{base}/readyz", base_url=base, cwd=cwd) as endpoint:
         yield endpoint
 
 

@@ -35,6 +35,7 @@ from db.versioning import recording_shared_reads
 from graph.auth.permissions import DEFAULT_POLICY_PATH, Authorizer
 from graph.context import Context, Services, clock_from, new_context
 from graph.cost_store import budget_for
+from graph.documents import reads_only
 from graph.errors import ErrorCode, is_coded
 from graph.extensions import EXECUTED, document_cache, unexpected_error
 from graph.graphiql import PREFIX as GRAPHIQL_ASSETS
@@ -376,6 +377,13 @@ class GraphQLEndpoint:
             payload = request_data(request.headers.get("content-type"), body)
         # One session for the whole request, token lookup included (one pool checkout).
         async with self.hub.sessions() as session:
+            if not get and not services.settings.is_sqlite and reads_only(payload, self.documents):
+                # A query on PostgreSQL runs its statements outside a transaction: at READ
+                # COMMITTED each statement takes its own snapshot either way, so BEGIN and
+                # ROLLBACK were two round trips that changed nothing (issue 17). A mutation,
+                # and anything not surely a query, keeps its transaction. (SQLite keeps one
+                # snapshot per transaction: its reads stay in one.)
+                await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
             outcome = await authenticate(request, session)
             if isinstance(outcome, Response):
                 return outcome

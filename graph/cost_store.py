@@ -113,6 +113,12 @@ class PostgresStore:
                         max_inactive_connection_lifetime=60,
                         timeout=STORE_TIMEOUT,
                         command_timeout=STORE_TIMEOUT,
+                        # Every request commits a spend; waiting for its WAL flush held the
+                        # token's row lock across an fsync and serialized a token's requests
+                        # on the disk (issue 17's profile). A crash may forget the last
+                        # fraction of a second of spending (PostgreSQL's asynchronous commit),
+                        # never reorder or corrupt it: a rate limit's price, not data's.
+                        server_settings={"synchronous_commit": "off"},
                     )
         return self._pool
 

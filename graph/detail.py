@@ -1,4 +1,5 @@
-"""One customer with its relationships in one statement (the ``customer`` query).
+"""A customer, or a page of them, with its relationships in one statement (the ``customer``
+query; the directory page, ``page_relations``: issue 17, 7 statements down to 3).
 
 The relationships a document selects on the customer, and on its subscriptions and trials, are
 read with the customer itself by ``db.queries.customer_detail`` (JSON arrays built by the
@@ -25,7 +26,9 @@ from db.queries.customer_detail import (
     Detail,
     DetailPlan,
     customer_detail,
+    customers_parts,
 )
+from db.scope import Scope
 from graph.auth.permissions import Act, Obj, Reach, reach_under, scope_or_none
 from graph.context import Context
 from graph.prefetch import Relation, prefetch, selected
@@ -149,3 +152,25 @@ async def customer_with_relations(
     customer = Customer.from_row(found.row)
     await _apply(ctx, [customer], {pk: found}, selection, plans, nested)
     return customer
+
+
+async def page_relations(
+    ctx: Context, scope: Scope, customers: Sequence[Customer], selection: Sequence[SelectedField]
+) -> None:
+    """The selected relationships of a page's ``customers`` (read within ``scope``) loaded
+    ahead: those ``_plan`` reads in one statement for the whole page, the rest by the loaders,
+    as for ``customer_with_relations``."""
+    if not customers:
+        return
+    plan, plans, nested = _plans(ctx, selection)
+    details: Mapping[int, Detail] = {}
+    if plan.parts:
+        async with ctx.db() as session:
+            details = await customers_parts(
+                session,
+                scope=scope,
+                ids=[customer.pk for customer in customers],
+                now=ctx.now,
+                plan=plan,
+            )
+    await _apply(ctx, customers, details, selection, plans, nested)

@@ -32,6 +32,7 @@ from graphql import (
     GraphQLSyntaxError,
     InlineFragmentNode,
     OperationDefinitionNode,
+    OperationType,
     SelectionSetNode,
     Source,
     TypeInfo,
@@ -336,3 +337,19 @@ def variable_errors(
 
 def _ignore(_: GraphQLError) -> None:
     return None
+
+
+def reads_only(payload: dict[str, Any], documents: DocumentCache) -> bool:
+    """Whether a request's document certainly runs a query (no mutation): it was parsed before
+    (for an earlier, authenticated request: nothing is parsed here, ahead of the caller's
+    authentication) and the operation it names (or its only one) is a ``query``. Anything else,
+    or any doubt (a new document, a persisted query sent by hash alone), is False."""
+    query = payload.get("query")
+    document = documents.parsed.get(query) if isinstance(query, str) else None
+    if document is None:
+        return False
+    name = payload.get("operationName")
+    operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
+    if name is not None:
+        operations = [o for o in operations if o.name is not None and o.name.value == name]
+    return len(operations) == 1 and operations[0].operation == OperationType.QUERY

@@ -55,9 +55,10 @@ query Page($first: Int!, $after: String) {
 """
 
 # The statements of one request for PAGE_QUERY: the token lookup, the page, its count, and one
-# per relationship (statuses, products, tags, subscriptions, trials, partner admins, licenses,
-# invoices, orders, subscription tags).
-EXPECTED_STATEMENTS = 13
+# for every relationship of the page's customers (statuses, products, tags, subscriptions,
+# trials, partner admins, and the subscriptions' licenses, invoices, orders and tags) as JSON
+# (graph/detail.py page_relations; with one loader statement per relationship it was 13).
+EXPECTED_STATEMENTS = 4
 
 
 async def build_customers(api: Api, n: int) -> None:

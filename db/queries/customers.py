@@ -118,9 +118,7 @@ def nearest_end(now: datetime) -> Any:
     return func.coalesce(sub, literal(END_OF_TIME, UTCDateTime()))
 
 
-def _filter_sets(
-    scope: Scope, query: CustomerQuery, now: datetime
-) -> list[tuple[Any, Any, list[Any]]]:
+def _filter_sets(scope: Scope, query: CustomerQuery, now: Any) -> list[tuple[Any, Any, list[Any]]]:
     """Each filter on a derived table as (its customer id column, the condition naming the
     partner or None, its own conditions).
 
@@ -296,7 +294,7 @@ async def customers_page(
         rows = await _walked_rows(session, scope, walk, now, descending, after, first + 1)
     else:
         rows, boundary = await _bounded_walk(
-            session, scope, walk, now, descending, after, first + 1
+            session, scope, query, order, now, descending, after, first + 1
         )
         if boundary is not None:
             # The walk stopped at its limit with the page not full: the other filters are
@@ -333,9 +331,7 @@ _WALKED_SPAN = CustomerStatusSpan.__table__.alias("walked")  # type: ignore[attr
 _WALKED_TAG = CustomerTag.__table__.alias("walked")  # type: ignore[attr-defined]
 
 
-def _walk(
-    scope: Scope, query: CustomerQuery, order: CustomerOrder, now: datetime
-) -> _Walked | None:
+def _walk(scope: Scope, query: CustomerQuery, order: CustomerOrder, now: Any) -> _Walked | None:
     """What the page walks, if it walks: name order, no condition that needs the customer's own
     row (assigned scope, managed by, search), and one status other than ACTIVE (the status of
     most customers: walking it is walking nearly all of them, which the plain plan does) or one
@@ -437,17 +433,24 @@ async def _walked_rows(
     return await _sorted_rows(session, where, link_keys, descending, limit, from_=joined)
 
 
+# The walked page's statement takes the instant and the cursor as parameters, so it is built
+# once per caller's reach, filter, order and page size and reused (``_walked_statement``).
+_WALK_NOW = bindparam("walk_now", type_=UTCDateTime())
+_WALK_AFTER = (bindparam("after_k0", type_=String()), bindparam("after_k1", type_=Integer()))
+
+
 async def _bounded_walk(
     session: AsyncSession,
     scope: Scope,
-    walk: _Walked,
+    query: CustomerQuery,
+    order: CustomerOrder,
     now: datetime,
     descending: bool,
     after: tuple[Any, ...] | None,
     limit: int,
 ) -> tuple[list[Record], tuple[Any, ...] | None]:
     """Up to ``limit`` matches among the walked set's next ``WALK_LIMIT`` customers in name
-    order (PostgreSQL).
+    order (PostgreSQL; ``_walk`` says what is walked).
 
     The walk reads ``ix_customer_tag_name`` (tag, name key, customer) or ``ix_status_span_name``
     (partner, status, name key, customer, validity) alone and numbers the customers it passes;
@@ -458,11 +461,39 @@ async def _bounded_walk(
     customer numbered ``WALK_LIMIT`` comes back too, whatever its filters say, as the boundary
     (inclusive) to go on from; it is not a match and is not returned.
     """
+    paged = after is not None
+    stmt = _walked_statement(scope, query, order, descending, paged, limit, WALK_LIMIT)
+    params: dict[str, Any] = {"walk_now": now}
+    if after is not None:
+        params["after_k0"], params["after_k1"] = after
+    rows = records(await session.execute(stmt, params))
+    if rows and rows[-1].walked == WALK_LIMIT:
+        last = rows.pop()
+        return rows, (last.k0, last.k1)
+    return rows, None
+
+
+@lru_cache(maxsize=256)
+def _walked_statement(
+    scope: Scope,
+    query: CustomerQuery,
+    order: CustomerOrder,
+    descending: bool,
+    paged: bool,
+    limit: int,
+    walk_limit: int,
+) -> Select[Any]:
+    """``_bounded_walk``'s statement, with the instant (``walk_now``) and, when ``paged``, the
+    cursor's key (``after_k0``, ``after_k1``) as parameters. Built per request it cost more than
+    the rest of the request's Python (3 ms: SQLAlchemy's column collections, coercions and the
+    cache key of its compiled form; issue 17's profile of the filtered page)."""
+    walk = _walk(scope, query, order, _WALK_NOW)
+    assert walk is not None, "only a walked page is built here"
     link_keys = [walk.name_key, walk.customer_id]
     ordering = [k.desc() if descending else k.asc() for k in link_keys]
     where: list[Any] = list(walk.where)
-    if after is not None:
-        where.append(_after(link_keys, after, descending))
+    if paged:
+        where.append(_after(link_keys, _WALK_AFTER, descending))
     walked = (
         select(
             walk.customer_id.label("walked_id"),
@@ -472,22 +503,22 @@ async def _bounded_walk(
         )
         .where(*where)
         .order_by(*ordering)
-        .limit(WALK_LIMIT)
+        .limit(walk_limit)
         .subquery("walk")
     )
     probes = []
-    for customer_id, _partner, conditions in _filter_sets(scope, walk.rest, now):
+    for customer_id, _partner, conditions in _filter_sets(scope, walk.rest, _WALK_NOW):
         probe = select(literal(1)).where(customer_id == walked.c.walked_id, *conditions)
         probes.append(probe.offset(0).exists())
     matched = (
         select(walked)
-        .where(or_(and_(true(), *probes), walked.c.walked == WALK_LIMIT))
+        .where(or_(and_(true(), *probes), walked.c.walked == walk_limit))
         .order_by(*[k.desc() if descending else k.asc() for k in (walked.c.k0, walked.c.k1)])
         .limit(limit)
         .subquery("matched")
     )
     matched_keys = [matched.c.k0, matched.c.k1]
-    stmt: Select[Any] = (
+    return (
         select(*CUSTOMER_COLUMNS, *matched_keys, matched.c.walked)
         .select_from(matched.join(Customer, C.id == matched.c.walked_id))
         # A tag belongs to one partner; naming the partner keeps a foreign tag id from reaching
@@ -495,11 +526,6 @@ async def _bounded_walk(
         .where(C.partner_id == scope.partner_id)
         .order_by(*[k.desc() if descending else k.asc() for k in matched_keys])
     )
-    rows = records(await session.execute(stmt))
-    if rows and rows[-1].walked == WALK_LIMIT:
-        last = rows.pop()
-        return rows, (last.k0, last.k1)
-    return rows, None
 
 
 def maintained_status(scope: Scope, query: CustomerQuery) -> str | None:

@@ -14,14 +14,13 @@ from db.scope import plan_scope
 from graph.auth.permissions import Act, Obj, require
 from graph.context import Context, Info
 from graph.cost_model import MAX_PARTNER_TAGS
-from graph.detail import customer_with_relations
+from graph.detail import customer_with_relations, page_relations
 from graph.errors import ErrorCode, bad_input
 from graph.ids import pk_of
 from graph.pagination import CursorCodec, Paging, fingerprint, paging
-from graph.prefetch import below, prefetch
+from graph.prefetch import below
 from graph.types.arguments import After, Before, First, Last
 from graph.types.customers import (
-    CUSTOMER_RELATIONS,
     Customer,
     CustomerConnection,
     CustomerEdge,
@@ -105,7 +104,7 @@ async def customers_connection(
             backward=page_of.backward,
         )
     nodes = [Customer.from_row(row) for row in page_of.arrange(page.rows)]
-    await prefetch(ctx, nodes, selection, CUSTOMER_RELATIONS)
+    await page_relations(ctx, scope, nodes, selection)
     # A cursor is signed (HMAC): only the ones the response can show are made.
     ordered = page_of.arrange(page.keys)
     keys = ordered if edges or len(ordered) < 3 else [ordered[0], ordered[-1]]
