@@ -119,7 +119,7 @@ async def _licensed(info: Info, scope: Scope) -> LicensedTotals:
 
     async def load() -> LicensedTotals:
         async with ctx.db() as session:
-            return await q.licensed_totals(session, scope, ctx.now)
+            return await q.licensed_totals(session, scope=scope, now=ctx.now)
 
     return await ctx.shared(("calling.licensed", scope.key, ctx.now), load)
 

@@ -99,7 +99,7 @@ def licensed_of(customer_id: Any, scope: Scope, now: datetime) -> Any:
     return select(span.c.licensed).where(span.c.customer_id == customer_id, held).scalar_subquery()
 
 
-async def licensed_totals(session: AsyncSession, scope: Scope, now: datetime) -> LicensedTotals:
+async def licensed_totals(session: AsyncSession, *, scope: Scope, now: datetime) -> LicensedTotals:
     """Customers ``scope`` sees with an in-force CALLING line at ``now``, and their licenses:
     from the partner's day edges (flat in the partner's size) for a whole-partner scope, else
     summed over the visible customers' spans."""
