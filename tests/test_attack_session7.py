@@ -7,9 +7,10 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import insert, text
+from sqlalchemy import insert, text, update
 
-from db.models import CallWeeklyAggregate
+from db.models import CallWeeklyAggregate, Subscription
+from db.queries import analytics as q
 
 from tests.conftest import NOW, Api, postgresql_only
 from tests.helpers import Factory, data_of, post_graphql, utc
@@ -185,3 +186,66 @@ async def test_usage_table_walks_every_order_both_ways_within_the_scope(
                 assert keys == sorted(keys, reverse=order.endswith("_DESC")), (email, got, keys)
                 walks.append(got)
         assert all(w == walks[0] for w in walks), (email, walks)
+
+
+# --- KPI spans at odd instants: the whole partner's kept figures = an assigned scope's count ---
+
+DAY = timedelta(days=1)
+MIDNIGHT = utc(2026, 11, 26)
+# (kind, start, end, auto-renew, renewal, lines)
+ODD_SUBSCRIPTIONS = [
+    ("PAID", MIDNIGHT - 10 * DAY, MIDNIGHT + 5 * DAY, True, MIDNIGHT + 5 * DAY),
+    ("PAID", MIDNIGHT - 10 * DAY, MIDNIGHT + 20 * DAY, True, MIDNIGHT + 200 * DAY),  # beyond end
+    ("PAID", MIDNIGHT - 10 * DAY, MIDNIGHT + 200 * DAY, True, MIDNIGHT - 20 * DAY),  # passed
+    ("PAID", MIDNIGHT, MIDNIGHT + 3 * DAY, False, None),  # starts at midnight
+    ("TRIAL", MIDNIGHT - 3 * DAY, MIDNIGHT, False, None),  # ends at midnight
+    ("PAID", MIDNIGHT + 2 * DAY, MIDNIGHT + 400 * DAY, True, MIDNIGHT + 89 * DAY),  # not yet
+    ("PAID", MIDNIGHT - 89 * DAY, MIDNIGHT + 90 * DAY, True, MIDNIGHT + 90 * DAY),
+    ("TRIAL", MIDNIGHT + timedelta(hours=13), MIDNIGHT + 7 * DAY, False, None),
+]
+
+
+async def test_kept_kpis_equal_the_direct_count_at_odd_instants(api: Api) -> None:
+    """The whole partner's license KPIs and section KPIs are read from the kept spans and day
+    edges; an admin assigned every customer counts the same subscriptions directly. At
+    midnight, at a start, an end, a renewal (also one beyond the end, or passed), 90 days
+    before them, a microsecond either side, both must say the same."""
+    from db.engine import session_factory
+    from db.queries.calls.common import licensed_totals
+    from graph.auth.permissions import _issue
+
+    f = Factory(api.engine)
+    acme = await f.partner()
+    everyone = await f.admin(acme, "partner@acme.example", "PARTNER_ADMIN")
+    instants = {MIDNIGHT, MIDNIGHT + timedelta(hours=13)}
+    for i, (kind, start, end, renew, renewal) in enumerate(ODD_SUBSCRIPTIONS):
+        customer = await f.customer(acme, f"Customer {i}")
+        await f.assign(customer, everyone)
+        lines = [("MEETINGS", 10, 12 if i % 2 else 4, 3), ("CALLING", 20, 2, 1)]
+        sub = await f.subscription(
+            customer, kind=kind, start=start, end=end, auto_renew=renew, lines=lines
+        )
+        async with api.engine.begin() as conn:
+            await conn.execute(
+                update(Subscription).where(Subscription.id == sub).values(renewal_date=renewal)
+            )
+        for edge in (start, end, renewal):
+            if edge is not None:
+                for base in (edge, edge - 90 * DAY, edge - 7 * DAY):
+                    instants |= {base, base - timedelta(microseconds=1), base + timedelta(0, 1)}
+    whole, assigned = _issue(acme), _issue(acme, everyone)
+    async with session_factory(api.engine)() as session:
+        for now in sorted(instants):
+            kept = await q.license_kpis(session, scope=whole, now=now)
+            direct = await q.license_kpis(session, scope=assigned, now=now)
+            assert kept == direct, now
+            for product in ("MEETINGS", "CALLING"):
+                kept_s = await q.section_summaries(session, scope=whole, product=product, now=now)
+                direct_s = await q.section_summaries(
+                    session, scope=assigned, product=product, now=now
+                )
+                assert kept_s == direct_s, (now, product)
+            kept_c = await licensed_totals(session, scope=whole, now=now)
+            direct_c = await licensed_totals(session, scope=assigned, now=now)
+            pair = ((kept_c.customers, kept_c.licensed), (direct_c.customers, direct_c.licensed))
+            assert pair[0] == pair[1], (now, pair)
