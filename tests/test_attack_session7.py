@@ -3,6 +3,7 @@ queries outside a transaction): each test is a regression test of a fix."""
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from typing import Any
 
@@ -249,3 +250,65 @@ async def test_kept_kpis_equal_the_direct_count_at_odd_instants(api: Api) -> Non
             direct_c = await licensed_totals(session, scope=assigned, now=now)
             pair = ((kept_c.customers, kept_c.licensed), (direct_c.customers, direct_c.licensed))
             assert pair[0] == pair[1], (now, pair)
+
+
+# --- a query outside a transaction writes nothing ---------------------------------------------
+
+WRITE_WORD = re.compile(r"\b(INSERT|UPDATE|DELETE|MERGE|TRUNCATE)\b", re.IGNORECASE)
+EVERY_READ = """
+query Everything($n: Int!) {
+  viewer { email }
+  partner { name }
+  admins(first: 5) { totalCount }
+  licenseKpis { totalCustomers lowAllocation }
+  licenseAnalytics(product: MEETINGS) { lowAllocation { kpis { lowAllocationCustomers } } }
+  callingAnalytics { usage { calls } }
+  customers(first: $n) { totalCount nodes { name } }
+  tags { name }
+  helpdeskCases(first: 5) { totalCount }
+  roles { name }
+  auditLog(first: 5) { totalCount }
+  quickLinks { title }
+  resources(first: 5) { totalCount }
+  webhookEndpoints { id }
+  webhookDeliveries(first: 5) { totalCount }
+}
+"""
+
+
+@postgresql_only
+async def test_a_query_run_outside_a_transaction_writes_nothing(api: Api) -> None:
+    """On PostgreSQL a known query runs in autocommit: any write on its path would commit at
+    once, statement by statement, without the data version's bump. Every root query field,
+    asked twice (the second time outside a transaction), sends no write statement."""
+    from sqlalchemy import event
+
+    from db.versioning import is_write
+
+    f = Factory(api.engine)
+    acme = await f.partner()
+    await f.admin(acme, "full@acme.example", "FULL_ADMIN")
+    customer = await f.customer(acme, "Ours")
+    await f.subscription(customer, lines=[("MEETINGS", 10, 3, 3), ("CALLING", 5, 5, 0)])
+    first = data_of(await post_graphql(api, EVERY_READ, {"n": 5}, as_="full@acme.example"))
+    seen: list[tuple[str, bool]] = []
+
+    def record(conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        seen.append((statement, conn.connection.dbapi_connection.autocommit))
+
+    event.listen(api.engine.sync_engine, "before_cursor_execute", record)
+    try:
+        # (another page size: not the cached response, the same known document)
+        again = data_of(await post_graphql(api, EVERY_READ, {"n": 6}, as_="full@acme.example"))
+    finally:
+        event.remove(api.engine.sync_engine, "before_cursor_execute", record)
+    assert again == first
+    assert seen and all(autocommit for _, autocommit in seen), seen
+    writes = [
+        s
+        for s, _ in seen
+        if is_write(s)
+        # a read with a common table expression (is_write is conservative about WITH)
+        and not (s.lstrip().upper().startswith("WITH") and not WRITE_WORD.search(s))
+    ]
+    assert not writes, writes
