@@ -312,3 +312,97 @@ async def test_a_query_run_outside_a_transaction_writes_nothing(api: Api) -> Non
         and not (s.lstrip().upper().startswith("WITH") and not WRITE_WORD.search(s))
     ]
     assert not writes, writes
+
+
+# --- low-allocation rows: thin rows sorted, full rows by key, every column both ways -----------
+
+LOW_ROWS = """
+query Low($order: LowAllocationOrder, %s) {
+  licenseAnalytics(product: MEETINGS) {
+    lowAllocation {
+      kpis { lowAllocationCustomers }
+      rows(orderBy: $order, %s) {
+        totalCount
+        pageInfo { hasNextPage hasPreviousPage startCursor endCursor }
+        nodes { customerName subscriptionId monthsSinceAdded totalLicenses assigned used available
+                allocationPercent }
+      }
+    }
+  }
+}
+"""
+LOW_FORWARD = LOW_ROWS % ("$first: Int!, $after: String", "first: $first, after: $after")
+LOW_BACKWARD = LOW_ROWS % ("$last: Int, $before: String", "last: $last, before: $before")
+LOW_COLUMNS = {
+    "CUSTOMER_NAME": lambda n: n["customerName"].lower(),
+    "SUBSCRIPTION_ID": lambda n: n["subscriptionId"],
+    "MONTHS_SINCE_ADDED": lambda n: n["monthsSinceAdded"],
+    "TOTAL_LICENSES": lambda n: n["totalLicenses"],
+    "ASSIGNED": lambda n: n["assigned"],
+    "USED": lambda n: n["used"],
+    "AVAILABLE": lambda n: n["available"],
+    "ALLOCATION_PERCENT": lambda n: n["allocationPercent"],
+}
+
+
+async def _low_walk(
+    api: Api, email: str, order: dict[str, str], size: int, *, backward: bool
+) -> tuple[int, list[Any]]:
+    seen: list[Any] = []
+    cursor = None
+    for _ in range(60):
+        variables: dict[str, Any] = {"order": order}
+        variables.update({"last": size, "before": cursor} if backward else {"first": size})
+        if not backward:
+            variables["after"] = cursor
+        document = LOW_BACKWARD if backward else LOW_FORWARD
+        body = data_of(await post_graphql(api, document, variables, as_=email))
+        rows = body["licenseAnalytics"]["lowAllocation"]["rows"]
+        info = rows["pageInfo"]
+        seen = rows["nodes"] + seen if backward else seen + rows["nodes"]
+        more = info["hasPreviousPage"] if backward else info["hasNextPage"]
+        cursor = info["startCursor"] if backward else info["endCursor"]
+        if not more:
+            return rows["totalCount"], seen
+    raise AssertionError("the walk did not end")
+
+
+@pytest.mark.parametrize("column", sorted(LOW_COLUMNS))
+async def test_low_allocation_rows_walk_every_column_both_ways_within_the_scope(
+    api: Api, column: str
+) -> None:
+    f = Factory(api.engine)
+    acme = await f.partner()
+    globex = await f.partner("Globex", "globex.example")
+    await f.admin(acme, "full@acme.example", "FULL_ADMIN")
+    mine = await f.admin(acme, "partner@acme.example", "PARTNER_ADMIN")
+    await f.admin(globex, "full@globex.example", "FULL_ADMIN")
+    # band 1-10: ratios 0.1 x3, 0.2 x2, 0.8, 0.9, 1 x3: median 0.5, flagged below 0.25
+    # band 11-50: 0.05 x2, 1 x3: median 1, flagged below 0.5
+    acme_lines = [(10, a) for a in (1, 1, 1, 2, 2, 8, 10)] + [(20, a) for a in (1, 1, 20, 20)]
+    globex_lines = [(10, a) for a in (9, 10, 10)] + [(20, a) for a in (20,)]
+    flagged_acme: set[str] = set()
+    for i, (purchased, assigned) in enumerate(acme_lines):
+        customer = await f.customer(acme, f"Acme {i % 4}")  # names tie
+        await f.subscription(customer, lines=[("MEETINGS", purchased, assigned, assigned)])
+        if assigned / purchased < (0.25 if purchased == 10 else 0.5):
+            flagged_acme.add(str(customer))
+            if i % 2:
+                await f.assign(customer, mine)
+    for i, (purchased, assigned) in enumerate(globex_lines):
+        customer = await f.customer(globex, f"Globex {i}")
+        await f.subscription(customer, lines=[("MEETINGS", purchased, assigned, assigned)])
+    expected = {"full@acme.example": 7, "partner@acme.example": 3, "full@globex.example": 0}
+    for email, count in expected.items():
+        for direction in ("ASC", "DESC"):
+            order = {"field": column, "direction": direction}
+            walks = []
+            for size in (1, 2):
+                for backward in (False, True):
+                    total, rows = await _low_walk(api, email, order, size, backward=backward)
+                    assert total == len(rows) == count, (email, order, size, backward, rows)
+                    keys = [LOW_COLUMNS[column](r) for r in rows]
+                    assert keys == sorted(keys, reverse=direction == "DESC"), (email, keys)
+                    walks.append([r["subscriptionId"] for r in rows])
+            assert len(set(walks[0])) == count
+            assert all(w == walks[0] for w in walks), (email, order, walks)
