@@ -14,7 +14,7 @@ from db.models import CallWeeklyAggregate, Subscription
 from db.queries import analytics as q
 
 from tests.conftest import NOW, Api, postgresql_only
-from tests.helpers import Factory, data_of, post_graphql, utc
+from tests.helpers import Factory, data_of, post_graphql, token_for, utc
 
 KPIS = "{ licenseKpis { totalCustomers aboutToExpire aboutToRenew lowAllocation overLicenseLimit } }"
 LICENSED = """
@@ -406,3 +406,90 @@ async def test_low_allocation_rows_walk_every_column_both_ways_within_the_scope(
                     walks.append([r["subscriptionId"] for r in rows])
             assert len(set(walks[0])) == count
             assert all(w == walks[0] for w in walks), (email, order, walks)
+
+
+@pytest.mark.parametrize(
+    ("args", "code"),
+    [
+        ("first: 0", "INVALID_PAGE_SIZE"),
+        ("first: 101", "INVALID_PAGE_SIZE"),
+        ("first: 2147483647", "INVALID_PAGE_SIZE"),
+        ("last: 2147483647", "INVALID_PAGE_SIZE"),
+        ("last: -5", "INVALID_PAGE_SIZE"),
+        ('first: 5, after: "x\\u0000y"', "BAD_USER_INPUT"),
+        ('last: 5, before: "AAAA"', "INVALID_CURSOR"),
+        ('first: 5, last: 5', "BAD_USER_INPUT"),
+    ],
+)
+@pytest.mark.parametrize("table", ["customersUsage", "customersQuality"])
+async def test_calling_tables_refuse_odd_paging_with_codes(
+    api: Api, table: str, args: str, code: str
+) -> None:
+    f = Factory(api.engine)
+    acme = await f.partner()
+    await f.admin(acme, "full@acme.example", "FULL_ADMIN")
+    document = f"{{ callingAnalytics {{ {table}({args}) {{ totalCount }} }} }}"
+    body = await post_graphql(api, document, as_="full@acme.example")
+    codes = [e.get("extensions", {}).get("code") for e in body.get("errors") or []]
+    assert codes == [code], body
+
+
+# --- cached responses that read the medians: every reader, after another partner's trial -------
+
+MEDIAN_READERS = {
+    "top KPIs": "query A { licenseKpis { lowAllocation } }",
+    "rows": "query B { licenseAnalytics(product: MEETINGS) "
+    "{ lowAllocation { rows(first: 5) { totalCount } } } }",
+    "rows backward": "query C { licenseAnalytics(product: MEETINGS) "
+    "{ lowAllocation { rows(last: 5) { totalCount } } } }",
+    "through a fragment": "query D { ...K } fragment K on Query { licenseKpis { lowAllocation } }",
+}
+
+
+@pytest.mark.parametrize("document", list(MEDIAN_READERS.values()), ids=list(MEDIAN_READERS))
+@pytest.mark.parametrize("role", ["FULL_ADMIN", "PARTNER_ADMIN"])
+async def test_every_median_reader_sees_another_partners_trial(
+    api: Api, document: str, role: str
+) -> None:
+    """Whatever reads the low-allocation medians (the top KPIs, the section's rows, forward or
+    backward, for the whole partner or an assigned admin) is cached with the shared version:
+    another partner's trial, which moves the medians, is seen at once."""
+    from tests.test_trials import START_TRIAL, for_customer
+
+    f = Factory(api.engine)
+    acme = await f.partner()
+    globex = await f.partner("Globex", "globex.example")
+    reader = await f.admin(acme, "reader@acme.example", role)
+    await f.admin(globex, "full@globex.example", "FULL_ADMIN")
+    ours = await f.customer(acme, "Ours")
+    await f.assign(ours, reader)
+    theirs = await f.customer(globex, "Theirs")
+    others = [await f.customer(globex, f"Other {n}") for n in range(2)]
+    await f.subscription(ours, lines=[("MEETINGS", 10, 3, 3)])  # ratio 0.3
+    await f.subscription(theirs, lines=[("MEETINGS", 10, 10, 10)])  # ratio 1.0
+    for email in ("reader@acme.example", "full@globex.example"):
+        await token_for(api, email)
+
+    token = await token_for(api, "reader@acme.example")
+    caching: list[str | None] = []
+
+    async def low() -> int:
+        response = await api.client.post(
+            "/graphql", json={"query": document}, headers={"Authorization": f"Bearer {token}"}
+        )
+        caching.append(response.headers.get("x-partner-hub-cache"))
+        body = data_of(response.json())
+        if "licenseKpis" in body:
+            return int(body["licenseKpis"]["lowAllocation"])
+        return int(body["licenseAnalytics"]["lowAllocation"]["rows"]["totalCount"])
+
+    assert await low() == 1  # median of {0.3, 1.0}: 0.65
+    assert await low() == 1
+    assert caching == ["miss", "hit"]  # (the response cache's)
+    for other in others:  # two trials of ratio 0: median 0.15
+        body = await post_graphql(
+            api, START_TRIAL, {"input": for_customer(other, ("MEETINGS", 5))},
+            as_="full@globex.example",
+        )
+        assert not data_of(body)["startTrial"]["userErrors"], body
+    assert await low() == 0
