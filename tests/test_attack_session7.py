@@ -493,3 +493,88 @@ async def test_every_median_reader_sees_another_partners_trial(
         )
         assert not data_of(body)["startTrial"]["userErrors"], body
     assert await low() == 0
+
+
+async def test_kept_figures_follow_a_subscription_moved_to_another_customer(api: Api) -> None:
+    """Plain SQL moves a subscription (and so its lines) to another customer, then back to a
+    customer of no assigned admin: the kept spans of both customers follow (the whole partner's
+    figures equal the assigned admin's direct count, which sees one of them)."""
+    from db.engine import session_factory
+    from db.queries.calls.common import licensed_totals
+    from graph.auth.permissions import _issue
+
+    f = Factory(api.engine)
+    acme = await f.partner()
+    everyone = await f.admin(acme, "partner@acme.example", "PARTNER_ADMIN")
+    a, b = await f.customer(acme, "A"), await f.customer(acme, "B")
+    await f.assign(a, everyone)
+    await f.assign(b, everyone)
+    lines = [("MEETINGS", 10, 12, 3), ("CALLING", 20, 2, 1)]
+    sub = await f.subscription(a, end=NOW + 3 * DAY, auto_renew=False, lines=lines)
+    whole, assigned = _issue(acme), _issue(acme, everyone)
+
+    async def same() -> tuple[Any, ...]:
+        async with session_factory(api.engine)() as session:
+            kept = await q.license_kpis(session, scope=whole, now=NOW)
+            direct = await q.license_kpis(session, scope=assigned, now=NOW)
+            assert kept == direct
+            kept_c = await licensed_totals(session, scope=whole, now=NOW)
+            direct_c = await licensed_totals(session, scope=assigned, now=NOW)
+            assert (kept_c.customers, kept_c.licensed) == (direct_c.customers, direct_c.licensed)
+            for product in ("MEETINGS", "CALLING"):
+                kept_s = await q.section_summaries(session, scope=whole, product=product, now=NOW)
+                direct_s = await q.section_summaries(
+                    session, scope=assigned, product=product, now=NOW
+                )
+                assert kept_s == direct_s, product
+            return (kept, kept_c.customers, kept_c.licensed)
+
+    before = await same()
+    async with api.engine.begin() as conn:
+        await conn.execute(update(Subscription).where(Subscription.id == sub).values(customer_id=b))
+    moved = await same()
+    assert moved == before  # one customer either way
+    # another subscription for A, then B's moves onto A: A counts once
+    await f.subscription(a, lines=[("MEETINGS", 10, 1, 1)])
+    async with api.engine.begin() as conn:
+        await conn.execute(update(Subscription).where(Subscription.id == sub).values(customer_id=a))
+    after = await same()
+    assert after[0].total_customers == 1, after
+
+
+async def test_kept_figures_follow_a_subscription_moved_to_another_partner(api: Api) -> None:
+    """An operator moves a subscription (its customer and partner, and its lines' partner) to
+    another partner: the first partner's kept figures lose it, the second's gain it."""
+    from db.engine import session_factory
+    from db.models import LicenseLine
+    from db.queries.calls.common import licensed_totals
+    from graph.auth.permissions import _issue
+
+    f = Factory(api.engine)
+    acme, globex = await f.partner(), await f.partner("Globex", "globex.example")
+    a, g = await f.customer(acme, "A"), await f.customer(globex, "G")
+    lines = [("MEETINGS", 10, 12, 3), ("CALLING", 20, 2, 1)]
+    sub = await f.subscription(a, end=NOW + 3 * DAY, auto_renew=False, lines=lines)
+    async with api.engine.begin() as conn:
+        await conn.execute(
+            update(Subscription)
+            .where(Subscription.id == sub)
+            .values(customer_id=g, partner_id=globex)
+        )
+        await conn.execute(
+            update(LicenseLine).where(LicenseLine.subscription_id == sub).values(partner_id=globex)
+        )
+    async with session_factory(api.engine)() as session:
+        for partner, n in ((acme, 0), (globex, 1)):
+            kpis = await q.license_kpis(session, scope=_issue(partner), now=NOW)
+            assert (kpis.total_customers, kpis.about_to_expire, kpis.over_license_limit) == (
+                n,
+                n,
+                n,
+            ), (partner, kpis)
+            licensed = await licensed_totals(session, scope=_issue(partner), now=NOW)
+            assert (licensed.customers, licensed.licensed) == (n, 2 * n), partner
+            summaries = await q.section_summaries(
+                session, scope=_issue(partner), product="MEETINGS", now=NOW
+            )
+            assert summaries[q.Section.OVERAGE].customers == n, (partner, summaries)
