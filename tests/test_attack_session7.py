@@ -578,3 +578,119 @@ async def test_kept_figures_follow_a_subscription_moved_to_another_partner(api: 
                 session, scope=_issue(partner), product="MEETINGS", now=NOW
             )
             assert summaries[q.Section.OVERAGE].customers == n, (partner, summaries)
+
+
+@postgresql_only
+async def test_a_pooled_connection_leaves_autocommit_with_the_query(api: Api) -> None:
+    """The query's connection goes back to the pool in PostgreSQL's default mode: a mutation (or
+    an ingest) that checks it out next runs in a transaction, also after a refused token."""
+    import contextlib
+
+    f = Factory(api.engine)
+    acme = await f.partner()
+    await f.admin(acme, "full@acme.example", "FULL_ADMIN")
+    token = await token_for(api, "full@acme.example")
+    headers = {"Authorization": f"Bearer {token}"}
+    for _ in range(3):
+        response = await api.client.post("/graphql", json={"query": "{ viewer { email } }"},
+                                         headers=headers)
+        assert response.status_code == 200
+        # a known query document with a token that does not authenticate
+        response = await api.client.post(
+            "/graphql", json={"query": "{ viewer { email } }"},
+            headers={"Authorization": "Bearer nope"},
+        )
+        assert response.status_code == 401
+    pool = api.engine.sync_engine.pool
+    async with contextlib.AsyncExitStack() as stack:
+        modes = []
+        for _ in range(pool.size()):
+            conn = await stack.enter_async_context(api.engine.connect())
+            raw = await conn.get_raw_connection()
+            modes.append(raw.dbapi_connection.autocommit)
+    assert not any(modes), modes
+
+
+QUALITY = """
+query Quality($order: CallingCustomerQualityOrder!, %s) {
+  callingAnalytics(week: "2026-11-15") {
+    customersQuality(orderBy: $order, %s) {
+      totalCount
+      pageInfo { hasNextPage hasPreviousPage startCursor endCursor }
+      nodes { customer { name } totalCalls poorCalls poorPercent }
+    }
+  }
+}
+"""
+QUALITY_KEYS = {
+    "POOR_PERCENT": lambda n: n["poorPercent"],
+    "POOR_CALLS": lambda n: n["poorCalls"],
+    "TOTAL_CALLS": lambda n: n["totalCalls"],
+    "NAME": lambda n: n["customer"]["name"].lower(),
+}
+
+
+@pytest.mark.parametrize(
+    "order",
+    ["POOR_PERCENT_DESC", "POOR_PERCENT_ASC", "POOR_CALLS_DESC", "TOTAL_CALLS_DESC", "NAME_ASC",
+     "NAME_DESC"],
+)
+async def test_quality_table_walks_every_order_both_ways_within_the_scope(
+    api: Api, order: str
+) -> None:
+    f = Factory(api.engine)
+    acme = await f.partner()
+    globex = await f.partner("Globex", "globex.example")
+    await f.admin(acme, "full@acme.example", "FULL_ADMIN")
+    mine = await f.admin(acme, "partner@acme.example", "PARTNER_ADMIN")
+    await f.admin(globex, "full@globex.example", "FULL_ADMIN")
+    rows = [(3, 1), (3, 1), (6, 2), (4, 0), (4, 0), (1, 1), (2, 0)]  # calls, poor: ties
+    customers = [await f.customer(acme, f"Name {i % 3}") for i in range(len(rows))]
+    theirs = await f.customer(globex, "Theirs")
+    async with api.engine.begin() as conn:
+        for pk, (calls, poor) in zip(customers, rows, strict=True):
+            await conn.execute(
+                insert(CallWeeklyAggregate).values(
+                    customer_id=pk, week_start=WEEK, partner_id=acme, calls=calls,
+                    duration_seconds=60 * calls, active_users=1, poor_calls=poor,
+                )
+            )
+        await conn.execute(
+            insert(CallWeeklyAggregate).values(
+                customer_id=theirs, week_start=WEEK, partner_id=globex, calls=9,
+                duration_seconds=9, active_users=1, poor_calls=9,
+            )
+        )
+    for pk in customers[::2]:
+        await f.assign(pk, mine)
+    forward = QUALITY % ("$first: Int!, $after: String", "first: $first, after: $after")
+    backward_doc = QUALITY % ("$last: Int, $before: String", "last: $last, before: $before")
+    key = QUALITY_KEYS[order.rsplit("_", 1)[0]]
+    for email, count in (("full@acme.example", 7), ("partner@acme.example", 4),
+                         ("full@globex.example", 1)):
+        walks = []
+        for size in (1, 2, 3):
+            for backward in (False, True):
+                seen: list[Any] = []
+                cursor = None
+                total = None
+                for _ in range(20):
+                    variables: dict[str, Any] = {"order": order}
+                    if backward:
+                        variables.update(last=size, before=cursor)
+                    else:
+                        variables.update(first=size, after=cursor)
+                    document = backward_doc if backward else forward
+                    body = data_of(await post_graphql(api, document, variables, as_=email))
+                    table = body["callingAnalytics"]["customersQuality"]
+                    total, info = table["totalCount"], table["pageInfo"]
+                    seen = table["nodes"] + seen if backward else seen + table["nodes"]
+                    more = info["hasPreviousPage"] if backward else info["hasNextPage"]
+                    cursor = info["startCursor"] if backward else info["endCursor"]
+                    if not more:
+                        break
+                assert total == len(seen) == count, (email, size, backward, seen)
+                keys = [key(n) for n in seen]
+                assert keys == sorted(keys, reverse=order.endswith("_DESC")), (email, keys)
+                walks.append([(n["customer"]["name"], n["totalCalls"], n["poorCalls"]) for n in seen])
+        assert all(w == walks[0] for w in walks), (email, walks)
