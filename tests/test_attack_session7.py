@@ -715,3 +715,44 @@ async def test_quality_table_walks_every_order_both_ways_within_the_scope(
                     [(n["customer"]["name"], n["totalCalls"], n["poorCalls"]) for n in seen]
                 )
         assert all(w == walks[0] for w in walks), (email, walks)
+
+
+# --- the directory page's relationships (one statement) = each customer's own ----------------
+
+CUSTOMER_FIELDS = """
+  id name statuses products
+  tags { name }
+  subscriptions { subscriptionId tags { name } invoices { invoiceNumber }
+                  licenses { product purchased assigned } orders { orderNumber } }
+  trials { subscriptionId licenses { product } orders { orderNumber } }
+  partnerAdmins { role admin { email } }
+"""
+DIRECTORY = (
+    "query Page($filter: CustomerFilter) { customers(first: 25, filter: $filter) "
+    "{ nodes { " + CUSTOMER_FIELDS + " } } }"
+)
+ONE = "query One($id: ID!) { customer(id: $id) { " + CUSTOMER_FIELDS + " } }"
+
+
+@pytest.mark.parametrize(
+    "email",
+    ["full@acme.example", "partner@acme.example", "readonly@acme.example", "sales@acme.example"],
+)
+@pytest.mark.parametrize(
+    "filter_",
+    [None, {"statuses": ["EXPIRING_SOON"]}, {"statuses": ["TRIAL"], "products": ["CALLING"]}],
+)
+async def test_directory_page_relationships_equal_each_customers_own(
+    demo_api: Api, email: str, filter_: dict[str, Any] | None
+) -> None:
+    """The page's relationships come from one JSON statement for all its customers; for any
+    role (an assigned partner admin, a sales admin) and filtered page, each customer's must be
+    exactly what ``customer(id:)`` answers for the same caller."""
+    page = data_of(await post_graphql(demo_api, DIRECTORY, {"filter": filter_}, as_=email))
+    nodes = page["customers"]["nodes"]
+    assert nodes or filter_ is not None
+    related = sum(len(n["subscriptions"]) + len(n["partnerAdmins"]) for n in nodes)
+    assert related or not nodes, "the page must have relationships to compare"
+    for node in nodes:
+        one = data_of(await post_graphql(demo_api, ONE, {"id": node["id"]}, as_=email))
+        assert one["customer"] == node, (email, node["name"])
