@@ -1,6 +1,6 @@
 """Attacks on session 7's work (shared versions, license KPI spans, calling licence spans,
 queries outside a transaction, the reworked calling tables): each test states what a hostile or
-careless writer or reader tried; one (marked xfail) is a gap that needs a migration."""
+careless writer or reader tried (the TRUNCATE gap it found is fixed by migration 0026)."""
 
 from __future__ import annotations
 
@@ -33,11 +33,6 @@ query { callingAnalytics { usersByVolumeTrend { weekStart licensedUsersWithoutCa
 
 
 @postgresql_only
-@pytest.mark.xfail(
-    strict=True,
-    reason="license_product_total (migration 0012) has no TRUNCATE trigger: the KPI spans of "
-    "0021 are kept from it, so they outlive a TRUNCATE; the fix is a migration (not ours)",
-)
 async def test_truncating_licence_lines_empties_the_license_kpis(api: Api) -> None:
     """TRUNCATE fires no row or DELETE trigger: an operator's ``TRUNCATE license_line`` (or
     ``subscription ... CASCADE``) must still leave no KPI span or day edge behind, or the
