@@ -261,15 +261,22 @@ async def prune(
     number of deliveries removed. Pending deliveries are never removed."""
     if session.get_bind().dialect.name != "postgresql":
         await begin_write(session)
-    # Rows nobody reads any more: no cached response depends on them (see db.webhooks.timed).
+    # The outbox events are read by no response; the deliveries are listed by
+    # ``webhookDeliveries``: the partners whose deliveries go move their versions, so no cached
+    # response lists a pruned delivery.
     await writes_for(session, [NO_PARTNER])
-    result = await session.execute(
-        delete(WebhookDelivery).where(D.status != PENDING, D.created_at < delivered_before)
-    )
+    removed = (
+        await session.execute(
+            delete(WebhookDelivery)
+            .where(D.status != PENDING, D.created_at < delivered_before)
+            .returning(D.partner_id)
+        )
+    ).all()
+    await writes_for(session, {int(partner) for (partner,) in removed})
     await session.execute(
         delete(WebhookOutboxEvent).where(
             V.occurred_at < events_before, ~exists().where(D.event_id == V.id)
         )
     )
     await session.commit()
-    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+    return len(removed)
