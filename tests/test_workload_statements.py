@@ -27,7 +27,7 @@ DETAIL_STATEMENTS = 2
 # token lookup + the low-allocation medians (stale rows with the ratio buckets, then the middle
 # buckets' ratios), KPIs, trend, the four shared section KPIs, low allocation's KPIs and five
 # pages (see db/queries/analytics); it was 11 with one medians statement over every ratio
-DASHBOARD_STATEMENTS = 12
+DASHBOARD_STATEMENTS = 10
 
 
 async def statements_of(api: Api, document: str, variables: dict[str, Any]) -> tuple[Any, int]:
