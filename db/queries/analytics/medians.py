@@ -83,6 +83,23 @@ def counts_statement(products: tuple[str, ...]) -> Select[Any]:
     return union_all(ended, not_started, buckets)  # type: ignore[return-value]
 
 
+@lru_cache(maxsize=32)
+def _bucket_ratios(buckets: tuple[tuple[str, int, int], ...]) -> Select[Any]:
+    """(product, band, ratio, n) of the fine histogram within the given (product, band,
+    bucket)s. Built once per set of middle buckets, which moves only when a median crosses a
+    bucket boundary: building it per request showed in the dashboard's profile."""
+    ranges = [
+        and_(
+            H.product == product,
+            H.band == band,
+            H.ratio >= literal(bucket / RATIO_BUCKETS, Float),
+            H.ratio < literal((bucket + 1) / RATIO_BUCKETS, Float),
+        )
+        for product, band, bucket in buckets
+    ]
+    return select(H.product, H.band, H.ratio, H.n).where(or_(*ranges), H.n != 0)
+
+
 def _middle(counts: dict[Any, int], positions: tuple[int, ...]) -> dict[int, Any]:
     """For each 1-based position, the key of ``counts`` (walked in key order) holding it."""
     found: dict[int, Any] = {}
@@ -128,18 +145,16 @@ async def low_allocation_medians(
         wanted[key] = (*positions, {p: holding[p] for p in positions})
     if not wanted:
         return {}
-    ranges = [
-        and_(
-            H.product == product,
-            H.band == band,
-            H.ratio >= literal(bucket / RATIO_BUCKETS, Float),
-            H.ratio < literal((bucket + 1) / RATIO_BUCKETS, Float),
-        )
-        for (product, band), (_, _, holding) in wanted.items()
-        for bucket in set(holding.values())
-    ]
     fine: dict[Band, dict[float, int]] = defaultdict(lambda: defaultdict(int))
-    in_buckets = select(H.product, H.band, H.ratio, H.n).where(or_(*ranges), H.n != 0)
+    in_buckets = _bucket_ratios(
+        tuple(
+            sorted(
+                (product, band, bucket)
+                for (product, band), (_, _, holding) in wanted.items()
+                for bucket in set(holding.values())
+            )
+        )
+    )
     for product, band, ratio, n in await session.execute(in_buckets):
         fine[(product, int(band))][float(ratio)] += int(n)
     medians: Medians = {}
