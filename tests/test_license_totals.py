@@ -372,6 +372,12 @@ async def check(
             )
             assert q.top_counts(together) == kpis
             for product in products:
+                # A section alone (no maintained KPI asked): its flagged rows only.
+                low_name = q.section_kpi(q.Section.LOW_ALLOCATION, product)
+                alone = await q.partner_figures(
+                    session, scope=scope, now=now, kpis=[], low=[low_name], medians=medians
+                )
+                assert alone[low_name] == together[low_name]
                 trend = await q.distribution_trend(
                     session, scope=scope, product=product, now=now, weeks=13
                 )

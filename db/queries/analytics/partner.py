@@ -14,7 +14,7 @@ from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import distinct, func, literal, select
+from sqlalchemy import case, distinct, func, literal, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.license_kpis import WEIGHTS, KpiFigures, kpi_figures
@@ -59,6 +59,42 @@ def _row(name: str, *figures: Any) -> Any:
     return select(literal(name).label("kpi"), *named)
 
 
+def _low_rows(scope: Scope, now: datetime, low: Collection[str], medians: Medians) -> list[Any]:
+    """The extra rows of the low-allocation names asked, from one read of the flagged
+    subscriptions of the products they need: a one-row aggregate (``low_figures``, conditional
+    sums per product) that each name's row then reads, so the top count over both products and
+    a product's section sums share one walk of the index ranges."""
+    asked = [p for p in KPI_PRODUCTS if low_section_kpi(p) in low]
+    products = KPI_PRODUCTS if LOW_KPI in low else asked
+    flagged = low_subscriptions("flagged", products, now, scope, medians, thin=True)
+    if flagged is None:
+        return []
+    f = flagged.c
+    top = LOW_KPI in low
+    columns = [func.count(distinct(f.customer_id)).label("any_customers")] if top else []
+    for p in asked:
+        mine = f.product == p
+        columns += [
+            func.count(distinct(case((mine, f.customer_id)))).label(f"{p}_customers"),
+            *[
+                func.coalesce(func.sum(case((mine, f[n]), else_=0)), 0).label(f"{p}_{n}")
+                for n in ("purchased", "assigned", "used")
+            ],
+            func.coalesce(func.sum(case((mine, 1), else_=0)), 0).label(f"{p}_rows"),
+        ]
+    # Read by each name's row: computed once (SQLite would otherwise run it per reader).
+    figures = select(*columns).cte("low_figures").prefix_with("MATERIALIZED")
+    g = figures.c
+    rows = []
+    if top:
+        zero = [literal(0)] * 4
+        rows.append(_row(LOW_KPI, g.any_customers, *zero).select_from(figures))
+    for p in asked:
+        names = ("customers", "purchased", "assigned", "used", "rows")
+        rows.append(_row(low_section_kpi(p), *[g[f"{p}_{n}"] for n in names]))
+    return rows
+
+
 async def partner_figures(
     session: AsyncSession,
     *,
@@ -74,31 +110,6 @@ async def partner_figures(
     without any band median flags nothing: its figures are zeros."""
     if scope.assigned_admin_id is not None:
         raise ValueError("partner_figures answers a scope over all the partner's customers")
-    also: list[Any] = []
-    if LOW_KPI in low:
-        flagged = low_subscriptions("flagged_any", KPI_PRODUCTS, now, scope, medians, thin=True)
-        if flagged is not None:
-            zero = [literal(0)] * 4
-            also.append(_row(LOW_KPI, func.count(distinct(flagged.c.customer_id)), *zero))
-    for product in KPI_PRODUCTS:
-        name = low_section_kpi(product)
-        if name not in low:
-            continue
-        rows = low_subscriptions(
-            f"flagged_{product.lower()}", [product], now, scope, medians, thin=True
-        )
-        if rows is None:
-            continue
-        c = rows.c
-        also.append(
-            _row(
-                name,
-                func.count(distinct(c.customer_id)),
-                func.coalesce(func.sum(c.purchased), 0),
-                func.coalesce(func.sum(c.assigned), 0),
-                func.coalesce(func.sum(c.used), 0),
-                func.count(),
-            )
-        )
+    also = _low_rows(scope, now, low, medians) if low else []
     figures = await kpi_figures(session, partner_id=scope.partner_id, kpis=kpis, now=now, also=also)
     return {name: figures.get(name, KpiFigures()) for name in [*kpis, *low]}
