@@ -3,9 +3,12 @@
 Both root fields pass the one door (``require(ctx, Obj.ANALYTICS, Act.READ)``) and keep the
 returned scope; every section below resolves from it with one ``db.queries.analytics`` call per
 figure set. The section objects live here rather than in ``graph.types`` because they are
-nothing but resolvers: a section's KPIs and its rows' ``totalCount`` come from one statement,
-which four of the five sections share. The deployment-wide low-allocation medians are fetched
-once per request for every figure that needs them. Nothing is cached across requests.
+nothing but resolvers: a section's KPIs and its rows' ``totalCount`` come from one statement.
+For a scope over the whole partner, ``licenseKpis`` and every section's KPIs (low allocation's
+included) are one statement per request (``graph.resolvers.license_figures``); for an assigned
+scope, four of the five sections share one and low allocation has its own. The deployment-wide
+low-allocation medians are fetched once per request for every figure that needs them. Nothing
+is cached across requests.
 """
 
 from __future__ import annotations
