@@ -124,12 +124,16 @@ async def kpi_figures(
             table.partner_id == partner_id, table.kpi.in_(list(kpis)), *where
         )
 
-    edges = sql_union_all(
-        part(day, 1, day.day < day_number(today)),
-        part(span, 1, span.valid_from >= midnight, span.valid_from <= today),
-        part(span, -1, span.valid_to >= midnight, span.valid_to <= today),
-        *also,
-    ).subquery("edges")
+    parts: list[Any] = []
+    if kpis:  # no maintained KPI asked: the ``also`` rows alone, no span or edge read
+        parts.append(part(day, 1, day.day < day_number(today)))
+        parts.append(part(span, 1, span.valid_from >= midnight, span.valid_from <= today))
+        parts.append(part(span, -1, span.valid_to >= midnight, span.valid_to <= today))
+    parts.extend(also)
+    if not parts:
+        return {}
+    union: Any = parts[0] if len(parts) == 1 else sql_union_all(*parts)
+    edges = union.subquery("edges")
     e = edges.c
     stmt = select(e.kpi, *[func.coalesce(func.sum(e[w]), literal(0)) for w in WEIGHTS]).group_by(
         e.kpi

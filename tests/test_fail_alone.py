@@ -120,14 +120,14 @@ async def test_refused_calling_arguments_null_only_their_fields(api: Api) -> Non
 async def test_an_error_escaping_execution_is_answered_as_json_with_the_request_id(
     api: Api, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # given: the shared summary statement is cancelled from inside (as a cancelled sibling's
-    # shared task used to be)
+    # given: the shared license figures statement (one per request for the whole partner) is
+    # cancelled from inside (as a cancelled sibling's shared task used to be)
     await seed(api)
 
     async def cancelled(*_: Any, **__: Any) -> Any:
         raise asyncio.CancelledError
 
-    monkeypatch.setattr(analytics_queries, "section_summaries", cancelled)
+    monkeypatch.setattr(analytics_queries, "partner_figures", cancelled)
     token = await token_for(api, FULL)
     # when
     response = await api.client.post(

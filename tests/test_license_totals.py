@@ -359,7 +359,25 @@ async def check(
                 "lowAllocation": kpis.low_allocation,
                 "overLicenseLimit": kpis.over_license_limit,
             } == ref.license_kpis(w)
+            # The graph's path for a whole partner: every figure in one statement.
+            names = [q.section_kpi(s, p) for p in products for s in q.Section]
+            maintained = [n for n in names if not n.endswith("/LOW")]
+            together = await q.partner_figures(
+                session,
+                scope=scope,
+                now=now,
+                kpis=[*q.TOP_KPIS, *maintained],
+                low=[q.LOW_KPI, *(n for n in names if n.endswith("/LOW"))],
+                medians=medians,
+            )
+            assert q.top_counts(together) == kpis
             for product in products:
+                # A section alone (no maintained KPI asked): its flagged rows only.
+                low_name = q.section_kpi(q.Section.LOW_ALLOCATION, product)
+                alone = await q.partner_figures(
+                    session, scope=scope, now=now, kpis=[], low=[low_name], medians=medians
+                )
+                assert alone[low_name] == together[low_name]
                 trend = await q.distribution_trend(
                     session, scope=scope, product=product, now=now, weeks=13
                 )
@@ -385,6 +403,7 @@ async def check(
                     )
                     want = expected[name]
                     assert kpis_of(section, summary) == want["kpis"], (product, name)
+                    assert q.summary_of(together[q.section_kpi(section, product)]) == summary
                     assert summary.rows == len(want["rows"]), (product, name)
                     page = await q.section_page(
                         session,

@@ -3,26 +3,31 @@
 Both root fields pass the one door (``require(ctx, Obj.ANALYTICS, Act.READ)``) and keep the
 returned scope; every section below resolves from it with one ``db.queries.analytics`` call per
 figure set. The section objects live here rather than in ``graph.types`` because they are
-nothing but resolvers: a section's KPIs and its rows' ``totalCount`` come from one statement,
-which four of the five sections share. The deployment-wide low-allocation medians are fetched
-once per request for every figure that needs them. Nothing is cached across requests.
+nothing but resolvers: a section's KPIs and its rows' ``totalCount`` come from one statement.
+For a scope over the whole partner, ``licenseKpis`` and every section's KPIs (low allocation's
+included) are one statement per request (``graph.resolvers.license_figures``); for an assigned
+scope, four of the five sections share one and low allocation has its own. The deployment-wide
+low-allocation medians are fetched once per request for every figure that needs them. Nothing
+is cached across requests.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from enum import Enum
-from typing import Annotated, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import strawberry
 
+from db.license_kpis import KpiFigures
 from db.queries import analytics as q
 from db.scope import Scope
 from graph.auth.permissions import Act, Obj, require
 from graph.context import Context, Info
 from graph.errors import ErrorCode, bad_input
 from graph.pagination import CursorCodec, PageInfo, Paging, fingerprint, paging
+from graph.resolvers.license_figures import figures
 from graph.types.analytics import (
     AnalyticsProduct,
     ExpiringColumn,
@@ -122,7 +127,23 @@ class SectionSource:
 
     def summary(self, ctx: Context) -> Awaitable[q.SectionSummary]:
         key = ("license_analytics_summary", self.scope.key, self.product, self.section)
+        if self.scope.assigned_admin_id is None:
+            # The whole partner: asked at once (``ctx.shared`` calls ``make`` now), answered
+            # with the request's other license figures.
+            return ctx.shared(key, lambda: self._ask_summary(ctx))
         return ctx.shared(key, lambda: self._load_summary(ctx))
+
+    def _ask_summary(self, ctx: Context) -> Coroutine[Any, Any, q.SectionSummary]:
+        name = q.section_kpi(self.section, self.product)
+        low = self.section is q.Section.LOW_ALLOCATION
+        asked = figures(
+            ctx,
+            self.scope,
+            kpis=() if low else [name],
+            low=[name] if low else (),
+            medians_of=lambda: request_medians(ctx),
+        )
+        return _summary_from(asked, name)
 
     async def _load_summary(self, ctx: Context) -> q.SectionSummary:
         if self.section in q.SHARED_SUMMARY:
@@ -176,6 +197,10 @@ class SectionSource:
             )
         cursors = [codec.encode(list_name, query_fp, key) for key in page_of.arrange(page.keys)]
         return page_of.arrange(page.rows), cursors, page_of.page_info(cursors, page.has_next)
+
+
+async def _summary_from(asked: Awaitable[dict[str, KpiFigures]], name: str) -> q.SectionSummary:
+    return q.summary_of((await asked)[name])
 
 
 def _counter(source: SectionSource, ctx: Context) -> Callable[[], Awaitable[int]]:
@@ -492,9 +517,20 @@ class AnalyticsQueries:
     async def license_kpis(self, info: Info) -> LicenseKpis:
         ctx = info.context
         scope = require(ctx, Obj.ANALYTICS, Act.READ)
-        medians = await request_medians(ctx)
-        async with ctx.db() as session:
-            k = await q.license_kpis(session, scope=scope, now=ctx.now, medians=medians)
+        if scope.assigned_admin_id is None:
+            # The whole partner: with the request's other license figures, one statement.
+            asked = figures(
+                ctx,
+                scope,
+                kpis=q.TOP_KPIS,
+                low=[q.LOW_KPI],
+                medians_of=lambda: request_medians(ctx),
+            )
+            k = q.top_counts(await asked)
+        else:
+            medians = await request_medians(ctx)
+            async with ctx.db() as session:
+                k = await q.license_kpis(session, scope=scope, now=ctx.now, medians=medians)
         return LicenseKpis(
             total_customers=k.total_customers,
             about_to_expire=k.about_to_expire,

@@ -18,6 +18,14 @@ from db.queries.analytics.measures import (
     percent,
 )
 from db.queries.analytics.medians import low_allocation_medians
+from db.queries.analytics.partner import (
+    LOW_KPI,
+    TOP_KPIS,
+    partner_figures,
+    section_kpi,
+    summary_of,
+    top_counts,
+)
 from db.queries.analytics.rows import LicenseRow, RowPage
 from db.queries.analytics.sections import (
     COLUMNS,
@@ -36,8 +44,10 @@ from db.queries.analytics.summaries import (
 __all__ = [
     "COLUMNS",
     "KPI_PRODUCTS",
+    "LOW_KPI",
     "SHARED_SUMMARY",
     "SIZE_BANDS",
+    "TOP_KPIS",
     "USAGE_WEEKS",
     "LicenseKpiCounts",
     "LicenseRow",
@@ -55,8 +65,12 @@ __all__ = [
     "license_kpis",
     "low_allocation_medians",
     "one_decimal",
+    "partner_figures",
     "percent",
+    "section_kpi",
     "section_page",
     "section_summaries",
     "section_summary",
+    "summary_of",
+    "top_counts",
 ]

@@ -181,19 +181,23 @@ def low_subscriptions(
     median / 2 (halving is exact, so this is ratio * 2 < median): the cost follows the
     partner's low-ratio subscriptions, not all of them, and thin rows are read from the index
     alone."""
+    # The columns and the conditions every band's part shares are built once (clause objects
+    # are immutable and may sit in several statements): building them per band showed in the
+    # dashboard's profile.
+    columns = (*(THIN_COLUMNS if thin else TOTAL_COLUMNS), T.band, literal(1).label("low"))
+    common = (
+        T.purchased > 0,
+        T.start_date <= now - LOW_ALLOCATION_MIN_AGE,
+        # ``state || ''``: not a key of SQLite's pick, the (product, state, start) index
+        # that reads every old subscription; the ratio range is the narrow one.
+        T.state.concat("") == SubscriptionState.ACTIVE.value,
+        T.start_date <= now,
+        T.end_date > now,
+        *scoped(scope, T.partner_id, T.customer_id),
+    )
     parts = [
-        select(*(THIN_COLUMNS if thin else TOTAL_COLUMNS), T.band, literal(1).label("low")).where(
-            T.product == product,
-            T.band == band,
-            T.ratio < literal(value / 2, Float),
-            T.purchased > 0,
-            T.start_date <= now - LOW_ALLOCATION_MIN_AGE,
-            # ``state || ''``: not a key of SQLite's pick, the (product, state, start) index
-            # that reads every old subscription; the ratio range is the narrow one.
-            T.state.concat("") == SubscriptionState.ACTIVE.value,
-            T.start_date <= now,
-            T.end_date > now,
-            *scoped(scope, T.partner_id, T.customer_id),
+        select(*columns).where(
+            T.product == product, T.band == band, T.ratio < literal(value / 2, Float), *common
         )
         for (product, band), value in sorted(medians.items())
         if product in products

@@ -19,6 +19,7 @@ import math
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import (
@@ -26,6 +27,7 @@ from sqlalchemy import (
     Float,
     Select,
     and_,
+    bindparam,
     cast,
     func,
     literal,
@@ -58,9 +60,13 @@ def bucket_of(ratio: float) -> int:
     return math.floor(ratio * RATIO_BUCKETS)
 
 
-def counts_statement(products: Sequence[str], now: datetime) -> Select[Any]:
+@lru_cache(maxsize=8)
+def counts_statement(products: tuple[str, ...]) -> Select[Any]:
     """(product, band, ratio, bucket, n): with a ratio, the ACTIVE rows with purchased > 0 not
-    in force at now; with a bucket, the buckets of ``license_ratio_bucket``."""
+    in force at the bound ``now``; with a bucket, the buckets of ``license_ratio_bucket``.
+    Built once per products and executed with ``{"now": ...}``: building it (and its cache
+    key) showed in every dashboard request's profile."""
+    now = bindparam("now", type_=T.end_date.type)
 
     def stale(*dates: Any) -> Select[Any]:
         return (
@@ -75,6 +81,23 @@ def counts_statement(products: Sequence[str], now: datetime) -> Select[Any]:
         B.product.in_(list(products)), B.n != 0
     )
     return union_all(ended, not_started, buckets)  # type: ignore[return-value]
+
+
+@lru_cache(maxsize=32)
+def _bucket_ratios(buckets: tuple[tuple[str, int, int], ...]) -> Select[Any]:
+    """(product, band, ratio, n) of the fine histogram within the given (product, band,
+    bucket)s. Built once per set of middle buckets, which moves only when a median crosses a
+    bucket boundary: building it per request showed in the dashboard's profile."""
+    ranges = [
+        and_(
+            H.product == product,
+            H.band == band,
+            H.ratio >= literal(bucket / RATIO_BUCKETS, Float),
+            H.ratio < literal((bucket + 1) / RATIO_BUCKETS, Float),
+        )
+        for product, band, bucket in buckets
+    ]
+    return select(H.product, H.band, H.ratio, H.n).where(or_(*ranges), H.n != 0)
 
 
 def _middle(counts: dict[Any, int], positions: tuple[int, ...]) -> dict[int, Any]:
@@ -101,7 +124,9 @@ async def low_allocation_medians(
     note_shared_read()
     stale: dict[Band, dict[float, int]] = defaultdict(lambda: defaultdict(int))
     buckets: dict[Band, dict[int, int]] = defaultdict(lambda: defaultdict(int))
-    for product, band, ratio, bucket, n in await session.execute(counts_statement(products, now)):
+    for product, band, ratio, bucket, n in await session.execute(
+        counts_statement(tuple(products)), {"now": now}
+    ):
         if bucket is None:
             stale[(product, int(band))][float(ratio)] += int(n)
         else:
@@ -120,18 +145,16 @@ async def low_allocation_medians(
         wanted[key] = (*positions, {p: holding[p] for p in positions})
     if not wanted:
         return {}
-    ranges = [
-        and_(
-            H.product == product,
-            H.band == band,
-            H.ratio >= literal(bucket / RATIO_BUCKETS, Float),
-            H.ratio < literal((bucket + 1) / RATIO_BUCKETS, Float),
-        )
-        for (product, band), (_, _, holding) in wanted.items()
-        for bucket in set(holding.values())
-    ]
     fine: dict[Band, dict[float, int]] = defaultdict(lambda: defaultdict(int))
-    in_buckets = select(H.product, H.band, H.ratio, H.n).where(or_(*ranges), H.n != 0)
+    in_buckets = _bucket_ratios(
+        tuple(
+            sorted(
+                (product, band, bucket)
+                for (product, band), (_, _, holding) in wanted.items()
+                for bucket in set(holding.values())
+            )
+        )
+    )
     for product, band, ratio, n in await session.execute(in_buckets):
         fine[(product, int(band))][float(ratio)] += int(n)
     medians: Medians = {}

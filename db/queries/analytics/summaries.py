@@ -101,7 +101,7 @@ _SUMS = ("purchased", "assigned", "used")
 
 
 # The maintained KPI of each shared section (``db.license_kpis``).
-_KPI_NAMES = {
+KPI_NAMES = {
     Section.RECENTLY_ADDED: "RECENT",
     Section.ABOUT_TO_EXPIRE: "EXPIRING",
     Section.ABOUT_TO_RENEW: "RENEWING",
@@ -114,7 +114,7 @@ async def _partner_summaries(
 ) -> dict[Section, SectionSummary]:
     """The whole partner's shared summaries, from the maintained spans: one statement whose
     cost follows the days with an edge, not the number of subscriptions."""
-    names = {section: f"{product}/{name}" for section, name in _KPI_NAMES.items()}
+    names = {section: f"{product}/{name}" for section, name in KPI_NAMES.items()}
     figures = await kpi_figures(session, partner_id=partner_id, kpis=list(names.values()), now=now)
     return {
         section: SectionSummary(f.customers, f.purchased, f.assigned, f.used, f.rows)
