@@ -14,8 +14,7 @@ import orjson
 from cross_web import HTTPException
 from graphql import GraphQLError
 from sqlalchemy import text
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
@@ -24,22 +23,15 @@ from starlette.types import Message, Receive, Scope, Send
 from strawberry.asgi import GraphQL
 from strawberry.types import ExecutionResult
 
-from db.engine import create_engine, optimize, session_factory
-from db.ingest import ensure_quality_thresholds, thresholds_from
-from db.queries.admins import Principal, authenticate_token
-from db.queries.meta import get_or_create_secret
-from db.queries.policies import load_policies, read_policy_csv, seed_policies
 from db.settings import Settings, get_settings
-from db.status import StatusRules, ensure_status_rules
 from db.versioning import recording_shared_reads
-from graph.auth.permissions import DEFAULT_POLICY_PATH, Authorizer
-from graph.context import Context, Services, clock_from, new_context
-from graph.cost_store import budget_for
+from graph.context import Context, new_context
 from graph.documents import reads_only
 from graph.errors import ErrorCode, is_coded
 from graph.extensions import EXECUTED, document_cache, unexpected_error
 from graph.graphiql import PREFIX as GRAPHIQL_ASSETS
 from graph.graphiql import graphiql_page, serve_asset
+from graph.hub import PartnerHub, authenticate, unauthorized
 from graph.logging import RequestLogMiddleware, configure_logging
 from graph.persisted import (
     NO_STORE,
@@ -69,129 +61,6 @@ from graph.transport import (
     request_data,
     retry_after,
 )
-
-
-class PartnerHub:
-    """Process-wide state: engine, sessions, services; started once, lazily or by lifespan."""
-
-    def __init__(self, settings: Settings, engine: AsyncEngine | None = None) -> None:
-        self.settings = settings
-        self._own_engine = engine is None
-        self.engine = engine or create_engine(
-            settings.database_url,
-            pool_size=settings.database_pool_size,
-            max_overflow=settings.database_pool_overflow,
-            sqlite_cache_mb=settings.sqlite_cache_mb,
-        )
-        self.sessions: async_sessionmaker[AsyncSession] = session_factory(self.engine)
-        self.services: Services | None = None
-        self._lock = asyncio.Lock()
-        self.response_cache = (
-            ResponseCache(
-                settings.response_cache_seconds,
-                settings.response_cache_mb * 2**20,
-                max_entries=settings.response_cache_entries,
-            )
-            if settings.response_cache_seconds > 0
-            else None
-        )
-
-    def status_rules(self) -> StatusRules:
-        return StatusRules(
-            expiring_soon_days=self.settings.expiring_soon_days,
-            inactivity_days=self.settings.inactivity_days,
-        )
-
-    async def start(self) -> Services:
-        if self.services is not None:
-            return self.services
-        async with self._lock:
-            if self.services is None:
-                for attempt in range(1, STARTUP_ATTEMPTS + 1):
-                    try:
-                        self.services = await self._start()
-                        break
-                    except IntegrityError:
-                        # Another process started on the same new database at the same moment
-                        # (two servers, or a server's workers) and created the same first rows
-                        # (the secret, the policies, the rules' fingerprints) first: they are
-                        # there now, so starting again reads them.
-                        if attempt == STARTUP_ATTEMPTS:
-                            raise
-                        await asyncio.sleep(0.05 * attempt)
-        assert self.services is not None
-        return self.services
-
-    async def _start(self) -> Services:
-        async with self.sessions() as session:
-            secret = self.settings.secret_key or await get_or_create_secret(session)
-            if await seed_policies(session, lines=read_policy_csv(DEFAULT_POLICY_PATH)):
-                await session.commit()
-            policies, version = await load_policies(session)
-            await ensure_status_rules(session, self.status_rules())
-        async with self.engine.begin() as connection:
-            # Poor-call counts are stored: a threshold change rebuilds them.
-            await ensure_quality_thresholds(connection, thresholds_from(self.settings))
-        await optimize(self.engine)
-        return Services(
-            settings=self.settings,
-            clock=clock_from(self.settings),
-            secret=secret.encode(),
-            authorizer=Authorizer(policies, version),
-            limiter=budget_for(self.settings, secret.encode()),
-        )
-
-    async def sync_policies(self, version: str, session: AsyncSession) -> None:
-        """Reload the enforcer when the database's policy version moved (another instance, or
-        a mutation of this one, changed a policy); read with the request's ``session``: a
-        second connection per request could wait forever on a pool that requests like this one
-        hold entirely (SQLite's pool has 4 connections and no overflow)."""
-        services = await self.start()
-        if services.authorizer.version == version:
-            return
-        async with self._lock:
-            if services.authorizer.version != version:
-                lines, current = await load_policies(session)
-                services.authorizer.replace_policies(lines, current)
-
-    async def stop(self) -> None:
-        if self.services is not None:
-            await self.services.limiter.close()
-        if self._own_engine:
-            await self.engine.dispose()
-
-
-def _unauthorized(message: str) -> JSONResponse:
-    return JSONResponse(
-        {"errors": [{"message": message, "extensions": {"code": ErrorCode.UNAUTHENTICATED}}]},
-        status_code=401,
-        headers={"WWW-Authenticate": 'Bearer realm="partner-hub"'},
-    )
-
-
-def bearer_token(request: Request) -> str | None:
-    """The token of an ``Authorization: Bearer <token>`` header, or None when malformed."""
-    header = request.headers.get("authorization")
-    if not header:
-        return None
-    scheme, _, token = header.partition(" ")
-    token = token.strip()
-    if scheme.lower() != "bearer" or not token or len(token) > 256 or " " in token:
-        return None
-    return token
-
-
-async def authenticate(request: Request, session: AsyncSession) -> Principal | JSONResponse:
-    """The caller behind the bearer token (read with the request's own session), or the 401."""
-    if request.headers.get("authorization") is None:
-        return _unauthorized("Missing Authorization: Bearer <token> header.")
-    token = bearer_token(request)
-    if token is None:
-        return _unauthorized("Malformed Authorization header: expected 'Bearer <token>'.")
-    principal = await authenticate_token(session, token=token)
-    if principal is None:
-        return _unauthorized("Unknown, revoked or deactivated token.")
-    return principal
 
 
 class GraphQLView(GraphQL[Context, None]):
@@ -367,7 +236,7 @@ class GraphQLEndpoint:
         payload, body = (get_payload(request.query_params), b"") if get else ({}, b"")
         services = await self.hub.start()
         if request.headers.get("authorization") is None:
-            return _unauthorized("Missing Authorization: Bearer <token> header.")
+            return unauthorized("Missing Authorization: Bearer <token> header.")
         if not get:
             # Bounded and checked before a pool connection is taken for the token.
             body = await read_body(
@@ -447,7 +316,6 @@ ETAG = "ph_etag"
 CODES = "ph_error_codes"
 MEDIA = "ph_media_type"
 BODY_BYTES = "ph_body_bytes"
-STARTUP_ATTEMPTS = 3
 GC_THRESHOLDS = (100_000, 20, 100)
 
 

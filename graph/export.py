@@ -50,7 +50,7 @@ from graph.resolvers.customers import customer_query
 from graph.types.customers import CUSTOMER_RELATIONS, CustomerFilter
 
 if TYPE_CHECKING:
-    from graph.app import PartnerHub
+    from graph.hub import PartnerHub
 
 COLUMNS = [
     "name",
@@ -260,7 +260,7 @@ async def _stream(
 def export_customers_csv(
     hub: PartnerHub,
 ) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-    from graph.app import authenticate
+    from graph.hub import authenticate
 
     async def endpoint(request: Request) -> Response:
         services = await hub.start()

@@ -159,9 +159,9 @@ async def test_start_up_starts_again_when_another_process_wrote_the_first_rows_f
     A violation that keeps coming is not hidden."""
     from sqlalchemy.exc import IntegrityError
 
-    import graph.app
+    import graph.hub
 
-    real = graph.app.seed_policies
+    real = graph.hub.seed_policies
     calls: list[int] = []
     failures = {"left": 1}
 
@@ -172,7 +172,7 @@ async def test_start_up_starts_again_when_another_process_wrote_the_first_rows_f
             raise IntegrityError("INSERT INTO casbin_rule ...", {}, Exception("duplicate key"))
         return await real(session, **kwargs)
 
-    monkeypatch.setattr(graph.app, "seed_policies", racing)
+    monkeypatch.setattr(graph.hub, "seed_policies", racing)
     # when
     services = await create_app(api.settings, engine=api.engine).state.hub.start()
     # then
@@ -182,4 +182,4 @@ async def test_start_up_starts_again_when_another_process_wrote_the_first_rows_f
     failures["left"] = 10
     with pytest.raises(IntegrityError):
         await create_app(api.settings, engine=api.engine).state.hub.start()
-    assert len(calls) == 2 + graph.app.STARTUP_ATTEMPTS
+    assert len(calls) == 2 + graph.hub.STARTUP_ATTEMPTS

@@ -210,12 +210,12 @@ ALLOWED: dict[str, list[str]] = {
         "graph/cli_persisted.py cmd_persisted_list persisted.registered",
     ],
     STARTUP: [
-        "graph/app.py _start meta.get_or_create_secret",
-        "graph/app.py _start policies.seed_policies",
-        "graph/app.py _start policies.load_policies",
-        "graph/app.py _start ingest.ensure_quality_thresholds",
-        "graph/app.py sync_policies policies.load_policies",
-        "graph/app.py authenticate admins.authenticate_token",
+        "graph/hub.py _start meta.get_or_create_secret",
+        "graph/hub.py _start policies.seed_policies",
+        "graph/hub.py _start policies.load_policies",
+        "graph/hub.py _start ingest.ensure_quality_thresholds",
+        "graph/hub.py sync_policies policies.load_policies",
+        "graph/hub.py authenticate admins.authenticate_token",
         "graph/context.py reload_principal admins.principal_of_token",
     ],
     CLI: [
