@@ -37,6 +37,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from db.enums import CustomerStatus, ManagedBy, Product, SubscriptionKind
+from db.queries import customer_children as kids
 from db.queries import customers as q
 from db.scope import Scope, plan_scope
 from db.settings import Settings
@@ -186,14 +187,14 @@ async def _cells(ctx: Context, session: Any, scope: Scope, rows: list[Any]) -> l
         return []
     readable = await _readable(ctx, ids)
     # The rows come from ``scope`` (customer read); the columns' own rules are in ``readable``.
-    statuses = await q.statuses_by_customer_ids(
+    statuses = await kids.statuses_by_customer_ids(
         session, scope=scope, ids=_only(readable["statuses"], ids), now=ctx.now
     )
-    products = await q.products_by_customer_ids(
+    products = await kids.products_by_customer_ids(
         session, scope=scope, ids=_only(readable["products"], ids)
     )
-    tags = await q.tags_by_customer_ids(session, scope=scope, ids=_only(readable["tags"], ids))
-    totals = await q.in_force_totals_by_customer_ids(
+    tags = await kids.tags_by_customer_ids(session, scope=scope, ids=_only(readable["tags"], ids))
+    totals = await kids.in_force_totals_by_customer_ids(
         session, scope=scope, ids=_only(readable["subscriptions"], ids), now=ctx.now
     )
     out = []

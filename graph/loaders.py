@@ -16,7 +16,7 @@ from aiodataloader import DataLoader
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.queries import admins as admin_q
-from db.queries import customers as q
+from db.queries import customer_children as kids
 from db.scope import Scope
 from graph import cost_model as cm
 from graph.auth.permissions import Act, Obj, scope_or_none, visible_under
@@ -131,7 +131,7 @@ class Loaders:
         return _loader(
             self._ctx,
             (Obj.CUSTOMER, ON_CUSTOMER),
-            lambda s, scope, ids: q.statuses_by_customer_ids(s, scope=scope, ids=ids, now=now),
+            lambda s, scope, ids: kids.statuses_by_customer_ids(s, scope=scope, ids=ids, now=now),
             list,
         )
 
@@ -140,7 +140,7 @@ class Loaders:
         return _loader(
             self._ctx,
             (Obj.CUSTOMER, ON_CUSTOMER),
-            lambda s, scope, ids: q.products_by_customer_ids(s, scope=scope, ids=ids),
+            lambda s, scope, ids: kids.products_by_customer_ids(s, scope=scope, ids=ids),
             list,
         )
 
@@ -149,7 +149,7 @@ class Loaders:
         return _loader(
             self._ctx,
             (Obj.TAG, ON_CUSTOMER),
-            lambda s, scope, ids: q.tags_by_customer_ids(s, scope=scope, ids=ids),
+            lambda s, scope, ids: kids.tags_by_customer_ids(s, scope=scope, ids=ids),
             list,
             self._ctx.settings.max_tags_per_customer,
         )
@@ -159,7 +159,7 @@ class Loaders:
         return _loader(
             self._ctx,
             (Obj.SUBSCRIPTION, ON_CUSTOMER),
-            lambda s, scope, ids: q.subscriptions_by_customer_ids(s, scope=scope, ids=ids),
+            lambda s, scope, ids: kids.subscriptions_by_customer_ids(s, scope=scope, ids=ids),
             list,
             cm.MAX_SUBSCRIPTIONS_PER_CUSTOMER,
         )
@@ -169,7 +169,7 @@ class Loaders:
         return _loader(
             self._ctx,
             (Obj.TRIAL, ON_CUSTOMER),
-            lambda s, scope, ids: q.subscriptions_by_customer_ids(
+            lambda s, scope, ids: kids.subscriptions_by_customer_ids(
                 s, scope=scope, ids=ids, kind="TRIAL"
             ),
             list,
@@ -181,7 +181,7 @@ class Loaders:
         return _loader(
             self._ctx,
             (Obj.SUBSCRIPTION, ON_SUBSCRIPTION),
-            lambda s, scope, ids: q.license_lines_by_subscription_ids(s, scope=scope, ids=ids),
+            lambda s, scope, ids: kids.license_lines_by_subscription_ids(s, scope=scope, ids=ids),
             list,
             cm.MAX_LICENSE_LINES_PER_SUBSCRIPTION,
         )
@@ -191,7 +191,7 @@ class Loaders:
         return _loader(
             self._ctx,
             (Obj.SUBSCRIPTION, ON_SUBSCRIPTION),
-            lambda s, scope, ids: q.invoices_by_subscription_ids(s, scope=scope, ids=ids),
+            lambda s, scope, ids: kids.invoices_by_subscription_ids(s, scope=scope, ids=ids),
             list,
             cm.MAX_INVOICES_PER_SUBSCRIPTION,
         )
@@ -201,7 +201,7 @@ class Loaders:
         return _loader(
             self._ctx,
             (Obj.SUBSCRIPTION, ON_SUBSCRIPTION),
-            lambda s, scope, ids: q.orders_by_subscription_ids(s, scope=scope, ids=ids),
+            lambda s, scope, ids: kids.orders_by_subscription_ids(s, scope=scope, ids=ids),
             list,
             cm.MAX_ORDERS_PER_SUBSCRIPTION,
         )
@@ -211,7 +211,7 @@ class Loaders:
         return _loader(
             self._ctx,
             (Obj.TAG, ON_SUBSCRIPTION),
-            lambda s, scope, ids: q.tags_by_subscription_ids(s, scope=scope, ids=ids),
+            lambda s, scope, ids: kids.tags_by_subscription_ids(s, scope=scope, ids=ids),
             list,
             self._ctx.settings.max_tags_per_customer,
         )
@@ -221,7 +221,7 @@ class Loaders:
         return _loader(
             self._ctx,
             (Obj.ASSIGNMENT, ON_CUSTOMER),
-            lambda s, scope, ids: q.assigned_admins_by_customer_ids(s, scope=scope, ids=ids),
+            lambda s, scope, ids: kids.assigned_admins_by_customer_ids(s, scope=scope, ids=ids),
             list,
             cm.MAX_ASSIGNED_ADMINS_PER_CUSTOMER,
         )

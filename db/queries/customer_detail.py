@@ -41,7 +41,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.models import Admin, Customer, Invoice, LicenseLine, Order, Tag
-from db.queries.customers import (
+from db.queries.customer_children import (
     _A,
     _CA,
     _CP,
@@ -53,14 +53,10 @@ from db.queries.customers import (
     _STATUS_ORDER,
     _T,
     ADMIN_COLUMNS,
-    CUSTOMER_COLUMNS,
-    SPAN,
     SUBSCRIPTION_COLUMNS,
     TAG_COLUMNS,
-    Record,
-    S,
-    _record_type,
 )
+from db.queries.customers import CUSTOMER_COLUMNS, SPAN, Record, S, _record_type
 from db.scope import Scope
 from db.types import UTCDateTime
 

@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.enums import SubscriptionKind, SubscriptionState
 from db.models import LicenseLine, Subscription
-from db.queries.customers import SUBSCRIPTION_COLUMNS, subscriptions_by_ids
+from db.queries.customer_children import SUBSCRIPTION_COLUMNS, subscriptions_by_ids
 from db.queries.writes import lock_customers
 from db.scope import Scope
 from db.status import StatusRules, refresh_status_spans

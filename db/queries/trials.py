@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.enums import ManagedBy, OrderAction, SubscriptionKind, SubscriptionState
 from db.models import Customer, CustomerAssignment, LicenseLine, Subscription
-from db.queries.customers import SUBSCRIPTION_COLUMNS
+from db.queries.customer_children import SUBSCRIPTION_COLUMNS
 from db.queries.orders import place_order
 from db.scope import Scope
 from db.status import StatusRules, refresh_status_spans

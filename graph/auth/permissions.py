@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING
 import casbin
 
 from db.queries.admins import Principal
-from db.queries.customers import customers_by_ids, subscriptions_by_ids
+from db.queries.customer_children import subscriptions_by_ids
+from db.queries.customers import customers_by_ids
 from db.queries.policies import PolicyLine
 from db.scope import Scope, scope_issuer
 from graph.errors import forbidden

@@ -5,6 +5,7 @@ from __future__ import annotations
 import strawberry
 
 from db.queries import admins as admin_q
+from db.queries import customer_children as kids
 from db.queries import customers as customer_q
 from db.queries.tags import tags_by_ids
 from graph.auth.permissions import Act, Obj, scope_or_none
@@ -35,7 +36,7 @@ class NodeQueries:
             if scope is None:
                 return None
             async with ctx.db() as session:
-                subs = await customer_q.subscriptions_by_ids(session, scope=scope, ids=[pk])
+                subs = await kids.subscriptions_by_ids(session, scope=scope, ids=[pk])
             if pk not in subs:
                 return None
             # The parent's rule too: a subscription of a customer the caller cannot see is

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 import strawberry
 
+from db.queries import customer_children as kids
 from db.queries import customers as cq
 from db.queries import tags as tq
 from db.queries.writes import lock_customers
@@ -382,7 +383,7 @@ async def _subscription_tags(
     c: Change, input: SubscriptionTagsInput, sub_pks: list[int], *, attach: bool
 ) -> SubscriptionTagsPayload:
     session, scope = c.session, c.scope
-    visible = await cq.subscriptions_by_ids(session, scope=scope, ids=sub_pks)
+    visible = await kids.subscriptions_by_ids(session, scope=scope, ids=sub_pks)
     owners = {row.customer_id for row in visible.values()}
     readable = await _within_all(
         c.ctx, session, scope, list(owners), [CUSTOMER_READ, SUBSCRIPTION_READ]

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import strawberry
 
 from db.enums import SubscriptionKind, SubscriptionState
+from db.queries import customer_children as kids
 from db.queries import customers as cq
 from db.queries import trials as tq
 from db.queries.writes import lock_customers
@@ -67,7 +68,7 @@ async def _visible_customer(session: Any, scope: Scope, pk: int, field: str) -> 
 
 async def _trial(session: Any, scope: Scope, raw_id: str, ctx: Context) -> Any:
     pk = input_pk(raw_id, "Subscription", "trialId")
-    rows = await cq.subscriptions_by_ids(session, scope=scope, ids=[pk])
+    rows = await kids.subscriptions_by_ids(session, scope=scope, ids=[pk])
     if pk not in rows or rows[pk].kind != SubscriptionKind.TRIAL.value:
         raise user_error("NOT_FOUND", "No such trial.", "trialId")
     trial = rows[pk]
