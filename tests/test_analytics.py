@@ -488,6 +488,37 @@ async def test_definitions_on_a_small_hand_built_data_set(api: Api) -> None:
     assert a["recentlyAdded"]["rows"]["nodes"][0]["daysSinceAdded"] == 10
 
 
+async def test_section_pages_built_once_per_shape_bind_each_partners_scope(api: Api) -> None:
+    # given: two partners whose full admins ask the same pages (one statement shape, built once
+    # and reused): each partner's own recently added and low-allocation customers
+    f = Factory(api.engine)
+    old = NOW - 100 * DAY
+    names = {}
+    for partner_name, domain in (("Acme", "acme.example"), ("Globex", "globex.example")):
+        partner = await f.partner(f"{partner_name} Reseller", domain)
+        await f.admin(partner, f"full@{domain}", "FULL_ADMIN")
+        low = await f.customer(partner, f"{partner_name} Low")
+        await f.subscription(low, start=old, lines=[("MEETINGS", 10, 1, 0)])
+        fine = await f.customer(partner, f"{partner_name} Fine")
+        await f.subscription(fine, start=old, lines=[("MEETINGS", 10, 9, 0)])
+        young = await f.customer(partner, f"{partner_name} Young")
+        await f.subscription(young, start=NOW - 10 * DAY, lines=[("MEETINGS", 10, 8, 0)])
+        names[domain] = partner_name
+
+    for domain, partner_name in names.items():
+        # when
+        body = data_of(
+            await post_graphql(api, DASHBOARD, {"product": "MEETINGS"}, as_=f"full@{domain}")
+        )
+
+        # then
+        a = body["licenseAnalytics"]
+        low_rows = a["lowAllocation"]["rows"]["nodes"]
+        assert [r["customerName"] for r in low_rows] == [f"{partner_name} Low"]
+        added = a["recentlyAdded"]["rows"]["nodes"]
+        assert [r["customerName"] for r in added] == [f"{partner_name} Young"]
+
+
 async def test_bad_input_gets_a_clear_error_code(api: Api) -> None:
     # given
     f = Factory(api.engine)

@@ -8,7 +8,8 @@ of at most one page of rows into whole days or months.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
@@ -18,6 +19,7 @@ from sqlalchemy import (
     Float,
     Integer,
     and_,
+    bindparam,
     case,
     cast,
     false,
@@ -54,10 +56,93 @@ class Section(StrEnum):
     OVERAGE = "OVERAGE"
 
 
+# --- the instants and the scope a statement compares with: literal, or bound ------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Times:
+    """The instants the section statements compare with: values for a one-off statement
+    (``of``), or bind parameters for one built once per shape (``bound``, executed with
+    ``params``). The derived instants are computed in Python either way: SQLite has no interval
+    arithmetic."""
+
+    now: Any
+    window_start: Any  # now - WINDOW
+    window_end: Any  # now + WINDOW
+    aged: Any  # now - LOW_ALLOCATION_MIN_AGE
+    weeks: tuple[Any, ...]  # closed_weeks(now, USAGE_WEEKS)
+
+    @staticmethod
+    def of(now: datetime | Times) -> Times:
+        if isinstance(now, Times):
+            return now
+        return Times(
+            now,
+            now - WINDOW,
+            now + WINDOW,
+            now - LOW_ALLOCATION_MIN_AGE,
+            tuple(closed_weeks(now, USAGE_WEEKS)),
+        )
+
+    @staticmethod
+    def bound() -> Times:
+        t = T.end_date.type
+        return Times(
+            bindparam("now", type_=t),
+            bindparam("window_start", type_=t),
+            bindparam("window_end", type_=t),
+            bindparam("aged", type_=t),
+            tuple(bindparam(f"week_{i}", type_=LS.week_start.type) for i in range(USAGE_WEEKS)),
+        )
+
+    @staticmethod
+    def params(now: datetime) -> dict[str, Any]:
+        values = Times.of(now)
+        return {
+            "now": now,
+            "window_start": values.window_start,
+            "window_end": values.window_end,
+            "aged": values.aged,
+            **{f"week_{i}": week for i, week in enumerate(values.weeks)},
+        }
+
+
+class BoundScope:
+    """A scope's shape (all customers, or an assigned admin's, few or many) with its ids bound
+    (``partner_id``, ``admin_id``): a statement built once per shape applies it, executed with
+    ``params``. It can only stand for a ``Scope`` the door issued, whose ids ``params`` binds."""
+
+    __slots__ = ("assigned_admin_id", "few", "partner_id")
+
+    def __init__(self, shape: tuple[bool, bool]) -> None:
+        all_customers, few = shape
+        self.partner_id: Any = bindparam("partner_id", type_=Integer)
+        self.assigned_admin_id: Any = (
+            None if all_customers else bindparam("admin_id", type_=Integer)
+        )
+        self.few = few
+
+    def customers(self, customer_id: Any = None, *, probe: bool = False) -> Any:
+        """``Scope.customers``, on the bound ids."""
+        return Scope.customers(self, customer_id, probe=probe)  # type: ignore[arg-type]
+
+    @staticmethod
+    def shape(scope: Scope) -> tuple[bool, bool]:
+        """(all the partner's customers, few): what a statement built for the scope depends on."""
+        return (scope.assigned_admin_id is None, scope.few)
+
+    @staticmethod
+    def params(scope: Scope) -> dict[str, Any]:
+        return {"partner_id": scope.partner_id, "admin_id": scope.assigned_admin_id}
+
+
+AnyScope = Scope | BoundScope
+
+
 # --- the in-force subscription set ----------------------------------------------------------------
 
 
-def in_force(now: datetime, columns: Any = T) -> Any:
+def in_force(now: Any, columns: Any = T) -> Any:
     """DESIGN.md section 2: state ACTIVE and start <= now < end."""
     c = columns
     return and_(
@@ -67,7 +152,7 @@ def in_force(now: datetime, columns: Any = T) -> Any:
     )
 
 
-def scoped(scope: Scope, partner_id: Any, customer_id: Any) -> list[Any]:
+def scoped(scope: AnyScope, partner_id: Any, customer_id: Any) -> list[Any]:
     """Rows (with denormalised partner and customer columns) of the customers the caller may
     see. A scope over all customers is the partner itself: its partner column says it, and
     ``scope.customers`` is only needed (and costs a subquery) for an ``assigned`` scope."""
@@ -77,16 +162,17 @@ def scoped(scope: Scope, partner_id: Any, customer_id: Any) -> list[Any]:
     return conditions
 
 
-def section_conditions(section: Section, now: datetime, columns: Any = T) -> list[Any]:
+def section_conditions(section: Section, now: datetime | Times, columns: Any = T) -> list[Any]:
     """What singles a subscription out for a section, beyond being in force with the product;
     on ``license_product_total`` or on ``columns`` of a CTE carrying the same names."""
     c = columns
+    at = Times.of(now)
     if section is Section.RECENTLY_ADDED:
-        return [c.start_date > now - WINDOW]
+        return [c.start_date > at.window_start]
     if section is Section.ABOUT_TO_EXPIRE:
-        return [c.auto_renew == false(), c.end_date <= now + WINDOW]
+        return [c.auto_renew == false(), c.end_date <= at.window_end]
     if section is Section.ABOUT_TO_RENEW:
-        return [c.auto_renew == true(), c.renewal_date > now, c.renewal_date <= now + WINDOW]
+        return [c.auto_renew == true(), c.renewal_date > at.now, c.renewal_date <= at.window_end]
     return []
 
 
@@ -119,8 +205,8 @@ Medians = dict[tuple[str, int], float]
 def product_subscriptions(
     name: str,
     products: Sequence[str],
-    now: datetime,
-    scope: Scope,
+    now: datetime | Times,
+    scope: AnyScope,
     conditions: Sequence[Any],
     *,
     medians: Medians | None = None,
@@ -134,14 +220,15 @@ def product_subscriptions(
     flagged low, see ``low_allocation_flag``); ``only_low`` keeps the flagged rows alone.
     """
     columns: list[Any] = list(TOTAL_COLUMNS)
+    at = Times.of(now)
     where = [
         T.product.in_(list(products)),
-        in_force(now),
+        in_force(at.now),
         *scoped(scope, T.partner_id, T.customer_id),
         *conditions,
     ]
     if medians is not None:
-        flag = low_allocation_flag(now, medians)
+        flag = low_allocation_flag(at, medians)
         columns.append(T.band)
         columns.append(case((flag, 1), else_=0).label("low"))
         if only_low:
@@ -168,11 +255,12 @@ THIN_COLUMNS = (
 def low_subscriptions(
     name: str,
     products: Sequence[str],
-    now: datetime,
-    scope: Scope,
+    now: datetime | Times,
+    scope: AnyScope,
     medians: Medians,
     *,
     thin: bool = False,
+    halves: Mapping[tuple[str, int], Any] | None = None,
 ) -> CTE | None:
     """The in-force subscriptions of ``products`` flagged low (``low_allocation_flag``), as
     ``product_subscriptions`` rows (``thin``: ``THIN_COLUMNS`` only) with ``band`` and
@@ -180,24 +268,30 @@ def low_subscriptions(
     ``ix_license_product_total_ratio`` (partner, product, band, ratio, ...) per band, ratio <
     median / 2 (halving is exact, so this is ratio * 2 < median): the cost follows the
     partner's low-ratio subscriptions, not all of them, and thin rows are read from the index
-    alone."""
+    alone. ``halves`` (bind parameters per band) stand for the halved medians in a statement
+    built once per shape."""
+    at = Times.of(now)
     # The columns and the conditions every band's part shares are built once (clause objects
     # are immutable and may sit in several statements): building them per band showed in the
     # dashboard's profile.
     columns = (*(THIN_COLUMNS if thin else TOTAL_COLUMNS), T.band, literal(1).label("low"))
     common = (
         T.purchased > 0,
-        T.start_date <= now - LOW_ALLOCATION_MIN_AGE,
+        T.start_date <= at.aged,
         # ``state || ''``: not a key of SQLite's pick, the (product, state, start) index
         # that reads every old subscription; the ratio range is the narrow one.
         T.state.concat("") == SubscriptionState.ACTIVE.value,
-        T.start_date <= now,
-        T.end_date > now,
+        T.start_date <= at.now,
+        T.end_date > at.now,
         *scoped(scope, T.partner_id, T.customer_id),
     )
+
+    def half(key: tuple[str, int], value: float) -> Any:
+        return literal(value / 2, Float) if halves is None else halves[key]
+
     parts = [
         select(*columns).where(
-            T.product == product, T.band == band, T.ratio < literal(value / 2, Float), *common
+            T.product == product, T.band == band, T.ratio < half((product, band), value), *common
         )
         for (product, band), value in sorted(medians.items())
         if product in products
@@ -207,7 +301,7 @@ def low_subscriptions(
     return (parts[0] if len(parts) == 1 else union_all(*parts)).cte(name)
 
 
-def low_allocation_flag(now: datetime, medians: Medians) -> Any:
+def low_allocation_flag(now: datetime | Times, medians: Medians) -> Any:
     """An in-force subscription (per product; the sums over the product's lines) is flagged low
     when it started at least 30 days ago and its allocation ratio assigned / purchased is below
     half the median of its size band (``db.queries.analytics.medians``)."""
@@ -221,18 +315,18 @@ def low_allocation_flag(now: datetime, medians: Medians) -> Any:
         else_=None,
     )
     return and_(
-        T.start_date <= now - LOW_ALLOCATION_MIN_AGE,
+        T.start_date <= Times.of(now).aged,
         T.purchased > 0,
         # ratio < median / 2, written without a division (doubling is exact)
         T.ratio * 2 < median,
     )
 
 
-def snapshot_changes(sub_pks: Any, product: str, now: datetime) -> Any:
+def snapshot_changes(sub_pks: Any, product: str, now: datetime | Times) -> Any:
     """Per subscription (of ``sub_pks``, a column of a CTE): weekly allocation and usage change
     (last week's snapshot minus the week before's, summed over the product's lines, a missing
     snapshot counting as 0) and the peak weekly ``used`` over the last 13 weeks."""
-    weeks = closed_weeks(now, USAGE_WEEKS)
+    weeks = list(Times.of(now).weeks)
     last, before = weeks[-1], weeks[-2]
     weekly = (
         select(
