@@ -16,8 +16,8 @@ from typing import Any, NoReturn
 import httpx
 import pytest
 
-from graph import app as app_module
 from graph import cost as cost_module
+from graph import hub as hub_module
 from graph.types.admins import Partner
 from tests.conftest import Api, _api_over
 from tests.helpers import Factory, data_of, error_codes, token_for
@@ -344,7 +344,7 @@ async def test_an_exception_outside_graphql_is_a_coded_json_500(
     async def broken(*_: Any, **__: Any) -> NoReturn:
         raise RuntimeError("secret detail")
 
-    monkeypatch.setattr(app_module, "authenticate_token", broken)
+    monkeypatch.setattr(hub_module, "authenticate_token", broken)
 
     # when
     response = await post(api, headers, "{ viewer { id } }", Accept=GRAPHQL_RESPONSE)
@@ -367,7 +367,7 @@ async def test_an_exception_outside_graphql_is_a_coded_200_for_application_json(
     async def broken(*_: Any, **__: Any) -> NoReturn:
         raise RuntimeError("secret detail")
 
-    monkeypatch.setattr(app_module, "authenticate_token", broken)
+    monkeypatch.setattr(hub_module, "authenticate_token", broken)
 
     # when
     response = await post(api, headers, "{ viewer { id } }", Accept="application/json")
