@@ -124,6 +124,8 @@ def server_for(app: str, *, factory: bool = False) -> GracefulServer:
         # Every line JSON from the first (uvicorn's start-up lines included), in the workers too.
         log_config=log_config(settings.log_level),
         access_log=False,
+        loop=settings.serve_loop,
+        http=settings.serve_http,
     )
     server = GracefulServer(config)
     server.grace = settings.shutdown_grace
