@@ -26,7 +26,15 @@ from db.scope import Scope
 from graph.auth.permissions import Act, Obj, require
 from graph.context import Context, Info
 from graph.errors import ErrorCode, bad_input
-from graph.pagination import CursorCodec, PageInfo, Paging, fingerprint, paging
+from graph.pagination import (
+    CursorCodec,
+    LazyCursors,
+    PageInfo,
+    Paging,
+    fingerprint,
+    paging,
+    selects,
+)
 from graph.resolvers.license_figures import figures
 from graph.types.analytics import (
     AnalyticsProduct,
@@ -164,8 +172,9 @@ class SectionSource:
 
     async def page(
         self, ctx: Context, *, page_of: Paging, column: Enum, direction: SortDirection
-    ) -> tuple[list[q.LicenseRow], list[str], PageInfo]:
-        """One page of rows and their cursors (validated paging, signed keyset cursors)."""
+    ) -> tuple[list[q.LicenseRow], LazyCursors, PageInfo]:
+        """One page of rows and their cursors (validated paging, signed keyset cursors, each
+        signed when read)."""
         try:
             row_column = q.RowColumn(column.value)
             if row_column not in q.COLUMNS[self.section]:
@@ -195,7 +204,7 @@ class SectionSource:
                 after=after_key,
                 medians=medians,
             )
-        cursors = [codec.encode(list_name, query_fp, key) for key in page_of.arrange(page.keys)]
+        cursors = LazyCursors(codec, list_name, query_fp, page_of.arrange(page.keys))
         return page_of.arrange(page.rows), cursors, page_of.page_info(cursors, page.has_next)
 
 
@@ -208,9 +217,12 @@ def _counter(source: SectionSource, ctx: Context) -> Callable[[], Awaitable[int]
 
 
 def _edges(
-    make: Callable[[q.LicenseRow], T], rows: list[q.LicenseRow], cursors: list[str]
+    info: Info, make: Callable[[q.LicenseRow], T], rows: list[q.LicenseRow], cursors: LazyCursors
 ) -> tuple[list[T], list[tuple[T, str]]]:
+    """The page's nodes, and its (node, cursor) edges when the document selects ``edges``."""
     nodes = [make(r) for r in rows]
+    if not selects(info, "edges"):
+        return nodes, []
     return nodes, list(zip(nodes, cursors, strict=True))
 
 
@@ -255,7 +267,7 @@ class RecentlyAddedSection:
             column=order.field,
             direction=order.direction,
         )
-        nodes, pairs = _edges(RecentlyAddedRow.from_row, rows, cursors)
+        nodes, pairs = _edges(info, RecentlyAddedRow.from_row, rows, cursors)
         return RecentlyAddedConnection(
             page_info=page_info,
             count=_counter(self.source, ctx),
@@ -300,7 +312,7 @@ class ExpiringSection:
             column=order.field,
             direction=order.direction,
         )
-        nodes, pairs = _edges(ExpiringRow.from_row, rows, cursors)
+        nodes, pairs = _edges(info, ExpiringRow.from_row, rows, cursors)
         return ExpiringConnection(
             page_info=page_info,
             count=_counter(self.source, ctx),
@@ -345,7 +357,7 @@ class RenewingSection:
             column=order.field,
             direction=order.direction,
         )
-        nodes, pairs = _edges(RenewingRow.from_row, rows, cursors)
+        nodes, pairs = _edges(info, RenewingRow.from_row, rows, cursors)
         return RenewingConnection(
             page_info=page_info,
             count=_counter(self.source, ctx),
@@ -399,7 +411,7 @@ class LowAllocationSection:
             column=order.field,
             direction=order.direction,
         )
-        nodes, pairs = _edges(LowAllocationRow.from_row, rows, cursors)
+        nodes, pairs = _edges(info, LowAllocationRow.from_row, rows, cursors)
         return LowAllocationConnection(
             page_info=page_info,
             count=_counter(self.source, ctx),
@@ -445,7 +457,7 @@ class OverageSection:
             column=order.field,
             direction=order.direction,
         )
-        nodes, pairs = _edges(OverageRow.from_row, rows, cursors)
+        nodes, pairs = _edges(info, OverageRow.from_row, rows, cursors)
         return OverageConnection(
             page_info=page_info,
             count=_counter(self.source, ctx),
