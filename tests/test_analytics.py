@@ -504,6 +504,11 @@ async def test_section_pages_built_once_per_shape_bind_each_partners_scope(api: 
         young = await f.customer(partner, f"{partner_name} Young")
         await f.subscription(young, start=NOW - 10 * DAY, lines=[("MEETINGS", 10, 8, 0)])
         names[domain] = partner_name
+    # Globex has a second low customer: the KPIs (one figures statement per shape, built once,
+    # the partner bound) differ between the two partners.
+    globex_low = await f.customer(partner, "Globex Low 2")
+    await f.subscription(globex_low, start=old, lines=[("MEETINGS", 10, 2, 0)])
+    lows = {"acme.example": 1, "globex.example": 2}
 
     for domain, partner_name in names.items():
         # when
@@ -514,7 +519,11 @@ async def test_section_pages_built_once_per_shape_bind_each_partners_scope(api: 
         # then
         a = body["licenseAnalytics"]
         low_rows = a["lowAllocation"]["rows"]["nodes"]
-        assert [r["customerName"] for r in low_rows] == [f"{partner_name} Low"]
+        expected = [f"{partner_name} Low"] + (["Globex Low 2"] if lows[domain] == 2 else [])
+        assert sorted(r["customerName"] for r in low_rows) == expected
+        assert a["lowAllocation"]["kpis"]["lowAllocationCustomers"] == lows[domain]
+        assert body["licenseKpis"]["lowAllocation"] == lows[domain]
+        assert body["licenseKpis"]["totalCustomers"] == 3 + lows[domain] - 1
         added = a["recentlyAdded"]["rows"]["nodes"]
         assert [r["customerName"] for r in added] == [f"{partner_name} Young"]
 
