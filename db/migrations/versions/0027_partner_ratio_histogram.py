@@ -345,6 +345,23 @@ def _pg_bucket_triggers() -> dict[str, str]:
     return out
 
 
+# A TRUNCATE of the totals themselves (an operator's; PostgreSQL fires no DELETE trigger for it)
+# empties the histogram that counts them, as 0021's empties the KPI spans (the buckets follow
+# through their own DELETE trigger). 0012 to 0026 left the histogram counting totals that were
+# gone.
+TOTALS_TRUNCATED = """
+CREATE FUNCTION license_ratio_counts_truncated() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    DELETE FROM license_ratio_count;
+    RETURN NULL;
+END $$
+"""
+TOTALS_TRUNCATED_TRIGGER = (
+    "CREATE TRIGGER license_product_total_ratio_tru AFTER TRUNCATE ON license_product_total "
+    "FOR EACH STATEMENT EXECUTE FUNCTION license_ratio_counts_truncated()"
+)
+
+
 # --- the steps --------------------------------------------------------------------------------
 
 
@@ -377,7 +394,15 @@ def _rebuild(per_partner: bool) -> None:
 
 def upgrade() -> None:
     _rebuild(per_partner=True)
+    if op.get_bind().dialect.name == "postgresql":
+        op.execute(TOTALS_TRUNCATED)
+        op.execute(TOTALS_TRUNCATED_TRIGGER)
 
 
 def downgrade() -> None:
+    if op.get_bind().dialect.name == "postgresql":
+        op.execute(
+            "DROP TRIGGER IF EXISTS license_product_total_ratio_tru ON license_product_total"
+        )
+        op.execute("DROP FUNCTION IF EXISTS license_ratio_counts_truncated()")
     _rebuild(per_partner=False)
