@@ -209,14 +209,20 @@ def sqlite_triggers(per_partner: bool) -> dict[str, tuple[str, str]]:
 # --- PostgreSQL: statement triggers over transition tables ----------------------------------------
 
 # Rewrites the totals of the given subscriptions and moves each one's partner's histogram rows
-# with them: the old totals' counts are taken out (an upsert, so a row another transaction of
-# the partner deleted meanwhile is inserted again rather than lost), the new ones put in, then
-# the rows the first step left at 0 (and the second did not refill) are deleted. Keys in order:
-# two transactions of one partner lock its rows in the same order.
+# by the difference: the old totals' keys are kept aside, the new totals inserted, and one upsert
+# adds (new - old) per key, in key order, skipping keys whose count does not change (a write
+# that keeps a total's ratio touches no histogram row). An upsert, so a row another transaction
+# of the partner emptied and deleted meanwhile is inserted again rather than lost; one ordered
+# pass, so two such refreshes of one partner take its rows in the same order. Then the rows left
+# at 0 are deleted (the writer already holds their locks).
 REFRESH = f"""
 CREATE OR REPLACE FUNCTION license_totals_refresh(subs integer[]) RETURNS void
 LANGUAGE plpgsql AS $$
 DECLARE
+    g_partner integer[];
+    g_product text[];
+    g_band integer[];
+    g_ratio double precision[];
     e_partner integer[];
     e_product text[];
     e_band integer[];
@@ -225,24 +231,30 @@ BEGIN
     WITH gone AS (
         DELETE FROM license_product_total WHERE subscription_id = ANY(subs)
         RETURNING partner_id, product, band, ratio, state, purchased
-    ), minus AS (
-        INSERT INTO license_ratio_count AS h (partner_id, product, band, ratio, n)
-        SELECT partner_id, product, band, ratio, -COUNT(*) FROM gone WHERE {COUNTED}
-        GROUP BY partner_id, product, band, ratio ORDER BY product, band, ratio, partner_id
-        ON CONFLICT (product, band, ratio, partner_id) DO UPDATE SET n = h.n + excluded.n
-        RETURNING h.partner_id, h.product, h.band, h.ratio, h.n
     )
     SELECT array_agg(partner_id), array_agg(product), array_agg(band), array_agg(ratio)
-    INTO e_partner, e_product, e_band, e_ratio FROM minus WHERE n = 0;
+    INTO g_partner, g_product, g_band, g_ratio FROM gone WHERE {COUNTED};
     WITH added AS (
         INSERT INTO license_product_total ({TOTAL_COLUMNS})
         {_totals_select("l.subscription_id = ANY(subs)", "double precision")}
         RETURNING partner_id, product, band, ratio, state, purchased
+    ), delta AS (
+        SELECT partner_id, product, band, ratio, SUM(d) AS d FROM (
+            SELECT partner_id, product, band, ratio, 1 AS d FROM added WHERE {COUNTED}
+            UNION ALL
+            SELECT partner_id, product, band, ratio, -1 FROM unnest(
+                g_partner, g_product, g_band, g_ratio) AS g(partner_id, product, band, ratio)
+        ) x
+        GROUP BY partner_id, product, band, ratio HAVING SUM(d) <> 0
+    ), moved AS (
+        INSERT INTO license_ratio_count AS h (partner_id, product, band, ratio, n)
+        SELECT partner_id, product, band, ratio, d FROM delta
+        ORDER BY product, band, ratio, partner_id
+        ON CONFLICT (product, band, ratio, partner_id) DO UPDATE SET n = h.n + excluded.n
+        RETURNING h.partner_id, h.product, h.band, h.ratio, h.n
     )
-    INSERT INTO license_ratio_count AS h (partner_id, product, band, ratio, n)
-    SELECT partner_id, product, band, ratio, COUNT(*) FROM added WHERE {COUNTED}
-    GROUP BY partner_id, product, band, ratio ORDER BY product, band, ratio, partner_id
-    ON CONFLICT (product, band, ratio, partner_id) DO UPDATE SET n = h.n + excluded.n;
+    SELECT array_agg(partner_id), array_agg(product), array_agg(band), array_agg(ratio)
+    INTO e_partner, e_product, e_band, e_ratio FROM moved WHERE n = 0;
     IF e_partner IS NOT NULL THEN
         DELETE FROM license_ratio_count h
         USING unnest(e_partner, e_product, e_band, e_ratio) AS e(partner_id, product, band, ratio)
