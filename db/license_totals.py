@@ -5,10 +5,10 @@ rescanning license lines and weekly snapshots on every request.
   the sums over those lines and the subscription's own columns copied beside them (partner,
   customer, kind, state, dates, auto-renew), its size band and allocation ratio.
 - ``license_week_total``: per partner, product and week, the sums of the weekly snapshots.
-- ``license_ratio_count``: per product, size band and allocation ratio, how many
+- ``license_ratio_count``: per product, size band, allocation ratio and partner, how many
   ``license_product_total`` rows in state ACTIVE with purchased > 0 have that ratio (the
-  histogram the deployment-wide low-allocation medians are read from), and
-  ``license_ratio_bucket`` its coarse level (below).
+  histogram the deployment-wide low-allocation medians are read from, summed over partners),
+  and ``license_ratio_bucket`` its coarse level (below).
 
 Database triggers keep all three right in the same transaction as the rows they summarise, for
 every writer (the API, ingestion, the seeders, an operator's SQL): migration
@@ -120,18 +120,25 @@ LICENSE_WEEK_TOTAL = Table(
     Column("snapshots", Integer, nullable=False),
 )
 
+# Per partner (migration 0027): a partner's writes touch only its own rows, so two partners'
+# writes of the same ratio never wait on each other; the medians sum over partners. The key leads
+# with what the medians read by (product, band, then a ratio range); on SQLite the table is
+# WITHOUT ROWID, so that order holds the counts too. Rows at n = 0 are deleted by the triggers.
 LICENSE_RATIO_COUNT = Table(
     "license_ratio_count",
     SQLModel.metadata,
     Column("product", String(32), primary_key=True),
     Column("band", Integer, primary_key=True, autoincrement=False),
     Column("ratio", Float, primary_key=True),
+    Column("partner_id", Integer, primary_key=True, autoincrement=False),
     Column("n", Integer, nullable=False),
+    sqlite_with_rowid=False,
 )
 
 # The histogram's coarse level (migration 0021): per product, band and bucket of 1 / RATIO_BUCKETS
 # (bucket = floor(ratio * RATIO_BUCKETS), exact: the scale is a power of two), the sum of
-# ``license_ratio_count.n``. A median reads the buckets, then one bucket's ratios.
+# ``license_ratio_count.n``, per partner like it. A median reads the buckets of every partner
+# (product, band, bucket: the key's order), then one bucket's ratios.
 RATIO_BUCKETS = 256
 LICENSE_RATIO_BUCKET = Table(
     "license_ratio_bucket",
@@ -139,5 +146,7 @@ LICENSE_RATIO_BUCKET = Table(
     Column("product", String(32), primary_key=True),
     Column("band", Integer, primary_key=True, autoincrement=False),
     Column("bucket", BigInteger, primary_key=True, autoincrement=False),
+    Column("partner_id", Integer, primary_key=True, autoincrement=False),
     Column("n", Integer, nullable=False),
+    sqlite_with_rowid=False,
 )

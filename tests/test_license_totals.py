@@ -10,12 +10,14 @@ midnight, week, 30- and 90-day boundaries between them. After each step every fi
 dashboard shows for both partners —
 top KPIs, the deployment-wide medians, the 13-week trend, each section's KPIs, row count and
 first page, for one product (alternating) — must equal ``tests/analytics_reference.py``'s
-recomputation from the raw tables. Both backends; a few dozen examples each.
+recomputation from the raw tables, and the ratio histogram's rows per partner (migration 0027)
+their recomputation, with no row left at 0. Both backends; a few dozen examples each.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -282,6 +284,39 @@ async def world(conn: AsyncConnection, partner_id: int, now: datetime) -> ref.Wo
     )
 
 
+async def histograms(conn: AsyncConnection) -> tuple[dict[Any, int], dict[Any, int]]:
+    """The ratio histogram's two levels as kept, (product, band, ratio | bucket, partner) -> n,
+    and recomputed from the raw tables: every ACTIVE subscription's product with purchased > 0,
+    per partner (migration 0027), in force or not; no key with a count of 0."""
+    kept_ratios = {
+        (r.product, r.band, r.ratio, r.partner_id): r.n
+        for r in (await conn.execute(select(license_totals.LICENSE_RATIO_COUNT))).all()
+    }
+    kept_buckets = {
+        (r.product, r.band, r.bucket, r.partner_id): r.n
+        for r in (await conn.execute(select(license_totals.LICENSE_RATIO_BUCKET))).all()
+    }
+    sums: dict[tuple[int, int, str], list[int]] = {}
+    subs = {s.id: s for s in (await conn.execute(select(S))).all()}
+    for x in (await conn.execute(select(L))).all():
+        s = subs[x.subscription_id]
+        if s.state == "ACTIVE":
+            totals = sums.setdefault((s.partner_id, s.id, x.product), [0, 0])
+            totals[0] += x.purchased
+            totals[1] += x.assigned
+    ratios: dict[Any, int] = {}
+    buckets: dict[Any, int] = {}
+    for (partner, _, product), (purchased, assigned) in sums.items():
+        if purchased > 0:
+            ratio, band = assigned / purchased, ref.band_of(purchased)
+            key = (product, band, ratio, partner)
+            ratios[key] = ratios.get(key, 0) + 1
+            key = (product, band, math.floor(ratio * license_totals.RATIO_BUCKETS), partner)
+            buckets[key] = buckets.get(key, 0) + 1
+    assert (kept_ratios, kept_buckets) == (ratios, buckets)
+    return ratios, buckets
+
+
 def kpis_of(section: q.Section, s: q.SectionSummary) -> dict[str, Any]:
     """A section's KPIs as the schema shows them (the arithmetic of graph/resolvers/analytics)."""
     if section is q.Section.RECENTLY_ADDED:
@@ -344,6 +379,7 @@ async def check(
 ) -> None:
     async with engine.connect() as conn:
         worlds = {p: await world(conn, p, now) for p in partners}
+        await histograms(conn)
     async with session_factory(engine)() as session:
         medians = await q.low_allocation_medians(session, now=now)
         assert medians == {
@@ -438,6 +474,7 @@ async def _base(engine: AsyncEngine) -> list[int]:
             license_totals.LICENSE_PRODUCT_TOTAL,
             license_totals.LICENSE_WEEK_TOTAL,
             license_totals.LICENSE_RATIO_COUNT,
+            license_totals.LICENSE_RATIO_BUCKET,
         ):
             await conn.execute(delete(table))
         partners = []

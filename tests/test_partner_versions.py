@@ -27,6 +27,8 @@ from tests.helpers import Factory, data_of, post_graphql, token_for
 from tests.test_attack_session6 import LOW
 from tests.test_ingest import record, run_cli, write_csv
 from tests.test_response_cache import FULL, OTHER_FULL, PAGE, post, world
+from tests.test_subscriptions import OTHER, QUANTITY, World, gid
+from tests.test_subscriptions import w as w
 from tests.test_trials import START_TRIAL, for_customer
 
 PV = PARTNER_DATA_VERSION.c
@@ -224,10 +226,9 @@ async def test_writers_of_two_partners_never_wait_on_a_shared_row(api: Api, tabl
     (A's version row and the global epoch's row); B's write, of a tag or of a subscription (an
     input of the deployment-wide medians), commits without waiting.
 
-    Not covered, and still shared: the medians' ratio histogram (``license_ratio_count``) has
-    one row per product, size band and ratio for the whole deployment, so two partners' writes
-    of subscriptions with the same ratio meet there (see the README, issue 16). Here the two
-    subscriptions have different ratios, so only the version rows are under test."""
+    Here the two subscriptions have different ratios, so only the version rows are under test;
+    the medians' ratio histogram, where two subscriptions of the same ratio would meet, has
+    rows per partner (migration 0027), which the next test covers."""
     f = Factory(api.engine)
     a, b = await f.partner(), await f.partner("B", "b.example")
     subscriptions = {}
@@ -277,3 +278,84 @@ async def test_writers_of_two_partners_never_wait_on_a_shared_row(api: Api, tabl
     await held.wait()
     await asyncio.wait_for(write(b, "free", None), 1.5)  # no wait on a row of A's or global
     await holder
+
+
+async def _histogram(api: Api) -> dict[tuple[str, int, float], int]:
+    """The deployment's ratio histogram, summed over partners: (product, band, ratio) -> n."""
+    async with api.engine.connect() as conn:
+        rows = await conn.execute(
+            text(
+                "SELECT product, band, ratio, SUM(n) FROM license_ratio_count "
+                "GROUP BY product, band, ratio HAVING SUM(n) <> 0"
+            )
+        )
+        return {(p, int(b), float(r)): int(n) for p, b, r, n in rows}
+
+
+@postgresql_only  # SQLite has one writer at a time by design
+@pytest.mark.parametrize("writer", ["sql", "api"])
+async def test_two_partners_moving_to_the_same_ratio_never_wait_on_each_other(
+    w: World, writer: str
+) -> None:
+    """Acme and Globex each have a Meetings line of 10 purchased, 5 assigned: the same product,
+    size band, ratio and bucket of the medians' histogram. Acme's open transaction raises its
+    line to 20 (band 11-50, ratio 0.25) and holds its version rows; Globex's change to the same
+    20 (by SQL, or through ``changeLicenseQuantity``) commits meanwhile, because each partner's
+    writes move only its own histogram rows (migration 0027)."""
+    subscriptions = {}
+    for partner in (w.acme, w.globex):
+        customer = await w.customer(partner)
+        subscriptions[partner] = await w.subscription(customer, lines=[("MEETINGS", 10, 5, 5)])
+    assert await _histogram(w.api) == {("MEETINGS", 1, 0.5): 2}
+    raise_to_20 = text("UPDATE license_line SET purchased = 20 WHERE subscription_id = :s")
+    held = asyncio.Event()
+
+    async def acme_holds() -> None:
+        async with w.api.engine.connect() as conn:
+            await conn.execute(text("SET lock_timeout = '2s'"))
+            await writes_for(conn, w.acme)
+            await conn.execute(raise_to_20, {"s": subscriptions[w.acme]})
+            await conn.execute(
+                text("UPDATE partner_data_version SET version = version WHERE partner_id = :p"),
+                {"p": w.acme},
+            )
+            await conn.execute(
+                text("UPDATE app_meta SET value = value WHERE key = :k"), {"k": DATA_VERSION_KEY}
+            )
+            held.set()
+            await asyncio.sleep(3)
+            await conn.commit()
+
+    async def globex_writes() -> None:
+        if writer == "api":
+            body = await post_graphql(
+                w.api,
+                QUANTITY,
+                {
+                    "input": {
+                        "subscriptionId": gid("Subscription", subscriptions[w.globex]),
+                        "product": "MEETINGS",
+                        "purchased": 20,
+                    }
+                },
+                as_=OTHER,
+            )
+            assert not data_of(body)["changeLicenseQuantity"]["userErrors"], body
+            return
+        async with w.api.engine.connect() as conn:
+            await conn.execute(text("SET lock_timeout = '2s'"))
+            await writes_for(conn, w.globex)
+            await conn.execute(raise_to_20, {"s": subscriptions[w.globex]})
+            await conn.commit()
+
+    async with w.api.engine.begin() as conn:  # both partners' version rows and the epoch's exist
+        await writes_for(conn, [w.acme, w.globex])
+        await conn.execute(text("UPDATE partner SET setup_state = setup_state"))
+    async with w.api.engine.begin() as conn:
+        await conn.execute(text("UPDATE partner SET setup_state = setup_state"))
+    holder = asyncio.create_task(acme_holds())
+    await held.wait()
+    await asyncio.wait_for(globex_writes(), 1.5)  # no wait on a histogram row of Acme's
+    assert await _histogram(w.api) == {("MEETINGS", 1, 0.5): 1, ("MEETINGS", 2, 0.25): 1}
+    await holder
+    assert await _histogram(w.api) == {("MEETINGS", 2, 0.25): 2}

@@ -118,3 +118,19 @@ async def test_truncating_snapshots_empties_the_week_totals_only(api: Api) -> No
     )
     assert after["licenseKpis"] == before["licenseKpis"]
     assert (await _kept(api))["week_snapshots"] == 0
+
+
+@postgresql_only
+async def test_truncating_the_totals_empties_the_ratio_histogram(api: Api) -> None:
+    """An operator's TRUNCATE of ``license_product_total`` itself: the histogram counts those
+    rows, so it is emptied with them, both levels (migration 0027; before, it kept counting)."""
+    await _world(api)
+    kept = await _kept(api)
+    assert (kept["ratios"], kept["buckets"]) == (3, 3)
+    async with api.engine.begin() as conn:
+        await conn.execute(text("TRUNCATE license_product_total"))
+    kept = await _kept(api)
+    assert (kept["totals"], kept["spans"], kept["ratios"], kept["buckets"]) == (0, 0, 0, 0)
+    async with api.engine.connect() as conn:
+        for table in ("license_ratio_count", "license_ratio_bucket"):
+            assert await conn.scalar(text(f"SELECT COUNT(*) FROM {table}")) == 0

@@ -1,16 +1,20 @@
 """The deployment-wide low-allocation medians, read from the maintained ratio histogram.
 
-``license_ratio_count`` counts, per product, size band and allocation ratio, the rows of
-``license_product_total`` in state ACTIVE with purchased > 0, and ``license_ratio_bucket`` the
-same per bucket of 1/256 (triggers keep both, see ``db.license_totals``). The medians are over
-the *in-force* ones (DESIGN.md section 3), so the rows that are ACTIVE but not in force at
-``now`` (ended, or not started yet) are taken back out: they are read through the (product,
-state, end/start) indexes and are few as long as subscriptions leave ACTIVE when they end.
+``license_ratio_count`` counts, per product, size band, allocation ratio and partner, the rows
+of ``license_product_total`` in state ACTIVE with purchased > 0, and ``license_ratio_bucket``
+the same per bucket of 1/256 (triggers keep both, see ``db.license_totals``). The counts are
+per partner so that two partners' writes never meet on a row (migration 0027); both reads sum
+them over partners, walking the tables' keys (product, band, bucket / ratio, partner). The
+medians are over the *in-force* ones (DESIGN.md section 3), so the rows that are ACTIVE but not
+in force at ``now`` (ended, or not started yet) are taken back out: they are read through the
+(product, state, end/start) indexes and are few as long as subscriptions leave ACTIVE when they
+end.
 
 Two statements, neither reading a row per subscription or per distinct ratio: the stale rows
-with the buckets (a few thousand at most), from whose cumulative counts each band's middle
-position(s) fall in one bucket (or two); then the ratios of those buckets alone. A band's median
-is the middle ratio, or the mean of the two middle ones, as ``(lower + upper) * 0.5``.
+with the buckets (a row per partner having counts in a bucket: at most partners x 256 per band),
+from whose cumulative counts each band's middle position(s) fall in one bucket (or two); then
+the ratios of those buckets alone. A band's median is the middle ratio, or the mean of the two
+middle ones, as ``(lower + upper) * 0.5``.
 """
 
 from __future__ import annotations
@@ -63,7 +67,8 @@ def bucket_of(ratio: float) -> int:
 @lru_cache(maxsize=8)
 def counts_statement(products: tuple[str, ...]) -> Select[Any]:
     """(product, band, ratio, bucket, n): with a ratio, the ACTIVE rows with purchased > 0 not
-    in force at the bound ``now``; with a bucket, the buckets of ``license_ratio_bucket``.
+    in force at the bound ``now``; with a bucket, the buckets of ``license_ratio_bucket``
+    summed over partners.
     Built once per products and executed with ``{"now": ...}``: building it (and its cache
     key) showed in every dashboard request's profile."""
     now = bindparam("now", type_=T.end_date.type)
@@ -77,17 +82,19 @@ def counts_statement(products: tuple[str, ...]) -> Select[Any]:
 
     ended = stale(T.end_date <= now)  # by (product, state, end_date)
     not_started = stale(T.start_date > now, T.end_date > now)  # by (product, state, start_date)
-    buckets = select(B.product, B.band, cast(null(), Float), B.bucket, B.n).where(
-        B.product.in_(list(products)), B.n != 0
+    buckets = (
+        select(B.product, B.band, cast(null(), Float), B.bucket, func.sum(B.n))
+        .where(B.product.in_(list(products)))
+        .group_by(B.product, B.band, B.bucket)
     )
     return union_all(ended, not_started, buckets)  # type: ignore[return-value]
 
 
 @lru_cache(maxsize=32)
 def _bucket_ratios(buckets: tuple[tuple[str, int, int], ...]) -> Select[Any]:
-    """(product, band, ratio, n) of the fine histogram within the given (product, band,
-    bucket)s. Built once per set of middle buckets, which moves only when a median crosses a
-    bucket boundary: building it per request showed in the dashboard's profile."""
+    """(product, band, ratio, n summed over partners) of the fine histogram within the given
+    (product, band, bucket)s. Built once per set of middle buckets, which moves only when a
+    median crosses a bucket boundary: building it per request showed in the dashboard's profile."""
     ranges = [
         and_(
             H.product == product,
@@ -97,7 +104,11 @@ def _bucket_ratios(buckets: tuple[tuple[str, int, int], ...]) -> Select[Any]:
         )
         for product, band, bucket in buckets
     ]
-    return select(H.product, H.band, H.ratio, H.n).where(or_(*ranges), H.n != 0)
+    return (
+        select(H.product, H.band, H.ratio, func.sum(H.n))
+        .where(or_(*ranges))
+        .group_by(H.product, H.band, H.ratio)
+    )
 
 
 def _middle(counts: dict[Any, int], positions: tuple[int, ...]) -> dict[int, Any]:
