@@ -13,33 +13,30 @@ process, so serve it on its own:
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import strawberry
-from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.applications import Starlette
 from strawberry.schema.config import StrawberryConfig
 
 
 class PerRowLoader:
-    """The loader interface, answered one key at a time with one statement per key."""
+    """The product's loader (its rule and scope applied as always), answering one key at a
+    time with one statement per key: the N+1 a naive resolver makes."""
 
-    def __init__(
-        self,
-        ctx: Any,
-        fetch: Callable[[AsyncSession, Sequence[int]], Awaitable[Mapping[int, Any]]],
-        default: Callable[[], Any],
-    ) -> None:
-        self._ctx, self._fetch, self._default = ctx, fetch, default
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+        self.rule, self.cap = inner.rule, inner.cap
 
     async def load(self, key: int) -> Any:
-        async with self._ctx.db() as session:
-            found = await self._fetch(session, [key])
-        return found.get(key, self._default())
+        return (await self._inner._batch([key]))[0]
 
     async def load_many(self, keys: Sequence[int]) -> list[Any]:
         return [await self.load(key) for key in keys]
+
+    async def load_ahead(self, keys: Sequence[int]) -> list[Any]:
+        return await self.load_many(keys)
 
 
 def naive_schema() -> strawberry.Schema:
@@ -62,16 +59,32 @@ def naive_schema() -> strawberry.Schema:
 def _apply() -> tuple[Any, ...]:
     """Patch the product's modules into the naive baseline; returns what was there before."""
     import graph.app
+    import graph.detail
     import graph.loaders
-    import graph.resolvers.customers
+    from db.queries.customer_detail import DetailPlan
 
     async def no_prefetch(*_: Any) -> None:
         return None
 
+    def nothing_ahead(*_: Any) -> Any:
+        # No relationship read with the page or the detail: each field loads its own.
+        return DetailPlan(parts=()), ([], [], []), {}
+
     schema = naive_schema()
-    saved = (graph.loaders._loader, graph.resolvers.customers.prefetch, graph.app.build_schema)
-    graph.loaders._loader = PerRowLoader  # type: ignore[assignment]
-    graph.resolvers.customers.prefetch = no_prefetch  # type: ignore[assignment]
+    saved = (
+        graph.loaders._loader,
+        graph.detail.prefetch,
+        graph.detail._plans,
+        graph.app.build_schema,
+    )
+    product_loader = graph.loaders._loader
+
+    def per_row_loader(*args: Any, **kwargs: Any) -> Any:
+        return PerRowLoader(product_loader(*args, **kwargs))
+
+    graph.loaders._loader = per_row_loader
+    graph.detail.prefetch = no_prefetch  # type: ignore[assignment]
+    graph.detail._plans = nothing_ahead  # type: ignore[assignment]
     graph.app.build_schema = lambda *_: schema
     return saved
 
@@ -81,14 +94,19 @@ def patched() -> Iterator[None]:
     """The naive baseline for the duration of the block (loaders answer per key, pages
     prefetch nothing, ``create_app`` gets the stock schema), then the product again."""
     import graph.app
+    import graph.detail
     import graph.loaders
-    import graph.resolvers.customers
 
     saved = _apply()
     try:
         yield
     finally:
-        graph.loaders._loader, graph.resolvers.customers.prefetch, graph.app.build_schema = saved
+        (
+            graph.loaders._loader,
+            graph.detail.prefetch,
+            graph.detail._plans,
+            graph.app.build_schema,
+        ) = saved
 
 
 def create_naive_app() -> Starlette:
