@@ -10,14 +10,17 @@ midnight, week, 30- and 90-day boundaries between them. After each step every fi
 dashboard shows for both partners —
 top KPIs, the deployment-wide medians, the 13-week trend, each section's KPIs, row count and
 first page, for one product (alternating) — must equal ``tests/analytics_reference.py``'s
-recomputation from the raw tables, and the ratio histogram's rows per partner (migration 0027)
-their recomputation, with no row left at 0. Both backends; a few dozen examples each.
+recomputation from the raw tables, the ratio histogram's rows per partner (migration 0027)
+their recomputation, with no row left at 0, and the day edges' blocks (migration 0029) the sums
+of the day edges. Both backends; a few dozen examples each. A second run sets the clock on
+either side of the 32- and 1,024-day block boundaries the figures are read across.
 """
 
 from __future__ import annotations
 
 import asyncio
 import math
+from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -101,6 +104,15 @@ OPS = st.one_of(
     ),
 )
 
+# Clock set to an instant of a day near a block boundary: 20480 = 20 * 1024 (2026-01-27),
+# 20800 = 650 * 32, 21504 = 21 * 1024 (2028-11-16); the day before, the first second, the last.
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+BOUNDARY_DAYS = (20479, 20480, 20481, 20799, 20800, 20801, 21503, 21504, 21505)
+LINES = (("MEETINGS", "Standard", 20, 25, 3), ("CALLING", "Pro", 8, 2, 1))
+AT = st.tuples(
+    st.just("at"), st.sampled_from(BOUNDARY_DAYS), st.sampled_from((0, 1, 12 * 3600, 86399))
+)
+
 
 async def _pick(conn: AsyncConnection, table: Any, index: int) -> Any:
     rows = (await conn.execute(select(table).order_by(table.c.id))).all()
@@ -112,6 +124,8 @@ async def apply(engine: AsyncEngine, op: tuple[Any, ...], now: datetime, n: int)
     kind = op[0]
     if kind == "clock":
         return now + timedelta(hours=op[1])
+    if kind == "at":
+        return EPOCH + timedelta(days=op[1], seconds=op[2])
     async with engine.begin() as conn:
         if kind == "subscribe":
             _, c, sub_kind, state, start_h, length_h, renew, lines = op
@@ -460,6 +474,38 @@ async def check(
                     ], (product, name)
 
 
+async def check_blocks(engine: AsyncEngine) -> None:
+    """``license_kpi_block`` holds the day edges summed per block of 32 and of 1,024 days
+    (rows with all-zero weights aside: a sum never minds them)."""
+    day, block = license_kpis.LICENSE_KPI_DAY.c, license_kpis.LICENSE_KPI_BLOCK.c
+    weights = license_kpis.WEIGHTS
+    async with engine.connect() as conn:
+        days = (
+            await conn.execute(select(day.partner_id, day.kpi, day.day, *[day[w] for w in weights]))
+        ).all()
+        blocks = (
+            await conn.execute(
+                select(
+                    block.partner_id,
+                    block.kpi,
+                    block.level,
+                    block.block,
+                    *[block[w] for w in weights],
+                )
+            )
+        ).all()
+    want: dict[tuple[Any, ...], list[int]] = defaultdict(lambda: [0] * len(weights))
+    for partner, kpi, number, *values in days:
+        for level, size in ((5, 32), (10, 1024)):
+            sums = want[(partner, kpi, level, number // size)]
+            for i, value in enumerate(values):
+                sums[i] += value
+    kept = {tuple(r[:4]): tuple(r[4:]) for r in blocks}
+    assert {k: v for k, v in kept.items() if any(v)} == {
+        k: tuple(v) for k, v in want.items() if any(v)
+    }
+
+
 # --- the test ------------------------------------------------------------------------------------
 
 
@@ -503,15 +549,16 @@ async def _base(engine: AsyncEngine) -> list[int]:
     return partners
 
 
-async def _run(url: str, ops: list[tuple[Any, ...]]) -> None:
+async def _run(url: str, ops: list[tuple[Any, ...]], start: datetime = START) -> None:
     engine = create_engine(url)
     try:
         partners = await _base(engine)
-        now = START
+        now = start
         for n, op in enumerate(ops):
             now = await apply(engine, op, now, n)
             # Each step checks one product (alternating) to keep the runtime modest.
             await check(engine, partners, now, (PRODUCTS[n % 2],))
+            await check_blocks(engine)
     finally:
         await engine.dispose()
 
@@ -543,4 +590,33 @@ def test_maintained_totals_equal_the_reference_after_every_write(database_url: s
     def run(ops: list[tuple[Any, ...]]) -> None:
         asyncio.run(_run(database_url, ops))
 
+    run()
+
+
+def test_figures_are_exact_across_block_boundaries(database_url: str) -> None:
+    """The days before today are read as whole 1,024-day blocks, then 32-day blocks, then days:
+    the clock set on either side of those boundaries, between writes made around them."""
+
+    @settings(
+        max_examples=4,
+        derandomize=True,
+        database=None,
+        deadline=None,
+        phases=(Phase.explicit, Phase.generate),
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    )
+    @given(st.lists(st.one_of(OPS, AT, AT), min_size=4, max_size=10).map(lambda ops: [FIRST, *ops]))
+    def run(ops: list[tuple[Any, ...]]) -> None:
+        asyncio.run(_run(database_url, ops, start=EPOCH + timedelta(days=20480, hours=-2)))
+
+    # Edges on the boundary days themselves and 1, 33 and 1,024 days after them; then the clock
+    # on every boundary day in turn, at its first second and its last.
+    sweep: list[tuple[Any, ...]] = [FIRST]
+    for n, day in enumerate(BOUNDARY_DAYS):
+        sweep.append(("at", day, 0))
+        for hours, renew in ((24, False), (33 * 24, True), (1024 * 24, False)):
+            kind = "TRIAL" if renew else "PAID"
+            sweep.append(("subscribe", n, kind, "ACTIVE", 0, hours, renew, [LINES[n % 2]]))
+    sweep += [("at", day, second) for day in BOUNDARY_DAYS for second in (0, 86399)]
+    asyncio.run(_run(database_url, sweep, start=EPOCH + timedelta(days=20479)))
     run()
