@@ -27,18 +27,27 @@ always with state ACTIVE; ``<P>`` is MEETINGS or CALLING (the section's product)
   weights added on their first day and taken back on their end's day.
 - ``license_kpi_block``: the day edges summed per block of days, at two levels: ``level`` 5,
   blocks of 32 days (``block = day >> 5``), and ``level`` 10, blocks of 1,024 days
-  (``day >> 10``). Rows whose weights are all zero may stay: a sum never minds them.
+  (``day >> 10``).
+- ``license_kpi_edge``: per partner, KPI and instant, the spans' weights added at their start and
+  taken back at their end (the day edges at the instant's resolution).
+
+Rows of the last three whose weights are all zero may stay: a sum never minds them.
 
 Triggers of migration ``0021_license_kpi_spans`` rebuild a customer's spans whenever one of its
 ``license_product_total`` rows changes (which triggers of migration 0012 keep from subscriptions
 and license lines), and the day edges with the spans; triggers of ``0029_kpi_day_blocks`` keep
-the blocks from the day edges; all in the same transaction, for every writer.
+the blocks from the day edges and the instants' edges from the spans; all in the same
+transaction, for every writer.
 
 Nothing here depends on the clock. A span counts at ``now`` when valid_from <= now < valid_to,
 so the weights at ``now`` are, exactly as in ``db.directory_counts``:
 
     sum of day edges before today's
     + spans starting today at or before now - spans ending today at or before now
+
+the latter read as the instants' edges from today's midnight up to ``now`` (a row per instant
+with an edge, not per span: on the bench every date is a midnight, and ~2,300 spans of a
+dashboard's KPIs start or end at today's),
 
 where the days before today's (``d`` = today's day number) are read as
 
@@ -48,8 +57,8 @@ where the days before today's (``d`` = today's day number) are read as
 
 exactly the days < d, each once, in at most ~62 rows per KPI plus one per 1,024 days of history
 (the plain sum read a row per day with an edge: ~1,000-2,100 per KPI on the 100,000-customer
-bench, growing with the history and the partner). One statement, by the primary keys and the
-indexes on (partner, kpi, valid_from / valid_to). Right at any ``now`` without a job.
+bench, growing with the history and the partner). One statement, by the primary keys. Right
+at any ``now`` without a job.
 
 This module does not import ``db.models``; ``db.models`` imports it at its end so the tables
 share its metadata.
@@ -84,6 +93,7 @@ from db.types import UTCDateTime
 __all__ = [
     "LICENSE_KPI_BLOCK",
     "LICENSE_KPI_DAY",
+    "LICENSE_KPI_EDGE",
     "LICENSE_KPI_SPAN",
     "KpiFigures",
     "day_bounds",
@@ -135,6 +145,15 @@ LICENSE_KPI_BLOCK = Table(
     *_weights(),
 )
 
+LICENSE_KPI_EDGE = Table(
+    "license_kpi_edge",
+    SQLModel.metadata,
+    Column("partner_id", Integer, primary_key=True, autoincrement=False),
+    Column("kpi", String(48), primary_key=True),
+    Column("at", UTCDateTime(), primary_key=True),
+    *_weights(),
+)
+
 # The bind parameters (and their values, ``day_bounds``) of the ranges read before today.
 BOUNDS = ("day_block10", "day_block5_from", "day_block5", "day_from")
 
@@ -176,16 +195,16 @@ def figures_statement(
     ``now`` may be values or bind parameters: built once per shape with bind parameters, it
     is only bound per request (building it and its cache key took ~3 ms a dashboard).
     Given a bound ``day``, the block bounds are bound too (``figures_params`` has them all)."""
-    span, day_, block = LICENSE_KPI_SPAN.c, LICENSE_KPI_DAY.c, LICENSE_KPI_BLOCK.c
+    day_, block, edge = LICENSE_KPI_DAY.c, LICENSE_KPI_BLOCK.c, LICENSE_KPI_EDGE.c
     bound: dict[str, Any]
     if isinstance(day, int):
         bound = dict(day_bounds(day))
     else:
         bound = {name: bindparam(name, type_=Integer) for name in BOUNDS}
 
-    def part(table: Any, sign: int, *where: Any) -> Any:
+    def part(table: Any, *where: Any) -> Any:
         # Summed per KPI in its own index order (no sort): the union then adds a few rows.
-        sums = [(func.sum(table[w]) * sign).label(w) for w in WEIGHTS]
+        sums = [func.sum(table[w]).label(w) for w in WEIGHTS]
         return (
             select(table.kpi, *sums)
             .where(table.partner_id == partner_id, table.kpi.in_(list(kpis)), *where)
@@ -195,19 +214,18 @@ def figures_statement(
     parts: list[Any] = []
     if kpis:  # no maintained KPI asked: the ``also`` rows alone, no span or edge read
         # The days before today: whole blocks of 1,024 days, then of 32, then days.
-        parts.append(part(block, 1, block.level == 10, block.block < bound["day_block10"]))
+        parts.append(part(block, block.level == 10, block.block < bound["day_block10"]))
         parts.append(
             part(
                 block,
-                1,
                 block.level == 5,
                 block.block >= bound["day_block5_from"],
                 block.block < bound["day_block5"],
             )
         )
-        parts.append(part(day_, 1, day_.day >= bound["day_from"], day_.day < day))
-        parts.append(part(span, 1, span.valid_from >= midnight, span.valid_from <= now))
-        parts.append(part(span, -1, span.valid_to >= midnight, span.valid_to <= now))
+        parts.append(part(day_, day_.day >= bound["day_from"], day_.day < day))
+        # Today's: the spans' edges from midnight up to now, a row per instant.
+        parts.append(part(edge, edge.at >= midnight, edge.at <= now))
     parts.extend(also)
     if not parts:
         return None

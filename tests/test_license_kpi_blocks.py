@@ -19,15 +19,16 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import delete, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from db.license_kpis import LICENSE_KPI_BLOCK, LICENSE_KPI_DAY, WEIGHTS
+from db.license_kpis import LICENSE_KPI_BLOCK, LICENSE_KPI_DAY, LICENSE_KPI_SPAN, WEIGHTS
 from db.migrate import alembic_config
 from db.models import Subscription
 from tests.conftest import NOW, Api, _require_backend, postgresql_only
 from tests.databases import make_database
 from tests.helpers import Factory
-from tests.test_license_totals import check_blocks
+from tests.test_license_totals import check_rollups
 
 REVISION = "0029_kpi_day_blocks"
+SPAN_KEY = ("customer_id", "partner_id", "kpi", "subscription_id", "valid_from")
 
 
 async def _history(engine: AsyncEngine, partners: int = 2, first: int = 0) -> None:
@@ -77,7 +78,7 @@ async def test_a_truncate_empties_the_blocks_and_they_keep_following(
     before = await _blocks(api.engine)
     assert {level for _, _, level, _ in before} == {5, 10}
     assert len({block for _, _, level, block in before if level == 10}) >= 2
-    await check_blocks(api.engine)
+    await check_rollups(api.engine)
 
     # when
     async with api.engine.begin() as conn:
@@ -85,10 +86,10 @@ async def test_a_truncate_empties_the_blocks_and_they_keep_following(
 
     # then: nothing left to sum, and later writes are summed again
     assert await _blocks(api.engine) == {}
-    await check_blocks(api.engine)
+    await check_rollups(api.engine)
     await _history(api.engine, partners=1, first=1)
     assert await _blocks(api.engine) != {}
-    await check_blocks(api.engine)
+    await check_rollups(api.engine)
 
 
 async def _alembic(engine: AsyncEngine, action: str, revision: str) -> None:
@@ -115,7 +116,7 @@ async def test_migration_0029_down_and_up_rebuilds_the_same_blocks(
         await _history(db.engine)
         kept = await _blocks(db.engine)
         assert kept
-        await check_blocks(db.engine)
+        await check_rollups(db.engine)
 
         # when: down (the table goes) and up again (built from the day edges)
         await _alembic(db.engine, "downgrade", before_0029)
@@ -126,14 +127,27 @@ async def test_migration_0029_down_and_up_rebuilds_the_same_blocks(
 
         # then: the same blocks, and the triggers keep them again
         assert await _blocks(db.engine) == kept
-        await check_blocks(db.engine)
+        await check_rollups(db.engine)
         async with db.engine.begin() as conn:
             first = (await conn.execute(select(sa.func.min(Subscription.id)))).scalar_one()
             await conn.execute(
                 text("DELETE FROM license_line WHERE subscription_id = :s"), {"s": first}
             )
             await conn.execute(delete(Subscription).where(Subscription.id == first))  # type: ignore[arg-type]
-            # An operator's own writes to the day edges: weights changed, a key moved.
+            # An operator's own writes to the spans and the day edges: weights changed, an end
+            # moved, a key moved.
+            span = LICENSE_KPI_SPAN.c
+            await conn.execute(
+                sa.update(LICENSE_KPI_SPAN)
+                .where(span.kpi == "ANY/EXPIRING")
+                .values(used=span.used + 7)
+            )
+            one = (await conn.execute(select(LICENSE_KPI_SPAN).limit(1))).one()
+            await conn.execute(
+                sa.update(LICENSE_KPI_SPAN)
+                .where(*[span[c] == one._mapping[c] for c in SPAN_KEY])
+                .values(valid_to=one.valid_to + timedelta(hours=5))
+            )
             day = LICENSE_KPI_DAY.c
             await conn.execute(sa.update(LICENSE_KPI_DAY).values(customers=day.customers + 1))
             await conn.execute(
@@ -143,6 +157,6 @@ async def test_migration_0029_down_and_up_rebuilds_the_same_blocks(
             )
         await _history(db.engine, partners=1, first=2)
         assert await _blocks(db.engine) != kept
-        await check_blocks(db.engine)
+        await check_rollups(db.engine)
     finally:
         await db.dispose()

@@ -11,9 +11,10 @@ dashboard shows for both partners —
 top KPIs, the deployment-wide medians, the 13-week trend, each section's KPIs, row count and
 first page, for one product (alternating) — must equal ``tests/analytics_reference.py``'s
 recomputation from the raw tables, the ratio histogram's rows per partner (migration 0027)
-their recomputation, with no row left at 0, and the day edges' blocks (migration 0029) the sums
-of the day edges. Both backends; a few dozen examples each. A second run sets the clock on
-either side of the 32- and 1,024-day block boundaries the figures are read across.
+their recomputation, with no row left at 0, and the day edges' blocks and the instants' edges
+(migration 0029) the sums of the day edges and of the spans. Both backends; a few dozen examples
+each. A second run sets the clock on either side of the 32- and 1,024-day block boundaries the
+figures are read across.
 """
 
 from __future__ import annotations
@@ -474,36 +475,47 @@ async def check(
                     ], (product, name)
 
 
-async def check_blocks(engine: AsyncEngine) -> None:
-    """``license_kpi_block`` holds the day edges summed per block of 32 and of 1,024 days
-    (rows with all-zero weights aside: a sum never minds them)."""
-    day, block = license_kpis.LICENSE_KPI_DAY.c, license_kpis.LICENSE_KPI_BLOCK.c
-    weights = license_kpis.WEIGHTS
+def _nonzero(sums: dict[Any, Any]) -> dict[Any, tuple[int, ...]]:
+    """Rows with all-zero weights aside: a sum never minds them, and they may stay."""
+    return {key: tuple(values) for key, values in sums.items() if any(values)}
+
+
+async def check_rollups(engine: AsyncEngine) -> None:
+    """``license_kpi_block`` holds the day edges summed per block of 32 and of 1,024 days,
+    ``license_kpi_edge`` the spans' weights summed per instant, + at a start, - at an end."""
+    k = license_kpis
+    day, block, edge, span = (
+        t.c
+        for t in (k.LICENSE_KPI_DAY, k.LICENSE_KPI_BLOCK, k.LICENSE_KPI_EDGE, k.LICENSE_KPI_SPAN)
+    )
+    weights = k.WEIGHTS
     async with engine.connect() as conn:
-        days = (
-            await conn.execute(select(day.partner_id, day.kpi, day.day, *[day[w] for w in weights]))
-        ).all()
-        blocks = (
-            await conn.execute(
-                select(
-                    block.partner_id,
-                    block.kpi,
-                    block.level,
-                    block.block,
-                    *[block[w] for w in weights],
-                )
-            )
-        ).all()
+
+        async def rows(*columns: Any) -> list[Any]:
+            return list((await conn.execute(select(*columns))).all())
+
+        days = await rows(day.partner_id, day.kpi, day.day, *[day[w] for w in weights])
+        blocks = await rows(
+            block.partner_id, block.kpi, block.level, block.block, *[block[w] for w in weights]
+        )
+        edges = await rows(edge.partner_id, edge.kpi, edge.at, *[edge[w] for w in weights])
+        spans = await rows(
+            span.partner_id, span.kpi, span.valid_from, span.valid_to, *[span[w] for w in weights]
+        )
     want: dict[tuple[Any, ...], list[int]] = defaultdict(lambda: [0] * len(weights))
     for partner, kpi, number, *values in days:
         for level, size in ((5, 32), (10, 1024)):
             sums = want[(partner, kpi, level, number // size)]
             for i, value in enumerate(values):
                 sums[i] += value
-    kept = {tuple(r[:4]): tuple(r[4:]) for r in blocks}
-    assert {k: v for k, v in kept.items() if any(v)} == {
-        k: tuple(v) for k, v in want.items() if any(v)
-    }
+    assert _nonzero({tuple(r[:4]): r[4:] for r in blocks}) == _nonzero(want)
+    want = defaultdict(lambda: [0] * len(weights))
+    for partner, kpi, start, end, *values in spans:
+        for at, sign in ((start, 1), (end, -1)):
+            sums = want[(partner, kpi, at)]
+            for i, value in enumerate(values):
+                sums[i] += sign * value
+    assert _nonzero({tuple(r[:3]): r[3:] for r in edges}) == _nonzero(want)
 
 
 # --- the test ------------------------------------------------------------------------------------
@@ -558,7 +570,7 @@ async def _run(url: str, ops: list[tuple[Any, ...]], start: datetime = START) ->
             now = await apply(engine, op, now, n)
             # Each step checks one product (alternating) to keep the runtime modest.
             await check(engine, partners, now, (PRODUCTS[n % 2],))
-            await check_blocks(engine)
+            await check_rollups(engine)
     finally:
         await engine.dispose()
 

@@ -1,16 +1,21 @@
-"""license KPI day edges rolled up per block of 32 and of 1,024 days, kept by triggers, so that
-a KPI's figures at ``now`` read a few dozen rows whatever the history's length (issue 16)
+"""license KPI day edges rolled up per block of 32 and of 1,024 days, and the spans' edges per
+instant, kept by triggers, so that a KPI's figures at ``now`` read a few dozen rows whatever the
+history's length and the partner's size (issue 16)
 
 Revision ID: 0029_kpi_day_blocks
 Revises: 0026_totals_truncate
 
-See ``db.license_kpis`` for how the blocks are read. ``license_kpi_block`` holds, per partner,
-KPI, level and block, the sums of the ``license_kpi_day`` rows whose ``day >> level`` is the
-block (levels 5 and 10). Its triggers add each change of the day edges as a delta, in the same
-transaction, as migration 0021 keeps ``license_ratio_bucket`` from ``license_ratio_count``.
+See ``db.license_kpis`` for how they are read. ``license_kpi_block`` holds, per partner, KPI,
+level and block, the sums of the ``license_kpi_day`` rows whose ``day >> level`` is the block
+(levels 5 and 10). ``license_kpi_edge`` holds, per partner, KPI and instant, the weights of the
+``license_kpi_span`` rows starting then minus those ending then: today's part of a figure reads
+a row per instant with an edge instead of a row per span (on the bench every date is a midnight:
+~2,300 spans start or end at today's, one instant). Their triggers add each change as a delta,
+in the same transaction, as migration 0021 keeps ``license_ratio_bucket`` from
+``license_ratio_count``.
 """
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import sqlalchemy as sa
 from alembic import op
@@ -36,13 +41,30 @@ def _nonzero() -> str:
     return " OR ".join(f"SUM({w}) <> 0" for w in WEIGHTS)
 
 
-def _backfill() -> str:
+EDGE_KEY = "partner_id, kpi, at"  # license_kpi_edge: the spans' edges per instant
+
+
+def _span_edges(source: str, sign: str = "1") -> str:
+    """(partner_id, kpi, at, weights...) of the spans in ``source``: + at their start, - at
+    their end (``db.license_kpis``: a span counts while valid_from <= now < valid_to)."""
+    plus = ", ".join(f"({sign}) * {w} AS {w}" for w in WEIGHTS)
+    minus = ", ".join(f"(0 - ({sign})) * {w}" for w in WEIGHTS)
     return (
+        f"SELECT partner_id, kpi, valid_from AS at, {plus} FROM {source} UNION ALL "
+        f"SELECT partner_id, kpi, valid_to, {minus} FROM {source}"
+    )
+
+
+def _backfill() -> list[str]:
+    return [
         f"INSERT INTO license_kpi_block ({KEY}, {NAMES}) "
         f"SELECT d.partner_id, d.kpi, l.level, d.day >> l.level, {_sums()} "
         f"FROM license_kpi_day d CROSS JOIN ({LEVEL_ROWS}) l "
-        f"GROUP BY d.partner_id, d.kpi, l.level, d.day >> l.level HAVING {_nonzero()}"
-    )
+        f"GROUP BY d.partner_id, d.kpi, l.level, d.day >> l.level HAVING {_nonzero()}",
+        f"INSERT INTO license_kpi_edge ({EDGE_KEY}, {NAMES}) "
+        f"SELECT partner_id, kpi, at, {_sums()} FROM ({_span_edges('license_kpi_span')}) e "
+        f"GROUP BY {EDGE_KEY} HAVING {_nonzero()}",
+    ]
 
 
 # --- SQLite: row triggers doing upserts of deltas ---------------------------------------------
@@ -62,6 +84,17 @@ def _sqlite_row(row: str, sign: str) -> str:
     return _sqlite_upsert(row, ", ".join(f"{sign}{row}.{w}" for w in WEIGHTS))
 
 
+def _sqlite_span(row: str, sign: int) -> str:
+    update = ", ".join(f"{w} = {w} + excluded.{w}" for w in WEIGHTS)
+    return "".join(
+        f"INSERT INTO license_kpi_edge ({EDGE_KEY}, {NAMES}) "
+        f"VALUES ({row}.partner_id, {row}.kpi, {row}.{column}, "
+        + ", ".join(f"{direction} * {row}.{w}" for w in WEIGHTS)
+        + f") ON CONFLICT ({EDGE_KEY}) DO UPDATE SET {update}; "
+        for column, direction in (("valid_from", sign), ("valid_to", -sign))
+    )
+
+
 SAME_KEY = "OLD.partner_id = NEW.partner_id AND OLD.kpi = NEW.kpi AND OLD.day = NEW.day"
 
 # name -> (event, WHEN condition or "", body). The day edges change by upserts, an update of
@@ -79,9 +112,16 @@ SQLITE_TRIGGERS = {
         _sqlite_row("OLD", "-") + _sqlite_row("NEW", ""),
     ),
     "license_kpi_block_del": ("AFTER DELETE ON license_kpi_day", "", _sqlite_row("OLD", "-")),
+    "license_kpi_edge_ins": ("AFTER INSERT ON license_kpi_span", "", _sqlite_span("NEW", 1)),
+    "license_kpi_edge_upd": (
+        "AFTER UPDATE ON license_kpi_span",
+        "",
+        _sqlite_span("OLD", -1) + _sqlite_span("NEW", 1),
+    ),
+    "license_kpi_edge_del": ("AFTER DELETE ON license_kpi_span", "", _sqlite_span("OLD", -1)),
 }
 
-# --- PostgreSQL: a statement trigger over the transition tables -------------------------------
+# --- PostgreSQL: statement triggers over the transition tables -------------------------------
 
 
 def _pg_delta(sources: list[tuple[str, str]]) -> str:
@@ -101,30 +141,59 @@ def _pg_delta(sources: list[tuple[str, str]]) -> str:
     )
 
 
-PG_FUNCTION = f"""
-CREATE FUNCTION license_kpi_blocks() RETURNS trigger LANGUAGE plpgsql AS $$
+def _pg_edge_delta(sources: list[tuple[str, str]]) -> str:
+    rows = " UNION ALL ".join(_span_edges(source, sign) for source, sign in sources)
+    update = ", ".join(f"{w} = license_kpi_edge.{w} + excluded.{w}" for w in WEIGHTS)
+    return (
+        f"INSERT INTO license_kpi_edge ({EDGE_KEY}, {NAMES}) "
+        f"SELECT {EDGE_KEY}, {_sums()} FROM ({rows}) e "
+        f"GROUP BY {EDGE_KEY} HAVING {_nonzero()} ORDER BY {EDGE_KEY} "
+        f"ON CONFLICT ({EDGE_KEY}) DO UPDATE SET {update};"
+    )
+
+
+def _pg_function(name: str, table: str, delta: Callable[[list[tuple[str, str]]], str]) -> str:
+    return f"""
+CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     IF TG_OP = 'TRUNCATE' THEN
-        DELETE FROM license_kpi_block;
+        DELETE FROM {table};
     ELSIF TG_OP = 'INSERT' THEN
-        {_pg_delta([("new_rows", "1")])}
+        {delta([("new_rows", "1")])}
     ELSIF TG_OP = 'DELETE' THEN
-        {_pg_delta([("old_rows", "-1")])}
+        {delta([("old_rows", "-1")])}
     ELSE
-        {_pg_delta([("new_rows", "1"), ("old_rows", "-1")])}
+        {delta([("new_rows", "1"), ("old_rows", "-1")])}
     END IF;
     RETURN NULL;
 END $$
 """
-PG_TRIGGERS = {
-    "license_kpi_blocks_ins": "AFTER INSERT ON license_kpi_day REFERENCING NEW TABLE AS new_rows",
-    "license_kpi_blocks_upd": (
-        "AFTER UPDATE ON license_kpi_day REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows"
-    ),
-    "license_kpi_blocks_del": "AFTER DELETE ON license_kpi_day REFERENCING OLD TABLE AS old_rows",
-    # PostgreSQL fires no DELETE trigger for a TRUNCATE of the day edges.
-    "license_kpi_blocks_tru": "AFTER TRUNCATE ON license_kpi_day",
+
+
+# function -> (the table it keeps, the table whose changes it follows, its delta)
+PG_FUNCTIONS = {
+    "license_kpi_blocks": ("license_kpi_block", "license_kpi_day", _pg_delta),
+    "license_kpi_edges": ("license_kpi_edge", "license_kpi_span", _pg_edge_delta),
 }
+
+
+def _pg_triggers() -> dict[str, tuple[str, str]]:
+    """name -> (table, 'AFTER ... FOR EACH STATEMENT EXECUTE ...')."""
+    out = {}
+    for function, (_kept, table, _delta) in PG_FUNCTIONS.items():
+        for event, referencing in (
+            ("INSERT", " REFERENCING NEW TABLE AS new_rows"),
+            ("UPDATE", " REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows"),
+            ("DELETE", " REFERENCING OLD TABLE AS old_rows"),
+            # PostgreSQL fires no DELETE trigger for a TRUNCATE.
+            ("TRUNCATE", ""),
+        ):
+            out[f"{function}_{event.lower()[:3]}"] = (
+                table,
+                f"AFTER {event} ON {table}{referencing} "
+                f"FOR EACH STATEMENT EXECUTE FUNCTION {function}()",
+            )
+    return out
 
 
 def upgrade() -> None:
@@ -137,17 +206,25 @@ def upgrade() -> None:
         *[sa.Column(w, sa.BigInteger(), nullable=False) for w in WEIGHTS],
         sa.PrimaryKeyConstraint("partner_id", "kpi", "level", "block"),
     )
-    # Build the blocks of an existing database, then keep them with triggers from now on (the
+    op.create_table(
+        "license_kpi_edge",
+        sa.Column("partner_id", sa.Integer(), autoincrement=False, nullable=False),
+        sa.Column("kpi", sa.String(length=48), nullable=False),
+        sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+        *[sa.Column(w, sa.BigInteger(), nullable=False) for w in WEIGHTS],
+        sa.PrimaryKeyConstraint("partner_id", "kpi", "at"),
+    )
+    # Build them for an existing database, then keep them with triggers from now on (the
     # migration runs in one transaction, so no write falls between the two).
-    op.execute(_backfill())
+    for statement in _backfill():
+        op.execute(statement)
     op.execute("ANALYZE license_kpi_block")
+    op.execute("ANALYZE license_kpi_edge")
     if op.get_bind().dialect.name == "postgresql":
-        op.execute(PG_FUNCTION)
-        for name, event in PG_TRIGGERS.items():
-            op.execute(
-                f"CREATE TRIGGER {name} {event} "
-                "FOR EACH STATEMENT EXECUTE FUNCTION license_kpi_blocks()"
-            )
+        for name, (kept, _table, delta) in PG_FUNCTIONS.items():
+            op.execute(_pg_function(name, kept, delta))
+        for name, (_table, body) in _pg_triggers().items():
+            op.execute(f"CREATE TRIGGER {name} {body}")
     else:
         for name, (event, when, body) in SQLITE_TRIGGERS.items():
             condition = f" WHEN {when}" if when else ""
@@ -156,10 +233,12 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
-        for name in PG_TRIGGERS:
-            op.execute(f"DROP TRIGGER IF EXISTS {name} ON license_kpi_day")
-        op.execute("DROP FUNCTION IF EXISTS license_kpi_blocks()")
+        for name, (table, _) in _pg_triggers().items():
+            op.execute(f"DROP TRIGGER IF EXISTS {name} ON {table}")
+        for name in PG_FUNCTIONS:
+            op.execute(f"DROP FUNCTION IF EXISTS {name}()")
     else:
         for name in SQLITE_TRIGGERS:
             op.execute(f"DROP TRIGGER IF EXISTS {name}")
+    op.drop_table("license_kpi_edge")
     op.drop_table("license_kpi_block")
