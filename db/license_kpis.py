@@ -45,10 +45,6 @@ so the weights at ``now`` are, exactly as in ``db.directory_counts``:
     sum of day edges before today's
     + spans starting today at or before now - spans ending today at or before now
 
-the latter read as the instants' edges from today's midnight up to ``now`` (a row per instant
-with an edge, not per span: on the bench every date is a midnight, and ~2,300 spans of a
-dashboard's KPIs start or end at today's),
-
 where the days before today's (``d`` = today's day number) are read as
 
     level-10 blocks < d >> 10                                 (whole 1,024-day blocks)
@@ -57,8 +53,10 @@ where the days before today's (``d`` = today's day number) are read as
 
 exactly the days < d, each once, in at most ~62 rows per KPI plus one per 1,024 days of history
 (the plain sum read a row per day with an edge: ~1,000-2,100 per KPI on the 100,000-customer
-bench, growing with the history and the partner). One statement, by the primary keys. Right
-at any ``now`` without a job.
+bench, growing with the history and the partner); and today's spans as the instants' edges
+from today's midnight up to ``now``: a row per instant with an edge, not per span (on the bench
+every date is a midnight, and ~2,300 spans of a dashboard's KPIs start or end at today's). One
+statement, by the primary keys. Right at any ``now`` without a job.
 
 This module does not import ``db.models``; ``db.models`` imports it at its end so the tables
 share its metadata.
