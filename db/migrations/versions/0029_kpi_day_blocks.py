@@ -3,7 +3,7 @@ instant, kept by triggers, so that a KPI's figures at ``now`` read a few dozen r
 history's length and the partner's size (issue 16)
 
 Revision ID: 0029_kpi_day_blocks
-Revises: 0026_totals_truncate
+Revises: 0027_partner_ratio_histogram
 
 See ``db.license_kpis`` for how they are read. ``license_kpi_block`` holds, per partner, KPI,
 level and block, the sums of the ``license_kpi_day`` rows whose ``day >> level`` is the block
@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0029_kpi_day_blocks"
-down_revision: str | None = "0026_totals_truncate"
+down_revision: str | None = "0027_partner_ratio_histogram"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
