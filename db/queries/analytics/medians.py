@@ -5,10 +5,10 @@
 same per bucket of 1/256 (triggers keep both, see ``db.license_totals``); on PostgreSQL the
 changes of writers that did not get the fold lock wait in ``license_ratio_delta`` (migration
 0027), so each level is read as its base plus the pending deltas that fall in it (bucketed as
-the triggers bucket), under one snapshot per statement. The medians are over
-the *in-force* ones (DESIGN.md section 3), so the rows that are ACTIVE but not in force at
-``now`` (ended, or not started yet) are taken back out: they are read through the (product,
-state, end/start) indexes and are few as long as subscriptions leave ACTIVE when they end.
+the triggers bucket), under one snapshot per statement. The medians are over the *in-force*
+ones (DESIGN.md section 3), so the rows that are ACTIVE but not in force at ``now`` (ended, or
+not started yet) are taken back out: they are read through the (product, state, end/start)
+indexes and are few as long as subscriptions leave ACTIVE when they end.
 
 Two statements, neither reading a row per subscription or per distinct ratio: the stale rows
 with the buckets (a few thousand at most, whatever the number of partners) and the pending
@@ -123,8 +123,8 @@ def counts_statement(products: tuple[str, ...]) -> Select[Any]:
 def _bucket_ratios(buckets: tuple[tuple[str, int, int], ...]) -> Select[Any]:
     """(product, band, ratio, n) of the fine histogram within the given (product, band,
     bucket)s, the base's rows and the pending deltas summed per ratio (the caller adds them up).
-    Built once per set of middle buckets, which moves only when a median crosses a
-    bucket boundary: building it per request showed in the dashboard's profile."""
+    Built once per set of middle buckets, which moves only when a median crosses a bucket
+    boundary: building it per request showed in the dashboard's profile."""
 
     def ranges(t: Any) -> Any:
         return or_(
