@@ -5,10 +5,11 @@ rescanning license lines and weekly snapshots on every request.
   the sums over those lines and the subscription's own columns copied beside them (partner,
   customer, kind, state, dates, auto-renew), its size band and allocation ratio.
 - ``license_week_total``: per partner, product and week, the sums of the weekly snapshots.
-- ``license_ratio_count``: per product, size band, allocation ratio and partner, how many
+- ``license_ratio_count``: per product, size band and allocation ratio, how many
   ``license_product_total`` rows in state ACTIVE with purchased > 0 have that ratio (the
-  histogram the deployment-wide low-allocation medians are read from, summed over partners),
-  and ``license_ratio_bucket`` its coarse level (below).
+  histogram the deployment-wide low-allocation medians are read from), with
+  ``license_ratio_bucket`` its coarse level and ``license_ratio_delta`` the changes not yet
+  folded into it (below).
 
 Database triggers keep all three right in the same transaction as the rows they summarise, for
 every writer (the API, ingestion, the seeders, an operator's SQL): migration
@@ -31,8 +32,10 @@ __all__ = [
     "LICENSE_PRODUCT_TOTAL",
     "LICENSE_RATIO_BUCKET",
     "LICENSE_RATIO_COUNT",
+    "LICENSE_RATIO_DELTA",
     "LICENSE_WEEK_TOTAL",
     "RATIO_BUCKETS",
+    "RATIO_FOLD_LOCK",
 ]
 
 STALE_READ = ("purchased", "band", "ratio")
@@ -120,25 +123,23 @@ LICENSE_WEEK_TOTAL = Table(
     Column("snapshots", Integer, nullable=False),
 )
 
-# Per partner (migration 0027): a partner's writes touch only its own rows, so two partners'
-# writes of the same ratio never wait on each other; the medians sum over partners. The key leads
-# with what the medians read by (product, band, then a ratio range); on SQLite the table is
-# WITHOUT ROWID, so that order holds the counts too. Rows at n = 0 are deleted by the triggers.
+# The deployment-wide histogram's base: per product, band and ratio. On PostgreSQL only the
+# writer holding the fold lock moves it (migration 0027): the others append their change to
+# ``license_ratio_delta`` below, so two partners' writes of the same ratio never wait on a row
+# here. The counts are the base plus the pending deltas; a fold deletes rows reaching 0.
 LICENSE_RATIO_COUNT = Table(
     "license_ratio_count",
     SQLModel.metadata,
     Column("product", String(32), primary_key=True),
     Column("band", Integer, primary_key=True, autoincrement=False),
     Column("ratio", Float, primary_key=True),
-    Column("partner_id", Integer, primary_key=True, autoincrement=False),
     Column("n", Integer, nullable=False),
-    sqlite_with_rowid=False,
 )
 
 # The histogram's coarse level (migration 0021): per product, band and bucket of 1 / RATIO_BUCKETS
 # (bucket = floor(ratio * RATIO_BUCKETS), exact: the scale is a power of two), the sum of
-# ``license_ratio_count.n``, per partner like it. A median reads the buckets of every partner
-# (product, band, bucket: the key's order), then one bucket's ratios.
+# ``license_ratio_count.n``. A median reads the buckets, then one bucket's ratios (each plus
+# the pending deltas that fall in them).
 RATIO_BUCKETS = 256
 LICENSE_RATIO_BUCKET = Table(
     "license_ratio_bucket",
@@ -146,7 +147,21 @@ LICENSE_RATIO_BUCKET = Table(
     Column("product", String(32), primary_key=True),
     Column("band", Integer, primary_key=True, autoincrement=False),
     Column("bucket", BigInteger, primary_key=True, autoincrement=False),
-    Column("partner_id", Integer, primary_key=True, autoincrement=False),
     Column("n", Integer, nullable=False),
-    sqlite_with_rowid=False,
+)
+
+# Append-only changes of the histogram not yet folded into its base (PostgreSQL, migration
+# 0027): a writer that does not get the fold lock inserts its net change per (product, band,
+# ratio) here: no unique key, so the insert never waits on another transaction. The next writer
+# that gets the lock moves every row it can see into the base. Always empty on SQLite (one
+# writer at a time: its triggers move the base directly); the medians read it on both backends.
+RATIO_FOLD_LOCK = 16_027_001  # the fold's pg_try_advisory_xact_lock key (copied in 0027)
+LICENSE_RATIO_DELTA = Table(
+    "license_ratio_delta",
+    SQLModel.metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    Column("product", String(32), nullable=False),
+    Column("band", Integer, nullable=False, autoincrement=False),
+    Column("ratio", Float, nullable=False),
+    Column("n", Integer, nullable=False),
 )

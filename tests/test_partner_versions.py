@@ -18,10 +18,13 @@ from typing import Any
 import pytest
 from sqlalchemy import select, text, update
 
+from db.engine import session_factory
 from db.models import AppMeta, Customer, Tag
 from db.partner_versions import PARTNER_DATA_VERSION
 from db.queries.admins import authenticate_token
+from db.queries.analytics.medians import low_allocation_medians
 from db.versioning import DATA_VERSION_KEY, caller_data_version, moves_version, writes_for
+from tests import test_license_totals as lt
 from tests.conftest import NOW, Api, postgresql_only
 from tests.helpers import Factory, data_of, post_graphql, token_for
 from tests.test_attack_session6 import LOW
@@ -227,8 +230,9 @@ async def test_writers_of_two_partners_never_wait_on_a_shared_row(api: Api, tabl
     input of the deployment-wide medians), commits without waiting.
 
     Here the two subscriptions have different ratios, so only the version rows are under test;
-    the medians' ratio histogram, where two subscriptions of the same ratio would meet, has
-    rows per partner (migration 0027), which the next test covers."""
+    the medians' ratio histogram, where two subscriptions of the same ratio would meet, is
+    moved only by the holder of its fold lock, the others appending deltas (migration 0027),
+    which the next test covers."""
     f = Factory(api.engine)
     a, b = await f.partner(), await f.partner("B", "b.example")
     subscriptions = {}
@@ -281,15 +285,30 @@ async def test_writers_of_two_partners_never_wait_on_a_shared_row(api: Api, tabl
 
 
 async def _histogram(api: Api) -> dict[tuple[str, int, float], int]:
-    """The deployment's ratio histogram, summed over partners: (product, band, ratio) -> n."""
+    """The deployment's ratio histogram as the medians read it, its base plus the pending
+    deltas: (product, band, ratio) -> n, keys at 0 left out."""
     async with api.engine.connect() as conn:
         rows = await conn.execute(
             text(
-                "SELECT product, band, ratio, SUM(n) FROM license_ratio_count "
+                "SELECT product, band, ratio, SUM(n) FROM ("
+                "SELECT product, band, ratio, n FROM license_ratio_count UNION ALL "
+                "SELECT product, band, ratio, n FROM license_ratio_delta) h "
                 "GROUP BY product, band, ratio HAVING SUM(n) <> 0"
             )
         )
         return {(p, int(b), float(r)): int(n) for p, b, r, n in rows}
+
+
+async def _pending(api: Api) -> int:
+    async with api.engine.connect() as conn:
+        return int(await conn.scalar(text("SELECT COUNT(*) FROM license_ratio_delta")) or 0)
+
+
+async def _medians_and_reference(api: Api) -> tuple[Any, Any]:
+    async with api.engine.connect() as conn:
+        reference = lt.ref.medians(await lt.world(conn, 0, NOW))
+    async with session_factory(api.engine)() as session:
+        return await low_allocation_medians(session, now=NOW), reference
 
 
 @postgresql_only  # SQLite has one writer at a time by design
@@ -299,9 +318,11 @@ async def test_two_partners_moving_to_the_same_ratio_never_wait_on_each_other(
 ) -> None:
     """Acme and Globex each have a Meetings line of 10 purchased, 5 assigned: the same product,
     size band, ratio and bucket of the medians' histogram. Acme's open transaction raises its
-    line to 20 (band 11-50, ratio 0.25) and holds its version rows; Globex's change to the same
-    20 (by SQL, or through ``changeLicenseQuantity``) commits meanwhile, because each partner's
-    writes move only its own histogram rows (migration 0027)."""
+    line to 20 (band 11-50, ratio 0.25), which moves the histogram's base (it got the fold
+    lock), and holds its version rows; Globex's change to the same 20 (by SQL, or through
+    ``changeLicenseQuantity``) commits meanwhile: it does not get the lock, appends its change
+    to the pending deltas and waits on no row (migration 0027). The medians read the base plus
+    the deltas: right before and after Acme commits; the next write folds the deltas."""
     subscriptions = {}
     for partner in (w.acme, w.globex):
         customer = await w.customer(partner)
@@ -357,5 +378,20 @@ async def test_two_partners_moving_to_the_same_ratio_never_wait_on_each_other(
     await held.wait()
     await asyncio.wait_for(globex_writes(), 1.5)  # no wait on a histogram row of Acme's
     assert await _histogram(w.api) == {("MEETINGS", 1, 0.5): 1, ("MEETINGS", 2, 0.25): 1}
+    assert await _pending(w.api) == 2  # Globex's -1 at 0.5 and +1 at 0.25, not folded
+    medians, reference = await _medians_and_reference(w.api)
+    assert medians == reference == {("MEETINGS", 1): 0.5, ("MEETINGS", 2): 0.25}
     await holder
     assert await _histogram(w.api) == {("MEETINGS", 2, 0.25): 2}
+    medians, reference = await _medians_and_reference(w.api)
+    assert medians == reference == {("MEETINGS", 2): 0.25}
+    assert await _pending(w.api) == 2  # nobody folded since
+    async with w.api.engine.begin() as conn:  # one more write: it gets the lock and folds
+        await conn.execute(
+            text("UPDATE license_line SET purchased = 40 WHERE subscription_id = :s"),
+            {"s": subscriptions[w.acme]},
+        )
+    assert await _pending(w.api) == 0
+    assert await _histogram(w.api) == {("MEETINGS", 2, 0.25): 1, ("MEETINGS", 2, 0.125): 1}
+    medians, reference = await _medians_and_reference(w.api)
+    assert medians == reference == {("MEETINGS", 2): (0.125 + 0.25) / 2}

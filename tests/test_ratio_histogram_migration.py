@@ -1,10 +1,11 @@
-"""Migration 0027 (issue 16): the ratio histogram of the medians becomes per partner.
+"""Migration 0027 (issue 16): the ratio histogram of the medians gets pending deltas.
 
 An existing database at 0026 (one deployment-wide row per product, band and ratio, rows left at
-0 included) is upgraded: the rows are recomputed per partner, their sum over partners is the old
-histogram without its zeros, and the medians do not move. The triggers keep the new shape on the
-next write; the downgrade gives back 0026's shape, kept by 0026's triggers, and upgrading again
-works. Both backends.
+0 included) is upgraded: the base is recomputed from the totals (the old histogram without its
+zeros), an empty ``license_ratio_delta`` is created, and the medians do not move. The triggers
+keep base plus deltas equal to the recomputation on the next writes; on PostgreSQL a write made
+while another transaction holds the fold lock is left pending, and the downgrade folds it before
+giving back 0026's shape, kept by 0026's triggers; upgrading again works. Both backends.
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ import sqlalchemy as sa
 from sqlalchemy import text
 
 from db.engine import session_factory
-from db.license_totals import RATIO_BUCKETS
+from db.license_totals import RATIO_BUCKETS, RATIO_FOLD_LOCK
 from db.queries.analytics.medians import low_allocation_medians
+from tests import test_license_totals as lt
 from tests.conftest import NOW, _require_backend
 from tests.databases import Database, drop_pg_database
 from tests.helpers import Factory
@@ -80,6 +82,12 @@ async def _medians(db: Database) -> Any:
         return await low_allocation_medians(session, now=NOW)
 
 
+async def _reference(db: Database) -> Any:
+    """The medians recomputed from the raw tables (tests/analytics_reference.py)."""
+    async with db.engine.connect() as conn:
+        return lt.ref.medians(await lt.world(conn, 0, NOW))
+
+
 async def _change(db: Database, subscription: int, purchased: int) -> None:
     async with db.engine.begin() as conn:
         await conn.execute(
@@ -88,12 +96,28 @@ async def _change(db: Database, subscription: int, purchased: int) -> None:
         )
 
 
-async def _check_per_partner(db: Database) -> None:
+async def _check(db: Database) -> None:
     async with db.engine.connect() as conn:
-        await histograms(conn)  # kept == recomputed per partner, no row at 0
+        await histograms(conn)  # base + pending deltas == recomputed
 
 
-async def test_migration_0027_recomputes_the_histogram_per_partner_and_downgrades(
+async def _tables(db: Database) -> set[str]:
+    async with db.engine.connect() as conn:
+        return set(await conn.run_sync(lambda c: sa.inspect(c).get_table_names()))
+
+
+async def _change_pending(db: Database, subscription: int, purchased: int) -> None:
+    """PostgreSQL: the change made while another transaction holds the fold lock, so that it
+    is appended to the pending deltas."""
+    async with db.engine.connect() as holder:
+        await holder.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": RATIO_FOLD_LOCK})
+        await _change(db, subscription, purchased)
+        await holder.rollback()
+    async with db.engine.connect() as conn:
+        assert await conn.scalar(text("SELECT COUNT(*) FROM license_ratio_delta")) == 2
+
+
+async def test_migration_0027_adds_pending_deltas_and_downgrades(
     backend: str, tmp_path: Path
 ) -> None:
     await _require_backend(backend)
@@ -116,48 +140,53 @@ async def test_migration_0027_recomputes_the_histogram_per_partner_and_downgrade
         assert await _zeros(db) > 0
         old = await _deployment_wide(db)
         assert old[("MEETINGS", 1, 0.5)] == 2 and old[("CALLING", 2, 0.75)] == 2
-        medians = await _medians(db)
-        assert medians
 
         # when: upgraded
         await _run_alembic(db, "upgrade", "head")
 
-        # then: per partner, the same sums, no zeros, the same medians
-        assert "partner_id" in await _columns(db, "license_ratio_count")
-        assert "partner_id" in await _columns(db, "license_ratio_bucket")
-        await _check_per_partner(db)
+        # then: the deployment-wide base recomputed (no zeros), no deltas, the same medians
+        assert "license_ratio_delta" in await _tables(db)
+        assert "partner_id" not in await _columns(db, "license_ratio_count")
+        await _check(db)
         assert await _zeros(db) == 0
         assert await _deployment_wide(db) == old
-        assert await _medians(db) == medians
+        assert await _buckets(db) == _bucketed(old)
+        assert await _medians(db) == await _reference(db) != {}
         # and the new triggers keep it on the next writes
         await _change(db, subs[0], 20)
         await _change(db, subs[2], 20)
-        await _check_per_partner(db)
+        await _check(db)
         moved = await _deployment_wide(db)
         assert moved[("MEETINGS", 2, 0.25)] == 2 and ("MEETINGS", 1, 0.5) not in moved
-
-        medians = await _medians(db)
+        if backend == "postgresql":  # a change left pending: the downgrade must fold it
+            await _change_pending(db, subs[0], 10)
+            await _check(db)
+            moved = {**moved, ("MEETINGS", 2, 0.25): 1, ("MEETINGS", 1, 0.5): 1}
+            assert await _deployment_wide(db) != moved  # (the base alone lacks it)
+        assert await _medians(db) == await _reference(db)
 
         # when: downgraded to 0026
         await _run_alembic(db, "downgrade", BEFORE)
 
         # then: 0026's shape, the same sums, kept by 0026's triggers
-        assert "partner_id" not in await _columns(db, "license_ratio_count")
-        assert "partner_id" not in await _columns(db, "license_ratio_bucket")
+        assert "license_ratio_delta" not in await _tables(db)
         assert await _deployment_wide(db) == moved
         assert await _buckets(db) == _bucketed(moved)
-        assert await _medians(db) == medians
-        await _change(db, subs[0], 10)
-        moved = {**moved, ("MEETINGS", 2, 0.25): 1, ("MEETINGS", 1, 0.5): 1}
+        await _change(db, subs[2], 10)
+        moved = {**moved, ("MEETINGS", 2, 0.25): moved[("MEETINGS", 2, 0.25)] - 1}
+        moved[("MEETINGS", 1, 0.5)] = moved.get(("MEETINGS", 1, 0.5), 0) + 1
+        moved = {k: n for k, n in moved.items() if n}
         assert await _deployment_wide(db) == moved
         assert await _buckets(db) == _bucketed(moved)
 
         # and upgraded again
         await _run_alembic(db, "upgrade", "head")
-        await _check_per_partner(db)
-        await _change(db, subs[2], 10)
-        await _check_per_partner(db)
-        assert (await _deployment_wide(db))[("MEETINGS", 1, 0.5)] == 2
+        await _check(db)
+        assert await _deployment_wide(db) == moved
+        assert await _medians(db) == await _reference(db)
+        await _change(db, subs[4], 300)
+        await _check(db)
+        assert (await _deployment_wide(db))[("MEETINGS", 4, 0.25)] == 1
     finally:
         await db.engine.dispose()
         if backend == "postgresql":

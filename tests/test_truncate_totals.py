@@ -16,11 +16,14 @@ from db.license_totals import (
     LICENSE_PRODUCT_TOTAL,
     LICENSE_RATIO_BUCKET,
     LICENSE_RATIO_COUNT,
+    LICENSE_RATIO_DELTA,
     LICENSE_WEEK_TOTAL,
+    RATIO_FOLD_LOCK,
 )
 from db.models import LicenseLine, LicenseSnapshot
 from tests.conftest import NOW, Api, postgresql_only
 from tests.helpers import Factory, data_of, post_graphql
+from tests.test_license_totals import histograms
 
 FULL = "full@acme.example"
 DASHBOARD = """{
@@ -66,9 +69,9 @@ async def _kept(api: Api) -> dict[str, int]:
         return {
             "totals": await conn.scalar(select(func.count()).select_from(LICENSE_PRODUCT_TOTAL)),
             "spans": await conn.scalar(select(func.count()).select_from(LICENSE_KPI_SPAN)),
-            "ratios": await conn.scalar(
-                select(func.coalesce(func.sum(LICENSE_RATIO_COUNT.c.n), 0))
-            ),
+            "ratios": await conn.scalar(select(func.coalesce(func.sum(LICENSE_RATIO_COUNT.c.n), 0)))
+            + await conn.scalar(select(func.coalesce(func.sum(LICENSE_RATIO_DELTA.c.n), 0))),
+            "pending": await conn.scalar(select(func.count()).select_from(LICENSE_RATIO_DELTA)),
             "buckets": await conn.scalar(
                 select(func.coalesce(func.sum(LICENSE_RATIO_BUCKET.c.n), 0))
             ),
@@ -134,3 +137,40 @@ async def test_truncating_the_totals_empties_the_ratio_histogram(api: Api) -> No
     async with api.engine.connect() as conn:
         for table in ("license_ratio_count", "license_ratio_bucket"):
             assert await conn.scalar(text(f"SELECT COUNT(*) FROM {table}")) == 0
+
+
+async def _pending_change(api: Api) -> None:
+    """Every licence line raised to 20 purchased while another transaction holds the
+    histogram's fold lock: the change waits in the pending deltas (migration 0027)."""
+    async with api.engine.connect() as holder:
+        await holder.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": RATIO_FOLD_LOCK})
+        async with api.engine.begin() as conn:
+            await conn.execute(text("UPDATE license_line SET purchased = 20"))
+        await holder.rollback()
+    assert (await _kept(api))["pending"] > 0
+
+
+@postgresql_only
+async def test_truncating_the_totals_empties_the_pending_deltas_too(api: Api) -> None:
+    await _world(api)
+    await _pending_change(api)
+    async with api.engine.begin() as conn:
+        await conn.execute(text("TRUNCATE license_product_total"))
+    kept = await _kept(api)
+    assert (kept["totals"], kept["ratios"], kept["buckets"], kept["pending"]) == (0, 0, 0, 0)
+
+
+@postgresql_only
+async def test_truncating_the_pending_deltas_recomputes_the_histogram(api: Api) -> None:
+    """The deltas thrown away by an operator's TRUNCATE are in the totals: the base is
+    recomputed from them, and the medians read the same histogram as before."""
+    await _world(api)
+    await _pending_change(api)
+    async with api.engine.connect() as conn:
+        before = await histograms(conn)
+    async with api.engine.begin() as conn:
+        await conn.execute(text("TRUNCATE license_ratio_delta"))
+    kept = await _kept(api)
+    assert (kept["pending"], kept["ratios"], kept["buckets"]) == (0, 3, 3)
+    async with api.engine.connect() as conn:
+        assert await histograms(conn) == before  # (histograms: kept == recomputed)

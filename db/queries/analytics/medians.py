@@ -1,20 +1,21 @@
 """The deployment-wide low-allocation medians, read from the maintained ratio histogram.
 
-``license_ratio_count`` counts, per product, size band, allocation ratio and partner, the rows
-of ``license_product_total`` in state ACTIVE with purchased > 0, and ``license_ratio_bucket``
-the same per bucket of 1/256 (triggers keep both, see ``db.license_totals``). The counts are
-per partner so that two partners' writes never meet on a row (migration 0027); both reads sum
-them over partners, walking the tables' keys (product, band, bucket / ratio, partner). The
-medians are over the *in-force* ones (DESIGN.md section 3), so the rows that are ACTIVE but not
-in force at ``now`` (ended, or not started yet) are taken back out: they are read through the
-(product, state, end/start) indexes and are few as long as subscriptions leave ACTIVE when they
-end.
+``license_ratio_count`` counts, per product, size band and allocation ratio, the rows of
+``license_product_total`` in state ACTIVE with purchased > 0, and ``license_ratio_bucket`` the
+same per bucket of 1/256 (triggers keep both, see ``db.license_totals``); on PostgreSQL the
+changes of writers that did not get the fold lock wait in ``license_ratio_delta`` (migration
+0027), so each level is read as its base plus the pending deltas that fall in it (bucketed as
+the triggers bucket), under one snapshot per statement. The medians are over the *in-force*
+ones (DESIGN.md section 3), so the rows that are ACTIVE but not in force at ``now`` (ended, or
+not started yet) are taken back out: they are read through the (product, state, end/start)
+indexes and are few as long as subscriptions leave ACTIVE when they end.
 
 Two statements, neither reading a row per subscription or per distinct ratio: the stale rows
-with the buckets (a row per partner having counts in a bucket: at most partners x 256 per band),
-from whose cumulative counts each band's middle position(s) fall in one bucket (or two); then
-the ratios of those buckets alone. A band's median is the middle ratio, or the mean of the two
-middle ones, as ``(lower + upper) * 0.5``.
+with the buckets (a few thousand at most, whatever the number of partners) and the pending
+deltas per bucket (few: every write that gets the lock folds them), from whose cumulative
+counts each band's middle position(s) fall in one bucket (or two); then the ratios of those
+buckets alone. A band's median is the middle ratio, or the mean of the two middle ones, as
+``(lower + upper) * 0.5``.
 """
 
 from __future__ import annotations
@@ -41,12 +42,15 @@ from sqlalchemy import (
     union_all,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.functions import FunctionElement
 
 from db.enums import SubscriptionState
 from db.license_totals import (
     LICENSE_PRODUCT_TOTAL,
     LICENSE_RATIO_BUCKET,
     LICENSE_RATIO_COUNT,
+    LICENSE_RATIO_DELTA,
     RATIO_BUCKETS,
 )
 from db.queries.analytics.common import KPI_PRODUCTS, Medians
@@ -55,6 +59,7 @@ from db.versioning import note_shared_read
 T = LICENSE_PRODUCT_TOTAL.c
 H = LICENSE_RATIO_COUNT.c
 B = LICENSE_RATIO_BUCKET.c
+D = LICENSE_RATIO_DELTA.c
 ACTIVE = SubscriptionState.ACTIVE.value
 Band = tuple[str, int]
 
@@ -64,11 +69,31 @@ def bucket_of(ratio: float) -> int:
     return math.floor(ratio * RATIO_BUCKETS)
 
 
+class ratio_bucket(FunctionElement[int]):
+    """floor(ratio * 256) in SQL, as migrations 0021 and 0027 bucket (and ``bucket_of``)."""
+
+    type = BigInteger()
+    inherit_cache = True
+    name = "ratio_bucket"
+
+
+@compiles(ratio_bucket)
+def _ratio_bucket(element: ratio_bucket, compiler: Any, **kw: Any) -> str:
+    ratio = compiler.process(element.clauses, **kw)
+    return f"CAST(floor({ratio} * {RATIO_BUCKETS}) AS BIGINT)"
+
+
+@compiles(ratio_bucket, "sqlite")
+def _ratio_bucket_sqlite(element: ratio_bucket, compiler: Any, **kw: Any) -> str:
+    ratio = compiler.process(element.clauses, **kw)
+    return f"CAST({ratio} * {RATIO_BUCKETS} AS INTEGER)"  # truncation: floor for ratios >= 0
+
+
 @lru_cache(maxsize=8)
 def counts_statement(products: tuple[str, ...]) -> Select[Any]:
     """(product, band, ratio, bucket, n): with a ratio, the ACTIVE rows with purchased > 0 not
-    in force at the bound ``now``; with a bucket, the buckets of ``license_ratio_bucket``
-    summed over partners.
+    in force at the bound ``now``; with a bucket, the buckets of ``license_ratio_bucket`` and
+    the pending deltas summed per bucket (the caller adds them up).
     Built once per products and executed with ``{"now": ...}``: building it (and its cache
     key) showed in every dashboard request's profile."""
     now = bindparam("now", type_=T.end_date.type)
@@ -82,33 +107,45 @@ def counts_statement(products: tuple[str, ...]) -> Select[Any]:
 
     ended = stale(T.end_date <= now)  # by (product, state, end_date)
     not_started = stale(T.start_date > now, T.end_date > now)  # by (product, state, start_date)
-    buckets = (
-        select(B.product, B.band, cast(null(), Float), B.bucket, func.sum(B.n))
-        .where(B.product.in_(list(products)))
-        .group_by(B.product, B.band, B.bucket)
+    buckets = select(B.product, B.band, cast(null(), Float), B.bucket, B.n).where(
+        B.product.in_(list(products)), B.n != 0
     )
-    return union_all(ended, not_started, buckets)  # type: ignore[return-value]
+    bucket = ratio_bucket(D.ratio)
+    pending = (
+        select(D.product, D.band, cast(null(), Float), bucket, func.sum(D.n))
+        .where(D.product.in_(list(products)))
+        .group_by(D.product, D.band, bucket)
+    )
+    return union_all(ended, not_started, buckets, pending)  # type: ignore[return-value]
 
 
 @lru_cache(maxsize=32)
 def _bucket_ratios(buckets: tuple[tuple[str, int, int], ...]) -> Select[Any]:
-    """(product, band, ratio, n summed over partners) of the fine histogram within the given
-    (product, band, bucket)s. Built once per set of middle buckets, which moves only when a
-    median crosses a bucket boundary: building it per request showed in the dashboard's profile."""
-    ranges = [
-        and_(
-            H.product == product,
-            H.band == band,
-            H.ratio >= literal(bucket / RATIO_BUCKETS, Float),
-            H.ratio < literal((bucket + 1) / RATIO_BUCKETS, Float),
+    """(product, band, ratio, n) of the fine histogram within the given (product, band,
+    bucket)s, the base's rows and the pending deltas summed per ratio (the caller adds them up).
+    Built once per set of middle buckets, which moves only when a median crosses a bucket
+    boundary: building it per request showed in the dashboard's profile."""
+
+    def ranges(t: Any) -> Any:
+        return or_(
+            *(
+                and_(
+                    t.product == product,
+                    t.band == band,
+                    t.ratio >= literal(bucket / RATIO_BUCKETS, Float),
+                    t.ratio < literal((bucket + 1) / RATIO_BUCKETS, Float),
+                )
+                for product, band, bucket in buckets
+            )
         )
-        for product, band, bucket in buckets
-    ]
-    return (
-        select(H.product, H.band, H.ratio, func.sum(H.n))
-        .where(or_(*ranges))
-        .group_by(H.product, H.band, H.ratio)
+
+    base = select(H.product, H.band, H.ratio, H.n).where(ranges(H), H.n != 0)
+    pending = (
+        select(D.product, D.band, D.ratio, func.sum(D.n))
+        .where(ranges(D))
+        .group_by(D.product, D.band, D.ratio)
     )
+    return union_all(base, pending)  # type: ignore[return-value]
 
 
 def _middle(counts: dict[Any, int], positions: tuple[int, ...]) -> dict[int, Any]:
