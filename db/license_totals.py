@@ -23,7 +23,17 @@ share its metadata.
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Boolean, Column, Float, Index, Integer, String, Table
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Computed,
+    Float,
+    Index,
+    Integer,
+    String,
+    Table,
+)
 from sqlmodel import SQLModel
 
 from db.types import UTCDateTime
@@ -39,12 +49,17 @@ __all__ = [
 ]
 
 STALE_READ = ("purchased", "band", "ratio")
-RATIO_INDEX = (
+# The low-allocation rows of a band, ACTIVE ones alone, in the order of their default page
+# (allocation percent in tenths, then the subscription), with every column their flag, KPIs
+# and thin rows read (migration 0028; see ``db.queries.analytics.common.low_subscriptions``).
+LOW_INDEX = (
     "partner_id",
     "product",
     "band",
-    "ratio",
     "state",
+    "allocation_tenths",
+    "subscription_id",
+    "ratio",
     "start_date",
     "end_date",
     "purchased",
@@ -52,7 +67,14 @@ RATIO_INDEX = (
     "used",
     "available",
     "customer_id",
-    "subscription_id",
+)
+# ``tenths_sql(assigned, purchased)`` of ``db.queries.analytics.measures`` (100 * assigned /
+# purchased rounded half up to one decimal, in tenths; 0 without purchased licenses), computed
+# in 64 bits: a total of over a million assigned licenses must not make a write overflow on
+# PostgreSQL (SQLite's integers are 64-bit anyway, so the values are the same on both).
+ALLOCATION_TENTHS = (
+    "CASE WHEN purchased > 0 THEN (CAST(assigned AS BIGINT) * 2000 + purchased)"
+    " / (CAST(purchased AS BIGINT) * 2) ELSE 0 END"
 )
 LICENSE_PRODUCT_TOTAL = Table(
     "license_product_total",
@@ -79,6 +101,15 @@ LICENSE_PRODUCT_TOTAL = Table(
     # assigned / purchased as a double (NULL when purchased is 0): equal fractions are equal
     # doubles (IEEE division rounds correctly), so the histogram groups them exactly.
     Column("ratio", Float, nullable=True),
+    # Generated: STORED here; migration 0028 adds it VIRTUAL on SQLite (an ALTER TABLE can add
+    # no STORED column; the index keeps its values) and STORED on PostgreSQL (which indexes no
+    # VIRTUAL one). The triggers that write these rows name their columns: never this one.
+    Column(
+        "allocation_tenths",
+        BigInteger,
+        Computed(ALLOCATION_TENTHS, persisted=True),
+        nullable=True,
+    ),
     # A section's page walks one of these in its order (the subscription breaks ties) and
     # stops after its rows (migration 0021 added the subscription).
     Index("ix_license_product_total_end", "partner_id", "product", "end_date", "subscription_id"),
@@ -106,9 +137,10 @@ LICENSE_PRODUCT_TOTAL = Table(
     ),
     # A customer's rows, which the KPI span triggers of migration 0021 rebuild on every change.
     Index("ix_license_product_total_customer", "customer_id"),
-    # The low-allocation rows: per band, the ratios below half the median, with every column
-    # their KPIs, filters and sort keys read (an index-only range; migration 0021).
-    Index("ix_license_product_total_ratio", *RATIO_INDEX),
+    # The low-allocation rows: per band, the ACTIVE ones up to the tenths of half the median,
+    # walked in the default page's order (migration 0028 replaced 0021's
+    # ``ix_license_product_total_ratio``, keyed by the ratio and reading every state).
+    Index("ix_license_product_total_low", *LOW_INDEX),
 )
 
 LICENSE_WEEK_TOTAL = Table(

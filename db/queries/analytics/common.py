@@ -8,6 +8,7 @@ of at most one page of rows into whole days or months.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -16,6 +17,7 @@ from typing import Any
 
 from sqlalchemy import (
     CTE,
+    BigInteger,
     Float,
     Integer,
     and_,
@@ -29,6 +31,7 @@ from sqlalchemy import (
     true,
     union_all,
 )
+from sqlalchemy.sql import Select
 
 from db.enums import Product, SubscriptionKind, SubscriptionState
 from db.license_totals import LICENSE_PRODUCT_TOTAL
@@ -238,7 +241,7 @@ def product_subscriptions(
     return select(*columns).where(*where).cte(name).prefix_with("NOT MATERIALIZED")
 
 
-# The columns of a flagged row that ``ix_license_product_total_ratio`` covers: its KPIs and
+# The columns of a flagged row that ``ix_license_product_total_low`` covers: its KPIs and
 # every sort key of the section but the joined ones (name, reference, snapshot columns).
 THIN_COLUMNS = (
     T.subscription_id.label("sub_pk"),
@@ -252,6 +255,70 @@ THIN_COLUMNS = (
 )
 
 
+def tenths_bound(half: float) -> int:
+    """An upper bound of ``allocation_tenths`` (round(1000 * ratio) half up) over the ratios
+    below ``half``: tenths <= floor(1000 * half + 1/2) <= floor(1000 * half) + 1, the extra half
+    tenth absorbing the rounding of the double ``half`` and of ``1000 * half``. Only the
+    range's end: the flag itself stays ratio < half."""
+    return math.floor(half * 1000) + 1
+
+
+def low_parts(
+    products: Sequence[str],
+    now: datetime | Times,
+    scope: AnyScope,
+    medians: Medians,
+    *,
+    thin: bool = False,
+    halves: Mapping[tuple[str, int], Any] | None = None,
+    bounds: Mapping[tuple[str, int], Any] | None = None,
+    extra: Sequence[Any] = (),
+    conditions: Sequence[Any] = (),
+) -> list[Select[Any]]:
+    """The parts of ``low_subscriptions``, one a band with a median (see there), in band order;
+    each also selects ``extra`` and applies ``conditions`` (on ``license_product_total``):
+    a page walks every part in its order and merges them."""
+    at = Times.of(now)
+    # The columns and the conditions every band's part shares are built once (clause objects
+    # are immutable and may sit in several statements): building them per band showed in the
+    # dashboard's profile.
+    columns = (
+        *(THIN_COLUMNS if thin else TOTAL_COLUMNS),
+        T.band,
+        literal(1).label("low"),
+        *extra,
+    )
+    common = (
+        T.state == SubscriptionState.ACTIVE.value,
+        T.purchased > 0,
+        T.start_date <= at.aged,
+        T.start_date <= at.now,
+        T.end_date > at.now,
+        *scoped(scope, T.partner_id, T.customer_id),
+        *conditions,
+    )
+
+    def half(key: tuple[str, int], value: float) -> Any:
+        return literal(value / 2, Float) if halves is None else halves[key]
+
+    def bound(key: tuple[str, int], value: float) -> Any:
+        if bounds is None:
+            return literal(tenths_bound(value / 2), BigInteger)
+        return bounds[key]
+
+    return [
+        select(*columns).where(
+            T.product == product,
+            T.band == band,
+            T.allocation_tenths <= bound((product, band), value),
+            T.ratio < half((product, band), value),
+            *common,
+        )
+        for (product, band), value in sorted(medians.items())
+        if product in products
+    ]
+
+
 def low_subscriptions(
     name: str,
     products: Sequence[str],
@@ -261,41 +328,18 @@ def low_subscriptions(
     *,
     thin: bool = False,
     halves: Mapping[tuple[str, int], Any] | None = None,
+    bounds: Mapping[tuple[str, int], Any] | None = None,
 ) -> CTE | None:
     """The in-force subscriptions of ``products`` flagged low (``low_allocation_flag``), as
     ``product_subscriptions`` rows (``thin``: ``THIN_COLUMNS`` only) with ``band`` and
     ``low = 1``; None when no band has a median. One range of
-    ``ix_license_product_total_ratio`` (partner, product, band, ratio, ...) per band, ratio <
-    median / 2 (halving is exact, so this is ratio * 2 < median): the cost follows the
-    partner's low-ratio subscriptions, not all of them, and thin rows are read from the index
-    alone. ``halves`` (bind parameters per band) stand for the halved medians in a statement
-    built once per shape."""
-    at = Times.of(now)
-    # The columns and the conditions every band's part shares are built once (clause objects
-    # are immutable and may sit in several statements): building them per band showed in the
-    # dashboard's profile.
-    columns = (*(THIN_COLUMNS if thin else TOTAL_COLUMNS), T.band, literal(1).label("low"))
-    common = (
-        T.purchased > 0,
-        T.start_date <= at.aged,
-        # ``state || ''``: not a key of SQLite's pick, the (product, state, start) index
-        # that reads every old subscription; the ratio range is the narrow one.
-        T.state.concat("") == SubscriptionState.ACTIVE.value,
-        T.start_date <= at.now,
-        T.end_date > at.now,
-        *scoped(scope, T.partner_id, T.customer_id),
-    )
-
-    def half(key: tuple[str, int], value: float) -> Any:
-        return literal(value / 2, Float) if halves is None else halves[key]
-
-    parts = [
-        select(*columns).where(
-            T.product == product, T.band == band, T.ratio < half((product, band), value), *common
-        )
-        for (product, band), value in sorted(medians.items())
-        if product in products
-    ]
+    ``ix_license_product_total_low`` (partner, product, band, state, allocation tenths, ...)
+    per band: the ACTIVE rows up to the tenths of half the median (``tenths_bound``), of which
+    those with ratio < median / 2 (halving is exact, so this is ratio * 2 < median). The cost
+    follows the partner's low-ratio subscriptions, not all of them, and thin rows are read
+    from the index alone. ``halves`` and ``bounds`` (bind parameters per band) stand for the
+    halved medians and their tenths bounds in a statement built once per shape."""
+    parts = low_parts(products, now, scope, medians, thin=thin, halves=halves, bounds=bounds)
     if not parts:
         return None
     return (parts[0] if len(parts) == 1 else union_all(*parts)).cte(name)
