@@ -14,13 +14,20 @@ set the data was built to flag.
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
+from alembic import command
+from sqlalchemy import select, text
+
+from db.engine import create_engine
 from db.enums import SubscriptionState
-from db.queries.analytics.common import tenths_bound
+from db.migrate import alembic_config, migrate
+from db.queries.analytics.common import T, tenths_bound
 from graph.ids import to_global_id
 from tests import analytics_reference as ref
-from tests.conftest import NOW, Api
+from tests.conftest import NOW, Api, _require_backend
+from tests.databases import Database, drop_pg_database, recreate_pg_database
 from tests.helpers import Factory, data_of, post_graphql
 
 DAY = timedelta(days=1)
@@ -210,3 +217,66 @@ def test_the_tenths_bound_keeps_every_ratio_below_the_half() -> None:
                 assert tenths <= bound, (a, p, half)
                 checked += 1
     assert checked > 100_000
+
+
+# --- migration 0028 on existing data -------------------------------------------------------------
+
+
+async def test_migration_0028_gives_existing_totals_their_tenths_and_vacuums(
+    backend: str, tmp_path: Path
+) -> None:
+    await _require_backend(backend)
+    # given: a database at 0026 with totals of every kind of ratio (none purchased included)
+    if backend == "sqlite":
+        url = f"sqlite+aiosqlite:///{tmp_path}/at_0026.db"
+    else:
+        url = await recreate_pg_database(f"partner_hub_test_m0028_{id(tmp_path)}")
+    db = Database(backend=backend, url=url, engine=create_engine(url))
+    try:
+        async with db.engine.begin() as connection:
+            await connection.run_sync(_upgrade_to, url, "0026_totals_truncate")
+        f = Factory(db.engine)
+        partner = await f.partner()
+        customer = await f.customer(partner, "Old Ltd")
+        lines = [(10, 1), (41, 4), (999, 100), (2000, 899), (7, 7), (3, 9), (0, 5), (0, 0)]
+        for purchased, assigned in lines:
+            await f.subscription(customer, lines=[("MEETINGS", purchased, assigned, 0)])
+
+        # when
+        await migrate(db.engine)
+        await f.subscription(customer, lines=[("MEETINGS", 49, 22, 0)])  # a total written after
+
+        # then
+        async with db.engine.connect() as connection:
+            rows = (
+                await connection.execute(
+                    select(T.purchased, T.assigned, T.allocation_tenths).order_by(T.subscription_id)
+                )
+            ).all()
+            if backend == "postgresql":
+                visible, pages = (
+                    await connection.execute(
+                        text(
+                            "SELECT relallvisible, relpages FROM pg_class "
+                            "WHERE relname = 'license_product_total'"
+                        )
+                    )
+                ).one()
+        assert [(p, a) for p, a, _ in rows] == [*lines, (49, 22)]
+        assert [t for _, _, t in rows] == [
+            (2000 * a + p) // (2 * p) if p > 0 else 0 for p, a, _ in rows
+        ]
+        assert [t for _, _, t in rows][:4] == [100, 98, 100, 450]
+        if backend == "postgresql":
+            # the STORED column rewrote the table: vacuumed, its index-only scans stay so
+            assert visible == pages > 0
+    finally:
+        await db.engine.dispose()
+        if backend == "postgresql":
+            await drop_pg_database(url.rsplit("/", 1)[1])
+
+
+def _upgrade_to(connection: Any, url: str, revision: str) -> None:
+    config = alembic_config(url)
+    config.attributes["connection"] = connection
+    command.upgrade(config, revision)

@@ -15,7 +15,7 @@ Revises: 0026_totals_truncate
 from collections.abc import Sequence
 
 import sqlalchemy as sa
-from alembic import op
+from alembic import context, op
 
 revision: str = "0028_low_allocation_order"
 down_revision: str | None = "0026_totals_truncate"
@@ -55,6 +55,10 @@ def upgrade() -> None:
     op.drop_index("ix_license_product_total_ratio", table_name="license_product_total")
     op.create_index("ix_license_product_total_low", "license_product_total", LOW_INDEX)
     op.execute("ANALYZE license_product_total")
+    if stored:
+        # The STORED column rewrote the table: its visibility map is gone, and with it every
+        # index-only scan of it, until a VACUUM (``db.migrate.VACUUM_AFTER``).
+        context.config.attributes.setdefault("vacuum_after", set()).add("license_product_total")
 
 
 def downgrade() -> None:
