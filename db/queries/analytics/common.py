@@ -278,6 +278,10 @@ def low_parts(
     """The parts of ``low_subscriptions``, one a band with a median (see there), in band order;
     each also selects ``extra`` and applies ``conditions`` (on ``license_product_total``):
     a page walks every part in its order and merges them."""
+    if (halves is None) != (bounds is None):
+        # Bound halves come with placeholder medians: a bound computed from those would cut
+        # every range short.
+        raise ValueError("halves and bounds are bound together, or neither")
     at = Times.of(now)
     # The columns and the conditions every band's part shares are built once (clause objects
     # are immutable and may sit in several statements): building them per band showed in the

@@ -15,7 +15,7 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Float, Integer, bindparam, case, func, literal, select
+from sqlalchemy import BigInteger, Float, Integer, bindparam, case, func, literal, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.license_kpis import WEIGHTS, KpiFigures, figures_params, figures_statement, read_figures
@@ -27,6 +27,7 @@ from db.queries.analytics.common import (
     Section,
     Times,
     low_subscriptions,
+    tenths_bound,
 )
 from db.queries.analytics.kpis import LicenseKpiCounts
 from db.queries.analytics.summaries import KPI_NAMES, SectionSummary
@@ -74,6 +75,7 @@ def _low_rows(
     low: Collection[str],
     medians: Medians,
     halves: Mapping[tuple[str, int], Any] | None = None,
+    bounds: Mapping[tuple[str, int], Any] | None = None,
 ) -> list[Any]:
     """The extra rows of the low-allocation names asked, from one read of the flagged
     subscriptions of the products they need: a one-row aggregate (``low_figures``, conditional
@@ -81,7 +83,9 @@ def _low_rows(
     a product's section sums share one walk of the index ranges."""
     asked = [p for p in KPI_PRODUCTS if low_section_kpi(p) in low]
     products = KPI_PRODUCTS if LOW_KPI in low else asked
-    flagged = low_subscriptions("flagged", products, now, scope, medians, thin=True, halves=halves)
+    flagged = low_subscriptions(
+        "flagged", products, now, scope, medians, thin=True, halves=halves, bounds=bounds
+    )
     if flagged is None:
         return []
     f = flagged.c
@@ -138,6 +142,7 @@ async def partner_figures(
     statement = _statement(tuple(kpis), tuple(low), BoundScope.shape(scope), bands)
     params = {**Times.params(now), **BoundScope.params(scope), **figures_params(now)}
     params.update({_half(key): medians[key] / 2 for key in bands})
+    params.update({_bound(key): tenths_bound(medians[key] / 2) for key in bands})
     figures = await read_figures(session, statement, kpis, params)
     return {name: figures.get(name, KpiFigures()) for name in [*kpis, *low]}
 
@@ -145,6 +150,11 @@ async def partner_figures(
 def _half(key: tuple[str, int]) -> str:
     product, band = key
     return f"half_{product}_{band}"
+
+
+def _bound(key: tuple[str, int]) -> str:
+    product, band = key
+    return f"tenths_{product}_{band}"
 
 
 @lru_cache(maxsize=64)
@@ -161,8 +171,9 @@ def _statement(
     at = Times.bound()
     scope = BoundScope(shape)
     halves = {key: bindparam(_half(key), type_=Float) for key in bands}
-    # Placeholder values: the statement reads the halves, never these.
-    also = _low_rows(scope, at, low, dict.fromkeys(bands, 0.0), halves) if low else []
+    bounds = {key: bindparam(_bound(key), type_=BigInteger) for key in bands}
+    # Placeholder values: the statement reads the halves and bounds, never these.
+    also = _low_rows(scope, at, low, dict.fromkeys(bands, 0.0), halves, bounds) if low else []
     return figures_statement(
         kpis,
         partner_id=scope.partner_id,
