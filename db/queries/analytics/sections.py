@@ -11,9 +11,10 @@ A page sorted by a column of the section's own rows is cut before anything is jo
 the default orders walk an index in the page's order and stop after its rows: the date
 sections (partner, product, date, subscription), overage lines ``ix_license_line_overage``
 (partner, product, assigned - purchased, subscription, license type), and low allocation's
-default order ``ix_license_product_total_low`` (partner, product, band, state, allocation tenths,
-subscription) band by band, merged (``_low_in_order``). Low allocation's other orders sort its
-flagged rows, read from that index alone; both fetch the page's full rows by key.
+default order ``ix_license_product_total_low`` (partner, product, band, state, allocation
+tenths, subscription) band by band, merged (``db.queries.analytics.low_page``). Low
+allocation's other orders sort its flagged rows, read from that index alone; both fetch the
+page's full rows by key.
 """
 
 from __future__ import annotations
@@ -35,7 +36,6 @@ from sqlalchemy import (
     literal,
     select,
     tuple_,
-    union_all,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -53,7 +53,6 @@ from db.queries.analytics.common import (
     T,
     Times,
     in_force,
-    low_parts,
     low_subscriptions,
     product_subscriptions,
     scoped,
@@ -62,6 +61,7 @@ from db.queries.analytics.common import (
     tenths_bound,
 )
 from db.queries.analytics.kpis import section_medians
+from db.queries.analytics.low_page import full_rows, low_in_order
 from db.queries.analytics.measures import tenths_sql
 from db.queries.analytics.rows import RowPage, license_row
 from db.scope import Scope
@@ -332,10 +332,10 @@ def _build_page(
     halves = {key: bindparam(f"half_{key[1]}", type_=Float) for key in bands}
     bounds = {key: bindparam(f"tenths_{key[1]}", type_=BigInteger) for key in bands}
     if section is Section.LOW_ALLOCATION and column is R.ALLOCATION_PERCENT and bands:
-        cut = _low_in_order(
+        cut = low_in_order(
             product, at, bound_scope, medians, halves, bounds, descending, first, cursor
         )
-        return _complete(_full_rows(cut, 2), 2, descending, section, product, at), 2
+        return _complete(full_rows(cut, 2), 2, descending, section, product, at), 2
     by_snapshot = column in _SNAPSHOT_COLUMNS
     cut_first = not by_snapshot and column not in _JOINED_COLUMNS
     rows = section_rows(
@@ -371,79 +371,13 @@ def _build_page(
             .cte("page")
         )
         if "kind" not in cut.c:  # thin low-allocation rows: the page's full rows by key
-            cut = _full_rows(cut, len(keys))
+            cut = full_rows(cut, len(keys))
         page = _complete(cut, len(keys), down, section, product, at)
     else:
         page = _joined_page(rows, source, snap, keys, labelled, conditions, down, first)
         if snap is None and section is not Section.OVERAGE:
             page = _complete(page.cte("page"), len(keys), down, section, product, at, True)
     return page, len(keys)
-
-
-def _low_in_order(
-    product: str,
-    at: Times,
-    scope: BoundScope,
-    medians: Medians,
-    halves: Mapping[tuple[str, int], Any],
-    bounds: Mapping[tuple[str, int], Any],
-    down: bool,
-    first: int,
-    cursor: bool,
-) -> CTE:
-    """A low-allocation page in its default order (allocation percent, then subscription),
-    thin rows with keys ``k0``, ``k1``, without sorting every flagged row of the product: each
-    band's part walks its range of ``ix_license_product_total_low`` from the cursor in the
-    page's order and stops after ``first`` + 1 rows, and the parts are merged up to as many
-    (SQLite: a merge of the compound's ordered arms; PostgreSQL: a Merge Append under the
-    Limit). Each part is a subquery with its own ORDER BY and LIMIT: PostgreSQL pulls no
-    UNION ALL arm with a WHERE into an ordered append (its ``is_safe_append_member``), so bare
-    arms were appended and sorted whole; the LIMIT bounds a part's walk whatever the plan.
-    ``allocation_tenths`` is ``tenths_sql(assigned, purchased)``, the key the section's other
-    statements compute."""
-    keys = (T.allocation_tenths, T.subscription_id)
-    conditions = []
-    if cursor:
-        after = tuple_(*[bindparam(f"after_{i}", type_=k.type) for i, k in enumerate(keys)])
-        conditions.append(tuple_(*keys) < after if down else tuple_(*keys) > after)
-    parts = low_parts(
-        [product],
-        at,
-        scope,
-        medians,
-        thin=True,
-        halves=halves,
-        bounds=bounds,
-        extra=[k.label(f"k{i}") for i, k in enumerate(keys)],
-        conditions=conditions,
-    )
-    in_order = [k.desc() if down else k.asc() for k in keys]
-    if len(parts) == 1:
-        return parts[0].order_by(*in_order).limit(first + 1).cte("page")
-    arms = [
-        select(*walk.c)
-        for walk in (
-            part.order_by(*in_order).limit(first + 1).subquery(f"band_{i}")
-            for i, part in enumerate(parts)
-        )
-    ]
-    merged = union_all(*arms)
-    ordered = [merged.selected_columns[f"k{i}"] for i in range(len(keys))]
-    return (
-        merged.order_by(*[k.desc() if down else k.asc() for k in ordered])
-        .limit(first + 1)
-        .cte("page")
-    )
-
-
-def _full_rows(cut: CTE, keys: int) -> CTE:
-    """A page cut from thin low-allocation rows, with the full rows read by key."""
-    joined = cut.join(
-        LICENSE_PRODUCT_TOTAL,
-        and_(T.subscription_id == cut.c.sub_pk, T.product == cut.c.product),
-    )
-    k = [cut.c[f"k{i}"] for i in range(keys)]
-    return select(*TOTAL_COLUMNS, T.band, cut.c.low, *k).select_from(joined).cte("full_page")
 
 
 # Sort keys read from the customer or subscription row rather than the section's own.
