@@ -274,10 +274,13 @@ def low_parts(
     bounds: Mapping[tuple[str, int], Any] | None = None,
     extra: Sequence[Any] = (),
     conditions: Sequence[Any] = (),
+    up_to_bound: bool = True,
 ) -> list[Select[Any]]:
     """The parts of ``low_subscriptions``, one a band with a median (see there), in band order;
     each also selects ``extra`` and applies ``conditions`` (on ``license_product_total``):
-    a page walks every part in its order and merges them."""
+    a page walks every part in its order and merges them. Without ``up_to_bound`` a part's
+    range has no end at the tenths bound (a descending walk from a cursor: SQLite takes one
+    upper end of a range, and the cursor's is the one that skips the rows already paged)."""
     if (halves is None) != (bounds is None):
         # Bound halves come with placeholder medians: a bound computed from those would cut
         # every range short.
@@ -314,7 +317,7 @@ def low_parts(
         select(*columns).where(
             T.product == product,
             T.band == band,
-            T.allocation_tenths <= bound((product, band), value),
+            *([T.allocation_tenths <= bound((product, band), value)] if up_to_bound else []),
             T.ratio < half((product, band), value),
             *common,
         )

@@ -51,6 +51,10 @@ def low_in_order(
         bounds=bounds,
         extra=[k.label(f"k{i}") for i, k in enumerate(keys)],
         conditions=conditions,
+        # Descending from a cursor, the cursor is the range's upper end (below it, the ratio
+        # test alone decides); with both, SQLite walked down from the bound through the rows
+        # already paged.
+        up_to_bound=not (down and cursor),
     )
     in_order = [k.desc() if down else k.asc() for k in keys]
     if len(parts) == 1:
