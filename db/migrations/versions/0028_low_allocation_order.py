@@ -9,7 +9,7 @@ merge of ordered compound arms; PostgreSQL: a Merge Append under the Limit). Wit
 the key, the low-allocation KPIs read the ACTIVE rows of a band alone.
 
 Revision ID: 0028_low_allocation_order
-Revises: 0027_partner_ratio_histogram
+Revises: 0029_kpi_day_blocks
 """
 
 from collections.abc import Sequence
@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from alembic import context, op
 
 revision: str = "0028_low_allocation_order"
-down_revision: str | None = "0027_partner_ratio_histogram"
+down_revision: str | None = "0029_kpi_day_blocks"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
