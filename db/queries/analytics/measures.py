@@ -9,7 +9,7 @@ from calendar import monthrange
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import case
+from sqlalchemy import BigInteger, case, cast
 
 DAY = timedelta(days=1)
 WEEK = timedelta(days=7)
@@ -57,9 +57,11 @@ def percent(numerator: int, denominator: int) -> float:
 
 
 def tenths_sql(numerator: Any, denominator: Any) -> Any:
-    """``percent`` in tenths, in SQL: integer arithmetic, identical on SQLite and PostgreSQL."""
+    """``percent`` in tenths, in SQL: integer arithmetic, identical on SQLite and PostgreSQL,
+    in 64 bits (PostgreSQL's int4 overflowed at 1.07 million licences times 2000)."""
+    wide = cast(numerator, BigInteger)
     return case(
-        (denominator > 0, (numerator * 2000 + denominator) // (denominator * 2)),
+        (denominator > 0, (wide * 2000 + denominator) // (cast(denominator, BigInteger) * 2)),
         else_=0,
     )
 
