@@ -88,6 +88,9 @@ def _low_rows(
     )
     if flagged is None:
         return []
+    # Streamed into the per-customer grouping, not copied into a table first (SQLite
+    # materialised it: 1.3 ms of 9 at 100,000 customers).
+    flagged = flagged.prefix_with("NOT MATERIALIZED")
     f = flagged.c
     top = LOW_KPI in low
     # Per flagged customer first (one sort of the flagged rows), then over the customers: a
