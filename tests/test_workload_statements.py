@@ -24,12 +24,13 @@ DIRECTORY_STATEMENTS = 3
 # token lookup + the customer with every relationship as JSON (graph/detail.py); it was 12 (one
 # per relationship)
 DETAIL_STATEMENTS = 2
-# token lookup + the low-allocation medians (stale rows with the ratio buckets, then the middle
-# buckets' ratios), the partner's license figures (top KPIs, every section's KPIs, low
-# allocation's with them: graph/resolvers/license_figures.py), trend and five pages (see
-# db/queries/analytics); it was 12 with the top KPIs, the four kept section KPIs and low
-# allocation's KPIs as three statements
-DASHBOARD_STATEMENTS = 10
+# token lookup + the low-allocation medians (stale rows with the ratio superbuckets, the
+# middle superbuckets' buckets, the middle buckets' ratios: three small reads since session 8,
+# instead of two that returned every bucket to Python), the partner's license figures (top
+# KPIs, every section's KPIs, low allocation's with them: graph/resolvers/license_figures.py),
+# trend and five pages (see db/queries/analytics); it was 12 with the top KPIs, the four kept
+# section KPIs and low allocation's KPIs as three statements
+DASHBOARD_STATEMENTS = 11
 
 
 async def statements_of(api: Api, document: str, variables: dict[str, Any]) -> tuple[Any, int]:
@@ -114,7 +115,7 @@ async def test_a_cached_directory_page_costs_only_the_token_lookup(api: Api) -> 
     assert count == 1
 
 
-async def test_the_license_dashboard_costs_ten_statements(uncached_api: Api) -> None:
+async def test_the_license_dashboard_costs_a_constant_eleven_statements(uncached_api: Api) -> None:
     api = uncached_api
     await build_customers(api, 5)
     document = (QUERIES / "license_dashboard.graphql").read_text()

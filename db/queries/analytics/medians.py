@@ -10,12 +10,14 @@ ones (DESIGN.md section 3), so the rows that are ACTIVE but not in force at ``no
 not started yet) are taken back out: they are read through the (product, state, end/start)
 indexes and are few as long as subscriptions leave ACTIVE when they end.
 
-Two statements, neither reading a row per subscription or per distinct ratio: the stale rows
-with the buckets (a few thousand at most, whatever the number of partners) and the pending
-deltas per bucket (few: every write that gets the lock folds them), from whose cumulative
-counts each band's middle position(s) fall in one bucket (or two); then the ratios of those
-buckets alone. A band's median is the middle ratio, or the mean of the two middle ones, as
-``(lower + upper) * 0.5``.
+Three statements, none reading a row per subscription or per distinct ratio: the stale rows
+with the histogram per superbucket (1/16 of the ratio: ~200 rows, whatever the number of
+partners) and the pending deltas per superbucket (few: every write that gets the lock folds
+them), from whose cumulative counts each band's middle position(s) fall in one superbucket (or
+two); then those superbuckets' buckets; then the ratios of the bucket(s) holding the middle
+positions. A band's median is the middle ratio, or the mean of the two middle ones, as
+``(lower + upper) * 0.5``. (Two levels returned every bucket, ~2,000 rows at 100,000
+customers, to Python: 5.1 ms against 3.8-3.9 ms for the three levels on both backends.)
 """
 
 from __future__ import annotations
@@ -89,11 +91,37 @@ def _ratio_bucket_sqlite(element: ratio_bucket, compiler: Any, **kw: Any) -> str
     return f"CAST({ratio} * {RATIO_BUCKETS} AS INTEGER)"  # truncation: floor for ratios >= 0
 
 
+# Buckets per superbucket: the first statement returns the histogram per superbucket (1/16 of
+# the ratio), the second the buckets of the middle superbuckets, the third their middle
+# buckets' ratios: ~200 + ~30 + ~150 rows instead of the ~2,000 buckets a dashboard read and
+# walked in Python (the medians were the largest Python cost of the dashboard).
+SUPER = 16
+
+
+class int_div(FunctionElement[int]):
+    """``left / right`` of two integers, integer division on both backends, the divisor
+    written inline (so a GROUP BY repeats the very expression the select list has)."""
+
+    type = BigInteger()
+    inherit_cache = True
+    name = "int_div"
+
+
+@compiles(int_div)
+def _int_div(element: int_div, compiler: Any, **kw: Any) -> str:
+    left, right = list(element.clauses)
+    return f"({compiler.process(left, **kw)} / {int(right.value)})"
+
+
+def _super_of(bucket: Any) -> Any:
+    return int_div(bucket, literal(SUPER))
+
+
 @lru_cache(maxsize=8)
 def counts_statement(products: tuple[str, ...]) -> Select[Any]:
-    """(product, band, ratio, bucket, n): with a ratio, the ACTIVE rows with purchased > 0 not
-    in force at the bound ``now``; with a bucket, the buckets of ``license_ratio_bucket`` and
-    the pending deltas summed per bucket (the caller adds them up).
+    """(product, band, ratio, superbucket, n): with a ratio, the ACTIVE rows with purchased > 0
+    not in force at the bound ``now``; with a superbucket, the base histogram's buckets and the
+    pending deltas summed per superbucket (the caller adds them up).
     Built once per products and executed with ``{"now": ...}``: building it (and its cache
     key) showed in every dashboard request's profile."""
     now = bindparam("now", type_=T.end_date.type)
@@ -107,16 +135,65 @@ def counts_statement(products: tuple[str, ...]) -> Select[Any]:
 
     ended = stale(T.end_date <= now)  # by (product, state, end_date)
     not_started = stale(T.start_date > now, T.end_date > now)  # by (product, state, start_date)
-    buckets = select(B.product, B.band, cast(null(), Float), B.bucket, B.n).where(
-        B.product.in_(list(products)), B.n != 0
+    base_super = _super_of(B.bucket)
+    supers = (
+        select(B.product, B.band, cast(null(), Float), base_super, func.sum(B.n))
+        .where(B.product.in_(list(products)), B.n != 0)
+        .group_by(B.product, B.band, base_super)
+    )
+    pending_super = _super_of(ratio_bucket(D.ratio))
+    pending = (
+        select(D.product, D.band, cast(null(), Float), pending_super, func.sum(D.n))
+        .where(D.product.in_(list(products)))
+        .group_by(D.product, D.band, pending_super)
+    )
+    return union_all(ended, not_started, supers, pending)  # type: ignore[return-value]
+
+
+def _ratio_ranges(t: Any, ranges: tuple[tuple[str, int, int, int], ...]) -> Any:
+    """Rows of ``t`` whose (product, band) is a range's and whose ratio lies in [low / scale,
+    (low + 1) / scale): exactly the ratios whose floor(ratio * scale) is ``low`` (the scales
+    are powers of two, so the bounds and the products are exact)."""
+    return or_(
+        *(
+            and_(
+                t.product == product,
+                t.band == band,
+                t.ratio >= literal(low / scale, Float),
+                t.ratio < literal((low + 1) / scale, Float),
+            )
+            for product, band, low, scale in ranges
+        )
+    )
+
+
+@lru_cache(maxsize=32)
+def _super_buckets(supers: tuple[tuple[str, int, int], ...]) -> Select[Any]:
+    """(product, band, bucket, n) of the histogram's buckets within the given (product, band,
+    superbucket)s: the base's and the pending deltas per bucket (the caller adds them up).
+    Built once per set of middle superbuckets."""
+    base = select(B.product, B.band, B.bucket, B.n).where(
+        or_(
+            *(
+                and_(
+                    B.product == product,
+                    B.band == band,
+                    B.bucket >= literal(s * SUPER, BigInteger),
+                    B.bucket < literal((s + 1) * SUPER, BigInteger),
+                )
+                for product, band, s in supers
+            )
+        ),
+        B.n != 0,
     )
     bucket = ratio_bucket(D.ratio)
+    scale = RATIO_BUCKETS // SUPER
     pending = (
-        select(D.product, D.band, cast(null(), Float), bucket, func.sum(D.n))
-        .where(D.product.in_(list(products)))
+        select(D.product, D.band, bucket, func.sum(D.n))
+        .where(_ratio_ranges(D, tuple((p, b, s, scale) for p, b, s in supers)))
         .group_by(D.product, D.band, bucket)
     )
-    return union_all(ended, not_started, buckets, pending)  # type: ignore[return-value]
+    return union_all(base, pending)  # type: ignore[return-value]
 
 
 @lru_cache(maxsize=32)
@@ -125,32 +202,20 @@ def _bucket_ratios(buckets: tuple[tuple[str, int, int], ...]) -> Select[Any]:
     bucket)s, the base's rows and the pending deltas summed per ratio (the caller adds them up).
     Built once per set of middle buckets, which moves only when a median crosses a bucket
     boundary: building it per request showed in the dashboard's profile."""
-
-    def ranges(t: Any) -> Any:
-        return or_(
-            *(
-                and_(
-                    t.product == product,
-                    t.band == band,
-                    t.ratio >= literal(bucket / RATIO_BUCKETS, Float),
-                    t.ratio < literal((bucket + 1) / RATIO_BUCKETS, Float),
-                )
-                for product, band, bucket in buckets
-            )
-        )
-
-    base = select(H.product, H.band, H.ratio, H.n).where(ranges(H), H.n != 0)
+    ranges = tuple((p, b, bucket, RATIO_BUCKETS) for p, b, bucket in buckets)
+    base = select(H.product, H.band, H.ratio, H.n).where(_ratio_ranges(H, ranges), H.n != 0)
     pending = (
         select(D.product, D.band, D.ratio, func.sum(D.n))
-        .where(ranges(D))
+        .where(_ratio_ranges(D, ranges))
         .group_by(D.product, D.band, D.ratio)
     )
     return union_all(base, pending)  # type: ignore[return-value]
 
 
-def _middle(counts: dict[Any, int], positions: tuple[int, ...]) -> dict[int, Any]:
-    """For each 1-based position, the key of ``counts`` (walked in key order) holding it."""
-    found: dict[int, Any] = {}
+def _middle(counts: dict[Any, int], positions: Sequence[int]) -> dict[int, tuple[Any, int]]:
+    """For each 1-based position, the key of ``counts`` (walked in key order, keys with no
+    count skipped) holding it and the position within that key."""
+    found: dict[int, tuple[Any, int]] = {}
     upto = 0
     for key in sorted(counts):
         n = counts[key]
@@ -158,7 +223,7 @@ def _middle(counts: dict[Any, int], positions: tuple[int, ...]) -> dict[int, Any
             continue
         for position in positions:
             if upto < position <= upto + n:
-                found[position] = key
+                found[position] = (key, position - upto)
         upto += n
     return found
 
@@ -168,53 +233,65 @@ async def low_allocation_medians(
 ) -> Medians:
     """The deployment's median allocation ratio per (product, size band); the low-allocation
     figures take them as parameters, so a request computes them once. They read every
-    partner's subscriptions: the request's response depends on the shared version."""
+    partner's subscriptions: the request's response depends on the shared version.
+
+    Three levels, each read as base + pending deltas - stale rows: the superbuckets of every
+    band, the buckets of the superbucket(s) holding a band's middle positions, the ratios of
+    the bucket(s) holding them."""
     note_shared_read()
     stale: dict[Band, dict[float, int]] = defaultdict(lambda: defaultdict(int))
-    buckets: dict[Band, dict[int, int]] = defaultdict(lambda: defaultdict(int))
-    for product, band, ratio, bucket, n in await session.execute(
+    supers: dict[Band, dict[int, int]] = defaultdict(lambda: defaultdict(int))
+    for product, band, ratio, superbucket, n in await session.execute(
         counts_statement(tuple(products)), {"now": now}
     ):
-        if bucket is None:
+        if superbucket is None:
             stale[(product, int(band))][float(ratio)] += int(n)
         else:
-            buckets[(product, int(band))][int(bucket)] += int(n)
+            supers[(product, int(band))][int(superbucket)] += int(n)
     for key, ratios in stale.items():
         for ratio, n in ratios.items():
-            buckets[key][bucket_of(ratio)] -= n
-    # Per band: its two middle positions and the bucket(s) holding them.
-    wanted: dict[Band, tuple[int, int, dict[int, int]]] = {}
-    for key, counts in buckets.items():
+            supers[key][bucket_of(ratio) // SUPER] -= n
+    # Per band: its two middle positions, the superbucket holding each and the position in it.
+    wanted: dict[Band, tuple[tuple[int, int], dict[int, tuple[int, int]]]] = {}
+    for key, counts in supers.items():
         total = sum(n for n in counts.values() if n > 0)
         if total <= 0:
             continue
         positions = ((total + 1) // 2, (total + 2) // 2)
-        holding = _middle(counts, positions)
-        wanted[key] = (*positions, {p: holding[p] for p in positions})
+        wanted[key] = (positions, _middle(counts, positions))
     if not wanted:
         return {}
-    fine: dict[Band, dict[float, int]] = defaultdict(lambda: defaultdict(int))
-    in_buckets = _bucket_ratios(
-        tuple(
-            sorted(
-                (product, band, bucket)
-                for (product, band), (_, _, holding) in wanted.items()
-                for bucket in set(holding.values())
-            )
-        )
-    )
-    for product, band, ratio, n in await session.execute(in_buckets):
-        fine[(product, int(band))][float(ratio)] += int(n)
+    chosen = sorted({(p, b, s) for (p, b), (_, at) in wanted.items() for s, _ in at.values()})
+    buckets: dict[tuple[str, int, int], dict[int, int]] = defaultdict(lambda: defaultdict(int))
+    for product, band, bucket, n in await session.execute(_super_buckets(tuple(chosen))):
+        bucket = int(bucket)
+        buckets[(product, int(band), bucket // SUPER)][bucket] += int(n)
+    for key, ratios in stale.items():
+        for ratio, n in ratios.items():
+            bucket = bucket_of(ratio)
+            if (*key, bucket // SUPER) in buckets:
+                buckets[(*key, bucket // SUPER)][bucket] -= n
+    # Per band and position: the bucket holding it and the position in that bucket.
+    inner: dict[Band, dict[int, tuple[int, int]]] = {}
+    for key, (positions, at) in wanted.items():
+        inner[key] = {}
+        for position in positions:
+            s, within = at[position]
+            inner[key][position] = _middle(buckets[(*key, s)], (within,))[within]
+    middle = sorted({(p, b, bucket) for (p, b), at in inner.items() for bucket, _ in at.values()})
+    fine: dict[tuple[str, int, int], dict[float, int]] = defaultdict(lambda: defaultdict(int))
+    for product, band, ratio, n in await session.execute(_bucket_ratios(tuple(middle))):
+        fine[(product, int(band), bucket_of(float(ratio)))][float(ratio)] += int(n)
+    for key, ratios in stale.items():
+        for ratio, n in ratios.items():
+            place = (*key, bucket_of(ratio))
+            if place in fine:
+                fine[place][ratio] -= n
     medians: Medians = {}
-    for key, (lower_at, upper_at, holding) in wanted.items():
-        counts = buckets[key]
+    for key, at in inner.items():
         values = []
-        for position in (lower_at, upper_at):
-            bucket = holding[position]
-            before = sum(n for b, n in counts.items() if b < bucket and n > 0)
-            inside = {
-                r: n - stale[key].get(r, 0) for r, n in fine[key].items() if bucket_of(r) == bucket
-            }
-            values.append(_middle(inside, (position - before,))[position - before])
+        for position in wanted[key][0]:
+            bucket, within = at[position]
+            values.append(_middle(fine[(*key, bucket)], (within,))[within][0])
         medians[key] = (values[0] + values[1]) * 0.5
     return medians
