@@ -4,9 +4,23 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import and_, case, distinct, false, func, literal, or_, select, true
+from sqlalchemy import (
+    Integer,
+    String,
+    and_,
+    bindparam,
+    case,
+    distinct,
+    false,
+    func,
+    literal,
+    or_,
+    select,
+    true,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.license_kpis import kpi_figures
@@ -107,18 +121,29 @@ class LicenseWeekTotals:
     used: int
 
 
+@lru_cache(maxsize=1)
+def _partner_trend() -> Any:
+    """The whole partner's weekly totals, built once and bound per request (``partner_id``,
+    ``product``, ``weeks``: the closed weeks' starts)."""
+    W = LICENSE_WEEK_TOTAL.c
+    return select(W.week_start, W.purchased, W.assigned, W.used).where(
+        W.partner_id == bindparam("partner_id", type_=Integer),
+        W.product == bindparam("product", type_=String),
+        W.week_start.in_(bindparam("weeks", expanding=True, type_=W.week_start.type)),
+    )
+
+
 async def distribution_trend(
     session: AsyncSession, *, scope: Scope, product: str, now: datetime, weeks: int
 ) -> list[LicenseWeekTotals]:
     """The last ``weeks`` closed weeks, oldest first: sums of the weekly snapshots of every
     ``product`` line of the subscriptions of the caller's customers (0 for a week without any)."""
     starts = closed_weeks(now, weeks)
+    params: dict[str, Any] = {}
     if scope.assigned_admin_id is None:
         # The whole partner: the per-week totals the snapshot triggers keep.
-        W = LICENSE_WEEK_TOTAL.c
-        stmt = select(W.week_start, W.purchased, W.assigned, W.used).where(
-            W.partner_id == scope.partner_id, W.product == product, W.week_start.in_(starts)
-        )
+        stmt: Any = _partner_trend()
+        params = {"partner_id": scope.partner_id, "product": product, "weeks": starts}
     else:
         # An assigned scope: snapshots carry no customer, so sum those of the subscriptions of
         # the admin's customers (few, by the scope's own index walk).
@@ -139,6 +164,6 @@ async def distribution_trend(
             .group_by(LS.week_start)
         )
     found: dict[datetime, tuple[int, int, int]] = {}
-    for week, purchased, assigned, used in await session.execute(stmt):
+    for week, purchased, assigned, used in await session.execute(stmt, params):
         found[week_start_of(week)] = (int(purchased or 0), int(assigned or 0), int(used or 0))
     return [LicenseWeekTotals(w, *found.get(w, (0, 0, 0))) for w in starts]
