@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -28,9 +29,10 @@ from db.migrate import migrate
 from db.queries.admins import issue_token
 from db.settings import Settings
 from graph.app import create_app
+from graph.ids import from_global_id
 from tests import analytics_reference as ref
 from tests.conftest import NOW, Api
-from tests.helpers import Factory, data_of, post_graphql
+from tests.helpers import Factory, data_of, error_codes, post_graphql
 from tests.test_license_totals import check_rollups, world
 from tests.test_low_allocation_order import _upgrade_to
 
@@ -254,3 +256,237 @@ async def test_migration_0030_rebuilds_the_spans_the_rounded_shift_left_late(
         await check_rollups(engine)
     finally:
         await engine.dispose()
+
+
+# --- 2. shared shapes across partners and roles; cursors --------------------------------------
+
+VISIBLE = """
+query Visible($after: String) {
+  customers(first: 100, after: $after) { pageInfo { hasNextPage endCursor } nodes { id } }
+}
+"""
+LOW_PAGE = """
+query Low($product: AnalyticsProduct!, $first: Int!, $after: String, $order: LowAllocationOrder) {
+  licenseAnalytics(product: $product) {
+    lowAllocation {
+      rows(first: $first, after: $after, orderBy: $order) { ...Page }
+    }
+  }
+}
+"""
+LOW_BACK = """
+query Low($product: AnalyticsProduct!, $last: Int, $before: String, $order: LowAllocationOrder) {
+  licenseAnalytics(product: $product) {
+    lowAllocation {
+      rows(last: $last, before: $before, orderBy: $order) { ...Page }
+    }
+  }
+}
+"""
+LOW_BOTH = """
+query Low($product: AnalyticsProduct!) {
+  licenseAnalytics(product: $product) {
+    lowAllocation { rows(first: 1, last: 1) { ...Page } }
+  }
+}
+"""
+PAGE_FRAGMENT = """
+fragment Page on LowAllocationConnection {
+  totalCount
+  pageInfo { hasNextPage hasPreviousPage startCursor endCursor }
+  nodes { subscriptionId allocationPercent }
+}
+"""
+ROLES = {  # email -> (role, customers assigned by index)
+    "full@p1.example": ("FULL_ADMIN", ()),
+    "partner@p1.example": ("PARTNER_ADMIN", (0, 1, 2, 5)),
+    "readonly@p1.example": ("READ_ONLY_ADMIN", ()),
+    "sales@p1.example": ("SALES_ADMIN", (3,)),
+    "viewer@p1.example": ("VIEWER", (1, 4, 6)),
+    "full@p2.example": ("FULL_ADMIN", ()),
+}
+
+
+async def _shared_world(api: Api) -> dict[str, int]:
+    """Two partners whose low-allocation rows tie on tenths across bands (10.0 %: 1/10, 4/40,
+    10/100, 100/1000, 150/1500), sit on the half-median edge, buy nothing or over-assign;
+    admins of every kind. Returns email -> partner id."""
+    f = Factory(api.engine)
+    partner_of: dict[str, int] = {}
+    old = NOW - 100 * DAY
+    for p in (1, 2):
+        partner = await f.partner(f"Partner {p}", f"p{p}.example")
+        customers = [await f.customer(partner, f"Customer {p}{c:02d}") for c in range(8)]
+        # every band's median 0.9: more subscriptions at 0.9 than low ones
+        for c, (purchased, assigned) in enumerate(
+            [(10, 9), (40, 36), (100, 90), (1000, 900), (2000, 1800)] * 3
+        ):
+            await f.subscription(
+                customers[c % 8], start=old, lines=[("MEETINGS", purchased, assigned, 1)]
+            )
+        low = [(10, 1), (40, 4), (100, 10), (1000, 100), (1500, 150), (10, 0), (1000, 449)]
+        low += [(1000, 450), (40, 18), (0, 3), (5, 9), (2000, 899), (2000, 900)]
+        if p == 2:
+            low = low[1::2]
+        for c, (purchased, assigned) in enumerate(low):
+            lines = [("MEETINGS", purchased, assigned, c), ("CALLING", purchased, assigned, 0)]
+            await f.subscription(customers[(c * 3) % 8], start=old, lines=lines)
+        for email, (role, assigned) in ROLES.items():
+            if not email.endswith(f"@p{p}.example"):
+                continue
+            partner_of[email] = partner
+            if role == "VIEWER":
+                continue
+            admin = await f.admin(partner, email, role)
+            for c in assigned:
+                await f.assign(customers[c], admin)
+    return partner_of
+
+
+async def _custom_viewer(api: Api, partner_of: dict[str, int]) -> None:
+    from tests.authz_support import create_admin, create_role
+
+    rules = [("customer", "read", "assigned"), ("analytics", "read", "assigned")]
+    body = await create_role(api, "full@p1.example", "VIEWER", rules)
+    assert not body.get("errors"), body
+    gid = await create_admin(api, "full@p1.example", "viewer@p1.example", "VIEWER")
+    admin = from_global_id(gid)[1]
+    async with api.engine.connect() as conn:
+        ids = (
+            await conn.execute(
+                text("SELECT id FROM customer WHERE partner_id = :p ORDER BY id"),
+                {"p": partner_of["viewer@p1.example"]},
+            )
+        ).scalars()
+        customers = list(ids)
+    f = Factory(api.engine)
+    for c in ROLES["viewer@p1.example"][1]:
+        await f.assign(customers[c], admin)
+
+
+async def _visible(api: Api, email: str) -> set[int]:
+    out: set[int] = set()
+    after = None
+    while True:
+        page = data_of(await post_graphql(api, VISIBLE, {"after": after}, as_=email))["customers"]
+        out |= {from_global_id(n["id"])[1] for n in page["nodes"]}
+        if not page["pageInfo"]["hasNextPage"]:
+            return out
+        after = page["pageInfo"]["endCursor"]
+
+
+async def _reference(api: Api, partner: int, visible: set[int]) -> ref.World:
+    async with api.engine.connect() as conn:
+        w = await world(conn, partner, NOW)
+    w.subs = [s for s in w.subs if s.customer_pk in visible]
+    return w
+
+
+async def test_shared_shapes_answer_each_partner_and_role_its_own_figures(api: Api) -> None:
+    # given
+    partner_of = await _shared_world(api)
+    await _custom_viewer(api, partner_of)
+    worlds = {}
+    for email, partner in partner_of.items():
+        worlds[email] = await _reference(api, partner, await _visible(api, email))
+    assert len({len(w.subs) for w in worlds.values()}) > 3  # the scopes differ
+
+    # when: every admin asks the same shapes at once, twice, both products
+    asks = [(e, p) for _ in range(2) for e in partner_of for p in ("MEETINGS", "CALLING")]
+    bodies = await asyncio.gather(
+        *(post_graphql(api, DASHBOARD, {"product": p}, as_=e) for e, p in asks)
+    )
+
+    # then
+    for (email, product), body in zip(asks, bodies, strict=True):
+        got = data_of(body)
+        w = worlds[email]
+        assert got["licenseKpis"] == ref.license_kpis(w), email
+        assert got["licenseAnalytics"] == _expected_rows(w, product), (email, product)
+
+
+async def _page(api: Api, email: str, **variables: Any) -> dict[str, Any]:
+    variables.setdefault("product", "MEETINGS")
+    document = LOW_BACK if "last" in variables or "before" in variables else LOW_PAGE
+    if "both" in variables:
+        document = LOW_BOTH
+        del variables["both"]
+    return await post_graphql(api, document + PAGE_FRAGMENT, variables, as_=email)
+
+
+def _rows_of(body: dict[str, Any]) -> dict[str, Any]:
+    rows: dict[str, Any] = data_of(body)["licenseAnalytics"]["lowAllocation"]["rows"]
+    return rows
+
+
+async def test_low_allocation_paging_every_way_gives_the_reference_order(api: Api) -> None:
+    partner_of = await _shared_world(api)
+    for email in ("full@p1.example", "partner@p1.example", "full@p2.example"):
+        w = await _reference(api, partner_of[email], await _visible(api, email))
+        flagged = ref.sections(w, "MEETINGS")["lowAllocation"]["rows"]
+        assert flagged
+        for direction in ("ASC", "DESC"):
+            order = {"field": "ALLOCATION_PERCENT", "direction": direction}
+            ordered = ref.ordered(flagged, "ALLOCATION_PERCENT", direction)
+            want = [r["subscriptionId"] for r in ordered]
+            for size in (1, 2, 3, 100):
+                seen: list[str] = []
+                after = None
+                while True:
+                    rows = _rows_of(await _page(api, email, first=size, after=after, order=order))
+                    assert rows["totalCount"] == len(want)
+                    seen += [n["subscriptionId"] for n in rows["nodes"]]
+                    if not rows["pageInfo"]["hasNextPage"]:
+                        break
+                    after = rows["pageInfo"]["endCursor"]
+                assert seen == want, (email, direction, size)
+                back: list[str] = []
+                before = None
+                while True:
+                    rows = _rows_of(await _page(api, email, last=size, before=before, order=order))
+                    back = [n["subscriptionId"] for n in rows["nodes"]] + back
+                    if not rows["pageInfo"]["hasPreviousPage"]:
+                        break
+                    before = rows["pageInfo"]["startCursor"]
+                assert back == want, (email, direction, size, "backward")
+
+
+async def test_low_allocation_cursors_of_another_list_are_refused(api: Api) -> None:
+    await _shared_world(api)
+    full1, scoped1, full2 = "full@p1.example", "partner@p1.example", "full@p2.example"
+    asc = {"field": "ALLOCATION_PERCENT", "direction": "ASC"}
+    desc = {"field": "ALLOCATION_PERCENT", "direction": "DESC"}
+    cursor = _rows_of(await _page(api, full1, first=1, order=asc))["pageInfo"]["endCursor"]
+    assert cursor
+    refused = [
+        (full2, {"first": 1, "after": cursor, "order": asc}),  # another partner
+        (full2, {"last": 1, "before": cursor, "order": asc}),
+        (full1, {"first": 1, "after": cursor, "order": desc}),  # another direction
+        (full1, {"first": 1, "after": cursor, "product": "CALLING", "order": asc}),
+        (full1, {"first": 1, "after": cursor[:-2], "order": asc}),  # forged
+        (full1, {"first": 1, "after": "bm90IGEgY3Vyc29y", "order": asc}),
+        (full1, {"first": 1, "after": "", "order": asc}),
+        (full1, {"first": 1, "after": "%%%", "order": asc}),
+    ]
+    for email, variables in refused:
+        body = await _page(api, email, **variables)
+        assert error_codes(body) == ["INVALID_CURSOR"], (email, sorted(variables.items())[1:])
+        assert body["data"]["licenseAnalytics"]["lowAllocation"]["rows"] is None
+    bad_sizes = [
+        {"first": 0},
+        {"first": 101},
+        {"first": -1},
+        {"last": 0},
+        {"last": 101},
+        {"last": -5},
+    ]
+    for variables in bad_sizes:
+        body = await _page(api, full1, **variables)
+        assert error_codes(body) == ["INVALID_PAGE_SIZE"], (variables, body)
+    body = await _page(api, full1, first=2**31 - 1)  # refused by its cost first, coded
+    assert error_codes(body) and "INTERNAL" not in error_codes(body), body
+    body = await _page(api, full1, both=True)
+    assert error_codes(body) == ["BAD_USER_INPUT"], body
+    # a scoped admin's own cursor works for it (and is not the full admin's list)
+    mine = _rows_of(await _page(api, scoped1, first=1, order=asc))["pageInfo"]["endCursor"]
+    assert not _rows_of(await _page(api, scoped1, first=1, after=mine, order=asc)).get("errors")
