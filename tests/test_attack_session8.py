@@ -17,7 +17,7 @@ import random
 import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -147,6 +147,10 @@ async def _odd_world(api: Api) -> tuple[list[int], list[int]]:
             (5, "PAID", LAST - 90 * DAY, LAST, True, over),
             (5, "PAID", LAST - DAY, LAST - DAY, False, fine),  # zero length, not at midnight
             (5, "PAID", B1024 - 1024 * DAY, B1024 + 32 * DAY, False, fine),
+            # before 1970 (plain SQL can write it): negative day numbers and blocks
+            (1, "PAID", EPOCH - 1025 * DAY, EPOCH - US, True, low),
+            (2, "TRIAL", EPOCH - 33 * DAY - US, EPOCH + 31 * DAY, False, over),
+            (3, "PAID", EPOCH - 100 * DAY, EPOCH + 89 * DAY, True, fine),
         ]
         if p == 2:
             spans = spans[::2]  # the other partner: different figures at the same instants
@@ -167,12 +171,18 @@ INSTANTS = [
     B32,
     B32 + US,
     B32 + 90 * DAY - US,
+    EPOCH - 1024 * DAY - US,
+    EPOCH - 32 * DAY,
+    EPOCH - US,
     EPOCH,
     EPOCH + US,
     LAST - 90 * DAY - US,
     LAST - DAY,
     LAST - US,
     NOW,
+    # the clock given with an offset: the UTC day is another than the local one
+    (B1024 - US).astimezone(timezone(timedelta(hours=14))),
+    (B32 + US).astimezone(timezone(timedelta(hours=-12))),
 ]
 
 
