@@ -37,13 +37,15 @@ class Dialect:
     def minus_window(self, moment: str) -> str:
         if self.postgresql:
             return f"({moment} - interval '{WINDOW}')"
-        # Stored text 'YYYY-MM-DD HH:MM:SS.ffffff': datetime() drops the fraction; put it back.
-        return f"(datetime({moment}, '-{WINDOW}') || substr({moment}, 20))"
+        # Stored text 'YYYY-MM-DD HH:MM:SS.ffffff': shifted without its fraction, which is put
+        # back (datetime() of the whole text rounds to the millisecond: .9995 s and over went
+        # up a second, so a span began or ended about a second late; fixed by migration 0030).
+        return f"(datetime(substr({moment}, 1, 19), '-{WINDOW}') || substr({moment}, 20))"
 
     def plus_window(self, moment: str) -> str:
         if self.postgresql:
             return f"({moment} + interval '{WINDOW}')"
-        return f"(datetime({moment}, '+{WINDOW}') || substr({moment}, 20))"
+        return f"(datetime(substr({moment}, 1, 19), '+{WINDOW}') || substr({moment}, 20))"
 
     def greatest(self, a: str, b: str) -> str:
         return f"GREATEST({a}, {b})" if self.postgresql else f"max({a}, {b})"
