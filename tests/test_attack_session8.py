@@ -35,7 +35,7 @@ from db.settings import Settings
 from graph.app import create_app
 from graph.ids import from_global_id, to_global_id
 from tests import analytics_reference as ref
-from tests.conftest import NOW, Api, postgresql_only
+from tests.conftest import NOW, Api, postgresql_only, sqlite_only
 from tests.helpers import Factory, data_of, error_codes, post_graphql
 from tests.test_license_totals import check_rollups, histograms, world
 from tests.test_low_allocation_order import _upgrade_to
@@ -912,34 +912,27 @@ async def test_deltas_of_an_unknown_product_or_band_change_no_figure(api: Api, v
 
 
 @postgresql_only
-@pytest.mark.xfail(
-    strict=True,
-    reason="an operator's delta with a NaN (or a huge, 1e300) ratio fails the fold's bucket cast: "
-    "every later write of any partner that takes the fold lock fails (INTERNAL_SERVER_ERROR) "
-    "until the row is deleted; license_ratio_delta/count have no CHECK on ratio",
-)
-async def test_a_garbage_delta_ratio_does_not_stop_every_write(api: Api) -> None:
+@pytest.mark.parametrize("ratio", ["NaN", "1e300", "-0.5"])
+async def test_a_garbage_delta_ratio_is_refused_and_writes_go_on(api: Api, ratio: str) -> None:
+    """An operator's delta with a NaN, huge or negative ratio broke the fold's bucket cast and
+    with it every later write of any partner (migration 0031: a CHECK refuses it)."""
     _, subs = await _small_partner(api)
-    async with api.engine.begin() as conn:
-        await conn.execute(
-            text(
-                "INSERT INTO license_ratio_delta (product, band, ratio, n) "
-                "VALUES ('MEETINGS', 2, 'NaN', 1)"
+    with pytest.raises(DBAPIError):
+        async with api.engine.begin() as conn:
+            await conn.execute(
+                text(
+                    "INSERT INTO license_ratio_delta (product, band, ratio, n) "
+                    f"VALUES ('MEETINGS', 2, CAST('{ratio}' AS DOUBLE PRECISION), 1)"
+                )
             )
-        )
     body = await _change(api, subs[0], 20)
     assert data_of(body)["changeLicenseQuantity"]["userErrors"] == []
 
 
 @postgresql_only
-@pytest.mark.xfail(
-    strict=True,
-    reason="a TRUNCATE of the rollups themselves (license_kpi_block, license_kpi_edge) is not "
-    "rebuilt from the day edges and spans, unlike 0027's TRUNCATE of license_ratio_delta: the "
-    "figures silently lose the history (no error, wrong counts) until the rows are rebuilt",
-)
 @pytest.mark.parametrize("table", ["license_kpi_block", "license_kpi_edge"])
 async def test_a_truncate_of_the_rollups_leaves_the_figures_exact(api: Api, table: str) -> None:
+    """Migration 0031: the rollups rebuild themselves from the day edges and spans."""
     partners, admins = await _odd_world(api)
     token = await _token(api, admins[0])
     async with api.engine.begin() as conn:
@@ -950,3 +943,18 @@ async def test_a_truncate_of_the_rollups_leaves_the_figures_exact(api: Api, tabl
                 w = await world(conn, partners[0], now)
             body = await post_graphql(at, DASHBOARD, {"product": "MEETINGS"}, token=token)
             assert data_of(body)["licenseKpis"] == ref.license_kpis(w), now
+
+
+@sqlite_only
+@pytest.mark.parametrize("ratio", ["NULL", "-0.5", "1e300"])
+async def test_sqlite_refuses_a_garbage_pending_ratio_too(api: Api, ratio: str) -> None:
+    """SQLite never writes deltas itself; an operator's row with no, a negative or a huge ratio
+    is refused by migration 0031's guard (PostgreSQL: its CHECK), so no read can trip on it."""
+    with pytest.raises(DBAPIError):
+        async with api.engine.begin() as conn:
+            await conn.execute(
+                text(
+                    "INSERT INTO license_ratio_delta (product, band, ratio, n) "
+                    f"VALUES ('MEETINGS', 2, {ratio}, 1)"
+                )
+            )
