@@ -254,7 +254,7 @@ ALLOWED: dict[str, list[str]] = {
         "graph/resolvers/nodes.py node admins.partner_row",
     ],
     PUBLIC: [
-        "graph/resolvers/analytics.py _load_medians analytics.low_allocation_medians",
+        "graph/resolvers/section_source.py _load_medians analytics.low_allocation_medians",
         "graph/resolvers/resources.py quick_links resources.quick_links",
         "graph/resolvers/resources.py featured_resources resources.featured_resources",
         "graph/resolvers/resources.py count resources.count_resources",

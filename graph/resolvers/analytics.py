@@ -1,4 +1,5 @@
-"""License analytics (DESIGN.md section 3): ``licenseKpis`` and ``licenseAnalytics(product)``.
+"""License analytics (DESIGN.md section 3): ``licenseKpis`` and ``licenseAnalytics(product)``
+(the section objects; what they resolve from is ``graph.resolvers.section_source``).
 
 Both root fields pass the one door (``require(ctx, Obj.ANALYTICS, Act.READ)``) and keep the
 returned scope; every section below resolves from it with one ``db.queries.analytics`` call per
@@ -13,29 +14,29 @@ is cached across requests.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Coroutine
-from dataclasses import dataclass
-from enum import Enum
-from typing import Annotated, Any, TypeVar
+from typing import Annotated
 
 import strawberry
 
-from db.license_kpis import KpiFigures
 from db.queries import analytics as q
 from db.scope import Scope
 from graph.auth.permissions import Act, Obj, require
-from graph.context import Context, Info
+from graph.context import Info
 from graph.errors import ErrorCode, bad_input
-from graph.pagination import (
-    CursorCodec,
-    LazyCursors,
-    PageInfo,
-    Paging,
-    fingerprint,
-    paging,
-    selects,
-)
+from graph.pagination import paging
 from graph.resolvers.license_figures import figures
+from graph.resolvers.section_source import (
+    AFTER,
+    DEFAULT_PAGE,
+    FIRST,
+    MAX_WEEKS,
+    ORDER,
+    SectionSource,
+    SharedSummaries,
+    request_medians,
+    section_counter,
+    section_edges,
+)
 from graph.types.analytics import (
     AnalyticsProduct,
     ExpiringColumn,
@@ -74,157 +75,6 @@ from graph.types.analytics import (
 )
 from graph.types.arguments import Before, Last
 from graph.types.common import NULL_WHEN_REFUSED
-
-MAX_WEEKS = 52
-DEFAULT_PAGE = 20
-FIRST = "Rows per page, 1-100."
-AFTER = "The `endCursor` of the previous page."
-ORDER = "Column and direction; the default is given in the field description."
-T = TypeVar("T")
-
-
-def request_medians(ctx: Context) -> Awaitable[q.Medians]:
-    """The deployment-wide low-allocation band medians at the request's now, fetched on first
-    use and shared for the request (``Context.shared``), so that ``licenseKpis`` and the
-    low-allocation section share one statement. Await it outside ``ctx.db()``."""
-    return ctx.shared("license_analytics_medians", lambda: _load_medians(ctx))
-
-
-async def _load_medians(ctx: Context) -> q.Medians:
-    async with ctx.db() as session:
-        return await q.low_allocation_medians(session, now=ctx.now)
-
-
-async def section_medians(ctx: Context, section: q.Section) -> q.Medians | None:
-    return await request_medians(ctx) if section is q.Section.LOW_ALLOCATION else None
-
-
-@dataclass
-class SharedSummaries:
-    """The KPIs of the sections ``q.SHARED_SUMMARY`` of one product: one statement, once per
-    request and product (aliases of ``licenseAnalytics`` share it)."""
-
-    scope: Scope
-    product: str
-
-    def get(self, ctx: Context) -> Awaitable[dict[q.Section, q.SectionSummary]]:
-        key = ("license_analytics_summaries", self.scope.key, self.product)
-        return ctx.shared(key, lambda: self._load(ctx))
-
-    async def _load(self, ctx: Context) -> dict[q.Section, q.SectionSummary]:
-        async with ctx.db() as session:
-            return await q.section_summaries(
-                session, scope=self.scope, product=self.product, now=ctx.now
-            )
-
-
-@dataclass
-class SectionSource:
-    """One section of one product in the caller's scope; its summary is fetched once."""
-
-    shared: SharedSummaries
-    section: q.Section
-
-    @property
-    def scope(self) -> Scope:
-        return self.shared.scope
-
-    @property
-    def product(self) -> str:
-        return self.shared.product
-
-    def summary(self, ctx: Context) -> Awaitable[q.SectionSummary]:
-        key = ("license_analytics_summary", self.scope.key, self.product, self.section)
-        if self.scope.assigned_admin_id is None:
-            # The whole partner: asked at once (``ctx.shared`` calls ``make`` now), answered
-            # with the request's other license figures.
-            return ctx.shared(key, lambda: self._ask_summary(ctx))
-        return ctx.shared(key, lambda: self._load_summary(ctx))
-
-    def _ask_summary(self, ctx: Context) -> Coroutine[Any, Any, q.SectionSummary]:
-        name = q.section_kpi(self.section, self.product)
-        low = self.section is q.Section.LOW_ALLOCATION
-        asked = figures(
-            ctx,
-            self.scope,
-            kpis=() if low else [name],
-            low=[name] if low else (),
-            medians_of=lambda: request_medians(ctx),
-        )
-        return _summary_from(asked, name)
-
-    async def _load_summary(self, ctx: Context) -> q.SectionSummary:
-        if self.section in q.SHARED_SUMMARY:
-            return (await self.shared.get(ctx))[self.section]
-        medians = await section_medians(ctx, self.section)
-        async with ctx.db() as session:
-            return await q.section_summary(
-                session,
-                scope=self.scope,
-                section=self.section,
-                product=self.product,
-                now=ctx.now,
-                medians=medians,
-            )
-
-    async def count(self, ctx: Context) -> int:
-        return (await self.summary(ctx)).rows
-
-    async def page(
-        self, ctx: Context, *, page_of: Paging, column: Enum, direction: SortDirection
-    ) -> tuple[list[q.LicenseRow], LazyCursors, PageInfo]:
-        """One page of rows and their cursors (validated paging, signed keyset cursors, each
-        signed when read)."""
-        try:
-            row_column = q.RowColumn(column.value)
-            if row_column not in q.COLUMNS[self.section]:
-                raise ValueError(row_column)
-        except ValueError:
-            raise bad_input(f"Unknown column {column.value!r}.", argument="orderBy") from None
-        descending = direction is SortDirection.DESC
-        codec = CursorCodec(ctx.services.secret)
-        list_name = f"licenseAnalytics.{self.section.value}"
-        query_fp = fingerprint(self.scope.key, self.product, row_column.value, descending)
-        after_key = (
-            codec.decode(page_of.cursor, list_name, query_fp, q.key_types(self.section, row_column))
-            if page_of.cursor is not None
-            else None
-        )
-        medians = await section_medians(ctx, self.section)
-        async with ctx.db() as session:
-            page = await q.section_page(
-                session,
-                scope=self.scope,
-                section=self.section,
-                product=self.product,
-                now=ctx.now,
-                column=row_column,
-                descending=page_of.descending(descending),
-                first=page_of.size,
-                after=after_key,
-                medians=medians,
-            )
-        cursors = LazyCursors(codec, list_name, query_fp, page_of.arrange(page.keys))
-        return page_of.arrange(page.rows), cursors, page_of.page_info(cursors, page.has_next)
-
-
-async def _summary_from(asked: Awaitable[dict[str, KpiFigures]], name: str) -> q.SectionSummary:
-    return q.summary_of((await asked)[name])
-
-
-def _counter(source: SectionSource, ctx: Context) -> Callable[[], Awaitable[int]]:
-    return lambda: source.count(ctx)
-
-
-def _edges(
-    info: Info, make: Callable[[q.LicenseRow], T], rows: list[q.LicenseRow], cursors: LazyCursors
-) -> tuple[list[T], list[tuple[T, str]]]:
-    """The page's nodes, and its (node, cursor) edges when the document selects ``edges``."""
-    nodes = [make(r) for r in rows]
-    if not selects(info, "edges"):
-        return nodes, []
-    return nodes, list(zip(nodes, cursors, strict=True))
-
 
 SECTION_SCOPE = (
     "Rows are subscriptions of the caller's customers, in force (state ACTIVE, start <= now < "
@@ -267,10 +117,10 @@ class RecentlyAddedSection:
             column=order.field,
             direction=order.direction,
         )
-        nodes, pairs = _edges(info, RecentlyAddedRow.from_row, rows, cursors)
+        nodes, pairs = section_edges(info, RecentlyAddedRow.from_row, rows, cursors)
         return RecentlyAddedConnection(
             page_info=page_info,
-            count=_counter(self.source, ctx),
+            count=section_counter(self.source, ctx),
             edges=[RecentlyAddedEdge(node=n, cursor=c) for n, c in pairs],
             nodes=nodes,
         )
@@ -312,10 +162,10 @@ class ExpiringSection:
             column=order.field,
             direction=order.direction,
         )
-        nodes, pairs = _edges(info, ExpiringRow.from_row, rows, cursors)
+        nodes, pairs = section_edges(info, ExpiringRow.from_row, rows, cursors)
         return ExpiringConnection(
             page_info=page_info,
-            count=_counter(self.source, ctx),
+            count=section_counter(self.source, ctx),
             edges=[ExpiringEdge(node=n, cursor=c) for n, c in pairs],
             nodes=nodes,
         )
@@ -357,10 +207,10 @@ class RenewingSection:
             column=order.field,
             direction=order.direction,
         )
-        nodes, pairs = _edges(info, RenewingRow.from_row, rows, cursors)
+        nodes, pairs = section_edges(info, RenewingRow.from_row, rows, cursors)
         return RenewingConnection(
             page_info=page_info,
-            count=_counter(self.source, ctx),
+            count=section_counter(self.source, ctx),
             edges=[RenewingEdge(node=n, cursor=c) for n, c in pairs],
             nodes=nodes,
         )
@@ -411,10 +261,10 @@ class LowAllocationSection:
             column=order.field,
             direction=order.direction,
         )
-        nodes, pairs = _edges(info, LowAllocationRow.from_row, rows, cursors)
+        nodes, pairs = section_edges(info, LowAllocationRow.from_row, rows, cursors)
         return LowAllocationConnection(
             page_info=page_info,
-            count=_counter(self.source, ctx),
+            count=section_counter(self.source, ctx),
             edges=[LowAllocationEdge(node=n, cursor=c) for n, c in pairs],
             nodes=nodes,
         )
@@ -457,10 +307,10 @@ class OverageSection:
             column=order.field,
             direction=order.direction,
         )
-        nodes, pairs = _edges(info, OverageRow.from_row, rows, cursors)
+        nodes, pairs = section_edges(info, OverageRow.from_row, rows, cursors)
         return OverageConnection(
             page_info=page_info,
-            count=_counter(self.source, ctx),
+            count=section_counter(self.source, ctx),
             edges=[OverageEdge(node=n, cursor=c) for n, c in pairs],
             nodes=nodes,
         )
