@@ -74,9 +74,11 @@ class Settings(BaseSettings):
     # Serving (graph/serving.py): on SIGTERM a server finishes its requests in flight for at
     # most this many seconds, then exits.
     shutdown_grace: float = Field(default=10.0, ge=0, le=3600)
-    # The event loop and HTTP parser of ``serve``: "auto" takes uvloop and httptools (C, both
-    # installed with the project), "asyncio" / "h11" the pure-Python ones uvicorn falls back to.
-    serve_loop: Literal["auto", "uvloop", "asyncio"] = "auto"
+    # The event loop and HTTP parser of ``serve``. The parser: "auto" takes httptools (C,
+    # installed with the project), "h11" the pure-Python one. The loop: asyncio's by default;
+    # "uvloop" (installed too) lowered the median under load but starved some requests (p99
+    # 2-4 s against 0.23-0.28 s at 32 connections on PostgreSQL, same throughput: README).
+    serve_loop: Literal["auto", "uvloop", "asyncio"] = "asyncio"
     serve_http: Literal["auto", "httptools", "h11"] = "auto"
     # Database connections per process (db/engine.py POOL_SIZES): unset, 10 + 20 overflow on
     # PostgreSQL, 4 + 0 on SQLite; and each SQLite connection's page cache.
