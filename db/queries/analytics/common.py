@@ -263,6 +263,35 @@ def tenths_bound(half: float) -> int:
     return math.floor(half * 1000) + 1
 
 
+@dataclass(frozen=True)
+class BoundMedians:
+    """The bands' halved medians and tenths bounds as bind parameters (``half_<product>_<band>``,
+    ``tenths_<product>_<band>``), for a statement built once per set of bands; ``params`` gives
+    their values for a request's medians. ``placeholders``: what the builders take as medians
+    (they read ``halves`` and ``bounds``, never these values)."""
+
+    halves: dict[tuple[str, int], Any]
+    bounds: dict[tuple[str, int], Any]
+    placeholders: dict[tuple[str, int], float]
+
+    @staticmethod
+    def of(bands: Sequence[tuple[str, int]]) -> BoundMedians:
+        return BoundMedians(
+            {k: bindparam(f"half_{k[0]}_{k[1]}", type_=Float) for k in bands},
+            {k: bindparam(f"tenths_{k[0]}_{k[1]}", type_=BigInteger) for k in bands},
+            dict.fromkeys(bands, 0.0),
+        )
+
+    @staticmethod
+    def params(medians: Medians, bands: Sequence[tuple[str, int]]) -> dict[str, Any]:
+        values: dict[str, Any] = {}
+        for product, band in bands:
+            half = medians[(product, band)] / 2
+            values[f"half_{product}_{band}"] = half
+            values[f"tenths_{product}_{band}"] = tenths_bound(half)
+        return values
+
+
 def low_parts(
     products: Sequence[str],
     now: datetime | Times,

@@ -15,19 +15,19 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import BigInteger, Float, Integer, bindparam, case, func, literal, select
+from sqlalchemy import Integer, bindparam, case, func, literal, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.license_kpis import WEIGHTS, KpiFigures, figures_params, figures_statement, read_figures
 from db.queries.analytics.common import (
     KPI_PRODUCTS,
     AnyScope,
+    BoundMedians,
     BoundScope,
     Medians,
     Section,
     Times,
     low_subscriptions,
-    tenths_bound,
 )
 from db.queries.analytics.kpis import LicenseKpiCounts
 from db.queries.analytics.summaries import KPI_NAMES, SectionSummary
@@ -144,20 +144,9 @@ async def partner_figures(
     bands = tuple(sorted(medians)) if low else ()
     statement = _statement(tuple(kpis), tuple(low), BoundScope.shape(scope), bands)
     params = {**Times.params(now), **BoundScope.params(scope), **figures_params(now)}
-    params.update({_half(key): medians[key] / 2 for key in bands})
-    params.update({_bound(key): tenths_bound(medians[key] / 2) for key in bands})
+    params.update(BoundMedians.params(medians, bands))
     figures = await read_figures(session, statement, kpis, params)
     return {name: figures.get(name, KpiFigures()) for name in [*kpis, *low]}
-
-
-def _half(key: tuple[str, int]) -> str:
-    product, band = key
-    return f"half_{product}_{band}"
-
-
-def _bound(key: tuple[str, int]) -> str:
-    product, band = key
-    return f"tenths_{product}_{band}"
 
 
 @lru_cache(maxsize=64)
@@ -173,10 +162,8 @@ def _statement(
     ~5 ms of every dashboard request. The partner is bound, never baked (``BoundScope``)."""
     at = Times.bound()
     scope = BoundScope(shape)
-    halves = {key: bindparam(_half(key), type_=Float) for key in bands}
-    bounds = {key: bindparam(_bound(key), type_=BigInteger) for key in bands}
-    # Placeholder values: the statement reads the halves and bounds, never these.
-    also = _low_rows(scope, at, low, dict.fromkeys(bands, 0.0), halves, bounds) if low else []
+    m = BoundMedians.of(bands)
+    also = _low_rows(scope, at, low, m.placeholders, m.halves, m.bounds) if low else []
     return figures_statement(
         kpis,
         partner_id=scope.partner_id,

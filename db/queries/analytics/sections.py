@@ -27,8 +27,6 @@ from typing import Any
 
 from sqlalchemy import (
     CTE,
-    BigInteger,
-    Float,
     and_,
     bindparam,
     case,
@@ -44,6 +42,7 @@ from db.models import Customer, LicenseLine, Subscription
 from db.queries.analytics.common import (
     TOTAL_COLUMNS,
     AnyScope,
+    BoundMedians,
     BoundScope,
     C,
     L,
@@ -58,7 +57,6 @@ from db.queries.analytics.common import (
     scoped,
     section_conditions,
     snapshot_changes,
-    tenths_bound,
 )
 from db.queries.analytics.kpis import section_medians
 from db.queries.analytics.low_page import full_rows, low_in_order
@@ -280,8 +278,7 @@ async def section_page(
         bands,
     )
     params = {**Times.params(now), **BoundScope.params(scope)}
-    params.update({f"half_{band}": medians[(p, band)] / 2 for p, band in bands})
-    params.update({f"tenths_{band}": tenths_bound(medians[(p, band)] / 2) for p, band in bands})
+    params.update(BoundMedians.params(medians, bands))
     if after is not None:
         params.update({f"after_{i}": value for i, value in enumerate(after)})
     statement, keys = page
@@ -312,29 +309,14 @@ def _page_statement(
 ) -> tuple[Any, int]:
     """A section page's statement and its number of sort keys, built once per shape and
     executed with the bound instants (``Times.params``), scope ids (``BoundScope.params``),
-    halved medians (``half_<band>``) and cursor keys (``after_<i>``): building it (and its
-    cache key) took 2-3 ms a section in every dashboard request. The scope is bound, never
-    baked: the statement depends on its ``shape`` alone (``BoundScope``)."""
-    return _build_page(section, product, column, descending, first, cursor, shape, bands)
-
-
-def _build_page(
-    section: Section,
-    product: str,
-    column: RowColumn,
-    descending: bool,
-    first: int,
-    cursor: bool,
-    shape: tuple[bool, bool],
-    bands: tuple[tuple[str, int], ...],
-) -> tuple[Any, int]:
-    """``_page_statement`` built (see there)."""
+    halved medians and tenths bounds (``BoundMedians``) and cursor keys (``after_<i>``):
+    building it (and its cache key) took 2-3 ms a section in every dashboard request. The scope
+    is bound, never baked: the statement depends on its ``shape`` alone (``BoundScope``)."""
     at = Times.bound()
     bound_scope = BoundScope(shape)
-    # Placeholder values: the statement reads the halves, never these.
-    medians = dict.fromkeys(bands, 0.0)
-    halves = {key: bindparam(f"half_{key[1]}", type_=Float) for key in bands}
-    bounds = {key: bindparam(f"tenths_{key[1]}", type_=BigInteger) for key in bands}
+    bound_medians = BoundMedians.of(bands)
+    medians = bound_medians.placeholders
+    halves, bounds = bound_medians.halves, bound_medians.bounds
     if section is Section.LOW_ALLOCATION and column is R.ALLOCATION_PERCENT and bands:
         cut = low_in_order(
             product, at, bound_scope, medians, halves, bounds, descending, first, cursor
