@@ -62,6 +62,10 @@ class Settings(BaseSettings):
     response_cache_seconds: float = Field(default=10.0, ge=0, le=300)
     response_cache_mb: int = Field(default=16, ge=1)
     response_cache_entries: int = Field(default=10_000, ge=1)
+    # Keep the deployment's low-allocation medians between requests while the shared version
+    # and the clock's stale-row window hold (db.queries.analytics.medians.MediansMemo); off:
+    # every request recomputes them (the bench's cold figures).
+    medians_memo: bool = True
     # Persisted queries (graph/persisted.py): "auto" takes Apollo's automatic persisted queries
     # (a client registers a document by its SHA-256 on first use, then sends the hash alone)
     # beside ordinary documents; "registered" runs only documents registered with

@@ -171,6 +171,12 @@ def mark_written(conn: AsyncConnection | Connection) -> None:
     _sync(conn).info[_DIRTY] = True
 
 
+async def writes_pending(session: AsyncSession) -> bool:
+    """Whether the current transaction of ``session`` wrote and has not committed yet (what it
+    reads then is not what its versions say)."""
+    return bool(_sync(await session.connection()).info.get(_DIRTY))
+
+
 async def writes_for(db: AsyncSession | AsyncConnection, partner_ids: int | Iterable[int]) -> None:
     """Declare that the current transaction of ``db`` writes only the data of ``partner_ids``:
     its commit then moves their versions instead of the global epoch. Declarations add up

@@ -15,6 +15,7 @@ from strawberry.types import Info as _Info
 
 from db.clock import Clock
 from db.queries.admins import Principal, principal_of_token
+from db.queries.analytics.medians import MediansMemo
 from db.settings import Settings
 
 if TYPE_CHECKING:
@@ -34,6 +35,8 @@ class Services:
     secret: bytes
     authorizer: Authorizer
     limiter: Budget
+    # The deployment's low-allocation medians, kept between requests (None: recomputed each).
+    medians: MediansMemo | None = None
 
 
 @dataclass

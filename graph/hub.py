@@ -13,6 +13,7 @@ from starlette.responses import JSONResponse
 from db.engine import create_engine, optimize, session_factory
 from db.ingest import ensure_quality_thresholds, thresholds_from
 from db.queries.admins import Principal, authenticate_token
+from db.queries.analytics.medians import MediansMemo
 from db.queries.meta import get_or_create_secret
 from db.queries.policies import load_policies, read_policy_csv, seed_policies
 from db.settings import Settings
@@ -95,6 +96,7 @@ class PartnerHub:
             secret=secret.encode(),
             authorizer=Authorizer(policies, version),
             limiter=budget_for(self.settings, secret.encode()),
+            medians=MediansMemo() if self.settings.medians_memo else None,
         )
 
     async def sync_policies(self, version: str, session: AsyncSession) -> None:

@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 from db.license_kpis import KpiFigures
 from db.queries import analytics as q
 from db.scope import Scope
+from db.versioning import writes_pending
 from graph.context import Context, Info
 from graph.errors import bad_input
 from graph.pagination import (
@@ -43,8 +44,15 @@ def request_medians(ctx: Context) -> Awaitable[q.Medians]:
 
 
 async def _load_medians(ctx: Context) -> q.Medians:
+    """Kept between requests (``q.MediansMemo``) unless the request's transaction holds
+    uncommitted writes, which the shared version read with its token does not cover."""
+    memo = ctx.services.medians
     async with ctx.db() as session:
-        return await q.low_allocation_medians(session, now=ctx.now)
+        if memo is None or await writes_pending(session):
+            return await q.low_allocation_medians(session, now=ctx.now)
+        epoch = ctx.principal.data_version.split(".", 1)[0]
+        version = f"{epoch}:{ctx.principal.shared_version}"
+        return await memo.medians(session, now=ctx.now, version=version)
 
 
 async def section_medians(ctx: Context, section: q.Section) -> q.Medians | None:

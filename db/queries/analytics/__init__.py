@@ -17,7 +17,7 @@ from db.queries.analytics.measures import (
     one_decimal,
     percent,
 )
-from db.queries.analytics.medians import low_allocation_medians
+from db.queries.analytics.medians import MediansMemo, low_allocation_medians
 from db.queries.analytics.partner import (
     LOW_KPI,
     TOP_KPIS,
@@ -53,6 +53,7 @@ __all__ = [
     "LicenseRow",
     "LicenseWeekTotals",
     "Medians",
+    "MediansMemo",
     "RowColumn",
     "RowPage",
     "Section",

@@ -25,6 +25,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
 from typing import Any
@@ -41,6 +42,7 @@ from sqlalchemy import (
     null,
     or_,
     select,
+    true,
     union_all,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -295,3 +297,88 @@ async def low_allocation_medians(
             values.append(_middle(fine[(*key, bucket)], (within,))[within][0])
         medians[key] = (values[0] + values[1]) * 0.5
     return medians
+
+
+# --- kept between requests ----------------------------------------------------------------------
+#
+# The medians are one value for the whole deployment: every dashboard request of every partner
+# read the same three statements (3.6 ms of SQL on SQLite at 100,000 customers, more on
+# PostgreSQL) to recompute it. They are a function of the licence data (every write of it moves
+# the deployment's shared version, ``db.versioning``) and of ``now`` only through the stale rows
+# (ACTIVE rows ended or not started yet), a set that changes only when ``now`` crosses a
+# subscription's start or end. So a process keeps the last medians it read with the shared
+# version they were read at and the instants around ``now`` between which that set stays the
+# same, and answers from them while both hold.
+
+
+@lru_cache(maxsize=8)
+def _window_statement(products: tuple[str, ...]) -> Select[Any]:
+    """The latest start or end of an ACTIVE row at or before the bound ``now`` and the first
+    after it, per product and date (one seek each down ``ix_license_product_total_stale_*``).
+    Every ACTIVE row counts, with purchased > 0 or not: more instants only narrow the window."""
+    now = bindparam("now", type_=T.end_date.type)
+    seeks = []
+    for product in products:
+        for date in (T.start_date, T.end_date):
+            at = (T.product == product, T.state == ACTIVE)
+            seeks.append(select(func.max(date)).where(*at, date <= now).scalar_subquery())
+            seeks.append(select(func.min(date)).where(*at, date > now).scalar_subquery())
+    return select(*seeks).where(true())
+
+
+@dataclass(frozen=True, slots=True)
+class KeptMedians:
+    """Medians read at ``version``, valid for any ``now`` in [since, until) (None: unbounded)."""
+
+    version: str
+    medians: Medians
+    since: datetime | None
+    until: datetime | None
+
+    def holds(self, version: str, now: datetime) -> bool:
+        return (
+            version == self.version
+            and (self.since is None or self.since <= now)
+            and (self.until is None or now < self.until)
+        )
+
+
+async def medians_window(
+    session: AsyncSession, *, now: datetime, products: Sequence[str] = KPI_PRODUCTS
+) -> tuple[datetime | None, datetime | None]:
+    """[since, until): the instants around ``now`` between which no ACTIVE row of ``products``
+    starts or ends, so the medians' stale rows are the same for any now in it."""
+    row = (await session.execute(_window_statement(tuple(products)), {"now": now})).one()
+    before = [v for v in row[0::2] if v is not None]
+    after = [v for v in row[1::2] if v is not None]
+    return (max(before) if before else None), (min(after) if after else None)
+
+
+class MediansMemo:
+    """The last medians a process read per set of products (see above); ``version`` is the
+    deployment's shared version read with the request's token (``"<epoch>:<shared>"``: an
+    undeclared write moves the epoch instead). Not for a transaction with uncommitted writes:
+    the caller reads the medians directly then."""
+
+    def __init__(self) -> None:
+        self._kept: dict[tuple[str, ...], KeptMedians] = {}
+        self.reads = 0  # statements-worth of recomputations, for tests and the bench
+
+    async def medians(
+        self,
+        session: AsyncSession,
+        *,
+        now: datetime,
+        version: str,
+        products: Sequence[str] = KPI_PRODUCTS,
+    ) -> Medians:
+        key = tuple(products)
+        kept = self._kept.get(key)
+        if kept is not None and kept.holds(version, now):
+            note_shared_read()
+            return kept.medians
+        medians = await low_allocation_medians(session, now=now, products=key)
+        since, until = await medians_window(session, now=now, products=key)
+        self.reads += 1
+        self._kept[key] = KeptMedians(version, medians, since, until)
+        return medians
