@@ -74,6 +74,7 @@ SHARED_WRITE = re.compile(
     r"\s*(?:INSERT\s+INTO|UPDATE|DELETE\s+FROM)\s+\"?(?:subscription|license_line)\b(?!_)",
     re.IGNORECASE,
 )
+_MODIFIES = re.compile(r"\b(?:INSERT|UPDATE|DELETE|MERGE)\b", re.IGNORECASE)
 _READS = ("SELECT", "PRAGMA", "EXPLAIN", "SHOW", "SAVEPOINT", "RELEASE", "BEGIN", "ANALYZE")
 _AUDIT_ONLY = ("INSERT INTO AUDIT_LOG ",)  # what a refusal writes (graph.mutations)
 _BUMP = (
@@ -96,8 +97,13 @@ def _partner_bump(partners: Iterable[int], shared: bool) -> str:
 
 
 def is_write(statement: str) -> bool:
-    """Whether a statement may change data: anything that is not known to only read."""
+    """Whether a statement may change data: anything that is not known to only read. A
+    statement opening with common table expressions writes only through a data-modifying
+    keyword (PostgreSQL's writable CTEs, SQLite's ``WITH ... INSERT``); one without is a read
+    (the analytics' section and figures statements)."""
     head = statement.lstrip()[:9].upper()
+    if head.startswith("WITH"):
+        return _MODIFIES.search(statement) is not None
     return not head.startswith(_READS)
 
 

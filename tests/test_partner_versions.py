@@ -64,6 +64,12 @@ def test_audit_entries_and_the_sqlite_write_lock_move_no_version() -> None:
     assert moves_version("UPDATE audit_log SET operation = 'x'")  # rewriting history
     assert moves_version("INSERT INTO tag VALUES (1)")
     assert not moves_version("SELECT 1")
+    # common table expressions: a write only through a data-modifying keyword
+    assert not moves_version("WITH s AS (SELECT 1 AS updated_at) SELECT * FROM s")
+    assert moves_version("WITH s AS (SELECT 1) INSERT INTO tag SELECT * FROM s")
+    assert moves_version("with d as (delete from tag returning id) select count(*) from d")
+    assert moves_version("WITH s AS (SELECT 1)\nUPDATE tag SET name = 'x'")
+    assert moves_version("WITH t AS (SELECT id FROM tag FOR UPDATE) SELECT 1")  # conservative
 
 
 async def test_a_partners_mutation_keeps_the_other_partners_cache(api: Api) -> None:
