@@ -78,7 +78,8 @@ async def world(f: Factory) -> dict[str, list[int]]:
 
 # The bench's whole license dashboard (every section's KPIs and first page before low
 # allocation's): the medians are asked after other statements of the request's transaction.
-FULL_DASHBOARD = (Path(__file__).parent.parent / "bench/queries/license_dashboard.graphql").read_text()
+BENCH_QUERIES = Path(__file__).parent.parent / "bench" / "queries"
+FULL_DASHBOARD = (BENCH_QUERIES / "license_dashboard.graphql").read_text()
 
 
 async def dashboard(api: Api, email: str) -> dict[str, object]:
