@@ -11,7 +11,8 @@ process with the response cache off, round after round: the directory page (work
 trend), the same dashboard from a second server that recomputes the deployment's medians on
 every request (``PARTNER_HUB_MEDIANS_MEMO`` off: the first dashboard after a licence write
 anywhere) and each section of ``licenseAnalytics`` alone (its KPIs and first page). Interleaving
-the requests puts every workload under the same load of a shared machine.
+the requests — every size's servers of a backend in each round — puts every workload and size
+under the same load of a shared machine.
 
 Reported per backend and size: medians, the ratios dashboard / directory (goal <= 3 at 100,000
 customers) and slowest section alone / directory (goal <= 2), and per backend the dashboard's
@@ -60,48 +61,58 @@ def versions(backend: str, server: str) -> str:
     )
 
 
-async def measure(backend: str, size: int, runs: int, product: str) -> dict[str, Any]:
-    url = await dataset(backend, size)
-    token = await token_for(url, EMAIL)
-    app, client = app_client(url, response_cache_seconds=0)
-    # The same dashboard from a server that recomputes the deployment's medians on every request
-    # (PARTNER_HUB_MEDIANS_MEMO off): what the first dashboard after any licence write costs.
-    _, cold_client = app_client(url, response_cache_seconds=0, medians_memo=False)
-    headers = {"Authorization": f"Bearer {token}"}
+async def measure(backend: str, sizes: list[int], runs: int, product: str) -> list[dict[str, Any]]:
+    """Every size of ``backend`` round by round: each round sends every request to every size's
+    servers in turn, so the ratios between sizes (flatness) are side by side too."""
     payloads = {
         "directory": {"query": query("directory_page"), "variables": {"first": 50}},
         "dashboard": {"query": query("license_dashboard"), "variables": {"product": product}},
         **{s: {"query": section_document(s), "variables": {"product": product}} for s in SECTIONS},
     }
-    asks = [(name, payload, client) for name, payload in payloads.items()]
-    asks.append(("dashboard_medians_cold", payloads["dashboard"], cold_client))
-    samples: dict[str, list[float]] = {name: [] for name, _, _ in asks}
-    async with client, cold_client:
+    asks: list[tuple[int, str, dict[str, Any], Any, dict[str, str]]] = []
+    clients = []
+    server = ""
+    for size in sizes:
+        url = await dataset(backend, size)
+        headers = {"Authorization": f"Bearer {await token_for(url, EMAIL)}"}
+        app, client = app_client(url, response_cache_seconds=0)
+        # The same dashboard from a server that recomputes the deployment's medians on every
+        # request (PARTNER_HUB_MEDIANS_MEMO off): the first dashboard after a licence write.
+        _, cold_client = app_client(url, response_cache_seconds=0, medians_memo=False)
+        clients += [client, cold_client]
         server = await _server_version(app, backend)
-        for round_ in range(runs + 3):  # three warm-up rounds
-            for name, payload, sender in asks:
-                started = time.perf_counter()
-                response = await sender.post("/graphql", json=payload, headers=headers)
-                elapsed = (time.perf_counter() - started) * 1000
-                body = response.json()
-                assert response.status_code == 200 and not body.get("errors"), body
-                if round_ >= 3:
-                    samples[name].append(elapsed)
-    medians = {name: statistics.median(values) for name, values in samples.items()}
-    directory = medians["directory"]
-    slowest = max(SECTIONS, key=lambda s: medians[s])
-    result = {
-        "backend": backend,
-        "customers": size,
-        "versions": versions(backend, server),
-        "medians_ms": {k: round(v, 2) for k, v in medians.items()},
-        "dashboard_ratio": round(medians["dashboard"] / directory, 2),
-        "cold_ratio": round(medians["dashboard_medians_cold"] / directory, 2),
-        "slowest_section": slowest,
-        "section_ratio": round(medians[slowest] / directory, 2),
-    }
-    print(f"  {backend:10} {size:>7} {result}", flush=True)
-    return result
+        asks += [(size, name, payload, client, headers) for name, payload in payloads.items()]
+        asks.append((size, "dashboard_medians_cold", payloads["dashboard"], cold_client, headers))
+    samples: dict[tuple[int, str], list[float]] = {(a[0], a[1]): [] for a in asks}
+    for round_ in range(runs + 3):  # three warm-up rounds
+        for size, name, payload, sender, headers in asks:
+            started = time.perf_counter()
+            response = await sender.post("/graphql", json=payload, headers=headers)
+            elapsed = (time.perf_counter() - started) * 1000
+            body = response.json()
+            assert response.status_code == 200 and not body.get("errors"), body
+            if round_ >= 3:
+                samples[(size, name)].append(elapsed)
+    for client in clients:
+        await client.aclose()
+    results = []
+    for size in sizes:
+        medians = {n: statistics.median(v) for (s, n), v in samples.items() if s == size}
+        directory = medians["directory"]
+        slowest = max(SECTIONS, key=lambda s: medians[s])
+        result = {
+            "backend": backend,
+            "customers": size,
+            "versions": versions(backend, server),
+            "medians_ms": {k: round(v, 2) for k, v in medians.items()},
+            "dashboard_ratio": round(medians["dashboard"] / directory, 2),
+            "cold_ratio": round(medians["dashboard_medians_cold"] / directory, 2),
+            "slowest_section": slowest,
+            "section_ratio": round(medians[slowest] / directory, 2),
+        }
+        print(f"  {backend:10} {size:>7} {result}", flush=True)
+        results.append(result)
+    return results
 
 
 async def _server_version(app: Any, backend: str) -> str:
@@ -153,10 +164,11 @@ async def main() -> None:
     parser.add_argument("--runs", type=int, default=15)
     parser.add_argument("--product", choices=("MEETINGS", "CALLING"), default="MEETINGS")
     args = parser.parse_args()
+    sizes = [int(size) for size in args.sizes.split(",")]
     results = [
-        await measure(backend, int(size), args.runs, args.product)
+        result
         for backend in args.backends.split(",")
-        for size in args.sizes.split(",")
+        for result in await measure(backend, sizes, args.runs, args.product)
     ]
     text = table(results, args.runs, args.product)
     print()
