@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.pool import NullPool
 
+from db.sqlite_driver import one_trip_module
 from db.versioning import track_writes
 
 
@@ -112,6 +113,8 @@ def create_engine(
             pool_size=size if pool_size is None else pool_size,
             max_overflow=overflow if max_overflow is None else max_overflow,
         )
+    if backend == "sqlite" and make_url(url).get_driver_name() == "aiosqlite":
+        kwargs["module"] = one_trip_module()  # one trip to aiosqlite's thread a statement
     engine = create_async_engine(url, **kwargs)
     if backend == "postgresql" and pool:
         event.listen(engine.sync_engine, "checkin", _returned)
