@@ -75,7 +75,9 @@ SHARED_WRITE = re.compile(
     r"\s*(?:INSERT\s+INTO|UPDATE|DELETE\s+FROM)\s+\"?(?:subscription|license_line)\b(?!_)",
     re.IGNORECASE,
 )
-_MODIFIES = re.compile(r"\b(?:INSERT|UPDATE|DELETE|MERGE)\b", re.IGNORECASE)
+# What makes a statement opening with common table expressions a write (SQLite's REPLACE is
+# INSERT OR REPLACE; the replace() function is not a write).
+_MODIFIES = re.compile(r"\b(?:INSERT|UPDATE|DELETE|MERGE)\b|\bREPLACE\s+INTO\b", re.IGNORECASE)
 _READS = ("SELECT", "PRAGMA", "EXPLAIN", "SHOW", "SAVEPOINT", "RELEASE", "BEGIN", "ANALYZE")
 _AUDIT_ONLY = ("INSERT INTO AUDIT_LOG ",)  # what a refusal writes (graph.mutations)
 _BUMP = (

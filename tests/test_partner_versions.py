@@ -70,6 +70,9 @@ def test_audit_entries_and_the_sqlite_write_lock_move_no_version() -> None:
     assert moves_version("with d as (delete from tag returning id) select count(*) from d")
     assert moves_version("WITH s AS (SELECT 1)\nUPDATE tag SET name = 'x'")
     assert moves_version("WITH t AS (SELECT id FROM tag FOR UPDATE) SELECT 1")  # conservative
+    assert moves_version("WITH s AS (SELECT 1, 'x') REPLACE INTO tag SELECT * FROM s")  # SQLite
+    assert moves_version("WITH s AS (SELECT 1)\n  replace\n into tag SELECT * FROM s")
+    assert not moves_version("WITH s AS (SELECT replace(name, 'a', 'b') AS n FROM tag) SELECT n")
 
 
 async def test_a_partners_mutation_keeps_the_other_partners_cache(api: Api) -> None:
