@@ -1,15 +1,16 @@
 """Writers of one partner serialise on its rollups, writers of two partners never wait
 (migration 0032, PostgreSQL).
 
-Plain-SQL writers of one partner, each changing only its own licence lines and subscriptions,
-used to deadlock on the partner's shared rollup rows (KPI spans of a shared customer, day edges,
-blocks, calling licence days): every trigger statement takes them in key order, but a
-transaction of several statements (or one refresh that deletes then re-inserts spans) takes
-them in several passes, and two such transactions could each hold what the other's next pass
-wanted. Now every statement on a table that feeds a partner's rollups first takes the
-partner's transaction-scoped advisory lock (``db.partner_write_lock``), so two writers of one
-partner queue there before touching any rollup row, and a partner's rollup rows are only ever
-locked by the holder of its lock. Two partners' writers take different keys.
+Writers of one partner, each changing only its own licence lines and subscriptions (plain SQL,
+or API mutations that move dates), used to deadlock on the partner's shared rollup rows (KPI
+spans of a shared customer, day edges, blocks, calling licence days): every trigger statement
+takes them in key order, but a transaction of several statements (or one refresh that deletes
+then re-inserts spans) takes them in several passes, and two such transactions could each hold
+what the other's next pass wanted. Now every statement on a table that feeds a partner's
+rollups first takes the partner's transaction-scoped advisory lock (``db.partner_write_lock``),
+so two writers of one partner queue there before touching any rollup row, and a partner's
+rollup rows are only ever locked by the holder of its lock. Two partners' writers take
+different keys.
 """
 
 from __future__ import annotations
@@ -25,11 +26,13 @@ from sqlalchemy import bindparam, text
 from sqlalchemy.exc import DBAPIError
 
 from db.partner_write_lock import LOCKED_TABLES, PARTNER_WRITE_LOCK
+from graph.ids import to_global_id
 from tests import test_license_totals as lt
 from tests.conftest import NOW, Api, _require_backend, postgresql_only
 from tests.databases import make_database
-from tests.helpers import Factory
+from tests.helpers import Factory, post_graphql
 from tests.test_license_kpi_blocks import _alembic
+from tests.test_subscriptions import AUTO_RENEW, QUANTITY, RENEW
 
 DAY = timedelta(days=1)
 WRITERS, TRANSACTIONS = 6, 20
@@ -127,6 +130,56 @@ async def test_writers_of_one_partner_never_deadlock_and_the_figures_stay_exact(
     assert outcomes["ok"] + outcomes["rolled back"] == WRITERS * TRANSACTIONS
     # and the maintained figures are the reference's, the rollups what they roll up
     await lt.check(api.engine, [partner, other], NOW, ("MEETINGS", "CALLING"))
+    await lt.check_rollups(api.engine)
+
+
+@postgresql_only  # SQLite has one writer at a time by design
+async def test_api_writers_of_one_partner_moving_dates_never_fail(api: Api) -> None:
+    """Each mutation locks its customer and changes one subscription or line, so API writers
+    of one customer take turns; a quantity change keeps the spans' dates, but a renewal or an
+    auto-renew switch moves them, and two customers' refreshes then met over the partner's day
+    rows in different orders: on 0031 this failed in 5 of 5 runs, mutations answering
+    INTERNAL_SERVER_ERROR on "deadlock detected"."""
+    # given: six customers of one partner, two subscriptions in force each
+    f = Factory(api.engine)
+    partner = await f.partner()
+    await f.admin(partner, "full@acme.example", "FULL_ADMIN")
+    owned: dict[int, list[int]] = {}
+    for k in range(6):
+        customer = await f.customer(partner, f"Customer {k}")
+        owned[k] = [
+            await f.subscription(
+                customer,
+                start=NOW - (20 + 37 * n + 11 * k) * DAY,
+                end=NOW + (30 + 41 * n + 7 * k) * DAY,
+                auto_renew=(n + k) % 2 == 0,
+                lines=[("MEETINGS", 10, 5, 3), ("CALLING", 40, 4, 1)],
+            )
+            for n in range(2)
+        ]
+    failures: list[Any] = []
+
+    async def writer(k: int) -> None:
+        rnd = random.Random(k)
+        for n in range(10):
+            sub = to_global_id("Subscription", rnd.choice(owned[k]))
+            document, values = [
+                (RENEW, {"termMonths": rnd.randint(1, 3)}),
+                (AUTO_RENEW, {"autoRenew": rnd.random() < 0.5}),
+                (QUANTITY, {"product": "MEETINGS", "purchased": rnd.choice((5, 20, 400))}),
+            ][n % 3]
+            body = await post_graphql(
+                api, document, {"input": {"subscriptionId": sub, **values}}, as_="full@acme.example"
+            )
+            if body.get("errors"):
+                failures.append(body["errors"])
+
+    # when
+    await asyncio.gather(*(writer(k) for k in range(6)))
+
+    # then: no mutation failed (a user error is an answer, not a failure), figures exact
+    assert failures == []
+    await lt.check(api.engine, [partner], NOW, ("MEETINGS", "CALLING"))
     await lt.check_rollups(api.engine)
 
 

@@ -11,15 +11,18 @@ spans, and a transaction has several statements. Two writers of one partner, eac
 its own licence lines, could each hold a rollup row the other's next pass wanted: session 8's
 attack saw 9 deadlocks in 480 transactions. tests/test_partner_write_lock.py (six writers of
 one partner's lines and subscriptions, one to three statements a transaction) had 47 to 51
-deadlocks and 39 to 41 unique violations of ``license_kpi_span`` or ``calling_licence_span``
-in 120 transactions before this migration: two refreshes of one customer's spans, where the
-second's DELETE waited for the first, which then committed rows the second's snapshot did not
-see, and its INSERT met them. API mutations had not hit it: each locks its customer
-(``db.queries.writes.lock_customers``, so one customer's spans are refreshed by one at a time)
-and changes one line or subscription, and a quantity change deletes and re-inserts spans with
-the same dates (the same day rows in both passes); a change that moves dates (a renewal, a
-cancellation) runs its passes over different days and could meet another customer's the same
-way.
+deadlocks in 120 transactions before this migration, and 39 to 41 unique violations of
+``license_kpi_span`` or ``calling_licence_span``: two refreshes of one customer's spans, where
+the second's DELETE waited for the first, which then committed rows the second's snapshot did
+not see, and the second's INSERT met them.
+
+API mutations had not hit it in the attack test, which changes quantities: each mutation locks
+its customer (``db.queries.writes.lock_customers``, so one customer's spans are refreshed by
+one at a time) and changes one line or subscription, and a quantity change deletes and
+re-inserts spans with the same dates (the same day rows in both passes). A change that moves
+dates (a renewal, an auto-renew switch) runs its passes over different days: six API writers
+of one partner's customers renewing and switching auto-renew deadlocked in 5 of 5 runs of
+``test_api_writers_of_one_partner_moving_dates_never_fail`` before this migration.
 
 The fix. Every INSERT, UPDATE and DELETE statement on a table that feeds a partner's rollups
 (``TABLES``; a customer's UPDATE only when it moves the customer to another partner, the one
@@ -67,8 +70,10 @@ table's partners (distinct, sorted) and taking a lock; taking one the transactio
 is a lookup in the backend's local lock table. EXPLAIN ANALYZE's trigger times on a 200-
 subscription partner: 0.057 ms of a 14 ms single-line UPDATE in its own transaction (0.4 %),
 0.044 ms with the lock already held (300 UPDATEs in one transaction, 30 ms each: 0.1 %); a
-customer's sign-in UPDATE (no lock taken) 0.044 ms of 0.12 ms. Wall-clock runs of 2,000 UPDATEs
-on the shared two-core machine varied more between runs than between 0031 and 0032. One
+customer's sign-in UPDATE (no lock taken) 0.044 ms of 0.12 ms. Wall clock on the shared
+two-core machine, three alternated runs each, median per UPDATE: 2,000 in their own
+transactions 13.8 ms at 0032, 19.1 ms at 0031 (runs 27-46 s either way); 500 in one
+transaction 51.9 and 53.3 ms: the runs varied more than the migrations. One
 partner's writers now hold the lock from their first statement that reaches the rollups to
 their commit; they were serialised on the partner-wide rows (its ``ANY/...`` day edges, blocks,
 counts) already.
