@@ -37,7 +37,9 @@ Triggers of migration ``0021_license_kpi_spans`` rebuild a customer's spans when
 ``license_product_total`` rows changes (which triggers of migration 0012 keep from subscriptions
 and license lines), and the day edges with the spans; triggers of ``0029_kpi_day_blocks`` keep
 the blocks from the day edges and the instants' edges from the spans; all in the same
-transaction, for every writer.
+transaction, for every writer. On PostgreSQL one partner's writers take turns on these rows
+under its write lock (``db.partner_write_lock``, migration 0032): they queue on the lock, never
+on these rows.
 
 Nothing here depends on the clock. A span counts at ``now`` when valid_from <= now < valid_to,
 so the weights at ``now`` are, exactly as in ``db.directory_counts``:

@@ -14,7 +14,8 @@ rescanning license lines and weekly snapshots on every request.
 Database triggers keep all three right in the same transaction as the rows they summarise, for
 every writer (the API, ingestion, the seeders, an operator's SQL): migration
 ``0012_license_totals`` creates them (row triggers on SQLite, statement triggers with
-transition tables on PostgreSQL, so a bulk ``COPY`` updates each total once per statement).
+transition tables on PostgreSQL, so a bulk ``COPY`` updates each total once per statement;
+there, a partner's writers take turns on its rows under ``db.partner_write_lock``, 0032).
 Nothing here depends on the clock: windows that move with ``now`` are applied when reading.
 
 This module does not import ``db.models``; ``db.models`` imports it at its end so the tables

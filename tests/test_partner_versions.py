@@ -235,13 +235,15 @@ async def test_an_ingest_moves_the_partners_of_its_records(
 @pytest.mark.parametrize("table", ["tag", "subscription"])
 async def test_writers_of_two_partners_never_wait_on_a_shared_row(api: Api, table: str) -> None:
     """Partner A's transaction holds every version row a commit could take besides B's own
-    (A's version row and the global epoch's row); B's write, of a tag or of a subscription (an
-    input of the deployment-wide medians), commits without waiting.
+    (A's version row and the global epoch's row), and, when it wrote a subscription, A's
+    write lock (migration 0032); B's write, of a tag or of a subscription (an input of the
+    deployment-wide medians), commits without waiting. (tests/test_partner_write_lock.py: a
+    second writer of A's does wait on that lock.)
 
-    Here the two subscriptions have different ratios, so only the version rows are under test;
-    the medians' ratio histogram, where two subscriptions of the same ratio would meet, is
-    moved only by the holder of its fold lock, the others appending deltas (migration 0027),
-    which the next test covers."""
+    Here the two subscriptions have different ratios, so only the version rows and the write
+    locks are under test; the medians' ratio histogram, where two subscriptions of the same
+    ratio would meet, is moved only by the holder of its fold lock, the others appending deltas
+    (migration 0027), which the next test covers."""
     f = Factory(api.engine)
     a, b = await f.partner(), await f.partner("B", "b.example")
     subscriptions = {}
