@@ -58,8 +58,9 @@ def _plan(
     refused: list[str] = []
     left: list[str] = []
     partner = ctx.principal.partner_id
+    names = {f.name for f in fields}
     for field, part in parts.items():
-        if not any(f.name == field for f in fields):
+        if field not in names:
             continue
         loader = relations[field].loader(ctx.loaders)
         obj, parent = loader.rule
