@@ -85,6 +85,10 @@ def _answer(granted: bool, level: float, cost: int, rate: float) -> Spent:
     return granted, level, 0.0 if granted else max(0.0, (cost - level) / rate)
 
 
+async def _keep_session(connection: Any) -> None:
+    """The budget pool's reset: nothing beyond asyncpg's own rollback of an open transaction."""
+
+
 class PostgresStore:
     """The ``cost_budget`` table, through a pool of at most ``size`` connections."""
 
@@ -119,6 +123,12 @@ class PostgresStore:
                         # fraction of a second of spending (PostgreSQL's asynchronous commit),
                         # never reorder or corrupt it: a rate limit's price, not data's.
                         server_settings={"synchronous_commit": "off"},
+                        # asyncpg's default reset sends ``SELECT pg_advisory_unlock_all(); CLOSE
+                        # ALL; UNLISTEN *; RESET ALL;`` on every release: a second round trip
+                        # per request for state the one statement below never makes (no lock,
+                        # cursor, LISTEN or SET). The pool still rolls back a transaction left
+                        # open (``Connection._reset``) before calling this.
+                        reset=_keep_session,
                     )
         return self._pool
 

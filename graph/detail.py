@@ -20,8 +20,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from strawberry.types.nodes import SelectedField
-
 from db.queries.customer_detail import (
     Detail,
     DetailPlan,
@@ -31,7 +29,7 @@ from db.queries.customer_detail import (
 from db.scope import Scope
 from graph.auth.permissions import Act, Obj, Reach, reach_under, scope_or_none
 from graph.context import Context
-from graph.prefetch import Relation, prefetch, selected
+from graph.prefetch import Picked, Relation, prefetch, selected
 from graph.types.customers import CUSTOMER_RELATIONS, SUBSCRIPTION_RELATIONS, Customer
 
 # GraphQL field -> the part of ``db.queries.customer_detail`` that reads what its loader reads.
@@ -52,7 +50,7 @@ SUBSCRIPTION_PARTS = {
 
 
 def _plan(
-    ctx: Context, fields: Sequence[SelectedField], relations: dict[str, Relation], parts: Any
+    ctx: Context, fields: Sequence[Picked], relations: dict[str, Relation], parts: Any
 ) -> tuple[list[tuple[str, str, int | None]], list[str], list[str]]:
     """Of the relationship fields selected: those the statement reads (field, part, cap),
     those refused (answered empty) and those left to the loaders."""
@@ -60,8 +58,9 @@ def _plan(
     refused: list[str] = []
     left: list[str] = []
     partner = ctx.principal.partner_id
+    names = {f.name for f in fields}
     for field, part in parts.items():
-        if not any(f.name == field for f in fields):
+        if field not in names:
             continue
         loader = relations[field].loader(ctx.loaders)
         obj, parent = loader.rule
@@ -79,9 +78,7 @@ def _plan(
 Plans = tuple[list[tuple[str, str, int | None]], list[str], list[str]]
 
 
-def _plans(
-    ctx: Context, selection: Sequence[SelectedField]
-) -> tuple[DetailPlan, Plans, dict[str, Plans]]:
+def _plans(ctx: Context, selection: Sequence[Picked]) -> tuple[DetailPlan, Plans, dict[str, Plans]]:
     """The statement's plan, the customer fields' split and that of each subscription list."""
     plans = _plan(ctx, selection, CUSTOMER_RELATIONS, CUSTOMER_PARTS)
     nested: dict[str, Plans] = {}
@@ -101,7 +98,7 @@ async def _apply(
     ctx: Context,
     customers: Sequence[Customer],
     details: Mapping[int, Detail],
-    selection: Sequence[SelectedField],
+    selection: Sequence[Picked],
     plans: Plans,
     nested: dict[str, Plans],
 ) -> None:
@@ -138,7 +135,7 @@ async def _apply(
 
 
 async def customer_with_relations(
-    ctx: Context, pk: int, selection: Sequence[SelectedField]
+    ctx: Context, pk: int, selection: Sequence[Picked]
 ) -> Customer | None:
     """The customer ``pk`` as ``customer`` returns it, its selected relationships loaded ahead."""
     scope = scope_or_none(ctx, Obj.CUSTOMER, Act.READ)
@@ -155,7 +152,7 @@ async def customer_with_relations(
 
 
 async def page_relations(
-    ctx: Context, scope: Scope, customers: Sequence[Customer], selection: Sequence[SelectedField]
+    ctx: Context, scope: Scope, customers: Sequence[Customer], selection: Sequence[Picked]
 ) -> None:
     """The selected relationships of a page's ``customers`` (read within ``scope``) loaded
     ahead: those ``_plan`` reads in one statement for the whole page, the rest by the loaders,

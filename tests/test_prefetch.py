@@ -133,3 +133,86 @@ async def test_values_loaded_ahead_answer_later_loads_until_cleared() -> None:
     await loader.load_ahead([3])
     # then
     assert batches[-1] == [3]
+
+
+def _strawberry_below(info: Any, *path: str) -> list[Any]:
+    """What ``below`` answered when it read Strawberry's ``info.selected_fields``: the fields at
+    ``path``, fragments flattened at every level."""
+    from strawberry.types.nodes import FragmentSpread, InlineFragment, SelectedField
+
+    def flat(selections: Any, *rest: str) -> list[Any]:
+        level: list[Any] = []
+        for selection in selections:
+            if isinstance(selection, FragmentSpread | InlineFragment):
+                level.extend(flat(selection.selections))
+            elif isinstance(selection, SelectedField):
+                level.append(selection)
+        if not rest:
+            return level
+        head, *tail = rest
+        return [g for field in level if field.name == head for g in flat(field.selections, *tail)]
+
+    return flat([s for field in info.selected_fields for s in field.selections], *path)
+
+
+def _tree(fields: Any) -> list[Any]:
+    """Names of ``fields`` and of everything below them, fragments flattened."""
+    from strawberry.types.nodes import FragmentSpread, InlineFragment
+
+    out: list[Any] = []
+    for field in fields:
+        if isinstance(field, FragmentSpread | InlineFragment):
+            out.extend(_tree(field.selections))
+        else:
+            out.append((field.name, _tree(field.selections)))
+    return out
+
+
+DIRECTIVES_QUERY = """
+query($first: Int!, $skip: Boolean = false) {
+  customers(first: $first) {
+    nodes { ... @include(if: true) { named: name tags @skip(if: $skip) { id } } }
+    ...More
+  }
+}
+fragment More on CustomerConnection { edges { node { ...Deep } } pageInfo { hasNextPage } }
+fragment Deep on Customer {
+  subscriptions { ... on Subscription { licenses { product } } }
+  again: subscriptions { invoices { invoiceNumber } }
+}
+"""
+DETAIL_QUERY = """
+query($id: ID!) {
+  customer(id: $id) { ...One tags { name } ... on Customer { trials { licenses { product } } } }
+}
+fragment One on Customer { statuses subscriptions { tags { id } ...Sub } }
+fragment Sub on Subscription { licenses { used } orders { orderNumber } }
+"""
+
+
+@pytest.mark.parametrize("document", [FRAGMENTS_QUERY, PAGE_QUERY, DIRECTIVES_QUERY, DETAIL_QUERY])
+async def test_below_reads_the_selection_strawberry_would_convert(
+    uncached_api: Api, monkeypatch: pytest.MonkeyPatch, document: str
+) -> None:
+    """``below`` walks the document's nodes itself (cheaper than ``info.selected_fields``): for
+    documents with aliases, directives, inline and named fragments, at every path the resolvers
+    ask for, the same field names in the same order, all the way down."""
+    import graph.resolvers.customers
+
+    api = uncached_api
+    await build_customers(api, 2)
+    page = data_of(await post_graphql(api, PAGE_QUERY, {"first": 1}, as_=FULL))
+    seen: list[tuple[Any, Any]] = []
+    original = graph.prefetch.below
+
+    def spy(info: Any, *path: str) -> Any:
+        mine = original(info, *path)
+        seen.append((_tree(mine), _tree(_strawberry_below(info, *path))))
+        return mine
+
+    monkeypatch.setattr(graph.resolvers.customers, "below", spy)
+    variables = {"first": 2, "id": page["customers"]["nodes"][0]["id"]}
+    data_of(await post_graphql(api, document, variables, as_=FULL))
+    assert seen and any(mine for mine, _ in seen)
+    for mine, theirs in seen:
+        assert mine == theirs

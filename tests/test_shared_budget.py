@@ -20,10 +20,11 @@ import httpx
 import pytest
 
 import graph.cost_store
+from db.cost_budgets import SPEND
 from db.settings import Settings
 from graph.app import create_app
 from tests.authz_support import AuthzFactory
-from tests.conftest import NOW, Api
+from tests.conftest import NOW, Api, postgresql_only
 from tests.helpers import error_codes, token_for
 
 FULL = "full@acme.example"
@@ -186,3 +187,27 @@ async def test_an_unreachable_redis_degrades_to_a_budget_per_process_never_an_er
     assert [error_codes(first), error_codes(second)] == [[], []]
     assert error_codes(again) == ["RATE_LIMITED"]
     assert "cost_budget_degraded" in [getattr(r, "event", None) for r in caplog.records]
+
+
+@postgresql_only
+async def test_a_spend_on_postgresql_is_one_statement_and_its_connection_is_reused(
+    api: Api, patient_store: None
+) -> None:
+    # given: the budget's own pool, every statement its connection runs recorded
+    store = graph.cost_store.PostgresStore(api.db.url)
+    sent: list[str] = []
+    try:
+        assert (await store.spend(1, 10, 100.0, 100 / 60))[0]
+        async with (await store._connections()).acquire() as connection:
+            connection.add_query_logger(lambda record: sent.append(record.query))
+
+        # when: three more spends
+        answers = [await store.spend(1, 10, 100.0, 100 / 60) for _ in range(3)]
+    finally:
+        await store.close()
+
+    # then: each is the one statement (no reset query on release: asyncpg's default sent
+    # ``RESET ALL`` and more, a second round trip per request), and the budget still counts
+    assert sent == [SPEND] * 3
+    assert [granted for granted, _, _ in answers] == [True] * 3
+    assert answers[-1][1] < 70.1

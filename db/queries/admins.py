@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from db.engine import execute_core
 from db.models import Admin, ApiToken, AppMeta, Partner
 from db.partner_versions import PARTNER_DATA_VERSION
 from db.types import affected
@@ -78,7 +79,7 @@ _AUTHENTICATE = _AUTHENTICATE.where(TK.token_hash == bindparam("token_hash"))
 
 async def authenticate_token(session: AsyncSession, *, token: str) -> Principal | None:
     """The active admin owning an unrevoked ``token``, or None. One statement."""
-    row = (await session.execute(_AUTHENTICATE, {"token_hash": hash_token(token)})).first()
+    row = (await execute_core(session, _AUTHENTICATE, {"token_hash": hash_token(token)})).first()
     return None if row is None else _principal(row)
 
 
@@ -100,7 +101,7 @@ def _principal(row: Any) -> Principal:
 async def principal_of_token(session: AsyncSession, *, token_id: int) -> Principal | None:
     """The caller as it is now (after a write of its own request): None once its token is
     revoked or its admin deactivated."""
-    row = (await session.execute(_BY_TOKEN_ID, {"token_id": token_id})).first()
+    row = (await execute_core(session, _BY_TOKEN_ID, {"token_id": token_id})).first()
     return None if row is None else _principal(row)
 
 

@@ -40,6 +40,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from db.engine import execute_core
 from db.models import Admin, Customer, Invoice, LicenseLine, Order, Tag
 from db.queries.customer_children import (
     _A,
@@ -320,7 +321,7 @@ async def customer_detail(
     dialect = session.get_bind().dialect.name
     stmt = _scoped_statement(dialect, plan, scope)
     params = {"partner_id": scope.partner_id, "now": now, "customer_id": id}
-    result = await session.execute(stmt, params)
+    result = await execute_core(session, stmt, params)
     found = result.first()
     return None if found is None else _decode(found, len(CUSTOMER_COLUMNS), plan)
 
@@ -346,5 +347,5 @@ async def customers_parts(
     dialect = session.get_bind().dialect.name
     keys: Any = list(ids) if dialect == "postgresql" else orjson.dumps(list(ids)).decode()
     params = {"ids": keys, "partner_id": scope.partner_id, "now": now}
-    result = await session.execute(_page_statement(dialect, plan, scope), params)
+    result = await execute_core(session, _page_statement(dialect, plan, scope), params)
     return {found[0]: _decode(found, 1, plan) for found in result}

@@ -34,6 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql import Select
 
 from db import directory_counts
+from db.engine import execute_core
 from db.enums import CustomerStatus, SubscriptionKind, SubscriptionState
 from db.models import (
     Customer,
@@ -392,7 +393,7 @@ async def _sorted_rows(
         .order_by(*[k.desc() if descending else k.asc() for k in keys])
         .limit(limit)
     )
-    return records(await session.execute(stmt))
+    return records(await execute_core(session, stmt))
 
 
 async def _walked_rows(
@@ -457,7 +458,7 @@ async def _bounded_walk(
     params: dict[str, Any] = {"walk_now": now}
     if after is not None:
         params["after_k0"], params["after_k1"] = after
-    rows = records(await session.execute(stmt, params))
+    rows = records(await execute_core(session, stmt, params))
     if rows and rows[-1].walked == WALK_LIMIT:
         last = rows.pop()
         return rows, (last.k0, last.k1)

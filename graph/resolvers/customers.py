@@ -6,7 +6,6 @@ from collections.abc import Sequence
 from typing import Annotated, Any
 
 import strawberry
-from strawberry.types.nodes import SelectedField
 
 from db.queries import customers as q
 from db.queries.tags import tags_of_partner
@@ -18,7 +17,7 @@ from graph.detail import customer_with_relations, page_relations
 from graph.errors import ErrorCode, bad_input
 from graph.ids import pk_of
 from graph.pagination import CursorCodec, Paging, fingerprint, paging
-from graph.prefetch import below
+from graph.prefetch import Picked, below
 from graph.types.arguments import After, Before, First, Last
 from graph.types.customers import (
     Customer,
@@ -68,7 +67,7 @@ async def customers_connection(
     filter: CustomerFilter | None,
     search: str | None,
     order_by: Any,
-    selection: Sequence[SelectedField] = (),
+    selection: Sequence[Picked] = (),
     edges: bool = True,
 ) -> CustomerConnection:
     """A page of customers; the relationships ``selection`` asks for are loaded with it. Without
@@ -120,7 +119,7 @@ async def customers_connection(
 
 
 async def customer_by_pk(
-    ctx: Context, pk: int, selection: Sequence[SelectedField] = ()
+    ctx: Context, pk: int, selection: Sequence[Picked] = ()
 ) -> Customer | None:
     """The customer and the relationships ``selection`` asks for, in one statement
     (``graph.detail``)."""
