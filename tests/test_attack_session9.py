@@ -530,3 +530,94 @@ async def test_a_request_cancelled_mid_statement_leaves_the_pool_usable(
     async with sqlite_engine.begin() as conn:
         await conn.execute(text("INSERT INTO t (v) VALUES ('after cancel')"))
     assert time.monotonic() - started < 60
+
+
+# --- the response cache ----------------------------------------------------------------------
+
+
+async def answer(cached: Api, cold: Api, expect: str) -> None:
+    from tests.test_response_cache import post
+
+    got = await post(cached, DASHBOARD, {"product": "MEETINGS"}, EMAILS[0])
+    assert got.headers["x-partner-hub-cache"] == expect
+    want = await post_graphql(cold, DASHBOARD, {"product": "MEETINGS"}, as_=EMAILS[0])
+    assert got.json()["data"] == data_of(want)
+
+
+async def test_a_cached_dashboard_follows_every_other_partners_licence_write(
+    fresh_database: Database,
+) -> None:
+    """Response cache and memo on: this partner's cached dashboard (which read the medians)
+    is a miss after another partner's cancellation, after its quantity change and after an
+    operator's REPLACE/EXPLAIN ANALYZE; in between it is a hit; always the recomputed answer."""
+    from tests.conftest import _api_over
+
+    await fresh_database.empty()
+    subs = await world(Factory(fresh_database.engine))
+    async for cached in _api_over(fresh_database):
+        recompute = _api_over(fresh_database, response_cache_seconds=0, medians_memo=False)
+        async for cold in recompute:
+            for api in (cached, cold):
+                for email in EMAILS:
+                    await token_for(api, email)
+
+            await answer(cached, cold, "miss")
+            await answer(cached, cold, "hit")
+            variables = {"input": {"subscriptionId": sub(subs["globex"][4]), "atTermEnd": False}}
+            await mutate(cached, CANCEL, variables, EMAILS[1])
+            await answer(cached, cold, "miss")
+            await answer(cached, cold, "hit")
+            quantity = {
+                "a": {
+                    "subscriptionId": sub(subs["globex"][0]),
+                    "product": "MEETINGS",
+                    "purchased": 2,
+                },
+                "b": {
+                    "subscriptionId": sub(subs["globex"][2]),
+                    "product": "MEETINGS",
+                    "purchased": 90,
+                },
+            }
+            await mutate(cached, TWO_QUANTITIES, quantity, EMAILS[1])
+            await answer(cached, cold, "miss")
+            await answer(cached, cold, "hit")
+            async with fresh_database.engine.begin() as conn:
+                if fresh_database.engine.dialect.name == "postgresql":
+                    statement = (
+                        "EXPLAIN ANALYZE UPDATE license_line SET assigned = 0 "
+                        "WHERE subscription_id = :s"
+                    )
+                else:
+                    statement = (
+                        "WITH src AS (SELECT * FROM license_line WHERE subscription_id = :s) "
+                        "REPLACE INTO license_line SELECT id, partner_id, subscription_id, "
+                        "product, license_type, purchased, 0, used FROM src"
+                    )
+                await conn.execute(text(statement), {"s": subs["globex"][1]})
+            await answer(cached, cold, "miss")
+
+
+async def test_an_error_after_some_rows_is_the_statements_error(sqlite_engine: AsyncEngine) -> None:
+    """SQLite raises while stepping (the rows after the first are never read): the one trip
+    raises it from the statement's execution as the stock adapter raises it from its fetch,
+    with the same type, and the connection goes on."""
+    async with sqlite_engine.connect() as conn:
+        await conn.execute(
+            text("INSERT INTO t (v) VALUES (:v)"),
+            [{"v": "1"}, {"v": "2"}, {"v": "9223372036854775807"}],
+        )
+        with pytest.raises(OperationalError, match="overflow"):
+            await conn.execute(
+                text(
+                    "SELECT abs(CASE WHEN length(v) > 1 THEN -9223372036854775807 - 1 ELSE 1 END)"
+                    " FROM t ORDER BY id"
+                )
+            )
+        with pytest.raises(OperationalError, match="overflow"):
+            await conn.execute(text("SELECT sum(CAST(v AS INTEGER)) FROM t"))
+        with pytest.raises(OperationalError, match="JSON"):
+            await conn.execute(text("SELECT json_extract(v || '{', '$') FROM t"))
+        await conn.rollback()
+        got = (await conn.execute(text("SELECT count(*) FROM t"))).scalar()
+        assert got == 0  # rolled back
