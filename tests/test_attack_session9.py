@@ -29,7 +29,7 @@ from graph.ids import to_global_id
 from tests.conftest import NOW, Api
 from tests.databases import Database
 from tests.helpers import Factory, data_of, post_graphql, token_for
-from tests.test_medians_memo import DASHBOARD, dashboard, memo_of, same_answers, world
+from tests.test_medians_memo import DASHBOARD, QUANTITY, dashboard, memo_of, same_answers, world
 from tests.test_medians_memo import apis as apis
 
 DAY = timedelta(days=1)
@@ -652,3 +652,43 @@ async def test_sqlite_dates_written_around_the_type_keep_the_memo_on_its_recompu
         direct = await low_allocation_medians(session, now=later)
     assert memo.reads == 1  # the later instant was within the window
     assert kept == direct  # fails: the kept medians still count the row the text ended
+
+
+async def test_dashboards_racing_licence_writes_end_on_the_recomputed_answer(
+    apis: tuple[Api, Api],
+) -> None:
+    """Dashboards of both partners in flight while both partners change quantities (on
+    PostgreSQL concurrent writers append histogram deltas the next fold folds): a dashboard
+    that read its version before a write may keep medians read after it, but once the writes
+    are done every answer is the recomputation's (nothing is kept under a version that
+    outlives what it was read from)."""
+    kept, cold = apis
+    subs = await world(Factory(kept.engine))
+    for api in apis:
+        for email in EMAILS:
+            await token_for(api, email)
+    await same_answers(kept, cold)
+
+    async def change(partner: str, email: str, n: int, purchased: int) -> None:
+        variables = {
+            "input": {
+                "subscriptionId": sub(subs[partner][n]),
+                "product": "MEETINGS",
+                "purchased": purchased,
+            }
+        }
+        body = await post_graphql(kept, QUANTITY, variables, as_=email)
+        assert not data_of(body)["changeLicenseQuantity"]["userErrors"], body
+
+    async def look(email: str) -> None:
+        body = await post_graphql(kept, DASHBOARD, {"product": "MEETINGS"}, as_=email)
+        data_of(body)
+
+    for round_ in range(3):
+        work = [look(EMAILS[i % 2]) for i in range(6)]
+        work += [
+            change("acme", EMAILS[0], round_, 50 + 7 * round_),
+            change("globex", EMAILS[1], round_ + 1, 300 - 11 * round_),
+        ]
+        await asyncio.gather(*work)
+        await same_answers(kept, cold)
