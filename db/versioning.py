@@ -126,7 +126,11 @@ def _cte_writes(statement: str) -> bool:
 
 @lru_cache(maxsize=1024)
 def _shared_writes(statement: str) -> bool:
-    # Searched once per text (the statements of a writing transaction repeat).
+    # Searched once per text (the statements of a writing transaction repeat); the tables'
+    # names first (a bulk insert's 64 kB of VALUES took the search ~1.7 ms, the names ~30 µs).
+    lowered = statement.lower()
+    if "subscription" not in lowered and "license_line" not in lowered:
+        return False
     return SHARED_WRITE.search(statement) is not None
 
 
