@@ -26,7 +26,7 @@ from db.queries.analytics.medians import MediansMemo, low_allocation_medians
 from db.sqlite_driver import one_trip_module
 from db.versioning import DATA_VERSION_KEY, _shared_writes, is_write, moves_version, writes_for
 from graph.ids import to_global_id
-from tests.conftest import NOW, Api
+from tests.conftest import NOW, Api, sqlite_only
 from tests.databases import Database
 from tests.helpers import Factory, data_of, post_graphql, token_for
 from tests.test_medians_memo import DASHBOARD, QUANTITY, dashboard, memo_of, same_answers, world
@@ -623,17 +623,16 @@ async def test_an_error_after_some_rows_is_the_statements_error(sqlite_engine: A
         assert got == 0  # rolled back
 
 
-@pytest.mark.xfail(strict=True, reason="SQLite: the memo's window parses what SQL compares as text")
+@sqlite_only
 async def test_sqlite_dates_written_around_the_type_keep_the_memo_on_its_recomputation(
     fresh_database: Database,
 ) -> None:
-    """Found, not fixed (strict xfail): on SQLite the stale rows are picked by comparing the
-    stored text with ``now``'s text, while the memo's window compares parsed instants. Text an
-    operator writes around ``UTCDateTime`` (an ISO offset) sorts elsewhere than its instant, and
-    the memo then answers across a change of the stale rows. ``UTCDateTime`` documents that
-    every value must go through it; the test asks what should happen when one does not."""
-    if fresh_database.engine.dialect.name != "sqlite":
-        pytest.skip("PostgreSQL compares timestamptz values, not text")
+    """Found in session 9 (then a strict xfail): on SQLite the stale rows are picked by
+    comparing the stored text with ``now``'s text, while the memo's window compared parsed
+    instants. Text an operator writes around ``UTCDateTime`` (an ISO offset) sorts elsewhere
+    than its instant, and the memo answered across a change of the stale rows. The window is now
+    compared in the database's order (``in_db_order``: text on SQLite). PostgreSQL compares
+    timestamptz values: nothing to write around there."""
     await fresh_database.empty()
     subs = await world(Factory(fresh_database.engine))
     end = NOW + 2 * DAY  # as the offset -05:00 writes it, text of the day before, 19:00
@@ -650,8 +649,9 @@ async def test_sqlite_dates_written_around_the_type_keep_the_memo_on_its_recompu
         await memo.medians(session, now=NOW, version="1:1")
         kept = await memo.medians(session, now=later, version="1:1")
         direct = await low_allocation_medians(session, now=later)
-    assert memo.reads == 1  # the later instant was within the window
-    assert kept == direct  # fails: the kept medians still count the row the text ended
+    # the later instant is past the text: outside the window, read again, as SQL picks the rows
+    assert memo.reads == 2
+    assert kept == direct
 
 
 async def test_dashboards_racing_licence_writes_end_on_the_recomputed_answer(

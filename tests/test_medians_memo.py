@@ -17,7 +17,12 @@ import pytest
 from sqlalchemy import text
 
 from db.engine import session_factory
-from db.queries.analytics.medians import MediansMemo, low_allocation_medians, medians_window
+from db.queries.analytics.medians import (
+    MediansMemo,
+    in_db_order,
+    low_allocation_medians,
+    medians_window,
+)
 from db.versioning import writes_pending
 from graph.ids import to_global_id
 from tests.conftest import NOW, Api, _api_over
@@ -159,9 +164,11 @@ async def test_kept_medians_follow_the_clock_across_every_start_and_end(
     async with sessions() as session:
         probe = await low_allocation_medians(session, now=NOW)
         assert probe, "the world has medians"
-        # the instants as the database returns them (aware UTC on both backends)
+        # the window in the database's order (SQLite's text, PostgreSQL's instants)
         since, until = await medians_window(session, now=NOW)
-    assert since is not None and until is not None and since <= NOW < until
+        assert since is not None and until is not None
+        assert since <= in_db_order(session, NOW) < until
+        since, until = _as_aware(since), _as_aware(until)
     instants = sorted(
         {NOW - 100 * DAY, NOW + 400 * DAY}
         | {since, until}
@@ -177,7 +184,8 @@ async def test_kept_medians_follow_the_clock_across_every_start_and_end(
             assert got == await low_allocation_medians(session, now=now), now
             if memo.reads == before:  # a hit: within the window of the last read
                 lo, hi = windows[-1]
-                assert (lo is None or lo <= now) and (hi is None or now < hi)
+                at = in_db_order(session, now)
+                assert (lo is None or lo <= at) and (hi is None or at < hi)
             else:
                 windows.append(await medians_window(session, now=now))
     # one read per window visited: the instants in one window shared a read

@@ -26,7 +26,7 @@ import math
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
@@ -34,6 +34,7 @@ from sqlalchemy import (
     BigInteger,
     Float,
     Select,
+    String,
     and_,
     bindparam,
     cast,
@@ -43,6 +44,7 @@ from sqlalchemy import (
     or_,
     select,
     true,
+    type_coerce,
     union_all,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -315,27 +317,40 @@ async def low_allocation_medians(
 def _window_statement(products: tuple[str, ...]) -> Select[Any]:
     """The latest start or end of an ACTIVE row at or before the bound ``now`` and the first
     after it, per product and date (one seek each down ``ix_license_product_total_stale_*``).
-    Every ACTIVE row counts, with purchased > 0 or not: more instants only narrow the window."""
+    Every ACTIVE row counts, with purchased > 0 or not: more instants only narrow the window.
+    The values come back as the database compares them (``in_db_order``): SQLite's stored text
+    unparsed (text written around ``UTCDateTime``, an ISO offset say, sorts as text there),
+    PostgreSQL's timestamptz values."""
     now = bindparam("now", type_=T.end_date.type)
     seeks = []
     for product in products:
         for date in (T.start_date, T.end_date):
             at = (T.product == product, T.state == ACTIVE)
-            seeks.append(select(func.max(date)).where(*at, date <= now).scalar_subquery())
-            seeks.append(select(func.min(date)).where(*at, date > now).scalar_subquery())
+            for edge, cut in ((func.max(date), date <= now), (func.min(date), date > now)):
+                found = select(type_coerce(edge, String())).where(*at, cut)
+                seeks.append(found.scalar_subquery())
     return select(*seeks).where(true())
+
+
+def in_db_order(session: AsyncSession, now: datetime) -> Any:
+    """``now`` as the database compares it with stored instants: SQLite the text
+    ``UTCDateTime`` stores (naive UTC with microseconds), PostgreSQL the instant itself."""
+    if session.get_bind().dialect.name == "sqlite":
+        return now.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+    return now
 
 
 @dataclass(frozen=True, slots=True)
 class KeptMedians:
-    """Medians read at ``version``, valid for any ``now`` in [since, until) (None: unbounded)."""
+    """Medians read at ``version``, valid for any ``now`` in [since, until) (None: unbounded),
+    compared in the database's order (``in_db_order``)."""
 
     version: str
     medians: Medians
-    since: datetime | None
-    until: datetime | None
+    since: Any
+    until: Any
 
-    def holds(self, version: str, now: datetime) -> bool:
+    def holds(self, version: str, now: Any) -> bool:
         return (
             version == self.version
             and (self.since is None or self.since <= now)
@@ -345,9 +360,10 @@ class KeptMedians:
 
 async def medians_window(
     session: AsyncSession, *, now: datetime, products: Sequence[str] = KPI_PRODUCTS
-) -> tuple[datetime | None, datetime | None]:
+) -> tuple[Any, Any]:
     """[since, until): the instants around ``now`` between which no ACTIVE row of ``products``
-    starts or ends, so the medians' stale rows are the same for any now in it."""
+    starts or ends, so the medians' stale rows are the same for any now in it; in the
+    database's order (``in_db_order``), None where there is none."""
     row = (await session.execute(_window_statement(tuple(products)), {"now": now})).one()
     before = [v for v in row[0::2] if v is not None]
     after = [v for v in row[1::2] if v is not None]
@@ -374,7 +390,7 @@ class MediansMemo:
     ) -> Medians:
         key = tuple(products)
         kept = self._kept.get(key)
-        if kept is not None and kept.holds(version, now):
+        if kept is not None and kept.holds(version, in_db_order(session, now)):
             note_shared_read()
             return kept.medians
         medians = await low_allocation_medians(session, now=now, products=key)
