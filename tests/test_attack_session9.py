@@ -111,11 +111,7 @@ async def test_a_declared_write_in_any_sql_form_moves_the_shared_version(
     emits (a writable CTE on PostgreSQL, UPDATE OR ... on SQLite): the shared version moves
     and the memo's dashboards stay those recomputed."""
     kept, cold = apis
-    subs = await world(Factory(kept.engine))
-    for api in apis:
-        for email in EMAILS:
-            await token_for(api, email)
-    await same_answers(kept, cold)
+    subs = await ready(apis)
     postgres = kept.engine.dialect.name == "postgresql"
     statement = (
         "WITH u AS (UPDATE license_line SET assigned = 0 WHERE subscription_id = :s "
@@ -140,11 +136,7 @@ async def test_an_operators_replace_or_explain_analyze_moves_the_epoch(
     apis: tuple[Api, Api],
 ) -> None:
     kept, cold = apis
-    subs = await world(Factory(kept.engine))
-    for api in apis:
-        for email in EMAILS:
-            await token_for(api, email)
-    await same_answers(kept, cold)
+    subs = await ready(apis)
     epoch, _ = await shared_sum(kept.engine)
     async with kept.engine.begin() as conn:
         if kept.engine.dialect.name == "postgresql":
@@ -208,6 +200,18 @@ async def mutate(api: Api, document: str, variables: dict[str, Any], email: str)
     for field in data.values():
         assert not field["userErrors"], body
     return data
+
+
+async def ready(apis: tuple[Api, Api]) -> dict[str, list[int]]:
+    """The world, both admins' tokens issued on both apps (issuing is a write: the epoch moves)
+    and a first round of answers compared (the memo has read once)."""
+    kept, cold = apis
+    subs = await world(Factory(kept.engine))
+    for api in apis:
+        for email in EMAILS:
+            await token_for(api, email)
+    await same_answers(kept, cold)
+    return subs
 
 
 def sub(pk: int) -> str:
@@ -320,11 +324,7 @@ async def test_a_rolled_back_licence_write_keeps_the_memo_and_its_answers(
     apis: tuple[Api, Api],
 ) -> None:
     kept, cold = apis
-    subs = await world(Factory(kept.engine))
-    for api in apis:
-        for email in EMAILS:
-            await token_for(api, email)
-    await same_answers(kept, cold)
+    subs = await ready(apis)
     reads = memo_of(kept).reads
     async with kept.engine.connect() as conn:
         await conn.execute(
@@ -663,11 +663,7 @@ async def test_dashboards_racing_licence_writes_end_on_the_recomputed_answer(
     are done every answer is the recomputation's (nothing is kept under a version that
     outlives what it was read from)."""
     kept, cold = apis
-    subs = await world(Factory(kept.engine))
-    for api in apis:
-        for email in EMAILS:
-            await token_for(api, email)
-    await same_answers(kept, cold)
+    subs = await ready(apis)
 
     async def change(partner: str, email: str, n: int, purchased: int) -> None:
         variables = {
