@@ -62,7 +62,16 @@ class Database:
             existing = set(await conn.run_sync(lambda c: inspect(c).get_table_names()))
             names = [t.name for t in reversed(metadata.sorted_tables) if t.name in existing]
             if self.backend == "postgresql":
-                await conn.execute(text(f"TRUNCATE {', '.join(names)} RESTART IDENTITY CASCADE"))
+                # DELETE with the triggers (foreign keys, rollups) off, then every sequence back
+                # to 1: what TRUNCATE ... RESTART IDENTITY did, without its new files for ~150
+                # relations (~200 ms a test, ~2 minutes of the suite on a slow machine).
+                deletes = " ".join(f'DELETE FROM "{name}";' for name in names)
+                restart = (
+                    "PERFORM setval(c.oid, 1, false) FROM pg_class c JOIN pg_namespace n"
+                    " ON n.oid = c.relnamespace WHERE c.relkind = 'S' AND n.nspname = 'public';"
+                )
+                await conn.execute(text("SET LOCAL session_replication_role = replica"))
+                await conn.execute(text(f"DO $$ BEGIN {deletes} {restart} END $$"))
             else:
                 for name in names:
                     await conn.execute(text(f"DELETE FROM {name}"))
