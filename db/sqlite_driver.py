@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import collections
 import sqlite3
+from collections.abc import Callable
 from typing import Any
 
 import aiosqlite
@@ -41,43 +42,39 @@ class OneTripCursor(AsyncAdapt_aiosqlite_cursor):
     def _aenter_cursor(self, cursor: Any) -> Any:
         return None
 
-    async def _execute_async(self, operation: Any, parameters: Any) -> Any:
+    async def _one_trip(self, work: Callable[[sqlite3.Cursor], Any]) -> Any:
+        """``work`` on a new sqlite3 cursor, closed after it, all in one call to the thread;
+        the closed cursor stays for what SQLAlchemy reads next (description, counts)."""
         raw: sqlite3.Connection = self._connection._conn
 
-        def run() -> tuple[sqlite3.Cursor, list[Any] | None]:
+        def run() -> tuple[sqlite3.Cursor, Any]:
             cursor = raw.cursor()
             try:
-                if parameters is None:
-                    cursor.execute(operation)
-                else:
-                    cursor.execute(operation, parameters)
-                rows = cursor.fetchall() if cursor.description else None
+                return cursor, work(cursor)
             finally:
                 cursor.close()
-            return cursor, rows
 
         async with self._adapt_connection._execute_mutex:
-            cursor, rows = await self._connection._execute(run)
+            cursor, result = await self._connection._execute(run)
             self._cursor = cursor
-            if rows is not None:
-                self._rows = collections.deque(rows)
-            return cursor
+            return result
+
+    async def _execute_async(self, operation: Any, parameters: Any) -> Any:
+        def work(cursor: sqlite3.Cursor) -> list[Any] | None:
+            if parameters is None:
+                cursor.execute(operation)
+            else:
+                cursor.execute(operation, parameters)
+            return cursor.fetchall() if cursor.description else None
+
+        rows = await self._one_trip(work)
+        if rows is not None:
+            self._rows = collections.deque(rows)
+        return self._cursor
 
     async def _executemany_async(self, operation: Any, seq_of_parameters: Any) -> Any:
-        raw: sqlite3.Connection = self._connection._conn
-
-        def run() -> sqlite3.Cursor:
-            cursor = raw.cursor()
-            try:
-                cursor.executemany(operation, seq_of_parameters)
-            finally:
-                cursor.close()
-            return cursor
-
-        async with self._adapt_connection._execute_mutex:
-            cursor = await self._connection._execute(run)
-            self._cursor = cursor
-            return cursor
+        await self._one_trip(lambda cursor: cursor.executemany(operation, seq_of_parameters))
+        return self._cursor
 
 
 class OneTripConnection(AsyncAdapt_aiosqlite_connection):

@@ -112,12 +112,12 @@ def is_write(statement: str) -> bool:
     head = statement.lstrip()[:9].upper()
     if head.startswith(("WITH", "EXPLAIN")):
         # PostgreSQL's EXPLAIN ANALYZE runs the statement it explains.
-        return _cte_writes(statement)
+        return _modifies(statement)
     return not head.startswith(_READS)
 
 
 @lru_cache(maxsize=1024)
-def _cte_writes(statement: str) -> bool:
+def _modifies(statement: str) -> bool:
     # Per statement text: the analytics' statements are built once and run on every request,
     # and searching 14 kB of SQL took ~0.2 ms (their compiled text is the same string object,
     # whose hash Python keeps).
@@ -220,6 +220,14 @@ async def writes_for(db: AsyncSession | AsyncConnection, partner_ids: int | Iter
     ids = {int(partner_ids)} if isinstance(partner_ids, int) else {int(p) for p in partner_ids}
     info = _sync(conn).info
     info[_PARTNERS] = info.get(_PARTNERS, set()) | ids
+
+
+def deployment_version(principal: Principal) -> str:
+    """What deployment-wide figures depend on, as read with the caller's token:
+    ``"<global epoch>:<shared version>"`` (an undeclared write moves the epoch, a declared write
+    of licence data its partner's shared version). Equal strings mean equal licence data."""
+    epoch = principal.data_version.split(".", 1)[0]
+    return f"{epoch}:{principal.shared_version}"
 
 
 def caller_data_version(principal: Principal) -> str:

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 from db.license_kpis import KpiFigures
 from db.queries import analytics as q
 from db.scope import Scope
-from db.versioning import writes_pending
+from db.versioning import deployment_version, writes_pending
 from graph.context import Context, Info
 from graph.errors import bad_input
 from graph.pagination import (
@@ -50,8 +50,7 @@ async def _load_medians(ctx: Context) -> q.Medians:
     async with ctx.db() as session:
         if memo is None or await writes_pending(session):
             return await q.low_allocation_medians(session, now=ctx.now)
-        epoch = ctx.principal.data_version.split(".", 1)[0]
-        version = f"{epoch}:{ctx.principal.shared_version}"
+        version = deployment_version(ctx.principal)
         return await memo.medians(session, now=ctx.now, version=version)
 
 

@@ -372,9 +372,8 @@ async def medians_window(
 
 class MediansMemo:
     """The last medians a process read per set of products (see above); ``version`` is the
-    deployment's shared version read with the request's token (``"<epoch>:<shared>"``: an
-    undeclared write moves the epoch instead). Not for a transaction with uncommitted writes:
-    the caller reads the medians directly then."""
+    deployment's version read with the request's token (``db.versioning.deployment_version``).
+    Not for a transaction with uncommitted writes: the caller reads the medians directly then."""
 
     def __init__(self) -> None:
         self._kept: dict[tuple[str, ...], KeptMedians] = {}
