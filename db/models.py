@@ -573,5 +573,6 @@ from db import (  # noqa: E402, F401
     directory_counts,
     license_kpis,
     license_totals,
+    low_reference,
     persisted_models,
 )

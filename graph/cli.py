@@ -165,6 +165,10 @@ async def _seed(args: argparse.Namespace) -> None:
                 f"synthetic data loaded: {report.partners} partners, {report.customers} customers, "
                 f"{report.subscriptions} subscriptions, {report.snapshots} weekly snapshots"
             )
+        # The low-allocation spans at the medians of the data just loaded (speed only).
+        from graph.cli_analytics import rebase
+
+        await rebase(engine, _now(settings))
         await analyze(engine)
     finally:
         await engine.dispose()
@@ -349,6 +353,9 @@ def build_parser() -> argparse.ArgumentParser:
     from graph.webhooks.listen import register as register_webhooks
 
     register_webhooks(sub)
+    from graph.cli_analytics import register as register_analytics
+
+    register_analytics(sub)
     return parser
 
 

@@ -35,6 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from db import license_kpis, license_totals
 from db.engine import create_engine, session_factory
+from db.low_reference import rebase_low_reference, set_low_reference
 from db.models import Customer, LicenseLine, LicenseSnapshot, Partner, Subscription
 from db.queries import analytics as q
 from graph.auth.permissions import system_scope
@@ -97,6 +98,17 @@ OPS = st.one_of(
     st.tuples(st.just("snapshot"), st.integers(0, 99), st.integers(0, 15), counts, counts, counts),
     st.tuples(st.just("drop_snapshot"), st.integers(0, 99)),
     st.tuples(st.just("delete"), st.integers(0, 99)),
+    # The low-allocation reference (migration 0033) moved to the medians at another moment, or
+    # set to any thresholds: the kept spans follow, the corrected figures must not move.
+    st.tuples(st.just("rebase"), st.sampled_from((0, 0, -45 * 24, 60 * 24))),
+    st.tuples(
+        st.just("reference"),
+        st.dictionaries(
+            st.tuples(st.sampled_from(PRODUCTS), st.integers(1, 5)),
+            st.floats(0, 1.5, allow_nan=False),
+            max_size=6,
+        ),
+    ),
     st.tuples(
         st.just("clock"),
         # Forward and back (the maintained spans must be right at any now), across midnight,
@@ -129,6 +141,13 @@ async def apply(engine: AsyncEngine, op: tuple[Any, ...], now: datetime, n: int)
         return now + timedelta(hours=op[1])
     if kind == "at":
         return EPOCH + timedelta(days=op[1], seconds=op[2])
+    if kind in ("rebase", "reference"):
+        async with session_factory(engine)() as session, session.begin():
+            if kind == "rebase":
+                await rebase_low_reference(session, now=now + timedelta(hours=op[1]))
+            else:
+                await set_low_reference(session, op[1])
+        return now
     async with engine.begin() as conn:
         if kind == "subscribe":
             _, c, sub_kind, state, start_h, length_h, renew, lines = op

@@ -104,11 +104,13 @@ def _intervals(d: Dialect, where: str) -> str:
     )
 
 
-def spans_select(d: Dialect, where: str) -> str:
+def spans_select(d: Dialect, where: str, intervals: str | None = None) -> str:
     """The rows of ``license_kpi_span`` of the totals matching ``where``: one per subscription
     and product KPI (the sums), and per customer and KPI the union of its subscriptions'
-    intervals (customers = 1), merged island by island. Empty intervals leave no row."""
-    iv = f"SELECT * FROM ({_intervals(d, where)}) iv WHERE iv.lo < iv.hi"
+    intervals (customers = 1), merged island by island. Empty intervals leave no row.
+    ``intervals``: a select of ``_intervals``' columns to use instead of it (later migrations
+    add KPIs)."""
+    iv = f"SELECT * FROM ({intervals or _intervals(d, where)}) iv WHERE iv.lo < iv.hi"
     per_subscription = (
         "SELECT partner_id, customer_id, kpi, subscription_id, lo, hi, 0, "
         "purchased, assigned, used, line_rows "
