@@ -43,6 +43,8 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import SQLModel
 
+from db.versioning import writes_for
+
 __all__ = [
     "LICENSE_LOW_REFERENCE",
     "LOW_KPIS",
@@ -87,55 +89,85 @@ def _migration() -> ModuleType:
     return module
 
 
+_IDS = "__customer_ids__"
+
+
 @cache
-def _low_spans_insert(postgresql: bool) -> str:
+def _low_spans_insert(postgresql: bool, every: bool) -> str:
+    """The insert of the low-allocation spans of every total (``every``) or of the customers
+    listed in place of ``_IDS``."""
     m = _migration()
     spans = m.spans_module()
+    where = "1 = 1" if every else f"t.customer_id IN ({_IDS})"
     return (
         f"INSERT INTO license_kpi_span ({spans.SPAN_COLUMNS}) "
-        f"{m.spans_select(spans, postgresql, '1 = 1', only_low=True)}"
+        f"{m.spans_select(spans, postgresql, where, only_low=True)}"
     )
+
+
+_KPIS = ", ".join(f"'{k}'" for k in LOW_KPIS)
+# Customers refreshed per pair of statements (their ids inlined: integers only).
+CHUNK = 2_000
 
 
 @dataclass(frozen=True, slots=True)
 class RebaseResult:
+    """The reference now in force, and how many customers' spans were rebuilt (all of them
+    with ``full``; none when no total's flag changed, and then nothing was written)."""
+
     halves: dict[tuple[str, int], float]
-    spans: int
+    customers: int
+    written: bool
 
 
-async def rebase_low_reference(session: AsyncSession, *, now: datetime) -> RebaseResult:
+async def rebase_low_reference(
+    session: AsyncSession, *, now: datetime, full: bool = False, look_only: bool = False
+) -> RebaseResult:
     """Set every (product, band)'s reference to half its median at ``now`` (a band without a
-    median gets none: it flags nothing) and rebuild every partner's low-allocation spans at
-    it (``set_low_reference``). No figure changes; the next dashboards' corrections become
+    median gets none: it flags nothing) and rebuild the low-allocation spans it changes
+    (``set_low_reference``). No figure changes; the next dashboards' corrections become
     empty."""
     from db.queries.analytics.medians import low_allocation_medians
 
     medians = await low_allocation_medians(session, now=now)
-    return await set_low_reference(
-        session, {key: value / 2 for key, value in sorted(medians.items())}
-    )
+    halves = {key: value / 2 for key, value in sorted(medians.items())}
+    return await set_low_reference(session, halves, full=full, look_only=look_only)
 
 
 async def set_low_reference(
-    session: AsyncSession, halves: dict[tuple[str, int], float]
+    session: AsyncSession,
+    halves: dict[tuple[str, int], float],
+    *,
+    full: bool = False,
+    look_only: bool = False,
 ) -> RebaseResult:
-    """Make ``halves`` the reference thresholds (any values: the figures stay exact) and
-    rebuild every partner's low-allocation spans at them, in the caller's transaction. On
-    PostgreSQL every partner's write lock is taken first, in partner order
-    (``db.partner_write_lock``): writers queue while the spans are rebuilt, and none writes
-    spans at the old reference after it."""
+    """Make ``halves`` the reference thresholds (any values: the figures stay exact), in the
+    caller's transaction. Only the customers with an ACTIVE total whose ratio lies between a
+    band's old and new thresholds (its flag is all that changes) get their low-allocation
+    spans rebuilt, and their partners' data versions move (``writes_for``); when there are
+    none, nothing is written (the reference keeps its old values, which flag the same
+    totals). ``full``: every partner's spans rebuilt (a repair), and the global epoch moves.
+    On PostgreSQL every partner's write lock is taken first, in partner order
+    (``db.partner_write_lock``): writers queue meanwhile, and none writes spans at the old
+    reference after it. ``look_only``: write nothing, take no lock; ``written`` then says
+    whether the move would write."""
     from db.partner_write_lock import PARTNER_WRITE_LOCK
 
-    if session.get_bind().dialect.name == "postgresql":
+    postgresql = session.get_bind().dialect.name == "postgresql"
+    if look_only:
+        moved = {} if full else await _moved(session, await reference_halves(session), halves)
+        return RebaseResult(dict(halves), len(moved), written=full or bool(moved))
+    if postgresql:
         partners = (await session.execute(text("SELECT id FROM partner ORDER BY id"))).scalars()
         for partner_id in list(partners):
             await session.execute(
                 text("SELECT pg_advisory_xact_lock(:lock, :partner)"),
                 {"lock": PARTNER_WRITE_LOCK, "partner": partner_id},
             )
-        postgresql = True
-    else:
-        postgresql = False
+    old = await reference_halves(session)
+    customers: dict[int, int] = {} if full else await _moved(session, old, halves)
+    if not full and not customers:
+        return RebaseResult(old, 0, written=False)
     await session.execute(delete(LICENSE_LOW_REFERENCE))
     if halves:
         rows: list[dict[str, Any]] = [
@@ -143,14 +175,61 @@ async def set_low_reference(
             for (p, b), h in sorted(halves.items())
         ]
         await session.execute(insert(LICENSE_LOW_REFERENCE), rows)
-    kpis = ", ".join(f"'{k}'" for k in LOW_KPIS)
     # The spans' day, block and instant edges follow them (their triggers).
-    await session.execute(text(f"DELETE FROM license_kpi_span WHERE kpi IN ({kpis})"))
-    await session.execute(text(_low_spans_insert(postgresql)))
-    count = await session.scalar(
-        text(f"SELECT count(*) FROM license_kpi_span WHERE kpi IN ({kpis})")
-    )
-    return RebaseResult(dict(halves), int(count or 0))
+    if full:
+        await session.execute(text(f"DELETE FROM license_kpi_span WHERE kpi IN ({_KPIS})"))
+        await session.execute(text(_low_spans_insert(postgresql, every=True)))
+        count = await session.scalar(
+            text("SELECT COUNT(DISTINCT customer_id) FROM license_kpi_span WHERE kpi = 'ANY/LOW'")
+        )
+        return RebaseResult(dict(halves), int(count or 0), written=True)
+    await writes_for(session, set(customers.values()))
+    ids = sorted(customers)
+    for at in range(0, len(ids), CHUNK):
+        listed = ", ".join(str(int(i)) for i in ids[at : at + CHUNK])
+        spans = f"DELETE FROM license_kpi_span WHERE kpi IN ({_KPIS}) AND customer_id IN "
+        await session.execute(text(f"{spans}({listed})"))
+        insert_spans = _low_spans_insert(postgresql, every=False).replace(_IDS, listed)
+        await session.execute(text(insert_spans))
+    return RebaseResult(dict(halves), len(ids), written=True)
+
+
+async def _moved(
+    session: AsyncSession,
+    old: dict[tuple[str, int], float],
+    new: dict[tuple[str, int], float],
+) -> dict[int, int]:
+    """customer -> partner of every ACTIVE Meetings or Calling total with purchased > 0 whose
+    ratio lies between a band's old and new thresholds (0 without one): the totals whose
+    flag differs. One range of ``ix_license_product_total_ratio`` (partner, product, band,
+    ratio) per partner and band."""
+    from db.license_totals import LICENSE_PRODUCT_TOTAL
+    from db.models import Partner
+
+    t = LICENSE_PRODUCT_TOTAL.c
+    p = Partner.__table__.c  # type: ignore[attr-defined]
+    found: dict[int, int] = {}
+    for key in sorted(set(old) | set(new)):
+        product, band = key
+        low, high = sorted((old.get(key, 0.0), new.get(key, 0.0)))
+        if low == high or product not in ("MEETINGS", "CALLING"):
+            continue
+        stmt = (
+            select(t.customer_id, t.partner_id)
+            .select_from(LICENSE_PRODUCT_TOTAL.join(Partner.__table__, p.id == t.partner_id))  # type: ignore[attr-defined]
+            .where(
+                t.product == product,
+                t.band == band,
+                t.ratio >= low,
+                t.ratio < high,
+                t.state == "ACTIVE",
+                t.purchased > 0,
+            )
+            .distinct()
+        )
+        for customer, partner in await session.execute(stmt):
+            found[int(customer)] = int(partner)
+    return found
 
 
 async def reference_halves(session: AsyncSession) -> dict[tuple[str, int], float]:

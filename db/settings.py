@@ -66,6 +66,10 @@ class Settings(BaseSettings):
     # and the clock's stale-row window hold (db.queries.analytics.medians.MediansMemo); off:
     # every request recomputes them (the bench's cold figures).
     medians_memo: bool = True
+    # Move the kept low-allocation spans' reference to the current medians every N seconds
+    # while serving (graph.low_rebase; 0: never). Figures are exact either way; the move keeps
+    # the dashboards' correction (the totals between the two thresholds) small.
+    low_rebase_seconds: float = Field(default=600.0, ge=0, le=7 * 24 * 3600)
     # Persisted queries (graph/persisted.py): "auto" takes Apollo's automatic persisted queries
     # (a client registers a document by its SHA-256 on first use, then sends the hash alone)
     # beside ordinary documents; "registered" runs only documents registered with

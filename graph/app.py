@@ -345,6 +345,11 @@ def create_app(settings: Settings | None = None, engine: AsyncEngine | None = No
             deliveries = RunningWorker(
                 WebhookWorker(hub.engine, settings, services.secret, services.clock.now)
             )
+        rebaser = None
+        if settings.low_rebase_seconds:
+            from graph.low_rebase import LowRebaser
+
+            rebaser = LowRebaser(hub.engine, settings.low_rebase_seconds, services.clock.now)
         # What exists now (schema, metadata, compiled statements, settings) lives as long as
         # the process: out of the cyclic collector's generations it is no longer traversed by
         # every collection that requests' short-lived objects trigger (about 0.3 ms of a
@@ -362,6 +367,8 @@ def create_app(settings: Settings | None = None, engine: AsyncEngine | None = No
         yield
         if deliveries is not None:
             await deliveries.stop()
+        if rebaser is not None:
+            await rebaser.stop()
         await hub.stop()
 
     from graph.export import export_customers_csv

@@ -108,6 +108,7 @@ OPS = st.one_of(
             st.floats(0, 1.5, allow_nan=False),
             max_size=6,
         ),
+        st.booleans(),  # every customer's spans rebuilt, or those whose flag moves
     ),
     st.tuples(
         st.just("clock"),
@@ -146,7 +147,7 @@ async def apply(engine: AsyncEngine, op: tuple[Any, ...], now: datetime, n: int)
             if kind == "rebase":
                 await rebase_low_reference(session, now=now + timedelta(hours=op[1]))
             else:
-                await set_low_reference(session, op[1])
+                await set_low_reference(session, op[1], full=op[2])
         return now
     async with engine.begin() as conn:
         if kind == "subscribe":

@@ -9,6 +9,8 @@ recomputation (its property test moves and sets the reference between random wri
 
 from __future__ import annotations
 
+import asyncio
+import gc
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +27,10 @@ from db.low_reference import (
 from db.queries.analytics.common import BoundMedians, BoundScope, Times
 from db.queries.analytics.low_kept import ANY_LOW, low_corrections, low_kpi
 from db.queries.analytics.medians import low_allocation_medians
+from graph.app import create_app
 from graph.auth.permissions import system_scope
 from graph.ids import to_global_id
+from graph.low_rebase import rebase_turn
 from tests.conftest import NOW, Api
 from tests.helpers import Factory, data_of, post_graphql, token_for
 from tests.test_cli import Workspace
@@ -92,7 +96,8 @@ async def test_the_figures_are_the_same_at_any_reference(api: Api) -> None:
     async with session_factory(api.engine)() as session, session.begin():
         result = await rebase_low_reference(session, now=NOW)
     # then: the spans are kept, the answers unchanged, and the correction is empty
-    assert result.halves and result.spans == await kept_spans(api) > 0
+    assert result.halves and result.written and result.customers > 0
+    assert await kept_spans(api) > 0
     async with session_factory(api.engine)() as session:
         assert await reference_halves(session) == result.halves
     assert await answers(api) == before
@@ -146,6 +151,57 @@ async def test_rebase_low_allocation_command(tmp_path: Path) -> None:
     assert not workspace.db_file.exists()
     seeded = await workspace.run("seed", "--customers", "60", "--no-progress")
     assert seeded.code == 0, seeded
-    run = await workspace.run("rebase-low-allocation")
-    assert run.code == 0, run
-    assert "size bands with a median" in run.stdout and "kept spans" in run.stdout
+    # seed took the reference at its end: no flag changes, nothing is written
+    again = await workspace.run("rebase-low-allocation")
+    assert again.code == 0 and "nothing written" in again.stdout, again
+    # --full rebuilds every customer's spans
+    full = await workspace.run("rebase-low-allocation", "--full")
+    assert full.code == 0, full
+    assert "size bands with a median" in full.stdout and "spans rebuilt" in full.stdout, full
+
+
+async def _versions(api: Api) -> tuple[Any, ...]:
+    async with api.engine.connect() as conn:
+        epoch = await conn.scalar(text("SELECT value FROM app_meta WHERE key = 'data_version'"))
+        rows = await conn.execute(
+            text("SELECT partner_id, version FROM partner_data_version ORDER BY partner_id")
+        )
+        return epoch, tuple(tuple(r) for r in rows)
+
+
+async def test_a_turn_moves_the_reference_once_and_then_writes_nothing(api: Api) -> None:
+    await world(Factory(api.engine))
+    epoch, partners = await _versions(api)
+    first = await rebase_turn(api.engine, NOW)
+    assert first.written and first.customers > 0
+    # the move declared the partners whose spans it rebuilt: their versions moved, not the epoch
+    moved_epoch, moved_partners = await _versions(api)
+    assert moved_epoch == epoch and moved_partners != partners
+    async with session_factory(api.engine)() as session:
+        medians = await low_allocation_medians(session, now=NOW)
+        assert await reference_halves(session) == {k: v / 2 for k, v in medians.items()}
+    before = await _versions(api)
+    again = await rebase_turn(api.engine, NOW)
+    assert not again.written and again.customers == 0
+    assert await _versions(api) == before
+
+
+async def test_a_serving_app_moves_the_reference_on_its_own(api: Api) -> None:
+    await world(Factory(api.engine))
+    settings = api.settings.model_copy(update={"low_rebase_seconds": 0.05})
+    app = create_app(settings, engine=api.engine)
+    thresholds = gc.get_threshold()
+    try:
+        async with app.router.lifespan_context(app):
+            for _ in range(200):
+                async with session_factory(api.engine)() as session:
+                    if await reference_halves(session):
+                        break
+                await asyncio.sleep(0.05)
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*thresholds)
+    async with session_factory(api.engine)() as session:
+        medians = await low_allocation_medians(session, now=NOW)
+        assert medians
+        assert await reference_halves(session) == {k: v / 2 for k, v in medians.items()}
