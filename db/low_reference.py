@@ -19,6 +19,7 @@ shares its metadata.
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import math
 from dataclasses import dataclass
@@ -48,8 +49,10 @@ from db.versioning import writes_for
 __all__ = [
     "LICENSE_LOW_REFERENCE",
     "LOW_KPIS",
+    "PartnersBusy",
     "RebaseResult",
     "half_tenths",
+    "lock_every_partner",
     "rebase_low_reference",
     "reference_halves",
     "set_low_reference",
@@ -64,6 +67,15 @@ LICENSE_LOW_REFERENCE = Table(
     # floor(1000 * half) (``half_tenths``): the corrections' index ranges start and end there.
     Column("tenths", BigInteger, nullable=False),
 )
+
+
+# A band without a threshold (no median now, no reference row) flags nothing: its threshold as a
+# number below every ratio (ratios of negative assigned counts too, which SQLite lets an
+# operator write) and the tenths below every total's.
+NO_HALF = -1e300
+NO_TENTHS = -(2**62)
+# What a reference half may be (``set_low_reference``): finite, its tenths within 64 bits.
+MAX_HALF = 1e15
 
 
 def half_tenths(half: float) -> int:
@@ -147,23 +159,19 @@ async def set_low_reference(
     spans rebuilt, and their partners' data versions move (``writes_for``); when there are
     none, nothing is written (the reference keeps its old values, which flag the same
     totals). ``full``: every partner's spans rebuilt (a repair), and the global epoch moves.
-    On PostgreSQL every partner's write lock is taken first, in partner order
-    (``db.partner_write_lock``): writers queue meanwhile, and none writes spans at the old
-    reference after it. ``look_only``: write nothing, take no lock; ``written`` then says
-    whether the move would write."""
-    from db.partner_write_lock import PARTNER_WRITE_LOCK
-
+    On PostgreSQL every partner's write lock is taken first (``lock_every_partner``): writers
+    queue meanwhile, and none writes spans at the old reference after it. ``halves`` must be
+    finite (``MAX_HALF``): ValueError otherwise, nothing written. ``look_only``: write
+    nothing, take no lock; ``written`` then says whether the move would write."""
+    for value in halves.values():
+        if not (math.isfinite(value) and abs(value) <= MAX_HALF):
+            raise ValueError(f"a reference half must be finite and within +-{MAX_HALF:g}")
     postgresql = session.get_bind().dialect.name == "postgresql"
     if look_only:
         moved = {} if full else await _moved(session, await reference_halves(session), halves)
         return RebaseResult(dict(halves), len(moved), written=full or bool(moved))
     if postgresql:
-        partners = (await session.execute(text("SELECT id FROM partner ORDER BY id"))).scalars()
-        for partner_id in list(partners):
-            await session.execute(
-                text("SELECT pg_advisory_xact_lock(:lock, :partner)"),
-                {"lock": PARTNER_WRITE_LOCK, "partner": partner_id},
-            )
+        await lock_every_partner(session)
     old = await reference_halves(session)
     customers: dict[int, int] = {} if full else await _moved(session, old, halves)
     if not full and not customers:
@@ -194,13 +202,49 @@ async def set_low_reference(
     return RebaseResult(dict(halves), len(ids), written=True)
 
 
+class PartnersBusy(Exception):
+    """Every partner's write lock could not be had within ``LOCK_ATTEMPTS`` tries."""
+
+
+LOCK_ATTEMPTS = 60
+# Partners are not created meanwhile (a SHARE lock on the table: an INSERT waits), and every
+# partner's write lock is tried in one statement; one busy lock gives them all back.
+_LOCK_ALL = "SELECT COALESCE(bool_and(pg_try_advisory_xact_lock(:lock, id)), true) FROM partner"
+
+
+async def lock_every_partner(session: AsyncSession) -> None:
+    """Take every partner's write lock (PostgreSQL, ``db.partner_write_lock``) for the rest of
+    the transaction, and keep partners from being created until it ends: a writer of a new
+    partner would read the old reference meanwhile. Nothing is waited for while a lock is
+    held (try-locks in a savepoint, given back together when one is busy, then a pause): a
+    transaction writing two partners in any order never deadlocks with this one. Raises
+    ``PartnersBusy`` after ``LOCK_ATTEMPTS`` tries (about half a minute)."""
+    from sqlalchemy.exc import DBAPIError
+
+    from db.partner_write_lock import PARTNER_WRITE_LOCK
+
+    for attempt in range(LOCK_ATTEMPTS):
+        savepoint = await session.begin_nested()
+        try:
+            await session.execute(text("LOCK TABLE partner IN SHARE MODE NOWAIT"))
+            held = await session.scalar(text(_LOCK_ALL), {"lock": PARTNER_WRITE_LOCK})
+        except DBAPIError:  # the table lock is busy (lock_not_available)
+            held = False
+        if held:
+            await savepoint.commit()
+            return
+        await savepoint.rollback()  # gives back the locks taken in it
+        await asyncio.sleep(min(0.05 * (attempt + 1), 1.0))
+    raise PartnersBusy("every partner's write lock stayed busy; try again")
+
+
 async def _moved(
     session: AsyncSession,
     old: dict[tuple[str, int], float],
     new: dict[tuple[str, int], float],
 ) -> dict[int, int]:
     """customer -> partner of every ACTIVE Meetings or Calling total with purchased > 0 whose
-    ratio lies between a band's old and new thresholds (0 without one): the totals whose
+    ratio lies between a band's old and new thresholds (``NO_HALF`` without one): the totals whose
     flag differs. One range of ``ix_license_product_total_ratio`` (partner, product, band,
     ratio) per partner and band."""
     from db.license_totals import LICENSE_PRODUCT_TOTAL
@@ -211,7 +255,7 @@ async def _moved(
     found: dict[int, int] = {}
     for key in sorted(set(old) | set(new)):
         product, band = key
-        low, high = sorted((old.get(key, 0.0), new.get(key, 0.0)))
+        low, high = sorted((old.get(key, NO_HALF), new.get(key, NO_HALF)))
         if low == high or product not in ("MEETINGS", "CALLING"):
             continue
         stmt = (

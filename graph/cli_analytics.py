@@ -18,9 +18,9 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from db.engine import session_factory
-from db.low_reference import RebaseResult, rebase_low_reference
+from db.low_reference import PartnersBusy, RebaseResult, rebase_low_reference
 from db.queries.writes import begin_write
-from graph.cli import _now, _open, _settings
+from graph.cli import CliError, _now, _open, _settings
 
 
 def register(subparsers: Any) -> None:
@@ -49,6 +49,8 @@ async def cmd_rebase_low_allocation(args: argparse.Namespace) -> None:
     engine = await _open(settings, create=False)
     try:
         result = await rebase(engine, _now(settings), full=args.full)
+    except PartnersBusy as exc:
+        raise CliError(str(exc)) from None
     finally:
         await engine.dispose()
     if not result.written:

@@ -26,6 +26,7 @@ from db.low_reference import RebaseResult, rebase_low_reference
 from db.queries.writes import begin_write
 
 log = logging.getLogger("partner_hub.low_rebase")
+FIRST_TURN_SECONDS = 5.0
 
 
 async def rebase_turn(engine: AsyncEngine, now: datetime) -> RebaseResult:
@@ -41,8 +42,8 @@ async def rebase_turn(engine: AsyncEngine, now: datetime) -> RebaseResult:
 
 
 class LowRebaser:
-    """The turns as a task of the app's lifespan, ``seconds`` apart (+-10 %, so that workers
-    started together drift apart)."""
+    """The turns as a task of the app's lifespan: the first a few seconds after start, then
+    ``seconds`` apart (+-10 %, so that workers started together drift apart)."""
 
     def __init__(self, engine: AsyncEngine, seconds: float, now: Callable[[], datetime]) -> None:
         self.engine = engine
@@ -52,8 +53,11 @@ class LowRebaser:
         self.task = asyncio.create_task(self._run(), name="low-allocation-rebase")
 
     async def _run(self) -> None:
+        # The first turn soon after start: a database migrated to 0033 has no reference yet.
+        pause = min(self.seconds, FIRST_TURN_SECONDS)
         while True:
-            await asyncio.sleep(self.seconds * random.uniform(0.9, 1.1))
+            await asyncio.sleep(pause * random.uniform(0.9, 1.1))
+            pause = self.seconds
             try:
                 result = await rebase_turn(self.engine, self.now())
             except asyncio.CancelledError:

@@ -198,6 +198,10 @@ PERSISTED = (
     "deployment-wide persisted documents (code, content-addressed), not partner data: what a "
     "document returns is decided per caller when it runs"
 )
+KEPT = (
+    "the kept low-allocation spans' reference (db.low_reference): rebuilt for the whole "
+    "deployment by the operator's command or serve's periodic job, no caller; no figure changes"
+)
 POLICY = (
     "the partner's roles and policy lines (lines name their partner's domain), read for the "
     "policy queries or changed under run_mutation's policy-manage check and escalation.Guard"
@@ -231,6 +235,10 @@ ALLOWED: dict[str, list[str]] = {
         "graph/cli_ingest.py audit_load audit.write_audit",
         "graph/cli_ingest.py cmd_ingest_calls ingest.ensure_quality_thresholds",
         "graph/cli_ingest.py cmd_ingest_calls ingest.ingest_stream",
+    ],
+    KEPT: [
+        "graph/cli_analytics.py rebase writes.begin_write",
+        "graph/low_rebase.py rebase_turn writes.begin_write",
     ],
     MACHINERY: [
         "graph/mutations.py transaction writes.begin_write",

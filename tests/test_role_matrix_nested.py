@@ -504,6 +504,8 @@ CLI_COMMANDS = {
     "document returns is decided per caller when it runs",
     "persisted list": "prints the registered documents' hashes, reads no partner data",
     "webhooks listen": "runs a local receiver of webhooks, reads no data",
+    "rebase-low-allocation": "rebuilds kept low-allocation spans at the current medians for the "
+    "whole deployment (system identity); no figure changes, so no partner-visible write to audit",
 }
 
 

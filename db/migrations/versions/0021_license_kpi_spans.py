@@ -21,6 +21,10 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 WINDOW = "90 days"  # db.queries.analytics.common.WINDOW
+# PostgreSQL: the same 90 days as hours. ``interval '90 days'`` added to a timestamptz counts
+# calendar days in the session's TimeZone (an hour more or less across a daylight-saving change
+# where the session's zone has one); the request compares with now - timedelta(days=90).
+PG_WINDOW = "2160 hours"
 SPAN_COLUMNS = (
     "partner_id, customer_id, kpi, subscription_id, valid_from, valid_to, "
     "customers, purchased, assigned, used, line_rows"
@@ -36,7 +40,7 @@ class Dialect:
 
     def minus_window(self, moment: str) -> str:
         if self.postgresql:
-            return f"({moment} - interval '{WINDOW}')"
+            return f"({moment} - interval '{PG_WINDOW}')"
         # Stored text 'YYYY-MM-DD HH:MM:SS.ffffff': shifted without its fraction, which is put
         # back (datetime() of the whole text rounds to the millisecond: .9995 s and over went
         # up a second, so a span began or ended about a second late; fixed by migration 0030).
@@ -44,7 +48,7 @@ class Dialect:
 
     def plus_window(self, moment: str) -> str:
         if self.postgresql:
-            return f"({moment} + interval '{WINDOW}')"
+            return f"({moment} + interval '{PG_WINDOW}')"
         return f"(datetime(substr({moment}, 1, 19), '+{WINDOW}') || substr({moment}, 20))"
 
     def greatest(self, a: str, b: str) -> str:

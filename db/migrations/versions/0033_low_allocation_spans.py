@@ -44,6 +44,10 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 MIN_AGE = "30 days"  # db.queries.analytics.common.LOW_ALLOCATION_MIN_AGE
+# PostgreSQL: as hours (a timestamptz plus '30 days' counts calendar days in the session's
+# TimeZone: an hour off across a daylight-saving change). 0021's 90 days get the same fix here:
+# the refresh function recreated below builds its windows with 0021's corrected expressions.
+PG_MIN_AGE = "720 hours"
 LOW_KPIS = ("MEETINGS/LOW", "CALLING/LOW", "ANY/LOW")
 SPAN_TRIGGERS = ("license_kpi_spans_ins", "license_kpi_spans_upd", "license_kpi_spans_del")
 
@@ -62,7 +66,7 @@ def _aged(postgresql: bool, moment: str) -> str:
     """``moment + 30 days``, exact (SQLite: the stored text's whole seconds shifted, its
     fraction put back, as 0030 does for 90 days)."""
     if postgresql:
-        return f"({moment} + interval '{MIN_AGE}')"
+        return f"({moment} + interval '{PG_MIN_AGE}')"
     return f"(datetime(substr({moment}, 1, 19), '+{MIN_AGE}') || substr({moment}, 20))"
 
 

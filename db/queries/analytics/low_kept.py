@@ -15,8 +15,10 @@ conditions) are the ``affected`` ones, read band by band from ``ix_license_produ
 - customers: per customer with an affected total, [flagged now] - [flagged at the reference]
   over all its eligible totals (of the product, or of both for ``ANY/LOW``).
 
-A band with no current median has h = 0 (flags nothing), one with no reference r = 0. When the
-reference is the current medians every range is empty: a few index seeks.
+A band with no current median, or no reference row, flags nothing on that side: its threshold
+is ``db.low_reference.NO_HALF``, below every ratio (the trigger's comparison with a missing
+reference row is NULL, not true). When the reference is the current medians every range is
+empty: a few index seeks.
 """
 
 from __future__ import annotations
@@ -25,11 +27,11 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Float, and_, case, func, literal, select, union_all
+from sqlalchemy import BigInteger, Float, and_, case, func, literal, select, union_all
 
 from db.enums import SubscriptionState
 from db.license_totals import LICENSE_PRODUCT_TOTAL
-from db.low_reference import LICENSE_LOW_REFERENCE
+from db.low_reference import LICENSE_LOW_REFERENCE, NO_HALF, NO_TENTHS
 from db.queries.analytics.common import KPI_PRODUCTS, AnyScope, T, Times, scoped
 from db.queries.analytics.measures import SIZE_BANDS
 
@@ -55,8 +57,10 @@ def _eligible(t: Any, at: Times) -> list[Any]:
 @dataclass(frozen=True, slots=True)
 class _Band:
     """One (product, band)'s current half h, reference half r and their ``half_tenths`` ht
-    and rt, as SQL expressions: bind parameters (0 without a current median) and scalar
-    subqueries of ``license_low_reference`` (0 without a reference row)."""
+    and rt, as SQL expressions: bind parameters and scalar subqueries of
+    ``license_low_reference``; without a current median, or without a reference row, the band
+    flags nothing: ``NO_HALF`` (below every ratio, a negative one an operator wrote too) and
+    ``NO_TENTHS``."""
 
     product: str
     band: int
@@ -87,10 +91,10 @@ def _bands(
                 _Band(
                     product,
                     band,
-                    halves[key] if key in halves else literal(0.0, Float),
-                    reference(ref.half, literal(0.0, Float)),
-                    bounds[key] - 1 if key in bounds else literal(0),
-                    reference(ref.tenths, literal(0)),
+                    halves[key] if key in halves else literal(NO_HALF, Float),
+                    reference(ref.half, literal(NO_HALF, Float)),
+                    bounds[key] - 1 if key in bounds else literal(NO_TENTHS, BigInteger),
+                    reference(ref.tenths, literal(NO_TENTHS, BigInteger)),
                 )
             )
     return out
