@@ -8,6 +8,9 @@ PORT ?= 8000
 
 .PHONY: run test install lint types pytest bench schema clean
 
+# Test processes (pytest-xdist): each has its own databases (PostgreSQL names carry the pid).
+TEST_WORKERS ?= 2
+
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
 	$(PYTHON) -m venv $(VENV)
@@ -48,7 +51,7 @@ types: install
 
 pytest: install
 	@$(BIN)/python -c 'import asyncio, sys; from tests.databases import postgres_unreachable_reason as r; m = asyncio.run(r()); print("PostgreSQL leg: " + ("SKIPPED, " + m if m else "enabled"), file=sys.stderr)'
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS)
 
 test: lint types pytest
 
