@@ -12,6 +12,7 @@ BENCHMARKS = [
     "bench_authz",
     "bench_analytics",
     "bench_dashboard_goals",
+    "bench_partner_scale",
     "bench_ingest",
 ]
 
