@@ -247,8 +247,10 @@ async def _moved(
     ratio lies between a band's old and new thresholds (``NO_HALF`` without one): the totals whose
     flag differs. One range of ``ix_license_product_total_ratio`` (partner, product, band,
     ratio) per partner and band."""
+    from db.enums import SubscriptionState
     from db.license_totals import LICENSE_PRODUCT_TOTAL
     from db.models import Partner
+    from db.queries.analytics.common import KPI_PRODUCTS
 
     t = LICENSE_PRODUCT_TOTAL.c
     p = Partner.__table__.c  # type: ignore[attr-defined]
@@ -256,7 +258,7 @@ async def _moved(
     for key in sorted(set(old) | set(new)):
         product, band = key
         low, high = sorted((old.get(key, NO_HALF), new.get(key, NO_HALF)))
-        if low == high or product not in ("MEETINGS", "CALLING"):
+        if low == high or product not in KPI_PRODUCTS:
             continue
         stmt = (
             select(t.customer_id, t.partner_id)
@@ -266,7 +268,7 @@ async def _moved(
                 t.band == band,
                 t.ratio >= low,
                 t.ratio < high,
-                t.state == "ACTIVE",
+                t.state == SubscriptionState.ACTIVE.value,
                 t.purchased > 0,
             )
             .distinct()
