@@ -8,6 +8,7 @@ import sys
 BENCHMARKS = [
     "bench_peers",
     "bench_serving",
+    "bench_floor",
     "bench_directory",
     "bench_authz",
     "bench_analytics",
