@@ -40,6 +40,7 @@ from __future__ import annotations
 import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import fields, is_dataclass
+from datetime import date, datetime
 from keyword import iskeyword
 from typing import Any
 from weakref import WeakKeyDictionary
@@ -66,6 +67,7 @@ from strawberry.types.base import StrawberryObjectDefinition
 from strawberry.types.field import StrawberryField
 
 import graph.settle  # noqa: F401  (siblings settle instead of being cancelled)
+from graph.types.scalars import DATE_TIME
 
 AHEAD = "ahead"
 # ("plain", attribute, leaf type, non-null) | ("ahead", field name) | ("attr", attribute);
@@ -220,12 +222,26 @@ class PlainFieldExecutionContext(StrawberryGraphQLCoreExecutionContext):
             if isinstance(item_type, GraphQLNonNull) and isinstance(
                 item_type.of_type, GraphQLObjectType
             ):
+                if not value:
+                    return completed
+                # ``_fast_object`` per item, with the plan looked up once for the list.
                 object_type = item_type.of_type
-                fast_object = self._fast_object
+                plan = self._object_plan(object_type, field_details_list)
+                if plan is None:
+                    return Undefined
+                complete, children = plan
+                is_type_of = object_type.is_type_of
+                fast = self._fast
                 for item in value:
                     if item is None:
                         return Undefined
-                    done = fast_object(object_type, field_details_list, info, item)
+                    if is_type_of is not None:
+                        try:
+                            if is_type_of(item, info) is not True:
+                                return Undefined
+                        except Exception:
+                            return Undefined
+                    done = complete(item, fast, info, children)
                     if done is Undefined:
                         return Undefined
                     append(done)
@@ -340,6 +356,10 @@ _SERIALIZERS: WeakKeyDictionary[Any, Callable[[Any], Any]] = WeakKeyDictionary()
 # For the serialisers that return some values unchanged: the test (on ``{v}``) that a value is
 # not one of those, inlined by ``_completer``.
 _IDENTITY: dict[Callable[[Any], Any], str] = {}
+# For the serialisers that are one method call for some values: the test (on ``{v}``) and the
+# expression, inlined by ``_completer``.
+_INLINE: dict[Callable[[Any], Any], tuple[str, str]] = {}
+_DATES = (datetime, date)
 
 
 def _serializer(leaf: Any) -> Callable[[Any], Any]:
@@ -382,6 +402,13 @@ def _serializer(leaf: Any) -> Callable[[Any], Any]:
             return value if type(value) is bool else general(value)
 
         identity = "type({v}) is not bool"
+
+    elif coerce is DATE_TIME.serialize:  # DateTime and Date: ``value.isoformat()``
+
+        def serializer(value: Any) -> Any:
+            return value.isoformat() if type(value) in _DATES else general(value)
+
+        _INLINE[serializer] = ("type({v}) in _DATES", "{v}.isoformat()")
 
     elif isinstance(leaf, GraphQLEnumType):
         # An enum's names never change: each (type, value) met is coerced once.
@@ -428,7 +455,12 @@ def _completer(shape: tuple[tuple[Any, ...], ...]) -> Callable[..., Any]:
     found = _COMPLETERS.get(shape)
     if found is not None:
         return found
-    names: dict[str, Any] = {"Undefined": Undefined, "AHEAD": AHEAD, "read": _read_attribute}
+    names: dict[str, Any] = {
+        "Undefined": Undefined,
+        "AHEAD": AHEAD,
+        "read": _read_attribute,
+        "_DATES": _DATES,
+    }
     reads, checks, items = [], [], []
     child = 0
     for i, (response_name, kind, attribute, *plain) in enumerate(shape):
@@ -456,6 +488,7 @@ def _completer(shape: tuple[tuple[Any, ...], ...]) -> Callable[..., Any]:
             names[f"s{i}"] = serialize
             reads.append(f"{v} = {_read(attribute)}")
             identity = _IDENTITY.get(serialize)
+            inline = _INLINE.get(serialize)
             convert = [
                 f"{v} = s{i}({v})",
                 f"if {v} is Undefined: return Undefined",
@@ -463,6 +496,11 @@ def _completer(shape: tuple[tuple[Any, ...], ...]) -> Callable[..., Any]:
             if identity is not None:
                 test = identity.format(v=v)
                 convert = [f"if {test}:"] + ["    " + line for line in convert]
+            elif inline is not None:
+                test, expression = (text.format(v=v) for text in inline)
+                convert = [f"if {test}:", f"    {v} = {expression}", "else:"] + [
+                    "    " + line for line in convert
+                ]
             if non_null:
                 checks += [f"if {v} is None: return Undefined", *convert]
             else:
