@@ -40,6 +40,7 @@ from __future__ import annotations
 import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import fields, is_dataclass
+from datetime import date, datetime
 from keyword import iskeyword
 from typing import Any
 from weakref import WeakKeyDictionary
@@ -66,6 +67,7 @@ from strawberry.types.base import StrawberryObjectDefinition
 from strawberry.types.field import StrawberryField
 
 import graph.settle  # noqa: F401  (siblings settle instead of being cancelled)
+from graph.types.scalars import DATE_TIME
 
 AHEAD = "ahead"
 # ("plain", attribute, leaf type, non-null) | ("ahead", field name) | ("attr", attribute);
@@ -215,31 +217,17 @@ class PlainFieldExecutionContext(StrawberryGraphQLCoreExecutionContext):
             if not isinstance(value, list | tuple):
                 return Undefined
             item_type = return_type.of_type
+            if isinstance(item_type, GraphQLNonNull):
+                # The shapes a completer's children take directly (``_child``); the list is not
+                # None here, so that the list itself is non-null changes nothing.
+                if isinstance(item_type.of_type, GraphQLObjectType):
+                    return _objects(
+                        self, (True, item_type.of_type, field_details_list), info, value
+                    )
+                if is_leaf_type(item_type.of_type):
+                    return _leaves(self, (True, _serializer(item_type.of_type)), info, value)
             completed: list[Any] = []
             append = completed.append
-            if isinstance(item_type, GraphQLNonNull) and isinstance(
-                item_type.of_type, GraphQLObjectType
-            ):
-                object_type = item_type.of_type
-                fast_object = self._fast_object
-                for item in value:
-                    if item is None:
-                        return Undefined
-                    done = fast_object(object_type, field_details_list, info, item)
-                    if done is Undefined:
-                        return Undefined
-                    append(done)
-                return completed
-            if isinstance(item_type, GraphQLNonNull) and is_leaf_type(item_type.of_type):
-                serialize = _serializer(item_type.of_type)  # looked up once for the list
-                for item in value:
-                    if item is None:
-                        return Undefined
-                    done = serialize(item)
-                    if done is Undefined:
-                        return Undefined
-                    append(done)
-                return completed
             for item in value:
                 done = self._fast(item_type, field_details_list, info, item)
                 if done is Undefined:
@@ -265,7 +253,7 @@ class PlainFieldExecutionContext(StrawberryGraphQLCoreExecutionContext):
         if plan is None:
             return Undefined
         complete, children = plan
-        return complete(value, self._fast, info, children)
+        return complete(value, self, info, children)
 
     def _object_plan(
         self, object_type: GraphQLObjectType, field_details_list: Any
@@ -281,7 +269,7 @@ class PlainFieldExecutionContext(StrawberryGraphQLCoreExecutionContext):
         plan = None
         if entries is not None:
             shape = tuple(entry if entry[1] is _PLAIN else entry[:3] for entry in entries)
-            children = tuple(entry[3] for entry in entries if entry[1] in (_AHEAD, _ATTR))
+            children = tuple(_child(*entry[3]) for entry in entries if entry[1] in (_AHEAD, _ATTR))
             plan = (_completer(shape), children)
         # The list is kept alive with the plan so that its id is not reused in this request.
         self._object_plans[key] = (field_details_list, plan)
@@ -340,6 +328,10 @@ _SERIALIZERS: WeakKeyDictionary[Any, Callable[[Any], Any]] = WeakKeyDictionary()
 # For the serialisers that return some values unchanged: the test (on ``{v}``) that a value is
 # not one of those, inlined by ``_completer``.
 _IDENTITY: dict[Callable[[Any], Any], str] = {}
+# For the serialisers that are one method call for some values: the test (on ``{v}``) and the
+# expression, inlined by ``_completer``.
+_INLINE: dict[Callable[[Any], Any], tuple[str, str]] = {}
+_DATES = (datetime, date)
 
 
 def _serializer(leaf: Any) -> Callable[[Any], Any]:
@@ -383,6 +375,13 @@ def _serializer(leaf: Any) -> Callable[[Any], Any]:
 
         identity = "type({v}) is not bool"
 
+    elif coerce is DATE_TIME.serialize:  # DateTime and Date: ``value.isoformat()``
+
+        def serializer(value: Any) -> Any:
+            return value.isoformat() if type(value) in _DATES else general(value)
+
+        _INLINE[serializer] = ("type({v}) in _DATES", "{v}.isoformat()")
+
     elif isinstance(leaf, GraphQLEnumType):
         # An enum's names never change: each (type, value) met is coerced once.
         names: dict[tuple[type, Any], Any] = {}
@@ -422,13 +421,19 @@ def _completer(shape: tuple[tuple[Any, ...], ...]) -> Callable[..., Any]:
 
     ``shape`` holds per response key (name, kind, attribute, serialiser, non-null) for plain
     fields and (name, kind, attribute) for the others; the completer is called with the value,
-    ``_fast``, the resolve info and the (type, sub-selection) of each non-plain entry in order.
+    the execution context, the resolve info and the ``_child`` (function, data) of each
+    non-plain entry in order.
     Its answers are ``_fast_object``'s: Undefined for a missing attribute, a null in a non-null
     field, a value a serialiser refuses or a child ``_fast`` cannot answer."""
     found = _COMPLETERS.get(shape)
     if found is not None:
         return found
-    names: dict[str, Any] = {"Undefined": Undefined, "AHEAD": AHEAD, "read": _read_attribute}
+    names: dict[str, Any] = {
+        "Undefined": Undefined,
+        "AHEAD": AHEAD,
+        "read": _read_attribute,
+        "_DATES": _DATES,
+    }
     reads, checks, items = [], [], []
     child = 0
     for i, (response_name, kind, attribute, *plain) in enumerate(shape):
@@ -439,7 +444,7 @@ def _completer(shape: tuple[tuple[Any, ...], ...]) -> Callable[..., Any]:
         if kind is _AHEAD:
             checks += [
                 f"if not ahead or {attribute!r} not in ahead: return Undefined",
-                f"{v} = fast(children[{child}][0], children[{child}][1], info, "
+                f"{v} = children[{child}][0](ctx, children[{child}][1], info, "
                 f"ahead[{attribute!r}])",
                 f"if {v} is Undefined: return Undefined",
             ]
@@ -447,7 +452,7 @@ def _completer(shape: tuple[tuple[Any, ...], ...]) -> Callable[..., Any]:
         elif kind is _ATTR:
             reads.append(f"{v} = {_read(attribute)}")
             checks += [
-                f"{v} = fast(children[{child}][0], children[{child}][1], info, {v})",
+                f"{v} = children[{child}][0](ctx, children[{child}][1], info, {v})",
                 f"if {v} is Undefined: return Undefined",
             ]
             child += 1
@@ -456,6 +461,7 @@ def _completer(shape: tuple[tuple[Any, ...], ...]) -> Callable[..., Any]:
             names[f"s{i}"] = serialize
             reads.append(f"{v} = {_read(attribute)}")
             identity = _IDENTITY.get(serialize)
+            inline = _INLINE.get(serialize)
             convert = [
                 f"{v} = s{i}({v})",
                 f"if {v} is Undefined: return Undefined",
@@ -463,12 +469,17 @@ def _completer(shape: tuple[tuple[Any, ...], ...]) -> Callable[..., Any]:
             if identity is not None:
                 test = identity.format(v=v)
                 convert = [f"if {test}:"] + ["    " + line for line in convert]
+            elif inline is not None:
+                test, expression = (text.format(v=v) for text in inline)
+                convert = [f"if {test}:", f"    {v} = {expression}", "else:"] + [
+                    "    " + line for line in convert
+                ]
             if non_null:
                 checks += [f"if {v} is None: return Undefined", *convert]
             else:
                 checks += [f"if {v} is not None:"] + ["    " + line for line in convert]
         items.append(f"{response_name!r}: {v}")
-    body = ["def complete(value, fast, info, children):", "    try:"]
+    body = ["def complete(value, ctx, info, children):", "    try:"]
     body += ["        " + line for line in reads or ["pass"]]
     # A read that raises (not only AttributeError: a property, a lazy load) leaves the value
     # to the ordinary path, which reads it again and reports the error at its path.
@@ -489,6 +500,91 @@ def _completer(shape: tuple[tuple[Any, ...], ...]) -> Callable[..., Any]:
     _COMPLETERS[shape] = completer
     _COMPLETER_CHARS += len(source)
     return completer
+
+
+# A completer's non-plain children: per child (function, data), the function called as
+# ``function(execution context, data, info, value)`` and answering as ``_fast`` would for the
+# child's type. Chosen once per object plan by the child's type, so that a list of objects or of
+# leaves skips ``_fast``'s dispatch. Plain functions and data that do not refer to the execution
+# context: a plan held by the context creates no reference cycle (see ``async_helpers``).
+Child = tuple[Callable[..., Any], tuple[Any, ...]]
+
+
+def _child(field_type: GraphQLOutputType, sub_details: Any) -> Child:
+    non_null = isinstance(field_type, GraphQLNonNull)
+    inner = field_type.of_type if isinstance(field_type, GraphQLNonNull) else field_type
+    if isinstance(inner, GraphQLList) and isinstance(inner.of_type, GraphQLNonNull):
+        item = inner.of_type.of_type
+        if isinstance(item, GraphQLObjectType):
+            return _objects, (non_null, item, sub_details)
+        if is_leaf_type(item):
+            return _leaves, (non_null, _serializer(item))
+    elif isinstance(inner, GraphQLObjectType):
+        return _one_object, (non_null, inner, sub_details)
+    return _general, (field_type, sub_details)
+
+
+def _general(ctx: Any, data: tuple[Any, ...], info: Any, value: Any) -> Any:
+    return ctx._fast(data[0], data[1], info, value)
+
+
+def _one_object(ctx: Any, data: tuple[Any, ...], info: Any, value: Any) -> Any:
+    """``_fast`` for an object type (non-null or not)."""
+    non_null, object_type, sub_details = data
+    if value is None:
+        return Undefined if non_null else None
+    return ctx._fast_object(object_type, sub_details, info, value)
+
+
+def _objects(ctx: Any, data: tuple[Any, ...], info: Any, value: Any) -> Any:
+    """``_fast`` for a list of non-null objects (the list non-null or not)."""
+    non_null, object_type, sub_details = data
+    if value is None:
+        return Undefined if non_null else None
+    if not isinstance(value, list | tuple):
+        return Undefined
+    completed: list[Any] = []
+    if not value:
+        return completed
+    plan = ctx._object_plan(object_type, sub_details)
+    if plan is None:
+        return Undefined
+    complete, children = plan
+    is_type_of = object_type.is_type_of
+    append = completed.append
+    for item in value:
+        if item is None:
+            return Undefined
+        if is_type_of is not None:
+            try:
+                if is_type_of(item, info) is not True:
+                    return Undefined
+            except Exception:
+                return Undefined
+        done = complete(item, ctx, info, children)
+        if done is Undefined:
+            return Undefined
+        append(done)
+    return completed
+
+
+def _leaves(ctx: Any, data: tuple[Any, ...], info: Any, value: Any) -> Any:
+    """``_fast`` for a list of non-null scalars or enums (the list non-null or not)."""
+    non_null, serialize = data
+    if value is None:
+        return Undefined if non_null else None
+    if not isinstance(value, list | tuple):
+        return Undefined
+    completed: list[Any] = []
+    append = completed.append
+    for item in value:
+        if item is None:
+            return Undefined
+        done = serialize(item)
+        if done is Undefined:
+            return Undefined
+        append(done)
+    return completed
 
 
 def _alive(ref: weakref.ReferenceType[PlainFieldExecutionContext]) -> PlainFieldExecutionContext:

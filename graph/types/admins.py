@@ -9,7 +9,7 @@ import strawberry
 
 from graph.ids import to_global_id
 from graph.pagination import PageInfo
-from graph.types.common import Node, SetupState
+from graph.types.common import Node, SetupState, made
 
 
 @strawberry.type(description="The partner's own organization and its first-time setup.")
@@ -69,15 +69,18 @@ class Admin(Node):
 
     @classmethod
     def from_row(cls, row: Any) -> Admin:
-        return cls(
-            id=strawberry.ID(to_global_id("Admin", row.id)),
-            email=row.email,
-            name=row.name,
-            role=row.role,
-            active=row.active,
-            created_at=row.created_at,
-            pk=row.id,
-            partner_id=row.partner_id,
+        return made(
+            cls,
+            {
+                "id": strawberry.ID(to_global_id("Admin", row.id)),
+                "email": row.email,
+                "name": row.name,
+                "role": row.role,
+                "active": row.active,
+                "created_at": row.created_at,
+                "pk": row.id,
+                "partner_id": row.partner_id,
+            },
         )
 
 

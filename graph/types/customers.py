@@ -25,6 +25,7 @@ from graph.types.common import (
     Product,
     SubscriptionKind,
     SubscriptionState,
+    made,
 )
 from graph.types.tags import Tag
 
@@ -48,14 +49,17 @@ class LicenseLine:
 
     @classmethod
     def from_row(cls, row: Any) -> LicenseLine:
-        return cls(
-            product=row.product,
-            license_type=row.license_type,
-            purchased=row.purchased,
-            assigned=row.assigned,
-            used=row.used,
-            available=max(row.purchased - row.assigned, 0),
-            overage=max(row.assigned - row.purchased, 0),
+        return made(
+            cls,
+            {
+                "product": row.product,
+                "license_type": row.license_type,
+                "purchased": row.purchased,
+                "assigned": row.assigned,
+                "used": row.used,
+                "available": max(row.purchased - row.assigned, 0),
+                "overage": max(row.assigned - row.purchased, 0),
+            },
         )
 
 
@@ -115,17 +119,21 @@ class Subscription(Node):
 
     @classmethod
     def from_row(cls, row: Any) -> Subscription:
-        return cls(
-            id=strawberry.ID(to_global_id("Subscription", row.id)),
-            subscription_id=row.subscription_id,
-            kind=row.kind,
-            state=row.state,
-            start_date=row.start_date,
-            end_date=row.end_date,
-            auto_renew=row.auto_renew,
-            renewal_date=row.renewal_date,
-            pk=row.id,
-            customer_pk=row.customer_id,
+        return made(
+            cls,
+            {
+                "id": strawberry.ID(to_global_id("Subscription", row.id)),
+                "subscription_id": row.subscription_id,
+                "kind": row.kind,
+                "state": row.state,
+                "start_date": row.start_date,
+                "end_date": row.end_date,
+                "auto_renew": row.auto_renew,
+                "renewal_date": row.renewal_date,
+                "pk": row.id,
+                "customer_pk": row.customer_id,
+                "ahead": {},
+            },
         )
 
     ahead: strawberry.Private[dict[str, Any]] = dataclasses.field(default_factory=dict)
@@ -167,14 +175,18 @@ class Customer(Node):
 
     @classmethod
     def from_row(cls, row: Any) -> Customer:
-        return cls(
-            id=strawberry.ID(to_global_id("Customer", row.id)),
-            name=row.name,
-            external_id=row.external_id,
-            created_at=row.created_at,
-            managed_by=row.managed_by,
-            last_admin_sign_in_at=row.last_admin_sign_in_at,
-            pk=row.id,
+        return made(
+            cls,
+            {
+                "id": strawberry.ID(to_global_id("Customer", row.id)),
+                "name": row.name,
+                "external_id": row.external_id,
+                "created_at": row.created_at,
+                "managed_by": row.managed_by,
+                "last_admin_sign_in_at": row.last_admin_sign_in_at,
+                "pk": row.id,
+                "ahead": {},
+            },
         )
 
     ahead: strawberry.Private[dict[str, Any]] = dataclasses.field(default_factory=dict)
@@ -213,7 +225,8 @@ def _all(convert: Callable[[Any], Any]) -> Callable[[list[Any]], list[Any]]:
 
 
 def _assigned_admin(row: Any) -> AssignedAdmin:
-    return AssignedAdmin(admin=Admin.from_row(row), role=row.role, assigned_at=row.assigned_at)
+    values = {"admin": Admin.from_row(row), "role": row.role, "assigned_at": row.assigned_at}
+    return made(AssignedAdmin, values)
 
 
 # The relationship fields by GraphQL name: the loader of each and how its rows become objects.

@@ -8,7 +8,7 @@ from typing import Any
 import strawberry
 
 from graph.ids import to_global_id
-from graph.types.common import Node
+from graph.types.common import Node, made
 
 
 @strawberry.type(description="A label a partner defines to group customers and subscriptions.")
@@ -20,10 +20,13 @@ class Tag(Node):
 
     @classmethod
     def from_row(cls, row: Any) -> Tag:
-        return cls(
-            id=strawberry.ID(to_global_id("Tag", row.id)),
-            name=row.name,
-            description=row.description,
-            created_at=row.created_at,
-            pk=row.id,
+        return made(
+            cls,
+            {
+                "id": strawberry.ID(to_global_id("Tag", row.id)),
+                "name": row.name,
+                "description": row.description,
+                "created_at": row.created_at,
+                "pk": row.id,
+            },
         )
