@@ -18,7 +18,7 @@ from starlette.applications import Starlette
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-from starlette.types import Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from strawberry import Schema
 from strawberry.exceptions import MissingQueryError
 from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
@@ -326,6 +326,28 @@ BODY_BYTES = "ph_body_bytes"
 GC_THRESHOLDS = (100_000, 20, 100)
 
 
+class PartnerHubApp(Starlette):
+    """Starlette's application, but an HTTP request for ``/graphql`` goes to the endpoint with
+    its log line only, not through the rest of the stack (issue 17: every request paid for
+    each layer). What those layers would do for it, the endpoint does already: it answers
+    every exception before a response starts (coded, never Starlette's text/plain 500) and
+    raises none that ``ExceptionMiddleware`` handles; the router only matched its path. Other
+    paths, WebSockets and the lifespan take the whole stack. A middleware added to the app
+    must be added to ``graphql`` too."""
+
+    def __init__(self, graphql: ASGIApp, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.graphql = graphql
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # (Behind a root path the router's own matching is left to decide.)
+        if scope["type"] == "http" and scope["path"] == "/graphql" and not scope.get("root_path"):
+            scope["app"] = self
+            await self.graphql(scope, receive, send)
+        else:
+            await super().__call__(scope, receive, send)
+
+
 def create_app(settings: Settings | None = None, engine: AsyncEngine | None = None) -> Starlette:
     settings = settings or get_settings()
     hub = PartnerHub(settings, engine)
@@ -380,9 +402,11 @@ def create_app(settings: Settings | None = None, engine: AsyncEngine | None = No
 
     from graph.export import export_customers_csv
 
-    app = Starlette(
+    graphql = GraphQLEndpoint(hub)
+    app = PartnerHubApp(
+        RequestLogMiddleware(graphql),
         routes=[
-            Route("/graphql", GraphQLEndpoint(hub)),  # any method: refusals are coded
+            Route("/graphql", graphql),  # any method: refusals are coded
             Route("/healthz", healthz),
             Route(GRAPHIQL_ASSETS + "/{digest}/{name:path}", serve_asset, methods=["GET"]),
             Route("/readyz", readyz),
