@@ -62,12 +62,14 @@ class Admission:
         async def replay() -> Message:
             return kept.popleft() if kept else await receive()
 
-        if not whole:  # refused for its size by the app before it takes anything
+        if not whole and scope["method"] == "POST":
+            # the app refuses a POST body this large (413) before it takes anything; a GET's
+            # body is never read, so a GET declaring a large one still waits its turn
             await self.app(scope, replay, send)
             return
         if self.running < self.limit:  # then no one waits: a freed slot goes to a waiter first
             self.running += 1
-        elif not await self._wait(receive):
+        elif not await self._wait(receive, kept):
             return  # the client left while waiting
         try:
             await self.app(scope, replay, send)
@@ -102,10 +104,10 @@ class Admission:
         else:
             self.running -= 1
 
-    async def _wait(self, receive: Receive) -> bool:
+    async def _wait(self, receive: Receive, kept: collections.deque[Message]) -> bool:
         """Wait for a slot, watching the connection: True once the slot is this request's,
         False when the client disconnected first (with the body read, ``receive`` has nothing
-        else to give)."""
+        else to give; a part of a body not read yet joins ``kept``)."""
         turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.waiting.append(turn)
         watcher = asyncio.ensure_future(receive())
@@ -125,9 +127,11 @@ class Admission:
         if gone:
             self._leave(turn)
             return False
+        if watcher.done() and not watcher.cancelled():
+            kept.append(watcher.result())
         if not turn.done():
-            # ``receive`` answered something else than a disconnect: an ASGI server sends none
-            # after the last body message; wait for the turn alone
+            # ``receive`` gave more of a body (one not read before, by its declared size):
+            # wait for the turn alone
             try:
                 await turn
             except asyncio.CancelledError:

@@ -14,6 +14,7 @@ import os
 import subprocess
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -27,7 +28,8 @@ from graph.app import create_app
 from tests.authz_support import AuthzFactory
 from tests.conftest import Api, make_settings
 from tests.helpers import token_for
-from tests.serve_support import COMMAND, free_port
+from tests.serve_support import COMMAND, Serve, database_with_token, free_port
+from tests.test_serve_processes import partial_request, response_of
 
 FULL = "full@acme.example"
 BODY = orjson.dumps({"query": "query { viewer { email } }"})
@@ -53,12 +55,13 @@ class Call:
         return orjson.loads(body)["data"]
 
 
-def scope_of(token: str, path: str = "/graphql") -> dict[str, Any]:
-    """A request as a server hands it to the app: POST ``BODY`` to /graphql, else a GET."""
+def scope_of(token: str, path: str = "/graphql", length: int = len(BODY)) -> dict[str, Any]:
+    """A request as a server hands it to the app: POST ``BODY`` to /graphql (declaring
+    ``length`` bytes), else a GET."""
     post = path == "/graphql"
     headers = [(b"host", b"test"), (b"authorization", f"Bearer {token}".encode())]
     if post:
-        headers += [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(BODY))]
+        headers += [(b"content-type", b"application/json"), (b"content-length", b"%d" % length)]
     return {
         "type": "http",
         "asgi": {"version": "3.0"},
@@ -75,11 +78,14 @@ def scope_of(token: str, path: str = "/graphql") -> dict[str, Any]:
     }
 
 
-def call(app: Starlette, token: str, *, held: bool = False, path: str = "/graphql") -> Call:
-    """Start a request; ``held``: its first send waits for ``release``."""
+def call(
+    app: Starlette, token: str, *, held: bool = False, path: str = "/graphql", length: int = 0
+) -> Call:
+    """Start a request; ``held``: its first send waits for ``release``; ``length``: the body
+    size it declares instead of its own."""
     found = Call()
     post = path == "/graphql"
-    scope = scope_of(token, path)
+    scope = scope_of(token, path, length or len(BODY))
     body_sent = False
 
     async def receive() -> dict[str, Any]:
@@ -211,10 +217,11 @@ async def test_a_slow_body_holds_no_turn_and_health_checks_never_wait(
     # given: the only turn taken by a request whose client reads slowly
     first = call(app, token, held=True)
     await asyncio.wait_for(first.answered.wait(), 10)
-    # then: /healthz answers meanwhile
+    # then: /healthz answers meanwhile, and a body declared too large is refused as always
     health = call(app, token, path="/healthz")
-    await finished(health)
-    assert health.status == 200
+    too_large = call(app, token, length=10**9)
+    await finished(health, too_large)
+    assert [health.status, too_large.status] == [200, 413]
     first.release.set()
     await finished(first)
     # given: a client that sends half its body and stalls
@@ -246,7 +253,7 @@ def test_a_bad_limit_is_refused(monkeypatch: pytest.MonkeyPatch, value: str) -> 
         Settings()
 
 
-def test_serve_refuses_a_bad_limit_at_start_with_a_clear_message(tmp_path: Any) -> None:
+def test_serve_refuses_a_bad_limit_at_start_with_a_clear_message(tmp_path: Path) -> None:
     env = {
         **os.environ,
         "PARTNER_HUB_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'x.db'}",
@@ -264,3 +271,34 @@ def test_serve_refuses_a_bad_limit_at_start_with_a_clear_message(tmp_path: Any) 
     assert done.returncode == 1
     assert "invalid setting serve_max_concurrent" in done.stderr, done.stderr
     assert not (tmp_path / "x.db").exists()  # refused before anything was created
+
+
+async def test_sigterm_serves_the_waiting_requests_within_the_grace_and_exits_0(
+    tmp_path: Path,
+) -> None:
+    async with database_with_token("sqlite", tmp_path) as (url, token):
+        server = Serve(url, free_port(), tmp_path / "serve.log")
+        server.env = {"PARTNER_HUB_SHUTDOWN_GRACE": "5", "PARTNER_HUB_SERVE_MAX_CONCURRENT": "1"}
+        server.start()
+        try:
+            await server.wait_up()
+            # given: six requests read by the server up to half their body
+            started = [
+                await asyncio.to_thread(partial_request, server.port, token) for _ in "123456"
+            ]
+            # when: their bodies complete (one runs, the others wait their turn) and the server
+            # is told to stop at once
+            for sock, rest in started:
+                sock.sendall(rest)
+            server.terminate()
+            # then: every one is answered, and the server exits 0
+            answers = [await asyncio.to_thread(response_of, sock) for sock, _ in started]
+            for sock, _ in started:
+                sock.close()
+            for answer in answers:
+                head, _, body = answer.partition(b"\r\n\r\n")
+                assert head.startswith(b"HTTP/1.1 200"), answer
+                assert orjson.loads(body)["data"]["viewer"]["email"] == FULL
+            assert await server.exit_status() == 0
+        finally:
+            server.kill()
