@@ -32,9 +32,11 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 # Requests executing at once per process, by backend, when PARTNER_HUB_SERVE_MAX_CONCURRENT is
-# unset. SQLite: the pool's 4 connections; more requests executing than connections only adds
-# waiting inside (README: issue 17's 8 and 32 connections). PostgreSQL: 0, no limit (its pool
-# of 10 and the database's own processes overlap more; not measured to gain).
+# unset. SQLite: the pool's 4 connections; more executing requests only wait inside, and at 32
+# connections over 2 workers the p99 was 0.5-0.8x that without a limit, throughput within the
+# noise of a loaded machine (bench/results/2026-12-06-serving-sqlite-admission.md; 2, 6 and 8
+# were no better). PostgreSQL: 0, no limit (not measured; its pool holds 10 and the database
+# does its work in its own processes).
 DEFAULT_MAX_CONCURRENT = {"sqlite": 4, "postgresql": 0}
 LIMITED_PATHS = frozenset({"/graphql"})
 
