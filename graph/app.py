@@ -27,6 +27,7 @@ from strawberry.types.graphql import OperationType
 
 from db.settings import Settings, get_settings
 from db.versioning import recording_shared_reads
+from graph.admission import DEFAULT_MAX_CONCURRENT, Admission
 from graph.context import Context, new_context
 from graph.documents import reads_only
 from graph.errors import ErrorCode, is_coded
@@ -414,6 +415,11 @@ def create_app(settings: Settings | None = None, engine: AsyncEngine | None = No
         ],
         lifespan=lifespan,
     )
+    limit = settings.serve_max_concurrent
+    if limit is None:
+        limit = DEFAULT_MAX_CONCURRENT.get(hub.engine.dialect.name, 0)
+    # Inside the request log: a request's logged duration includes its wait for a turn.
+    app.add_middleware(Admission, limit=limit, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(RequestLogMiddleware)
     app.state.hub = hub
     return app
