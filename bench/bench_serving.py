@@ -125,18 +125,23 @@ OLD_SQLITE_POOL = {
 }
 
 
+# Every request executing at once, as before graph/admission.py (issue 17).
+NO_ADMISSION = {"PARTNER_HUB_SERVE_MAX_CONCURRENT": "0"}
+
+
 async def bench_workers(
     url: str, token: str, args: argparse.Namespace, backend: str
 ) -> dict[str, Any]:
     """1 and 2 workers side by side at each concurrency (on SQLite also 2 workers with the old
-    pool); each server's peak RSS over the whole run."""
+    pool, and without admission control); each server's peak RSS over the whole run."""
     variants: dict[str, tuple[int, dict[str, str]]] = {"1 worker": (1, {}), "2 workers": (2, {})}
     if backend == "sqlite":
         variants["2 workers, old pool"] = (2, OLD_SQLITE_POOL)
+        variants["2 workers, no admission"] = (2, NO_ADMISSION)
     async with contextlib.AsyncExitStack() as stack:
         servers = {}
         for offset, (name, (workers, env)) in enumerate(variants.items()):
-            server = partner_hub_server(url, PORT + offset, workers, {**COLD, **env})
+            server = partner_hub_server(url, args.port + offset, workers, {**COLD, **env})
             servers[name] = await stack.enter_async_context(server)
         peaks = {name: stack.enter_context(peak_rss([s.pid])) for name, s in servers.items()}
         found: dict[str, Any] = await rounds(servers, token, args.concurrency, args)
@@ -155,7 +160,7 @@ async def bench_budget(url: str, token: str, args: argparse.Namespace) -> dict[s
     async with contextlib.AsyncExitStack() as stack:
         servers = {}
         for offset, (name, env) in enumerate(variants.items()):
-            server = partner_hub_server(url, PORT + 10 + offset, 2, {**COLD, **env})
+            server = partner_hub_server(url, args.port + 10 + offset, 2, {**COLD, **env})
             servers[name] = await stack.enter_async_context(server)
         targets = {n: (f"{b}/graphql", DIRECTORY, token) for n, b in servers.items()}
         latency = await interleaved_latency(targets, args.latency_runs)
@@ -259,6 +264,7 @@ async def main() -> None:
     parser.add_argument("--latency-runs", type=int, default=200)
     parser.add_argument("--concurrency", default="8,32")
     parser.add_argument("--no-budget", action="store_true")
+    parser.add_argument("--port", type=int, default=PORT, help="the first of the servers' ports")
     parser.add_argument("--spend-only", action="store_true", help="only the stores' round trips")
     args = parser.parse_args()
     args.concurrency = [int(c) for c in args.concurrency.split(",")]

@@ -93,6 +93,9 @@ class Settings(BaseSettings):
     database_pool_size: int | None = Field(default=None, ge=1, le=500)
     database_pool_overflow: int | None = Field(default=None, ge=0, le=500)
     sqlite_cache_mb: int = Field(default=16, ge=1, le=4096)
+    # GraphQL requests executing at once per process (graph/admission.py); the others wait
+    # their turn before taking anything. Unset: 4 on SQLite, no limit on PostgreSQL; 0: no limit.
+    serve_max_concurrent: int | None = Field(default=None, ge=0, le=10_000)
     # Where N instances keep the per-token cost budget they share (graph/cost_store.py):
     # redis://host:port/db; unset, PostgreSQL deployments keep it in their database and SQLite
     # ones in each process.

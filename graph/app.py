@@ -11,7 +11,6 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import orjson
-from cross_web import HTTPException
 from graphql import GraphQLError
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -19,12 +18,16 @@ from starlette.applications import Starlette
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-from starlette.types import Message, Receive, Scope, Send
-from strawberry.asgi import GraphQL
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from strawberry import Schema
+from strawberry.exceptions import MissingQueryError
+from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
 from strawberry.types import ExecutionResult
+from strawberry.types.graphql import OperationType
 
 from db.settings import Settings, get_settings
 from db.versioning import recording_shared_reads
+from graph.admission import DEFAULT_MAX_CONCURRENT, Admission
 from graph.context import Context, new_context
 from graph.documents import reads_only
 from graph.errors import ErrorCode, is_coded
@@ -36,7 +39,6 @@ from graph.logging import RequestLogMiddleware, configure_logging
 from graph.persisted import (
     NO_STORE,
     PersistedQueries,
-    as_post,
     cache_headers,
     entity_tag,
     get_payload,
@@ -50,109 +52,118 @@ from graph.transport import (
     JSON,
     TRIM_AFTER_BYTES,
     Refused,
-    dumps,
-    loads,
     negotiate,
     rate_limit_headers,
     read_body,
     refusal,
     release_memory,
-    replay,
     request_data,
     retry_after,
 )
 
+# Strawberry's view let a POST carry any operation type (a subscription fails validation here:
+# the schema has none).
+POST_OPERATIONS = OperationType.from_http("POST")
 
-class GraphQLView(GraphQL[Context, None]):
-    """Strawberry's ASGI view; the context was built (and the caller authenticated) before it,
-    and the body checked (graph/transport.py). It shapes the HTTP answer: unexpected errors
-    masked, ``data`` left out when nothing executed, media type, status and rate-limit headers."""
 
-    async def get_context(self, request: Any, response: Any) -> Context:
-        context: Context = request.scope["state"]["ph_context"]
-        context.request, context.response = request, response
-        return context
+class GraphQLView:
+    """Runs a request whose payload is decoded and checked (graph/transport.py), whose caller is
+    authenticated and whose context is built, and shapes the HTTP answer: unexpected errors
+    masked, ``data`` left out when nothing executed, media type, status and rate-limit headers,
+    a persisted GET's caching headers, the response cache.
 
-    def __init__(self, schema: Any, cache: ResponseCache | None, **kwargs: Any) -> None:
-        super().__init__(schema, **kwargs)
+    This was Strawberry's ASGI view (``strawberry.asgi.GraphQL``) until issue 17: it wrapped the
+    scope in a request adapter, read the body again through a replayed ``receive`` and decoded
+    it a second time, built a sub-response and checked what ``graph.transport`` and
+    ``graph.persisted`` had checked already (method, content type, the shape of ``query``,
+    ``variables`` and ``extensions``); every request paid for it. What it did beyond that is
+    here: the same ``schema.execute`` call and its refusals of the operation itself, the same
+    response body, status and headers."""
+
+    def __init__(self, schema: Schema, cache: ResponseCache | None) -> None:
+        self.schema = schema
         self.cache = cache
 
-    async def execute_single(self, *args: Any, **kwargs: Any) -> ExecutionResult:
+    async def execute(self, payload: dict[str, Any], context: Context) -> ExecutionResult:
         try:
-            return await super().execute_single(*args, **kwargs)
-        except HTTPException as exc:
-            # Strawberry's refusals of the operation itself (none or several without a name,
-            # a name that is not in the document): before execution, so without data.
-            error = GraphQLError(
-                exc.reason, extensions={"code": ErrorCode.OPERATION_RESOLUTION_FAILURE.value}
+            return await self.schema.execute(
+                payload.get("query"),
+                variable_values=payload.get("variables"),
+                context_value=context,
+                operation_name=payload.get("operationName"),
+                allowed_operation_types=POST_OPERATIONS,
+                operation_extensions=payload.get("extensions"),
             )
-            return ExecutionResult(data=None, errors=[error])
+        except CannotGetOperationTypeError as exc:
+            reason = exc.as_http_error_reason()
+        except InvalidOperationTypeError as exc:
+            reason = exc.as_http_error_reason("POST")
+        except MissingQueryError:
+            reason = "No GraphQL query found in the request"
+        # Refusals of the operation itself (none or several without a name, a name that is not
+        # in the document): before execution, so without data.
+        error = GraphQLError(
+            reason, extensions={"code": ErrorCode.OPERATION_RESOLUTION_FAILURE.value}
+        )
+        return ExecutionResult(data=None, errors=[error])
 
-    async def process_result(self, request: Any, result: Any) -> Any:
-        state = request.scope.setdefault("state", {})
+    async def respond(
+        self, payload: dict[str, Any], context: Context, state: dict[str, Any]
+    ) -> Response:
+        result = await self.execute(payload, context)
         request_id = state.get("request_id")
         if result.errors:
             result.errors = [
                 e if is_coded(e) else unexpected_error(e, request_id) for e in result.errors
             ]
-        response = await super().process_result(request, result)
-        executed = bool(state.get(EXECUTED))
-        if not executed:
-            response.pop("data", None)  # GraphQL spec: no data when execution did not start
         errors = result.errors or []
+        executed = bool(state.get(EXECUTED))
+        answer: dict[str, Any] = {}
+        if executed:  # GraphQL spec: no data when execution did not start
+            answer["data"] = result.data
+        if errors:
+            answer["errors"] = [e.formatted for e in errors]
+        if result.extensions:
+            answer["extensions"] = result.extensions
         state[CODES] = [(e.extensions or {}).get("code") for e in errors]
-        context = state.get("ph_context")
-        sub = context.response if context is not None else None
-        if sub is not None:
-            sub.media_type = state.get(MEDIA, JSON)
-            sub.headers.update(rate_limit_headers((result.extensions or {}).get("cost")))
-            wait = retry_after(errors)
-            if wait is not None:
-                sub.status_code = 429
-                sub.headers["Retry-After"] = wait
-            elif not executed and sub.media_type == GRAPHQL_RESPONSE:
-                sub.status_code = 400
-            tag = state.get(ETAG)
-            if tag is not None:  # a persisted GET: only a full answer may be revalidated
-                # ... and only one that depends on nothing but the data version (not the
-                # audit log, which moves no version: ``Context.no_store``).
-                revalidable = not errors and not context.no_store
-                sub.headers.update(cache_headers(tag) if revalidable else NO_STORE)
+        media = state.get(MEDIA, JSON)
+        status = 200
+        headers = rate_limit_headers((result.extensions or {}).get("cost"))
+        wait = retry_after(errors)
+        if wait is not None:
+            status = 429
+            headers["Retry-After"] = wait
+        elif not executed and media == GRAPHQL_RESPONSE:
+            status = 400
+        tag = state.get(ETAG)
+        if tag is not None:  # a persisted GET: only a full answer may be revalidated
+            # ... and only one that depends on nothing but the data version (not the audit
+            # log, which moves no version: ``Context.no_store``).
+            revalidable = not errors and not context.no_store
+            headers.update(cache_headers(tag) if revalidable else NO_STORE)
         key = state.get(CACHE_KEY)
         if self.cache is not None and key is not None:
             report = (result.extensions or {}).get("cost", {})
             cost = report.get("requestedQueryCost")
-            storable = context is None or not context.no_store
-            if storable and not result.errors and result.data is not None and isinstance(cost, int):
+            storable = not context.no_store and not errors and result.data is not None
+            if storable and isinstance(cost, int):
                 reads, shared_at = state.get(SHARED_READS, (None, None))
                 shared = shared_at if reads is not None and reads.read else None
                 data = orjson.dumps(result.data)
                 self.cache.put(key, data, cost, report.get("actualQueryCost"), shared)
-            if sub is not None:
-                sub.headers["X-Partner-Hub-Cache"] = "miss"
+            headers["X-Partner-Hub-Cache"] = "miss"
+        response = Response(encode_json(answer), status_code=status, media_type=media)
+        response.headers.update(headers)
         return response
 
-    def create_response(self, response_data: Any, sub_response: Response) -> Response:
-        response = Response(
-            self.encode_json(response_data),
-            status_code=sub_response.status_code or 200,
-            media_type=sub_response.media_type or JSON,
-        )
-        response.headers.raw.extend(
-            (k, v) for k, v in sub_response.headers.raw if k != b"content-type"
-        )
-        return response
 
-    def encode_json(self, data: object) -> bytes:
-        try:
-            return orjson.dumps(data)
-        except orjson.JSONEncodeError:
-            # A lone surrogate echoed from the request (an unknown operation name "\ud800"):
-            # orjson refuses it; the standard library writes it as an escape, still JSON.
-            return json.dumps(data, default=str).encode()
-
-    def decode_json(self, data: str | bytes) -> object:
-        return loads(data)
+def encode_json(data: object) -> bytes:
+    try:
+        return orjson.dumps(data)
+    except orjson.JSONEncodeError:
+        # A lone surrogate echoed from the request (an unknown operation name "\ud800"):
+        # orjson refuses it; the standard library writes it as an escape, still JSON.
+        return json.dumps(data, default=str).encode()
 
 
 class GraphQLEndpoint:
@@ -165,8 +176,6 @@ class GraphQLEndpoint:
         self.view = GraphQLView(
             build_schema(hub.settings),
             hub.response_cache,
-            allow_queries_via_get=False,
-            graphql_ide=None,
         )
         self.persisted = PersistedQueries(hub.settings, self.documents)
         # ETags change with the code's answers too: the schema stands for them.
@@ -209,9 +218,9 @@ class GraphQLEndpoint:
             if response is not None:
                 await response(scope, receive, tracked)
         finally:
-            # The request's objects (context, Strawberry's request and its copy of the body, an
-            # error's traceback) go with the scope's state; a large body is then collected and
-            # its pages handed back once this call has returned (graph/transport.py).
+            # The request's objects (context, an error's traceback) go with the scope's state; a
+            # large body is then collected and its pages handed back once this call has
+            # returned (graph/transport.py).
             state.pop("ph_context", None)
             size = state.pop(BODY_BYTES, 0)
             if size >= TRIM_AFTER_BYTES:
@@ -233,7 +242,7 @@ class GraphQLEndpoint:
             # its scripts from a CDN; a GET runs persisted reads only (graph/persisted.py).
             return self._get(request)
         # A GET runs persisted reads only (graph/persisted.py): anything else is 405 first.
-        payload, body = (get_payload(request.query_params), b"") if get else ({}, b"")
+        payload = get_payload(request.query_params) if get else {}
         services = await self.hub.start()
         if request.headers.get("authorization") is None:
             return unauthorized("Missing Authorization: Bearer <token> header.")
@@ -270,8 +279,6 @@ class GraphQLEndpoint:
                 )
                 if matches(request.headers.get("if-none-match"), tag):
                     return Response(status_code=304, headers=cache_headers(tag))
-            if get or resolved is not payload:
-                body = dumps(resolved)
             cache = self.hub.response_cache
             if cache is not None:
                 clock = services.clock
@@ -286,13 +293,14 @@ class GraphQLEndpoint:
                         return hit
                 state[CACHE_KEY] = key
             context = new_context(services, outcome, session, state.get("request_id", "-"))
+            context.request = request  # its scope's state records that execution started
             state["ph_context"] = context
-            scope = as_post(request.scope) if get else request.scope
             try:
                 with recording_shared_reads() as reads:
-                    # what the response depends on, for the response cache (process_result)
+                    # what the response depends on, for the response cache (``respond``)
                     state[SHARED_READS] = (reads, outcome.shared_version)
-                    await self.view(scope, replay(body), send)
+                    response = await self.view.respond(resolved, context, state)
+                    await response(request.scope, request.receive, send)
             finally:
                 await context.settle()
                 context.close()
@@ -317,6 +325,28 @@ CODES = "ph_error_codes"
 MEDIA = "ph_media_type"
 BODY_BYTES = "ph_body_bytes"
 GC_THRESHOLDS = (100_000, 20, 100)
+
+
+class PartnerHubApp(Starlette):
+    """Starlette's application, but an HTTP request for ``/graphql`` goes to the endpoint with
+    its log line only, not through the rest of the stack (issue 17: every request paid for
+    each layer). What those layers would do for it, the endpoint does already: it answers
+    every exception before a response starts (coded, never Starlette's text/plain 500) and
+    raises none that ``ExceptionMiddleware`` handles; the router only matched its path. Other
+    paths, WebSockets and the lifespan take the whole stack. A middleware added to the app
+    must be added to ``graphql`` too."""
+
+    def __init__(self, graphql: ASGIApp, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.graphql = graphql
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # (Behind a root path the router's own matching is left to decide.)
+        if scope["type"] == "http" and scope["path"] == "/graphql" and not scope.get("root_path"):
+            scope["app"] = self
+            await self.graphql(scope, receive, send)
+        else:
+            await super().__call__(scope, receive, send)
 
 
 def create_app(settings: Settings | None = None, engine: AsyncEngine | None = None) -> Starlette:
@@ -373,9 +403,11 @@ def create_app(settings: Settings | None = None, engine: AsyncEngine | None = No
 
     from graph.export import export_customers_csv
 
-    app = Starlette(
+    graphql = GraphQLEndpoint(hub)
+    app = PartnerHubApp(
+        RequestLogMiddleware(graphql),
         routes=[
-            Route("/graphql", GraphQLEndpoint(hub)),  # any method: refusals are coded
+            Route("/graphql", graphql),  # any method: refusals are coded
             Route("/healthz", healthz),
             Route(GRAPHIQL_ASSETS + "/{digest}/{name:path}", serve_asset, methods=["GET"]),
             Route("/readyz", readyz),
@@ -383,6 +415,11 @@ def create_app(settings: Settings | None = None, engine: AsyncEngine | None = No
         ],
         lifespan=lifespan,
     )
+    limit = settings.serve_max_concurrent
+    if limit is None:
+        limit = DEFAULT_MAX_CONCURRENT.get(hub.engine.dialect.name, 0)
+    # Inside the request log: a request's logged duration includes its wait for a turn.
+    app.add_middleware(Admission, limit=limit, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(RequestLogMiddleware)
     app.state.hub = hub
     return app

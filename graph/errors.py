@@ -7,6 +7,8 @@ from typing import Any
 
 import strawberry
 from graphql import GraphQLError
+from strawberry.extensions import SchemaExtension
+from strawberry.extensions.runner import SchemaExtensionsRunner
 from strawberry.types import ExecutionContext
 
 
@@ -60,10 +62,18 @@ def forbidden(message: str = "You are not allowed to do this.") -> ApiError:
 
 
 class Schema(strawberry.Schema):
-    """Strawberry's schema without its error log: it logs every error, expected ones too, with
-    a traceback; unexpected errors are logged once, where they are masked."""
+    """Strawberry's schema without its error log (it logs every error, expected ones too, with
+    a traceback; unexpected errors are logged once, where they are masked), its extensions'
+    hooks looked up once per class (``graph.hooks``)."""
 
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
     ) -> None:
         return None
+
+    def create_extensions_runner(
+        self, execution_context: ExecutionContext, extensions: list[SchemaExtension]
+    ) -> SchemaExtensionsRunner:
+        from graph.hooks import CachedHooksRunner  # (graph.hooks imports Strawberry only)
+
+        return CachedHooksRunner(execution_context=execution_context, extensions=extensions)

@@ -42,7 +42,6 @@ from typing import Any
 import orjson
 from graphql import GraphQLError, OperationType
 from sqlalchemy.ext.asyncio import AsyncSession
-from starlette.types import Scope
 
 from db.queries.admins import Principal
 from db.queries.persisted import registered_document
@@ -263,14 +262,3 @@ NO_STORE = {"Cache-Control": "no-store"}
 def cache_headers(tag: str) -> dict[str, str]:
     """A persisted read's caching headers: the browser's own cache, revalidated before use."""
     return {"ETag": tag, "Cache-Control": CACHE_CONTROL, "Vary": "Authorization"}
-
-
-def as_post(scope: Scope) -> Scope:
-    """A GET's ASGI scope as the POST of the JSON body made from its query string, for the view."""
-    headers = [
-        (name, value)
-        for name, value in scope.get("headers", [])
-        if name not in (b"content-type", b"content-length")
-    ]
-    headers.append((b"content-type", b"application/json"))
-    return {**scope, "method": "POST", "headers": headers, "query_string": b""}

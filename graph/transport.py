@@ -22,7 +22,7 @@ from typing import Any
 import orjson
 from starlette.requests import ClientDisconnect
 from starlette.responses import Response
-from starlette.types import Message, Receive
+from starlette.types import Receive
 
 from graph.errors import ErrorCode
 
@@ -188,20 +188,6 @@ def retry_after(errors: list[Any]) -> str | None:
             wait = extensions.get("retryAfterSeconds")
             return str(max(math.ceil(wait), 1) if isinstance(wait, int | float) else 1)
     return None
-
-
-def replay(body: bytes) -> Receive:
-    """A ``receive`` that hands the already-read body to the GraphQL view."""
-    sent = False
-
-    async def receive() -> Message:
-        nonlocal sent
-        if sent:
-            return {"type": "http.disconnect"}
-        sent = True
-        return {"type": "http.request", "body": body, "more_body": False}
-
-    return receive
 
 
 def _malloc_trim() -> ctypes._NamedFuncPointer | None:

@@ -4,6 +4,8 @@ errors (and a usable connection after one), streamed results."""
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -116,3 +118,55 @@ async def test_streamed_results_and_nested_reads(engine: AsyncEngine) -> None:
         second = await conn.execute(select(ITEM.c.id).where(ITEM.c.id > 247).order_by(ITEM.c.id))
         assert second.scalars().all() == [248, 249, 250]
         assert first.scalars().all() == [1, 2, 3]
+
+
+def _rollbacks(trips: list[Any]) -> int:
+    """Rollbacks among the calls queued to the thread (``TrackedConnection`` wraps each)."""
+    called = [cell.cell_contents for fn in trips for cell in fn.__closure__ or ()]
+    return sum(getattr(c, "__name__", None) == "rollback" for c in called)
+
+
+async def test_a_read_closes_without_a_rollback_trip(engine: AsyncEngine, trips: list[Any]) -> None:
+    # given: a session-like read (begin, a SELECT, close): SQLite opens no transaction for it
+    async with engine.connect() as conn:
+        await conn.execute(select(ITEM.c.id))
+        trips.clear()
+    # then: closing (the transaction's rollback, then the pool's reset) went nowhere
+    assert trips == []
+
+
+async def test_a_write_still_rolls_back(engine: AsyncEngine, trips: list[Any]) -> None:
+    async with engine.connect() as conn:
+        await conn.execute(insert(ITEM).values(name="never"))
+        trips.clear()
+        await conn.rollback()
+        assert _rollbacks(trips) == 1
+    async with engine.connect() as conn:
+        assert (await conn.execute(select(ITEM.c.name))).all() == []
+
+
+async def test_a_rollback_waits_for_a_call_still_in_the_thread(engine: AsyncEngine) -> None:
+    """A statement whose awaiter was cancelled still runs in the thread and may open a
+    transaction after the rollback looked: the rollback then goes to the thread, behind it."""
+    async with engine.connect() as conn:
+        await conn.execute(select(ITEM.c.id))
+        raw = await conn.get_raw_connection()
+        adapted: Any = raw.driver_connection
+        assert adapted.idle()
+        started = threading.Event()
+        release = threading.Event()
+
+        def busy() -> None:
+            started.set()
+            release.wait(5)
+            adapted._conn.execute("INSERT INTO item (name) VALUES ('late')")
+
+        pending = asyncio.ensure_future(adapted._execute(busy))
+        await asyncio.to_thread(started.wait, 5)
+        assert not adapted.idle() and not adapted._conn.in_transaction
+        release.set()
+        await conn.rollback()  # queued behind ``busy``: rolls its insert back
+        await pending
+        assert adapted.idle() and not adapted._conn.in_transaction
+    async with engine.connect() as conn:
+        assert (await conn.execute(select(ITEM.c.name))).all() == []
