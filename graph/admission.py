@@ -81,7 +81,9 @@ class Admission:
         """Read the body into ``kept`` before taking a turn, so that a slow client holds no
         slot: True once it is all there, False when it is larger than ``max_body_bytes`` (by
         its ``Content-Length``, unread, or while reading), None when the client disconnected."""
-        declared = dict(scope["headers"]).get(b"content-length", b"")
+        # The first Content-Length, as the endpoint's ``read_body`` takes it (a dict keeps the
+        # last: a request declaring a small size, then a large one, skipped the queue)
+        declared = next((v for k, v in scope["headers"] if k == b"content-length"), b"")
         if declared.isdigit() and int(declared) > self.max_body_bytes:
             return False
         size = 0

@@ -197,3 +197,21 @@ async def test_refusals_answer_the_same_while_others_wait(app_of: App, token: st
     assert body_of(put)["errors"][0]["extensions"]["code"] == "METHOD_NOT_ALLOWED"
     assert bad.status == 401
     assert first.status == 200
+
+
+async def test_a_second_content_length_does_not_skip_the_queue(app_of: App, token: str) -> None:
+    # given: a limit of one, its turn held
+    app = await app_of(1)
+    first = started(app, scope_of(token), held=True)
+    await asyncio.wait_for(first.answered.wait(), 10)
+    # when: a request declares its true size, then a huge one (servers mostly refuse this;
+    # the endpoint reads the first, admission read the last and let it past the queue)
+    scope = scope_of(token)
+    scope["headers"] = [*scope["headers"], (b"content-length", b"%d" % 10**9)]
+    sneaky = started(app, scope)
+    await asyncio.sleep(SETTLE)
+    # then: it waits its turn like any other
+    assert sneaky.sent == []
+    first.release.set()
+    await finished(first, sneaky)
+    assert [first.status, sneaky.status] == [200, 200]
