@@ -19,8 +19,8 @@ Rules kept:
 - Graceful shutdown (``graph.serving``): waiting requests are requests in flight; they run as
   slots free up within the grace, and one cancelled by the end of the grace leaves the queue
   without taking a slot (or gives back the one just handed to it).
-- Only ``/graphql`` waits: health checks answer under load, and a CSV export streams for long
-  (it keeps to the pool's own limit).
+- Only ``/graphql`` waits (this wraps its endpoint, not the app): health checks answer under
+  load, and a CSV export streams for long (it keeps to the pool's own limit).
 """
 
 from __future__ import annotations
@@ -38,12 +38,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 # were no better). PostgreSQL: 0, no limit (not measured; its pool holds 10 and the database
 # does its work in its own processes).
 DEFAULT_MAX_CONCURRENT = {"sqlite": 4, "postgresql": 0}
-LIMITED_PATHS = frozenset({"/graphql"})
 
 
 class Admission:
-    """ASGI middleware: at most ``limit`` requests to ``LIMITED_PATHS`` run at once (0: no
-    limit); the others wait in arrival order, once their body has arrived."""
+    """In front of the GraphQL endpoint: at most ``limit`` of its HTTP requests run at once (0:
+    no limit); the others wait in arrival order, once their body has arrived."""
 
     def __init__(self, app: ASGIApp, limit: int, max_body_bytes: int) -> None:
         self.app = app
@@ -53,7 +52,7 @@ class Admission:
         self.waiting: collections.deque[asyncio.Future[None]] = collections.deque()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if self.limit <= 0 or scope["type"] != "http" or scope["path"] not in LIMITED_PATHS:
+        if self.limit <= 0 or scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         kept: collections.deque[Message] = collections.deque()
@@ -84,7 +83,9 @@ class Admission:
         """Read the body into ``kept`` before taking a turn, so that a slow client holds no
         slot: True once it is all there, False when it is larger than ``max_body_bytes`` (by
         its ``Content-Length``, unread, or while reading), None when the client disconnected."""
-        declared = dict(scope["headers"]).get(b"content-length", b"")
+        # The first Content-Length, as the endpoint's ``read_body`` takes it (a dict keeps the
+        # last: a request declaring a small size, then a large one, skipped the queue)
+        declared = next((v for k, v in scope["headers"] if k == b"content-length"), b"")
         if declared.isdigit() and int(declared) > self.max_body_bytes:
             return False
         size = 0

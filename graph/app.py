@@ -406,8 +406,10 @@ def create_app(settings: Settings | None = None, engine: AsyncEngine | None = No
     limit = settings.serve_max_concurrent
     if limit is None:
         limit = DEFAULT_MAX_CONCURRENT.get(hub.engine.dialect.name, 0)
-    # Every way to the endpoint waits its turn (the direct one of ``PartnerHubApp`` and the
-    # router's), inside the request log: a request's logged duration includes its wait.
+    # One admission (one count of requests running) in front of the endpoint, on both ways
+    # to it: PartnerHubApp's own for /graphql and the router's behind a root path. (Added to
+    # the app's middleware it was on the router's way only: /graphql never waited.) Inside the
+    # request log: a request's logged duration includes its wait for a turn.
     graphql = Admission(GraphQLEndpoint(hub), limit=limit, max_body_bytes=settings.max_body_bytes)
     app = PartnerHubApp(
         RequestLogMiddleware(graphql),
