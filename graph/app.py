@@ -194,7 +194,7 @@ class GraphQLEndpoint:
 
         try:
             try:
-                response = await self._handle(request, state, tracked)
+                response = await self._handle(request, state)
             except Refused as refused:
                 response = refusal(refused, media, state.get("request_id"))
                 state[CODES] = [refused.code.value]
@@ -226,7 +226,7 @@ class GraphQLEndpoint:
             if size >= TRIM_AFTER_BYTES:
                 asyncio.get_running_loop().call_soon(release_memory, size)
 
-    async def _handle(self, request: Request, state: dict[str, Any], send: Send) -> Response | None:
+    async def _handle(self, request: Request, state: dict[str, Any]) -> Response:
         if request.method not in ("GET", "HEAD", "POST"):
             # The route takes every method so that this refusal is coded like the others (the
             # router's own is a bare text/plain 405); PUT is not a GET that could run a read.
@@ -300,11 +300,12 @@ class GraphQLEndpoint:
                     # what the response depends on, for the response cache (``respond``)
                     state[SHARED_READS] = (reads, outcome.shared_version)
                     response = await self.view.respond(resolved, context, state)
-                    await response(request.scope, request.receive, send)
             finally:
                 await context.settle()
                 context.close()
-        return None
+        # Written once the session is closed: a client slow to read its answer (or not reading
+        # it) holds no pool connection meanwhile, nor an admission turn (graph/admission.py).
+        return response
 
     def _get(self, request: Request) -> Response:
         accept = request.headers.get("accept", "")
