@@ -206,8 +206,7 @@ class SharedBudget:
 
     Spends are coalesced: while one trip to the store is under way, the spends that arrive wait
     and then go together in the next trip (one statement or script call for all of them, like a
-    database's group commit). A spend that finds no trip under way makes its own at once, in its
-    own task (at one request in flight nothing waits or changes hands); under load a worker's
+    database's group commit). At one request in flight nothing waits; under load a worker's
     concurrent requests share a round trip and its client-side work (issue 17: the shared
     budget's price on throughput). Each spend's answer is the one it would have had alone in
     that order."""
@@ -221,26 +220,18 @@ class SharedBudget:
         self.rate = per_minute / 60.0
         self._down_until = 0.0
         self._waiting: list[tuple[int, int, asyncio.Future[Spent]]] = []
-        self._busy = False  # a trip is under way (or the batches after it)
         self._trips: asyncio.Task[None] | None = None
 
     async def spend(self, token_id: int, cost: int) -> Spent:
         if time.monotonic() < self._down_until:
             return self.local.take(token_id, cost)
-        if self._busy:
-            answer: asyncio.Future[Spent] = asyncio.get_running_loop().create_future()
-            self._waiting.append((token_id, cost, answer))
-            # A request cancelled while waiting leaves its spend in the batch: spent, as a
-            # spend already sent would be.
-            return await answer
-        self._busy = True
-        try:
-            return (await self._store_spend([(token_id, cost)]))[0]
-        finally:
-            if self._waiting:  # those who came meanwhile go together, in a task of their own
-                self._trips = asyncio.get_running_loop().create_task(self._make_trips())
-            else:
-                self._busy = False
+        answer: asyncio.Future[Spent] = asyncio.get_running_loop().create_future()
+        self._waiting.append((token_id, cost, answer))
+        if self._trips is None:
+            self._trips = asyncio.create_task(self._make_trips())
+        # A request cancelled while waiting leaves its spend in the batch: spent, as a spend
+        # already sent would be.
+        return await answer
 
     async def _make_trips(self) -> None:
         try:
@@ -262,7 +253,7 @@ class SharedBudget:
                     if not answer.done():
                         answer.set_result(found)
         finally:
-            self._busy = False
+            self._trips = None
 
     async def _store_spend(self, spends: Spends) -> list[Spent]:
         if time.monotonic() >= self._down_until:
@@ -283,7 +274,7 @@ class SharedBudget:
         return [self.local.take(token_id, cost) for token_id, cost in spends]
 
     async def close(self) -> None:
-        if self._trips is not None:  # the last batches are answered before the store closes
+        if self._trips is not None:
             await asyncio.gather(self._trips, return_exceptions=True)
         await self.store.close()
 
