@@ -26,7 +26,6 @@ import asyncio
 import hashlib
 import logging
 import time
-from collections.abc import Sequence
 from typing import Any, Protocol
 
 from sqlalchemy.engine import make_url
@@ -42,32 +41,24 @@ STORE_TIMEOUT = 0.5  # seconds: a store slower than this counts as down
 
 Spent = tuple[bool, float, float]
 
-# KEYS the tokens' buckets, in spending order (a key may come back); ARGV capacity, rate (points
-# a second), then one cost per key. Returns per key {granted (0/1), level after, as a string (Lua
-# numbers would come back truncated)}, flattened. Each spend reads the bucket the one before it
-# left: the same answers as one call per spend, in one round trip.
+# KEYS[1] the token's bucket; ARGV capacity, rate (points a second), cost. Returns
+# {granted (0/1), level after, as a string (Lua numbers would come back truncated)}.
 _REDIS_SPEND = """
-local capacity, rate = tonumber(ARGV[1]), tonumber(ARGV[2])
+local capacity, rate, cost = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-local out = {}
-for i, key in ipairs(KEYS) do
-  local cost = tonumber(ARGV[i + 2])
-  local held = redis.call('HMGET', key, 'level', 'stamp')
-  local level, stamp = tonumber(held[1]), tonumber(held[2])
-  if level == nil or stamp == nil then level, stamp = capacity, now end
-  level = math.min(capacity, level + math.max(0, now - stamp) * rate)
-  local granted = 0
-  if cost <= level then
-    level = level - cost
-    granted = 1
-  end
-  redis.call('HSET', key, 'level', tostring(level), 'stamp', tostring(math.max(now, stamp)))
-  redis.call('PEXPIRE', key, math.ceil((capacity - level) / rate * 1000) + 1000)
-  out[#out + 1] = granted
-  out[#out + 1] = tostring(level)
+local held = redis.call('HMGET', KEYS[1], 'level', 'stamp')
+local level, stamp = tonumber(held[1]), tonumber(held[2])
+if level == nil or stamp == nil then level, stamp = capacity, now end
+level = math.min(capacity, level + math.max(0, now - stamp) * rate)
+local granted = 0
+if cost <= level then
+  level = level - cost
+  granted = 1
 end
-return out
+redis.call('HSET', KEYS[1], 'level', tostring(level), 'stamp', tostring(math.max(now, stamp)))
+redis.call('PEXPIRE', KEYS[1], math.ceil((capacity - level) / rate * 1000) + 1000)
+return {granted, tostring(level)}
 """
 
 
@@ -81,16 +72,11 @@ class Budget(Protocol):
     async def close(self) -> None: ...
 
 
-# (token id, cost) in spending order
-Spends = Sequence[tuple[int, int]]
-
-
 class Store(Protocol):
     name: str
     errors: tuple[type[BaseException], ...]
 
-    async def spend(self, spends: Spends, capacity: float, rate: float) -> list[Spent]:
-        """Each spend in order, as if made one after the other, in one round trip."""
+    async def spend(self, token_id: int, cost: int, capacity: float, rate: float) -> Spent: ...
 
     async def close(self) -> None: ...
 
@@ -146,25 +132,11 @@ class PostgresStore:
                     )
         return self._pool
 
-    async def spend(self, spends: Spends, capacity: float, rate: float) -> list[Spent]:
+    async def spend(self, token_id: int, cost: int, capacity: float, rate: float) -> Spent:
         pool = await self._connections()
-        if len(spends) == 1:
-            (token_id, cost), orders = spends[0], [0]
-            async with asyncio.timeout(STORE_TIMEOUT):
-                rows = [await pool.fetchrow(SPEND, token_id, float(cost), capacity, rate)]
-        else:
-            # One statement per spend, pipelined in one round trip and one implicit transaction
-            # (asyncpg's fetchmany). Its row locks are held until that transaction ends, so every
-            # batch takes them in token order (a stable sort keeps each token's spends in their
-            # order): two instances' batches never wait on each other in a cycle.
-            orders = sorted(range(len(spends)), key=lambda i: spends[i][0])
-            args = [(spends[i][0], float(spends[i][1]), capacity, rate) for i in orders]
-            async with asyncio.timeout(STORE_TIMEOUT):
-                rows = await pool.fetchmany(SPEND, args)
-        answers: list[Spent] = [(False, 0.0, 0.0)] * len(spends)
-        for i, row in zip(orders, rows, strict=True):
-            answers[i] = _answer(bool(row["granted"]), float(row["level"]), spends[i][1], rate)
-        return answers
+        async with asyncio.timeout(STORE_TIMEOUT):
+            row = await pool.fetchrow(SPEND, token_id, float(cost), capacity, rate)
+        return _answer(bool(row["granted"]), float(row["level"]), cost, rate)
 
     async def close(self) -> None:
         if self._pool is not None:
@@ -188,28 +160,19 @@ class RedisStore:
         self.prefix = f"partner-hub:cost:{deployment}:"
         self.errors = (redis.exceptions.RedisError, OSError, TimeoutError)
 
-    async def spend(self, spends: Spends, capacity: float, rate: float) -> list[Spent]:
-        keys = [f"{self.prefix}{token_id}" for token_id, _ in spends]
+    async def spend(self, token_id: int, cost: int, capacity: float, rate: float) -> Spent:
         async with asyncio.timeout(STORE_TIMEOUT):
-            flat = await self.script(keys=keys, args=[capacity, rate, *(c for _, c in spends)])
-        return [
-            _answer(bool(flat[2 * i]), float(flat[2 * i + 1]), cost, rate)
-            for i, (_, cost) in enumerate(spends)
-        ]
+            granted, level = await self.script(
+                keys=[f"{self.prefix}{token_id}"], args=[capacity, rate, cost]
+            )
+        return _answer(bool(granted), float(level), cost, rate)
 
     async def close(self) -> None:
         await self.client.aclose()
 
 
 class SharedBudget:
-    """A store's budget, or this process's while the store does not answer.
-
-    Spends are coalesced: while one trip to the store is under way, the spends that arrive wait
-    and then go together in the next trip (one statement or script call for all of them, like a
-    database's group commit). At one request in flight nothing waits; under load a worker's
-    concurrent requests share a round trip and its client-side work (issue 17: the shared
-    budget's price on throughput). Each spend's answer is the one it would have had alone in
-    that order."""
+    """A store's budget, or this process's while the store does not answer."""
 
     shared = True
 
@@ -219,46 +182,11 @@ class SharedBudget:
         self.capacity = float(per_minute)
         self.rate = per_minute / 60.0
         self._down_until = 0.0
-        self._waiting: list[tuple[int, int, asyncio.Future[Spent]]] = []
-        self._trips: asyncio.Task[None] | None = None
 
     async def spend(self, token_id: int, cost: int) -> Spent:
-        if time.monotonic() < self._down_until:
-            return self.local.take(token_id, cost)
-        answer: asyncio.Future[Spent] = asyncio.get_running_loop().create_future()
-        self._waiting.append((token_id, cost, answer))
-        if self._trips is None:
-            self._trips = asyncio.create_task(self._make_trips())
-        # A request cancelled while waiting leaves its spend in the batch: spent, as a spend
-        # already sent would be.
-        return await answer
-
-    async def _make_trips(self) -> None:
-        try:
-            while self._waiting:
-                batch, self._waiting = self._waiting, []
-                spends = [(token_id, cost) for token_id, cost, _ in batch]
-                try:
-                    answers = await self._store_spend(spends)
-                except Exception as error:  # a bug: each waiting request fails with it
-                    for *_, answer in batch:
-                        if not answer.done():
-                            answer.set_exception(error)
-                    continue
-                except BaseException:  # the loop is ending: nobody waits forever
-                    for *_, answer in batch:
-                        answer.cancel()
-                    raise
-                for (*_, answer), found in zip(batch, answers, strict=True):
-                    if not answer.done():
-                        answer.set_result(found)
-        finally:
-            self._trips = None
-
-    async def _store_spend(self, spends: Spends) -> list[Spent]:
         if time.monotonic() >= self._down_until:
             try:
-                return await self.store.spend(spends, self.capacity, self.rate)
+                return await self.store.spend(token_id, cost, self.capacity, self.rate)
             except self.store.errors as error:
                 if self._down_until == 0.0 or time.monotonic() >= self._down_until:
                     log.warning(
@@ -271,11 +199,9 @@ class SharedBudget:
                         },
                     )
                 self._down_until = time.monotonic() + RETRY_SECONDS
-        return [self.local.take(token_id, cost) for token_id, cost in spends]
+        return self.local.take(token_id, cost)
 
     async def close(self) -> None:
-        if self._trips is not None:
-            await asyncio.gather(self._trips, return_exceptions=True)
         await self.store.close()
 
 

@@ -197,12 +197,12 @@ async def test_a_spend_on_postgresql_is_one_statement_and_its_connection_is_reus
     store = graph.cost_store.PostgresStore(api.db.url)
     sent: list[str] = []
     try:
-        assert (await store.spend([(1, 10)], 100.0, 100 / 60))[0][0]
+        assert (await store.spend(1, 10, 100.0, 100 / 60))[0]
         async with (await store._connections()).acquire() as connection:
             connection.add_query_logger(lambda record: sent.append(record.query))
 
         # when: three more spends
-        answers = [(await store.spend([(1, 10)], 100.0, 100 / 60))[0] for _ in range(3)]
+        answers = [await store.spend(1, 10, 100.0, 100 / 60) for _ in range(3)]
     finally:
         await store.close()
 
