@@ -72,10 +72,27 @@ class Admission:
             self.running += 1
         elif not await self._wait(receive, kept):
             return  # the client left while waiting
+        turn = True
+
+        def give_back() -> None:
+            nonlocal turn
+            if turn:
+                turn = False
+                self._release()
+
+        async def answering(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                # The answer is made (the endpoint writes it with its session closed): a client
+                # slow to read it, or never reading it, holds no turn while it is written (four
+                # that never read would otherwise stall a SQLite worker's GraphQL for good: the
+                # server has no write timeout).
+                give_back()
+            await send(message)
+
         try:
-            await self.app(scope, replay, send)
+            await self.app(scope, replay, answering)
         finally:
-            self._release()
+            give_back()
 
     async def _read_body(
         self, scope: Scope, receive: Receive, kept: collections.deque[Message]

@@ -24,7 +24,17 @@ from graph.app import create_app
 from tests.authz_support import AuthzFactory
 from tests.conftest import Api, make_settings
 from tests.helpers import token_for
-from tests.test_serve_admission import BODY, FULL, SETTLE, Call, call, finished, scope_of
+from tests.test_serve_admission import (
+    BODY,
+    FULL,
+    SETTLE,
+    Call,
+    call,
+    finished,
+    held_scope,
+    hold_gate,
+    scope_of,
+)
 
 
 @pytest.fixture
@@ -41,6 +51,7 @@ async def app_of(api: Api, token: str) -> AsyncIterator[Callable[[int], Awaitabl
 
     async def make(limit: int) -> Starlette:
         app = create_app(make_settings(api.db, serve_max_concurrent=limit), engine=api.engine)
+        hold_gate(app)
         apps.append(app)
         first = call(app, token)
         await finished(first)
@@ -65,6 +76,8 @@ def behind(root: str, scope: dict[str, Any]) -> dict[str, Any]:
 def started(app: Starlette, scope: dict[str, Any], held: bool = False) -> Call:
     """Like ``call`` for any scope: the body ``BODY``, then a disconnect on ``leave``."""
     found = Call()
+    if held:
+        scope = held_scope(found, scope)
     body_sent = False
 
     async def receive() -> dict[str, Any]:
@@ -78,8 +91,6 @@ def started(app: Starlette, scope: dict[str, Any], held: bool = False) -> Call:
     async def send(message: dict[str, Any]) -> None:
         found.sent.append(message)
         found.answered.set()
-        if held:
-            await found.release.wait()
 
     found.task = asyncio.ensure_future(app(scope, receive, send))
     return found

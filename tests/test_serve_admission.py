@@ -42,8 +42,8 @@ class Call:
 
     task: asyncio.Task[None] | None = None
     sent: list[dict[str, Any]] = field(default_factory=list)
-    answered: asyncio.Event = field(default_factory=asyncio.Event)  # at its first send
-    release: asyncio.Event = field(default_factory=asyncio.Event)  # lets the send return
+    answered: asyncio.Event = field(default_factory=asyncio.Event)  # running, or answering
+    release: asyncio.Event = field(default_factory=asyncio.Event)  # lets a held request go on
     leave: asyncio.Event = field(default_factory=asyncio.Event)  # the client disconnects
 
     @property
@@ -78,14 +78,45 @@ def scope_of(token: str, path: str = "/graphql", length: int = len(BODY)) -> dic
     }
 
 
+HOLD = b"x-test-hold"
+_HELD: dict[bytes, Call] = {}
+
+
+def hold_gate(app: Starlette) -> None:
+    """A request started with ``held`` stops inside its turn, as a slow resolver would, until
+    ``release`` (its ``answered`` is set when it gets there). Installed between admission and
+    the endpoint (``app.graphql`` is the request log around the admission)."""
+    admitted = app.graphql.app  # type: ignore[attr-defined]
+    inner = admitted.app
+
+    async def gated(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        key = next((v for k, v in scope["headers"] if k == HOLD), None)
+        if key is not None:
+            found = _HELD.pop(key)
+            found.answered.set()
+            await found.release.wait()
+        await inner(scope, receive, send)
+
+    admitted.app = gated
+
+
+def held_scope(found: Call, scope: dict[str, Any]) -> dict[str, Any]:
+    """``scope`` for a request ``hold_gate`` holds."""
+    key = str(id(found)).encode()
+    _HELD[key] = found
+    return {**scope, "headers": [*scope["headers"], (HOLD, key)]}
+
+
 def call(
     app: Starlette, token: str, *, held: bool = False, path: str = "/graphql", length: int = 0
 ) -> Call:
-    """Start a request; ``held``: its first send waits for ``release``; ``length``: the body
-    size it declares instead of its own."""
+    """Start a request; ``held``: it waits for ``release`` once it has its turn (``hold_gate``);
+    ``length``: the body size it declares instead of its own."""
     found = Call()
     post = path == "/graphql"
     scope = scope_of(token, path, length or len(BODY))
+    if held:
+        scope = held_scope(found, scope)
     body_sent = False
 
     async def receive() -> dict[str, Any]:
@@ -99,8 +130,6 @@ def call(
     async def send(message: dict[str, Any]) -> None:
         found.sent.append(message)
         found.answered.set()
-        if held:
-            await found.release.wait()
 
     found.task = asyncio.ensure_future(app(scope, receive, send))
     return found
@@ -121,6 +150,7 @@ async def app_with(api: Api, token: str) -> AsyncIterator[Any]:
 
     async def make(limit: int | None) -> Starlette:
         app = create_app(make_settings(api.db, serve_max_concurrent=limit), engine=api.engine)
+        hold_gate(app)
         apps.append(app)
         first = call(app, token)
         await asyncio.wait_for(first.task, 10)  # type: ignore[arg-type]
@@ -155,6 +185,40 @@ async def test_with_a_limit_of_one_two_slow_requests_run_one_after_the_other(
     assert first.data() == second.data() == {"viewer": {"email": FULL}}
 
 
+async def test_a_client_that_never_reads_its_answer_holds_no_turn(
+    app_with: Any, token: str
+) -> None:
+    # given: a limit of one, and a client whose connection takes nothing of its answer (each
+    # send waits forever: a full socket buffer)
+    app = await app_with(1)
+    stuck = Call()
+    body_sent = False
+
+    async def receive() -> dict[str, Any]:
+        nonlocal body_sent
+        if not body_sent:
+            body_sent = True
+            return {"type": "http.request", "body": BODY, "more_body": False}
+        await asyncio.Event().wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        stuck.sent.append(message)
+        await asyncio.Event().wait()
+
+    stuck.task = asyncio.ensure_future(app(scope_of(token), receive, send))
+    await asyncio.sleep(SETTLE)
+    assert [m["type"] for m in stuck.sent] == ["http.response.start"]
+
+    # when: another request arrives
+    other = call(app, token)
+
+    # then: it is answered (before, it waited for the stuck one's turn forever)
+    await finished(other)
+    assert other.status == 200
+    stuck.task.cancel()
+
+
 async def test_the_default_limit_is_the_backends(app_with: Any, token: str, backend: str) -> None:
     # given: the setting unset; more slow requests than SQLite's default at once
     app = await app_with(None)
@@ -163,7 +227,7 @@ async def test_the_default_limit_is_the_backends(app_with: Any, token: str, back
     await asyncio.sleep(SETTLE)
     await asyncio.wait_for(asyncio.gather(*(c.answered.wait() for c in calls[:1])), 10)
     # then: SQLite runs 4 of them at once, PostgreSQL all of them
-    running = sum(bool(c.sent) for c in calls)
+    running = sum(c.answered.is_set() for c in calls)
     assert running == (limit or len(calls))
     for c in calls:
         c.release.set()
