@@ -107,7 +107,8 @@ class RequestLogMiddleware:
         state["request_id"] = request_id
         token = request_id_var.set(request_id)
         started = time.perf_counter()
-        status = 500
+        status: int | None = None
+        failed = True
 
         async def send_with_id(message: Message) -> None:
             nonlocal status
@@ -122,7 +123,14 @@ class RequestLogMiddleware:
 
         try:
             await self.app(scope, receive, send_with_id)
+            failed = False
         finally:
+            if status is None:
+                # Nothing was answered: the app failed (500), or it returned without an answer
+                # because the client had gone (left while its body arrived or while it waited
+                # for admission): 499, nginx's "client closed request", so that a dashboard of
+                # server errors does not count clients that left.
+                status = 500 if failed else 499
             extra = {
                 "request_id": request_id,
                 "method": scope.get("method"),

@@ -10,6 +10,7 @@ disconnects; and through ``partner-hub serve`` for the settings it refuses.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import subprocess
 from collections.abc import AsyncIterator
@@ -236,8 +237,9 @@ async def test_the_default_limit_is_the_backends(app_with: Any, token: str, back
 
 
 async def test_a_waiting_request_whose_client_left_never_runs_and_holds_no_turn(
-    app_with: Any, token: str
+    app_with: Any, token: str, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, logger="partner_hub.access")
     app = await app_with(1)
     first = call(app, token, held=True)
     await asyncio.wait_for(first.answered.wait(), 10)
@@ -254,6 +256,10 @@ async def test_a_waiting_request_whose_client_left_never_runs_and_holds_no_turn(
     await finished(first, third)
     assert [first.status, third.status] == [200, 200]
     assert gone.sent == []
+    # and: its log line says the client closed the request (499), not a server error (500)
+    access = [r for r in caplog.records if r.name == "partner_hub.access"]
+    statuses = [getattr(r, "status", None) for r in access]
+    assert statuses.count(499) == 1 and 500 not in statuses
 
 
 async def test_a_waiting_request_cancelled_by_the_shutdown_gives_its_turn_on(
