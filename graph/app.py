@@ -259,8 +259,9 @@ class GraphQLEndpoint:
                 # A query on PostgreSQL runs its statements outside a transaction: at READ
                 # COMMITTED each statement takes its own snapshot either way, so BEGIN and
                 # ROLLBACK were two round trips that changed nothing (issue 17). A mutation,
-                # and anything not surely a query, keeps its transaction. (SQLite keeps one
-                # snapshot per transaction: its reads stay in one.)
+                # and anything not surely a query, keeps its transaction. (SQLite's reads are
+                # left as they were: pysqlite opens no transaction for a SELECT, so each read
+                # statement there has its own snapshot too.)
                 await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
             outcome = await authenticate(request, session)
             if isinstance(outcome, Response):

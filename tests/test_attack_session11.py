@@ -31,9 +31,9 @@ from tests.test_serve_admission import (
     Call,
     call,
     finished,
-    held_scope,
     hold_gate,
     scope_of,
+    started,
 )
 
 
@@ -71,29 +71,6 @@ def behind(root: str, scope: dict[str, Any]) -> dict[str, Any]:
     keeps the root path)."""
     path = root + scope["path"]
     return {**scope, "root_path": root, "path": path, "raw_path": path.encode()}
-
-
-def started(app: Starlette, scope: dict[str, Any], held: bool = False) -> Call:
-    """Like ``call`` for any scope: the body ``BODY``, then a disconnect on ``leave``."""
-    found = Call()
-    if held:
-        scope = held_scope(found, scope)
-    body_sent = False
-
-    async def receive() -> dict[str, Any]:
-        nonlocal body_sent
-        if not body_sent:
-            body_sent = True
-            return {"type": "http.request", "body": BODY, "more_body": False}
-        await found.leave.wait()
-        return {"type": "http.disconnect"}
-
-    async def send(message: dict[str, Any]) -> None:
-        found.sent.append(message)
-        found.answered.set()
-
-    found.task = asyncio.ensure_future(app(scope, receive, send))
-    return found
 
 
 def body_of(found: Call) -> Any:

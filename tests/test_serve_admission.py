@@ -108,14 +108,12 @@ def held_scope(found: Call, scope: dict[str, Any]) -> dict[str, Any]:
     return {**scope, "headers": [*scope["headers"], (HOLD, key)]}
 
 
-def call(
-    app: Starlette, token: str, *, held: bool = False, path: str = "/graphql", length: int = 0
+def started(
+    app: Starlette, scope: dict[str, Any], *, held: bool = False, body: bytes = BODY
 ) -> Call:
-    """Start a request; ``held``: it waits for ``release`` once it has its turn (``hold_gate``);
-    ``length``: the body size it declares instead of its own."""
+    """Start ``scope``'s request: ``body``, then a disconnect on ``leave``; ``held``: it waits
+    for ``release`` once it has its turn (``hold_gate``)."""
     found = Call()
-    post = path == "/graphql"
-    scope = scope_of(token, path, length or len(BODY))
     if held:
         scope = held_scope(found, scope)
     body_sent = False
@@ -124,7 +122,7 @@ def call(
         nonlocal body_sent
         if not body_sent:
             body_sent = True
-            return {"type": "http.request", "body": BODY if post else b"", "more_body": False}
+            return {"type": "http.request", "body": body, "more_body": False}
         await found.leave.wait()
         return {"type": "http.disconnect"}
 
@@ -134,6 +132,16 @@ def call(
 
     found.task = asyncio.ensure_future(app(scope, receive, send))
     return found
+
+
+def call(
+    app: Starlette, token: str, *, held: bool = False, path: str = "/graphql", length: int = 0
+) -> Call:
+    """``started`` for a POST of ``BODY`` to /graphql (else a GET of ``path``); ``length``: the
+    body size it declares instead of its own."""
+    post = path == "/graphql"
+    scope = scope_of(token, path, length or len(BODY))
+    return started(app, scope, held=held, body=BODY if post else b"")
 
 
 @pytest.fixture
