@@ -12,7 +12,7 @@ never leaks a turn, and refusals keep their coded answers while requests wait.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, NoReturn
 
 import orjson
@@ -20,47 +20,19 @@ import pytest
 from starlette.applications import Starlette
 
 from graph import hub as hub_module
-from graph.app import create_app
-from tests.authz_support import AuthzFactory
-from tests.conftest import Api, make_settings
-from tests.helpers import token_for
 from tests.test_serve_admission import (
     BODY,
     FULL,
     SETTLE,
     Call,
-    call,
+    app_with,
     finished,
-    hold_gate,
     scope_of,
     started,
+    token,
 )
 
-
-@pytest.fixture
-async def token(api: Api) -> str:
-    f = AuthzFactory(api.engine)
-    await f.admin(await f.partner(), FULL, "FULL_ADMIN")
-    return await token_for(api, FULL)
-
-
-@pytest.fixture
-async def app_of(api: Api, token: str) -> AsyncIterator[Callable[[int], Awaitable[Starlette]]]:
-    """``app_of(limit)``: an app over the test's database with that admission limit, warm."""
-    apps: list[Starlette] = []
-
-    async def make(limit: int) -> Starlette:
-        app = create_app(make_settings(api.db, serve_max_concurrent=limit), engine=api.engine)
-        hold_gate(app)
-        apps.append(app)
-        first = call(app, token)
-        await finished(first)
-        assert first.status == 200
-        return app
-
-    yield make
-    for app in apps:
-        await app.state.hub.stop()
+__all__ = ["app_with", "token"]  # fixtures, used by name
 
 
 App = Callable[[int], Awaitable[Starlette]]
@@ -81,10 +53,10 @@ def body_of(found: Call) -> Any:
 
 @pytest.mark.parametrize("root", ["", "/api"])
 async def test_graphql_waits_its_turn_on_both_ways_to_the_endpoint(
-    app_of: App, token: str, root: str
+    app_with: App, token: str, root: str
 ) -> None:
     # given: a limit of one, its turn held by a client reading its answer slowly
-    app = await app_of(1)
+    app = await app_with(1)
     first = started(app, behind(root, scope_of(token)), held=True)
     await asyncio.wait_for(first.answered.wait(), 10)
     # when: another GraphQL request arrives (straight to the endpoint, or behind a root path
@@ -100,10 +72,10 @@ async def test_graphql_waits_its_turn_on_both_ways_to_the_endpoint(
 
 
 async def test_an_exception_escaping_the_endpoint_is_coded_and_gives_its_turn_back(
-    app_of: App, token: str, monkeypatch: pytest.MonkeyPatch
+    app_with: App, token: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # given: a limit of one, and the token lookup failing unexpectedly
-    app = await app_of(1)
+    app = await app_with(1)
 
     async def broken(*_: Any, **__: Any) -> NoReturn:
         raise RuntimeError("secret detail")
@@ -129,9 +101,9 @@ async def test_an_exception_escaping_the_endpoint_is_coded_and_gives_its_turn_ba
 
 
 async def test_clients_leaving_mid_body_or_cancelled_while_running_leak_no_turn(
-    app_of: App, token: str
+    app_with: App, token: str
 ) -> None:
-    app = await app_of(1)
+    app = await app_with(1)
     # given: a client that sends half its body and disconnects
     parts = iter(
         [
@@ -162,9 +134,9 @@ async def test_clients_leaving_mid_body_or_cancelled_while_running_leak_no_turn(
     assert [c.status for c in later] == [200, 200, 200]
 
 
-async def test_refusals_answer_the_same_while_others_wait(app_of: App, token: str) -> None:
+async def test_refusals_answer_the_same_while_others_wait(app_with: App, token: str) -> None:
     # given: a limit of one, its turn held
-    app = await app_of(1)
+    app = await app_with(1)
     first = started(app, scope_of(token), held=True)
     await asyncio.wait_for(first.answered.wait(), 10)
     # when: a body declared too large (refused before any turn), a PUT and a bad token (which
@@ -187,9 +159,9 @@ async def test_refusals_answer_the_same_while_others_wait(app_of: App, token: st
     assert first.status == 200
 
 
-async def test_a_second_content_length_does_not_skip_the_queue(app_of: App, token: str) -> None:
+async def test_a_second_content_length_does_not_skip_the_queue(app_with: App, token: str) -> None:
     # given: a limit of one, its turn held
-    app = await app_of(1)
+    app = await app_with(1)
     first = started(app, scope_of(token), held=True)
     await asyncio.wait_for(first.answered.wait(), 10)
     # when: a request declares its true size, then a huge one (servers mostly refuse this;
