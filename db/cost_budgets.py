@@ -26,18 +26,21 @@ COST_BUDGET = Table(
     Column("granted", Boolean, nullable=False),
 )
 
-# $1 token id, $2 cost, $3 capacity (points a minute), $4 refill rate (points a second).
+# $1 token id, $2 cost (negative: points given back, up to the capacity), $3 capacity (points a
+# minute), $4 refill rate (points a second).
 _REFILLED = "LEAST($3::float8, b.level + GREATEST(0, EXCLUDED.stamp - b.stamp) * $4::float8)"
 SPEND = f"""
 INSERT INTO cost_budget AS b (token_id, level, stamp, granted)
 VALUES (
     $1,
-    CASE WHEN $2::float8 <= $3::float8 THEN $3::float8 - $2::float8 ELSE $3::float8 END,
+    CASE WHEN $2::float8 <= $3::float8 THEN LEAST($3::float8, $3::float8 - $2::float8)
+        ELSE $3::float8 END,
     extract(epoch FROM clock_timestamp()),
     $2::float8 <= $3::float8
 )
 ON CONFLICT (token_id) DO UPDATE SET
-    level = CASE WHEN {_REFILLED} >= $2::float8 THEN {_REFILLED} - $2::float8 ELSE {_REFILLED} END,
+    level = CASE WHEN {_REFILLED} >= $2::float8 THEN LEAST($3::float8, {_REFILLED} - $2::float8)
+        ELSE {_REFILLED} END,
     stamp = GREATEST(b.stamp, EXCLUDED.stamp),
     granted = {_REFILLED} >= $2::float8
 RETURNING level, granted

@@ -38,10 +38,13 @@ log = logging.getLogger("partner_hub.cost")
 
 RETRY_SECONDS = 5.0
 STORE_TIMEOUT = 0.5  # seconds: a store slower than this counts as down
+LEASE_FRACTION = 0.01  # of the budget an instance takes ahead of its requests (SharedBudget)
+LEASE_SECONDS = 1.0
 
 Spent = tuple[bool, float, float]
 
-# KEYS[1] the token's bucket; ARGV capacity, rate (points a second), cost. Returns
+# KEYS[1] the token's bucket; ARGV capacity, rate (points a second), cost (negative: points
+# given back, up to capacity). Returns
 # {granted (0/1), level after, as a string (Lua numbers would come back truncated)}.
 _REDIS_SPEND = """
 local capacity, rate, cost = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
@@ -53,7 +56,7 @@ if level == nil or stamp == nil then level, stamp = capacity, now end
 level = math.min(capacity, level + math.max(0, now - stamp) * rate)
 local granted = 0
 if cost <= level then
-  level = level - cost
+  level = math.min(capacity, level - cost)
   granted = 1
 end
 redis.call('HSET', KEYS[1], 'level', tostring(level), 'stamp', tostring(math.max(now, stamp)))
@@ -76,12 +79,12 @@ class Store(Protocol):
     name: str
     errors: tuple[type[BaseException], ...]
 
-    async def spend(self, token_id: int, cost: int, capacity: float, rate: float) -> Spent: ...
+    async def spend(self, token_id: int, cost: float, capacity: float, rate: float) -> Spent: ...
 
     async def close(self) -> None: ...
 
 
-def _answer(granted: bool, level: float, cost: int, rate: float) -> Spent:
+def _answer(granted: bool, level: float, cost: float, rate: float) -> Spent:
     return granted, level, 0.0 if granted else max(0.0, (cost - level) / rate)
 
 
@@ -132,7 +135,7 @@ class PostgresStore:
                     )
         return self._pool
 
-    async def spend(self, token_id: int, cost: int, capacity: float, rate: float) -> Spent:
+    async def spend(self, token_id: int, cost: float, capacity: float, rate: float) -> Spent:
         pool = await self._connections()
         async with asyncio.timeout(STORE_TIMEOUT):
             row = await pool.fetchrow(SPEND, token_id, float(cost), capacity, rate)
@@ -160,7 +163,7 @@ class RedisStore:
         self.prefix = f"partner-hub:cost:{deployment}:"
         self.errors = (redis.exceptions.RedisError, OSError, TimeoutError)
 
-    async def spend(self, token_id: int, cost: int, capacity: float, rate: float) -> Spent:
+    async def spend(self, token_id: int, cost: float, capacity: float, rate: float) -> Spent:
         async with asyncio.timeout(STORE_TIMEOUT):
             granted, level = await self.script(
                 keys=[f"{self.prefix}{token_id}"], args=[capacity, rate, cost]
@@ -171,8 +174,29 @@ class RedisStore:
         await self.client.aclose()
 
 
+class Lease:
+    """Points an instance took from the store ahead of its requests, spent here until
+    ``until``; ``level`` is what the store held after the take (for ``currentlyAvailable``)."""
+
+    __slots__ = ("level", "points", "until")
+
+    def __init__(self, points: float, until: float, level: float) -> None:
+        self.points, self.until, self.level = points, until, level
+
+
 class SharedBudget:
-    """A store's budget, or this process's while the store does not answer."""
+    """A store's budget, or this process's while the store does not answer.
+
+    A round trip to the store per request cost the directory page 15-18 % of its throughput
+    (issue 17's bench; every PostgreSQL request paid it, ``{ __typename }`` included). So a
+    trip takes a request's cost plus a lease of ``LEASE_FRACTION`` of the budget, which later
+    requests of the token spend here without a trip until it runs out or ``LEASE_SECONDS`` pass;
+    what is left then goes back to the store (with the token's next trip, or by a sweep). Points
+    are taken from the store before they are spent, so instances never admit more than the
+    budget together; an instance's unspent lease is missing from the others' view until it goes
+    back (at most ``LEASE_FRACTION`` per instance and token, for at most ``LEASE_SECONDS``).
+    After a refusal, the token's next trips (for ``LEASE_SECONDS``) take no lease: near the
+    end of a budget each request goes to the store, as before."""
 
     shared = True
 
@@ -181,27 +205,107 @@ class SharedBudget:
         self.local = CostLimiter(per_minute)
         self.capacity = float(per_minute)
         self.rate = per_minute / 60.0
+        self.lease = self.capacity * LEASE_FRACTION
         self._down_until = 0.0
+        self._leases: dict[int, Lease] = {}
+        self._lean_until: dict[int, float] = {}  # tokens refused lately: no lease
+        self._sweep: asyncio.TimerHandle | None = None
+        self._returns: set[asyncio.Task[None]] = set()
 
     async def spend(self, token_id: int, cost: int) -> Spent:
-        if time.monotonic() >= self._down_until:
+        now = time.monotonic()
+        if now >= self._down_until:
+            held = self._leases.get(token_id)
+            if held is not None and held.until > now and held.points >= cost:
+                held.points -= cost
+                return True, held.level + held.points, 0.0
             try:
-                return await self.store.spend(token_id, cost, self.capacity, self.rate)
+                return await self._trip(token_id, cost, now)
             except self.store.errors as error:
-                if self._down_until == 0.0 or time.monotonic() >= self._down_until:
-                    log.warning(
-                        "cost budget store unreachable: each process keeps its own budget",
-                        extra={
-                            "event": "cost_budget_degraded",
-                            "store": self.store.name,
-                            "error": repr(error)[:200],
-                            "retry_seconds": RETRY_SECONDS,
-                        },
-                    )
-                self._down_until = time.monotonic() + RETRY_SECONDS
+                self._degraded(error)
         return self.local.take(token_id, cost)
 
+    async def _trip(self, token_id: int, cost: int, now: float) -> Spent:
+        """Spend at the store, giving back the token's lease and taking a new one."""
+        held = self._leases.pop(token_id, None)  # concurrent requests must not spend it too
+        points = held.points if held is not None else 0.0
+        need = cost - points
+        lean = self._lean_until.get(token_id, 0.0) > now
+        extra = 0.0 if lean else self.lease
+        try:
+            granted, level = await self._store_spend(token_id, need + extra)
+            if not granted and extra:
+                self._lean_until[token_id] = now + LEASE_SECONDS
+                extra = 0.0
+                granted, level = await self._store_spend(token_id, need)
+        except BaseException:
+            if held is not None:
+                self._keep(token_id, held.points, held.until, held.level)
+            raise
+        if not granted:
+            if held is not None:  # still the token's: spent by a later request, or given back
+                self._keep(token_id, held.points, held.until, level)
+            return False, level + points, max(0.0, (need - level) / self.rate)
+        if extra:
+            self._keep(token_id, extra, time.monotonic() + LEASE_SECONDS, level)
+        return True, level + extra, 0.0
+
+    async def _store_spend(self, token_id: int, points: float) -> tuple[bool, float]:
+        granted, level, _ = await self.store.spend(token_id, points, self.capacity, self.rate)
+        return granted, level
+
+    def _keep(self, token_id: int, points: float, until: float, level: float) -> None:
+        held = self._leases.get(token_id)
+        if held is None:
+            self._leases[token_id] = Lease(points, until, level)
+        else:  # another request's lease meanwhile: one lease, the later expiry
+            held.points += points
+            held.until = max(held.until, until)
+        if self._sweep is None:
+            loop = asyncio.get_running_loop()
+            self._sweep = loop.call_later(LEASE_SECONDS, self._start_sweep)
+
+    def _start_sweep(self) -> None:
+        self._sweep = None
+        now = time.monotonic()
+        expired = [t for t, held in self._leases.items() if held.until <= now]
+        for token_id in expired:
+            held = self._leases.pop(token_id)
+            if held.points > 0:
+                task = asyncio.get_running_loop().create_task(self._give_back(token_id, held))
+                self._returns.add(task)
+                task.add_done_callback(self._returns.discard)
+        self._lean_until = {t: u for t, u in self._lean_until.items() if u > now}
+        if self._leases:
+            self._sweep = asyncio.get_running_loop().call_later(LEASE_SECONDS, self._start_sweep)
+
+    async def _give_back(self, token_id: int, held: Lease) -> None:
+        try:
+            await self._store_spend(token_id, -held.points)
+        except self.store.errors as error:
+            self._degraded(error)  # lost points: a token may spend a little less this minute
+
+    def _degraded(self, error: BaseException) -> None:
+        if self._down_until == 0.0 or time.monotonic() >= self._down_until:
+            log.warning(
+                "cost budget store unreachable: each process keeps its own budget",
+                extra={
+                    "event": "cost_budget_degraded",
+                    "store": self.store.name,
+                    "error": repr(error)[:200],
+                    "retry_seconds": RETRY_SECONDS,
+                },
+            )
+        self._down_until = time.monotonic() + RETRY_SECONDS
+
     async def close(self) -> None:
+        """Give every lease back (a restart must not strand them), then close the store."""
+        if self._sweep is not None:
+            self._sweep.cancel()
+            self._sweep = None
+        leases, self._leases = self._leases, {}
+        returns = [self._give_back(t, held) for t, held in leases.items() if held.points > 0]
+        await asyncio.gather(*returns, *self._returns, return_exceptions=True)
         await self.store.close()
 
 
