@@ -189,8 +189,9 @@ class SharedBudget:
 
     A round trip to the store per request cost the directory page 15-18 % of its throughput
     (issue 17's bench; every PostgreSQL request paid it, ``{ __typename }`` included). So a
-    trip takes a request's cost plus a lease of ``LEASE_FRACTION`` of the budget, which later
-    requests of the token spend here without a trip until it runs out or ``LEASE_SECONDS`` pass;
+    trip of a token seen within ``LEASE_SECONDS`` takes a request's cost plus a lease of
+    ``LEASE_FRACTION`` of the budget, which later requests of the token spend here without a
+    trip until it runs out or ``LEASE_SECONDS`` pass;
     what is left then goes back to the store (with the token's next trip, or by a sweep). Points
     are taken from the store before they are spent, so instances never admit more than the
     budget together; an instance's unspent lease is missing from the others' view until it goes
@@ -209,6 +210,7 @@ class SharedBudget:
         self._down_until = 0.0
         self._leases: dict[int, Lease] = {}
         self._lean_until: dict[int, float] = {}  # tokens refused lately: no lease
+        self._last_trip: dict[int, float] = {}  # tokens' last trips (monotonic seconds)
         self._sweep: asyncio.TimerHandle | None = None
         self._returns: set[asyncio.Task[None]] = set()
 
@@ -230,8 +232,12 @@ class SharedBudget:
         held = self._leases.pop(token_id, None)  # concurrent requests must not spend it too
         points = held.points if held is not None else 0.0
         need = cost - points
+        # A lease only for a token seen within LEASE_SECONDS: a token's occasional request
+        # would otherwise pay a second trip, the lease's return.
+        busy = self._last_trip.get(token_id, -LEASE_SECONDS) > now - LEASE_SECONDS
+        self._seen(token_id, now)
         lean = self._lean_until.get(token_id, 0.0) > now
-        extra = 0.0 if lean else self.lease
+        extra = self.lease if busy and not lean else 0.0
         try:
             granted, level = await self._store_spend(token_id, need + extra)
             if not granted and extra:
@@ -249,6 +255,12 @@ class SharedBudget:
         if extra:
             self._keep(token_id, extra, time.monotonic() + LEASE_SECONDS, level)
         return True, level + extra, 0.0
+
+    def _seen(self, token_id: int, now: float) -> None:
+        last = self._last_trip
+        if len(last) >= 4096 and token_id not in last:  # forget tokens quiet for a while
+            self._last_trip = last = {t: at for t, at in last.items() if at > now - LEASE_SECONDS}
+        last[token_id] = now
 
     async def _store_spend(self, token_id: int, points: float) -> tuple[bool, float]:
         granted, level, _ = await self.store.spend(token_id, points, self.capacity, self.rate)
