@@ -211,21 +211,34 @@ class SharedBudget:
         self._leases: dict[int, Lease] = {}
         self._lean_until: dict[int, float] = {}  # tokens refused lately: no lease
         self._last_trip: dict[int, float] = {}  # tokens' last trips (monotonic seconds)
+        self._trips: dict[int, asyncio.Future[None]] = {}  # tokens' trips under way
         self._sweep: asyncio.TimerHandle | None = None
         self._returns: set[asyncio.Task[None]] = set()
 
     async def spend(self, token_id: int, cost: int) -> Spent:
-        now = time.monotonic()
-        if now >= self._down_until:
+        while True:
+            now = time.monotonic()
+            if now < self._down_until:
+                return self.local.take(token_id, cost)
             held = self._leases.get(token_id)
             if held is not None and held.until > now and held.points >= cost:
                 held.points -= cost
                 return True, held.level + held.points, 0.0
-            try:
-                return await self._trip(token_id, cost, now)
-            except self.store.errors as error:
-                self._degraded(error)
-        return self.local.take(token_id, cost)
+            pending = self._trips.get(token_id)
+            if pending is None:
+                break
+            # One trip per token at a time: concurrent requests would each take a lease (a
+            # burst of 100 could hold the whole budget here); they wait for it and spend it.
+            await asyncio.shield(pending)
+        done = self._trips[token_id] = asyncio.get_running_loop().create_future()
+        try:
+            return await self._trip(token_id, cost, now)
+        except self.store.errors as error:
+            self._degraded(error)
+            return self.local.take(token_id, cost)
+        finally:
+            del self._trips[token_id]
+            done.set_result(None)
 
     async def _trip(self, token_id: int, cost: int, now: float) -> Spent:
         """Spend at the store, giving back the token's lease and taking a new one."""
