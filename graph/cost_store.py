@@ -191,8 +191,8 @@ class SharedBudget:
     (issue 17's bench; every PostgreSQL request paid it, ``{ __typename }`` included). So a
     trip of a token seen within ``LEASE_SECONDS`` takes a request's cost plus a lease of
     ``LEASE_FRACTION`` of the budget, which later requests of the token spend here without a
-    trip until it runs out or ``LEASE_SECONDS`` pass;
-    what is left then goes back to the store (with the token's next trip, or by a sweep). Points
+    trip until it runs out or ``LEASE_SECONDS`` pass; what is left then goes back to the store
+    (with the token's next trip, or by a sweep). Points
     are taken from the store before they are spent, so instances never admit more than the
     budget together; an instance's unspent lease is missing from the others' view until it goes
     back (at most ``LEASE_FRACTION`` per instance and token, for at most ``LEASE_SECONDS``).
@@ -273,6 +273,7 @@ class SharedBudget:
         last = self._last_trip
         if len(last) >= 4096 and token_id not in last:  # forget tokens quiet for a while
             self._last_trip = last = {t: at for t, at in last.items() if at > now - LEASE_SECONDS}
+            self._lean_until = {t: u for t, u in self._lean_until.items() if u > now}
         last[token_id] = now
 
     async def _store_spend(self, token_id: int, points: float) -> tuple[bool, float]:
