@@ -258,8 +258,12 @@ class SharedBudget:
                 extra = 0.0
                 granted, level = await self._store_spend(token_id, need)
         except BaseException:
-            if held is not None:
-                self._keep(token_id, held.points, held.until, held.level)
+            # The store may have acted before the answer was lost (a timeout, a cancelled
+            # request): keep only what the call cannot have given back already (its spend of
+            # ``need + extra`` gives back up to ``points - cost - extra``; the sweep gives back
+            # the lease kept here, so keeping it all may give those points back twice).
+            if held is not None and (kept := min(points, cost + extra)) > 0:
+                self._keep(token_id, kept, held.until, held.level)
             raise
         if not granted:
             if held is not None:  # still the token's: spent by a later request, or given back
