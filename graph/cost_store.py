@@ -329,6 +329,8 @@ class SharedBudget:
 
     async def close(self) -> None:
         """Give every lease back (a restart must not strand them), then close the store."""
+        while self._trips:  # a trip under way may yet take a lease: wait for its answer
+            await asyncio.wait([asyncio.shield(f) for f in self._trips.values()])
         if self._sweep is not None:
             self._sweep.cancel()
             self._sweep = None

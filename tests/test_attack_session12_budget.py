@@ -107,3 +107,35 @@ async def test_a_trip_lost_after_the_store_acted_does_not_give_a_lease_back_twic
         await other.close()
     assert granted
     assert remaining <= 3_000 + (time.monotonic() - started) * 100
+
+
+@postgresql_only
+async def test_a_lease_taken_by_a_trip_under_way_at_close_goes_back(
+    stores: Stores, large_leases: None
+) -> None:
+    # given: a busy token (6,000 a minute, leases of 1,200) whose trip's answer is on its way
+    one = SharedBudget(Gated(stores()), 6_000)
+    other = SharedBudget(stores(), 6_000)
+    try:
+        assert (await one.spend(2, 0))[0]
+        gated = gate(one)
+        gated.hold = asyncio.Event()
+        request = asyncio.create_task(one.spend(2, 100))
+        await gated.acted.wait()
+
+        # when: the process closes meanwhile (a shutdown), and the answer then arrives
+        closing = asyncio.create_task(one.close())
+        await asyncio.sleep(0.05)
+        gated.hold.set()
+        assert (await request)[0]
+        await closing
+
+        # then: the lease that trip took went back too (stranded, the store held 4,700), and
+        # no sweep is left to run against the closed store
+        leases, sweep = dict(one._leases), one._sweep
+        granted, remaining, _ = await other.spend(2, 0)
+    finally:
+        await other.close()
+    assert leases == {} and sweep is None
+    assert granted
+    assert remaining >= 5_900
