@@ -139,3 +139,44 @@ async def test_a_lease_taken_by_a_trip_under_way_at_close_goes_back(
     assert leases == {} and sweep is None
     assert granted
     assert remaining >= 5_900
+
+
+@postgresql_only
+async def test_a_sweep_of_many_leases_is_no_outage(
+    stores: Stores, large_leases: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    # given: 1,000 tokens busy in the same second, each holding a lease (6,000 a minute, leases
+    # of 1,200 after a request of 10)
+    one = SharedBudget(stores(), 6_000)
+    other = SharedBudget(stores(), 6_000)
+    tokens = range(1_000, 2_000)
+    try:
+        for _ in range(2):
+            for first in range(tokens.start, tokens.stop, 50):
+                await asyncio.gather(*(one.spend(t, 10) for t in range(first, first + 50)))
+        held = [t for t in tokens if t in one._leases]
+        assert len(held) >= 500
+
+        # when: they all expire together and the sweep gives them back, the store answering
+        # as in production (within STORE_TIMEOUT)
+        graph.cost_store.STORE_TIMEOUT = 0.5
+        for token_id in held:
+            one._leases[token_id].until = time.monotonic()
+        if one._sweep is not None:
+            one._sweep.cancel()
+        one._start_sweep()
+        await asyncio.gather(*one._returns)
+
+        # then: the leases are back (the store holds 6,000 less 20, plus refill), and the
+        # process did not take its own sweep for an outage (each lease its own trip at once
+        # overflowed PostgreSQL's pool of 2 or opened hundreds of Redis connections, timing
+        # out: per-process budgets for RETRY_SECONDS)
+        down = one._down_until
+        graph.cost_store.STORE_TIMEOUT = 10.0
+        left = [(await other.spend(t, 0))[1] for t in held[::30]]
+    finally:
+        await one.close()
+        await other.close()
+    events = [getattr(r, "event", None) for r in caplog.records]
+    assert "cost_budget_degraded" not in events and down == 0.0
+    assert min(left) >= 5_900
