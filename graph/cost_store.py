@@ -195,7 +195,10 @@ class SharedBudget:
     trip until it runs out or ``LEASE_SECONDS`` pass;
     what is left then goes back to the store (with the token's next trip, or by a sweep). Points
     are taken from the store before they are spent, so instances never admit more than the
-    budget together; an instance's unspent lease is missing from the others' view until it goes
+    budget together but for one margin: the store, not knowing what is leased, refills to its
+    capacity while a lease is out (a lease is refilled in ``LEASE_FRACTION`` of a minute), so a
+    burst after a pause may admit the budget plus the leases held (``LEASE_FRACTION`` per
+    instance). An instance's unspent lease is missing from the others' view until it goes
     back (at most ``LEASE_FRACTION`` per instance and token, for at most ``LEASE_SECONDS``).
     After a refusal, the token's next trips (for ``LEASE_SECONDS``) take no lease: near the
     end of a budget each request goes to the store, as before."""

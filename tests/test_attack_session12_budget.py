@@ -4,6 +4,14 @@ Each ``SharedBudget`` stands for one ``serve`` process over one deployment's sto
 database's ``cost_budget`` table, or a Redis), as in tests/test_budget_leases.py. ``Gated`` is a
 real store whose answer can be held back after the store acted: a reply in flight when the
 request is cancelled or times out, or when the process closes.
+
+Found: a trip whose answer was lost after the store acted kept its whole lease, whose surplus
+that trip had already given back (points given back twice: over-admission); a trip answered
+during ``close()`` kept a lease after it (stranded) and armed a sweep against the closed store;
+a sweep of hundreds of leases sent a trip each at once and timed itself out into an outage.
+Known margin, not fixed: the store refills to its capacity with leases out, so a burst after a
+pause admits up to the leases held beyond the budget. Held: two apps under bursts of pages,
+cache hits, exports and ``{ __typename }`` admit one budget and never fail.
 """
 
 from __future__ import annotations
@@ -12,14 +20,26 @@ import asyncio
 import time
 from typing import Any
 
+import httpx
 import pytest
 
 import graph.cost_store
+from db.settings import Settings
 from graph.cost_store import SharedBudget, Spent
-from tests.conftest import postgresql_only
+from graph.export import page_cost, page_rows
+from tests.conftest import Api, postgresql_only
+from tests.helpers import error_codes
 from tests.test_budget_leases import Stores, _restore_timeout, large_leases, stores
+from tests.test_shared_budget import (
+    PAGE,
+    REDIS_URL,
+    a_page_and_its_cost,
+    instance,
+    patient_store,
+    require_redis,
+)
 
-__all__ = ["_restore_timeout", "large_leases", "stores"]  # fixtures, used by name
+__all__ = ["_restore_timeout", "large_leases", "patient_store", "stores"]  # fixtures, by name
 
 
 class Gated:
@@ -180,3 +200,93 @@ async def test_a_sweep_of_many_leases_is_no_outage(
     events = [getattr(r, "event", None) for r in caplog.records]
     assert "cost_budget_degraded" not in events and down == 0.0
     assert min(left) >= 5_900
+
+
+@postgresql_only
+@pytest.mark.parametrize("store", ["postgresql", "redis"])
+async def test_two_apps_under_bursts_of_pages_hits_and_exports_admit_one_budget(
+    api: Api, patient_store: None, store: str
+) -> None:
+    # given: two instances (apps) of one deployment, a budget of six pages a minute
+    token, n, cost = await a_page_and_its_cost(api)
+    settings: dict[str, Any] = {"cost_per_minute": cost * 6, "secret_key": f"b-{time.time()}"}
+    if store == "redis":
+        require_redis()
+        settings["redis_url"] = REDIS_URL
+    budget = Settings(cost_per_minute=cost * 6)
+    export_cost = page_cost(budget, page_rows(budget))
+    auth = {"Authorization": f"Bearer {token}"}
+
+    async def page(client: httpx.AsyncClient) -> tuple[int, dict[str, Any]]:
+        query = {"query": PAGE, "variables": {"n": n}}
+        response = await client.post("/graphql", json=query, headers=auth)
+        return response.status_code, response.json()
+
+    async def typename(client: httpx.AsyncClient) -> tuple[int, dict[str, Any]]:
+        response = await client.post("/graphql", json={"query": "{ __typename }"}, headers=auth)
+        return response.status_code, response.json()
+
+    async def export(client: httpx.AsyncClient) -> tuple[int, dict[str, Any]]:
+        response = await client.get("/export/customers.csv", headers=auth)
+        return response.status_code, {} if response.status_code == 200 else response.json()
+
+    async with instance(api, **settings) as one, instance(api, **settings) as two:
+        started = time.monotonic()
+        # when: bursts of pages (repeated: cache hits after the first), exports and
+        # ``{ __typename }`` through both at once, twice
+        kinds = [export] + [page] * 8 + [export] + [typename] * 3
+        answers: list[tuple[str, int, dict[str, Any]]] = []
+        for _ in range(2):
+            calls = [(k, c) for k in kinds for c in (one, two)]
+            done = await asyncio.gather(*(k(c) for k, c in calls))
+            answers += [(k.__name__, *answer) for (k, _), answer in zip(calls, done, strict=True)]
+        elapsed = time.monotonic() - started
+
+    # then: never a 500; refusals are RATE_LIMITED with a wait (429 for the export); together
+    # the instances admitted at most the budget and what refilled meanwhile
+    admitted = 0
+    for kind, status, body in answers:
+        assert status in (200, 429), (kind, status, body)
+        refused = error_codes(body) == ["RATE_LIMITED"]
+        if kind == "export":
+            assert (status == 429) == refused
+            admitted += 0 if refused else export_cost
+            continue
+        if refused:
+            assert body["errors"][0]["extensions"]["retryAfterSeconds"] > 0
+            continue
+        assert error_codes(body) == [], body
+        available = body["extensions"]["cost"]["throttleStatus"]["currentlyAvailable"]
+        assert 0 <= available <= cost * 6
+        admitted += cost if kind == "page" else 0
+    assert admitted <= cost * 6 + elapsed * cost * 6 / 60 + 1
+    assert [kind for kind, _, body in answers if error_codes(body)].count("typename") == 0
+
+
+@postgresql_only
+async def test_leases_held_while_the_store_refills_to_full_admit_at_most_themselves_more(
+    stores: Stores,
+) -> None:
+    # given: one instance of a token's budget (60,000 a minute: 1,000 a second, leases of
+    # 600); a lease taken, then 0.8 s without a request: the store refills what the lease
+    # took (in 0.6 s) and stops at its capacity, the lease unspent
+    one, other = SharedBudget(stores(), 60_000), SharedBudget(stores(), 60_000)
+    try:
+        assert (await one.spend(8, 0))[0] and (await one.spend(8, 0))[0]
+        assert one._leases[8].points == 600
+        await asyncio.sleep(0.8)
+
+        # when: a burst spends all it can, through this instance and another
+        started, admitted = time.monotonic(), 0
+        for budget in (one, other, one):
+            while (await budget.spend(8, 600))[0]:
+                admitted += 600
+        elapsed = time.monotonic() - started
+    finally:
+        await one.close()
+        await other.close()
+
+    # then: the budget and what refilled meanwhile, plus at most the lease (1 % of the budget
+    # per instance holding one: the store does not know what is leased, so it refilled to its
+    # capacity with the lease still out; a known bound, not the budget's exact contract)
+    assert admitted <= 60_000 + elapsed * 1_000 + 600
