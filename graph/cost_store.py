@@ -40,6 +40,7 @@ RETRY_SECONDS = 5.0
 STORE_TIMEOUT = 0.5  # seconds: a store slower than this counts as down
 LEASE_FRACTION = 0.01  # of the budget an instance takes ahead of its requests (SharedBudget)
 LEASE_SECONDS = 1.0
+RETURNS = 4  # leases given back at a time (SharedBudget)
 
 Spent = tuple[bool, float, float]
 
@@ -194,7 +195,10 @@ class SharedBudget:
     trip until it runs out or ``LEASE_SECONDS`` pass; what is left then goes back to the store
     (with the token's next trip, or by a sweep). Points
     are taken from the store before they are spent, so instances never admit more than the
-    budget together; an instance's unspent lease is missing from the others' view until it goes
+    budget together but for one margin: the store, not knowing what is leased, refills to its
+    capacity while a lease is out (a lease is refilled in ``LEASE_FRACTION`` of a minute), so a
+    burst after a pause may admit the budget plus the leases held (``LEASE_FRACTION`` per
+    instance). An instance's unspent lease is missing from the others' view until it goes
     back (at most ``LEASE_FRACTION`` per instance and token, for at most ``LEASE_SECONDS``).
     After a refusal, the token's next trips (for ``LEASE_SECONDS``) take no lease: near the
     end of a budget each request goes to the store, as before."""
@@ -258,8 +262,12 @@ class SharedBudget:
                 extra = 0.0
                 granted, level = await self._store_spend(token_id, need)
         except BaseException:
-            if held is not None:
-                self._keep(token_id, held.points, held.until, held.level)
+            # The store may have acted before the answer was lost (a timeout, a cancelled
+            # request): keep only what the call cannot have given back already (its spend of
+            # ``need + extra`` gives back up to ``points - cost - extra``; the sweep gives back
+            # the lease kept here, so keeping it all may give those points back twice).
+            if held is not None and (kept := min(points, cost + extra)) > 0:
+                self._keep(token_id, kept, held.until, held.level)
             raise
         if not granted:
             if held is not None:  # still the token's: spent by a later request, or given back
@@ -295,21 +303,34 @@ class SharedBudget:
         self._sweep = None
         now = time.monotonic()
         expired = [t for t, held in self._leases.items() if held.until <= now]
-        for token_id in expired:
-            held = self._leases.pop(token_id)
-            if held.points > 0:
-                task = asyncio.get_running_loop().create_task(self._give_back(token_id, held))
-                self._returns.add(task)
-                task.add_done_callback(self._returns.discard)
+        returns = [(t, held.points) for t in expired if (held := self._leases.pop(t)).points > 0]
+        if returns:
+            task = asyncio.get_running_loop().create_task(self._give_back(returns))
+            self._returns.add(task)
+            task.add_done_callback(self._returns.discard)
         self._lean_until = {t: u for t, u in self._lean_until.items() if u > now}
         if self._leases:
             self._sweep = asyncio.get_running_loop().call_later(LEASE_SECONDS, self._start_sweep)
 
-    async def _give_back(self, token_id: int, held: Lease) -> None:
-        try:
-            await self._store_spend(token_id, -held.points)
-        except self.store.errors as error:
-            self._degraded(error)  # lost points: a token may spend a little less this minute
+    async def _give_back(self, returns: list[tuple[int, float]]) -> None:
+        """Give leases back, ``RETURNS`` trips at a time: a trip each at once (hundreds of tokens
+        busy in one second) overflowed PostgreSQL's pool or opened as many Redis connections,
+        timed out, and took the process's budget for an outage. None more once one fails."""
+        left = iter(returns)
+        failed = False
+
+        async def returner() -> None:
+            nonlocal failed
+            for token_id, points in left:
+                if failed:
+                    return
+                try:
+                    await self._store_spend(token_id, -points)
+                except self.store.errors as error:
+                    failed = True  # lost points: a token may spend a little less this minute
+                    self._degraded(error)
+
+        await asyncio.gather(*(returner() for _ in range(RETURNS)))
 
     def _degraded(self, error: BaseException) -> None:
         if self._down_until == 0.0 or time.monotonic() >= self._down_until:
@@ -326,12 +347,14 @@ class SharedBudget:
 
     async def close(self) -> None:
         """Give every lease back (a restart must not strand them), then close the store."""
+        while self._trips:  # a trip under way may yet take a lease: wait for its answer
+            await asyncio.wait([asyncio.shield(f) for f in self._trips.values()])
         if self._sweep is not None:
             self._sweep.cancel()
             self._sweep = None
         leases, self._leases = self._leases, {}
-        returns = [self._give_back(t, held) for t, held in leases.items() if held.points > 0]
-        await asyncio.gather(*returns, *self._returns, return_exceptions=True)
+        returns = [(t, held.points) for t, held in leases.items() if held.points > 0]
+        await asyncio.gather(self._give_back(returns), *self._returns, return_exceptions=True)
         await self.store.close()
 
 
