@@ -12,6 +12,7 @@ counted the way the walk prices them, so never more than requested.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 import weakref
@@ -68,6 +69,12 @@ class CostLimiter:
                 return False, level, (cost - level) / self.rate
             self._buckets[token_id] = (level - cost, now)
             return True, level - cost, 0.0
+
+
+def wait_tenths(wait: float) -> float:
+    """The seconds a refused request is told to wait: rounded up to a tenth, at least 0.1 (a
+    wait rounded to 0.0 told a refused client to retry at once, into another refusal)."""
+    return max(0.1, math.ceil(round(wait * 10, 6)) / 10)
 
 
 def selected_operation(
@@ -314,9 +321,9 @@ class QueryCost(SchemaExtension):
             self.report = cost_report(settings, cost, remaining)
             ec.result = _refusal(
                 f"Rate limit: this token may spend {settings.cost_per_minute} "
-                f"cost points a minute; retry in {wait:.1f} s.",
+                f"cost points a minute; retry in {wait_tenths(wait):.1f} s.",
                 ErrorCode.RATE_LIMITED,
-                retryAfterSeconds=round(wait, 1),
+                retryAfterSeconds=wait_tenths(wait),
             )
             yield
             return

@@ -43,6 +43,7 @@ from db.scope import Scope, plan_scope
 from db.settings import Settings
 from graph.auth.permissions import Act, Obj, require
 from graph.context import Context, new_context
+from graph.cost import wait_tenths
 from graph.cost_model import MAX_LICENSE_LINES_PER_SUBSCRIPTION, MAX_SUBSCRIPTIONS_PER_CUSTOMER
 from graph.errors import ApiError, ErrorCode, bad_input
 from graph.input_limits import check_values
@@ -118,8 +119,11 @@ def rate_limited(settings: Settings, wait: float) -> JSONResponse:
     seconds = max(1, math.ceil(wait))
     error = {
         "message": f"Rate limit: this token may spend {settings.cost_per_minute} cost points a "
-        f"minute and an export page costs {ROW_COST} per row; retry in {wait:.1f} s.",
-        "extensions": {"code": ErrorCode.RATE_LIMITED.value, "retryAfterSeconds": round(wait, 1)},
+        f"minute and an export page costs {ROW_COST} per row; retry in {wait_tenths(wait):.1f} s.",
+        "extensions": {
+            "code": ErrorCode.RATE_LIMITED.value,
+            "retryAfterSeconds": wait_tenths(wait),
+        },
     }
     return JSONResponse({"errors": [error]}, status_code=429, headers={"Retry-After": str(seconds)})
 

@@ -163,10 +163,15 @@ async def test_a_lease_taken_by_a_trip_under_way_at_close_goes_back(
 
 @postgresql_only
 async def test_a_sweep_of_many_leases_is_no_outage(
-    stores: Stores, large_leases: None, caplog: pytest.LogCaptureFixture
+    stores: Stores,
+    large_leases: None,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # given: 1,000 tokens busy in the same second, each holding a lease (6,000 a minute, leases
-    # of 1,200 after a request of 10)
+    # given: 1,000 busy tokens, each holding a lease (6,000 a minute, leases of 1,200 after a
+    # request of 10); leases that last a minute, so that a loaded machine's slow set-up counts
+    # them busy and no sweep runs before the test's own
+    monkeypatch.setattr(graph.cost_store, "LEASE_SECONDS", 60.0)
     one = SharedBudget(stores(), 6_000)
     other = SharedBudget(stores(), 6_000)
     tokens = range(1_000, 2_000)

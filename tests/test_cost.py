@@ -65,3 +65,19 @@ async def test_the_rate_limit_refuses_a_token_that_spent_its_budget(api: Api) ->
         assert error_codes(second) == ["RATE_LIMITED"]
         assert second["errors"][0]["extensions"]["retryAfterSeconds"] > 0
         assert second.get("data") is None
+
+
+def test_a_refusal_never_tells_the_client_to_retry_at_once() -> None:
+    # A refused spend short of a few points waits a few hundredths of a second: rounded to
+    # 0.0 it told the client to retry at once, into another refusal (the attack tests' find).
+    from graph.cost import wait_tenths
+
+    assert [wait_tenths(w) for w in (0.0, 0.01, 0.049, 0.1, 0.11, 2.34, 60.0)] == [
+        0.1,
+        0.1,
+        0.1,
+        0.1,
+        0.2,
+        2.4,
+        60.0,
+    ]
