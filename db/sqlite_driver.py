@@ -8,6 +8,11 @@ SELECT), ~0.7 ms of an 8-statement dashboard. ``OneTripCursor`` makes the four s
 that runs in the thread; what SQLAlchemy reads afterwards (rows, ``description``, ``rowcount``,
 ``lastrowid``) it reads from the closed ``sqlite3`` cursor, which keeps them.
 
+A request's reads can share one snapshot (``read_from_one_snapshot``): the connection's next
+statement then opens a read transaction first (``BEGIN``, deferred: in WAL mode its first read
+fixes the snapshot, and it takes no write lock), in the same call to the thread; the
+transaction ends when the connection rolls back (the session's close).
+
 Server-side cursors (streamed results) keep SQLAlchemy's own adapter. ``create_engine`` installs
 this through ``create_async_engine(module=...)`` (SQLAlchemy's documented way to give a dialect
 another DBAPI module); it relies on aiosqlite's ``Connection._execute`` and ``_conn`` (pinned
@@ -45,9 +50,15 @@ class OneTripCursor(AsyncAdapt_aiosqlite_cursor):
     async def _one_trip(self, work: Callable[[sqlite3.Cursor], Any]) -> Any:
         """``work`` on a new sqlite3 cursor, closed after it, all in one call to the thread;
         the closed cursor stays for what SQLAlchemy reads next (description, counts)."""
-        raw: sqlite3.Connection = self._connection._conn
+        connection = self._connection
+        raw: sqlite3.Connection = connection._conn
+        # Read and cleared here, on the event loop: statements queued after this one run
+        # behind it in the thread, inside the transaction it opens.
+        snapshot = isinstance(connection, TrackedConnection) and connection.take_snapshot()
 
         def run() -> tuple[sqlite3.Cursor, Any]:
+            if snapshot:
+                connection.begin_snapshot(raw)
             cursor = raw.cursor()
             try:
                 return cursor, work(cursor)
@@ -84,6 +95,11 @@ class TrackedConnection(aiosqlite.Connection):
 
     _queued = 0
     _finished = 0
+    # The next statement opens a read transaction first (``OneTripConnection.snapshot``).
+    _snapshot = False
+    # While that transaction is open: the database's changes by this connection when it began
+    # (written in the thread, read on the loop while nothing runs there).
+    _snapshot_changes: int | None = None
 
     async def _execute(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         def run() -> Any:
@@ -98,26 +114,78 @@ class TrackedConnection(aiosqlite.Connection):
     def idle(self) -> bool:
         return self._queued == self._finished
 
+    def take_snapshot(self) -> bool:
+        """Whether the next statement opens the read transaction (asked once, answered once)."""
+        snapshot, self._snapshot = self._snapshot, False
+        return snapshot
+
+    def begin_snapshot(self, raw: sqlite3.Connection) -> None:
+        """In the thread, before the statement that asked: open the read transaction (none
+        when one is open already: it goes on as it is)."""
+        if not raw.in_transaction:
+            raw.execute("BEGIN")
+            self._snapshot_changes = raw.total_changes
+
 
 class OneTripConnection(AsyncAdapt_aiosqlite_connection):
     __slots__ = ()
     _cursor_cls = OneTripCursor
 
+    def snapshot(self) -> None:
+        """Read from one snapshot until the next rollback or commit: the next statement opens a
+        deferred transaction first, in the same trip to the thread. pysqlite opens none for a
+        read (each SELECT would see the database as it is when it runs) and only begins one
+        before a write."""
+        connection = self._connection
+        if isinstance(connection, TrackedConnection):
+            connection._snapshot = True
+
+    def commit(self) -> None:
+        self._forget_snapshot()
+        super().commit()
+
+    def _forget_snapshot(self) -> int | None:
+        """Forget a snapshot asked for (it ends with the transaction, or never began: the
+        pool's reset of a connection whose request ran no statement); the changes when the
+        transaction it opened began, if it did."""
+        connection = self._connection
+        if not isinstance(connection, TrackedConnection):
+            return None
+        changes, connection._snapshot_changes = connection._snapshot_changes, None
+        connection._snapshot = False
+        return changes
+
     def rollback(self) -> None:
-        """No trip to the thread when SQLite has no transaction open: ``sqlite3``'s own
-        ``rollback()`` does nothing then (it tests ``sqlite3_get_autocommit``, as
-        ``in_transaction`` does, here without the thread: a field read). A read opens none
-        (the module's legacy transaction control begins one before a write only), and closing
-        a request's session rolled back twice, the session's transaction and then the pool's
-        reset on return: two trips, ~0.1 ms of the request's floor (issue 17). The test is
-        made only while nothing runs or waits in the thread (a statement still running there
-        may yet open a transaction); otherwise, and for an open transaction, the rollback
-        goes to the thread as before."""
+        """Without a trip to the thread when SQLite has no transaction open, or only the read
+        transaction of a snapshot.
+
+        No transaction: ``sqlite3``'s own ``rollback()`` does nothing then (it tests
+        ``sqlite3_get_autocommit``, as ``in_transaction`` does, here without the thread: a
+        field read). A read outside a snapshot opens none (the module's legacy transaction
+        control begins one before a write only), and closing a request's session rolled back
+        twice, the session's transaction and then the pool's reset on return: two trips,
+        ~0.1 ms of the request's floor (issue 17).
+
+        A snapshot's transaction that changed nothing (its own count of changes is where it
+        was at its ``BEGIN``) is rolled back here, on the event loop: SQLite only lets go of
+        its read lock on the WAL, a few microseconds, where a trip to the thread cost ~0.25 ms
+        of CPU on a loaded machine (measured: a session of two reads). ``sqlite3`` allows it:
+        the connection is opened with ``check_same_thread=False`` (SQLAlchemy's default for a
+        file), as this module's cursors need already (they close on the loop).
+
+        Either is done only while nothing runs or waits in the thread (a statement still
+        running there may yet open a transaction, and no two threads may use the connection
+        at once); otherwise, and for a transaction that wrote, the rollback goes to the thread
+        as before."""
+        changes = self._forget_snapshot()
         connection = self._connection
         raw: sqlite3.Connection | None = connection._connection
         if raw is not None and isinstance(connection, TrackedConnection) and connection.idle():
             try:
                 if not raw.in_transaction:
+                    return
+                if changes is not None and changes == raw.total_changes:
+                    raw.rollback()
                     return
             except sqlite3.ProgrammingError:  # closed: the adapter's rollback reports it
                 pass

@@ -21,6 +21,11 @@ Rules kept:
   without taking a slot (or gives back the one just handed to it).
 - Only ``/graphql`` waits (this wraps its endpoint, not the app): health checks answer under
   load, and a CSV export streams for long (it keeps to the pool's own limit).
+- A request without an ``Authorization`` header neither waits nor has its body read: the
+  endpoint answers it (401, or a refusal of its method, or GraphiQL) before it reads the body
+  or takes a pool connection, so the limit has nothing to guard there, and an unauthenticated
+  client could otherwise make the server read ``max_body_bytes`` (or wait for a body that
+  never comes) before telling it who it must be.
 """
 
 from __future__ import annotations
@@ -52,7 +57,7 @@ class Admission:
         self.waiting: collections.deque[asyncio.Future[None]] = collections.deque()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if self.limit <= 0 or scope["type"] != "http":
+        if self.limit <= 0 or scope["type"] != "http" or not _authorization_sent(scope):
             await self.app(scope, receive, send)
             return
         kept: collections.deque[Message] = collections.deque()
@@ -167,6 +172,12 @@ class Admission:
         else:
             self.waiting.remove(turn)
             turn.cancel()
+
+
+def _authorization_sent(scope: Scope) -> bool:
+    """Whether the request has an ``Authorization`` header, whatever its value (the endpoint
+    reads the body, then authenticates, only then; ASGI header names are lower case)."""
+    return any(name == b"authorization" for name, _ in scope["headers"])
 
 
 async def _stop(task: asyncio.Future[Any]) -> None:

@@ -12,6 +12,7 @@ from typing import Any
 
 import orjson
 from graphql import GraphQLError
+from graphql import OperationType as Operation
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
@@ -25,11 +26,12 @@ from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOpe
 from strawberry.types import ExecutionResult
 from strawberry.types.graphql import OperationType
 
+from db.engine import read_from_one_snapshot
 from db.settings import Settings, get_settings
 from db.versioning import recording_shared_reads
 from graph.admission import DEFAULT_MAX_CONCURRENT, Admission
 from graph.context import Context, new_context
-from graph.documents import reads_only
+from graph.documents import known_operation
 from graph.errors import ErrorCode, is_coded
 from graph.extensions import EXECUTED, document_cache, unexpected_error
 from graph.graphiql import PREFIX as GRAPHIQL_ASSETS
@@ -255,13 +257,18 @@ class GraphQLEndpoint:
             payload = request_data(request.headers.get("content-type"), body)
         # One session for the whole request, token lookup included (one pool checkout).
         async with self.hub.sessions() as session:
-            if not get and not services.settings.is_sqlite and reads_only(payload, self.documents):
+            operation = None if get else known_operation(payload, self.documents)
+            if services.settings.is_sqlite:
+                # Not for a document known to be a mutation: it would roll the snapshot back
+                # before it writes (as an unknown one does, ``graph.mutations``).
+                if operation != Operation.MUTATION:
+                    read_from_one_snapshot(session)
+            elif operation == Operation.QUERY:
                 # A query on PostgreSQL runs its statements outside a transaction: at READ
                 # COMMITTED each statement takes its own snapshot either way, so BEGIN and
                 # ROLLBACK were two round trips that changed nothing (issue 17). A mutation,
-                # and anything not surely a query, keeps its transaction. (SQLite's reads are
-                # left as they were: pysqlite opens no transaction for a SELECT, so each read
-                # statement there has its own snapshot too.)
+                # and anything not surely a query, keeps its transaction. (One snapshot here
+                # would cost them back: ``read_from_one_snapshot``.)
                 await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
             outcome = await authenticate(request, session)
             if isinstance(outcome, Response):

@@ -339,17 +339,17 @@ def _ignore(_: GraphQLError) -> None:
     return None
 
 
-def reads_only(payload: dict[str, Any], documents: DocumentCache) -> bool:
-    """Whether a request's document certainly runs a query (no mutation): it was parsed before
-    (for an earlier, authenticated request: nothing is parsed here, ahead of the caller's
-    authentication) and the operation it names (or its only one) is a ``query``. Anything else,
-    or any doubt (a new document, a persisted query sent by hash alone), is False."""
+def known_operation(payload: dict[str, Any], documents: DocumentCache) -> OperationType | None:
+    """The type of the operation a request runs when its document was parsed before (for an
+    earlier, authenticated request: nothing is parsed here, ahead of the caller's
+    authentication) and names one operation (or has only one); None on any doubt (a new
+    document, a persisted query sent by hash alone, no such operation)."""
     query = payload.get("query")
     document = documents.parsed.get(query) if isinstance(query, str) else None
     if document is None:
-        return False
+        return None
     name = payload.get("operationName")
     operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
     if name is not None:
         operations = [o for o in operations if o.name is not None and o.name.value == name]
-    return len(operations) == 1 and operations[0].operation == OperationType.QUERY
+    return operations[0].operation if len(operations) == 1 else None

@@ -94,7 +94,10 @@ async def transaction(ctx: Context) -> AsyncIterator[tuple[AsyncSession, Audit]]
     audit = Audit()
     async with ctx.db() as session:
         if session.in_transaction():
-            await session.rollback()  # end the implicit read transaction of earlier fields
+            # End the read transaction of earlier statements (on SQLite the request's snapshot,
+            # ``db.engine.read_from_one_snapshot``: a write inside it fails once another
+            # writer committed since it began, without waiting).
+            await session.rollback()
         try:
             await begin_write(session)
             # The caller's partner is the only one whose data its scope can write: its version

@@ -170,3 +170,61 @@ async def test_a_rollback_waits_for_a_call_still_in_the_thread(engine: AsyncEngi
         assert adapted.idle() and not adapted._conn.in_transaction
     async with engine.connect() as conn:
         assert (await conn.execute(select(ITEM.c.name))).all() == []
+
+
+async def adapted_of(conn: Any) -> Any:
+    """The ``OneTripConnection`` under a SQLAlchemy connection."""
+    raw = await conn.get_raw_connection()
+    return raw.dbapi_connection
+
+
+async def test_a_snapshot_reads_one_state_and_ends_without_a_trip(
+    engine: AsyncEngine, trips: list[Any]
+) -> None:
+    async with engine.begin() as conn:
+        await conn.exec_driver_sql("PRAGMA journal_mode=WAL")  # as db.engine's: writers go on
+        await conn.execute(insert(ITEM).values(name="a"))
+    async with engine.connect() as reader:
+        # given: a snapshot asked for, then its first read (one trip, BEGIN included)
+        (await adapted_of(reader)).snapshot()
+        trips.clear()
+        assert (await reader.execute(select(ITEM.c.name))).scalars().all() == ["a"]
+        assert len(trips) == 1
+        # when: another connection commits
+        async with engine.begin() as writer:
+            await writer.execute(insert(ITEM).values(name="b"))
+        # then: the reader still sees the state of its first read
+        assert (await reader.execute(select(ITEM.c.name))).scalars().all() == ["a"]
+        # when: it rolls back (the session's close): no trip
+        trips.clear()
+        await reader.rollback()
+        assert _rollbacks(trips) == 0 and trips == []
+        # then: its next read is of the database as it is, outside a transaction
+        names = (await reader.execute(select(ITEM.c.name).order_by(ITEM.c.id))).scalars().all()
+        assert names == ["a", "b"]
+        assert not (await adapted_of(reader))._connection._conn.in_transaction
+
+
+async def test_a_snapshot_that_wrote_rolls_back_in_the_thread(
+    engine: AsyncEngine, trips: list[Any]
+) -> None:
+    async with engine.connect() as conn:
+        (await adapted_of(conn)).snapshot()
+        await conn.execute(select(ITEM.c.id))
+        await conn.execute(insert(ITEM).values(name="never"))
+        trips.clear()
+        await conn.rollback()
+        assert _rollbacks(trips) == 1
+    async with engine.connect() as conn:
+        assert (await conn.execute(select(ITEM.c.name))).all() == []
+
+
+async def test_a_snapshot_asked_for_and_not_begun_ends_with_the_connection(
+    engine: AsyncEngine,
+) -> None:
+    """The pool's reset forgets it: the next user of the connection reads as before."""
+    async with engine.connect() as conn:
+        (await adapted_of(conn)).snapshot()
+    async with engine.connect() as conn:
+        await conn.execute(select(ITEM.c.id))
+        assert not (await adapted_of(conn))._connection._conn.in_transaction
