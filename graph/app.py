@@ -64,6 +64,7 @@ from graph.transport import (
 # Strawberry's view let a POST carry any operation type (a subscription fails validation here:
 # the schema has none).
 POST_OPERATIONS = OperationType.from_http("POST")
+AUTOCOMMIT = {"isolation_level": "AUTOCOMMIT"}
 
 
 class GraphQLView:
@@ -255,6 +256,7 @@ class GraphQLEndpoint:
             payload = request_data(request.headers.get("content-type"), body)
         # One session for the whole request, token lookup included (one pool checkout).
         async with self.hub.sessions() as session:
+            connection = None  # taken by the token lookup once the header is checked
             if not get and not services.settings.is_sqlite and reads_only(payload, self.documents):
                 # A query on PostgreSQL runs its statements outside a transaction: at READ
                 # COMMITTED each statement takes its own snapshot either way, so BEGIN and
@@ -262,8 +264,8 @@ class GraphQLEndpoint:
                 # and anything not surely a query, keeps its transaction. (SQLite's reads are
                 # left as they were: pysqlite opens no transaction for a SELECT, so each read
                 # statement there has its own snapshot too.)
-                await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
-            outcome = await authenticate(request, session)
+                connection = await session.connection(execution_options=AUTOCOMMIT)
+            outcome = await authenticate(request, session, connection)
             if isinstance(outcome, Response):
                 return outcome
             await self.hub.sync_policies(outcome.policy_version, session)

@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import bindparam, func, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from db.driver_query import DriverQuery
 from db.engine import execute_core
@@ -79,9 +79,14 @@ _BY_TOKEN_ID = _LOOKUP.where(TK.id == bindparam("token_id"))
 _AUTHENTICATE = DriverQuery(_LOOKUP.where(TK.token_hash == bindparam("token_hash")))
 
 
-async def authenticate_token(session: AsyncSession, *, token: str) -> Principal | None:
-    """The active admin owning an unrevoked ``token``, or None. One statement."""
-    connection = await session.connection()
+async def authenticate_token(
+    session: AsyncSession, *, token: str, connection: AsyncConnection | None = None
+) -> Principal | None:
+    """The active admin owning an unrevoked ``token``, or None. One statement, on ``session``'s
+    connection (``connection`` when the caller has it already: asking the session again cost a
+    greenlet switch and its transaction's lookup)."""
+    if connection is None:
+        connection = await session.connection()
     row = await _AUTHENTICATE.first(connection, {"token_hash": hash_token(token)})
     return None if row is None else _principal(row)
 
