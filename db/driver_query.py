@@ -24,6 +24,7 @@ connection, exactly as before. The statement is a read: running it twice changes
 from __future__ import annotations
 
 import sqlite3
+import weakref
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,27 +48,29 @@ class DriverQuery:
 
     def __init__(self, statement: Select[Any]) -> None:
         self.statement = statement
-        self._compiled: dict[int, _Compiled | None] = {}
+        # per dialect (an id could be a disposed engine's dialect's, reused)
+        self._compiled: weakref.WeakKeyDictionary[Dialect, _Compiled | None] = (
+            weakref.WeakKeyDictionary()
+        )
 
     def _compile(self, dialect: Dialect) -> _Compiled | None:
         """The statement's text and parameter order for ``dialect``, or None when SQLAlchemy
         would process a parameter or a column (then only its own path is the same)."""
-        key = id(dialect)
-        if key not in self._compiled:
+        if dialect not in self._compiled:
             compiled: Any = self.statement.compile(dialect=dialect)
             processed = bool(compiled._bind_processors) or any(
                 column[3]._cached_result_processor(dialect, None) is not None
                 for column in compiled._result_columns
             )
             positional = compiled.positiontup
-            self._compiled[key] = (
+            self._compiled[dialect] = (
                 None
                 if processed or positional is None
                 else _Compiled(
                     compiled.string, tuple((name, compiled.params[name]) for name in positional)
                 )
             )
-        return self._compiled[key]
+        return self._compiled[dialect]
 
     async def first(self, connection: AsyncConnection, params: dict[str, Any]) -> Any:
         """The first row (a sequence of the selected columns' values) or None."""
