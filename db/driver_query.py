@@ -16,9 +16,15 @@ cache) and runs it on the connection the request already holds, under the adapte
 - SQLite: in one trip to the connection's thread, as ``graph``'s ``OneTripCursor`` does; the
   module's transaction control opens nothing for a SELECT, whichever path runs it.
 
+The engine's ``before_cursor_execute`` and ``after_cursor_execute`` listeners are called with
+the statement and its parameters as SQLAlchemy would call them, without a cursor or an execution
+context (None): the data versions' write tracking and the statement counts of the tests and
+benchmarks see it as before.
+
 Anything unusual (another driver, an invalidated connection, a failure of the driver) takes
 SQLAlchemy's path: a failure is run again there, so that it raises, and invalidates a broken
-connection, exactly as before. The statement is a read: running it twice changes nothing.
+connection, exactly as before (its listeners then see the statement twice). The statement is a
+read: running it twice changes nothing.
 """
 
 from __future__ import annotations
