@@ -66,6 +66,7 @@ from graph.transport import (
 # Strawberry's view let a POST carry any operation type (a subscription fails validation here:
 # the schema has none).
 POST_OPERATIONS = OperationType.from_http("POST")
+AUTOCOMMIT = {"isolation_level": "AUTOCOMMIT"}
 
 
 class GraphQLView:
@@ -258,6 +259,7 @@ class GraphQLEndpoint:
         # One session for the whole request, token lookup included (one pool checkout).
         async with self.hub.sessions() as session:
             operation = None if get else known_operation(payload, self.documents)
+            connection = None  # taken by the token lookup once the header is checked
             if services.settings.is_sqlite:
                 # Not for a document known to be a mutation: it would roll the snapshot back
                 # before it writes (as an unknown one does, ``graph.mutations``).
@@ -269,8 +271,8 @@ class GraphQLEndpoint:
                 # ROLLBACK were two round trips that changed nothing (issue 17). A mutation,
                 # and anything not surely a query, keeps its transaction. (One snapshot here
                 # would cost them back: ``read_from_one_snapshot``.)
-                await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
-            outcome = await authenticate(request, session)
+                connection = await session.connection(execution_options=AUTOCOMMIT)
+            outcome = await authenticate(request, session, connection)
             if isinstance(outcome, Response):
                 return outcome
             await self.hub.sync_policies(outcome.policy_version, session)

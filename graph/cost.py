@@ -17,7 +17,6 @@ import threading
 import time
 import weakref
 from collections import OrderedDict
-from collections.abc import AsyncIterator
 from typing import Any
 
 from graphql import (
@@ -33,7 +32,6 @@ from graphql import (
     SelectionSetNode,
 )
 from graphql.execution.values import VariableValues, get_variable_values
-from strawberry.extensions import SchemaExtension
 
 from db.settings import Settings
 from graph.cost_model import Refused, query_cost
@@ -280,20 +278,25 @@ def _refusal(message: str, code: ErrorCode, **extensions: Any) -> ExecutionResul
     )
 
 
-class QueryCost(SchemaExtension):
+class CostMeter:
+    """A request's query cost: priced, checked and spent before execution (refusing it by
+    setting ``ec.result``), its ``actualQueryCost`` counted after; ``report`` is the response's
+    ``extensions.cost``. The steps of the ``on_execute`` hook of ``graph.extensions.Guards``."""
+
+    __slots__ = ("_counted", "report")
+
     def __init__(self) -> None:
         self.report: dict[str, Any] = {}
+        # What ``after`` counts with: (operation, fragments, remaining) once the cost is spent.
+        self._counted: tuple[OperationDefinitionNode, dict[str, Any], float] | None = None
 
-    async def on_execute(self) -> AsyncIterator[None]:
-        ec = self.execution_context
+    async def before(self, ec: Any) -> None:
         ctx = ec.context
         document = ec.graphql_document
         if document is None or ctx is None or ec.result is not None:
-            yield  # nothing to price, or refused already (graph.input_limits): nothing spent
-            return
+            return  # nothing to price, or refused already (graph.input_limits): nothing spent
         operation = selected_operation(document, ec.operation_name)
         if operation is None:
-            yield
             return
         fragments = {
             d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
@@ -304,7 +307,6 @@ class QueryCost(SchemaExtension):
             cost = price(ec.schema._schema, settings, ec.query, operation, fragments, ec.variables)
         except Refused as refused:
             ec.result = ExecutionResult(data=None, errors=[refused.error()])
-            yield
             return
         self.report = {"requestedQueryCost": cost, "maximumAvailable": limit}
         if cost > limit:
@@ -314,7 +316,6 @@ class QueryCost(SchemaExtension):
                 cost=cost,
                 limit=limit,
             )
-            yield
             return
         allowed, remaining, wait = await ctx.services.limiter.spend(ctx.principal.token_id, cost)
         if not allowed:
@@ -325,16 +326,21 @@ class QueryCost(SchemaExtension):
                 ErrorCode.RATE_LIMITED,
                 retryAfterSeconds=wait_tenths(wait),
             )
-            yield
             return
-        yield
-        result = ec.result
-        data = getattr(result, "data", None)
+        self._counted = (operation, fragments, remaining)
+
+    def after(self, ec: Any) -> None:
+        """Once executed (not when ``before`` refused or had nothing to price)."""
+        if self._counted is None:
+            return
+        operation, fragments, remaining = self._counted
+        cost = self.report["requestedQueryCost"]
+        data = getattr(ec.result, "data", None)
         actual = 0
         if isinstance(data, dict) and data:
             plan = plan_of(ec.schema._schema, ec.query, operation, fragments)
             actual = actual_cost(data, operation, fragments, plan)
-        self.report = cost_report(settings, cost, remaining, actual)
+        self.report = cost_report(ec.context.settings, cost, remaining, actual)
 
     def get_results(self) -> dict[str, Any]:
         return {"cost": self.report} if self.report else {}

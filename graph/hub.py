@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
@@ -139,14 +139,17 @@ def bearer_token(request: Request) -> str | None:
     return token
 
 
-async def authenticate(request: Request, session: AsyncSession) -> Principal | JSONResponse:
-    """The caller behind the bearer token (read with the request's own session), or the 401."""
+async def authenticate(
+    request: Request, session: AsyncSession, connection: AsyncConnection | None = None
+) -> Principal | JSONResponse:
+    """The caller behind the bearer token (read with the request's own session, on its
+    ``connection`` when given), or the 401."""
     if request.headers.get("authorization") is None:
         return unauthorized("Missing Authorization: Bearer <token> header.")
     token = bearer_token(request)
     if token is None:
         return unauthorized("Malformed Authorization header: expected 'Bearer <token>'.")
-    principal = await authenticate_token(session, token=token)
+    principal = await authenticate_token(session, token=token, connection=connection)
     if principal is None:
         return unauthorized("Unknown, revoked or deactivated token.")
     return principal

@@ -42,7 +42,6 @@ from graphql import (
     StringValueNode,
     ValueNode,
 )
-from strawberry.extensions import SchemaExtension
 
 from db.settings import Settings
 from graph.errors import ApiError, ErrorCode
@@ -61,19 +60,17 @@ def _checked(document: DocumentNode) -> dict[tuple[str | None, int, int], Any]:
     return entry[1]
 
 
-class InputLimits(SchemaExtension):
-    """Refuses the request before execution when an argument value is out of bounds."""
-
-    def on_execute(self) -> Iterator[None]:
-        ec = self.execution_context
-        document = ec.graphql_document
-        if document is not None and ec.result is None:
-            settings = getattr(ec.context, "settings", None)
-            limits = Limits.of(settings if isinstance(settings, Settings) else Settings())
-            error = limits.check(document, ec.operation_name, ec.variables or {})
-            if error is not None:
-                ec.result = ExecutionResult(data=None, errors=[error])
-        yield
+def refuse_out_of_bounds(ec: Any) -> None:
+    """Refuses the request before execution (sets ``ec.result``, a Strawberry execution
+    context's) when an argument value is out of bounds: a step of the ``on_execute`` hook of
+    ``graph.extensions.Guards``."""
+    document = ec.graphql_document
+    if document is not None and ec.result is None:
+        settings = getattr(ec.context, "settings", None)
+        limits = Limits.of(settings if isinstance(settings, Settings) else Settings())
+        error = limits.check(document, ec.operation_name, ec.variables or {})
+        if error is not None:
+            ec.result = ExecutionResult(data=None, errors=[error])
 
 
 class Limits:

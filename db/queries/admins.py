@@ -10,8 +10,9 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import bindparam, func, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
+from db.driver_query import DriverQuery
 from db.engine import execute_core
 from db.models import Admin, ApiToken, AppMeta, Partner
 from db.partner_versions import PARTNER_DATA_VERSION
@@ -55,7 +56,7 @@ class Principal:
 
 
 # Built once (a request's first statement; building it cost more than running it).
-_AUTHENTICATE = (
+_LOOKUP = (
     select(
         AD.id,
         AD.partner_id,
@@ -73,13 +74,20 @@ _AUTHENTICATE = (
     .join(ApiToken, TK.admin_id == AD.id)
     .where(TK.revoked_at.is_(None), AD.active.is_(True))
 )
-_BY_TOKEN_ID = _AUTHENTICATE.where(TK.id == bindparam("token_id"))
-_AUTHENTICATE = _AUTHENTICATE.where(TK.token_hash == bindparam("token_hash"))
+_BY_TOKEN_ID = _LOOKUP.where(TK.id == bindparam("token_id"))
+# Run on the driver's connection (db.driver_query): every request's first statement.
+_AUTHENTICATE = DriverQuery(_LOOKUP.where(TK.token_hash == bindparam("token_hash")))
 
 
-async def authenticate_token(session: AsyncSession, *, token: str) -> Principal | None:
-    """The active admin owning an unrevoked ``token``, or None. One statement."""
-    row = (await execute_core(session, _AUTHENTICATE, {"token_hash": hash_token(token)})).first()
+async def authenticate_token(
+    session: AsyncSession, *, token: str, connection: AsyncConnection | None = None
+) -> Principal | None:
+    """The active admin owning an unrevoked ``token``, or None. One statement, on ``session``'s
+    connection (``connection`` when the caller has it already: asking the session again cost a
+    greenlet switch and its transaction's lookup)."""
+    if connection is None:
+        connection = await session.connection()
+    row = await _AUTHENTICATE.first(connection, {"token_hash": hash_token(token)})
     return None if row is None else _principal(row)
 
 

@@ -1,0 +1,125 @@
+"""The token lookup on the driver's own connection (``db.driver_query``): the same row as
+SQLAlchemy's path, SQLAlchemy's path wherever the driver's would differ, and SQLAlchemy's
+errors when the driver fails."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from sqlalchemy import bindparam, exc, func, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from db.driver_query import DriverQuery
+from db.engine import session_factory
+from db.models import Admin, ApiToken
+from db.queries.admins import _AUTHENTICATE, authenticate_token, hash_token, issue_token
+from tests.conftest import NOW, Api, postgresql_only
+from tests.helpers import Factory
+
+AD = Admin.__table__.c  # type: ignore[attr-defined]
+TK = ApiToken.__table__.c  # type: ignore[attr-defined]
+AUTOCOMMIT = {"isolation_level": "AUTOCOMMIT"}
+
+
+@pytest.fixture
+async def token(api: Api) -> str:
+    factory = Factory(api.engine)
+    partner = await factory.partner("Acme Partners", "acme.example")
+    admin = await factory.admin(partner, "full@acme.example", "FULL_ADMIN", name="Fiona Full")
+    async with session_factory(api.engine)() as session:
+        token = await issue_token(session, admin_id=admin, now=NOW)
+        await session.commit()
+    return token
+
+
+class SqlAlchemyPath:
+    """Counts the statements that went through ``AsyncConnection.execute``."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.calls = 0
+        original = AsyncConnection.execute
+
+        async def execute(connection: AsyncConnection, *args: Any, **kwargs: Any) -> Any:
+            self.calls += 1
+            return await original(connection, *args, **kwargs)
+
+        monkeypatch.setattr(AsyncConnection, "execute", execute)
+
+
+async def query_connection(session: Any, backend: str) -> AsyncConnection:
+    """The connection as a query's request takes it (``graph.app``)."""
+    options = AUTOCOMMIT if backend == "postgresql" else {}
+    return await session.connection(execution_options=options)
+
+
+async def test_driver_path_gives_sqlalchemys_row(
+    api: Api, token: str, backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given
+    params = {"token_hash": hash_token(token)}
+    async with session_factory(api.engine)() as session:
+        connection = await query_connection(session, backend)
+        expected = (await connection.execute(_AUTHENTICATE.statement, params)).first()
+        sqlalchemy_path = SqlAlchemyPath(monkeypatch)
+
+        # when
+        with api.counter.counting() as statements:
+            row = await _AUTHENTICATE.first(connection, params)
+            missing = await _AUTHENTICATE.first(connection, {"token_hash": hash_token("nope")})
+
+    # then: the same values, without SQLAlchemy's execution, and the engine's listeners saw
+    # both statements
+    assert expected is not None
+    assert tuple(row) == tuple(expected)
+    assert missing is None
+    assert sqlalchemy_path.calls == 0
+    assert len(statements) == 2 and all("api_token" in s for s in statements)
+
+
+@postgresql_only  # SQLite's reads open no transaction on either path
+async def test_a_transactions_first_statement_takes_sqlalchemys_path(
+    api: Api, token: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given: a mutation's connection on PostgreSQL (SQLAlchemy sends BEGIN before the lookup)
+    sqlalchemy_path = SqlAlchemyPath(monkeypatch)
+    async with session_factory(api.engine)() as session:
+        connection = await session.connection()
+
+        # when
+        principal = await authenticate_token(session, token=token)
+
+        # then
+        assert principal is not None and principal.email == "full@acme.example"
+        assert sqlalchemy_path.calls == 1
+        assert connection.sync_connection is not None
+        assert connection.sync_connection.connection.dbapi_connection._transaction is not None
+
+
+async def test_a_driver_failure_raises_sqlalchemys_error(
+    api: Api, token: str, backend: str
+) -> None:
+    # given: the request's driver connection closed under it (a server restart)
+    async with session_factory(api.engine)() as session:
+        connection = await query_connection(session, backend)
+        assert connection.sync_connection is not None
+        adapter = connection.sync_connection.connection.dbapi_connection
+        await adapter.driver_connection.close()
+
+        # when / then: as SQLAlchemy's path raised it, the connection invalidated
+        with pytest.raises(exc.DBAPIError):
+            await authenticate_token(session, token=token)
+        assert connection.invalidated
+
+
+def test_a_statement_sqlalchemy_would_process_is_left_to_it(api: Api, backend: str) -> None:
+    # given: a column whose type converts what the driver returns (a Boolean on SQLite)
+    statement = select(AD.active, func.count()).where(AD.id == bindparam("id")).group_by(AD.id)
+    query = DriverQuery(statement)
+
+    # when
+    compiled = query._compile(api.engine.dialect)
+
+    # then: SQLite's Boolean has a result processor; PostgreSQL's driver returns a bool
+    assert (compiled is None) == (backend == "sqlite")
+    assert _AUTHENTICATE._compile(api.engine.dialect) is not None
