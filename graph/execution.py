@@ -260,11 +260,18 @@ class PlainFieldExecutionContext(StrawberryGraphQLCoreExecutionContext):
     ) -> tuple[Callable[..., Any], tuple[Any, ...]] | None:
         """How ``_fast_object`` answers this selection on this type: the compiled completer of
         its shape and the children's (type, sub-selection) it is given; None when it cannot
-        answer it. Made once per request like ``collect_subfields``."""
+        answer it. Made once per request like ``collect_subfields``, and kept for later
+        requests of the same operation when it has no directive (``_shared_plans``)."""
         key = (object_type, id(field_details_list))
         cached = self._object_plans.get(key)
         if cached is not None:
             return cached[1]
+        shared = _shared_plans(self.operation, self.fragments)
+        node_ids = (object_type, *[id(details.node) for details in field_details_list])
+        if shared is not None and node_ids in shared:
+            plan = shared[node_ids]
+            self._object_plans[key] = (field_details_list, plan)
+            return plan
         entries = self._make_object_plan(object_type, field_details_list)
         plan = None
         if entries is not None:
@@ -273,6 +280,8 @@ class PlainFieldExecutionContext(StrawberryGraphQLCoreExecutionContext):
             plan = (_completer(shape), children)
         # The list is kept alive with the plan so that its id is not reused in this request.
         self._object_plans[key] = (field_details_list, plan)
+        if shared is not None:
+            shared[node_ids] = plan
         return plan
 
     def _make_object_plan(
@@ -320,6 +329,41 @@ class PlainFieldExecutionContext(StrawberryGraphQLCoreExecutionContext):
         except Exception as raw_error:
             self.handle_field_error(raw_error, return_type, field_details_list, path)
             return None
+
+
+# Object plans shared by every request of an operation without directives, by (type, the ids of
+# the field nodes selecting it): what ``collect_subfields`` collects for those nodes then
+# depends on the document alone, not on the variables (``@skip``/``@include``) nor ``@defer``.
+# The documents themselves are kept parsed (``graph.documents``), so a later request of the
+# same document meets the same nodes; making the plans again took about 100 us of the customer
+# detail's request (issue 17). Per operation (by id): the operation and its fragments, kept
+# alive with its plans so that the ids of their nodes name them, and its plans (None when a
+# selection carries a directive). At most ``_MAX_OPERATIONS`` operations are kept.
+_OPERATIONS: dict[int, tuple[Any, Any, dict[tuple[Any, ...], Any] | None]] = {}
+_MAX_OPERATIONS = 256
+
+
+def _shared_plans(operation: Any, fragments: Any) -> dict[tuple[Any, ...], Any] | None:
+    found = _OPERATIONS.get(id(operation))
+    if found is not None and found[0] is operation:
+        return found[2]
+    fixed = not any(_directed(node) for node in (operation, *fragments.values()))
+    if len(_OPERATIONS) >= _MAX_OPERATIONS:
+        _OPERATIONS.clear()
+    plans: dict[tuple[Any, ...], Any] | None = {} if fixed else None
+    _OPERATIONS[id(operation)] = (operation, fragments, plans)
+    return plans
+
+
+def _directed(node: Any) -> bool:
+    """Whether a selection below ``node`` (an operation or a fragment) carries a directive."""
+    selection_set = getattr(node, "selection_set", None)
+    if selection_set is None:
+        return False
+    for selection in selection_set.selections:
+        if selection.directives or _directed(selection):
+            return True
+    return False
 
 
 _PLAIN, _AHEAD, _ATTR, _TYPENAME = "plain", "ahead", "attr", "__typename"

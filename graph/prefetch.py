@@ -15,6 +15,7 @@ answers correctly; prefetching only changes how many awaitables there are, never
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
@@ -111,8 +112,28 @@ def below(info: Any, *path: str) -> list[Picked]:
     reads; for the customer detail's 51 fields that took about 90 us of each request, this
     walk about 15."""
     raw = getattr(info, "_raw_info", info)  # Strawberry's Info wraps graphql-core's
-    fields = _picked(raw.field_nodes, raw.fragments)
-    return selected([inner for field in fields for inner in field.selections], *path)
+    nodes = raw.field_nodes
+    key = (*path, *[id(node) for node in nodes])
+    found = _BELOW.get(key)
+    kept = found[0] if found is not None else ()
+    if found is not None and len(kept) == len(nodes) and all(map(operator.is_, kept, nodes)):
+        return list(found[1])
+    fields = _picked(nodes, raw.fragments)
+    level = selected([inner for field in fields for inner in field.selections], *path)
+    if len(_BELOW) >= _MAX_BELOW:
+        _BELOW.clear()
+    _BELOW[key] = (list(nodes), level)
+    return list(level)
+
+
+# ``below``'s answers by (path, the ids of the field nodes): the documents are kept parsed
+# (``graph.documents``), so every request of a document meets the same nodes, and what is
+# selected below a node (fragments included: they are the node's own document's) never changes.
+# The nodes are kept with the answer (their ids cannot name other nodes while it is kept) and
+# compared by identity; a ``Picked`` is never changed once made, and each caller gets its own
+# list. Walking the customer detail's 51 fields took about 50 us of its request.
+_BELOW: dict[tuple[Any, ...], tuple[list[Any], list[Picked]]] = {}
+_MAX_BELOW = 512
 
 
 async def prefetch(
