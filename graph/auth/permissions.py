@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import casbin
 
@@ -103,6 +103,9 @@ class Authorizer:
         self._cache: dict[tuple[str, int, str, str], ScopeKind | None] = {}
         self._grants: dict[tuple[int, int], list[str]] = {}
         self._scopes: dict[tuple[str, int, int, Obj, Act], Scope | None] = {}
+        # What callers work out from these policies' scopes alone (``graph.detail``'s plans),
+        # by their own keys: forgotten with the policies.
+        self.derived: dict[Any, Any] = {}
         self.version = version
 
     @property
