@@ -17,7 +17,7 @@ caller's scope, as ``customers_by_ids`` reads it.
 
 from __future__ import annotations
 
-import operator
+import weakref
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -98,24 +98,24 @@ _MAX_PLANS = 1024
 def _plans(ctx: Context, selection: Sequence[Picked]) -> tuple[DetailPlan, Plans, dict[str, Plans]]:
     """``_make_plans``, kept until the policies change (``Authorizer.derived``) per caller's
     role, admin and partner (all its scopes depend on) and selection: the selections ``below``
-    gives are the same objects for every request of a document (kept with the answer and
-    compared by identity). Making them took ~60-80 us of each detail request."""
+    gives are the same objects for every request of a document (held weakly here and compared
+    by identity). Making them took ~60-80 us of each detail request."""
     derived = ctx.services.authorizer.derived
     principal = ctx.principal
     key = ("detail", principal.role, principal.admin_id, principal.partner_id, *map(id, selection))
     found = derived.get(key)
-    kept = found[0] if found is not None else ()
-    if (
-        found is not None
-        and len(kept) == len(selection)
-        and all(map(operator.is_, kept, selection))
-    ):
+    refs = found[0] if found is not None else ()
+    if found is not None and len(refs) == len(selection) and _same(refs, selection):
         return found[1]
     made = _make_plans(ctx, selection)
     if len(derived) >= _MAX_PLANS:
         derived.clear()
-    derived[key] = (list(selection), made)
+    derived[key] = ([weakref.ref(picked) for picked in selection], made)
     return made
+
+
+def _same(refs: Sequence[weakref.ref[Picked]], selection: Sequence[Picked]) -> bool:
+    return all(ref() is picked for ref, picked in zip(refs, selection, strict=True))
 
 
 def _make_plans(

@@ -67,6 +67,7 @@ from strawberry.types.base import StrawberryObjectDefinition
 from strawberry.types.field import StrawberryField
 
 import graph.settle  # noqa: F401  (siblings settle instead of being cancelled)
+from graph.memo import operation_memo
 from graph.types.scalars import DATE_TIME
 
 AHEAD = "ahead"
@@ -331,28 +332,24 @@ class PlainFieldExecutionContext(StrawberryGraphQLCoreExecutionContext):
             return None
 
 
-# Object plans shared by every request of an operation without directives, by (type, the ids of
-# the field nodes selecting it): what ``collect_subfields`` collects for those nodes then
-# depends on the document alone, not on the variables (``@skip``/``@include``) nor ``@defer``.
-# The documents themselves are kept parsed (``graph.documents``), so a later request of the
-# same document meets the same nodes; making the plans again took about 100 us of the customer
-# detail's request (issue 17). Per operation (by id): the operation and its fragments, kept
-# alive with its plans so that the ids of their nodes name them, and its plans (None when a
-# selection carries a directive). At most ``_MAX_OPERATIONS`` operations are kept.
-_OPERATIONS: dict[int, tuple[Any, Any, dict[tuple[Any, ...], Any] | None]] = {}
-_MAX_OPERATIONS = 256
-
-
 def _shared_plans(operation: Any, fragments: Any) -> dict[tuple[Any, ...], Any] | None:
-    found = _OPERATIONS.get(id(operation))
-    if found is not None and found[0] is operation:
-        return found[2]
+    """The object plans shared by every request of ``operation`` (``graph.memo``), by (type,
+    the ids of the field nodes selecting it); None when a selection of the operation or its
+    fragments carries a directive. Without one, what ``collect_subfields`` collects for those
+    nodes depends on the document alone, not on the variables (``@skip``/``@include``) nor on
+    ``@defer``. Making the plans again took about 100 us of the customer detail's request
+    (issue 17)."""
+    memo = operation_memo(operation)
+    try:
+        return memo[_PLANS_KEY]
+    except KeyError:
+        pass
     fixed = not any(_directed(node) for node in (operation, *fragments.values()))
-    if len(_OPERATIONS) >= _MAX_OPERATIONS:
-        _OPERATIONS.clear()
-    plans: dict[tuple[Any, ...], Any] | None = {} if fixed else None
-    _OPERATIONS[id(operation)] = (operation, fragments, plans)
+    plans = memo[_PLANS_KEY] = {} if fixed else None
     return plans
+
+
+_PLANS_KEY = "execution.object_plans"
 
 
 def _directed(node: Any) -> bool:
