@@ -1,4 +1,4 @@
-"""The detail's statements are executed as text compiled once (``customer_detail._frozen``):
+"""The detail's statements are executed as text compiled once (``db.engine.frozen``):
 the text must be exactly the SQL of the statement it was made from, with the same parameters in
 the same order and the same result columns, on both drivers' dialects."""
 

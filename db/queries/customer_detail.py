@@ -35,16 +35,12 @@ from sqlalchemy import (
     any_,
     bindparam,
     cast,
-    column,
     func,
     select,
-    text,
 )
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine.interfaces import BindTyping
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from db.engine import execute_core
+from db.engine import execute_core, frozen
 from db.models import Admin, Customer, Invoice, LicenseLine, Order, Tag
 from db.queries.customer_children import (
     _A,
@@ -292,28 +288,6 @@ def _maker(part: _Part) -> Callable[[list[Any]], list[Any]]:
     return found
 
 
-def _frozen(dialect: str, statement: Any) -> Any:
-    """``statement`` compiled once into text, with its typed parameters and result columns.
-
-    SQLAlchemy looks a statement's compiled form up by its cache key on every execution, and
-    hashing the detail's key (a tuple of every element of its tree) cost about 100 us of CPU a
-    request; a text's key is its string (whose hash Python keeps) and its parameters. The text
-    is the statement's own SQL, named parameters rendered without casts: the driver's dialect
-    renders it back exactly as it renders the statement (``tests/test_detail_statement.py``),
-    with the same parameter processing (the parameters keep their types) and the same result
-    processing (the columns keep theirs)."""
-    named = (postgresql if dialect == "postgresql" else sqlite).dialect(paramstyle="named")
-    named.bind_typing = BindTyping.NONE
-    compiled = statement.compile(dialect=named)
-    binds: dict[str, Any] = {}
-    for bind in compiled.binds.values():
-        name = compiled.bind_names[bind]
-        value = None if bind.required else bind.effective_value
-        binds[name] = bindparam(name, value, type_=bind.type, required=bind.required)
-    columns = [column(c.name, c.type) for c in statement.selected_columns]
-    return text(compiled.string).bindparams(*binds.values()).columns(*columns)
-
-
 def _scoped_select(dialect: str, plan: DetailPlan, scope: Scope) -> Any:
     customer_id = bindparam("customer_id", type_=Integer)
     return _statement(dialect, plan, True).where(scope.customers(), C.id == customer_id)
@@ -325,8 +299,8 @@ def _scoped_statement(dialect: str, plan: DetailPlan, scope: Scope) -> Any:
     scope: a statement built per request made SQLAlchemy walk its whole tree for the cache key
     of its compiled form each time (0.8 ms a request, issue 17's profile). ``Scope`` compares by
     partner, assigned admin and plan hint, so one is kept per caller's reach, not per request.
-    Frozen into text (``_frozen``)."""
-    return _frozen(dialect, _scoped_select(dialect, plan, scope))
+    Frozen into text (``db.engine.frozen``)."""
+    return frozen(dialect, _scoped_select(dialect, plan, scope))
 
 
 Make = Callable[[list[Any]], list[Any]]
@@ -396,8 +370,8 @@ async def customer_detail(
 
 @lru_cache(maxsize=256)
 def _page_statement(dialect: str, plan: DetailPlan, scope: Scope) -> Any:
-    """``_page_select`` frozen into text (``_frozen``)."""
-    return _frozen(dialect, _page_select(dialect, plan, scope))
+    """``_page_select`` frozen into text (``db.engine.frozen``)."""
+    return frozen(dialect, _page_select(dialect, plan, scope))
 
 
 def _page_select(dialect: str, plan: DetailPlan, scope: Scope) -> Any:
