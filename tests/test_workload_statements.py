@@ -104,6 +104,7 @@ async def test_the_relationship_statements_answer_what_the_loaders_answer(
         return [], [], [f for f in parts if any(s.name == f for s in fields)]
 
     monkeypatch.setattr(detail, "_plan", to_the_loaders)
+    monkeypatch.setattr(detail, "_plans", detail._make_plans)  # not the plans kept from above
     loaded_nodes, loaded_details, loaded_statements = await answers()
     assert all(count > 10 for count in loaded_statements)  # the loaders did answer
     assert loaded_nodes == nodes

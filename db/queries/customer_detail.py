@@ -40,7 +40,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from db.engine import execute_core
+from db.engine import execute_core, frozen
 from db.models import Admin, Customer, Invoice, LicenseLine, Order, Tag
 from db.queries.customer_children import (
     _A,
@@ -288,14 +288,19 @@ def _maker(part: _Part) -> Callable[[list[Any]], list[Any]]:
     return found
 
 
+def _scoped_select(dialect: str, plan: DetailPlan, scope: Scope) -> Any:
+    customer_id = bindparam("customer_id", type_=Integer)
+    return _statement(dialect, plan, True).where(scope.customers(), C.id == customer_id)
+
+
 @lru_cache(maxsize=256)
 def _scoped_statement(dialect: str, plan: DetailPlan, scope: Scope) -> Any:
     """``_statement`` for one customer (``customer_id``) within ``scope``, built once per plan and
     scope: a statement built per request made SQLAlchemy walk its whole tree for the cache key
     of its compiled form each time (0.8 ms a request, issue 17's profile). ``Scope`` compares by
-    partner, assigned admin and plan hint, so one is kept per caller's reach, not per request."""
-    customer_id = bindparam("customer_id", type_=Integer)
-    return _statement(dialect, plan, True).where(scope.customers(), C.id == customer_id)
+    partner, assigned admin and plan hint, so one is kept per caller's reach, not per request.
+    Frozen into text (``db.engine.frozen``)."""
+    return frozen(dialect, _scoped_select(dialect, plan, scope))
 
 
 Make = Callable[[list[Any]], list[Any]]
@@ -365,6 +370,11 @@ async def customer_detail(
 
 @lru_cache(maxsize=256)
 def _page_statement(dialect: str, plan: DetailPlan, scope: Scope) -> Any:
+    """``_page_select`` frozen into text (``db.engine.frozen``)."""
+    return frozen(dialect, _page_select(dialect, plan, scope))
+
+
+def _page_select(dialect: str, plan: DetailPlan, scope: Scope) -> Any:
     """``_statement`` for the customers ``ids`` within ``scope``: the ids as one array
     (PostgreSQL) or one JSON text (SQLite), so the text is the same for every page size and one
     prepared statement serves them all (as ``db.queries.customers._Batch``)."""
