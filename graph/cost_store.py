@@ -177,12 +177,26 @@ class RedisStore:
 
 class Lease:
     """Points an instance took from the store ahead of its requests, spent here until
-    ``until``; ``level`` is what the store held after the take (for ``currentlyAvailable``)."""
+    ``until``. ``shown`` is the token's level as one bucket would have it at ``stamp`` (the
+    store's level plus the lease), refilled and spent here like ``CostLimiter``'s buckets, for
+    ``currentlyAvailable``: two requests of the same cost a moment apart report the same level,
+    as they did when each went to the store."""
 
-    __slots__ = ("level", "points", "until")
+    __slots__ = ("points", "shown", "stamp", "until")
 
     def __init__(self, points: float, until: float, level: float) -> None:
-        self.points, self.until, self.level = points, until, level
+        self.points, self.until = points, until
+        self.shown, self.stamp = level + points, time.monotonic()
+
+    def level(self) -> float:
+        """The store's level the lease was last told of (``shown`` without the lease)."""
+        return self.shown - self.points
+
+    def spend(self, cost: int, capacity: float, rate: float, now: float) -> float:
+        self.points -= cost
+        self.shown = min(capacity, self.shown + (now - self.stamp) * rate) - cost
+        self.stamp = now
+        return self.shown
 
 
 class SharedBudget:
@@ -226,8 +240,7 @@ class SharedBudget:
                 return self.local.take(token_id, cost)
             held = self._leases.get(token_id)
             if held is not None and held.until > now and held.points >= cost:
-                held.points -= cost
-                return True, held.level + held.points, 0.0
+                return True, held.spend(cost, self.capacity, self.rate, now), 0.0
             pending = self._trips.get(token_id)
             if pending is None:
                 break
@@ -267,7 +280,7 @@ class SharedBudget:
             # ``need + extra`` gives back up to ``points - cost - extra``; the sweep gives back
             # the lease kept here, so keeping it all may give those points back twice).
             if held is not None and (kept := min(points, cost + extra)) > 0:
-                self._keep(token_id, kept, held.until, held.level)
+                self._keep(token_id, kept, held.until, held.level())
             raise
         if not granted:
             if held is not None:  # still the token's: spent by a later request, or given back
@@ -295,6 +308,7 @@ class SharedBudget:
         else:  # another request's lease meanwhile: one lease, the later expiry
             held.points += points
             held.until = max(held.until, until)
+            held.shown, held.stamp = level + held.points, time.monotonic()
         if self._sweep is None:
             loop = asyncio.get_running_loop()
             self._sweep = loop.call_later(LEASE_SECONDS, self._start_sweep)
