@@ -105,18 +105,31 @@ class PartnerHub:
         second connection per request could wait forever on a pool that requests like this one
         hold entirely (SQLite's pool has 4 connections and no overflow)."""
         services = await self.start()
-        if services.authorizer.version == version:
+        authorizer = services.authorizer
+        if not _newer(version, authorizer.version):
             return
         async with self._lock:
-            if services.authorizer.version != version:
+            if _newer(version, authorizer.version):
                 lines, current = await load_policies(session)
-                services.authorizer.replace_policies(lines, current)
+                # Never backwards: on SQLite the request reads the snapshot its token lookup
+                # opened, which a change this process has loaded since may postdate; loading
+                # it would hand the older policies to the requests already on the newer ones.
+                if _newer(current, authorizer.version):
+                    authorizer.replace_policies(lines, current)
 
     async def stop(self) -> None:
         if self.services is not None:
             await self.services.limiter.close()
         if self._own_engine:
             await self.engine.dispose()
+
+
+def _newer(version: str, than: str) -> bool:
+    """Whether policy ``version`` is later than ``than`` (``db.queries.policies`` counts them
+    up from 0; any other text is simply a different version)."""
+    if version.isdigit() and than.isdigit():
+        return int(version) > int(than)
+    return version != than
 
 
 def unauthorized(message: str) -> JSONResponse:

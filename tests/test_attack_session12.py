@@ -9,10 +9,10 @@ from typing import Any
 
 from sqlalchemy import update
 
-from db.engine import session_factory
+from db.engine import read_from_one_snapshot, session_factory
 from db.models import Admin
 from db.queries.admins import revoke_token
-from db.queries.policies import add_policy_line, remove_policy_line
+from db.queries.policies import add_policy_line, load_policies, remove_policy_line
 from graph.ids import to_global_id
 from tests.conftest import NOW, Api
 from tests.helpers import Factory, data_of, post_graphql, token_for
@@ -202,3 +202,26 @@ async def test_odd_authorization_headers_get_their_401(uncached_api: Api) -> Non
         "/graphql", params={"extensions": '{"persistedQuery":{"version":1,"sha256Hash":"00"}}'}
     )
     assert response.status_code == 401, response.text
+
+
+async def test_an_older_snapshot_never_rolls_the_policies_back(uncached_api: Api) -> None:
+    """On SQLite a request reads one snapshot, its token lookup included: one that began before
+    a policy change and syncs after this process learned it must not load its older policies
+    into the process's authorizer, under the feet of the requests already on the new ones (a
+    revoked permission granted again to them until the next sync)."""
+    api = uncached_api
+    _, _, _, customer = await _world(api)
+    await _lines(api, [CUSTOMER_READ, SUBSCRIPTION_READ])
+    assert len((await _detail(api, "auditor@acme.example", customer))["subscriptions"]) == 1
+    hub = api.client._transport.app.state.hub  # type: ignore[attr-defined]
+    async with hub.sessions() as old:
+        read_from_one_snapshot(old)
+        _, before = await load_policies(old)  # the older request's snapshot opens here
+        await _lines(api, [], [SUBSCRIPTION_READ])  # committed after it began
+        # A newer request learns the change first.
+        assert (await _detail(api, "auditor@acme.example", customer))["subscriptions"] == []
+        after = hub.services.authorizer.version
+        assert int(after) > int(before)
+        await hub.sync_policies(before, old)  # the older request syncs now
+        assert hub.services.authorizer.version == after
+    assert (await _detail(api, "auditor@acme.example", customer))["subscriptions"] == []
