@@ -118,7 +118,10 @@ class PostgresStore:
                         self.dsn.render_as_string(hide_password=False),
                         min_size=0,
                         max_size=self.size,
-                        max_inactive_connection_lifetime=60,
+                        # With leases a busy process makes a trip a second or so per token;
+                        # a connection idle for 10 s goes (a pool left unclosed held its two
+                        # for a minute: the test suite's PostgreSQL ran out of connections).
+                        max_inactive_connection_lifetime=10,
                         timeout=STORE_TIMEOUT,
                         command_timeout=STORE_TIMEOUT,
                         # Every request commits a spend; waiting for its WAL flush held the
