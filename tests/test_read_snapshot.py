@@ -18,15 +18,16 @@ from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-import aiosqlite
-import pytest
 from sqlalchemy import event
 from sqlalchemy.util import await_only
 
 from db.versioning import WRITE_LOCK
 from tests.conftest import Api, sqlite_only
 from tests.helpers import Factory, data_of, post_graphql, token_for
+from tests.test_sqlite_driver import trips
 from tests.test_tags import CREATE_TAG
+
+__all__ = ["trips"]  # a fixture, used by name
 
 FULL = "full@acme.example"
 DIRECTORY = "query Directory { customers(first: 50) { totalCount nodes { name } } }"
@@ -167,20 +168,6 @@ async def test_a_mutation_new_to_the_server_ends_its_snapshot_before_it_writes(
     assert writes == [WRITE_LOCK]
     listed = data_of(await post_graphql(api, DIRECTORY, token=token))["customers"]
     assert listed["nodes"] == [{"name": "Late"}]
-
-
-@pytest.fixture
-def trips(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
-    """Every call queued to an aiosqlite connection's thread."""
-    calls: list[Any] = []
-    original = aiosqlite.Connection._execute
-
-    async def counted(self: aiosqlite.Connection, fn: Any, *args: Any, **kwargs: Any) -> Any:
-        calls.append(fn)
-        return await original(self, fn, *args, **kwargs)
-
-    monkeypatch.setattr(aiosqlite.Connection, "_execute", counted)
-    return calls
 
 
 @sqlite_only
