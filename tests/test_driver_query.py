@@ -4,16 +4,18 @@ errors when the driver fails."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import bindparam, exc, func, select
+from sqlalchemy import bindparam, exc, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from db.driver_query import DriverQuery
 from db.engine import session_factory
 from db.models import Admin, ApiToken
 from db.queries.admins import _AUTHENTICATE, authenticate_token, hash_token, issue_token
+from db.types import UTCDateTime
 from tests.conftest import NOW, Api, postgresql_only
 from tests.helpers import Factory
 
@@ -112,14 +114,47 @@ async def test_a_driver_failure_raises_sqlalchemys_error(
         assert connection.invalidated
 
 
-def test_a_statement_sqlalchemy_would_process_is_left_to_it(api: Api, backend: str) -> None:
-    # given: a column whose type converts what the driver returns (a Boolean on SQLite)
-    statement = select(AD.active, func.count()).where(AD.id == bindparam("id")).group_by(AD.id)
+async def test_processed_parameters_and_columns_get_sqlalchemys_processors(
+    api: Api, token: str, backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given: a typed parameter (UTCDateTime, a TypeDecorator) and columns SQLAlchemy converts
+    # (a Boolean and UTCDateTimes, stored as integers and text on SQLite)
+    since = bindparam("since", type_=UTCDateTime())
+    statement = select(AD.email, AD.active, AD.created_at, TK.created_at, TK.revoked_at).join(
+        ApiToken, TK.admin_id == AD.id
+    )
+    statement = statement.where(TK.created_at >= since, TK.token_hash == bindparam("h"))
     query = DriverQuery(statement)
+    params = {"since": NOW - timedelta(days=1), "h": hash_token(token)}
+    async with session_factory(api.engine)() as session:
+        connection = await query_connection(session, backend)
+        expected = (await connection.execute(statement, params)).all()
+        sqlalchemy_path = SqlAlchemyPath(monkeypatch)
+
+        # when
+        rows = await query.all(connection, params)
+        first = await query.first(connection, params)
+        none = await query.all(connection, {**params, "since": NOW + timedelta(days=1)})
+
+    # then: the very values SQLAlchemy's path gave (types included), without its execution
+    assert len(expected) == 1
+    assert [tuple(row) for row in rows] == [tuple(row) for row in expected]
+    assert [type(v) for v in rows[0]] == [type(v) for v in expected[0]]
+    assert rows[0][1] is True and rows[0][2].tzinfo is not None
+    assert first == rows[0]
+    assert none == []
+    assert sqlalchemy_path.calls == 0
+
+
+def test_a_statement_with_expanding_parameters_is_left_to_sqlalchemy(
+    api: Api, backend: str
+) -> None:
+    # given: an IN list, which SQLAlchemy expands into one parameter per value when it runs
+    statement = select(AD.id).where(AD.id.in_(bindparam("ids", expanding=True)))
 
     # when
-    compiled = query._compile(api.engine.dialect)
+    compiled = DriverQuery(statement)._compile(api.engine.dialect)
 
-    # then: SQLite's Boolean has a result processor; PostgreSQL's driver returns a bool
-    assert (compiled is None) == (backend == "sqlite")
+    # then
+    assert compiled is None
     assert _AUTHENTICATE._compile(api.engine.dialect) is not None

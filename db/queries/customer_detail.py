@@ -40,7 +40,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from db.engine import execute_core, frozen
+from db.driver_query import DriverQuery
+from db.engine import frozen
 from db.models import Admin, Customer, Invoice, LicenseLine, Order, Tag
 from db.queries.customer_children import (
     _A,
@@ -355,16 +356,21 @@ def _decode(found: Any, width: int, plan: DetailPlan) -> Detail:
     return Detail(row=row, parts=parts, children=children)
 
 
+@lru_cache(maxsize=256)
+def _scoped_query(dialect: str, plan: DetailPlan, scope: Scope) -> DriverQuery:
+    """``_scoped_statement`` run on the driver's connection (``db.driver_query``)."""
+    return DriverQuery(_scoped_statement(dialect, plan, scope))
+
+
 async def customer_detail(
     session: AsyncSession, *, scope: Scope, id: int, now: datetime, plan: DetailPlan
 ) -> Detail | None:
     """The customer ``id`` within ``scope`` and the parts ``plan`` names; None when the caller
     does not see it."""
     dialect = session.get_bind().dialect.name
-    stmt = _scoped_statement(dialect, plan, scope)
+    query = _scoped_query(dialect, plan, scope)
     params = {"partner_id": scope.partner_id, "now": now, "customer_id": id}
-    result = await execute_core(session, stmt, params)
-    found = result.first()
+    found = await query.first(await session.connection(), params)
     return None if found is None else _decode(found, len(CUSTOMER_COLUMNS), plan)
 
 
@@ -372,6 +378,12 @@ async def customer_detail(
 def _page_statement(dialect: str, plan: DetailPlan, scope: Scope) -> Any:
     """``_page_select`` frozen into text (``db.engine.frozen``)."""
     return frozen(dialect, _page_select(dialect, plan, scope))
+
+
+@lru_cache(maxsize=256)
+def _page_query(dialect: str, plan: DetailPlan, scope: Scope) -> DriverQuery:
+    """``_page_statement`` run on the driver's connection (``db.driver_query``)."""
+    return DriverQuery(_page_statement(dialect, plan, scope))
 
 
 def _page_select(dialect: str, plan: DetailPlan, scope: Scope) -> Any:
@@ -394,5 +406,5 @@ async def customers_parts(
     dialect = session.get_bind().dialect.name
     keys: Any = list(ids) if dialect == "postgresql" else orjson.dumps(list(ids)).decode()
     params = {"ids": keys, "partner_id": scope.partner_id, "now": now}
-    result = await execute_core(session, _page_statement(dialect, plan, scope), params)
-    return {found[0]: _decode(found, 1, plan) for found in result}
+    rows = await _page_query(dialect, plan, scope).all(await session.connection(), params)
+    return {found[0]: _decode(found, 1, plan) for found in rows}
