@@ -17,7 +17,7 @@ from db.models import Admin, ApiToken
 from db.queries.admins import _AUTHENTICATE, authenticate_token, hash_token, issue_token
 from db.types import UTCDateTime
 from tests.conftest import NOW, Api, postgresql_only
-from tests.helpers import Factory
+from tests.helpers import Factory, data_of, post_graphql, token_for
 
 AD = Admin.__table__.c  # type: ignore[attr-defined]
 TK = ApiToken.__table__.c  # type: ignore[attr-defined]
@@ -158,3 +158,48 @@ def test_a_statement_with_expanding_parameters_is_left_to_sqlalchemy(
     # then
     assert compiled is None
     assert _AUTHENTICATE._compile(api.engine.dialect) is not None
+
+
+DIRECTORY = """query {
+  customers(first: 10) {
+    nodes { id name createdAt statuses tags { name }
+      subscriptions { subscriptionId startDate licenses { product purchased } }
+      partnerAdmins { role admin { name } } }
+  }
+}"""
+DETAIL = """query($id: ID!) {
+  customer(id: $id) { name lastAdminSignInAt
+    subscriptions { subscriptionId endDate licenses { product } }
+    partnerAdmins { admin { email } } }
+}"""
+
+
+async def test_directory_and_detail_reads_take_the_drivers_path(
+    uncached_api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given: a customer with a subscription and an assigned admin
+    api = uncached_api
+    f = Factory(api.engine)
+    partner = await f.partner("Acme Partners", "acme.example")
+    admin = await f.admin(partner, "full@acme.example", "FULL_ADMIN", name="Fiona Full")
+    token = await token_for(api, "full@acme.example")
+    customer = await f.customer(partner, "Alpha")
+    await f.subscription(customer)
+    await f.assign(customer, admin)
+    await post_graphql(api, DIRECTORY, token=token)  # the app has started, the document known
+    sqlalchemy_path = SqlAlchemyPath(monkeypatch)
+
+    # when
+    with api.counter.counting() as statements:
+        page = data_of(await post_graphql(api, DIRECTORY, token=token))["customers"]["nodes"]
+        found = await post_graphql(api, DETAIL, {"id": page[0]["id"]}, token=token)
+
+    # then: every statement (token lookups, the page, its relationships, the detail) ran on
+    # the driver, the engine's listeners saw each, and the answers carry the converted values
+    assert sqlalchemy_path.calls == 0
+    assert len(statements) == 5
+    assert page[0]["subscriptions"][0]["licenses"] == [{"product": "MEETINGS", "purchased": 10}]
+    assert page[0]["partnerAdmins"] == [{"role": "FULL_ADMIN", "admin": {"name": "Fiona Full"}}]
+    detail = data_of(found)["customer"]
+    assert detail["name"] == "Alpha" and detail["lastAdminSignInAt"].endswith("+00:00")
+    assert detail["partnerAdmins"] == [{"admin": {"email": "full@acme.example"}}]

@@ -34,6 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql import Select
 
 from db import directory_counts
+from db.driver_query import driven_records
 from db.engine import execute_core
 from db.enums import CustomerStatus, SubscriptionKind, SubscriptionState
 from db.models import (
@@ -282,7 +283,7 @@ async def customers_page(
         params: dict[str, Any] = {"page_now": now}
         if after is not None:
             params["page_k0"], params["page_k1"] = after
-        rows = records(await execute_core(session, stmt, params))
+        rows = await driven_records(session, stmt, params)
     elif session.get_bind().dialect.name != "postgresql":
         rows = await _walked_rows(session, scope, walk, now, descending, after, first + 1)
     else:
@@ -495,7 +496,7 @@ async def _bounded_walk(
     params: dict[str, Any] = {"walk_now": now}
     if after is not None:
         params["after_k0"], params["after_k1"] = after
-    rows = records(await execute_core(session, stmt, params))
+    rows = await driven_records(session, stmt, params)
     if rows and rows[-1].walked == WALK_LIMIT:
         last = rows.pop()
         return rows, (last.k0, last.k1)
