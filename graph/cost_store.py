@@ -14,7 +14,8 @@ Several ``serve`` processes of one deployment share each token's budget, so a to
 
 When the shared store does not answer (Redis down, a timeout), a request is neither refused nor
 failed: each process falls back to its own in-process budget for ``RETRY_SECONDS`` and then tries
-the store again, logging ``cost_budget_degraded`` once per outage. Failing open this way keeps a
+the store again, logging ``cost_budget_degraded`` once per outage (and ``cost_budget_restored``
+once it answers again). Failing open this way keeps a
 Redis outage from becoming an API outage (the budget protects the database from one token's
 flood; it is not an authorization decision), while a token's spending stays bounded: at most
 ``cost_per_minute`` per instance.
@@ -229,6 +230,7 @@ class SharedBudget:
         self.rate = per_minute / 60.0
         self.lease = self.capacity * LEASE_FRACTION
         self._down_until = 0.0
+        self._outage = False  # logged as begun, not yet as ended
         self._leases: dict[int, Lease] = {}
         self._lean_until: dict[int, float] = {}  # tokens refused lately: no lease
         self._last_trip: dict[int, float] = {}  # tokens' last trips (monotonic seconds)
@@ -252,7 +254,10 @@ class SharedBudget:
             await asyncio.shield(pending)
         done = self._trips[token_id] = asyncio.get_running_loop().create_future()
         try:
-            return await self._trip(token_id, cost, now)
+            spent = await self._trip(token_id, cost, now)
+            if self._outage:
+                self._restored()
+            return spent
         except self.store.errors as error:
             self._degraded(error)
             return self.local.take(token_id, cost)
@@ -350,7 +355,10 @@ class SharedBudget:
         await asyncio.gather(*(returner() for _ in range(RETURNS)))
 
     def _degraded(self, error: BaseException) -> None:
-        if self._down_until == 0.0 or time.monotonic() >= self._down_until:
+        """Per-process budgets for ``RETRY_SECONDS``; logged once an outage, however long it
+        lasts (each retry that fails again is not a new one), and its end once (``_restored``)."""
+        if not self._outage:
+            self._outage = True
             log.warning(
                 "cost budget store unreachable: each process keeps its own budget",
                 extra={
@@ -361,6 +369,13 @@ class SharedBudget:
                 },
             )
         self._down_until = time.monotonic() + RETRY_SECONDS
+
+    def _restored(self) -> None:
+        self._outage = False
+        log.warning(
+            "cost budget store answering again: the deployment's budget is shared again",
+            extra={"event": "cost_budget_restored", "store": self.store.name},
+        )
 
     async def close(self) -> None:
         """Give every lease back (a restart must not strand them), then close the store."""

@@ -1,0 +1,81 @@
+"""A shared budget store's outage is logged once, however long it lasts, and its end once
+(graph/cost_store.py ``SharedBudget``): a Redis down for an hour logged a warning every
+``RETRY_SECONDS`` (720 lines) where operators want one line saying it began and one it ended."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+import graph.cost_store
+from graph.cost_store import SharedBudget, Spent
+
+
+class Flaky:
+    """A store in memory that raises while ``down``."""
+
+    name = "flaky"
+    errors = (ConnectionError,)
+
+    def __init__(self) -> None:
+        self.down = False
+        self.calls = 0
+
+    async def spend(self, token_id: int, cost: float, capacity: float, rate: float) -> Spent:
+        self.calls += 1
+        if self.down:
+            raise ConnectionError("store down")
+        return True, capacity - cost, 0.0
+
+    async def close(self) -> None:
+        return None
+
+
+def events(caplog: pytest.LogCaptureFixture) -> list[Any]:
+    return [getattr(r, "event", None) for r in caplog.records if getattr(r, "event", None)]
+
+
+async def test_an_outage_is_logged_once_and_its_end_once(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given: a budget over a store that goes down, retried at once after each failure
+    monkeypatch.setattr(graph.cost_store, "RETRY_SECONDS", 0.0)
+    store = Flaky()
+    budget = SharedBudget(store, 6_000)
+    try:
+        assert (await budget.spend(1, 10))[0]
+        store.down = True
+
+        # when: many requests meet the outage, each retrying the store
+        spent = [await budget.spend(token, 10) for token in range(2, 40)]
+        tried = store.calls
+        store.down = False
+        recovered = [await budget.spend(token, 10) for token in range(40, 45)]
+    finally:
+        await budget.close()
+
+    # then: every request was served (by the process's own budget meanwhile), the store was
+    # retried, and the log holds one line for the outage and one for its end
+    assert all(allowed for allowed, _, _ in spent + recovered)
+    assert tried > 30
+    assert events(caplog) == ["cost_budget_degraded", "cost_budget_restored"]
+
+
+async def test_a_second_outage_is_logged_again(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given
+    monkeypatch.setattr(graph.cost_store, "RETRY_SECONDS", 0.0)
+    store = Flaky()
+    budget = SharedBudget(store, 6_000)
+    try:
+        # when: down, up, down again (a token each: no lease spares a trip)
+        for token, down in enumerate((True, False, True, False)):
+            store.down = down
+            await budget.spend(token, 10)
+    finally:
+        await budget.close()
+
+    # then
+    assert events(caplog) == ["cost_budget_degraded", "cost_budget_restored"] * 2
