@@ -22,6 +22,7 @@ from starlette.applications import Starlette
 from db.settings import Settings
 from graph.app import create_app
 from tests.databases import Database, make_database, postgres_unreachable_reason
+from tests.leak_guard import nothing_left_running, record_apps_and_pools  # noqa: F401
 
 NOW = datetime(2026, 11, 26, tzinfo=UTC)
 BACKENDS = ["sqlite", "postgresql"]
