@@ -119,9 +119,9 @@ class PostgresStore:
                         self.dsn.render_as_string(hide_password=False),
                         min_size=0,
                         max_size=self.size,
-                        # With leases a busy process makes a trip a second or so per token;
-                        # a connection idle for 10 s goes (a pool left unclosed held its two
-                        # for a minute: the test suite's PostgreSQL ran out of connections).
+                        # With leases a busy process makes a trip a second or so per token, so
+                        # a connection idle for 10 s is not about to be used: it goes, leaving
+                        # PostgreSQL's connections (max_connections) to those in use.
                         max_inactive_connection_lifetime=10,
                         timeout=STORE_TIMEOUT,
                         command_timeout=STORE_TIMEOUT,

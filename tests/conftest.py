@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -17,10 +17,12 @@ import httpx
 import pytest
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.applications import Starlette
 
 from db.settings import Settings
 from graph.app import create_app
 from tests.databases import Database, make_database, postgres_unreachable_reason
+from tests.leak_guard import nothing_left_running, record_apps_and_pools  # noqa: F401
 
 NOW = datetime(2026, 11, 26, tzinfo=UTC)
 BACKENDS = ["sqlite", "postgresql"]
@@ -100,20 +102,49 @@ class Api:
 
 
 def make_settings(db: Database, **overrides: Any) -> Settings:
-    return Settings(database_url=db.url, now=NOW, secret_key="test-secret", **overrides)
+    return Settings(
+        **{"database_url": db.url, "now": NOW, "secret_key": "test-secret", **overrides}
+    )
 
 
-async def _api_over(db: Database, **overrides: Any) -> AsyncIterator[Api]:
-    settings = make_settings(db, **overrides)
-    app = create_app(settings, engine=db.engine)
-    counter = StatementCounter(db.engine)
-    transport = httpx.ASGITransport(app=app)
+@asynccontextmanager
+async def app_client(
+    settings: Settings, engine: AsyncEngine | None = None, base_url: str = "http://test"
+) -> AsyncIterator[tuple[Starlette, httpx.AsyncClient]]:
+    """An app and an HTTP client to it (through ASGI, so without its lifespan), the app's hub
+    stopped after whatever happens. Tests make their apps here (or run their lifespan): a hub
+    left running keeps its cost budget's pool, PostgreSQL connections of its own, and the
+    engine it made when given none (``_no_pool_left_open`` fails a test that leaks a pool)."""
+    app = create_app(settings, engine=engine)
     try:
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url=base_url) as client:
+            yield app, client
+    finally:
+        await app.state.hub.stop()
+
+
+@asynccontextmanager
+async def api_over(db: Database, **overrides: Any) -> AsyncIterator[Api]:
+    """The app over ``db`` with ``make_settings(db, **overrides)``, and its own counter."""
+    settings = make_settings(db, **overrides)
+    counter = StatementCounter(db.engine)
+    try:
+        async with app_client(settings, db.engine) as (_, client):
             yield Api(db=db, settings=settings, client=client, counter=counter)
     finally:
         counter.close()
-        await app.state.hub.stop()  # the shared cost budget's pool (the engine is the test's)
+
+
+@asynccontextmanager
+async def instance_beside(api: Api, **overrides: Any) -> AsyncIterator[Api]:
+    """Another instance over ``api``'s database (its settings but for ``overrides``, e.g. a
+    clock), sharing its statement counter and tokens."""
+    settings = api.settings.model_copy(update=overrides)
+    async with app_client(settings, api.engine) as (_, client):
+        yield Api(
+            db=api.db, settings=settings, client=client, counter=api.counter, tokens=api.tokens
+        )
 
 
 @pytest.fixture(scope="session")
@@ -130,7 +161,7 @@ async def fresh_database(
 async def api(fresh_database: Database) -> AsyncIterator[Api]:
     """An empty, migrated database and the app over it (each test starts from nothing)."""
     await fresh_database.empty()
-    async for value in _api_over(fresh_database):
+    async with api_over(fresh_database) as value:
         yield value
 
 
@@ -151,7 +182,7 @@ async def demo_database(
 
 @pytest.fixture
 async def demo_api(demo_database: Database) -> AsyncIterator[Api]:
-    async for value in _api_over(demo_database):
+    async with api_over(demo_database) as value:
         yield value
 
 
@@ -161,11 +192,11 @@ async def demo_api(demo_database: Database) -> AsyncIterator[Api]:
 @pytest.fixture
 async def uncached_api(fresh_database: Database) -> AsyncIterator[Api]:
     await fresh_database.empty()
-    async for value in _api_over(fresh_database, response_cache_seconds=0):
+    async with api_over(fresh_database, response_cache_seconds=0) as value:
         yield value
 
 
 @pytest.fixture
 async def uncached_demo_api(demo_database: Database) -> AsyncIterator[Api]:
-    async for value in _api_over(demo_database, response_cache_seconds=0):
+    async with api_over(demo_database, response_cache_seconds=0) as value:
         yield value

@@ -22,7 +22,7 @@ from db.seed import seed_synthetic
 from db.status import StatusRules
 from graph.ids import from_global_id
 from tests import analytics_reference as ref
-from tests.conftest import NOW, Api, _api_over, _require_backend
+from tests.conftest import NOW, Api, _require_backend, api_over
 from tests.databases import Database, make_database
 from tests.helpers import Factory, data_of, error_codes, post_graphql, token_for
 
@@ -141,7 +141,7 @@ async def seeded_database(
 
 @pytest.fixture
 async def seeded(seeded_database: Database) -> AsyncIterator[Api]:
-    async for value in _api_over(seeded_database):
+    async with api_over(seeded_database) as value:
         yield value
 
 

@@ -21,7 +21,6 @@ from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from sqlalchemy import bindparam, select, text
 from sqlalchemy.exc import DBAPIError
@@ -31,11 +30,9 @@ from db.license_kpis import LICENSE_KPI_SPAN as SPAN
 from db.migrate import migrate
 from db.queries.admins import issue_token
 from db.queries.analytics.medians import low_allocation_medians
-from db.settings import Settings
-from graph.app import create_app
 from graph.ids import from_global_id, to_global_id
 from tests import analytics_reference as ref
-from tests.conftest import NOW, Api, postgresql_only, sqlite_only
+from tests.conftest import NOW, Api, instance_beside, postgresql_only, sqlite_only
 from tests.helpers import Factory, data_of, error_codes, post_graphql
 from tests.test_license_totals import check_rollups, histograms, world
 from tests.test_low_allocation_order import _upgrade_to
@@ -80,16 +77,8 @@ DEFAULT = {
 @asynccontextmanager
 async def client_at(api: Api, now: datetime) -> AsyncIterator[Api]:
     """The app over the test's database with the clock pinned at ``now``."""
-    settings = Settings(database_url=api.db.url, now=now, secret_key="test-secret")
-    app = create_app(settings, engine=api.engine)
-    transport = httpx.ASGITransport(app=app)
-    try:
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-            yield Api(
-                db=api.db, settings=settings, client=client, counter=api.counter, tokens=api.tokens
-            )
-    finally:
-        await app.state.hub.stop()
+    async with instance_beside(api, now=now) as other:
+        yield other
 
 
 async def _token(api: Api, admin_id: int) -> str:

@@ -26,7 +26,7 @@ from db.queries.analytics.medians import MediansMemo, low_allocation_medians
 from db.sqlite_driver import one_trip_module
 from db.versioning import DATA_VERSION_KEY, _shared_writes, is_write, moves_version, writes_for
 from graph.ids import to_global_id
-from tests.conftest import NOW, Api, sqlite_only
+from tests.conftest import NOW, Api, api_over, sqlite_only
 from tests.databases import Database
 from tests.helpers import Factory, data_of, post_graphql, token_for
 from tests.test_medians_memo import DASHBOARD, QUANTITY, dashboard, memo_of, same_answers, world
@@ -394,25 +394,24 @@ async def test_two_apps_at_different_instants_over_one_database(
 ) -> None:
     """Each process keeps its own medians: an app whose clock is a day ahead never answers
     with the other's (nor the other way round), and both match their recomputing twins."""
-    from tests.conftest import _api_over
 
     await fresh_database.empty()
     await edge_world(Factory(fresh_database.engine))
-    async for a in _api_over(fresh_database, response_cache_seconds=0):
-        async for b in _api_over(fresh_database, response_cache_seconds=0):
-            async for cold in _api_over(
-                fresh_database, response_cache_seconds=0, medians_memo=False
-            ):
-                for api in (a, b, cold):
-                    for email in EMAILS:
-                        await token_for(api, email)
-                await set_now(b, NOW + DAY)
-                for _ in range(2):
-                    for api, now in ((a, NOW), (b, NOW + DAY)):
-                        await set_now(cold, now)
-                        for email in EMAILS:
-                            assert await dashboard(api, email) == await dashboard(cold, email)
-                assert await dashboard(a, EMAILS[0]) != await dashboard(b, EMAILS[0])
+    async with (
+        api_over(fresh_database, response_cache_seconds=0) as a,
+        api_over(fresh_database, response_cache_seconds=0) as b,
+        api_over(fresh_database, response_cache_seconds=0, medians_memo=False) as cold,
+    ):
+        for api in (a, b, cold):
+            for email in EMAILS:
+                await token_for(api, email)
+        await set_now(b, NOW + DAY)
+        for _ in range(2):
+            for api, now in ((a, NOW), (b, NOW + DAY)):
+                await set_now(cold, now)
+                for email in EMAILS:
+                    assert await dashboard(api, email) == await dashboard(cold, email)
+        assert await dashboard(a, EMAILS[0]) != await dashboard(b, EMAILS[0])
 
 
 # --- the one-trip SQLite adapter ---------------------------------------------------------------
@@ -550,13 +549,12 @@ async def test_a_cached_dashboard_follows_every_other_partners_licence_write(
     """Response cache and memo on: this partner's cached dashboard (which read the medians)
     is a miss after another partner's cancellation, after its quantity change and after an
     operator's REPLACE/EXPLAIN ANALYZE; in between it is a hit; always the recomputed answer."""
-    from tests.conftest import _api_over
 
     await fresh_database.empty()
     subs = await world(Factory(fresh_database.engine))
-    async for cached in _api_over(fresh_database):
-        recompute = _api_over(fresh_database, response_cache_seconds=0, medians_memo=False)
-        async for cold in recompute:
+    async with api_over(fresh_database) as cached:
+        recompute = api_over(fresh_database, response_cache_seconds=0, medians_memo=False)
+        async with recompute as cold:
             for api in (cached, cold):
                 for email in EMAILS:
                     await token_for(api, email)

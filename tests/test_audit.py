@@ -12,14 +12,11 @@ from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any
 
-import httpx
 import pytest
 
 import graph.mutations
-from db.settings import Settings
-from graph.app import create_app
 from tests.authz_support import AuthzFactory, gid, mutation_document, user_error_codes
-from tests.conftest import NOW, Api
+from tests.conftest import NOW, Api, instance_beside
 from tests.helpers import assert_forbidden, data_of, error_codes, post_graphql, utc
 
 FULL, PARTNER, RO, SALES = (
@@ -78,10 +75,8 @@ async def audit(api: Api, as_: str = FULL, first: int = 50, **filter: Any) -> di
 @asynccontextmanager
 async def clock_at(api: Api, now: datetime) -> AsyncIterator[Api]:
     """Another app over the same database whose clock reads ``now``."""
-    settings = Settings(database_url=api.db.url, now=now, secret_key=api.settings.secret_key)
-    app = create_app(settings, engine=api.engine)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
-        yield Api(db=api.db, settings=settings, client=c, counter=api.counter, tokens=api.tokens)
+    async with instance_beside(api, now=now) as other:
+        yield other
 
 
 async def test_each_mutation_writes_who_what_on_which_object_before_after_and_when(

@@ -21,7 +21,7 @@ from db.calls_licensed import CALLING_LICENCE_DAY, CALLING_LICENCE_SPAN, day_num
 from db.calls_licensed import licensed_totals as partner_licensed_totals
 from db.engine import session_factory
 from db.models import LicenseLine, Subscription
-from tests.conftest import NOW, Api, _api_over
+from tests.conftest import NOW, Api, api_over
 from tests.databases import Database
 from tests.test_calling_partner_weeks import (
     World,
@@ -131,7 +131,7 @@ async def test_licensed_figures_follow_any_licence_writes_and_clock_moves(
     fresh_database: Database, script: list[tuple[str, Any]]
 ) -> None:
     await fresh_database.empty()
-    async for api in _api_over(fresh_database):
+    async with api_over(fresh_database) as api:
         w = await world(api)
         w.counter = api.counter
         await kept_totals_equal_the_recomputation(api, w)

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-import httpx
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import and_, func, select
@@ -23,9 +22,8 @@ from db.calls_partner import CALL_PARTNER_WEEK, PARTNER_COLUMNS, partner_sums
 from db.ingest import CSV_COLUMNS, ingest_stream
 from db.models import LicenseLine
 from db.settings import Settings
-from graph.app import create_app
 from graph.ids import to_global_id
-from tests.conftest import NOW, Api, _api_over
+from tests.conftest import NOW, Api, api_over, app_client
 from tests.databases import Database
 from tests.helpers import Factory, data_of, post_graphql
 from tests.test_calling import (
@@ -207,10 +205,9 @@ async def partner_rows_are_sums(api: Api) -> None:
 
 async def figures_equal_the_reference(db: Database, w: World) -> None:
     last_week = (w.now - timedelta(days=(w.now.weekday() + 1) % 7 + 7)).date()
-    app = create_app(Settings(database_url=db.url, now=w.now, secret_key="t"), engine=db.engine)
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-        api = Api(db=db, settings=app.state.hub.settings, client=client, counter=w.counter)
+    settings = Settings(database_url=db.url, now=w.now, secret_key="t")
+    async with app_client(settings, db.engine) as (_, client):
+        api = Api(db=db, settings=settings, client=client, counter=w.counter)
         for admin in ADMINS:
             visible = (
                 {w.assigned}
@@ -247,7 +244,7 @@ async def test_partner_figures_follow_any_ingests_and_clock_moves(
     fresh_database: Database, script: list[tuple[str, Any]]
 ) -> None:
     await fresh_database.empty()
-    async for api in _api_over(fresh_database):
+    async with api_over(fresh_database) as api:
         w = await world(api)
         w.counter = api.counter
         for action, arg in script:

@@ -14,7 +14,6 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import pytest
 from sqlalchemy import func, inspect, select
 from sqlmodel import SQLModel
@@ -22,7 +21,7 @@ from sqlmodel import SQLModel
 from db.engine import create_engine
 from db.migrate import migrate
 from db.settings import Settings
-from graph.app import create_app
+from tests.conftest import app_client
 from tests.helpers import Factory
 
 PARTNER_HUB = Path(sys.executable).with_name("partner-hub")
@@ -215,18 +214,12 @@ async def test_created_admin_gets_a_token_that_authenticates(migrated: Workspace
     token = issued.stdout.splitlines()[-1]
     assert token and token == token.strip() and " " not in token
     # and it authenticates against an app over the same database
-    engine = create_engine(migrated.url)
-    try:
-        app = create_app(Settings(database_url=migrated.url, secret_key="s"), engine=engine)
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-            response = await client.post(
-                "/graphql",
-                json={"query": "query Me { viewer { email name role partner { name } } }"},
-                headers={"Authorization": f"Bearer {token}"},
-            )
-    finally:
-        await engine.dispose()
+    async with app_client(Settings(database_url=migrated.url, secret_key="s")) as (_, client):
+        response = await client.post(
+            "/graphql",
+            json={"query": "query Me { viewer { email name role partner { name } } }"},
+            headers={"Authorization": f"Bearer {token}"},
+        )
     assert response.status_code == 200, response.text
     assert response.json()["data"]["viewer"] == {
         "email": "ada@acme.example",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.conftest import Api, _api_over
+from tests.conftest import Api, api_over
 from tests.helpers import Factory, error_codes, post_graphql
 
 PAGE = """
@@ -37,7 +37,7 @@ async def test_cost_is_reported_and_grows_with_the_page_size(api: Api) -> None:
 async def test_a_query_over_the_cost_limit_is_refused_before_any_resolver(api: Api) -> None:
     # given: a limit that the 100-row page exceeds
     await _partner(api)
-    async for limited in _api_over(api.db, max_query_cost=300):
+    async with api_over(api.db, max_query_cost=300) as limited:
         token_body = await post_graphql(limited, "{ viewer { email } }", as_="full@acme.example")
         assert token_body["data"]["viewer"]["email"] == "full@acme.example"
         # when
@@ -53,7 +53,7 @@ async def test_a_query_over_the_cost_limit_is_refused_before_any_resolver(api: A
 async def test_the_rate_limit_refuses_a_token_that_spent_its_budget(api: Api) -> None:
     # given: a budget of 200 cost points a minute
     await _partner(api)
-    async for limited in _api_over(api.db, cost_per_minute=200):
+    async with api_over(api.db, cost_per_minute=200) as limited:
         # when: each page costs 1 + 5 * 31 = 156
         first = await post_graphql(limited, PAGE, {"first": 5}, as_="full@acme.example")
         second = await post_graphql(

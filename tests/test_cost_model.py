@@ -16,7 +16,7 @@ from db.settings import Settings
 from graph import cost_model as cm
 from graph.ids import to_global_id
 from graph.schema import build_schema
-from tests.conftest import NOW, Api, _api_over
+from tests.conftest import NOW, Api, api_over
 from tests.helpers import Factory, data_of, error_codes, post_graphql, token_for
 
 FULL = "full@acme.example"
@@ -186,7 +186,7 @@ async def test_depth_counts_fields_reached_through_fragments(api: Api) -> None:
         "query Ok { ...A } fragment A on Query { viewer { ...B } } "
         "fragment B on Admin { partner { name } }"
     )
-    async for limited in _api_over(api.db, max_query_depth=3):
+    async with api_over(api.db, max_query_depth=3) as limited:
         data_of(await post_graphql(limited, "query Warm { viewer { id } }", as_=FULL))
         # when
         with limited.counter.counting() as statements:
@@ -253,7 +253,7 @@ async def test_each_unpaged_list_is_priced_by_its_cap(api: Api) -> None:
 
 async def test_the_tag_cap_follows_the_setting(api: Api) -> None:
     await world(api)
-    async for limited in _api_over(api.db, max_tags_per_customer=5):
+    async with api_over(api.db, max_tags_per_customer=5) as limited:
         body = await post_graphql(
             limited, "query T { customers(first: 4) { nodes { tags { id } } } }", as_=FULL
         )

@@ -24,13 +24,13 @@ from sqlalchemy import insert, select
 
 import graph.export
 from db.models import Admin, Customer
-from graph.app import PartnerHub, create_app
+from graph.app import PartnerHub
 from graph.auth.permissions import Obj
 from graph.ids import to_global_id
 from graph.loaders import Loaders
 from graph.types.customers import CUSTOMER_RELATIONS
 from tests.authz_support import AuthzFactory, create_admin, create_role
-from tests.conftest import NOW, Api, StatementCounter, make_settings
+from tests.conftest import NOW, Api, StatementCounter, app_client, make_settings
 from tests.helpers import data_of, post_graphql, token_for
 from tests.test_export import API_QUERY, COLUMNS
 from tests.test_tags import ADD_TO_CUSTOMERS, CREATE_TAG
@@ -324,9 +324,7 @@ BUDGET = 6 * graph.export.ROW_COST + 4
 async def metered(api: Api, per_minute: int) -> AsyncIterator[tuple[Api, PartnerHub]]:
     """The app over the same database with a small ``cost_per_minute``, and its hub."""
     settings = make_settings(api.db, cost_per_minute=per_minute)
-    app = create_app(settings, engine=api.engine)
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+    async with app_client(settings, api.engine) as (app, client):
         counter = StatementCounter(api.engine)
         try:
             yield Api(db=api.db, settings=settings, client=client, counter=counter), app.state.hub
@@ -405,6 +403,9 @@ class SteppedClock:
         self.sleeps.append(seconds)
         self.now += seconds
 
+    async def close(self) -> None:
+        """Nothing to close (the hub's ``stop`` closes its budget)."""
+
 
 async def test_a_stream_that_runs_out_of_budget_waits_and_completes(
     api: Api, acme: dict[str, int], monkeypatch: pytest.MonkeyPatch
@@ -438,6 +439,7 @@ async def test_a_stream_that_runs_out_of_budget_waits_and_completes(
         await AuthzFactory(api.engine).refresh(*extra)
         clock = SteppedClock(BUDGET)
         services = await hub.start()
+        await services.limiter.close()  # the budget replaced: the hub's stop closes the clock
         monkeypatch.setattr(services, "limiter", clock)
         monkeypatch.setattr(graph.export, "pause", clock.sleep)
 

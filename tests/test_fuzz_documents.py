@@ -25,7 +25,7 @@ from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
 from graph.execution import PlainFieldExecutionContext
 from graph.schema import build_schema
-from tests.conftest import Api, _api_over
+from tests.conftest import Api, api_over
 from tests.databases import Database
 from tests.fuzz_support import IdPools, documents, seeded_ids, small_world
 from tests.helpers import token_for
@@ -58,9 +58,9 @@ MUTATIONS = settings(FUZZ, max_examples=12)
 async def fuzz_api(demo_database: Database) -> AsyncIterator[Api]:
     """The demo data without the response cache (each document really runs twice) and with a
     rate limit no run of the leg reaches (every document is priced, none is throttled)."""
-    async for value in _api_over(
+    async with api_over(
         demo_database, response_cache_seconds=0, cost_per_minute=1_000_000_000
-    ):
+    ) as value:
         yield value
 
 
@@ -139,5 +139,5 @@ async def mutation_api(fresh_database: Database) -> AsyncIterator[tuple[Api, IdP
     await fresh_database.empty()
     await small_world(fresh_database.engine)
     ids = await seeded_ids(fresh_database.engine)
-    async for value in _api_over(fresh_database, cost_per_minute=1_000_000_000):
+    async with api_over(fresh_database, cost_per_minute=1_000_000_000) as value:
         yield value, ids

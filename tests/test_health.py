@@ -9,10 +9,9 @@ from typing import Any
 import httpx
 import pytest
 
-from db.engine import create_engine
 from db.settings import Settings
 from graph.app import create_app
-from tests.conftest import Api
+from tests.conftest import Api, app_client
 from tests.helpers import Factory, token_for
 
 
@@ -33,14 +32,8 @@ async def unreachable_client(
         url = f"postgresql+asyncpg://partner_hub@127.0.0.1:{closed_port()}/nowhere"
     else:
         url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('h')}/missing/dir/partner_hub.db"
-    engine = create_engine(url)
-    app = create_app(Settings(database_url=url, secret_key="test-secret"), engine=engine)
-    try:
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-            yield client
-    finally:
-        await engine.dispose()
+    async with app_client(Settings(database_url=url, secret_key="test-secret")) as (_, client):
+        yield client
 
 
 async def test_healthz_answers_ok(api: Api) -> None:
@@ -174,12 +167,14 @@ async def test_start_up_starts_again_when_another_process_wrote_the_first_rows_f
 
     monkeypatch.setattr(graph.hub, "seed_policies", racing)
     # when
-    services = await create_app(api.settings, engine=api.engine).state.hub.start()
+    async with app_client(api.settings, api.engine) as (app, _):
+        services = await app.state.hub.start()
     # then
     assert len(calls) == 2
     assert services.authorizer.version
     # when: it never stops
     failures["left"] = 10
-    with pytest.raises(IntegrityError):
-        await create_app(api.settings, engine=api.engine).state.hub.start()
+    async with app_client(api.settings, api.engine) as (app, _):
+        with pytest.raises(IntegrityError):
+            await app.state.hub.start()
     assert len(calls) == 2 + graph.hub.STARTUP_ATTEMPTS

@@ -19,7 +19,7 @@ import pytest
 from graph import cost as cost_module
 from graph import hub as hub_module
 from graph.types.admins import Partner
-from tests.conftest import Api, _api_over
+from tests.conftest import Api, api_over
 from tests.helpers import Factory, data_of, error_codes, token_for
 
 EMAIL = "full@acme.example"
@@ -55,7 +55,7 @@ async def test_a_throttled_request_is_429_with_retry_after_and_rate_limit_header
 ) -> None:
     # given: a budget of 150 cost points a minute, and a page costing more than half of it
     headers = await given_admin(api)
-    async for limited in _api_over(api.db, cost_per_minute=150, response_cache_seconds=0):
+    async with api_over(api.db, cost_per_minute=150, response_cache_seconds=0) as limited:
         # when
         first = await post(limited, headers, PAGE, {"first": 100})
         second = await post(limited, headers, PAGE, {"first": 100})
@@ -105,7 +105,7 @@ async def test_errors_before_execution_leave_data_out_and_are_400_for_graphql_re
     # given
     headers = await given_admin(api)
     if code is None:  # the cost limit: made reachable with a small maximum
-        async for small in _api_over(api.db, max_query_cost=100):
+        async with api_over(api.db, max_query_cost=100) as small:
             await check_pre_execution(small, headers, document, variables, "QUERY_TOO_COSTLY")
         return
     await check_pre_execution(api, headers, document, variables, code)
@@ -224,7 +224,7 @@ async def test_limits_carry_their_code_from_the_step_that_refuses(api: Api) -> N
         body = (await post(api, headers, document)).json()
         assert error_codes(body) == ["QUERY_TOO_COMPLEX"], body["errors"][0]["message"]
         assert "data" not in body
-    async for shallow in _api_over(api.db, max_query_depth=2):
+    async with api_over(api.db, max_query_depth=2) as shallow:
         deep = "{ viewer { partner { ownOrganization { setupState } } } }"
         body = (await post(shallow, headers, deep)).json()
         assert error_codes(body) == ["QUERY_TOO_COMPLEX"] and "data" not in body, body

@@ -14,11 +14,9 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-import httpx
 import pytest
 
-from graph.app import create_app
-from tests.conftest import NOW, Api, StatementCounter, make_settings
+from tests.conftest import NOW, Api, api_over
 from tests.helpers import data_of, post_graphql
 from tests.test_tags import (
     FULL,
@@ -98,17 +96,9 @@ async def verify(api: Api, token: str, *, as_: str = FULL) -> dict[str, Any]:
 @asynccontextmanager
 async def app_at(api: Api, now: datetime) -> AsyncIterator[Api]:
     """A second API instance over the same database whose clock reads ``now``."""
-    settings = make_settings(api.db).model_copy(update={"now": now})
-    app = create_app(settings, engine=api.db.engine)
-    counter = StatementCounter(api.db.engine)
-    try:
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-            other = Api(db=api.db, settings=settings, client=client, counter=counter)
-            await warm_up(other)
-            yield other
-    finally:
-        counter.close()
+    async with api_over(api.db, now=now) as other:
+        await warm_up(other)
+        yield other
 
 
 @pytest.fixture

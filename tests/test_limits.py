@@ -10,8 +10,7 @@ import httpx
 import pytest
 
 from db.queries import admins as admin_queries
-from graph.app import create_app
-from tests.conftest import Api, StatementCounter, make_settings
+from tests.conftest import Api, api_over
 from tests.databases import Database
 from tests.helpers import Factory, data_of, token_for
 
@@ -22,14 +21,8 @@ EMAIL = "full@acme.example"
 async def tight_api(fresh_database: Database) -> AsyncIterator[Api]:
     """The app with small limits from settings, so every limit is reachable with this schema."""
     await fresh_database.empty()
-    settings = make_settings(fresh_database, max_query_depth=2, max_aliases=2, max_tokens=100)
-    counter = StatementCounter(fresh_database.engine)
-    transport = httpx.ASGITransport(app=create_app(settings, engine=fresh_database.engine))
-    try:
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-            yield Api(db=fresh_database, settings=settings, client=client, counter=counter)
-    finally:
-        counter.close()
+    async with api_over(fresh_database, max_query_depth=2, max_aliases=2, max_tokens=100) as api:
+        yield api
 
 
 async def given_admin(api: Api) -> str:

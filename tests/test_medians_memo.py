@@ -25,7 +25,7 @@ from db.queries.analytics.medians import (
 )
 from db.versioning import writes_pending
 from graph.ids import to_global_id
-from tests.conftest import NOW, Api, _api_over
+from tests.conftest import NOW, Api, api_over
 from tests.databases import Database
 from tests.helpers import Factory, data_of, post_graphql, token_for
 
@@ -52,9 +52,11 @@ mutation Q($input: ChangeLicenseQuantityInput!) {
 async def apis(fresh_database: Database) -> AsyncIterator[tuple[Api, Api]]:
     """Two apps over one empty database, response cache off: the memo on, and off."""
     await fresh_database.empty()
-    async for kept in _api_over(fresh_database, response_cache_seconds=0):
-        async for cold in _api_over(fresh_database, response_cache_seconds=0, medians_memo=False):
-            yield kept, cold
+    async with (
+        api_over(fresh_database, response_cache_seconds=0) as kept,
+        api_over(fresh_database, response_cache_seconds=0, medians_memo=False) as cold,
+    ):
+        yield kept, cold
 
 
 def memo_of(api: Api) -> MediansMemo:

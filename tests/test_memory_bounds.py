@@ -16,16 +16,14 @@ import weakref
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 
-import httpx
 import pytest
 from graphql import specified_rules
 from starlette.applications import Starlette
 
 from graph import execution
-from graph.app import create_app
 from graph.documents import DocumentCache
 from graph.extensions import document_cache
-from tests.conftest import Api, StatementCounter, make_settings, sqlite_only
+from tests.conftest import Api, StatementCounter, app_client, make_settings, sqlite_only
 from tests.databases import Database
 from tests.helpers import Factory, data_of, error_codes, token_for
 
@@ -52,11 +50,9 @@ async def bounded(fresh_database: Database) -> AsyncIterator[Bounded]:
         response_cache_mb=1,
         response_cache_entries=50,
     )
-    app = create_app(settings, engine=fresh_database.engine)
     counter = StatementCounter(fresh_database.engine)
-    transport = httpx.ASGITransport(app=app)
     try:
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        async with app_client(settings, fresh_database.engine) as (app, client):
             api = Api(db=fresh_database, settings=settings, client=client, counter=counter)
             factory = Factory(api.engine)
             partner = await factory.partner()

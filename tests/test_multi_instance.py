@@ -26,7 +26,7 @@ from db.engine import create_engine, session_factory
 from db.migrate import migrate
 from db.queries.admins import issue_token
 from tests.authz_support import AuthzFactory, gid, mutation_document, user_error_codes
-from tests.conftest import NOW, Api, _api_over
+from tests.conftest import NOW, Api, api_over
 from tests.databases import (
     PG_ADMIN_URL,
     pg_dsn,
@@ -59,7 +59,7 @@ async def acme(api: Api) -> dict[str, int]:
 @asynccontextmanager
 async def second_instance(api: Api) -> AsyncIterator[Api]:
     """Another app over the same database: its own enforcer and policy version."""
-    async for other in _api_over(api.db):
+    async with api_over(api.db) as other:
         other.tokens = api.tokens  # the same admins, the same tokens
         yield other
 

@@ -24,7 +24,7 @@ from db.migrate import alembic_config, migrate
 from db.models import Admin, CallRecord, Partner, PartnerCounter
 from db.types import UTCDateTime
 from graph.ids import to_global_id
-from tests.conftest import NOW, Api, _api_over, _require_backend
+from tests.conftest import NOW, Api, _require_backend, api_over
 from tests.databases import Database, drop_pg_database, recreate_pg_database
 from tests.helpers import Factory, data_of, post_graphql
 from tests.test_helpdesk import CASES, open_case
@@ -283,7 +283,7 @@ async def test_migration_keeps_existing_numbers_and_continues_per_partner(
         await migrate(db.engine)
 
         # then: existing cases keep their numbers; new ones continue per partner
-        async for api in _api_over(db):
+        async with api_over(db) as api:
             listed = data_of(await post_graphql(api, CASES, {"first": 10}, as_=GLOBEX))
             assert [n["caseNumber"] for n in listed["helpdeskCases"]["nodes"]] == ["CS-000003"]
             assert (await open_case(api, GLOBEX))["caseNumber"] == "CS-000004"

@@ -15,7 +15,7 @@ import pytest
 
 from db.engine import session_factory
 from db.queries.persisted import Registration, register, registered
-from tests.conftest import NOW, Api, _api_over
+from tests.conftest import NOW, Api, api_over
 from tests.databases import Database
 from tests.helpers import Factory, error_codes, token_for
 from tests.test_cli import Workspace, assert_one_line_error, migrated, workspace  # noqa: F401
@@ -239,7 +239,7 @@ async def test_a_failed_read_is_not_revalidated(api: Api) -> None:
 @pytest.fixture
 async def locked_api(fresh_database: Database) -> AsyncIterator[Api]:
     await fresh_database.empty()
-    async for value in _api_over(fresh_database, persisted_queries="registered"):
+    async with api_over(fresh_database, persisted_queries="registered") as value:
         yield value
 
 
@@ -278,7 +278,7 @@ async def test_registered_mode_runs_registered_documents_only(locked_api: Api) -
 
 async def test_off_mode_ignores_the_extension(fresh_database: Database) -> None:
     await fresh_database.empty()
-    async for api in _api_over(fresh_database, persisted_queries="off"):
+    async with api_over(fresh_database, persisted_queries="off") as api:
         token = (await world(api))["full@acme.example"]
         alone = await post(api, token, {"extensions": apq(sha(VIEWER))})
         assert alone.status_code == 400 and error_codes(alone.json()) == ["BAD_REQUEST"]

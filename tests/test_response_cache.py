@@ -15,7 +15,7 @@ from sqlalchemy import update
 from db.models import Customer
 from db.queries.admins import Principal
 from graph.response_cache import ResponseCache, request_key
-from tests.conftest import Api, _api_over
+from tests.conftest import Api, api_over
 from tests.helpers import Factory, data_of, error_codes, post_graphql, token_for
 from tests.test_policies import ADD_RULE, REMOVE_RULE, rule
 
@@ -150,7 +150,7 @@ async def test_errors_and_mutations_are_never_served_from_the_cache(api: Api) ->
 
 async def test_hits_spend_the_rate_limit_like_executions(api: Api) -> None:
     await world(api)
-    async for limited in _api_over(api.db, cost_per_minute=150):
+    async with api_over(api.db, cost_per_minute=150) as limited:
         codes = []
         for _ in range(8):  # each page costs 1 + 3 * (1 + 20 tags): two fit in 150
             codes.append(error_codes((await post(limited, PAGE, {"first": 3}, FULL)).json()))

@@ -14,7 +14,7 @@ from sqlalchemy import event, text
 import db.engine as engine_module
 from db.engine import POOL_SIZES, create_engine
 from tests.authz_support import AuthzFactory, mutation_document
-from tests.conftest import Api, _api_over, postgresql_only
+from tests.conftest import Api, api_over, postgresql_only
 from tests.helpers import data_of, post_graphql, token_for
 
 FULL = "full@acme.example"
@@ -30,7 +30,7 @@ async def test_many_requests_after_a_policy_change_never_wait_on_the_pool(
     f = AuthzFactory(api.engine)
     await f.admin(await f.partner(), FULL, "FULL_ADMIN")
     token = await token_for(api, FULL)
-    async for two in _api_over(api.db):
+    async with api_over(api.db) as two:
         two.tokens = api.tokens
         await post_graphql(two, VIEWER, token=token)
         # when: a policy change through the first, then more requests than the pool holds at

@@ -22,9 +22,8 @@ import pytest
 import graph.cost_store
 from db.cost_budgets import SPEND
 from db.settings import Settings
-from graph.app import create_app
 from tests.authz_support import AuthzFactory
-from tests.conftest import NOW, Api, postgresql_only
+from tests.conftest import NOW, Api, app_client, postgresql_only
 from tests.helpers import error_codes, token_for
 
 FULL = "full@acme.example"
@@ -58,13 +57,8 @@ def closed_port() -> int:
 async def instance(api: Api, **overrides: Any) -> AsyncIterator[httpx.AsyncClient]:
     """Another app (another instance) over the test's database, its budget closed after."""
     settings = Settings(database_url=api.db.url, now=NOW, **overrides)
-    app = create_app(settings, engine=api.engine)
-    transport = httpx.ASGITransport(app=app)
-    try:
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-            yield client
-    finally:
-        await app.state.hub.stop()
+    async with app_client(settings, api.engine) as (_, client):
+        yield client
 
 
 async def spend(client: httpx.AsyncClient, token: str, n: int) -> dict[str, Any]:

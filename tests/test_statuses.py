@@ -15,14 +15,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-import httpx
 from sqlalchemy import select
 
 from db.models import CustomerStatusSpan
-from db.settings import Settings
 from db.status import StatusRules, SubscriptionFacts, compute_spans, statuses_at
-from graph.app import create_app
-from tests.conftest import NOW, Api
+from tests.conftest import NOW, Api, instance_beside
 from tests.helpers import Factory, data_of, post_graphql
 from tests.test_customers import insert_customer, refresh
 
@@ -427,13 +424,8 @@ async def test_status_filter_matches_any_listed_status(api: Api) -> None:
 @asynccontextmanager
 async def api_at(api: Api, now: datetime) -> AsyncIterator[Api]:
     """A second app over the same database whose clock is pinned at ``now``."""
-    settings = Settings(database_url=api.db.url, now=now, secret_key="test-secret")
-    app = create_app(settings, engine=api.engine)
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-        yield Api(
-            db=api.db, settings=settings, client=client, counter=api.counter, tokens=api.tokens
-        )
+    async with instance_beside(api, now=now) as other:
+        yield other
 
 
 async def _stored_spans(api: Api) -> list[tuple[Any, ...]]:

@@ -37,7 +37,7 @@ from db.queries.admins import issue_token
 from db.status import refresh_status_spans
 from graph.mutations import REFUSAL
 from tests.authz_support import NOT_DATA, refusal_trace
-from tests.conftest import NOW, Api, _api_over
+from tests.conftest import NOW, Api, api_over
 from tests.helpers import RULES, Factory, assert_forbidden, data_of, post_graphql, token_for
 
 FULL = "full@acme.example"
@@ -653,7 +653,7 @@ async def test_too_many_tags_and_a_failing_bulk_call_leaves_every_row_as_it_was(
     assert len(await tag_names(api, full)) == 20
     # when / then: the limit is the setting; with 3, the first customer (3 tags) is full
     one_more = {"customerIds": ids[:1], "tagIds": [new]}
-    async for small in _api_over(api.db, max_tags_per_customer=3):
+    async with api_over(api.db, max_tags_per_customer=3) as small:
         await warm_up(small)
         await assert_refused(small, ADD_TO_CUSTOMERS, one_more, "TOO_MANY_TAGS")
     assert ok(await mutate(api, ADD_TO_CUSTOMERS, one_more, as_=FULL))["changed"] == 1

@@ -19,7 +19,7 @@ from db.webhooks.events import global_id
 from db.webhooks.outbox import wall_clock
 from graph.ids import to_global_id
 from tests.authz_support import AuthzFactory
-from tests.conftest import NOW, Api, _api_over, postgresql_only
+from tests.conftest import NOW, Api, api_over, postgresql_only
 from tests.databases import Database
 from tests.helpers import data_of, post_graphql
 from tests.webhook_support import (
@@ -48,7 +48,7 @@ ALL_EVENTS = [
 @pytest.fixture
 async def hooks_api(fresh_database: Database) -> AsyncIterator[Api]:
     await fresh_database.empty()
-    async for value in _api_over(fresh_database, **HOOK_SETTINGS):
+    async with api_over(fresh_database, **HOOK_SETTINGS) as value:
         yield value
 
 

@@ -15,7 +15,7 @@ from db.webhooks.events import global_id
 from db.webhooks.secrets import seal, unseal
 from graph.ids import to_global_id
 from tests.authz_support import AuthzFactory, assert_nothing_written, snapshot
-from tests.conftest import Api, _api_over
+from tests.conftest import Api, api_over
 from tests.databases import Database
 from tests.helpers import data_of, post_graphql
 from tests.webhook_support import (
@@ -38,14 +38,14 @@ OTHER = "full@globex.example"
 async def strict_api(fresh_database: Database) -> AsyncIterator[Api]:
     """The production defaults: https only, public addresses only."""
     await fresh_database.empty()
-    async for value in _api_over(fresh_database):
+    async with api_over(fresh_database) as value:
         yield value
 
 
 @pytest.fixture
 async def hooks_api(fresh_database: Database) -> AsyncIterator[Api]:
     await fresh_database.empty()
-    async for value in _api_over(fresh_database, **HOOK_SETTINGS):
+    async with api_over(fresh_database, **HOOK_SETTINGS) as value:
         yield value
 
 

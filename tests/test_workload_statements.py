@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from graph import detail
-from tests.conftest import Api, _api_over
+from tests.conftest import Api, api_over
 from tests.databases import Database
 from tests.helpers import data_of, post_graphql
 from tests.test_n_plus_one import FULL, build_customers
@@ -135,7 +135,7 @@ async def test_without_the_medians_memo_the_dashboard_reads_them_each_time(
     fresh_database: Database,
 ) -> None:
     await fresh_database.empty()
-    async for api in _api_over(fresh_database, response_cache_seconds=0, medians_memo=False):
+    async with api_over(fresh_database, response_cache_seconds=0, medians_memo=False) as api:
         await build_customers(api, 5)
         document = (QUERIES / "license_dashboard.graphql").read_text()
         await statements_of(api, document, {"product": "CALLING"})
