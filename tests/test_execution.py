@@ -281,18 +281,18 @@ def test_objects_below_attributes_skip_graphql_core_per_value_work(
 def test_object_completers_are_compiled_once_per_shape(monkeypatch: pytest.MonkeyPatch) -> None:
     """Each (type, selection) shape is compiled into a completer once; later requests with the
     same document reuse it, a different selection gets its own."""
-    import graph.execution
+    import graph.completers
 
-    monkeypatch.setattr(graph.execution, "_COMPLETERS", {})
+    monkeypatch.setattr(graph.completers, "_COMPLETERS", {})
     page = Page(owners=[owner(), owner()], count=2)
     first = run_owners(page, OWNERS, fast=True)
-    compiled = dict(graph.execution._COMPLETERS)
+    compiled = dict(graph.completers._COMPLETERS)
     again = run_owners(page, OWNERS, fast=True)
     assert first == again and not first["errors"]
-    assert compiled and compiled == graph.execution._COMPLETERS
+    assert compiled and compiled == graph.completers._COMPLETERS
     other = run_owners(page, "{ page { owners { name pets { legs } } } }", fast=True)
     assert other["data"]["page"]["owners"][0] == {"name": "o", "pets": [{"legs": 4}]}
-    assert len(graph.execution._COMPLETERS) > len(compiled)
+    assert len(graph.completers._COMPLETERS) > len(compiled)
 
 
 class Raising:

@@ -20,7 +20,7 @@ import pytest
 from graphql import specified_rules
 from starlette.applications import Starlette
 
-from graph import execution
+from graph import completers
 from graph.documents import DocumentCache
 from graph.extensions import document_cache
 from tests.conftest import Api, StatementCounter, app_client, make_settings, sqlite_only
@@ -147,7 +147,7 @@ async def test_caches_stay_within_their_byte_bounds_after_many_distinct_document
     assert cache is not None and len(cache) == settings.response_cache_entries
     for key in cache._entries:
         assert sum(len(p) for p in key if isinstance(p, str | bytes)) <= 64, key
-    assert 0 < execution._COMPLETER_CHARS <= execution.COMPLETER_SOURCE_CHARS
+    assert 0 < completers._COMPLETER_CHARS <= completers.COMPLETER_SOURCE_CHARS
 
 
 @pytest.fixture
