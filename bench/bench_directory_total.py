@@ -84,9 +84,9 @@ async def main() -> None:
     parser.add_argument("--exact", action="store_true")
     args = parser.parse_args()
     if args.exact:
-        from db.queries import customers
+        from db.queries import customer_filters
 
-        customers.maintained_status = lambda scope, query: None  # type: ignore[assignment]
+        customer_filters.maintained_status = lambda scope, query: None  # type: ignore[assignment]
     results: dict[str, Any] = {}
     for backend in args.backends.split(","):
         url = await dataset(backend, args.size)

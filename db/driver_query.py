@@ -213,7 +213,7 @@ async def driven_records(
     session: AsyncSession, statement: Select[Any], params: dict[str, Any]
 ) -> list[Any]:
     """The rows of a statement built once and run often (``_page_statement`` and
-    ``_walked_statement`` of ``db.queries.customers``) as named tuples, like
+    ``_walked_statement`` of ``db.queries.customer_pages``) as named tuples, like
     ``db.queries.customers.records``, run on the request's driver connection: SQLAlchemy's
     execution and the cache key of the statement's compiled form were ~0.2 ms of a page."""
     found = _DRIVEN.get(id(statement))

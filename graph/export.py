@@ -38,7 +38,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from db.enums import CustomerStatus, ManagedBy, Product, SubscriptionKind
 from db.queries import customer_children as kids
-from db.queries import customers as q
+from db.queries import customer_pages as q
 from db.scope import Scope, plan_scope
 from db.settings import Settings
 from graph.auth.permissions import Act, Obj, require

@@ -27,7 +27,7 @@ from db import directory_counts
 from db.engine import create_engine, session_factory
 from db.enums import CustomerStatus, SubscriptionKind
 from db.models import Admin, Customer, Partner, Subscription
-from db.queries import customers as q
+from db.queries import customer_filters as q
 from db.queries import trials
 from db.status import StatusRules, refresh_status_spans
 from graph.auth.permissions import system_scope

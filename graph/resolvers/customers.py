@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import strawberry
 
-from db.queries import customers as q
+from db.queries import customer_filters, customer_pages
 from db.queries.tags import tags_of_partner
 from db.scope import plan_scope
 from graph.auth.permissions import Act, Obj, require
@@ -31,7 +31,7 @@ from graph.types.tags import Tag
 
 def customer_query(
     ctx: Context, filter: CustomerFilter | None, search: str | None
-) -> q.CustomerQuery:
+) -> customer_filters.CustomerQuery:
     """Validate the directory arguments shared by the API and the CSV export."""
     if search is not None:
         if len(search) > ctx.settings.max_search_length:
@@ -42,11 +42,11 @@ def customer_query(
             )
         search = search.strip() or None
     if filter is None:
-        return q.CustomerQuery(search=search)
+        return customer_filters.CustomerQuery(search=search)
     tag_ids = None
     if filter.tag_ids is not None:
         tag_ids = tuple(sorted({pk_of(t, "Tag", "filter.tagIds") for t in filter.tag_ids}))
-    return q.CustomerQuery(
+    return customer_filters.CustomerQuery(
         managed_by=filter.managed_by.value if filter.managed_by else None,
         products=tuple(sorted({p.value for p in filter.products}))
         if filter.products is not None
@@ -74,12 +74,12 @@ async def customers_connection(
     ``edges`` (the document does not select them) the connection's edges are left empty."""
     scope = require(ctx, Obj.CUSTOMER, Act.READ)
     query = customer_query(ctx, filter, search)
-    order = q.CustomerOrder(order_by.value)
+    order = customer_pages.CustomerOrder(order_by.value)
     codec = CursorCodec(ctx.services.secret)
     query_fp = fingerprint(scope.key, order.value, query.__repr__())
     # An empty string is not a cursor this API hands out: refuse it rather than restart at page 1.
     after_key = (
-        codec.decode(page_of.cursor, "customers", query_fp, q.order_key_types(order))
+        codec.decode(page_of.cursor, "customers", query_fp, customer_pages.order_key_types(order))
         if page_of.cursor is not None
         else None
     )
@@ -89,10 +89,12 @@ async def customers_connection(
 
     async def count() -> int:
         async with ctx.db() as session:
-            return await q.count_customers(session, scope=scope, query=query, now=ctx.now)
+            return await customer_filters.count_customers(
+                session, scope=scope, query=query, now=ctx.now
+            )
 
     async with ctx.db() as session:
-        page = await q.customers_page(
+        page = await customer_pages.customers_page(
             session,
             scope=scope,
             query=query,

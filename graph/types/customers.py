@@ -9,7 +9,7 @@ from typing import Any
 
 import strawberry
 
-from db.queries.customers import CustomerOrder as _CustomerOrder
+from db.queries.customer_pages import CustomerOrder as _CustomerOrder
 from graph.context import Info
 from graph.ids import to_global_id
 from graph.pagination import PageInfo

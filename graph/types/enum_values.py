@@ -18,7 +18,7 @@ from typing import Any
 from db import enums
 from db.calls_models import CallDirection
 from db.queries import calls as calls_q
-from db.queries.customers import CustomerOrder
+from db.queries.customer_pages import CustomerOrder
 from db.queries.resources import ResourceType
 from graph.types import calling, common, helpdesk, resources  # noqa: F401  (registration)
 from graph.types.analytics import (
