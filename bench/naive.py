@@ -58,8 +58,8 @@ def naive_schema() -> strawberry.Schema:
 
 def _apply() -> tuple[Any, ...]:
     """Patch the product's modules into the naive baseline; returns what was there before."""
-    import graph.app
     import graph.detail
+    import graph.endpoint
     import graph.loaders
     from db.queries.customer_detail import DetailPlan
 
@@ -75,7 +75,7 @@ def _apply() -> tuple[Any, ...]:
         graph.loaders._loader,
         graph.detail.prefetch,
         graph.detail._plans,
-        graph.app.build_schema,
+        graph.endpoint.build_schema,
     )
     product_loader = graph.loaders._loader
 
@@ -85,7 +85,7 @@ def _apply() -> tuple[Any, ...]:
     graph.loaders._loader = per_row_loader
     graph.detail.prefetch = no_prefetch  # type: ignore[assignment]
     graph.detail._plans = nothing_ahead  # type: ignore[assignment]
-    graph.app.build_schema = lambda *_: schema
+    graph.endpoint.build_schema = lambda *_: schema
     return saved
 
 
@@ -93,8 +93,8 @@ def _apply() -> tuple[Any, ...]:
 def patched() -> Iterator[None]:
     """The naive baseline for the duration of the block (loaders answer per key, pages
     prefetch nothing, ``create_app`` gets the stock schema), then the product again."""
-    import graph.app
     import graph.detail
+    import graph.endpoint
     import graph.loaders
 
     saved = _apply()
@@ -105,7 +105,7 @@ def patched() -> Iterator[None]:
             graph.loaders._loader,
             graph.detail.prefetch,
             graph.detail._plans,
-            graph.app.build_schema,
+            graph.endpoint.build_schema,
         ) = saved
 
 

@@ -10,7 +10,7 @@ sent or what comes back. ``DriverQuery`` compiles the statement once per dialect
 SQLAlchemy compiles, so on PostgreSQL the same entry of the connection's prepared-statement
 cache) and runs it on the connection the request already holds, under the adapter's lock:
 
-- PostgreSQL: only on an ``AUTOCOMMIT`` connection (a query's, ``graph.app``), where the
+- PostgreSQL: only on an ``AUTOCOMMIT`` connection (a query's, ``graph.endpoint``), where the
   adapter sends nothing before it. A request that keeps its transaction (a mutation) takes
   SQLAlchemy's path, which sends ``BEGIN`` first.
 - SQLite: in one trip to the connection's thread, as ``graph``'s ``OneTripCursor`` does; the

@@ -159,7 +159,7 @@ def read_from_one_snapshot(session: AsyncSession) -> None:
     (``graph.mutations.transaction``).
 
     Nothing on PostgreSQL: its queries run at READ COMMITTED outside a transaction
-    (``graph.app``), each statement with its own snapshot, so a writer committing between two
+    (``graph.endpoint``), each statement with its own snapshot, so a writer committing between two
     of them shows in the later one. One snapshot (REPEATABLE READ READ ONLY) needs BEGIN and
     ROLLBACK, two round trips asyncpg cannot send along with a statement (no pipelining):
     in process, alternating request by request on a loaded machine (session 12), the detail

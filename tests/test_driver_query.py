@@ -50,7 +50,7 @@ class SqlAlchemyPath:
 
 
 async def query_connection(session: Any, backend: str) -> AsyncConnection:
-    """The connection as a query's request takes it (``graph.app``)."""
+    """The connection as a query's request takes it (``graph.endpoint``)."""
     options = AUTOCOMMIT if backend == "postgresql" else {}
     return await session.connection(execution_options=options)
 

@@ -5,7 +5,7 @@ directory page's ``totalCount`` could disagree with its nodes.
 
 PostgreSQL is not covered: its queries run each statement at READ COMMITTED (outside a
 transaction once the document is known), and one snapshot would cost two round trips a request
-(BEGIN and ROLLBACK): see ``graph.app``.
+(BEGIN and ROLLBACK): see ``graph.endpoint``.
 
 A writer is made to commit between statements by an engine event: the request's statement
 waits (``await_only``, inside SQLAlchemy's greenlet) while the writer runs.

@@ -1,0 +1,334 @@
+"""The GraphQL endpoint: ``/graphql`` from a checked envelope to the HTTP answer.
+
+A request is authenticated before any resolver and runs in one session (a query on PostgreSQL
+outside a transaction); a GET without a query serves GraphiQL, one with a query runs a persisted
+read with its caching headers; the response cache answers what it holds; the view runs
+``schema.execute`` and shapes the answer (masked errors, ``data`` left out when nothing executed,
+media type, status and rate-limit headers). Apart from the application (``graph.app``), which
+only routes requests here and runs the process's lifespan.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+from typing import Any
+
+import orjson
+from graphql import GraphQLError
+from graphql import OperationType as Operation
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response
+from starlette.types import Message, Receive, Scope, Send
+from strawberry import Schema
+from strawberry.exceptions import MissingQueryError
+from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
+from strawberry.types import ExecutionResult
+from strawberry.types.graphql import OperationType
+
+from db.engine import read_from_one_snapshot
+from db.versioning import recording_shared_reads
+from graph.context import Context, new_context
+from graph.documents import known_operation
+from graph.errors import ErrorCode, is_coded
+from graph.extensions import EXECUTED, document_cache, unexpected_error
+from graph.graphiql import graphiql_page
+from graph.hub import PartnerHub, authenticate, unauthorized
+from graph.persisted import (
+    NO_STORE,
+    PersistedQueries,
+    cache_headers,
+    entity_tag,
+    get_payload,
+    matches,
+    refuse_get_mutation,
+)
+from graph.response_cache import ResponseCache, cached_response, request_key
+from graph.schema import build_schema
+from graph.transport import (
+    GRAPHQL_RESPONSE,
+    JSON,
+    TRIM_AFTER_BYTES,
+    Refused,
+    negotiate,
+    rate_limit_headers,
+    read_body,
+    refusal,
+    release_memory,
+    request_data,
+    retry_after,
+)
+
+# Strawberry's view let a POST carry any operation type (a subscription fails validation here:
+# the schema has none).
+POST_OPERATIONS = OperationType.from_http("POST")
+AUTOCOMMIT = {"isolation_level": "AUTOCOMMIT"}
+
+
+class GraphQLView:
+    """Runs a request whose payload is decoded and checked (graph/transport.py), whose caller is
+    authenticated and whose context is built, and shapes the HTTP answer: unexpected errors
+    masked, ``data`` left out when nothing executed, media type, status and rate-limit headers,
+    a persisted GET's caching headers, the response cache.
+
+    This was Strawberry's ASGI view (``strawberry.asgi.GraphQL``) until issue 17: it wrapped the
+    scope in a request adapter, read the body again through a replayed ``receive`` and decoded
+    it a second time, built a sub-response and checked what ``graph.transport`` and
+    ``graph.persisted`` had checked already (method, content type, the shape of ``query``,
+    ``variables`` and ``extensions``); every request paid for it. What it did beyond that is
+    here: the same ``schema.execute`` call and its refusals of the operation itself, the same
+    response body, status and headers."""
+
+    def __init__(self, schema: Schema, cache: ResponseCache | None) -> None:
+        self.schema = schema
+        self.cache = cache
+
+    async def execute(self, payload: dict[str, Any], context: Context) -> ExecutionResult:
+        try:
+            return await self.schema.execute(
+                payload.get("query"),
+                variable_values=payload.get("variables"),
+                context_value=context,
+                operation_name=payload.get("operationName"),
+                allowed_operation_types=POST_OPERATIONS,
+                operation_extensions=payload.get("extensions"),
+            )
+        except CannotGetOperationTypeError as exc:
+            reason = exc.as_http_error_reason()
+        except InvalidOperationTypeError as exc:
+            reason = exc.as_http_error_reason("POST")
+        except MissingQueryError:
+            reason = "No GraphQL query found in the request"
+        # Refusals of the operation itself (none or several without a name, a name that is not
+        # in the document): before execution, so without data.
+        error = GraphQLError(
+            reason, extensions={"code": ErrorCode.OPERATION_RESOLUTION_FAILURE.value}
+        )
+        return ExecutionResult(data=None, errors=[error])
+
+    async def respond(
+        self, payload: dict[str, Any], context: Context, state: dict[str, Any]
+    ) -> Response:
+        result = await self.execute(payload, context)
+        request_id = state.get("request_id")
+        if result.errors:
+            result.errors = [
+                e if is_coded(e) else unexpected_error(e, request_id) for e in result.errors
+            ]
+        errors = result.errors or []
+        executed = bool(state.get(EXECUTED))
+        answer: dict[str, Any] = {}
+        if executed:  # GraphQL spec: no data when execution did not start
+            answer["data"] = result.data
+        if errors:
+            answer["errors"] = [e.formatted for e in errors]
+        if result.extensions:
+            answer["extensions"] = result.extensions
+        state[CODES] = [(e.extensions or {}).get("code") for e in errors]
+        media = state.get(MEDIA, JSON)
+        status = 200
+        headers = rate_limit_headers((result.extensions or {}).get("cost"))
+        wait = retry_after(errors)
+        if wait is not None:
+            status = 429
+            headers["Retry-After"] = wait
+        elif not executed and media == GRAPHQL_RESPONSE:
+            status = 400
+        tag = state.get(ETAG)
+        if tag is not None:  # a persisted GET: only a full answer may be revalidated
+            # ... and only one that depends on nothing but the data version (not the audit
+            # log, which moves no version: ``Context.no_store``).
+            revalidable = not errors and not context.no_store
+            headers.update(cache_headers(tag) if revalidable else NO_STORE)
+        key = state.get(CACHE_KEY)
+        if self.cache is not None and key is not None:
+            report = (result.extensions or {}).get("cost", {})
+            cost = report.get("requestedQueryCost")
+            storable = not context.no_store and not errors and result.data is not None
+            if storable and isinstance(cost, int):
+                reads, shared_at = state.get(SHARED_READS, (None, None))
+                shared = shared_at if reads is not None and reads.read else None
+                data = orjson.dumps(result.data)
+                self.cache.put(key, data, cost, report.get("actualQueryCost"), shared)
+            headers["X-Partner-Hub-Cache"] = "miss"
+        response = Response(encode_json(answer), status_code=status, media_type=media)
+        response.headers.update(headers)
+        return response
+
+
+def encode_json(data: object) -> bytes:
+    try:
+        return orjson.dumps(data)
+    except orjson.JSONEncodeError:
+        # A lone surrogate echoed from the request (an unknown operation name "\ud800"):
+        # orjson refuses it; the standard library writes it as an escape, still JSON.
+        return json.dumps(data, default=str).encode()
+
+
+class GraphQLEndpoint:
+    """Checks the envelope and authenticates POSTs (before any resolver), opens the request's
+    session, answers from the response cache or runs the view."""
+
+    def __init__(self, hub: PartnerHub) -> None:
+        self.hub = hub
+        self.documents = document_cache(hub.settings)
+        self.view = GraphQLView(
+            build_schema(hub.settings),
+            hub.response_cache,
+        )
+        self.persisted = PersistedQueries(hub.settings, self.documents)
+        # ETags change with the code's answers too: the schema stands for them.
+        self.build = hashlib.sha256(self.view.schema.as_str().encode()).hexdigest()[:16]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        request = Request(scope, receive)
+        state = scope.setdefault("state", {})
+        media = state[MEDIA] = negotiate(request.headers.get("accept"))
+        started = False
+
+        async def tracked(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            try:
+                response = await self._handle(request, state)
+            except Refused as refused:
+                response = refusal(refused, media, state.get("request_id"))
+                state[CODES] = [refused.code.value]
+            except ClientDisconnect:
+                return
+            except (Exception, asyncio.CancelledError) as exc:
+                # Whatever escapes (a bug, a ``CancelledError`` of work the request started).
+                task = asyncio.current_task()
+                if started or (task is not None and task.cancelling()):
+                    raise  # a response is under way, or the request itself is being cancelled
+                # Never a bare text/plain 500: the same masked, coded error as inside GraphQL.
+                cause = exc if isinstance(exc, Exception) else RuntimeError(type(exc).__name__)
+                cause.__traceback__ = exc.__traceback__
+                error = GraphQLError(str(exc), original_error=cause)
+                masked = unexpected_error(error, state.get("request_id"))
+                body = orjson.dumps({"errors": [masked.formatted]})
+                # application/json answers every well-formed request 200 (GraphQL over HTTP);
+                # the newer media type may tell a server failure by its status.
+                status = 500 if media == GRAPHQL_RESPONSE else 200
+                response = Response(body, status_code=status, media_type=media)
+            if response is not None:
+                await response(scope, receive, tracked)
+        finally:
+            # The request's objects (context, an error's traceback) go with the scope's state; a
+            # large body is then collected and its pages handed back once this call has
+            # returned (graph/transport.py).
+            state.pop("ph_context", None)
+            size = state.pop(BODY_BYTES, 0)
+            if size >= TRIM_AFTER_BYTES:
+                asyncio.get_running_loop().call_soon(release_memory, size)
+
+    async def _handle(self, request: Request, state: dict[str, Any]) -> Response:
+        if request.method not in ("GET", "HEAD", "POST"):
+            # The route takes every method so that this refusal is coded like the others (the
+            # router's own is a bare text/plain 405); PUT is not a GET that could run a read.
+            raise Refused(
+                405,
+                ErrorCode.METHOD_NOT_ALLOWED,
+                "Send GraphQL operations with POST (persisted reads with GET).",
+                Allow="GET, POST",
+            )
+        get = request.method != "POST"
+        if get and not ({"query", "extensions"} & request.query_params.keys()):
+            # GraphiQL from the package (graph/graphiql.py), not Strawberry's page, which loads
+            # its scripts from a CDN; a GET runs persisted reads only (graph/persisted.py).
+            return self._get(request)
+        # A GET runs persisted reads only (graph/persisted.py): anything else is 405 first.
+        payload = get_payload(request.query_params) if get else {}
+        services = await self.hub.start()
+        if request.headers.get("authorization") is None:
+            return unauthorized("Missing Authorization: Bearer <token> header.")
+        if not get:
+            # Bounded and checked before a pool connection is taken for the token.
+            body = await read_body(
+                request.receive, request.headers, services.settings.max_body_bytes
+            )
+            state[BODY_BYTES] = len(body)
+            payload = request_data(request.headers.get("content-type"), body)
+        # One session for the whole request, token lookup included (one pool checkout).
+        async with self.hub.sessions() as session:
+            operation = None if get else known_operation(payload, self.documents)
+            connection = None  # taken by the token lookup once the header is checked
+            if services.settings.is_sqlite:
+                # Not for a document known to be a mutation: it would roll the snapshot back
+                # before it writes (as an unknown one does, ``graph.mutations``).
+                if operation != Operation.MUTATION:
+                    read_from_one_snapshot(session)
+            elif operation == Operation.QUERY:
+                # A query on PostgreSQL runs its statements outside a transaction: at READ
+                # COMMITTED each statement takes its own snapshot either way, so BEGIN and
+                # ROLLBACK were two round trips that changed nothing (issue 17). A mutation,
+                # and anything not surely a query, keeps its transaction. (One snapshot here
+                # would cost them back: ``read_from_one_snapshot``.)
+                connection = await session.connection(execution_options=AUTOCOMMIT)
+            outcome = await authenticate(request, session, connection)
+            if isinstance(outcome, Response):
+                return outcome
+            await self.hub.sync_policies(outcome.policy_version, session)
+            resolved = await self.persisted.resolve(payload, session, state[MEDIA])
+            tag = None
+            if get:
+                refuse_get_mutation(resolved, self.documents)
+                tag = state[ETAG] = entity_tag(
+                    outcome,
+                    resolved,
+                    services.clock.now(),
+                    services.settings.etag_window_seconds,
+                    self.build,
+                )
+                if matches(request.headers.get("if-none-match"), tag):
+                    return Response(status_code=304, headers=cache_headers(tag))
+            cache = self.hub.response_cache
+            if cache is not None:
+                clock = services.clock
+                now = clock.now() if clock.pinned else None
+                key = request_key(outcome, resolved, now, self.documents.parse)
+                entry = cache.get(key, outcome.shared_version) if key is not None else None
+                if entry is not None:
+                    hit = await cached_response(services, outcome, entry, state[MEDIA])
+                    if hit is not None:
+                        if tag is not None:
+                            hit.headers.update(cache_headers(tag))
+                        return hit
+                state[CACHE_KEY] = key
+            context = new_context(services, outcome, session, state.get("request_id", "-"))
+            context.request = request  # its scope's state records that execution started
+            state["ph_context"] = context
+            try:
+                with recording_shared_reads() as reads:
+                    # what the response depends on, for the response cache (``respond``)
+                    state[SHARED_READS] = (reads, outcome.shared_version)
+                    response = await self.view.respond(resolved, context, state)
+            finally:
+                await context.settle()
+                context.close()
+        # Written once the session is closed: a client slow to read its answer (or not reading
+        # it) holds no pool connection meanwhile, nor an admission turn (graph/admission.py).
+        return response
+
+    def _get(self, request: Request) -> Response:
+        accept = request.headers.get("accept", "")
+        if "query" not in request.query_params and ("text/html" in accept or "*/*" in accept):
+            return graphiql_page()
+        raise Refused(
+            405,
+            ErrorCode.METHOD_NOT_ALLOWED,
+            "Send GraphQL operations with POST (and a bearer token).",
+            Allow="GET, POST",
+        )
+
+
+CACHE_KEY = "ph_cache_key"
+SHARED_READS = "ph_shared_reads"
+ETAG = "ph_etag"
+CODES = "ph_error_codes"
+MEDIA = "ph_media_type"
+BODY_BYTES = "ph_body_bytes"
