@@ -152,6 +152,11 @@ class DriverQuery:
                         found = await call
                 except Exception:  # run again below: it raises as it always did
                     call.close()  # (a listener failed before the driver was asked)
+                except BaseException:
+                    # Cancelled while a listener awaited: the driver's coroutine was never
+                    # started; closed, it is not reported as never awaited.
+                    call.close()
+                    raise
                 else:
                     if every:
                         return [compiled.row(row) for row in found]
