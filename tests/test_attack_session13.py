@@ -13,15 +13,18 @@ import asyncio
 import gc
 import time
 import warnings
+import weakref
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from sqlalchemy import event, text
+from sqlalchemy import bindparam, event, select, text
 from sqlalchemy.util.concurrency import await_only
 
 from db.driver_query import DriverQuery
 from db.engine import create_engine
+from db.models import ApiToken
+from db.types import UTCDateTime
 from graph.ids import to_global_id
 from tests.conftest import Api, postgresql_only, sqlite_only
 from tests.helpers import Factory, data_of, error_codes, post_graphql, token_for
@@ -275,3 +278,25 @@ async def test_a_read_cancelled_inside_an_awaiting_listener_leaks_no_coroutine(
 
     # and the driver's statement, never sent, was closed (no "never awaited" coroutine)
     assert [str(w.message) for w in caught if w.category is RuntimeWarning] == []
+
+
+async def test_a_disposed_engines_compiled_forms_go_with_it(api: Api) -> None:
+    # given: a driver query with processed parameters and columns (closures over the dialect),
+    # compiled for the test's engine and for another engine, then disposed of
+    created = ApiToken.__table__.c.created_at  # type: ignore[attr-defined]
+    query = DriverQuery(select(created).where(created >= bindparam("since", type_=UTCDateTime())))
+    other = create_engine(api.db.url)
+    dialect = weakref.ref(other.sync_engine.dialect)
+    assert query._compile(other.sync_engine.dialect) is not None
+    assert query._compile(api.engine.dialect) is not None
+    await other.dispose()
+
+    # when
+    del other
+    gc.collect()
+
+    # then: nothing holds the disposed engine's dialect (the query kept every dialect it was
+    # compiled for: ~5 kB an engine a query, the SQL text included), and the test's engine's
+    # form is still there
+    assert dialect() is None
+    assert query._compile(api.engine.dialect) is query._compile(api.engine.dialect)
