@@ -82,22 +82,33 @@ class _Compiled:
         )
 
 
+# The dialect's attribute holding its compiled forms of the driver queries (``_compile``).
+_FORMS = "_partner_hub_driver_forms"
+_UNCOMPILED: Any = object()
+
+
 class DriverQuery:
     """``statement`` (a Core SELECT, or a frozen text with typed columns, ``db.engine.frozen``)
     run on a request's driver connection."""
 
     def __init__(self, statement: Select[Any] | TextualSelect) -> None:
         self.statement = statement
-        # per dialect (an id could be a disposed engine's dialect's, reused)
-        self._compiled: weakref.WeakKeyDictionary[Dialect, _Compiled | None] = (
-            weakref.WeakKeyDictionary()
-        )
 
     def _compile(self, dialect: Dialect) -> _Compiled | None:
         """The statement's text, parameter order and processors for ``dialect``, or None when
         SQLAlchemy would do more than run processors (expanding parameters: then only its own
         path is the same)."""
-        if dialect not in self._compiled:
+        # Kept on the dialect, by query: a disposed engine's forms go with its dialect. Kept
+        # here by dialect (even weakly), they kept every dialect alive for good, its processors
+        # (closures over the dialect) holding their own key.
+        forms: weakref.WeakKeyDictionary[DriverQuery, _Compiled | None] | None = getattr(
+            dialect, _FORMS, None
+        )
+        if forms is None:
+            forms = weakref.WeakKeyDictionary()
+            setattr(dialect, _FORMS, forms)
+        found = forms.get(self, _UNCOMPILED)
+        if found is _UNCOMPILED:
             compiled: Any = self.statement.compile(dialect=dialect)
             positional = compiled.positiontup
             found = None
@@ -115,8 +126,8 @@ class DriverQuery:
                     binds if any(binds) else None,
                     columns if any(columns) else None,
                 )
-            self._compiled[dialect] = found
-        return self._compiled[dialect]
+            forms[self] = found
+        return found
 
     async def first(self, connection: AsyncConnection, params: dict[str, Any]) -> Any:
         """The first row (a sequence of the selected columns' values) or None."""
@@ -152,6 +163,11 @@ class DriverQuery:
                         found = await call
                 except Exception:  # run again below: it raises as it always did
                     call.close()  # (a listener failed before the driver was asked)
+                except BaseException:
+                    # Cancelled while a listener awaited: the driver's coroutine was never
+                    # started; closed, it is not reported as never awaited.
+                    call.close()
+                    raise
                 else:
                     if every:
                         return [compiled.row(row) for row in found]
