@@ -147,9 +147,9 @@ class DriverQuery:
             adapter = sync.connection.dbapi_connection
             run = None
             if isinstance(adapter, AsyncAdapt_asyncpg_connection) and adapter.autocommit:
-                run = _asyncpg_first
+                run = _on_asyncpg
             elif isinstance(adapter, OneTripConnection):
-                run = _sqlite_first
+                run = _on_sqlite
             if run is not None:
                 args = compiled.args(params)
                 call = run(adapter, sync.dialect, compiled.sql, args, every)
@@ -183,7 +183,7 @@ def _with_events(sync: Any, sql: str, args: tuple[Any, ...], call: Awaitable[Any
     return found
 
 
-async def _asyncpg_first(
+async def _on_asyncpg(
     adapter: Any, dialect: Any, sql: str, args: tuple[Any, ...], every: bool = False
 ) -> Any:
     async with adapter._execute_mutex:
@@ -193,7 +193,7 @@ async def _asyncpg_first(
         return await prepared.fetchrow(*args)
 
 
-async def _sqlite_first(
+async def _on_sqlite(
     adapter: Any, _dialect: Any, sql: str, args: tuple[Any, ...], every: bool = False
 ) -> Any:
     connection: Any = adapter._connection
