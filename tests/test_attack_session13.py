@@ -14,7 +14,7 @@ import gc
 import time
 import warnings
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
@@ -208,6 +208,23 @@ async def test_a_driver_statement_ended_in_flight_leaves_the_pool_usable(
         assert data_of(await read.answer()) == expected
 
 
+async def cancelled_at_the_statement(
+    read: Read, listener: Callable[..., None], sent: list[str]
+) -> None:
+    """``read``'s request, cancelled once ``listener`` (a ``before_cursor_execute`` listener
+    that appends to ``sent`` when it stops the driven statement) has held it 0.2 s."""
+    engine = read.api.engine.sync_engine
+    event.listen(engine, "before_cursor_execute", listener)
+    try:
+        task = asyncio.ensure_future(read.post())
+        await asyncio.sleep(0.2)
+        assert sent and not task.done()
+        task.cancel()
+        await asyncio.wait([task])
+    finally:
+        event.remove(engine, "before_cursor_execute", listener)
+
+
 @sqlite_only
 async def test_a_read_cancelled_while_its_statement_waits_in_sqlites_thread(
     read: Read,
@@ -223,18 +240,8 @@ async def test_a_read_cancelled_while_its_statement_waits_in_sqlites_thread(
             queue = connection.connection.dbapi_connection._connection
             holds.append(asyncio.ensure_future(queue._execute(time.sleep, 0.4)))
 
-    engine = read.api.engine.sync_engine
-    event.listen(engine, "before_cursor_execute", busy_thread)
-    try:
-        task = asyncio.ensure_future(read.post())
-        await asyncio.sleep(0.2)
-        assert sent and not task.done()
-
-        # when
-        task.cancel()
-        await asyncio.wait([task])
-    finally:
-        event.remove(engine, "before_cursor_execute", busy_thread)
+    # when
+    await cancelled_at_the_statement(read, busy_thread, sent)
     await asyncio.gather(*holds)
 
     # then: the connection's lock is free and the next reads answer as before
@@ -255,25 +262,14 @@ async def test_a_read_cancelled_inside_an_awaiting_listener_leaks_no_coroutine(
             sent.append(statement)
             await_only(asyncio.sleep(0.4))
 
-    engine = read.api.engine.sync_engine
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        event.listen(engine, "before_cursor_execute", waiting)
-        try:
-            task = asyncio.ensure_future(read.post())
-            await asyncio.sleep(0.2)
-            assert sent and not task.done()
-
-            # when: the request is cancelled while the listener waits
-            task.cancel()
-            await asyncio.wait([task])
-        finally:
-            event.remove(engine, "before_cursor_execute", waiting)
+        # when: the request is cancelled while the listener waits
+        await cancelled_at_the_statement(read, waiting, sent)
 
         # then: the next reads answer as before
         for _ in range(3):
             assert data_of(await read.answer()) == expected
-        del task
         gc.collect()
 
     # and the driver's statement, never sent, was closed (no "never awaited" coroutine)

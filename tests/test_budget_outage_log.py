@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -36,24 +37,31 @@ def events(caplog: pytest.LogCaptureFixture) -> list[Any]:
     return [getattr(r, "event", None) for r in caplog.records if getattr(r, "event", None)]
 
 
-async def test_an_outage_is_logged_once_and_its_end_once(
-    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # given: a budget over a store that goes down, retried at once after each failure
+@pytest.fixture
+async def flaky(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[tuple[Flaky, SharedBudget]]:
+    """A budget over a ``Flaky`` store, retried at once after each failure."""
     monkeypatch.setattr(graph.cost_store, "RETRY_SECONDS", 0.0)
     store = Flaky()
     budget = SharedBudget(store, 6_000)
     try:
-        assert (await budget.spend(1, 10))[0]
-        store.down = True
-
-        # when: many requests meet the outage, each retrying the store
-        spent = [await budget.spend(token, 10) for token in range(2, 40)]
-        tried = store.calls
-        store.down = False
-        recovered = [await budget.spend(token, 10) for token in range(40, 45)]
+        yield store, budget
     finally:
         await budget.close()
+
+
+async def test_an_outage_is_logged_once_and_its_end_once(
+    caplog: pytest.LogCaptureFixture, flaky: tuple[Flaky, SharedBudget]
+) -> None:
+    # given: a budget over a store that goes down
+    store, budget = flaky
+    assert (await budget.spend(1, 10))[0]
+    store.down = True
+
+    # when: many requests meet the outage, each retrying the store
+    spent = [await budget.spend(token, 10) for token in range(2, 40)]
+    tried = store.calls
+    store.down = False
+    recovered = [await budget.spend(token, 10) for token in range(40, 45)]
 
     # then: every request was served (by the process's own budget meanwhile), the store was
     # retried, and the log holds one line for the outage and one for its end
@@ -63,19 +71,15 @@ async def test_an_outage_is_logged_once_and_its_end_once(
 
 
 async def test_a_second_outage_is_logged_again(
-    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+    caplog: pytest.LogCaptureFixture, flaky: tuple[Flaky, SharedBudget]
 ) -> None:
     # given
-    monkeypatch.setattr(graph.cost_store, "RETRY_SECONDS", 0.0)
-    store = Flaky()
-    budget = SharedBudget(store, 6_000)
-    try:
-        # when: down, up, down again (a token each: no lease spares a trip)
-        for token, down in enumerate((True, False, True, False)):
-            store.down = down
-            await budget.spend(token, 10)
-    finally:
-        await budget.close()
+    store, budget = flaky
+
+    # when: down, up, down again (a token each: no lease spares a trip)
+    for token, down in enumerate((True, False, True, False)):
+        store.down = down
+        await budget.spend(token, 10)
 
     # then
     assert events(caplog) == ["cost_budget_degraded", "cost_budget_restored"] * 2
