@@ -254,10 +254,7 @@ class SharedBudget:
             await asyncio.shield(pending)
         done = self._trips[token_id] = asyncio.get_running_loop().create_future()
         try:
-            spent = await self._trip(token_id, cost, now)
-            if self._outage:
-                self._restored()
-            return spent
+            return await self._trip(token_id, cost, now)
         except self.store.errors as error:
             self._degraded(error)
             return self.local.take(token_id, cost)
@@ -307,6 +304,8 @@ class SharedBudget:
 
     async def _store_spend(self, token_id: int, points: float) -> tuple[bool, float]:
         granted, level, _ = await self.store.spend(token_id, points, self.capacity, self.rate)
+        if self._outage:  # whichever call hears it first: a spend, the sweep's or close's return
+            self._restored()
         return granted, level
 
     def _keep(self, token_id: int, points: float, until: float, level: float) -> None:
@@ -371,7 +370,10 @@ class SharedBudget:
         self._down_until = time.monotonic() + RETRY_SECONDS
 
     def _restored(self) -> None:
+        """The store answered: shared again from the next request (a lease given back may hear
+        it first, while the fallback had seconds left)."""
         self._outage = False
+        self._down_until = 0.0
         log.warning(
             "cost budget store answering again: the deployment's budget is shared again",
             extra={"event": "cost_budget_restored", "store": self.store.name},

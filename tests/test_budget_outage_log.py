@@ -83,3 +83,54 @@ async def test_a_second_outage_is_logged_again(
 
     # then
     assert events(caplog) == ["cost_budget_degraded", "cost_budget_restored"] * 2
+
+
+async def test_an_outage_ended_by_a_lease_given_back_is_logged_as_ended(
+    caplog: pytest.LogCaptureFixture, flaky: tuple[Flaky, SharedBudget]
+) -> None:
+    # given: a token busy enough to hold a lease, then an outage another token meets
+    store, budget = flaky
+    await budget.spend(1, 10)
+    await budget.spend(1, 10)  # seen within LEASE_SECONDS: a lease is kept
+    assert budget._leases
+    store.down = True
+    await budget.spend(2, 10)
+
+    # when: the store answers again, and the first it hears is the lease given back
+    # (the process closing; the lease sweep gives back the same way)
+    store.down = False
+    calls = store.calls
+    await budget.close()
+
+    # then: the store answered, and the log says the outage ended
+    assert store.calls > calls
+    assert events(caplog) == ["cost_budget_degraded", "cost_budget_restored"]
+
+
+async def test_a_lease_given_back_during_an_outage_ends_the_fallback(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given: a budget in its fallback (for a long while) and a lease to give back
+    store = Flaky()
+    budget = SharedBudget(store, 6_000)
+    try:
+        await budget.spend(1, 10)
+        await budget.spend(1, 10)
+        store.down = True
+        await budget.spend(2, 10)
+        store.down = False
+
+        # when: the sweep gives the lease back, and the store takes it
+        for held in budget._leases.values():
+            held.until = 0.0
+        budget._start_sweep()
+        while budget._returns:
+            await next(iter(budget._returns))
+
+        # then: logged as ended, and the next request is spent at the store again
+        assert events(caplog) == ["cost_budget_degraded", "cost_budget_restored"]
+        calls = store.calls
+        await budget.spend(3, 10)
+        assert store.calls == calls + 1
+    finally:
+        await budget.close()
