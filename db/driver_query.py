@@ -43,6 +43,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
+from sqlalchemy import exc
 from sqlalchemy.dialects.postgresql.asyncpg import AsyncAdapt_asyncpg_connection
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
@@ -116,16 +117,14 @@ class DriverQuery:
             if positional is not None and not expanding:
                 processors = compiled._bind_processors
                 binds = tuple(processors.get(name) for name in positional)
-                columns = tuple(
-                    column[3]._cached_result_processor(dialect, None)
-                    for column in compiled._result_columns
-                )
-                found = _Compiled(
-                    compiled.string,
-                    tuple((name, compiled.params[name]) for name in positional),
-                    binds if any(binds) else None,
-                    columns if any(columns) else None,
-                )
+                columns = _column_processors(dialect, compiled._result_columns)
+                if columns is not None:
+                    found = _Compiled(
+                        compiled.string,
+                        tuple((name, compiled.params[name]) for name in positional),
+                        binds if any(binds) else None,
+                        columns if any(columns) else None,
+                    )
             forms[self] = found
         return found
 
@@ -174,6 +173,16 @@ class DriverQuery:
                     return compiled.row(found)
         result = await connection.execute(self.statement, params)
         return result.all() if every else result.first()
+
+
+def _column_processors(dialect: Dialect, columns: Any) -> tuple[Processor, ...] | None:
+    """Each result column's processor, or None when one depends on the type the cursor reports,
+    which only SQLAlchemy's path knows: asyncpg's Float and Numeric (and arrays of them) pick
+    theirs by the column's type oid, and raise without one."""
+    try:
+        return tuple(column[3]._cached_result_processor(dialect, None) for column in columns)
+    except (TypeError, exc.InvalidRequestError):
+        return None
 
 
 def _with_events(sync: Any, sql: str, args: tuple[Any, ...], call: Awaitable[Any]) -> Any:

@@ -8,7 +8,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import bindparam, exc, select
+from sqlalchemy import Float, Numeric, bindparam, cast, exc, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from db.driver_query import DriverQuery
@@ -205,3 +205,26 @@ async def test_directory_and_detail_reads_take_the_drivers_path(
     detail = data_of(found)["customer"]
     assert detail["name"] == "Alpha" and detail["lastAdminSignInAt"].endswith("+00:00")
     assert detail["partnerAdmins"] == [{"admin": {"email": "full@acme.example"}}]
+
+
+async def test_columns_whose_processor_depends_on_the_drivers_column_type(
+    api: Api, token: str, backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given: a Float and a Numeric column, whose processors on asyncpg depend on the type the
+    # cursor reports (float8 or numeric), which the driver's path does not have when it compiles
+    statement = select(
+        cast(AD.id, Float).label("f"), cast(AD.id, Numeric(10, 2)).label("n"), AD.email
+    ).where(AD.email == bindparam("email"))
+    query = DriverQuery(statement)
+    params = {"email": "full@acme.example"}
+    async with session_factory(api.engine)() as session:
+        connection = await query_connection(session, backend)
+        expected = (await connection.execute(statement, params)).all()
+
+        # when
+        rows = await query.all(connection, params)
+
+    # then: the values SQLAlchemy's path gives, whichever path ran
+    assert len(expected) == 1
+    assert [tuple(row) for row in rows] == [tuple(row) for row in expected]
+    assert [type(v) for v in rows[0]] == [type(v) for v in expected[0]]
