@@ -66,11 +66,13 @@ class _Compiled:
     binds: tuple[Processor, ...] | None = None
     columns: tuple[Processor, ...] | None = None
 
+    # NULLs too, as SQLAlchemy processes them: a JSON parameter's None is sent as the text
+    # 'null', and a TypeDecorator may read NULL as a value.
     def args(self, params: dict[str, Any]) -> tuple[Any, ...]:
         values = [params.get(name, value) for name, value in self.positions]
         if self.binds is not None:
             for i, process in enumerate(self.binds):
-                if process is not None and values[i] is not None:
+                if process is not None:
                     values[i] = process(values[i])
         return tuple(values)
 
@@ -78,7 +80,7 @@ class _Compiled:
         if row is None or self.columns is None:
             return row
         return tuple(
-            value if process is None or value is None else process(value)
+            value if process is None else process(value)
             for process, value in zip(self.columns, row, strict=True)
         )
 

@@ -8,7 +8,20 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import Float, Numeric, bindparam, cast, exc, select
+from sqlalchemy import (
+    JSON,
+    Float,
+    Numeric,
+    String,
+    TypeDecorator,
+    bindparam,
+    cast,
+    exc,
+    func,
+    literal_column,
+    select,
+    type_coerce,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from db.driver_query import DriverQuery
@@ -228,3 +241,37 @@ async def test_columns_whose_processor_depends_on_the_drivers_column_type(
     assert len(expected) == 1
     assert [tuple(row) for row in rows] == [tuple(row) for row in expected]
     assert [type(v) for v in rows[0]] == [type(v) for v in expected[0]]
+
+
+class Absent(TypeDecorator[str]):
+    """A type whose processors give NULL a value (as a TypeDecorator may)."""
+
+    impl = String
+    cache_ok = True
+
+    def process_result_value(self, value: Any, dialect: Any) -> str:
+        return "absent" if value is None else value
+
+
+async def test_null_parameters_and_columns_are_processed_as_sqlalchemy_processes_them(
+    api: Api, backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given: a JSON parameter given None (SQLAlchemy sends the JSON text 'null') and a NULL
+    # column of a type that reads NULL as a value
+    statement = select(
+        func.length(cast(bindparam("j", type_=JSON), String)).label("j"),
+        type_coerce(literal_column("NULL"), Absent).label("a"),
+    )
+    query = DriverQuery(statement)
+    async with session_factory(api.engine)() as session:
+        connection = await query_connection(session, backend)
+        expected = (await connection.execute(statement, {"j": None})).all()
+        sqlalchemy_path = SqlAlchemyPath(monkeypatch)
+
+        # when
+        rows = await query.all(connection, {"j": None})
+
+    # then
+    assert [tuple(row) for row in expected] == [(4, "absent")]
+    assert [tuple(row) for row in rows] == [tuple(row) for row in expected]
+    assert sqlalchemy_path.calls == 0
