@@ -254,7 +254,10 @@ class SharedBudget:
             await asyncio.shield(pending)
         done = self._trips[token_id] = asyncio.get_running_loop().create_future()
         try:
-            return await self._trip(token_id, cost, now)
+            spent = await self._trip(token_id, cost, now)
+            if self._outage:
+                self._restored()
+            return spent
         except self.store.errors as error:
             self._degraded(error)
             return self.local.take(token_id, cost)
@@ -304,8 +307,6 @@ class SharedBudget:
 
     async def _store_spend(self, token_id: int, points: float) -> tuple[bool, float]:
         granted, level, _ = await self.store.spend(token_id, points, self.capacity, self.rate)
-        if self._outage:  # whichever call hears it first: a spend, the sweep's or close's return
-            self._restored()
         return granted, level
 
     def _keep(self, token_id: int, points: float, until: float, level: float) -> None:
@@ -350,6 +351,11 @@ class SharedBudget:
                 except self.store.errors as error:
                     failed = True  # lost points: a token may spend a little less this minute
                     self._degraded(error)
+                else:
+                    # The store may answer a return first (the sweep's, or close's: no spend
+                    # comes after it), but not one that raced this batch's failure.
+                    if self._outage and not failed:
+                        self._restored()
 
         await asyncio.gather(*(returner() for _ in range(RETURNS)))
 
@@ -370,10 +376,7 @@ class SharedBudget:
         self._down_until = time.monotonic() + RETRY_SECONDS
 
     def _restored(self) -> None:
-        """The store answered: shared again from the next request (a lease given back may hear
-        it first, while the fallback had seconds left)."""
         self._outage = False
-        self._down_until = 0.0
         log.warning(
             "cost budget store answering again: the deployment's budget is shared again",
             extra={"event": "cost_budget_restored", "store": self.store.name},
