@@ -99,8 +99,8 @@ class DriverQuery:
 
     def _compile(self, dialect: Dialect) -> _Compiled | None:
         """The statement's text, parameter order and processors for ``dialect``, or None when
-        SQLAlchemy would do more than run processors (expanding parameters: then only its own
-        path is the same)."""
+        SQLAlchemy would do more than run processors (expanding parameters, escaped parameter
+        names: then only its own path is the same)."""
         # Kept on the dialect, by query: a disposed engine's forms go with its dialect. Kept
         # here by dialect (even weakly), they kept every dialect alive for good, its processors
         # (closures over the dialect) holding their own key.
@@ -116,7 +116,8 @@ class DriverQuery:
             positional = compiled.positiontup
             found = None
             expanding = compiled.post_compile_params or compiled.literal_execute_params
-            if positional is not None and not expanding:
+            # A name SQLAlchemy escapes (``a.b[0]``) is another in ``compiled.params``.
+            if positional is not None and not expanding and not compiled.escaped_bind_names:
                 processors = compiled._bind_processors
                 binds = tuple(processors.get(name) for name in positional)
                 columns = _column_processors(dialect, compiled._result_columns)

@@ -173,6 +173,23 @@ def test_a_statement_with_expanding_parameters_is_left_to_sqlalchemy(
     assert _AUTHENTICATE._compile(api.engine.dialect) is not None
 
 
+async def test_a_parameter_whose_name_sqlalchemy_escapes_runs_as_on_sqlalchemys_path(
+    api: Api, backend: str
+) -> None:
+    # given: a parameter named with characters SQLAlchemy escapes in the compiled statement
+    statement = select(AD.email).where(AD.email == bindparam("admin.email[0]"))
+    params = {"admin.email[0]": "nobody@example.com"}
+    async with session_factory(api.engine)() as session:
+        connection = await query_connection(session, backend)
+        expected = (await connection.execute(statement, params)).all()
+
+        # when
+        rows = await DriverQuery(statement).all(connection, params)
+
+    # then
+    assert rows == expected == []
+
+
 DIRECTORY = """query {
   customers(first: 10) {
     nodes { id name createdAt statuses tags { name }
