@@ -43,6 +43,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
+from sqlalchemy import exc
 from sqlalchemy.dialects.postgresql.asyncpg import AsyncAdapt_asyncpg_connection
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
@@ -65,11 +66,13 @@ class _Compiled:
     binds: tuple[Processor, ...] | None = None
     columns: tuple[Processor, ...] | None = None
 
+    # NULLs too, as SQLAlchemy processes them: a JSON parameter's None is sent as the text
+    # 'null', and a TypeDecorator may read NULL as a value.
     def args(self, params: dict[str, Any]) -> tuple[Any, ...]:
         values = [params.get(name, value) for name, value in self.positions]
         if self.binds is not None:
             for i, process in enumerate(self.binds):
-                if process is not None and values[i] is not None:
+                if process is not None:
                     values[i] = process(values[i])
         return tuple(values)
 
@@ -77,7 +80,7 @@ class _Compiled:
         if row is None or self.columns is None:
             return row
         return tuple(
-            value if process is None or value is None else process(value)
+            value if process is None else process(value)
             for process, value in zip(self.columns, row, strict=True)
         )
 
@@ -96,8 +99,8 @@ class DriverQuery:
 
     def _compile(self, dialect: Dialect) -> _Compiled | None:
         """The statement's text, parameter order and processors for ``dialect``, or None when
-        SQLAlchemy would do more than run processors (expanding parameters: then only its own
-        path is the same)."""
+        SQLAlchemy would do more than run processors (expanding parameters, escaped parameter
+        names: then only its own path is the same)."""
         # Kept on the dialect, by query: a disposed engine's forms go with its dialect. Kept
         # here by dialect (even weakly), they kept every dialect alive for good, its processors
         # (closures over the dialect) holding their own key.
@@ -113,19 +116,18 @@ class DriverQuery:
             positional = compiled.positiontup
             found = None
             expanding = compiled.post_compile_params or compiled.literal_execute_params
-            if positional is not None and not expanding:
+            # A name SQLAlchemy escapes (``a.b[0]``) is another in ``compiled.params``.
+            if positional is not None and not expanding and not compiled.escaped_bind_names:
                 processors = compiled._bind_processors
                 binds = tuple(processors.get(name) for name in positional)
-                columns = tuple(
-                    column[3]._cached_result_processor(dialect, None)
-                    for column in compiled._result_columns
-                )
-                found = _Compiled(
-                    compiled.string,
-                    tuple((name, compiled.params[name]) for name in positional),
-                    binds if any(binds) else None,
-                    columns if any(columns) else None,
-                )
+                columns = _column_processors(dialect, compiled._result_columns)
+                if columns is not None:
+                    found = _Compiled(
+                        compiled.string,
+                        tuple((name, compiled.params[name]) for name in positional),
+                        binds if any(binds) else None,
+                        columns if any(columns) else None,
+                    )
             forms[self] = found
         return found
 
@@ -174,6 +176,16 @@ class DriverQuery:
                     return compiled.row(found)
         result = await connection.execute(self.statement, params)
         return result.all() if every else result.first()
+
+
+def _column_processors(dialect: Dialect, columns: Any) -> tuple[Processor, ...] | None:
+    """Each result column's processor, or None when one depends on the type the cursor reports,
+    which only SQLAlchemy's path knows: asyncpg's Float and Numeric (and arrays of them) pick
+    theirs by the column's type oid, and raise without one."""
+    try:
+        return tuple(column[3]._cached_result_processor(dialect, None) for column in columns)
+    except (TypeError, exc.InvalidRequestError):
+        return None
 
 
 def _with_events(sync: Any, sql: str, args: tuple[Any, ...], call: Awaitable[Any]) -> Any:

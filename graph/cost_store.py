@@ -351,6 +351,11 @@ class SharedBudget:
                 except self.store.errors as error:
                     failed = True  # lost points: a token may spend a little less this minute
                     self._degraded(error)
+                else:
+                    # The store may answer a return first (the sweep's, or close's: no spend
+                    # comes after it), but not one that raced this batch's failure.
+                    if self._outage and not failed:
+                        self._restored()
 
         await asyncio.gather(*(returner() for _ in range(RETURNS)))
 

@@ -114,7 +114,7 @@ async def app_client(
     """An app and an HTTP client to it (through ASGI, so without its lifespan), the app's hub
     stopped after whatever happens. Tests make their apps here (or run their lifespan): a hub
     left running keeps its cost budget's pool, PostgreSQL connections of its own, and the
-    engine it made when given none (``_no_pool_left_open`` fails a test that leaks a pool)."""
+    engine it made when given none (``tests.leak_guard`` fails a test that leaks one)."""
     app = create_app(settings, engine=engine)
     try:
         transport = httpx.ASGITransport(app=app)

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -83,3 +84,73 @@ async def test_a_second_outage_is_logged_again(
 
     # then
     assert events(caplog) == ["cost_budget_degraded", "cost_budget_restored"] * 2
+
+
+async def test_an_outage_ended_by_a_lease_given_back_is_logged_as_ended(
+    caplog: pytest.LogCaptureFixture, flaky: tuple[Flaky, SharedBudget]
+) -> None:
+    # given: a token busy enough to hold a lease, then an outage another token meets
+    store, budget = flaky
+    await budget.spend(1, 10)
+    await budget.spend(1, 10)  # seen within LEASE_SECONDS: a lease is kept
+    assert budget._leases
+    store.down = True
+    await budget.spend(2, 10)
+
+    # when: the store answers again, and the first it hears is the lease given back
+    # (the process closing; the lease sweep gives back the same way)
+    store.down = False
+    calls = store.calls
+    await budget.close()
+
+    # then: the store answered, and the log says the outage ended
+    assert store.calls > calls
+    assert events(caplog) == ["cost_budget_degraded", "cost_budget_restored"]
+
+
+async def test_an_outage_ended_by_the_lease_sweep_is_logged_as_ended(
+    caplog: pytest.LogCaptureFixture, flaky: tuple[Flaky, SharedBudget]
+) -> None:
+    # given: a lease, then an outage another token meets
+    store, budget = flaky
+    await budget.spend(1, 10)
+    await budget.spend(1, 10)
+    store.down = True
+    await budget.spend(2, 10)
+    store.down = False
+
+    # when: the sweep gives the expired lease back, and the store takes it
+    for held in budget._leases.values():
+        held.until = 0.0
+    budget._start_sweep()
+    while budget._returns:
+        await next(iter(budget._returns))
+
+    # then
+    assert events(caplog) == ["cost_budget_degraded", "cost_budget_restored"]
+
+
+async def test_a_return_racing_a_failed_one_does_not_end_the_outage(
+    caplog: pytest.LogCaptureFixture, flaky: tuple[Flaky, SharedBudget]
+) -> None:
+    # given: a store that fails the first of a batch of returns and takes the others
+    store, budget = flaky
+    real = store.spend
+    first = True
+
+    async def spend(token_id: int, cost: float, capacity: float, rate: float) -> Spent:
+        nonlocal first
+        failing, first = first, False
+        await asyncio.sleep(0)  # every returner's call under way before the first fails
+        if failing:
+            raise ConnectionError("timed out")
+        return await real(token_id, cost, capacity, rate)
+
+    store.spend = spend  # type: ignore[method-assign]
+
+    # when: a batch of returns (as the sweep or close sends them)
+    await budget._give_back([(token, 5.0) for token in range(8)])
+
+    # then: one outage, not ended by the returns already under way
+    assert store.calls >= 2
+    assert events(caplog) == ["cost_budget_degraded"]

@@ -8,7 +8,20 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import bindparam, exc, select
+from sqlalchemy import (
+    JSON,
+    Float,
+    Numeric,
+    String,
+    TypeDecorator,
+    bindparam,
+    cast,
+    exc,
+    func,
+    literal_column,
+    select,
+    type_coerce,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from db.driver_query import DriverQuery
@@ -160,6 +173,23 @@ def test_a_statement_with_expanding_parameters_is_left_to_sqlalchemy(
     assert _AUTHENTICATE._compile(api.engine.dialect) is not None
 
 
+async def test_a_parameter_whose_name_sqlalchemy_escapes_runs_as_on_sqlalchemys_path(
+    api: Api, backend: str
+) -> None:
+    # given: a parameter named with characters SQLAlchemy escapes in the compiled statement
+    statement = select(AD.email).where(AD.email == bindparam("admin.email[0]"))
+    params = {"admin.email[0]": "nobody@example.com"}
+    async with session_factory(api.engine)() as session:
+        connection = await query_connection(session, backend)
+        expected = (await connection.execute(statement, params)).all()
+
+        # when
+        rows = await DriverQuery(statement).all(connection, params)
+
+    # then
+    assert rows == expected == []
+
+
 DIRECTORY = """query {
   customers(first: 10) {
     nodes { id name createdAt statuses tags { name }
@@ -205,3 +235,60 @@ async def test_directory_and_detail_reads_take_the_drivers_path(
     detail = data_of(found)["customer"]
     assert detail["name"] == "Alpha" and detail["lastAdminSignInAt"].endswith("+00:00")
     assert detail["partnerAdmins"] == [{"admin": {"email": "full@acme.example"}}]
+
+
+async def test_columns_whose_processor_depends_on_the_drivers_column_type(
+    api: Api, token: str, backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given: a Float and a Numeric column, whose processors on asyncpg depend on the type the
+    # cursor reports (float8 or numeric), which the driver's path does not have when it compiles
+    statement = select(
+        cast(AD.id, Float).label("f"), cast(AD.id, Numeric(10, 2)).label("n"), AD.email
+    ).where(AD.email == bindparam("email"))
+    query = DriverQuery(statement)
+    params = {"email": "full@acme.example"}
+    async with session_factory(api.engine)() as session:
+        connection = await query_connection(session, backend)
+        expected = (await connection.execute(statement, params)).all()
+
+        # when
+        rows = await query.all(connection, params)
+
+    # then: the values SQLAlchemy's path gives, whichever path ran
+    assert len(expected) == 1
+    assert [tuple(row) for row in rows] == [tuple(row) for row in expected]
+    assert [type(v) for v in rows[0]] == [type(v) for v in expected[0]]
+
+
+class Absent(TypeDecorator[str]):
+    """A type whose processors give NULL a value (as a TypeDecorator may)."""
+
+    impl = String
+    cache_ok = True
+
+    def process_result_value(self, value: Any, dialect: Any) -> str:
+        return "absent" if value is None else value
+
+
+async def test_null_parameters_and_columns_are_processed_as_sqlalchemy_processes_them(
+    api: Api, backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given: a JSON parameter given None (SQLAlchemy sends the JSON text 'null') and a NULL
+    # column of a type that reads NULL as a value
+    statement = select(
+        func.length(cast(bindparam("j", type_=JSON), String)).label("j"),
+        type_coerce(literal_column("NULL"), Absent).label("a"),
+    )
+    query = DriverQuery(statement)
+    async with session_factory(api.engine)() as session:
+        connection = await query_connection(session, backend)
+        expected = (await connection.execute(statement, {"j": None})).all()
+        sqlalchemy_path = SqlAlchemyPath(monkeypatch)
+
+        # when
+        rows = await query.all(connection, {"j": None})
+
+    # then
+    assert [tuple(row) for row in expected] == [(4, "absent")]
+    assert [tuple(row) for row in rows] == [tuple(row) for row in expected]
+    assert sqlalchemy_path.calls == 0
