@@ -209,9 +209,7 @@ async def _on_sqlite(
     adapter: Any, _dialect: Any, sql: str, args: tuple[Any, ...], every: bool = False
 ) -> Any:
     connection: Any = adapter._connection
-    # The request's snapshot (``db.engine.read_from_one_snapshot``) opens with its first
-    # statement, this one, in the same trip, as ``OneTripCursor`` opens it.
-    snapshot = isinstance(connection, TrackedConnection) and connection.take_snapshot()
+    snapshot = False
 
     def run(raw: sqlite3.Connection) -> Any:
         if snapshot:
@@ -224,6 +222,10 @@ async def _on_sqlite(
             cursor.close()
 
     async with adapter._execute_mutex:
+        # The request's snapshot (``db.engine.read_from_one_snapshot``) opens with its first
+        # statement, this one, in the same trip, as ``OneTripCursor`` opens it; asked for once
+        # the connection is this statement's (one cancelled while it waited leaves it asked).
+        snapshot = isinstance(connection, TrackedConnection) and connection.take_snapshot()
         return await connection._execute(run, connection._conn)
 
 

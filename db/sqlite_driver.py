@@ -52,9 +52,7 @@ class OneTripCursor(AsyncAdapt_aiosqlite_cursor):
         the closed cursor stays for what SQLAlchemy reads next (description, counts)."""
         connection = self._connection
         raw: sqlite3.Connection = connection._conn
-        # Read and cleared here, on the event loop: statements queued after this one run
-        # behind it in the thread, inside the transaction it opens.
-        snapshot = isinstance(connection, TrackedConnection) and connection.take_snapshot()
+        snapshot = False
 
         def run() -> tuple[sqlite3.Cursor, Any]:
             if snapshot:
@@ -66,6 +64,10 @@ class OneTripCursor(AsyncAdapt_aiosqlite_cursor):
                 cursor.close()
 
         async with self._adapt_connection._execute_mutex:
+            # Read and cleared here, on the event loop, once the connection is this
+            # statement's (one cancelled while it waited leaves it asked): statements queued
+            # after this one run behind it in the thread, inside the transaction it opens.
+            snapshot = isinstance(connection, TrackedConnection) and connection.take_snapshot()
             cursor, result = await self._connection._execute(run)
             self._cursor = cursor
             return result

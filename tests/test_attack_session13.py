@@ -22,7 +22,7 @@ from sqlalchemy import bindparam, event, select, text
 from sqlalchemy.util.concurrency import await_only
 
 from db.driver_query import DriverQuery
-from db.engine import create_engine
+from db.engine import create_engine, read_from_one_snapshot, session_factory
 from db.models import ApiToken
 from db.types import UTCDateTime
 from graph.ids import to_global_id
@@ -296,3 +296,34 @@ async def test_a_disposed_engines_compiled_forms_go_with_it(api: Api) -> None:
     # form is still there
     assert dialect() is None
     assert query._compile(api.engine.dialect) is query._compile(api.engine.dialect)
+
+
+@sqlite_only
+async def test_a_first_statement_cancelled_while_it_waits_leaves_the_snapshot_asked(
+    api: Api,
+) -> None:
+    # given: a request's session that reads from one snapshot, its connection busy (another
+    # statement holds the adapter's lock) when its first statement comes
+    query = DriverQuery(select(ApiToken.__table__.c.id))  # type: ignore[attr-defined]
+    async with session_factory(api.engine)() as session:
+        read_from_one_snapshot(session)
+        connection = await session.connection()
+        assert connection.sync_connection is not None
+        adapter = connection.sync_connection.connection.dbapi_connection
+        lock = adapter._execute_mutex
+        await lock.acquire()
+        try:
+            waiting = asyncio.ensure_future(query.all(connection, {}))
+            await asyncio.sleep(0.05)
+            assert not waiting.done()
+
+            # when: it is cancelled before it had the connection
+            waiting.cancel()
+            await asyncio.wait([waiting])
+        finally:
+            lock.release()
+        await query.all(connection, {})
+
+        # then: the next statement opened the snapshot (a cancelled statement took it away)
+        raw = adapter._connection
+        assert await raw._execute(lambda: raw._conn.in_transaction)

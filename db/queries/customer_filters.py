@@ -9,7 +9,6 @@ is answered from the maintained counts (``db.directory_counts``) when one fits t
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -39,25 +38,6 @@ class CustomerQuery:
 def _like_pattern(text: str) -> str:
     escaped = text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     return f"%{escaped}%"
-
-
-def status_holds(
-    statuses: Sequence[str], now: datetime, customer_id: Any = None, partner_id: int | None = None
-) -> Any:
-    """EXISTS: one of ``statuses`` holds for the customer at ``now``.
-
-    With ``partner_id`` the test can use ``ix_status_span_now`` (partner, status, valid_to, ...)
-    for the whole partner at once, which PostgreSQL's planner prefers for a page at 100,000
-    customers (a semi-join) over probing span by span."""
-    conditions = [
-        SPAN.customer_id == (C.id if customer_id is None else customer_id),
-        SPAN.status.in_(list(statuses)),
-        SPAN.valid_from <= now,
-        SPAN.valid_to > now,
-    ]
-    if partner_id is not None:
-        conditions.append(SPAN.partner_id == partner_id)
-    return exists().where(*conditions)
 
 
 def _filter_sets(scope: Scope, query: CustomerQuery, now: Any) -> list[tuple[Any, Any, list[Any]]]:
