@@ -37,16 +37,14 @@ from __future__ import annotations
 
 import sqlite3
 import weakref
-from collections import namedtuple
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import exc
 from sqlalchemy.dialects.postgresql.asyncpg import AsyncAdapt_asyncpg_connection
 from sqlalchemy.engine import Dialect
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql import Select
 from sqlalchemy.sql.selectable import TextualSelect
 from sqlalchemy.util.concurrency import await_only, greenlet_spawn
@@ -227,32 +225,3 @@ async def _on_sqlite(
         # the connection is this statement's (one cancelled while it waited leaves it asked).
         snapshot = isinstance(connection, TrackedConnection) and connection.take_snapshot()
         return await connection._execute(run, connection._conn)
-
-
-@lru_cache(maxsize=256)
-def _record_type(fields: tuple[str, ...]) -> Any:
-    return namedtuple("Record", fields, rename=True)
-
-
-# A cached statement's driver query (``db.driver_query``) and record type, by the statement's
-# identity (the statement is kept with them, so an id is never another statement's).
-_DRIVEN: dict[int, tuple[Any, DriverQuery, Any]] = {}
-
-
-async def driven_records(
-    session: AsyncSession, statement: Select[Any], params: dict[str, Any]
-) -> list[Any]:
-    """The rows of a statement built once and run often (``_page_statement`` and
-    ``_walked_statement`` of ``db.queries.customer_pages``) as named tuples, like
-    ``db.queries.customers.records``, run on the request's driver connection: SQLAlchemy's
-    execution and the cache key of the statement's compiled form were ~0.2 ms of a page."""
-    found = _DRIVEN.get(id(statement))
-    if found is None or found[0] is not statement:
-        if len(_DRIVEN) >= 1024:
-            _DRIVEN.clear()
-        record = _record_type(tuple(statement.selected_columns.keys()))
-        found = _DRIVEN[id(statement)] = (statement, DriverQuery(statement), record)
-    _, query, record = found
-    rows = await query.all(await session.connection(), params)
-    new = tuple.__new__
-    return [new(record, row) for row in rows]

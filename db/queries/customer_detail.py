@@ -294,11 +294,11 @@ def _scoped_select(dialect: str, plan: DetailPlan, scope: Scope) -> Any:
     return _statement(dialect, plan, True).where(scope.customers(), C.id == customer_id)
 
 
-@lru_cache(maxsize=256)
 def _scoped_statement(dialect: str, plan: DetailPlan, scope: Scope) -> Any:
     """``_statement`` for one customer (``customer_id``) within ``scope``, built once per plan and
-    scope: a statement built per request made SQLAlchemy walk its whole tree for the cache key
-    of its compiled form each time (0.8 ms a request, issue 17's profile). ``Scope`` compares by
+    scope (kept by ``_scoped_query``): a statement built per request made SQLAlchemy walk its
+    whole tree for the cache key of its compiled form each time (0.8 ms a request, issue 17's
+    profile). ``Scope`` compares by
     partner, assigned admin and plan hint, so one is kept per caller's reach, not per request.
     Frozen into text (``db.engine.frozen``)."""
     return frozen(dialect, _scoped_select(dialect, plan, scope))
@@ -374,9 +374,8 @@ async def customer_detail(
     return None if found is None else _decode(found, len(CUSTOMER_COLUMNS), plan)
 
 
-@lru_cache(maxsize=256)
 def _page_statement(dialect: str, plan: DetailPlan, scope: Scope) -> Any:
-    """``_page_select`` frozen into text (``db.engine.frozen``)."""
+    """``_page_select`` frozen into text (``db.engine.frozen``), kept by ``_page_query``."""
     return frozen(dialect, _page_select(dialect, plan, scope))
 
 

@@ -31,7 +31,6 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql import Select
 
-from db.driver_query import driven_records
 from db.engine import execute_core
 from db.enums import CustomerStatus, SubscriptionState
 from db.models import Customer, CustomerStatusSpan, CustomerTag
@@ -41,7 +40,7 @@ from db.queries.customer_filters import (
     _row_conditions,
     customer_conditions,
 )
-from db.queries.customers import CUSTOMER_COLUMNS, C, Record, S, records
+from db.queries.customers import CUSTOMER_COLUMNS, C, DrivenRecords, Record, S, records
 from db.scope import Scope
 from db.types import END_OF_TIME, UTCDateTime
 
@@ -126,11 +125,11 @@ async def customers_page(
     width = len(CUSTOMER_COLUMNS)
     walk = _walk(scope, query, order, now)
     if walk is None:
-        stmt = _page_statement(scope, query, order, descending, after is not None, first + 1)
+        page = _page_query(scope, query, order, descending, after is not None, first + 1)
         params: dict[str, Any] = {"page_now": now}
         if after is not None:
             params["page_k0"], params["page_k1"] = after
-        rows = await driven_records(session, stmt, params)
+        rows = await page.read(session, params)
     elif session.get_bind().dialect.name != "postgresql":
         rows = await _walked_rows(session, scope, walk, now, descending, after, first + 1)
     else:
@@ -155,7 +154,7 @@ async def customers_page(
 
 
 # A page that does not walk takes the instant and the cursor as parameters, so that its
-# statement is built once per caller's reach, filter, order and page size (``_page_statement``).
+# statement is built once per caller's reach, filter, order and page size (``_page_query``).
 _PAGE_NOW = bindparam("page_now", type_=UTCDateTime())
 _PAGE_AFTER = {
     "str": (bindparam("page_k0", type_=String()), bindparam("page_k1", type_=Integer())),
@@ -164,25 +163,25 @@ _PAGE_AFTER = {
 
 
 @lru_cache(maxsize=256)
-def _page_statement(
+def _page_query(
     scope: Scope,
     query: CustomerQuery,
     order: CustomerOrder,
     descending: bool,
     paged: bool,
     limit: int,
-) -> Select[Any]:
+) -> DrivenRecords:
     """The first ``limit`` customers of ``query`` within ``scope`` in ``order`` (after the
     cursor's key ``page_k0``, ``page_k1`` when ``paged``) at the instant ``page_now``, as
     ``_sorted_rows`` reads them. Built per request, the statement and the cache key of its
     compiled form cost about as much Python as the database's answer (issue 17's profile of
-    the directory page)."""
+    the directory page); read on the driver (``DrivenRecords``)."""
     keys, _ = _order_keys(order, _PAGE_NOW)
     conditions = customer_conditions(scope, query, _PAGE_NOW)
     if paged:
         conditions.append(_after(keys, _PAGE_AFTER[order_key_types(order)[0]], descending))
     labelled = [k.label(f"k{i}") for i, k in enumerate(keys)]
-    return (
+    return DrivenRecords(
         select(*CUSTOMER_COLUMNS, *labelled)
         .where(and_(*conditions))
         .order_by(*[k.desc() if descending else k.asc() for k in keys])
@@ -311,7 +310,7 @@ async def _walked_rows(
 
 
 # The walked page's statement takes the instant and the cursor as parameters, so it is built
-# once per caller's reach, filter, order and page size and reused (``_walked_statement``).
+# once per caller's reach, filter, order and page size and reused (``_walked_query``).
 _WALK_NOW = bindparam("walk_now", type_=UTCDateTime())
 _WALK_AFTER = (bindparam("after_k0", type_=String()), bindparam("after_k1", type_=Integer()))
 
@@ -339,11 +338,11 @@ async def _bounded_walk(
     (inclusive) to go on from; it is not a match and is not returned.
     """
     paged = after is not None
-    stmt = _walked_statement(scope, query, order, descending, paged, limit, WALK_LIMIT)
+    walked = _walked_query(scope, query, order, descending, paged, limit, WALK_LIMIT)
     params: dict[str, Any] = {"walk_now": now}
     if after is not None:
         params["after_k0"], params["after_k1"] = after
-    rows = await driven_records(session, stmt, params)
+    rows = await walked.read(session, params)
     if rows and rows[-1].walked == WALK_LIMIT:
         last = rows.pop()
         return rows, (last.k0, last.k1)
@@ -351,7 +350,7 @@ async def _bounded_walk(
 
 
 @lru_cache(maxsize=256)
-def _walked_statement(
+def _walked_query(
     scope: Scope,
     query: CustomerQuery,
     order: CustomerOrder,
@@ -359,7 +358,7 @@ def _walked_statement(
     paged: bool,
     limit: int,
     walk_limit: int,
-) -> Select[Any]:
+) -> DrivenRecords:
     """``_bounded_walk``'s statement, with the instant (``walk_now``) and, when ``paged``, the
     cursor's key (``after_k0``, ``after_k1``) as parameters. Built per request it cost more than
     the rest of the request's Python (3 ms: SQLAlchemy's column collections, coercions and the
@@ -395,7 +394,7 @@ def _walked_statement(
         .subquery("matched")
     )
     matched_keys = [matched.c.k0, matched.c.k1]
-    return (
+    return DrivenRecords(
         select(*CUSTOMER_COLUMNS, *matched_keys, matched.c.walked)
         .select_from(matched.join(Customer, C.id == matched.c.walked_id))
         # A tag belongs to one partner; naming the partner keeps a foreign tag id from reaching

@@ -16,7 +16,9 @@ from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql import Select
 
+from db.driver_query import DriverQuery
 from db.models import Customer, CustomerStatusSpan, Subscription
 from db.scope import Scope
 
@@ -55,6 +57,24 @@ def records(result: Any) -> list[Any]:
     record = _record_type(tuple(result.keys()))
     new = tuple.__new__
     return [new(record, row) for row in result]
+
+
+class DrivenRecords:
+    """``records`` of a statement built once and run often (a directory page's, a walked
+    page's: ``db.queries.customer_pages``), run on the request's driver connection
+    (``db.driver_query``): SQLAlchemy's execution and the cache key of the statement's compiled
+    form were ~0.2 ms of a page."""
+
+    __slots__ = ("query", "record")
+
+    def __init__(self, statement: Select[Any]) -> None:
+        self.query = DriverQuery(statement)
+        self.record = _record_type(tuple(statement.selected_columns.keys()))
+
+    async def read(self, session: AsyncSession, params: dict[str, Any]) -> list[Record]:
+        rows = await self.query.all(await session.connection(), params)
+        new, record = tuple.__new__, self.record
+        return [new(record, row) for row in rows]
 
 
 async def customers_by_ids(
