@@ -85,6 +85,10 @@ class _Compiled:
 
 # The dialect's attribute holding its compiled forms of the driver queries (``_compile``).
 _FORMS = "_partner_hub_driver_forms"
+_CHECKED_FORMS = "_partner_hub_driver_checked_forms"
+# The execution option of a connection whose request runs on a provisional principal: its
+# ``db.token_check.TokenCheck``, which a statement with a checked form carries.
+RIDER = "partner_hub_token_check"
 _UNCOMPILED: Any = object()
 
 
@@ -92,27 +96,39 @@ class DriverQuery:
     """``statement`` (a Core SELECT, or a frozen text with typed columns, ``db.engine.frozen``)
     run on a request's driver connection."""
 
-    def __init__(self, statement: Select[Any] | TextualSelect) -> None:
+    def __init__(
+        self,
+        statement: Select[Any] | TextualSelect,
+        checked: Select[Any] | TextualSelect | None = None,
+    ) -> None:
         self.statement = statement
+        # The same statement with a provisional request's token check as its last column
+        # (``db.token_check.with_token_check``), if it can carry one.
+        self.checked = checked
 
-    def _compile(self, dialect: Dialect) -> _Compiled | None:
-        """The statement's text, parameter order and processors for ``dialect``, or None when
-        SQLAlchemy would do more than run processors (expanding parameters, escaped parameter
-        names: then only its own path is the same)."""
+    def _compile(self, dialect: Dialect, checked: bool = False) -> _Compiled | None:
+        """The statement's (or its ``checked`` form's) text, parameter order and processors
+        for ``dialect``, or None when SQLAlchemy would do more than run processors (expanding
+        parameters, escaped parameter names: then only its own path is the same)."""
         # Kept on the dialect, by query: a disposed engine's forms go with its dialect. Kept
         # here by dialect (even weakly), they kept every dialect alive for good, its processors
         # (closures over the dialect) holding their own key.
+        attribute = _CHECKED_FORMS if checked else _FORMS
         forms: weakref.WeakKeyDictionary[DriverQuery, _Compiled | None] | None = getattr(
-            dialect, _FORMS, None
+            dialect, attribute, None
         )
         if forms is None:
             forms = weakref.WeakKeyDictionary()
-            setattr(dialect, _FORMS, forms)
+            setattr(dialect, attribute, forms)
         found = forms.get(self, _UNCOMPILED)
         if found is _UNCOMPILED:
-            compiled: Any = self.statement.compile(dialect=dialect)
-            positional = compiled.positiontup
+            statement = self.checked if checked else self.statement
+            compiled: Any = statement.compile(dialect=dialect) if statement is not None else None
             found = None
+            if compiled is None:
+                forms[self] = None
+                return None
+            positional = compiled.positiontup
             expanding = compiled.post_compile_params or compiled.literal_execute_params
             # A name SQLAlchemy escapes (``a.b[0]``) is another in ``compiled.params``.
             if positional is not None and not expanding and not compiled.escaped_bind_names:
@@ -150,6 +166,13 @@ class DriverQuery:
                 run = _on_asyncpg
             elif isinstance(adapter, OneTripConnection):
                 run = _on_sqlite
+            check = sync._execution_options.get(RIDER)
+            checked = None
+            if check is not None and check.pending and run is _on_asyncpg:
+                checked = self._compile(sync.dialect, checked=True)
+            if checked is not None:
+                compiled, params = checked, {**params, **check.params()}
+                check.carrier = compiled.sql  # what ``db.token_check._guard`` lets through
             if run is not None:
                 args = compiled.args(params)
                 call = run(adapter, sync.dialect, compiled.sql, args, every)
@@ -169,11 +192,45 @@ class DriverQuery:
                     call.close()
                     raise
                 else:
-                    if every:
-                        return [compiled.row(row) for row in found]
-                    return compiled.row(found)
+                    if checked is None:
+                        if every:
+                            return [compiled.row(row) for row in found]
+                        return compiled.row(found)
+                    return _arrived(check, compiled, found, every)
+                finally:
+                    if checked is not None:
+                        check.carrier = None
         result = await connection.execute(self.statement, params)
         return result.all() if every else result.first()
+
+
+def _arrived(check: Any, compiled: _Compiled, found: Any, every: bool) -> Any:
+    """The rows of a statement that carried a token check, without its column, once the check
+    has answered (it raises when the principal changed; with no row it has not answered, and the
+    request's next statement, or its end, asks again)."""
+    rows = [compiled.row(row) for row in found] if every else [compiled.row(found)]
+    if rows and rows[0] is not None:
+        check.arrived(rows[0][-1])
+    stripped = [None if row is None else row[:-1] for row in rows]
+    return stripped if every else stripped[0]
+
+
+def run_alone(
+    sync: Any, query: DriverQuery, params: dict[str, Any], mark: Callable[[str], Any]
+) -> Any:
+    """``query``'s first row on ``sync``'s (a ``Connection``'s) asyncpg connection, the engine's
+    listeners told as for any statement (``mark`` is given its text first): called in
+    SQLAlchemy's greenlet, from within a listener too (``db.token_check._guard``)."""
+    compiled = query._compile(sync.dialect)
+    assert compiled is not None, "a driver query the dialect runs as it is"
+    args = compiled.args(params)
+    mark(compiled.sql)
+    call = _on_asyncpg(sync.connection.dbapi_connection, sync.dialect, compiled.sql, args)
+    try:
+        return compiled.row(_with_events(sync, compiled.sql, args, call))
+    except BaseException:
+        call.close()
+        raise
 
 
 def _column_processors(dialect: Dialect, columns: Any) -> tuple[Processor, ...] | None:

@@ -79,6 +79,10 @@ class Settings(BaseSettings):
     persisted_queries: Literal["auto", "registered", "off"] = "auto"
     persisted_cache_mb: int = Field(default=8, ge=1)
     etag_window_seconds: int = Field(default=10, ge=1, le=3600)
+    # A query on PostgreSQL whose token this process has seen runs as the principal last seen
+    # with it, the token's lookup riding along its first statement (db/token_check.py): one
+    # round trip fewer a request. Off: every request looks its token up first, alone.
+    provisional_queries: bool = True
     # Serving (graph/serving.py): on SIGTERM a server finishes its requests in flight for at
     # most this many seconds, then exits.
     shutdown_grace: float = Field(default=10.0, ge=0, le=3600)

@@ -19,6 +19,7 @@ from db.queries.analytics.medians import MediansMemo
 from db.settings import Settings
 
 if TYPE_CHECKING:
+    from db.token_check import TokenCheck
     from graph.auth.permissions import Authorizer
     from graph.cost_store import Budget
     from graph.loaders import Loaders
@@ -52,6 +53,8 @@ class Context:
     principal_gone: bool = False
     # The response must not be cached (it reads what moves no data version: the audit log).
     no_store: bool = False
+    # A provisional request's pending token lookup (db.token_check), settled before answering.
+    token_check: TokenCheck | None = None
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     # Values a domain keeps for the request (its loaders, say): dropped by ``forget``.
     cache: dict[str, Any] = field(default_factory=dict)

@@ -18,6 +18,7 @@ from typing import Any
 import orjson
 from graphql import GraphQLError
 from graphql import OperationType as Operation
+from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
@@ -28,13 +29,15 @@ from strawberry.types import ExecutionResult
 from strawberry.types.graphql import OperationType
 
 from db.engine import read_from_one_snapshot
+from db.queries.admins import Principal
+from db.token_check import PrincipalChanged, TokenCheck
 from db.versioning import recording_shared_reads
 from graph.context import Context, new_context
 from graph.documents import known_operation
 from graph.errors import ErrorCode, is_coded
 from graph.extensions import EXECUTED, document_cache, unexpected_error
 from graph.graphiql import graphiql_page
-from graph.hub import PartnerHub, authenticate, unauthorized
+from graph.hub import UNKNOWN_TOKEN, PartnerHub, unauthorized
 from graph.persisted import (
     NO_STORE,
     PersistedQueries,
@@ -111,6 +114,9 @@ class GraphQLView:
         self, payload: dict[str, Any], context: Context, state: dict[str, Any]
     ) -> Response:
         result = await self.execute(payload, context)
+        check = context.token_check
+        if check is not None and not await check.settle():
+            raise PrincipalChanged("the token's principal changed")  # nothing of it is kept
         request_id = state.get("request_id")
         if result.errors:
             result.errors = [
@@ -253,10 +259,39 @@ class GraphQLEndpoint:
             )
             state[BODY_BYTES] = len(body)
             payload = request_data(request.headers.get("content-type"), body)
+        # A query whose token this process has seen runs as the principal last seen with it,
+        # its lookup riding along its first statement (``db.token_check``); when the lookup
+        # answers another principal the request is answered again, as it always was.
+        response = await self._in_session(request, state, payload, get, provisional=True)
+        if isinstance(response, TokenCheck):
+            # The lookup that rode along answered: the request runs as that answer (read
+            # during this request, as a lookup of its own would have been), or is a 401.
+            if response.fresh is None:
+                return unauthorized(UNKNOWN_TOKEN)
+            for key in (CACHE_KEY, SHARED_READS, CODES, "ph_context"):
+                state.pop(key, None)
+            response = await self._in_session(request, state, payload, get, response.fresh)
+            assert not isinstance(response, TokenCheck)
+        return response
+
+    async def _in_session(
+        self,
+        request: Request,
+        state: dict[str, Any],
+        payload: dict[str, Any],
+        get: bool,
+        provisional: bool | Principal,
+    ) -> Response | TokenCheck:
+        """The answer; or the check of a provisional run that turned out not to be the
+        token's (``provisional``: whether the request may run provisionally, or the principal
+        it runs as, looked up already)."""
+        services = self.hub.services
+        assert services is not None
         # One session for the whole request, token lookup included (one pool checkout).
         async with self.hub.sessions() as session:
             operation = None if get else known_operation(payload, self.documents)
             connection = None  # taken by the token lookup once the header is checked
+            check = None
             if services.settings.is_sqlite:
                 # Not for a document known to be a mutation: it would roll the snapshot back
                 # before it writes (as an unknown one does, ``graph.mutations``).
@@ -268,48 +303,89 @@ class GraphQLEndpoint:
                 # ROLLBACK were two round trips that changed nothing (issue 17). A mutation,
                 # and anything not surely a query, keeps its transaction. (One snapshot here
                 # would cost them back: ``read_from_one_snapshot``.)
+                if provisional is True:
+                    check = self.hub.provisional(request, session)
                 connection = await session.connection(execution_options=AUTOCOMMIT)
-            outcome = await authenticate(request, session, connection)
-            if isinstance(outcome, Response):
-                return outcome
-            await self.hub.sync_policies(outcome.policy_version, session)
-            resolved = await self.persisted.resolve(payload, session, state[MEDIA])
-            tag = None
-            if get:
-                refuse_get_mutation(resolved, self.documents)
-                tag = state[ETAG] = entity_tag(
-                    outcome,
-                    resolved,
-                    services.clock.now(),
-                    services.settings.etag_window_seconds,
-                    self.build,
-                )
-                if matches(request.headers.get("if-none-match"), tag):
-                    return Response(status_code=304, headers=cache_headers(tag))
-            cache = self.hub.response_cache
-            if cache is not None:
-                clock = services.clock
-                now = clock.now() if clock.pinned else None
-                key = request_key(outcome, resolved, now, self.documents.parse)
-                entry = cache.get(key, outcome.shared_version) if key is not None else None
-                if entry is not None:
-                    hit = await cached_response(services, outcome, entry, state[MEDIA])
-                    if hit is not None:
-                        if tag is not None:
-                            hit.headers.update(cache_headers(tag))
-                        return hit
-                state[CACHE_KEY] = key
-            context = new_context(services, outcome, session, state.get("request_id", "-"))
-            context.request = request  # its scope's state records that execution started
-            state["ph_context"] = context
+            outcome: Principal
+            if isinstance(provisional, Principal):
+                outcome = provisional
+            elif check is None:
+                found = await self.hub.authenticate(request, session, connection)
+                if isinstance(found, Response):
+                    return found
+                outcome = found
+            else:
+                outcome = check.expected
+                check.connection = connection
             try:
-                with recording_shared_reads() as reads:
-                    # what the response depends on, for the response cache (``respond``)
-                    state[SHARED_READS] = (reads, outcome.shared_version)
-                    response = await self.view.respond(resolved, context, state)
-            finally:
-                await context.settle()
-                context.close()
+                response = await self._answer(request, state, session, outcome, payload, get, check)
+            except PrincipalChanged:
+                assert check is not None
+                return check
+            except Exception:
+                # A refusal computed as the provisional principal stands only if it is the
+                # token's (a revoked token is a 401, not a 429).
+                if check is None or await check.settle():
+                    raise
+                return check
+            # Nothing provisional is answered before the lookup has said it is the token's.
+            if check is not None and not await check.settle():
+                return check
+            return response
+
+    async def _answer(
+        self,
+        request: Request,
+        state: dict[str, Any],
+        session: AsyncSession,
+        outcome: Principal,
+        payload: dict[str, Any],
+        get: bool,
+        check: TokenCheck | None,
+    ) -> Response:
+        services = self.hub.services
+        assert services is not None
+        await self.hub.sync_policies(outcome.policy_version, session)
+        resolved = await self.persisted.resolve(payload, session, state[MEDIA])
+        tag = None
+        if get:
+            refuse_get_mutation(resolved, self.documents)
+            tag = state[ETAG] = entity_tag(
+                outcome,
+                resolved,
+                services.clock.now(),
+                services.settings.etag_window_seconds,
+                self.build,
+            )
+            if matches(request.headers.get("if-none-match"), tag):
+                return Response(status_code=304, headers=cache_headers(tag))
+        cache = self.hub.response_cache
+        if cache is not None:
+            clock = services.clock
+            now = clock.now() if clock.pinned else None
+            key = request_key(outcome, resolved, now, self.documents.parse)
+            entry = cache.get(key, outcome.shared_version) if key is not None else None
+            if entry is not None:
+                if check is not None and not await check.settle():
+                    raise PrincipalChanged("the token's principal changed")
+                hit = await cached_response(services, outcome, entry, state[MEDIA])
+                if hit is not None:
+                    if tag is not None:
+                        hit.headers.update(cache_headers(tag))
+                    return hit
+            state[CACHE_KEY] = key
+        context = new_context(services, outcome, session, state.get("request_id", "-"))
+        context.request = request  # its scope's state records that execution started
+        context.token_check = check
+        state["ph_context"] = context
+        try:
+            with recording_shared_reads() as reads:
+                # what the response depends on, for the response cache (``respond``)
+                state[SHARED_READS] = (reads, outcome.shared_version)
+                response = await self.view.respond(resolved, context, state)
+        finally:
+            await context.settle()
+            context.close()
         # Written once the session is closed: a client slow to read its answer (or not reading
         # it) holds no pool connection meanwhile, nor an admission turn (graph/admission.py).
         return response

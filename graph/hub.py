@@ -12,12 +12,13 @@ from starlette.responses import JSONResponse
 
 from db.engine import create_engine, optimize, session_factory
 from db.ingest import ensure_quality_thresholds, thresholds_from
-from db.queries.admins import Principal, authenticate_token
+from db.queries.admins import Principal, authenticate_token, hash_token
 from db.queries.analytics.medians import MediansMemo
 from db.queries.meta import get_or_create_secret
 from db.queries.policies import load_policies, read_policy_csv, seed_policies
 from db.settings import Settings
 from db.status import StatusRules, ensure_status_rules
+from db.token_check import PrincipalMemo, TokenCheck, attach
 from graph.auth.permissions import DEFAULT_POLICY_PATH, Authorizer
 from graph.context import Services, clock_from
 from graph.cost_store import budget_for
@@ -43,6 +44,8 @@ class PartnerHub:
         self.sessions: async_sessionmaker[AsyncSession] = session_factory(self.engine)
         self.services: Services | None = None
         self._lock = asyncio.Lock()
+        # The principal last seen with each token: what a query runs as provisionally.
+        self.principals = PrincipalMemo()
         self.response_cache = (
             ResponseCache(
                 settings.response_cache_seconds,
@@ -99,6 +102,34 @@ class PartnerHub:
             medians=MediansMemo() if self.settings.medians_memo else None,
         )
 
+    def provisional(self, request: Request, session: AsyncSession) -> TokenCheck | None:
+        """A check for a query to run as the principal last seen with its token (its lookup
+        then rides along its first statement, ``db.token_check``), attached to ``session``;
+        None when this process has not seen the token valid (or runs no provisional queries)."""
+        if not self.settings.provisional_queries:
+            return None
+        token = bearer_token(request)
+        if token is None:
+            return None
+        token_hash = hash_token(token)
+        expected = self.principals.get(token_hash)
+        if expected is None:
+            return None
+        check = TokenCheck(token_hash, expected, self.principals)
+        attach(session, check)
+        return check
+
+    async def authenticate(
+        self, request: Request, session: AsyncSession, connection: AsyncConnection | None = None
+    ) -> Principal | JSONResponse:
+        """``authenticate``, remembering the principal for the token's later queries."""
+        outcome = await authenticate(request, session, connection)
+        token = bearer_token(request)
+        if token is not None:
+            found = None if isinstance(outcome, JSONResponse) else outcome
+            self.principals.put(hash_token(token), found)
+        return outcome
+
     async def sync_policies(self, version: str, session: AsyncSession) -> None:
         """Reload the enforcer when the database's policy version moved (another instance, or
         a mutation of this one, changed a policy); read with the request's ``session``: a
@@ -130,6 +161,9 @@ def _newer(version: str, than: str) -> bool:
     if version.isdigit() and than.isdigit():
         return int(version) > int(than)
     return version != than
+
+
+UNKNOWN_TOKEN = "Unknown, revoked or deactivated token."
 
 
 def unauthorized(message: str) -> JSONResponse:
@@ -164,5 +198,5 @@ async def authenticate(
         return unauthorized("Malformed Authorization header: expected 'Bearer <token>'.")
     principal = await authenticate_token(session, token=token, connection=connection)
     if principal is None:
-        return unauthorized("Unknown, revoked or deactivated token.")
+        return unauthorized(UNKNOWN_TOKEN)
     return principal

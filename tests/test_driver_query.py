@@ -227,9 +227,15 @@ async def test_directory_and_detail_reads_take_the_drivers_path(
         found = await post_graphql(api, DETAIL, {"id": page[0]["id"]}, token=token)
 
     # then: every statement (token lookups, the page, its relationships, the detail) ran on
-    # the driver, the engine's listeners saw each, and the answers carry the converted values
+    # the driver, the engine's listeners saw each, and the answers carry the converted values;
+    # on PostgreSQL each token's lookup rode along its request's first statement
+    # (db.token_check), the page and the detail
     assert sqlalchemy_path.calls == 0
-    assert len(statements) == 5
+    if api.db.backend == "postgresql":
+        assert len(statements) == 3
+        assert sum("partner_hub_token_check" in sql for sql in statements) == 2
+    else:
+        assert len(statements) == 5
     assert page[0]["subscriptions"][0]["licenses"] == [{"product": "MEETINGS", "purchased": 10}]
     assert page[0]["partnerAdmins"] == [{"role": "FULL_ADMIN", "admin": {"name": "Fiona Full"}}]
     detail = data_of(found)["customer"]

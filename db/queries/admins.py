@@ -55,8 +55,9 @@ class Principal:
     shared_version: str = "0"
 
 
-# Built once (a request's first statement; building it cost more than running it).
-_LOOKUP = (
+# Built once (a request's first statement; building it cost more than running it). Also the
+# check riding along a provisional request's first statement (db.token_check).
+LOOKUP = (
     select(
         AD.id,
         AD.partner_id,
@@ -74,9 +75,9 @@ _LOOKUP = (
     .join(ApiToken, TK.admin_id == AD.id)
     .where(TK.revoked_at.is_(None), AD.active.is_(True))
 )
-_BY_TOKEN_ID = _LOOKUP.where(TK.id == bindparam("token_id"))
+_BY_TOKEN_ID = LOOKUP.where(TK.id == bindparam("token_id"))
 # Run on the driver's connection (db.driver_query): every request's first statement.
-_AUTHENTICATE = DriverQuery(_LOOKUP.where(TK.token_hash == bindparam("token_hash")))
+_AUTHENTICATE = DriverQuery(LOOKUP.where(TK.token_hash == bindparam("token_hash")))
 
 
 async def authenticate_token(
@@ -88,10 +89,10 @@ async def authenticate_token(
     if connection is None:
         connection = await session.connection()
     row = await _AUTHENTICATE.first(connection, {"token_hash": hash_token(token)})
-    return None if row is None else _principal(row)
+    return None if row is None else principal_from(row)
 
 
-def _principal(row: Any) -> Principal:
+def principal_from(row: Any) -> Principal:
     admin_id, partner_id, email, name, role, token_id, policy, epoch, partner_version, shared = row
     return Principal(
         admin_id,
@@ -110,7 +111,7 @@ async def principal_of_token(session: AsyncSession, *, token_id: int) -> Princip
     """The caller as it is now (after a write of its own request): None once its token is
     revoked or its admin deactivated."""
     row = (await execute_core(session, _BY_TOKEN_ID, {"token_id": token_id})).first()
-    return None if row is None else _principal(row)
+    return None if row is None else principal_from(row)
 
 
 async def issue_token(

@@ -60,6 +60,7 @@ from db.queries.customer_children import (
 )
 from db.queries.customers import CUSTOMER_COLUMNS, SPAN, Record, S, _record_type
 from db.scope import Scope
+from db.token_check import with_token_check
 from db.types import UTCDateTime
 
 C = Customer.__table__.c  # type: ignore[attr-defined]
@@ -359,7 +360,10 @@ def _decode(found: Any, width: int, plan: DetailPlan) -> Detail:
 @lru_cache(maxsize=256)
 def _scoped_query(dialect: str, plan: DetailPlan, scope: Scope) -> DriverQuery:
     """``_scoped_statement`` run on the driver's connection (``db.driver_query``)."""
-    return DriverQuery(_scoped_statement(dialect, plan, scope))
+    return DriverQuery(
+        _scoped_statement(dialect, plan, scope),
+        _checked(dialect, _scoped_select(dialect, plan, scope)),
+    )
 
 
 async def customer_detail(
@@ -382,7 +386,15 @@ def _page_statement(dialect: str, plan: DetailPlan, scope: Scope) -> Any:
 @lru_cache(maxsize=256)
 def _page_query(dialect: str, plan: DetailPlan, scope: Scope) -> DriverQuery:
     """``_page_statement`` run on the driver's connection (``db.driver_query``)."""
-    return DriverQuery(_page_statement(dialect, plan, scope))
+    return DriverQuery(
+        _page_statement(dialect, plan, scope), _checked(dialect, _page_select(dialect, plan, scope))
+    )
+
+
+def _checked(dialect: str, select: Any) -> Any:
+    """``select`` carrying a provisional request's token lookup (``db.token_check``), frozen;
+    PostgreSQL only (a lookup on SQLite is no round trip)."""
+    return frozen(dialect, with_token_check(select)) if dialect == "postgresql" else None
 
 
 def _page_select(dialect: str, plan: DetailPlan, scope: Scope) -> Any:

@@ -21,6 +21,7 @@ from sqlalchemy.sql import Select
 from db.driver_query import DriverQuery
 from db.models import Customer, CustomerStatusSpan, Subscription
 from db.scope import Scope
+from db.token_check import with_token_check
 
 C = Customer.__table__.c  # type: ignore[attr-defined]
 S = Subscription.__table__.c  # type: ignore[attr-defined]
@@ -68,7 +69,8 @@ class DrivenRecords:
     __slots__ = ("query", "record")
 
     def __init__(self, statement: Select[Any]) -> None:
-        self.query = DriverQuery(statement)
+        # (its checked form carries a provisional request's token lookup: db.token_check)
+        self.query = DriverQuery(statement, with_token_check(statement))
         self.record = _record_type(tuple(statement.selected_columns.keys()))
 
     async def read(self, session: AsyncSession, params: dict[str, Any]) -> list[Record]:
