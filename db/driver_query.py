@@ -233,6 +233,17 @@ def run_alone(
         raise
 
 
+def guard_riders(
+    conn: Any, _cursor: Any, statement: str, _params: Any, _context: Any, _many: bool
+) -> None:
+    """A statement listener (``before_cursor_execute``, the engine's first): a connection with
+    a rider (``RIDER``: a provisional request's token check) has it see every statement before
+    it runs (``db.token_check.TokenCheck.before``)."""
+    rider = conn._execution_options.get(RIDER)
+    if rider is not None:
+        rider.before(conn, statement)
+
+
 def _column_processors(dialect: Dialect, columns: Any) -> tuple[Processor, ...] | None:
     """Each result column's processor, or None when one depends on the type the cursor reports,
     which only SQLAlchemy's path knows: asyncpg's Float and Numeric (and arrays of them) pick

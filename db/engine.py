@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.orm import Session, SessionTransaction
 from sqlalchemy.pool import NullPool
 
+from db.driver_query import guard_riders
 from db.sqlite_driver import OneTripConnection, one_trip_module
 from db.versioning import track_writes
 
@@ -119,6 +120,10 @@ def create_engine(
     if backend == "sqlite" and make_url(url).get_driver_name() == "aiosqlite":
         kwargs["module"] = one_trip_module()  # one trip to aiosqlite's thread a statement
     engine = create_async_engine(url, **kwargs)
+    if backend == "postgresql":
+        # first of the statement listeners: a provisional request's token check sees every
+        # statement before any other listener does (db/token_check.py)
+        event.listen(engine.sync_engine, "before_cursor_execute", guard_riders)
     if backend == "postgresql" and pool:
         event.listen(engine.sync_engine, "checkin", _returned)
         event.listen(engine.sync_engine, "checkout", _checked_out)

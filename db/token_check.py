@@ -41,7 +41,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.orm import Session, SessionTransaction
 from sqlalchemy.util.concurrency import greenlet_spawn
 
-from db.driver_query import RIDER, DriverQuery, run_alone
+from db.driver_query import RIDER, DriverQuery, guard_riders, run_alone
 from db.engine import RequestSession
 from db.queries.admins import LOOKUP, TK, Principal, hash_token, principal_from
 
@@ -129,6 +129,16 @@ class TokenCheck:
     def _carry(self, sql: str) -> None:
         self.carrier = sql
 
+    def before(self, conn: Connection, statement: str) -> None:
+        """No statement runs on a provisional request's connection before the check has
+        answered (it rides along the statement itself, or runs alone first) or after it
+        failed."""
+        if self.state is State.VERIFIED:
+            return
+        self.raise_if_changed()
+        if statement != self.carrier:
+            self.look_up(conn)
+
 
 def _typed(texts: Any) -> tuple[Any, ...]:
     """The check column's texts as ``LOOKUP``'s row (ids and versions back to integers)."""
@@ -138,15 +148,12 @@ def _typed(texts: Any) -> tuple[Any, ...]:
 
 def attach(session: Any, check: TokenCheck) -> None:
     """Make every connection ``session`` (an ``AsyncSession``) takes from now on carry
-    ``check``, on an engine whose statements ``_guard`` sees."""
+    ``check``, on an engine whose statements it sees (``db.driver_query.guard_riders``, which
+    ``db.engine.create_engine`` installs first on a PostgreSQL engine)."""
     engine = session.bind.sync_engine
-    if not getattr(engine, _GUARDED, False):
-        event.listen(engine, "before_cursor_execute", _guard, insert=True)
-        setattr(engine, _GUARDED, True)
+    if not event.contains(engine, "before_cursor_execute", guard_riders):
+        event.listen(engine, "before_cursor_execute", guard_riders, insert=True)
     session.sync_session.info[RIDER] = check
-
-
-_GUARDED = "_partner_hub_token_guard"
 
 
 @event.listens_for(RequestSession, "after_begin")
@@ -154,19 +161,6 @@ def _attach(session: Session, _transaction: SessionTransaction, connection: Conn
     check = session.info.get(RIDER)
     if check is not None:
         connection.execution_options(**{RIDER: check})
-
-
-def _guard(
-    conn: Connection, _cursor: Any, statement: str, _params: Any, _context: Any, _many: bool
-) -> None:
-    """No statement runs on a provisional request's connection before its check has answered
-    (the check rides along the statement itself, or runs alone first) or after it failed."""
-    check: TokenCheck | None = conn._execution_options.get(RIDER)
-    if check is None or check.state is State.VERIFIED:
-        return
-    check.raise_if_changed()
-    if statement != check.carrier:
-        check.look_up(conn)
 
 
 class PrincipalMemo:
