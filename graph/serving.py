@@ -14,6 +14,9 @@ Shutdown (SIGTERM or SIGINT): the server stops accepting, answers the requests t
 its open keep-alive connections for a short drain with ``Connection: close`` (closing an idle
 connection at once races the client's next request on it), finishes the requests in flight for
 at most ``shutdown_grace`` seconds, runs the app's shutdown and exits 0.
+
+Writes: with httptools, a response's head and body leave in one socket send, not two
+(graph/coalesce.py).
 """
 
 from __future__ import annotations
@@ -108,6 +111,19 @@ class GracefulServer(uvicorn.Server):
                 signal.signal(sig, handler)
 
 
+def http_protocol(name: str) -> str | type[asyncio.Protocol]:
+    """uvicorn's ``http`` setting for ``name`` ("auto", "httptools" or "h11"): httptools' own
+    protocol writing each response's head with its body (graph/coalesce.py) when httptools is
+    installed; otherwise the name, for uvicorn to resolve (to h11, or to its own error)."""
+    if name == "h11":
+        return name
+    try:
+        from graph.coalesce import CoalescingHttpToolsProtocol
+    except ImportError:  # no httptools
+        return name
+    return CoalescingHttpToolsProtocol
+
+
 def server_for(app: str, *, factory: bool = False) -> GracefulServer:
     """A graceful uvicorn server of the ASGI app ``module:attribute``."""
     from uvicorn.importer import import_from_string
@@ -125,7 +141,7 @@ def server_for(app: str, *, factory: bool = False) -> GracefulServer:
         log_config=log_config(settings.log_level),
         access_log=False,
         loop=settings.serve_loop,
-        http=settings.serve_http,
+        http=http_protocol(settings.serve_http),
     )
     server = GracefulServer(config)
     server.grace = settings.shutdown_grace

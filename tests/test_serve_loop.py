@@ -1,4 +1,5 @@
-"""``serve`` parses HTTP with httptools (C) on asyncio's loop by default; settings pick h11 or
+"""``serve`` parses HTTP with httptools (C, uvicorn's protocol writing each response in one
+send: graph/coalesce.py) on asyncio's loop by default; settings pick h11 or
 uvloop (which starved some requests under load), and a wrong value is refused before anything
 serves."""
 
@@ -10,9 +11,9 @@ from collections.abc import Iterator
 import pytest
 from pydantic import ValidationError
 from uvicorn.protocols.http.h11_impl import H11Protocol
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from db.settings import Settings, get_settings
+from graph.coalesce import CoalescingHttpToolsProtocol
 from graph.serving import server_for
 
 
@@ -53,7 +54,7 @@ def test_serve_defaults_to_httptools_on_asyncios_loop(
     monkeypatch: pytest.MonkeyPatch, fresh_settings: None
 ) -> None:
     config = _loaded(monkeypatch)
-    assert config.http_protocol_class is HttpToolsProtocol  # type: ignore[attr-defined]
+    assert config.http_protocol_class is CoalescingHttpToolsProtocol  # type: ignore[attr-defined]
     assert not _loop_module(config).startswith("uvloop")
 
 
