@@ -278,6 +278,25 @@ def _refusal(message: str, code: ErrorCode, **extensions: Any) -> ExecutionResul
     )
 
 
+# A provisional run's spend (``db.token_check``), kept in the request's scope: when the token's
+# principal turned out to have changed, ``graph.endpoint`` runs the request again, for the same
+# token and document; spending again charged a request twice (a 429 for a page asked once).
+SPENT = "ph_cost_spent"
+
+
+async def _spend(ctx: Any, cost: int) -> tuple[bool, float, float]:
+    request = getattr(ctx, "request", None)
+    state = request.scope.setdefault("state", {}) if request is not None else {}
+    token_id = ctx.principal.token_id
+    spent = state.pop(SPENT, None)
+    if spent is not None and spent[:2] == (token_id, cost):
+        return True, spent[2], 0.0
+    allowed, remaining, wait = await ctx.services.limiter.spend(token_id, cost)
+    if allowed and getattr(ctx, "token_check", None) is not None:
+        state[SPENT] = (token_id, cost, remaining)
+    return allowed, remaining, wait
+
+
 class CostMeter:
     """A request's query cost: priced, checked and spent before execution (refusing it by
     setting ``ec.result``), its ``actualQueryCost`` counted after; ``report`` is the response's
@@ -317,7 +336,7 @@ class CostMeter:
                 limit=limit,
             )
             return
-        allowed, remaining, wait = await ctx.services.limiter.spend(ctx.principal.token_id, cost)
+        allowed, remaining, wait = await _spend(ctx, cost)
         if not allowed:
             self.report = cost_report(settings, cost, remaining)
             ec.result = _refusal(

@@ -268,7 +268,8 @@ class GraphQLEndpoint:
             # during this request, as a lookup of its own would have been), or is a 401.
             if response.fresh is None:
                 return unauthorized(UNKNOWN_TOKEN)
-            for key in (CACHE_KEY, SHARED_READS, CODES, "ph_context"):
+            # (and whether it executed: a rerun refused before executing has no ``data``)
+            for key in (CACHE_KEY, SHARED_READS, CODES, EXECUTED, "ph_context"):
                 state.pop(key, None)
             response = await self._in_session(request, state, payload, get, response.fresh)
             assert not isinstance(response, TokenCheck)
