@@ -215,17 +215,17 @@ def _arrived(check: Any, compiled: _Compiled, found: Any, every: bool) -> Any:
     return stripped if every else stripped[0]
 
 
-def run_alone(
-    sync: Any, query: DriverQuery, params: dict[str, Any], mark: Callable[[str], Any]
-) -> Any:
-    """``query``'s first row on ``sync``'s (a ``Connection``'s) asyncpg connection, the engine's
-    listeners told as for any statement (``mark`` is given its text first): called in
-    SQLAlchemy's greenlet, from within a listener too (``db.token_check._guard``)."""
-    compiled = query._compile(sync.dialect)
-    assert compiled is not None, "a driver query the dialect runs as it is"
+def run_alone(sync: Any, query: DriverQuery, params: dict[str, Any]) -> Any:
+    """``query``'s first row on ``sync`` (a ``Connection``), the engine's listeners told as for
+    any statement: called in SQLAlchemy's greenlet, from within a listener too
+    (``db.token_check``). On the driver's connection when it can be (as ``_run``), else through
+    SQLAlchemy's own path."""
+    compiled = query._compile(sync.dialect) if not sync.invalidated else None
+    adapter = sync.connection.dbapi_connection if compiled is not None else None
+    if compiled is None or not isinstance(adapter, AsyncAdapt_asyncpg_connection):
+        return sync.execute(query.statement, params).first()
     args = compiled.args(params)
-    mark(compiled.sql)
-    call = _on_asyncpg(sync.connection.dbapi_connection, sync.dialect, compiled.sql, args)
+    call = _on_asyncpg(adapter, sync.dialect, compiled.sql, args)
     try:
         return compiled.row(_with_events(sync, compiled.sql, args, call))
     except BaseException:

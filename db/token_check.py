@@ -83,13 +83,23 @@ class State(enum.Enum):
 class TokenCheck:
     """A provisional request's pending token lookup (``expected``: the principal it runs as)."""
 
-    __slots__ = ("carrier", "connection", "expected", "fresh", "memo", "state", "token_hash")
+    __slots__ = (
+        "carrier",
+        "connection",
+        "expected",
+        "fresh",
+        "looking_up",
+        "memo",
+        "state",
+        "token_hash",
+    )
 
     def __init__(self, token_hash: str, expected: Principal, memo: PrincipalMemo) -> None:
         self.token_hash, self.expected, self.memo = token_hash, expected, memo
         self.state = State.PENDING
         self.fresh: Principal | None = None  # the lookup's answer (None: 401)
         self.carrier: str | None = None  # the statement text carrying the check right now
+        self.looking_up = False  # the lookup runs alone right now (``look_up``)
         self.connection: AsyncConnection | None = None  # the request's (``settle``)
 
     @property
@@ -126,20 +136,18 @@ class TokenCheck:
 
     def look_up(self, sync: Connection) -> None:
         """Run the lookup alone on ``sync`` (in SQLAlchemy's greenlet) and take its answer."""
+        self.looking_up = True  # its own statement passes ``before``
         try:
-            row = run_alone(sync, _ALONE, self.params(), self._carry)
+            row = run_alone(sync, _ALONE, self.params())
         finally:
-            self.carrier = None
+            self.looking_up = False
         self.arrived_row(row)
-
-    def _carry(self, sql: str) -> None:
-        self.carrier = sql
 
     def before(self, conn: Connection, statement: str) -> None:
         """No statement runs on a provisional request's connection before the check has
         answered (it rides along the statement itself, or runs alone first) or after it
         failed."""
-        if self.state is State.VERIFIED:
+        if self.state is State.VERIFIED or self.looking_up:
             return
         self.raise_if_changed()
         if statement != self.carrier:

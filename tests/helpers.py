@@ -60,6 +60,13 @@ async def post_graphql(
     return body
 
 
+def with_lookup(api: Api, statements: int) -> int:
+    """A query's ``statements`` and its token's lookup: on PostgreSQL the lookup of a token seen
+    before rides along the query's first statement when that one can carry it (a directory or
+    walked page, a detail: db/token_check.py), on SQLite it runs alone first."""
+    return statements if api.db.backend == "postgresql" else statements + 1
+
+
 def error_codes(body: dict[str, Any]) -> list[str]:
     return [e.get("extensions", {}).get("code") for e in body.get("errors") or []]
 

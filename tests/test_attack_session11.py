@@ -81,6 +81,8 @@ async def test_an_exception_escaping_the_endpoint_is_coded_and_gives_its_turn_ba
         raise RuntimeError("secret detail")
 
     monkeypatch.setattr(hub_module, "authenticate_token", broken)
+    # (a lookup of its own: not one riding along a provisional query's statement)
+    monkeypatch.setattr(hub_module.PartnerHub, "provisional", lambda *_: None)
     # when
     failed = started(app, scope_of(token))
     await finished(failed)

@@ -15,16 +15,17 @@ import pytest
 from graph import detail
 from tests.conftest import Api, api_over
 from tests.databases import Database
-from tests.helpers import data_of, post_graphql
+from tests.helpers import data_of, post_graphql, with_lookup
 from tests.test_n_plus_one import FULL, build_customers
 
 QUERIES = Path(__file__).parents[1] / "bench" / "queries"
-# token lookup + page + the page's statuses, tags, subscriptions with their license lines and
-# assigned admins as JSON (graph/detail.py page_relations); it was 7 (one per relationship)
-DIRECTORY_STATEMENTS = 3
-# token lookup + the customer with every relationship as JSON (graph/detail.py); it was 12 (one
-# per relationship)
-DETAIL_STATEMENTS = 2
+# page + the page's statuses, tags, subscriptions with their license lines and assigned admins
+# as JSON (graph/detail.py page_relations), and the token's lookup (``with_lookup``: riding
+# along the page on PostgreSQL, alone on SQLite); it was 7 (one per relationship)
+DIRECTORY_STATEMENTS = 2
+# the customer with every relationship as JSON (graph/detail.py), and the token's lookup (as
+# the directory's); it was 12 (one per relationship)
+DETAIL_STATEMENTS = 1
 # token lookup, the partner's license figures (top KPIs, every section's KPIs, low allocation's
 # with them: graph/resolvers/license_figures.py), trend and five pages (see
 # db/queries/analytics); it was 12 with the top KPIs, the four kept section KPIs and low
@@ -37,6 +38,9 @@ MEDIANS_STATEMENTS = 3
 
 
 async def statements_of(api: Api, document: str, variables: dict[str, Any]) -> tuple[Any, int]:
+    """The answer and statement count of ``document`` sent a second time (a client repeats its
+    documents: a known query runs outside a transaction, provisionally: graph/endpoint.py)."""
+    data_of(await post_graphql(api, document, variables, as_=FULL))
     with api.counter.counting() as statements:
         data = data_of(await post_graphql(api, document, variables, as_=FULL))
     return data, len(statements)
@@ -54,11 +58,11 @@ async def test_directory_workloads_cost_three_statements_at_any_page_size(
     assert len(page["customers"]["nodes"]) == size
     assert all(n["subscriptions"][0]["licenses"] for n in page["customers"]["nodes"])
     assert all(n["partnerAdmins"] and n["tags"] for n in page["customers"]["nodes"])
-    assert count == DIRECTORY_STATEMENTS
+    assert count == with_lookup(api, DIRECTORY_STATEMENTS)
     flt = {"statuses": ["LICENSE_OVERAGE"], "products": ["CALLING"], "tagIds": [tags[0]["id"]]}
     filtered, count = await statements_of(api, document, {"first": size, "filter": flt})
     assert 0 < len(filtered["customers"]["nodes"]) <= size
-    assert count == DIRECTORY_STATEMENTS
+    assert count == with_lookup(api, DIRECTORY_STATEMENTS)
 
 
 async def test_customer_detail_costs_two_statements(uncached_api: Api) -> None:
@@ -72,7 +76,7 @@ async def test_customer_detail_costs_two_statements(uncached_api: Api) -> None:
     assert len(subscriptions) == 2 and all(s["licenses"] and s["invoices"] for s in subscriptions)
     assert all(s["orders"] and s["tags"] for s in subscriptions)
     assert detail["customer"]["tags"] and detail["customer"]["partnerAdmins"]
-    assert count == DETAIL_STATEMENTS
+    assert count == with_lookup(api, DETAIL_STATEMENTS)
 
 
 async def test_the_relationship_statements_answer_what_the_loaders_answer(
@@ -96,7 +100,7 @@ async def test_the_relationship_statements_answer_what_the_loaders_answer(
 
     await post_graphql(api, "{ tags { id } }", as_=FULL)  # the first request starts the app
     nodes, details, statements = await answers()
-    assert len(nodes) == 4 and statements == [DETAIL_STATEMENTS] * 4
+    assert len(nodes) == 4 and statements == [with_lookup(api, DETAIL_STATEMENTS)] * 4
     assert all(n["subscriptions"] and n["tags"] and n["partnerAdmins"] for n in nodes)
     assert [d["customer"] for d in details] == nodes
 

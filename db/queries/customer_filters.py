@@ -40,6 +40,16 @@ def _like_pattern(text: str) -> str:
     return f"%{escaped}%"
 
 
+def _one_of(column: Any, values: Any) -> Any:
+    """``column IN values``; one value as ``column = value``, which is what both databases make
+    of it anyway, without SQLAlchemy's expanding parameter: a statement with one runs on
+    SQLAlchemy's path only (``db.driver_query``), and a filter on one tag, status or product
+    (the usual one) then cost the page ~0.2 ms and a round trip (its token lookup could not ride
+    along: ``db.token_check``)."""
+    values = list(values)
+    return column == values[0] if len(values) == 1 else column.in_(values)
+
+
 def _filter_sets(scope: Scope, query: CustomerQuery, now: Any) -> list[tuple[Any, Any, list[Any]]]:
     """Each filter on a derived table as (its customer id column, the condition naming the
     partner or None, its own conditions).
@@ -53,7 +63,7 @@ def _filter_sets(scope: Scope, query: CustomerQuery, now: Any) -> list[tuple[Any
     if query.tag_ids:
         # A tag belongs to one partner (and so do the customers it is on): its id alone selects
         # the links, from the index alone.
-        sets.append((ct.customer_id, None, [ct.tag_id.in_(list(query.tag_ids))]))
+        sets.append((ct.customer_id, None, [_one_of(ct.tag_id, query.tag_ids)]))
     kind_status: list[str] = []
     if query.subscription_kind is not None:
         kind_status = [
@@ -68,7 +78,7 @@ def _filter_sets(scope: Scope, query: CustomerQuery, now: Any) -> list[tuple[Any
                     SPAN.customer_id,
                     SPAN.partner_id == scope.partner_id,
                     [
-                        SPAN.status.in_(wanted),
+                        _one_of(SPAN.status, wanted),
                         SPAN.valid_from <= now,
                         SPAN.valid_to > now,
                     ],
@@ -79,7 +89,7 @@ def _filter_sets(scope: Scope, query: CustomerQuery, now: Any) -> list[tuple[Any
             (
                 cp.customer_id,
                 cp.partner_id == scope.partner_id,
-                [cp.product.in_(list(query.products))],
+                [_one_of(cp.product, query.products)],
             )
         )
     return sets
