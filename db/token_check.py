@@ -34,8 +34,8 @@ import enum
 from collections import OrderedDict
 from typing import Any
 
-from sqlalchemy import Text, bindparam, cast, event
-from sqlalchemy.dialects.postgresql import array
+import orjson
+from sqlalchemy import Text, bindparam, cast, event, func
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.orm import Session, SessionTransaction
@@ -45,11 +45,13 @@ from db.driver_query import RIDER, DriverQuery, guard_riders, run_alone
 from db.engine import RequestSession
 from db.queries.admins import LOOKUP, TK, Principal, hash_token, principal_from
 
-# The lookup as one column: its values as texts, in ``LOOKUP``'s order (NULL when the token is
-# unknown, revoked or its admin inactive). Never correlated to the statement it rides on (which
-# may read admins too).
+# The lookup as one column: its values as one JSON text, in ``LOOKUP``'s order (NULL when the
+# token is unknown, revoked or its admin inactive). A text, not an array: the column repeats on
+# every row of a page, and an array of ten texts cost the server decoding and processing ten
+# values a row (a directory page of 51 rows: ~0.3 ms of CPU, measured over HTTP). Never
+# correlated to the statement it rides on (which may read admins too).
 TOKEN_CHECK_COLUMN = (
-    LOOKUP.with_only_columns(array([cast(column, Text) for column in LOOKUP.selected_columns]))
+    LOOKUP.with_only_columns(cast(func.json_build_array(*LOOKUP.selected_columns), Text))
     .where(TK.token_hash == bindparam("partner_hub_token_hash"))
     .correlate(None)
     .scalar_subquery()
@@ -109,10 +111,10 @@ class TokenCheck:
     def params(self) -> dict[str, Any]:
         return {"partner_hub_token_hash": self.token_hash}
 
-    def arrived(self, texts: Any) -> None:
+    def arrived(self, text: Any) -> None:
         """The check column's value (or None: no such token): raises ``PrincipalChanged``
         unless it is the expected principal."""
-        self.arrived_row(None if texts is None else _typed(texts))
+        self.arrived_row(None if text is None else orjson.loads(text))
 
     def arrived_row(self, row: Any) -> None:
         self.fresh = None if row is None else principal_from(row)
@@ -152,12 +154,6 @@ class TokenCheck:
         self.raise_if_changed()
         if statement != self.carrier:
             self.look_up(conn)
-
-
-def _typed(texts: Any) -> tuple[Any, ...]:
-    """The check column's texts as ``LOOKUP``'s row (ids and versions back to integers)."""
-    admin, partner, email, name, role, token, policy, epoch, version, shared = texts
-    return (int(admin), int(partner), email, name, role, int(token), policy, epoch, version, shared)
 
 
 def attach(session: Any, check: TokenCheck) -> None:

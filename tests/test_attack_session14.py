@@ -233,13 +233,15 @@ async def test_a_seen_tokens_query_sends_no_lookup_of_its_own(uncached_api: Api)
     world = await acme(api)
     customer = to_global_id("Customer", world["ids"][0])
     data_of(await post_graphql(api, VIEWER, as_=OTHER))  # the app's start, not counted
-    for document, variables in [(PAGE, {}), (DETAIL, {"id": customer})]:
+    # (a directory page is planned anew at every execution: it carries no check, its lookup
+    # runs alone, db.queries.customer_pages._page_query)
+    for document, variables, carried in [(PAGE, {}, False), (DETAIL, {"id": customer}, True)]:
         token = await new_token(api, world["admin"])
         with api.counter.counting() as unseen:
             data_of(await post_graphql(api, document, variables, token=token))
         with api.counter.counting() as again:
             data_of(await post_graphql(api, document, variables, token=token))
-        if api.db.backend == "postgresql":
+        if api.db.backend == "postgresql" and carried:
             assert "partner_hub_token_check" not in unseen[0] and "api_token" in unseen[0]
             assert "partner_hub_token_check" in again[0], again
             assert len(again) == len(unseen) - 1, (unseen, again)

@@ -181,11 +181,15 @@ def _page_query(
     if paged:
         conditions.append(_after(keys, _PAGE_AFTER[order_key_types(order)[0]], descending))
     labelled = [k.label(f"k{i}") for i, k in enumerate(keys)]
+    # It carries no token check: PostgreSQL plans it anew at every execution (its generic plan
+    # is estimated dearer), and planning the lookup's joins and subqueries with it cost more
+    # than the lookup alone, whose generic plan is kept (directory over HTTP: -6 % req/s).
     return DrivenRecords(
         select(*CUSTOMER_COLUMNS, *labelled)
         .where(and_(*conditions))
         .order_by(*[k.desc() if descending else k.asc() for k in keys])
-        .limit(limit)
+        .limit(limit),
+        carries_check=False,
     )
 
 

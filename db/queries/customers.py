@@ -68,9 +68,10 @@ class DrivenRecords:
 
     __slots__ = ("query", "record")
 
-    def __init__(self, statement: Select[Any]) -> None:
+    def __init__(self, statement: Select[Any], *, carries_check: bool = True) -> None:
         # (its checked form carries a provisional request's token lookup: db.token_check)
-        self.query = DriverQuery(statement, with_token_check(statement))
+        checked = with_token_check(statement) if carries_check else None
+        self.query = DriverQuery(statement, checked)
         self.record = _record_type(tuple(statement.selected_columns.keys()))
 
     async def read(self, session: AsyncSession, params: dict[str, Any]) -> list[Record]:
