@@ -172,7 +172,7 @@ class DriverQuery:
                 checked = self._compile(sync.dialect, checked=True)
             if checked is not None:
                 compiled, params = checked, {**params, **check.params()}
-                check.carrier = compiled.sql  # what ``db.token_check._guard`` lets through
+                check.carrier = compiled.sql  # what ``TokenCheck.before`` lets through
             if run is not None:
                 args = compiled.args(params)
                 call = run(adapter, sync.dialect, compiled.sql, args, every)

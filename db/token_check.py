@@ -18,8 +18,9 @@ versions, ...); otherwise the run is thrown away and the request answered again 
   ``after_begin``, ``attach``), as an execution option;
 - ``db.driver_query`` carries it on a statement that has a checked form (a directory page, a
   walked page, the detail, a page's relationships);
-- any other statement on that connection first runs the lookup alone (``_guard``, the engine's
-  first ``before_cursor_execute`` listener), and no statement runs once the check has failed;
+- any other statement on that connection first runs the lookup alone
+  (``db.driver_query.guard_riders``, the engine's first ``before_cursor_execute`` listener),
+  and no statement runs once the check has failed;
 - before anything is answered the endpoint settles it (``TokenCheck.settle``): a request that
   ran no statement (a cached answer, a refusal) looks the token up then, as before.
 
@@ -101,7 +102,7 @@ class TokenCheck:
         self.state = State.PENDING
         self.fresh: Principal | None = None  # the lookup's answer (None: 401)
         self.carrier: str | None = None  # the statement text carrying the check right now
-        self.looking_up = False  # the lookup runs alone right now (``look_up``)
+        self.looking_up = False  # the lookup alone is about to run (``look_up``)
         self.connection: AsyncConnection | None = None  # the request's (``settle``)
 
     @property
@@ -138,7 +139,10 @@ class TokenCheck:
 
     def look_up(self, sync: Connection) -> None:
         """Run the lookup alone on ``sync`` (in SQLAlchemy's greenlet) and take its answer."""
-        self.looking_up = True  # its own statement passes ``before``
+        # Its own statement passes ``before``: the first the guard sees from now on, before
+        # anything awaits (a flag up while the lookup waited let another task's statement pass
+        # unchecked and run after a failed check).
+        self.looking_up = True
         try:
             row = run_alone(sync, _ALONE, self.params())
         finally:
@@ -149,7 +153,10 @@ class TokenCheck:
         """No statement runs on a provisional request's connection before the check has
         answered (it rides along the statement itself, or runs alone first) or after it
         failed."""
-        if self.state is State.VERIFIED or self.looking_up:
+        if self.looking_up:
+            self.looking_up = False  # the lookup's own statement (``look_up``)
+            return
+        if self.state is State.VERIFIED:
             return
         self.raise_if_changed()
         if statement != self.carrier:

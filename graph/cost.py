@@ -284,17 +284,27 @@ def _refusal(message: str, code: ErrorCode, **extensions: Any) -> ExecutionResul
 SPENT = "ph_cost_spent"
 
 
-async def _spend(ctx: Any, cost: int) -> tuple[bool, float, float]:
-    request = getattr(ctx, "request", None)
-    state = request.scope.setdefault("state", {}) if request is not None else {}
-    token_id = ctx.principal.token_id
+async def spend_once(
+    limiter: Any, state: dict[str, Any], token_id: int, cost: int, provisional: bool
+) -> tuple[bool, float, float]:
+    """``limiter``'s spend of ``cost`` for ``token_id``, unless the request's provisional run
+    spent it already (kept in the request's ``state`` when ``provisional``): its rerun spends
+    nothing more, whether it executes (``_spend``) or is answered from the response cache
+    (``graph.response_cache.cached_response``)."""
     spent = state.pop(SPENT, None)
     if spent is not None and spent[:2] == (token_id, cost):
         return True, spent[2], 0.0
-    allowed, remaining, wait = await ctx.services.limiter.spend(token_id, cost)
-    if allowed and getattr(ctx, "token_check", None) is not None:
+    allowed, remaining, wait = await limiter.spend(token_id, cost)
+    if allowed and provisional:
         state[SPENT] = (token_id, cost, remaining)
     return allowed, remaining, wait
+
+
+async def _spend(ctx: Any, cost: int) -> tuple[bool, float, float]:
+    request = getattr(ctx, "request", None)
+    state = request.scope.setdefault("state", {}) if request is not None else {}
+    provisional = getattr(ctx, "token_check", None) is not None
+    return await spend_once(ctx.services.limiter, state, ctx.principal.token_id, cost, provisional)
 
 
 class CostMeter:

@@ -369,7 +369,7 @@ class GraphQLEndpoint:
             if entry is not None:
                 if check is not None and not await check.settle():
                     raise PrincipalChanged("the token's principal changed")
-                hit = await cached_response(services, outcome, entry, state[MEDIA])
+                hit = await cached_response(services, outcome, entry, state[MEDIA], state)
                 if hit is not None:
                     if tag is not None:
                         hit.headers.update(cache_headers(tag))

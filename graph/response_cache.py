@@ -40,7 +40,7 @@ from graphql import DocumentNode, GraphQLError, OperationType, parse
 from starlette.responses import Response
 
 from db.queries.admins import Principal
-from graph.cost import cost_report, selected_operation
+from graph.cost import cost_report, selected_operation, spend_once
 from graph.documents import digest
 from graph.transport import rate_limit_headers
 
@@ -180,11 +180,19 @@ class ResponseCache:
 
 
 async def cached_response(
-    services: Services, principal: Principal, entry: Entry, media_type: str
+    services: Services,
+    principal: Principal,
+    entry: Entry,
+    media_type: str,
+    state: dict[str, Any] | None = None,
 ) -> Response | None:
     """The response for a cache hit, or None when the token's rate limit refuses its cost (the
-    ordinary path then refuses it with the proper error)."""
-    allowed, remaining, _ = await services.limiter.spend(principal.token_id, entry.cost)
+    ordinary path then refuses it with the proper error). ``state``: the request's scope state,
+    where a provisional run that was thrown away left what it spent (``graph.cost.spend_once``):
+    a rerun answered from the cache spent it a second time."""
+    limiter, token_id = services.limiter, principal.token_id
+    scoped = {} if state is None else state
+    allowed, remaining, _ = await spend_once(limiter, scoped, token_id, entry.cost, False)
     if not allowed:
         return None
     report = cost_report(services.settings, entry.cost, remaining, entry.actual)
