@@ -172,9 +172,10 @@ class DriverQuery:
                 checked = self._compile(sync.dialect, checked=True)
             if checked is not None:
                 compiled, params = checked, {**params, **check.params()}
-                check.carrier = compiled.sql  # what ``TokenCheck.before`` lets through
             if run is not None:
                 args = compiled.args(params)
+                if checked is not None:
+                    check.carrier = compiled.sql  # what ``TokenCheck.before`` lets through
                 call = run(adapter, sync.dialect, compiled.sql, args, every)
                 try:
                     # The engine's listeners see the statement as they would (the data

@@ -42,9 +42,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.orm import Session, SessionTransaction
 from sqlalchemy.util.concurrency import greenlet_spawn
 
-from db.driver_query import RIDER, DriverQuery, guard_riders, run_alone
+from db.driver_query import RIDER, guard_riders, run_alone
 from db.engine import RequestSession
-from db.queries.admins import LOOKUP, TK, Principal, hash_token, principal_from
+from db.queries.admins import AUTHENTICATE, LOOKUP, TK, Principal, hash_token, principal_from
 
 # The lookup as one column: its values as one JSON text, in ``LOOKUP``'s order (NULL when the
 # token is unknown, revoked or its admin inactive). A text, not an array: the column repeats on
@@ -58,8 +58,9 @@ TOKEN_CHECK_COLUMN = (
     .scalar_subquery()
     .label("partner_hub_token_check")
 )
-# The lookup alone, for a statement without a checked form (and at the end, ``settle``).
-_ALONE = DriverQuery(LOOKUP.where(TK.token_hash == bindparam("partner_hub_token_hash")))
+# The lookup alone, for a statement without a checked form (and at the end, ``settle``): the
+# request's own lookup (one prepared statement a connection for both).
+_ALONE = AUTHENTICATE
 
 
 def with_token_check(statement: Any) -> Any:
@@ -144,7 +145,7 @@ class TokenCheck:
         # unchecked and run after a failed check).
         self.looking_up = True
         try:
-            row = run_alone(sync, _ALONE, self.params())
+            row = run_alone(sync, _ALONE, {"token_hash": self.token_hash})
         finally:
             self.looking_up = False
         self.arrived_row(row)

@@ -27,7 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from db.driver_query import DriverQuery
 from db.engine import session_factory
 from db.models import Admin, ApiToken
-from db.queries.admins import _AUTHENTICATE, authenticate_token, hash_token, issue_token
+from db.queries.admins import AUTHENTICATE, authenticate_token, hash_token, issue_token
 from db.types import UTCDateTime
 from tests.conftest import NOW, Api, postgresql_only
 from tests.helpers import Factory, data_of, post_graphql, token_for
@@ -75,13 +75,13 @@ async def test_driver_path_gives_sqlalchemys_row(
     params = {"token_hash": hash_token(token)}
     async with session_factory(api.engine)() as session:
         connection = await query_connection(session, backend)
-        expected = (await connection.execute(_AUTHENTICATE.statement, params)).first()
+        expected = (await connection.execute(AUTHENTICATE.statement, params)).first()
         sqlalchemy_path = SqlAlchemyPath(monkeypatch)
 
         # when
         with api.counter.counting() as statements:
-            row = await _AUTHENTICATE.first(connection, params)
-            missing = await _AUTHENTICATE.first(connection, {"token_hash": hash_token("nope")})
+            row = await AUTHENTICATE.first(connection, params)
+            missing = await AUTHENTICATE.first(connection, {"token_hash": hash_token("nope")})
 
     # then: the same values, without SQLAlchemy's execution, and the engine's listeners saw
     # both statements
@@ -170,7 +170,7 @@ def test_a_statement_with_expanding_parameters_is_left_to_sqlalchemy(
 
     # then
     assert compiled is None
-    assert _AUTHENTICATE._compile(api.engine.dialect) is not None
+    assert AUTHENTICATE._compile(api.engine.dialect) is not None
 
 
 async def test_a_parameter_whose_name_sqlalchemy_escapes_runs_as_on_sqlalchemys_path(

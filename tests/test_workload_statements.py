@@ -50,7 +50,7 @@ async def statements_of(api: Api, document: str, variables: dict[str, Any]) -> t
 
 
 @pytest.mark.parametrize("size", [2, 50])
-async def test_directory_workloads_cost_three_statements_at_any_page_size(
+async def test_directory_workloads_cost_the_same_statements_at_any_page_size(
     uncached_api: Api, size: int
 ) -> None:
     api = uncached_api
@@ -68,7 +68,7 @@ async def test_directory_workloads_cost_three_statements_at_any_page_size(
     assert count == with_lookup(api, WALKED_STATEMENTS)
 
 
-async def test_customer_detail_costs_two_statements(uncached_api: Api) -> None:
+async def test_customer_detail_costs_one_statement_and_the_lookup(uncached_api: Api) -> None:
     api = uncached_api
     await build_customers(api, 3)
     first = data_of(await post_graphql(api, "{ customers(first: 1) { nodes { id } } }", as_=FULL))

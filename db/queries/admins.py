@@ -77,7 +77,7 @@ LOOKUP = (
 )
 _BY_TOKEN_ID = LOOKUP.where(TK.id == bindparam("token_id"))
 # Run on the driver's connection (db.driver_query): every request's first statement.
-_AUTHENTICATE = DriverQuery(LOOKUP.where(TK.token_hash == bindparam("token_hash")))
+AUTHENTICATE = DriverQuery(LOOKUP.where(TK.token_hash == bindparam("token_hash")))
 
 
 async def authenticate_token(
@@ -88,7 +88,7 @@ async def authenticate_token(
     greenlet switch and its transaction's lookup)."""
     if connection is None:
         connection = await session.connection()
-    row = await _AUTHENTICATE.first(connection, {"token_hash": hash_token(token)})
+    row = await AUTHENTICATE.first(connection, {"token_hash": hash_token(token)})
     return None if row is None else principal_from(row)
 
 
