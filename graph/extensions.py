@@ -17,7 +17,6 @@ from graphql import ASTValidationRule, GraphQLError
 from strawberry.extensions import MaskErrors, SchemaExtension
 
 from db.settings import Settings
-from db.token_check import PrincipalChanged
 from graph.cost import CostMeter, selected_operation
 from graph.document_limits import limits_rule
 from graph.documents import DocumentCache, coded_rule, variable_errors
@@ -130,9 +129,7 @@ class Guards(MaskErrors):
 
 
 def _uncoded(error: GraphQLError) -> bool:
-    # A provisional run's fields stopped because the token's principal changed are no bug:
-    # the run is thrown away and the request answered again (``db.token_check``).
-    return not is_coded(error) and not isinstance(error.original_error, PrincipalChanged)
+    return not is_coded(error)
 
 
 @cache
