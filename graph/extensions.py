@@ -28,8 +28,49 @@ Rules = tuple[type[ASTValidationRule], ...]
 EXECUTED = "ph_executed"
 
 
+# Where graphql-core coerces a field's arguments: an error raised there is the request's (an
+# explicit null for a non-null argument that has a default, ``first: $first`` with ``$first:
+# Int`` given null), a field error by the specification, not a fault of the server.
+_COERCION = frozenset(("graphql.execution.values", "graphql.utilities.validate_input_value"))
+
+
+def _raised_in(error: BaseException) -> str | None:
+    trace = error.__traceback__
+    if trace is None:
+        return None
+    while trace.tb_next is not None:
+        trace = trace.tb_next
+    name = trace.tb_frame.f_globals.get("__name__")
+    return name if isinstance(name, str) else None
+
+
+def input_error(error: GraphQLError) -> GraphQLError | None:
+    """``error`` coded BAD_USER_INPUT when graphql-core raised it coercing the field's argument
+    values, else None."""
+    original = error.original_error
+    if type(original) is not GraphQLError or original.original_error is not None:
+        return None
+    if _raised_in(original) not in _COERCION:
+        return None
+    return GraphQLError(
+        message=original.message,
+        nodes=error.nodes,
+        path=error.path,
+        extensions={"code": ErrorCode.BAD_USER_INPUT.value},
+    )
+
+
 def unexpected_error(error: GraphQLError, request_id: str | None) -> GraphQLError:
-    """The masked form of an error nobody gave a code, logged here (once) with its traceback."""
+    """The masked form of an error nobody gave a code, logged here (once) with its traceback;
+    an argument graphql-core refused is the client's error, coded as such (``input_error``)."""
+    refused = input_error(error)
+    if refused is not None:
+        log.info(
+            "argument refused: %s",
+            refused.message,
+            extra={"request_id": request_id, "path": error.path, "code": "BAD_USER_INPUT"},
+        )
+        return refused
     original = error.original_error or error
     log.error(
         "unexpected error: %s",
