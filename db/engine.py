@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from sqlalchemy import bindparam, column, event, text
+from sqlalchemy import Integer, bindparam, column, event, literal_column, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.engine.interfaces import BindTyping
@@ -219,6 +219,14 @@ async def execute_core(session: AsyncSession, statement: Any, params: Any = None
     PostgreSQL, measured in-process). Same SQL, same rows, same engine events."""
     connection = await session.connection()
     return await connection.execute(statement, params)
+
+
+def written_limit(rows: int) -> Any:
+    """A LIMIT written into a statement's text rather than passed: PostgreSQL plans a prepared
+    statement with ``LIMIT $n`` anew at every execution (its generic plan, costed for an
+    unknown limit, never wins: a directory page's), and a statement built once per limit (a
+    page size, a relationship's cap) loses nothing by it."""
+    return literal_column(str(int(rows)), Integer())
 
 
 def frozen(dialect: str, statement: Any) -> Any:

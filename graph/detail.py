@@ -193,17 +193,27 @@ async def customer_with_relations(
     return customer
 
 
+def page_parts(ctx: Context, selection: Sequence[Picked]) -> DetailPlan:
+    """The parts of the page's customers that ``page_relations`` reads in a statement, for the
+    page's own statement to read them instead (``customers_page(parts=...)``)."""
+    return _plans(ctx, selection)[0]
+
+
 async def page_relations(
-    ctx: Context, scope: Scope, customers: Sequence[Customer], selection: Sequence[Picked]
+    ctx: Context,
+    scope: Scope,
+    customers: Sequence[Customer],
+    selection: Sequence[Picked],
+    details: Mapping[int, Detail] | None = None,
 ) -> None:
     """The selected relationships of a page's ``customers`` (read within ``scope``) loaded
-    ahead: those ``_plan`` reads in one statement for the whole page, the rest by the loaders,
-    as for ``customer_with_relations``."""
+    ahead: those ``_plan`` reads in one statement for the whole page (``details`` when the
+    page's statement read them, ``page_parts``), the rest by the loaders, as for
+    ``customer_with_relations``."""
     if not customers:
         return
     plan, plans, nested = _plans(ctx, selection)
-    details: Mapping[int, Detail] = {}
-    if plan.parts:
+    if details is None and plan.parts:
         async with ctx.db() as session:
             details = await customers_parts(
                 session,
@@ -212,4 +222,4 @@ async def page_relations(
                 now=ctx.now,
                 plan=plan,
             )
-    await _apply(ctx, customers, details, selection, plans, nested)
+    await _apply(ctx, customers, details or {}, selection, plans, nested)

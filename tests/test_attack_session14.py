@@ -233,9 +233,7 @@ async def test_a_seen_tokens_query_sends_no_lookup_of_its_own(uncached_api: Api)
     world = await acme(api)
     customer = to_global_id("Customer", world["ids"][0])
     data_of(await post_graphql(api, VIEWER, as_=OTHER))  # the app's start, not counted
-    # (a directory page is planned anew at every execution: it carries no check, its lookup
-    # runs alone, db.queries.customer_pages._page_query)
-    for document, variables, carried in [(PAGE, {}, False), (DETAIL, {"id": customer}, True)]:
+    for document, variables, carried in [(PAGE, {}, True), (DETAIL, {"id": customer}, True)]:
         token = await new_token(api, world["admin"])
         with api.counter.counting() as unseen:
             data_of(await post_graphql(api, document, variables, token=token))

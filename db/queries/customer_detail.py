@@ -41,7 +41,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.driver_query import DriverQuery
-from db.engine import frozen
+from db.engine import frozen, written_limit
 from db.models import Admin, Customer, Invoice, LicenseLine, Order, Tag
 from db.queries.customer_children import (
     _A,
@@ -228,7 +228,7 @@ def _array(
     inner = inner.where(part.parent == parent_id, *part.where).correlate(parent)
     inner = inner.order_by(*(part.order or (part.columns[0][1],)))
     if cap is not None:
-        inner = inner.limit(cap)
+        inner = inner.limit(written_limit(cap))
     rows = inner.subquery()
     values: list[Any] = [rows.c.n, *[rows.c[f"c{i}"] for i in range(len(part.columns))]]
     for child, child_cap in nested:
@@ -244,6 +244,16 @@ def _array(
 def _statement(dialect: str, plan: DetailPlan, whole: bool) -> Any:
     """The customer's columns (only its id unless ``whole``) and a JSON array per part."""
     columns: list[ColumnElement[Any]] = list(CUSTOMER_COLUMNS) if whole else [C.id]
+    return select(*columns, *part_columns(dialect, plan))
+
+
+@lru_cache(maxsize=64)
+def part_columns(dialect: str, plan: DetailPlan) -> tuple[ColumnElement[Any], ...]:
+    """One JSON array per part of ``plan``, correlated to the ``customer`` row of the statement
+    they are selected in (labelled by part): the parts of a page's customers read with the page
+    itself (``db.queries.customer_pages``) or of ``_statement``. They take the parameters
+    ``partner_id`` and ``now``."""
+    columns: list[ColumnElement[Any]] = []
     for name, cap in plan.parts:
         nested: Sequence[tuple[str, int | None]] = ()
         if name == "subscriptions":
@@ -255,7 +265,7 @@ def _statement(dialect: str, plan: DetailPlan, whole: bool) -> Any:
             # As text: decoded by orjson here rather than by the driver's json codec.
             part = cast(part, Text)
         columns.append(part.label(name))
-    return select(*columns)
+    return tuple(columns)
 
 
 _MAKERS: dict[int, Callable[[list[Any]], list[Any]]] = {}
@@ -332,15 +342,16 @@ def _layout(width: int, plan: DetailPlan) -> Layout:
     return record, tuple(parts)
 
 
-def _decode(found: Any, width: int, plan: DetailPlan) -> Detail:
-    """One result row (the customer's ``width`` columns, then one JSON array per part), in the
-    loaders' order (SQLite promises no order for an aggregate: elements carry their position)."""
+def _decode(found: Any, width: int, plan: DetailPlan, start: int | None = None) -> Detail:
+    """One result row (the customer's ``width`` columns, then one JSON array per part from
+    ``start``, by default right after them), in the loaders' order (SQLite promises no order
+    for an aggregate: elements carry their position)."""
     record, layout = _layout(width, plan)
     row = tuple.__new__(record, tuple(found[:width]))
     parts: dict[str, list[Any]] = {}
     children: dict[str, dict[int, list[Any]]] = {}
     loads = orjson.loads
-    for offset, (name, make, nested) in enumerate(layout, width):
+    for offset, (name, make, nested) in enumerate(layout, width if start is None else start):
         raw = found[offset]
         elements = (loads(raw) if isinstance(raw, str | bytes) else raw) or []
         elements.sort(key=_first)
@@ -407,6 +418,13 @@ def _page_select(dialect: str, plan: DetailPlan, scope: Scope) -> Any:
         keys = func.json_each(bindparam("ids", type_=String)).table_valued("value")
         ids = C.id.in_(select(keys.c.value))
     return _statement(dialect, plan, False).where(ids, scope.customers())
+
+
+def page_details(rows: Sequence[Any], width: int, plan: DetailPlan) -> dict[int, Detail]:
+    """The parts of a page's customers read with the page (``part_columns`` last in each of
+    ``rows``, after the customer's ``width`` columns and the page's own), by customer id."""
+    start = len(rows[0]) - len(plan.parts) if rows else 0
+    return {found[0]: _decode(found, width, plan, start) for found in rows}
 
 
 async def customers_parts(

@@ -31,9 +31,10 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql import Select
 
-from db.engine import execute_core
+from db.engine import execute_core, written_limit
 from db.enums import CustomerStatus, SubscriptionState
 from db.models import Customer, CustomerStatusSpan, CustomerTag
+from db.queries.customer_detail import Detail, DetailPlan, page_details, part_columns
 from db.queries.customer_filters import (
     CustomerQuery,
     _filter_sets,
@@ -89,6 +90,8 @@ class Page:
     rows: list[Record]
     keys: list[tuple[Any, ...]]
     has_next: bool
+    # The rows' parts (``parts``: read with the page, by customer id); None when not read.
+    details: dict[int, Detail] | None = None
 
 
 # How many of the walked set's customers a page walks before it asks the match sets instead
@@ -106,6 +109,7 @@ async def customers_page(
     first: int,
     after: tuple[Any, ...] | None = None,
     backward: bool = False,
+    parts: DetailPlan | None = None,
 ) -> Page:
     """One keyset page of customers (``first`` rows after the ``after`` key; ``backward``: the
     ``first`` rows before it, read against the order, nearest first).
@@ -119,24 +123,37 @@ async def customers_page(
     walking the status's spans. PostgreSQL walks with a bound (``_bounded_walk``), SQLite the
     plain way (``_walked_rows``). Every other page is one statement whose plan the database
     chooses.
+
+    ``parts`` (``db.queries.customer_detail``): the relationships to read with the page's
+    customers, in the page's own statement (one round trip instead of two) where it has one;
+    ``Page.details`` is None when they were not read.
     """
     keys, descending = _order_keys(order, now)
     descending = descending != backward
     width = len(CUSTOMER_COLUMNS)
     walk = _walk(scope, query, order, now)
+    dialect = session.get_bind().dialect.name
+    parts = parts if parts is not None and parts.parts else None
+    with_parts = parts
+    params: dict[str, Any] = {"partner_id": scope.partner_id, "now": now} if parts else {}
     if walk is None:
-        page = _page_query(scope, query, order, descending, after is not None, first + 1)
-        params: dict[str, Any] = {"page_now": now}
+        page = _page_query(
+            dialect, scope, query, order, descending, after is not None, first + 1, parts
+        )
+        params["page_now"] = now
         if after is not None:
             params["page_k0"], params["page_k1"] = after
         rows = await page.read(session, params)
-    elif session.get_bind().dialect.name != "postgresql":
-        rows = await _walked_rows(session, scope, walk, now, descending, after, first + 1)
+    elif dialect != "postgresql":
+        rows = await _walked_rows(
+            session, scope, walk, now, descending, after, first + 1, parts, params
+        )
     else:
         rows, boundary = await _bounded_walk(
-            session, scope, query, order, now, descending, after, first + 1
+            session, scope, query, order, now, descending, after, first + 1, parts, params
         )
         if boundary is not None:
+            with_parts = None
             # The walk stopped at its limit with the page not full: the other filters are
             # selective, so their match sets are small. The rest comes from them.
             rows += await _sorted_rows(
@@ -150,6 +167,7 @@ async def customers_page(
         rows=rows[:first],
         keys=[tuple(row[width : width + len(keys)]) for row in rows[:first]],
         has_next=len(rows) > first,
+        details=None if with_parts is None else page_details(rows[:first], width, with_parts),
     )
 
 
@@ -164,32 +182,32 @@ _PAGE_AFTER = {
 
 @lru_cache(maxsize=256)
 def _page_query(
+    dialect: str,
     scope: Scope,
     query: CustomerQuery,
     order: CustomerOrder,
     descending: bool,
     paged: bool,
     limit: int,
+    parts: DetailPlan | None = None,
 ) -> DrivenRecords:
     """The first ``limit`` customers of ``query`` within ``scope`` in ``order`` (after the
     cursor's key ``page_k0``, ``page_k1`` when ``paged``) at the instant ``page_now``, as
-    ``_sorted_rows`` reads them. Built per request, the statement and the cache key of its
-    compiled form cost about as much Python as the database's answer (issue 17's profile of
-    the directory page); read on the driver (``DrivenRecords``)."""
+    ``_sorted_rows`` reads them, and their ``parts`` when given (``part_columns``, last).
+    Built per request, the statement and the cache key of its compiled form cost about as much
+    Python as the database's answer (issue 17's profile of the directory page); read on the
+    driver (``DrivenRecords``)."""
     keys, _ = _order_keys(order, _PAGE_NOW)
     conditions = customer_conditions(scope, query, _PAGE_NOW)
     if paged:
         conditions.append(_after(keys, _PAGE_AFTER[order_key_types(order)[0]], descending))
     labelled = [k.label(f"k{i}") for i, k in enumerate(keys)]
-    # It carries no token check: PostgreSQL plans it anew at every execution (its generic plan
-    # is estimated dearer), and planning the lookup's joins and subqueries with it cost more
-    # than the lookup alone, whose generic plan is kept (directory over HTTP: -6 % req/s).
+    related = part_columns(dialect, parts) if parts is not None else ()
     return DrivenRecords(
-        select(*CUSTOMER_COLUMNS, *labelled)
+        select(*CUSTOMER_COLUMNS, *labelled, *related)
         .where(and_(*conditions))
         .order_by(*[k.desc() if descending else k.asc() for k in keys])
-        .limit(limit),
-        carries_check=False,
+        .limit(written_limit(limit))
     )
 
 
@@ -269,11 +287,13 @@ async def _sorted_rows(
     descending: bool,
     limit: int,
     from_: Any = None,
+    related: Sequence[Any] = (),
+    params: dict[str, Any] | None = None,
 ) -> list[Record]:
-    """The first ``limit`` customers (and their keys, ``k0``...) in ``keys`` order, from
-    ``customer`` or from the join ``from_``."""
+    """The first ``limit`` customers (and their keys, ``k0``..., then the ``related`` columns)
+    in ``keys`` order, from ``customer`` or from the join ``from_``."""
     labelled = [k.label(f"k{i}") for i, k in enumerate(keys)]
-    stmt: Select[Any] = select(*CUSTOMER_COLUMNS, *labelled)
+    stmt: Select[Any] = select(*CUSTOMER_COLUMNS, *labelled, *related)
     if from_ is not None:
         stmt = stmt.select_from(from_)
     stmt = (
@@ -281,7 +301,7 @@ async def _sorted_rows(
         .order_by(*[k.desc() if descending else k.asc() for k in keys])
         .limit(limit)
     )
-    return records(await execute_core(session, stmt))
+    return records(await execute_core(session, stmt, params or None))
 
 
 async def _walked_rows(
@@ -292,10 +312,13 @@ async def _walked_rows(
     descending: bool,
     after: tuple[Any, ...] | None,
     limit: int,
+    parts: DetailPlan | None = None,
+    params: dict[str, Any] | None = None,
 ) -> list[Record]:
-    """A walked page on SQLite: the walked set in name order (``ix_customer_tag_name``,
-    ``ix_status_span_name``), each customer tested with one EXISTS per other filter on the
-    customer-leading indexes, stopping when the page is full.
+    """A walked page on SQLite (and its customers' ``parts``, ``part_columns``): the walked set
+    in name order (``ix_customer_tag_name``, ``ix_status_span_name``), each customer tested
+    with one EXISTS per other filter on the customer-leading indexes, stopping when the page is
+    full.
 
     The walked set is a subset of the partner's customers, so this visits at most as many rows
     as walking the customers' name index (the plan SQLite picks for the correlated form) and
@@ -310,7 +333,8 @@ async def _walked_rows(
     if after is not None:
         where.append(_after(link_keys, after, descending))
     joined = walk.customer_id.table.join(Customer, C.id == walk.customer_id)
-    return await _sorted_rows(session, where, link_keys, descending, limit, from_=joined)
+    related = part_columns("sqlite", parts) if parts is not None else ()
+    return await _sorted_rows(session, where, link_keys, descending, limit, joined, related, params)
 
 
 # The walked page's statement takes the instant and the cursor as parameters, so it is built
@@ -328,6 +352,8 @@ async def _bounded_walk(
     descending: bool,
     after: tuple[Any, ...] | None,
     limit: int,
+    parts: DetailPlan | None = None,
+    params: dict[str, Any] | None = None,
 ) -> tuple[list[Record], tuple[Any, ...] | None]:
     """Up to ``limit`` matches among the walked set's next ``WALK_LIMIT`` customers in name
     order (PostgreSQL; ``_walk`` says what is walked).
@@ -342,8 +368,8 @@ async def _bounded_walk(
     (inclusive) to go on from; it is not a match and is not returned.
     """
     paged = after is not None
-    walked = _walked_query(scope, query, order, descending, paged, limit, WALK_LIMIT)
-    params: dict[str, Any] = {"walk_now": now}
+    walked = _walked_query(scope, query, order, descending, paged, limit, WALK_LIMIT, parts)
+    params = {**(params or {}), "walk_now": now}
     if after is not None:
         params["after_k0"], params["after_k1"] = after
     rows = await walked.read(session, params)
@@ -362,6 +388,7 @@ def _walked_query(
     paged: bool,
     limit: int,
     walk_limit: int,
+    parts: DetailPlan | None = None,
 ) -> DrivenRecords:
     """``_bounded_walk``'s statement, with the instant (``walk_now``) and, when ``paged``, the
     cursor's key (``after_k0``, ``after_k1``) as parameters. Built per request it cost more than
@@ -383,7 +410,7 @@ def _walked_query(
         )
         .where(*where)
         .order_by(*ordering)
-        .limit(walk_limit)
+        .limit(written_limit(walk_limit))
         .subquery("walk")
     )
     probes = []
@@ -394,12 +421,13 @@ def _walked_query(
         select(walked)
         .where(or_(and_(true(), *probes), walked.c.walked == walk_limit))
         .order_by(*[k.desc() if descending else k.asc() for k in (walked.c.k0, walked.c.k1)])
-        .limit(limit)
+        .limit(written_limit(limit))
         .subquery("matched")
     )
     matched_keys = [matched.c.k0, matched.c.k1]
+    related = part_columns("postgresql", parts) if parts is not None else ()
     return DrivenRecords(
-        select(*CUSTOMER_COLUMNS, *matched_keys, matched.c.walked)
+        select(*CUSTOMER_COLUMNS, *matched_keys, matched.c.walked, *related)
         .select_from(matched.join(Customer, C.id == matched.c.walked_id))
         # A tag belongs to one partner; naming the partner keeps a foreign tag id from reaching
         # anything.
