@@ -28,7 +28,7 @@ from db.models import (
     SubscriptionTag,
     Tag,
 )
-from db.queries import customer_pages
+from db.queries import customer_walks
 from db.status import refresh_status_spans
 from tests.conftest import NOW, Api
 from tests.helpers import RULES, Factory, data_of, error_codes, name_key_of, post_graphql
@@ -748,14 +748,14 @@ async def test_pages_filtered_by_one_status_or_tag_in_name_order_walk_it(
     uncached_api: Api, monkeypatch: pytest.MonkeyPatch, walk_limit: int
 ) -> None:
     """These pages walk one status's spans (any status but ACTIVE) or else one tag's links in
-    name order (db.queries.customer_pages._walk: _bounded_walk on PostgreSQL, _walked_rows on
+    name order (db.queries.customer_walks.walk_of: bounded_walk on PostgreSQL, walked_rows on
     SQLite); on PostgreSQL a small walk limit makes every page go on from the walk's boundary
     through the match sets. Either way every page must be what the model says."""
     api = uncached_api
     # given
     built = await build_directory(api)
     gold, east = built.tag_ids["gold"], built.tag_ids["east"]
-    monkeypatch.setattr(customer_pages, "WALK_LIMIT", walk_limit)
+    monkeypatch.setattr(customer_walks, "WALK_LIMIT", walk_limit)
     tag, span = "customer_tag", "customer_status_span"
     filters: list[tuple[dict[str, Any], str | None]] = [
         ({"tagIds": [gold]}, tag),

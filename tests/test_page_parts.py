@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from db.queries import customer_pages
+from db.queries import customer_walks
 from tests.conftest import Api
 from tests.helpers import data_of, post_graphql
 from tests.test_n_plus_one import FULL, build_customers
@@ -128,7 +128,7 @@ async def test_a_walk_stopped_at_its_bound_reads_the_parts_apart(
     """PostgreSQL's walk stops after ``WALK_LIMIT`` customers of the walked set and asks the
     other filters' sets for the rest of the page: those rows carry no parts, so the page's parts
     are read by ``page_relations``'s statement, for every customer of the page."""
-    monkeypatch.setattr(customer_pages, "WALK_LIMIT", 3)
+    monkeypatch.setattr(customer_walks, "WALK_LIMIT", 3)
     await build_customers(api, 17)
     gold = await _tag(api, "gold")
     nodes = await _pages(api, {"first": 5, "filter": {"tagIds": [gold], "products": ["CALLING"]}})
