@@ -226,16 +226,16 @@ async def test_directory_and_detail_reads_take_the_drivers_path(
         page = data_of(await post_graphql(api, DIRECTORY, token=token))["customers"]["nodes"]
         found = await post_graphql(api, DETAIL, {"id": page[0]["id"]}, token=token)
 
-    # then: every statement (token lookups, the page, its relationships, the detail) ran on
-    # the driver, the engine's listeners saw each, and the answers carry the converted values;
-    # on PostgreSQL the detail's token lookup rode along its statement (db.token_check; a
-    # directory page carries none: it is planned anew at every execution)
+    # then: every statement (token lookups, the page with its relationships, the detail) ran
+    # on the driver, the engine's listeners saw each, and the answers carry the converted
+    # values; on PostgreSQL the token lookups rode along the page's and the detail's statements
+    # (db.token_check)
     assert sqlalchemy_path.calls == 0
     if api.db.backend == "postgresql":
-        assert len(statements) == 4
-        assert sum("partner_hub_token_check" in sql for sql in statements) == 1
+        assert len(statements) == 2
+        assert sum("partner_hub_token_check" in sql for sql in statements) == 2
     else:
-        assert len(statements) == 5
+        assert len(statements) == 4
     assert page[0]["subscriptions"][0]["licenses"] == [{"product": "MEETINGS", "purchased": 10}]
     assert page[0]["partnerAdmins"] == [{"role": "FULL_ADMIN", "admin": {"name": "Fiona Full"}}]
     detail = data_of(found)["customer"]
