@@ -38,6 +38,7 @@ when an extension hooks field resolution (graphql middleware), since they skip r
 
 from __future__ import annotations
 
+import asyncio
 import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import fields, is_dataclass
@@ -134,6 +135,34 @@ class PlainFieldExecutionContext(StrawberryGraphQLCoreExecutionContext):
             gather=lambda values: _alive(own).gather_async_work(values),
             track=lambda values: _alive(own).track_async_work(values),
         )
+
+    def execute_operation(self, serially: bool | None = None) -> Any:
+        """The operation's result once every field it started has settled.
+
+        A field refused synchronously (an argument graphql-core refuses while coercing it:
+        ``first: $v`` with ``$v`` null) whose error nulls its parent leaves the siblings already
+        started to settle in the background (graphql-core's ``settle_in_background``), and the
+        result was returned at once: the request's session was then closed while a sibling's
+        statement still ran on its connection (PostgreSQL: "another operation is in progress",
+        an INTERNAL_SERVER_ERROR with a logged traceback; both: a connection never checked
+        in). As for siblings of a field failing asynchronously (``graph.settle``), they are
+        awaited: the answer is the same, sent after the slowest sibling."""
+        result = super().execute_operation(serially)
+        if self.is_awaitable(result):
+            return self._settled(result)
+        if self.background_futures:
+            return self._settled(None, result)
+        return result
+
+    async def _settled(self, awaited: Any, result: Any = None) -> Any:
+        try:
+            if awaited is not None:
+                result = await awaited
+        finally:
+            background = self.background_futures
+            while background:
+                await asyncio.wait(list(background))
+        return result
 
     def execute_field(
         self,
