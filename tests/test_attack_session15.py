@@ -255,7 +255,7 @@ async def test_another_partners_tag_in_the_filter_reaches_nothing(
 ) -> None:
     """Beta's tag id, alone (a walk along its links, bounded or not) or with other filters,
     in Acme's filter: no Beta customer, tag, subscription or admin in Acme's page."""
-    from db.queries import customer_pages
+    from db.queries import customer_walks
 
     w = await build_world(api, "FULL_ADMIN")
     f = AuthzFactory(api.engine)
@@ -273,8 +273,8 @@ async def test_another_partners_tag_in_the_filter_reaches_nothing(
     own = [
         t["id"] for t in data_of(await post_graphql(api, "{ tags { id } }", as_=FULL_EMAIL))["tags"]
     ]
-    for walk_limit in (customer_pages.WALK_LIMIT, 2):
-        monkeypatch.setattr(customer_pages, "WALK_LIMIT", walk_limit)
+    for walk_limit in (customer_walks.WALK_LIMIT, 2):
+        monkeypatch.setattr(customer_walks, "WALK_LIMIT", walk_limit)
         for flt in (
             {"tagIds": [foreign]},
             {"tagIds": [foreign], "products": ["MEETINGS"]},
