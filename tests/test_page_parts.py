@@ -115,9 +115,10 @@ async def test_a_page_reads_its_parts_in_its_own_statement_with_its_limit_writte
         pages = [s for s in statements if "FROM customer" in s and "json" in s.lower()]
         assert len(pages) == 1, statements
         assert not any("customer.id IN" in s or "= ANY" in s for s in statements), statements
-        if api.db.backend == "postgresql":
-            # a LIMIT passed as a parameter made PostgreSQL plan the statement at every
-            # execution (SQLite's walk is built per request and planned per request anyway)
+        if api.db.backend == "postgresql" and flt is None:
+            # a LIMIT passed as a parameter made PostgreSQL plan the directory page at every
+            # execution (the walked page's are passed: written in, they made PostgreSQL plan
+            # the walk at every execution; SQLite's walk is built per request anyway)
             assert re.search(r"LIMIT 4\b", pages[0]), pages[0]
             assert not re.search(r"LIMIT (\$|%|:|\?)", pages[0]), pages[0]
 
