@@ -27,7 +27,7 @@ from db.queries.customer_keys import (
     order_keys,
     sorted_rows,
 )
-from db.queries.customer_walks import bounded_walk, walk_of, walked_rows
+from db.queries.customer_walks import bounded_walk, walk_of, walked_rows, walks
 from db.queries.customers import CUSTOMER_COLUMNS, DrivenRecords, Record
 from db.scope import Scope
 from db.types import UTCDateTime
@@ -74,12 +74,11 @@ async def customers_page(
     keys, descending = order_keys(order, now)
     descending = descending != backward
     width = len(CUSTOMER_COLUMNS)
-    walk = walk_of(scope, query, order, now)
     dialect = session.get_bind().dialect.name
     parts = parts if parts is not None and parts.parts else None
     with_parts = parts
     params: dict[str, Any] = {"partner_id": scope.partner_id, "now": now} if parts else {}
-    if walk is None:
+    if not walks(scope, query, order):
         page = _page_query(
             dialect, scope, query, order, descending, after is not None, first + 1, parts
         )
@@ -88,6 +87,8 @@ async def customers_page(
             params["page_k0"], params["page_k1"] = after
         rows = await page.read(session, params)
     elif dialect != "postgresql":
+        walk = walk_of(scope, query, order, now)
+        assert walk is not None, "walks() said it walks"
         rows = await walked_rows(
             session, scope, walk, now, descending, after, first + 1, parts, params
         )

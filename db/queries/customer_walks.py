@@ -59,12 +59,12 @@ _WALKED_SPAN = CustomerStatusSpan.__table__.alias("walked")  # type: ignore[attr
 _WALKED_TAG = CustomerTag.__table__.alias("walked")  # type: ignore[attr-defined]
 
 
-def walk_of(scope: Scope, query: CustomerQuery, order: CustomerOrder, now: Any) -> _Walked | None:
-    """What the page walks, if it walks: name order, no condition that needs the customer's own
-    row (assigned scope, managed by, search), and one status other than ACTIVE (the status of
-    most customers: walking it is walking nearly all of them, which the plain plan does) or one
-    tag. A status, when there is one, is walked rather than the tag: any other status marks an
-    exception, and spans are read with their "holds now" test from the index alone."""
+def walks(scope: Scope, query: CustomerQuery, order: CustomerOrder) -> bool:
+    """Whether the page walks (``walk_of``): name order, no condition that needs the customer's
+    own row (assigned scope, managed by, search), and one status other than ACTIVE (the status
+    of most customers: walking it is walking nearly all of them, which the plain plan does) or
+    one tag. Decided without building the walk's conditions (SQLAlchemy expressions, ~2 % of a
+    filtered page's CPU), which only SQLite's walk reads per request."""
     if (
         order not in (CustomerOrder.NAME_ASC, CustomerOrder.NAME_DESC)
         or scope.assigned_admin_id is not None
@@ -72,6 +72,18 @@ def walk_of(scope: Scope, query: CustomerQuery, order: CustomerOrder, now: Any) 
         or query.search
         or any(v is not None and not v for v in (query.products, query.statuses, query.tag_ids))
     ):
+        return False
+    statuses = query.statuses or ()
+    if len(set(statuses)) == 1 and CustomerStatus.ACTIVE.value not in statuses:
+        return True
+    return query.tag_ids is not None and len(query.tag_ids) == 1
+
+
+def walk_of(scope: Scope, query: CustomerQuery, order: CustomerOrder, now: Any) -> _Walked | None:
+    """What the page walks, if it walks (``walks``). A status, when there is one, is walked
+    rather than the tag: any other status marks an exception, and spans are read with their
+    "holds now" test from the index alone."""
+    if not walks(scope, query, order):
         return None
     statuses = set(query.statuses or ())
     if len(statuses) == 1 and CustomerStatus.ACTIVE.value not in statuses:
