@@ -1,5 +1,6 @@
 """A customer, or a page of them, with its relationships in one statement (the ``customer``
-query; the directory page, ``page_relations``: issue 17, 7 statements down to 3).
+query; a directory page's, ``page_plans``: issue 17, 7 statements down to 3, then to 1 when the
+page's own statement reads them, ``db.queries.customer_pages``).
 
 The relationships a document selects on the customer, and on its subscriptions and trials, are
 read with the customer itself by ``db.queries.customer_detail`` (JSON arrays built by the
@@ -193,10 +194,16 @@ async def customer_with_relations(
     return customer
 
 
-def page_parts(ctx: Context, selection: Sequence[Picked]) -> DetailPlan:
-    """The parts of the page's customers that ``page_relations`` reads in a statement, for the
-    page's own statement to read them instead (``customers_page(parts=...)``)."""
-    return _plans(ctx, selection)[0]
+PagePlans = tuple[DetailPlan, Plans, dict[str, Plans]]
+
+
+def page_plans(ctx: Context, selection: Sequence[Picked]) -> PagePlans:
+    """The page's plans (``_plans``), made once per request: the page's own statement reads the
+    parts of the first (``customers_page(parts=...)``) and ``page_relations`` answers with all
+    of them. Made twice, policies replaced in between (another request syncing a newer version,
+    a policy mutation) planned a part the statement had not read: a KeyError, answered
+    INTERNAL_SERVER_ERROR."""
+    return _plans(ctx, selection)
 
 
 async def page_relations(
@@ -204,15 +211,16 @@ async def page_relations(
     scope: Scope,
     customers: Sequence[Customer],
     selection: Sequence[Picked],
+    plans: PagePlans,
     details: Mapping[int, Detail] | None = None,
 ) -> None:
     """The selected relationships of a page's ``customers`` (read within ``scope``) loaded
-    ahead: those ``_plan`` reads in one statement for the whole page (``details`` when the
-    page's statement read them, ``page_parts``), the rest by the loaders, as for
-    ``customer_with_relations``."""
+    ahead as ``plans`` (``page_plans``) says: those ``_plan`` reads in one statement for the
+    whole page (``details`` when the page's statement read them), the rest by the loaders, as
+    for ``customer_with_relations``."""
     if not customers:
         return
-    plan, plans, nested = _plans(ctx, selection)
+    plan, split, nested = plans
     if details is None and plan.parts:
         async with ctx.db() as session:
             details = await customers_parts(
@@ -222,4 +230,4 @@ async def page_relations(
                 now=ctx.now,
                 plan=plan,
             )
-    await _apply(ctx, customers, details or {}, selection, plans, nested)
+    await _apply(ctx, customers, details or {}, selection, split, nested)

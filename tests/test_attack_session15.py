@@ -1,5 +1,5 @@
 """Session 15's attack on a directory page reading its customers' relationships in its own
-statement (``db.queries.customer_pages.customers_page(parts=...)``, ``graph.detail.page_parts``)
+statement (``db.queries.customer_pages.customers_page(parts=...)``, ``graph.detail.page_plans``)
 and on argument errors coded BAD_USER_INPUT (``graph.extensions.input_error``).
 
 Pinned here:

@@ -135,3 +135,42 @@ async def test_a_walk_stopped_at_its_bound_reads_the_parts_apart(
     nodes = await _pages(api, {"first": 5, "filter": {"tagIds": [gold], "products": ["CALLING"]}})
     assert len(nodes) == len([i for i in range(17) if 0 in (i % 3, (i + 1) % 3)])
     await _same_as_detail(api, nodes)
+
+
+@pytest.mark.parametrize("flt", [None, "gold"])
+async def test_policies_replaced_during_the_page_statement_change_nothing_of_the_page(
+    api: Api, monkeypatch: pytest.MonkeyPatch, flt: str | None
+) -> None:
+    """The process's policies are replaced under a request's feet (another request syncs a newer
+    version, a policy mutation reloads them) while its page statement runs: the parts that
+    statement read were planned with the policies before, so the relationships must be answered
+    with that same plan. Planned twice, a part the new policies grant was looked up among the
+    parts read and not found (KeyError: INTERNAL_SERVER_ERROR)."""
+    from db.queries import customer_pages
+    from db.queries.policies import read_policy_csv
+    from graph.auth.permissions import DEFAULT_POLICY_PATH
+
+    # given: FULL_ADMIN may not read tags, then may once the page's statement has run
+    await build_customers(api, 3)
+    variables: dict[str, Any] = {"first": 3}
+    if flt is not None:
+        variables["filter"] = {"tagIds": [await _tag(api, flt)]}
+    hub = api.client._transport.app.state.hub  # type: ignore[attr-defined]
+    authorizer = (await hub.start()).authorizer
+    granted = read_policy_csv(DEFAULT_POLICY_PATH)
+    without_tags = [line for line in granted if line[1:5] != ("FULL_ADMIN", "*", "tag", "read")]
+    assert len(without_tags) == len(granted) - 1
+    authorizer.replace_policies(without_tags, "1000000")
+    page = customer_pages.customers_page
+
+    async def page_then_policies_replaced(*args: Any, **kwargs: Any) -> Any:
+        found = await page(*args, **kwargs)
+        authorizer.replace_policies(granted, "1000001")
+        return found
+
+    monkeypatch.setattr(customer_pages, "customers_page", page_then_policies_replaced)
+    # when
+    body = await post_graphql(api, PAGE, variables, as_=FULL)
+    # then: answered as planned when the page was read (tags refused: empty)
+    nodes = data_of(body)["customers"]["nodes"]
+    assert nodes and all(n["tags"] == [] and n["subscriptions"] for n in nodes), nodes

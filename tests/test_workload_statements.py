@@ -21,7 +21,7 @@ from tests.test_n_plus_one import FULL, build_customers
 QUERIES = Path(__file__).parents[1] / "bench" / "queries"
 # the page with its customers' statuses, tags, subscriptions with their license lines and
 # assigned admins as JSON columns of the page's own statement (db/queries/customer_pages.py,
-# graph/detail.py page_parts), and the token's lookup (``with_lookup``: on PostgreSQL it rides
+# graph/detail.py page_plans), and the token's lookup (``with_lookup``: on PostgreSQL it rides
 # along). It was 7 (one per relationship), then 3 (lookup, page, the page's relationships). A page
 # filtered by one tag or status walks it (db/queries/customer_pages.py), in one statement too.
 DIRECTORY_STATEMENTS = 1

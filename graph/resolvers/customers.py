@@ -13,7 +13,7 @@ from db.scope import plan_scope
 from graph.auth.permissions import Act, Obj, require
 from graph.context import Context, Info
 from graph.cost_model import MAX_PARTNER_TAGS
-from graph.detail import customer_with_relations, page_parts, page_relations
+from graph.detail import customer_with_relations, page_plans, page_relations
 from graph.errors import ErrorCode, bad_input
 from graph.ids import pk_of
 from graph.pagination import CursorCodec, Paging, fingerprint, paging
@@ -93,6 +93,7 @@ async def customers_connection(
                 session, scope=scope, query=query, now=ctx.now
             )
 
+    plans = page_plans(ctx, selection)
     async with ctx.db() as session:
         page = await customer_pages.customers_page(
             session,
@@ -103,10 +104,10 @@ async def customers_connection(
             first=page_of.size,
             after=after_key,
             backward=page_of.backward,
-            parts=page_parts(ctx, selection),
+            parts=plans[0],
         )
     nodes = [Customer.from_row(row) for row in page_of.arrange(page.rows)]
-    await page_relations(ctx, scope, nodes, selection, page.details)
+    await page_relations(ctx, scope, nodes, selection, plans, page.details)
     # A cursor is signed (HMAC): only the ones the response can show are made.
     ordered = page_of.arrange(page.keys)
     keys = ordered if edges or len(ordered) < 3 else [ordered[0], ordered[-1]]
