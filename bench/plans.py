@@ -9,7 +9,9 @@ database's CPU for a directory or walked page here). What tips it is not obvious
 written into the text made the directory page's generic plan win and the walked page's lose:
 ``db.engine.written_limit``), so this runs each workload ``runs`` times in process on one pooled
 connection and prints, per statement, ``generic_plans`` and ``custom_plans`` from
-``pg_prepared_statements``: a statement run every request should show ``custom 5``.
+``pg_prepared_statements``: a statement run every request should show ``custom 5`` (only
+statements run at least ``runs // 2`` times are printed). Like ``bench.profile`` it signs in
+(one API token row) on the benchmark database, which ``dataset`` makes when missing.
 """
 
 from __future__ import annotations

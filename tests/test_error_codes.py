@@ -42,8 +42,8 @@ async def test_errors_carry_a_code(
 
 
 def _defaulted_non_null_arguments() -> list[tuple[str, str, str, bool]]:
-    """(root field, argument, argument type) of every root query field's non-null argument that
-    has a default, the field's other arguments all optional."""
+    """(root field, argument, argument type, whether the field is a leaf) of every root query
+    field's non-null argument that has a default, the field's other arguments all optional."""
     from graphql import GraphQLNonNull, Undefined, get_named_type, is_leaf_type
 
     from graph.schema import build_schema
