@@ -225,10 +225,10 @@ def written_limit(rows: int) -> Any:
     """A LIMIT written into a statement's text rather than passed: PostgreSQL planned the
     directory page's prepared statement (``ORDER BY name_key, id LIMIT $n``) anew at every
     execution (its generic plan, costed for an unknown limit, never won), and a statement built
-    once per limit (a page size, a relationship's cap) loses nothing by it. Not a rule: the
-    walked page's statement went the other way (with its LIMITs written in, PostgreSQL planned
+    once per limit (a page size, a relationship's cap) loses nothing by it. Not a rule: a walk
+    along a status's spans went the other way (with its LIMITs written in, PostgreSQL planned
     it anew every time: ``db.queries.customer_walks``). Which plan PostgreSQL keeps is checked
-    per statement (``pg_prepared_statements``' ``generic_plans``, ``custom_plans``)."""
+    per statement (``bench.plans``: ``pg_prepared_statements``' generic and custom plans)."""
     return literal_column(str(int(rows)), Integer())
 
 

@@ -23,6 +23,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from db.engine import written_limit
 from db.enums import CustomerStatus
 from db.models import Customer, CustomerStatusSpan, CustomerTag
 from db.queries.customer_detail import DetailPlan, part_columns
@@ -209,6 +210,13 @@ def _walked_query(
     where: list[Any] = list(walk.where)
     if paged:
         where.append(keyset_after(link_keys, _WALK_AFTER, descending))
+    # Which LIMITs make PostgreSQL keep the statement's generic plan depends on the walk
+    # (``bench.plans``): along a tag's links, written into the text (passed, its generic plan,
+    # costed for unknown limits at 5,498 against 3,201, never won); along a status's spans,
+    # passed (written in, the spans' validity at the instant's parameter tipped it the other
+    # way). Either way planned anew at every execution cost 0.5-0.9 ms of bind a page.
+    along_tag = walk.customer_id.table is _WALKED_TAG
+    limit_of: Any = written_limit if along_tag else int
     walked = (
         select(
             walk.customer_id.label("walked_id"),
@@ -218,10 +226,7 @@ def _walked_query(
         )
         .where(*where)
         .order_by(*ordering)
-        # The LIMITs stay parameters: written into the text (``db.engine.written_limit``), they
-        # made PostgreSQL plan this statement anew at every execution (0.5-0.9 ms a page; with
-        # them passed its generic plan is kept after the fifth).
-        .limit(walk_limit)
+        .limit(limit_of(walk_limit))
         .subquery("walk")
     )
     probes = []
@@ -232,7 +237,7 @@ def _walked_query(
         select(walked)
         .where(or_(and_(true(), *probes), walked.c.walked == walk_limit))
         .order_by(*[k.desc() if descending else k.asc() for k in (walked.c.k0, walked.c.k1)])
-        .limit(limit)
+        .limit(limit_of(limit))
         .subquery("matched")
     )
     matched_keys = [matched.c.k0, matched.c.k1]
