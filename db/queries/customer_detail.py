@@ -384,7 +384,7 @@ async def customer_detail(
     does not see it."""
     dialect = session.get_bind().dialect.name
     query = _scoped_query(dialect, plan, scope)
-    params = {"partner_id": scope.partner_id, "now": now, "customer_id": id}
+    params = {**part_params(scope, now), "customer_id": id}
     found = await query.first(await session.connection(), params)
     return None if found is None else _decode(found, len(CUSTOMER_COLUMNS), plan)
 
@@ -420,6 +420,11 @@ def _page_select(dialect: str, plan: DetailPlan, scope: Scope) -> Any:
     return _statement(dialect, plan, False).where(ids, scope.customers())
 
 
+def part_params(scope: Scope, now: datetime) -> dict[str, Any]:
+    """The parameters ``part_columns`` take."""
+    return {"partner_id": scope.partner_id, "now": now}
+
+
 def page_details(rows: Sequence[Any], width: int, plan: DetailPlan) -> dict[int, Detail]:
     """The parts of a page's customers read with the page (``part_columns`` last in each of
     ``rows``, after the customer's ``width`` columns and the page's own), by customer id."""
@@ -434,6 +439,6 @@ async def customers_parts(
     by customer id; one statement for the page where the loaders took one per relationship."""
     dialect = session.get_bind().dialect.name
     keys: Any = list(ids) if dialect == "postgresql" else orjson.dumps(list(ids)).decode()
-    params = {"ids": keys, "partner_id": scope.partner_id, "now": now}
+    params = {"ids": keys, **part_params(scope, now)}
     rows = await _page_query(dialect, plan, scope).all(await session.connection(), params)
     return {found[0]: _decode(found, 1, plan) for found in rows}

@@ -18,7 +18,13 @@ from sqlalchemy import Integer, String, and_, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.engine import written_limit
-from db.queries.customer_detail import Detail, DetailPlan, page_details, part_columns
+from db.queries.customer_detail import (
+    Detail,
+    DetailPlan,
+    page_details,
+    part_columns,
+    part_params,
+)
 from db.queries.customer_filters import CustomerQuery, customer_conditions
 from db.queries.customer_keys import (
     CustomerOrder,
@@ -27,7 +33,7 @@ from db.queries.customer_keys import (
     order_keys,
     sorted_rows,
 )
-from db.queries.customer_walks import bounded_walk, walk_of, walked_rows, walks
+from db.queries.customer_walks import bounded_walk, walk_of, walked_by, walked_rows
 from db.queries.customers import CUSTOMER_COLUMNS, DrivenRecords, Record
 from db.scope import Scope
 from db.types import UTCDateTime
@@ -77,8 +83,8 @@ async def customers_page(
     dialect = session.get_bind().dialect.name
     parts = parts if parts is not None and parts.parts else None
     with_parts = parts
-    params: dict[str, Any] = {"partner_id": scope.partner_id, "now": now} if parts else {}
-    if not walks(scope, query, order):
+    params: dict[str, Any] = part_params(scope, now) if parts else {}
+    if walked_by(scope, query, order) is None:
         page = _page_query(
             dialect, scope, query, order, descending, after is not None, first + 1, parts
         )
@@ -88,7 +94,7 @@ async def customers_page(
         rows = await page.read(session, params)
     elif dialect != "postgresql":
         walk = walk_of(scope, query, order, now)
-        assert walk is not None, "walks() said it walks"
+        assert walk is not None, "walked_by() said it walks"
         rows = await walked_rows(
             session, scope, walk, now, descending, after, first + 1, parts, params
         )

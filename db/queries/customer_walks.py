@@ -60,12 +60,15 @@ _WALKED_SPAN = CustomerStatusSpan.__table__.alias("walked")  # type: ignore[attr
 _WALKED_TAG = CustomerTag.__table__.alias("walked")  # type: ignore[attr-defined]
 
 
-def walks(scope: Scope, query: CustomerQuery, order: CustomerOrder) -> bool:
-    """Whether the page walks (``walk_of``): name order, no condition that needs the customer's
-    own row (assigned scope, managed by, search), and one status other than ACTIVE (the status
-    of most customers: walking it is walking nearly all of them, which the plain plan does) or
-    one tag. Decided without building the walk's conditions (SQLAlchemy expressions, ~2 % of a
-    filtered page's CPU), which only SQLite's walk reads per request."""
+def walked_by(scope: Scope, query: CustomerQuery, order: CustomerOrder) -> str | None:
+    """What the page walks, "status" or "tag", or None when it does not walk: name order, no
+    condition that needs the customer's own row (assigned scope, managed by, search), and one
+    status other than ACTIVE (the status of most customers: walking it is walking nearly all of
+    them, which the plain plan does) or one tag. A status, when there is one, is walked rather
+    than the tag: any other status marks an exception, and spans are read with their "holds
+    now" test from the index alone. Decided without building the walk's conditions
+    (SQLAlchemy expressions, ~2 % of a filtered page's CPU), which only SQLite's walk reads per
+    request (``walk_of``)."""
     if (
         order not in (CustomerOrder.NAME_ASC, CustomerOrder.NAME_DESC)
         or scope.assigned_admin_id is not None
@@ -73,34 +76,33 @@ def walks(scope: Scope, query: CustomerQuery, order: CustomerOrder) -> bool:
         or query.search
         or any(v is not None and not v for v in (query.products, query.statuses, query.tag_ids))
     ):
-        return False
-    statuses = query.statuses or ()
-    if len(set(statuses)) == 1 and CustomerStatus.ACTIVE.value not in statuses:
-        return True
-    return query.tag_ids is not None and len(query.tag_ids) == 1
-
-
-def walk_of(scope: Scope, query: CustomerQuery, order: CustomerOrder, now: Any) -> _Walked | None:
-    """What the page walks, if it walks (``walks``). A status, when there is one, is walked
-    rather than the tag: any other status marks an exception, and spans are read with their
-    "holds now" test from the index alone."""
-    if not walks(scope, query, order):
         return None
     statuses = set(query.statuses or ())
     if len(statuses) == 1 and CustomerStatus.ACTIVE.value not in statuses:
+        return "status"
+    if query.tag_ids is not None and len(query.tag_ids) == 1:
+        return "tag"
+    return None
+
+
+def walk_of(scope: Scope, query: CustomerQuery, order: CustomerOrder, now: Any) -> _Walked | None:
+    """What the page walks (``walked_by``), with its conditions at the instant ``now``."""
+    kind = walked_by(scope, query, order)
+    if kind == "status":
+        (status,) = set(query.statuses or ())
         span = _WALKED_SPAN
         return _Walked(
             span.c.customer_id,
             span.c.name_key,
             [
                 span.c.partner_id == scope.partner_id,
-                span.c.status == statuses.pop(),
+                span.c.status == status,
                 span.c.valid_from <= now,
                 span.c.valid_to > now,
             ],
             replace(query, statuses=None),
         )
-    if query.tag_ids is not None and len(query.tag_ids) == 1:
+    if kind == "tag" and query.tag_ids is not None:
         # A tag belongs to one partner (and so do the customers it is on): its id alone selects
         # the links.
         link = _WALKED_TAG
