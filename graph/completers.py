@@ -53,6 +53,19 @@ _INLINE: dict[Callable[[Any], Any], tuple[str, str]] = {}
 _DATES = (datetime, date)
 
 
+class Rendered:
+    """A relationship's value as the response carries it, lists of dicts and JSON scalars built
+    by the database (``graph.render``): passed through as it is, never completed again."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: Any) -> None:
+        self.data = data
+
+    def __repr__(self) -> str:
+        return f"Rendered({self.data!r})"
+
+
 def _serializer(leaf: Any) -> Callable[[Any], Any]:
     """The leaf type's output coercion for a non-null value: Undefined instead of an error or a
     null (the ordinary path then reports it). Values whose serialisation is themselves (a
@@ -152,6 +165,7 @@ def _completer(shape: tuple[tuple[Any, ...], ...]) -> Callable[..., Any]:
         "AHEAD": AHEAD,
         "read": _read_attribute,
         "_DATES": _DATES,
+        "Rendered": Rendered,
     }
     reads, checks, items = [], [], []
     child = 0
@@ -163,9 +177,12 @@ def _completer(shape: tuple[tuple[Any, ...], ...]) -> Callable[..., Any]:
         if kind is _AHEAD:
             checks += [
                 f"if not ahead or {attribute!r} not in ahead: return Undefined",
-                f"{v} = children[{child}][0](ctx, children[{child}][1], info, "
-                f"ahead[{attribute!r}])",
-                f"if {v} is Undefined: return Undefined",
+                f"{v} = ahead[{attribute!r}]",
+                f"if type({v}) is Rendered:",
+                f"    {v} = {v}.data",
+                "else:",
+                f"    {v} = children[{child}][0](ctx, children[{child}][1], info, {v})",
+                f"    if {v} is Undefined: return Undefined",
             ]
             child += 1
         elif kind is _ATTR:

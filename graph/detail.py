@@ -28,10 +28,13 @@ from db.queries.customer_detail import (
     customer_detail,
     customers_parts,
 )
+from db.queries.customer_render import Spec
 from db.scope import Scope
+from graph import render
 from graph.auth.permissions import Act, Obj, Reach, reach_under, scope_or_none
 from graph.context import Context
 from graph.prefetch import Picked, Relation, prefetch, selected
+from graph.render import Rendered
 from graph.types.customers import CUSTOMER_RELATIONS, SUBSCRIPTION_RELATIONS, Customer
 
 # GraphQL field -> the part of ``db.queries.customer_detail`` that reads what its loader reads.
@@ -103,7 +106,14 @@ def _plans(ctx: Context, selection: Sequence[Picked]) -> tuple[DetailPlan, Plans
     by identity). Making them took ~60-80 us of each detail request."""
     derived = ctx.services.authorizer.derived
     principal = ctx.principal
-    key = ("detail", principal.role, principal.admin_id, principal.partner_id, *map(id, selection))
+    key = (
+        "detail",
+        render.RENDER,
+        principal.role,
+        principal.admin_id,
+        principal.partner_id,
+        *map(id, selection),
+    )
     found = derived.get(key)
     refs = found[0] if found is not None else ()
     if found is not None and len(refs) == len(selection) and _same(refs, selection):
@@ -133,12 +143,29 @@ def _make_plans(
         parts=tuple((part, cap) for _, part, cap in plans[0]),
         subscription_parts=tuple((p, c) for _, p, c in nested.get("subscriptions", ([],))[0]),
         trial_parts=tuple((p, c) for _, p, c in nested.get("trials", ([],))[0]),
+        rendered=_rendered(ctx, selection, plans, nested),
     )
     return plan, plans, nested
 
 
+def _rendered(
+    ctx: Context, selection: Sequence[Picked], plans: Plans, nested: dict[str, Plans]
+) -> tuple[tuple[str, Spec], ...]:
+    """The parts read in the statement that PostgreSQL renders as the response's JSON
+    (``graph.render``), with what to render."""
+    if ctx.session.get_bind().dialect.name != "postgresql":
+        return ()
+    rendered = []
+    for field, part, _ in plans[0]:
+        spec = render.spec_of(field, [f for f in selection if f.name == field], nested.get(field))
+        if spec is not None:
+            rendered.append((part, spec))
+    return tuple(rendered)
+
+
 async def _apply(
     ctx: Context,
+    plan: DetailPlan,
     customers: Sequence[Customer],
     details: Mapping[int, Detail],
     selection: Sequence[Picked],
@@ -152,6 +179,11 @@ async def _apply(
         for field in refused:
             customer.ahead[field] = CUSTOMER_RELATIONS[field].convert([])
     for field, part, _ in read:
+        if plan.spec(part) is not None:  # the response's own JSON (``graph.render``)
+            for customer in customers:
+                detail = details.get(customer.pk)
+                customer.ahead[field] = Rendered(detail.parts[part] if detail is not None else [])
+            continue
         relation = CUSTOMER_RELATIONS[field]
         children: list[Any] = []
         child_read, child_refused, child_left = nested.get(field, ([], [], []))
@@ -190,7 +222,7 @@ async def customer_with_relations(
     if found is None:
         return None
     customer = Customer.from_row(found.row)
-    await _apply(ctx, [customer], {pk: found}, selection, plans, nested)
+    await _apply(ctx, plan, [customer], {pk: found}, selection, plans, nested)
     return customer
 
 
@@ -230,4 +262,4 @@ async def page_relations(
                 now=ctx.now,
                 plan=plan,
             )
-    await _apply(ctx, customers, details or {}, selection, split, nested)
+    await _apply(ctx, plan, customers, details or {}, selection, split, nested)

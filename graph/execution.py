@@ -68,6 +68,7 @@ from graph.completers import (
     _PLAIN,
     _TYPENAME,
     AHEAD,
+    Rendered,
     _child,
     _completer,
     _leaves,
@@ -221,6 +222,8 @@ class PlainFieldExecutionContext(StrawberryGraphQLCoreExecutionContext):
         position_context: Any,
     ) -> Any:
         """graphql-core's ``execute_field`` from the point where the resolver has returned."""
+        if type(value) is Rendered:  # the response's JSON already (``graph.render``)
+            return value.data
         field_def = parent_type.fields[field_details_list[0].node.name.value]
         return_type = field_def.type
         info = self.build_resolve_info(field_def, to_nodes(field_details_list), parent_type, path)

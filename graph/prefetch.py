@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from graphql import FieldNode, FragmentSpreadNode, InlineFragmentNode, SelectionNode
 
 from graph.auth.permissions import Act, visible_under
+from graph.completers import Rendered
 from graph.memo import operation_memo
 
 if TYPE_CHECKING:
@@ -63,36 +64,52 @@ def ahead_or_load(parent: HasAhead, ctx: Context, field: str, relation: Relation
     """The field's value when prefetched, else an awaitable that loads it: graphql-core awaits
     whatever a resolver returns that is awaitable."""
     value = parent.ahead.get(field, _MISSING)
-    if value is _MISSING:
+    if value is _MISSING or type(value) is Rendered:
+        # Rendered: the response's JSON, which only the direct path takes (``graph.render``);
+        # should graphql-core's own completion reach it, the loader answers as it would have.
         return _load(ctx, relation, parent.pk)
     return value
 
 
 class Picked:
     """A field the document selects: its name and the fields selected below it, fragments
-    (spread or inline) flattened into the field's own list, aliases ignored."""
+    (spread or inline) flattened into the field's own list; ``key`` is its response name (its
+    alias, else its name; None below a directive), which only rendering (``graph.render``)
+    reads."""
 
-    __slots__ = ("__weakref__", "name", "selections")
+    __slots__ = ("__weakref__", "key", "name", "selections")
 
-    def __init__(self, name: str, selections: list[Picked]) -> None:
+    def __init__(
+        self, name: str, selections: list[Picked], key: str | None = None, fixed: bool = True
+    ) -> None:
         self.name = name
         self.selections = selections
+        # None below a directive (``_picked``).
+        self.key: str | None = (name if key is None else key) if fixed else None
 
     def __repr__(self) -> str:
         return f"Picked({self.name!r}, {self.selections!r})"
 
 
-def _picked(nodes: Iterable[SelectionNode], fragments: Mapping[str, Any]) -> list[Picked]:
+def _picked(
+    nodes: Iterable[SelectionNode], fragments: Mapping[str, Any], directed: bool = False
+) -> list[Picked]:
+    """``nodes``' fields; below a directive (``@skip``, ``@include``, ``@defer``: what is
+    answered then depends on more than the document) their ``key`` is None."""
     level: list[Picked] = []
     for node in nodes:
+        under = directed or bool(node.directives)
         if isinstance(node, FieldNode):
             below = node.selection_set
-            inner = _picked(below.selections, fragments) if below is not None else []
-            level.append(Picked(node.name.value, inner))
+            inner = _picked(below.selections, fragments, under) if below is not None else []
+            key = None if under else node.alias.value if node.alias is not None else node.name.value
+            level.append(Picked(node.name.value, inner, key, fixed=not under))
         elif isinstance(node, InlineFragmentNode):
-            level.extend(_picked(node.selection_set.selections, fragments))
+            level.extend(_picked(node.selection_set.selections, fragments, under))
         elif isinstance(node, FragmentSpreadNode):
-            level.extend(_picked(fragments[node.name.value].selection_set.selections, fragments))
+            fragment = fragments[node.name.value]
+            under = under or bool(fragment.directives)
+            level.extend(_picked(fragment.selection_set.selections, fragments, under))
     return level
 
 

@@ -42,6 +42,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.driver_query import DriverQuery
 from db.engine import frozen, written_limit
+from db.enums import CustomerStatus
 from db.models import Admin, Customer, Invoice, LicenseLine, Order, Tag
 from db.queries.customer_children import (
     _A,
@@ -58,6 +59,7 @@ from db.queries.customer_children import (
     SUBSCRIPTION_COLUMNS,
     TAG_COLUMNS,
 )
+from db.queries.customer_render import Spec, in_order, json_array, json_object
 from db.queries.customers import CUSTOMER_COLUMNS, SPAN, Record, S, _record_type
 from db.scope import Scope
 from db.token_check import with_token_check
@@ -79,6 +81,15 @@ class DetailPlan:
     parts: tuple[tuple[str, int | None], ...]
     subscription_parts: tuple[tuple[str, int | None], ...] = ()
     trial_parts: tuple[tuple[str, int | None], ...] = ()
+    # Parts PostgreSQL renders as the response's JSON (``db.queries.customer_render``): their
+    # ``Detail.parts`` value is that JSON decoded, and the nested parts above do not apply.
+    rendered: tuple[tuple[str, Spec], ...] = ()
+
+    def spec(self, name: str) -> Spec | None:
+        for part, spec in self.rendered:
+            if part == name:
+                return spec
+        return None
 
 
 @dataclass(frozen=True)
@@ -140,6 +151,16 @@ class _Part:
     order: tuple[Any, ...]
     joins: tuple[tuple[Any, Any], ...] = ()
     scalar: bool = False  # a list of one column's values (statuses, products)
+    # The order of a rendered part when it is not ``order`` (statuses: their enum's, in which
+    # Python sorts them otherwise).
+    rendered_order: tuple[Any, ...] = ()
+
+    def index(self, name: str) -> int:
+        """The position of the column ``name`` (the first so named)."""
+        for i, (column_name, _) in enumerate(self.columns):
+            if column_name == name:
+                return i
+        raise KeyError(name)
 
 
 def _named(*columns: Any) -> tuple[tuple[str, Any], ...]:
@@ -159,6 +180,7 @@ _CUSTOMER_PARTS: dict[str, _Part] = {
         (SPAN.partner_id == _PARTNER, SPAN.valid_from <= _NOW, SPAN.valid_to > _NOW),
         (),
         scalar=True,
+        rendered_order=(in_order([status.value for status in CustomerStatus], SPAN.status),),
     ),
     "products": _Part(
         _named(_CP.product),
@@ -214,11 +236,21 @@ _SUBSCRIPTION_PARTS: dict[str, _Part] = {
 
 
 def _array(
-    dialect: str, part: _Part, parent: Any, parent_id: Any, cap: int | None, nested: Any = ()
+    dialect: str,
+    part: _Part,
+    parent: Any,
+    parent_id: Any,
+    cap: int | None,
+    nested: Any = (),
+    spec: Spec | None = None,
 ) -> Any:
     """The part's rows for the parent ``parent_id`` as one JSON array of arrays
-    ``[position, column values..., nested arrays...]`` (a scalar subquery)."""
-    position = func.row_number().over(order_by=part.order or part.columns[0][1])
+    ``[position, column values..., nested arrays...]`` (a scalar subquery); with ``spec``
+    (PostgreSQL), as the response's JSON (``db.queries.customer_render``)."""
+    order = part.order or (part.columns[0][1],)
+    if spec is not None and part.rendered_order:
+        order = part.rendered_order
+    position = func.row_number().over(order_by=order)
     inner = select(
         position.label("n"), *[column.label(f"c{i}") for i, (_, column) in enumerate(part.columns)]
     )
@@ -230,6 +262,8 @@ def _array(
     if cap is not None:
         inner = inner.limit(written_limit(cap))
     rows = inner.subquery()
+    if spec is not None:
+        return select(json_array(_element(dialect, part, rows, spec), rows.c.n)).scalar_subquery()
     values: list[Any] = [rows.c.n, *[rows.c[f"c{i}"] for i in range(len(part.columns))]]
     for child, child_cap in nested:
         values.append(_array(dialect, _SUBSCRIPTION_PARTS[child], rows, rows.c.c0, child_cap))
@@ -238,6 +272,20 @@ def _array(
     # SQLite: a nested array arrives as text unless it is passed through json() again.
     values = [func.json(v) if i > len(part.columns) else v for i, v in enumerate(values)]
     return select(func.json_group_array(func.json_array(*values))).scalar_subquery()
+
+
+def _element(dialect: str, part: _Part, rows: Any, spec: Spec) -> Any:
+    """One rendered element of ``part`` for a row of ``rows`` (its columns ``c0``...)."""
+    if not spec:  # a list of the part's one column
+        return rows.c.c0
+
+    def column(name: str) -> Any:
+        return rows.c[f"c{part.index(name)}"]
+
+    def nested(child: str, cap: int | None, child_spec: Spec) -> Any:
+        return _array(dialect, _SUBSCRIPTION_PARTS[child], rows, rows.c.c0, cap, (), child_spec)
+
+    return json_object(spec, column, nested)
 
 
 @lru_cache(maxsize=64)
@@ -260,7 +308,10 @@ def part_columns(dialect: str, plan: DetailPlan) -> tuple[ColumnElement[Any], ..
             nested = plan.subscription_parts
         elif name == "trials":
             nested = plan.trial_parts
-        part = _array(dialect, _CUSTOMER_PARTS[name], C.id.table, C.id, cap, nested)
+        spec = plan.spec(name) if dialect == "postgresql" else None
+        if spec is not None:
+            nested = ()
+        part = _array(dialect, _CUSTOMER_PARTS[name], C.id.table, C.id, cap, nested, spec)
         if dialect == "postgresql":
             # As text: decoded by orjson here rather than by the driver's json codec.
             part = cast(part, Text)
@@ -316,7 +367,7 @@ def _scoped_statement(dialect: str, plan: DetailPlan, scope: Scope) -> Any:
 
 
 Make = Callable[[list[Any]], list[Any]]
-Layout = tuple[Any, tuple[tuple[str, Make, tuple[tuple[str, Make, int], ...]], ...]]
+Layout = tuple[Any, tuple[tuple[str, Make | None, tuple[tuple[str, Make, int], ...]], ...]]
 
 
 @lru_cache(maxsize=64)
@@ -325,9 +376,12 @@ def _layout(width: int, plan: DetailPlan) -> Layout:
     its ``_maker`` and its nested parts (key in ``Detail.children``, maker, position in an
     element): worked out once per plan, not per row."""
     record = _record_type(tuple(c.name for c in CUSTOMER_COLUMNS[:width]))
-    parts = []
+    parts: list[tuple[str, Make | None, tuple[tuple[str, Make, int], ...]]] = []
     for name, _ in plan.parts:
         part = _CUSTOMER_PARTS[name]
+        if plan.spec(name) is not None:
+            parts.append((name, None, ()))
+            continue
         nested: Sequence[tuple[str, int | None]] = ()
         if name == "subscriptions":
             nested = plan.subscription_parts
@@ -354,6 +408,9 @@ def _decode(found: Any, width: int, plan: DetailPlan, start: int | None = None) 
     for offset, (name, make, nested) in enumerate(layout, width if start is None else start):
         raw = found[offset]
         elements = (loads(raw) if isinstance(raw, str | bytes) else raw) or []
+        if make is None:  # rendered: the response's JSON already
+            parts[name] = elements
+            continue
         elements.sort(key=_first)
         values = make(elements)
         if name == "statuses":

@@ -1,0 +1,169 @@
+"""Relationships answered with the JSON PostgreSQL built for them (``db.queries.customer_render``).
+
+A page's relationships were read as rows, made into records and API objects and completed field
+by field into the response's dictionaries: about half of the workers' time for a directory page
+(issue 17). When everything the document selects on a relationship is a column of its rows, or
+a fixed expression of them, the statement builds the response's objects itself, and they go into
+the response as they are (``Rendered``: ``graph.execution`` and ``graph.completers`` pass them
+through, ``graph.prefetch.ahead_or_load`` loads the relationship the ordinary way should the
+ordinary path of graphql-core ever reach one).
+
+``spec_of`` decides, from the document's selection (``graph.prefetch.Picked``, with response
+names) and the caller's reach on nested relationships (``graph.detail``), and says what to
+build. A selection it cannot vouch for is not rendered and takes the ordinary path, unchanged:
+a field not in ``FIELDS`` (a resolver: ``Admin.roles``), a directive (``@skip``, ``@defer``:
+``Picked.key`` is None), a relationship selected under two response names, a nested
+relationship left to the loaders (an ``assigned`` scope), anything over the statement's limits.
+Whether each entry writes exactly what the API object would is checked field by field against
+the ordinary path (``tests/test_render.py``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from db.queries.customer_render import Entry, Spec, renderable
+from graph.completers import Rendered
+from graph.prefetch import Picked
+
+__all__ = ["RENDER", "Rendered", "spec_of"]
+
+# Off: every relationship takes the ordinary path (tests compare both).
+RENDER = True
+
+
+# Per GraphQL type, per field: how the part's row gives the serialised value
+# (``db.queries.customer_render``'s entries without their key). ``("obj", type)``: an object
+# of the same row's columns.
+FIELDS: dict[str, dict[str, tuple[Any, ...]]] = {
+    "Tag": {
+        "id": ("gid", "Tag", "id"),
+        "name": ("col", "name"),
+        "description": ("col", "description"),
+        "createdAt": ("time", "created_at"),
+    },
+    "Subscription": {
+        "id": ("gid", "Subscription", "id"),
+        "subscriptionId": ("col", "subscription_id"),
+        "kind": ("col", "kind"),
+        "state": ("col", "state"),
+        "startDate": ("time", "start_date"),
+        "endDate": ("time", "end_date"),
+        "autoRenew": ("col", "auto_renew"),
+        "renewalDate": ("time", "renewal_date"),
+    },
+    "LicenseLine": {
+        "product": ("col", "product"),
+        "licenseType": ("col", "license_type"),
+        "purchased": ("col", "purchased"),
+        "assigned": ("col", "assigned"),
+        "used": ("col", "used"),
+        "available": ("excess", "purchased", "assigned"),
+        "overage": ("excess", "assigned", "purchased"),
+    },
+    "Invoice": {
+        "invoiceNumber": ("col", "invoice_number"),
+        "issuedAt": ("time", "issued_at"),
+        "dueAt": ("time", "due_at"),
+        "amountCents": ("col", "amount_cents"),
+        "currency": ("col", "currency"),
+        "status": ("col", "status"),
+    },
+    "Order": {
+        "orderNumber": ("col", "order_number"),
+        "placedAt": ("time", "placed_at"),
+        "action": ("col", "action"),
+        "description": ("col", "description"),
+        "status": ("col", "status"),
+    },
+    "AssignedAdmin": {
+        "admin": ("obj", "Admin"),
+        "role": ("col", "role"),
+        "assignedAt": ("time", "assigned_at"),
+    },
+    "Admin": {
+        "id": ("gid", "Admin", "id"),
+        "email": ("col", "email"),
+        "name": ("col", "name"),
+        "role": ("col", "role"),
+        "active": ("col", "active"),
+        "createdAt": ("time", "created_at"),
+    },
+}
+# The relationship fields of a customer that can be rendered, by field: the type of their
+# elements (None: a list of enum values).
+CUSTOMER_TYPES: dict[str, str | None] = {
+    "statuses": None,
+    "products": None,
+    "tags": "Tag",
+    "subscriptions": "Subscription",
+    "trials": "Subscription",
+    "partnerAdmins": "AssignedAdmin",
+}
+# A subscription's relationship fields: their elements' type.
+SUBSCRIPTION_TYPES = {
+    "licenses": "LicenseLine",
+    "invoices": "Invoice",
+    "orders": "Order",
+    "tags": "Tag",
+}
+
+# A nested relationship's split (``graph.detail._plan``): read (field, part, cap), refused, left.
+Split = tuple[list[tuple[str, str, int | None]], list[str], list[str]]
+
+
+def spec_of(field: str, selected: Sequence[Picked], nested: Split | None) -> Spec | None:
+    """What to render for the customer relationship ``field`` selected as ``selected`` (every
+    ``Picked`` of it), the subscriptions' own relationships split as ``nested``; None when it
+    cannot be rendered."""
+    if not RENDER or field not in CUSTOMER_TYPES or not selected:
+        return None
+    if any(picked.key is None for picked in selected) or len({p.key for p in selected}) > 1:
+        return None
+    type_name = CUSTOMER_TYPES[field]
+    if type_name is None:
+        return ()
+    spec = _object(type_name, [g for picked in selected for g in picked.selections], nested)
+    return spec if spec is not None and renderable(spec) else None
+
+
+def _object(type_name: str, selected: Sequence[Picked], nested: Split | None) -> Spec | None:
+    groups: dict[str, list[Picked]] = {}
+    for picked in selected:
+        if picked.key is None:
+            return None
+        groups.setdefault(picked.key, []).append(picked)
+    entries: list[Entry] = []
+    for key, same in groups.items():
+        name = same[0].name
+        below = [g for picked in same for g in picked.selections]
+        entry: Entry | None
+        if name == "__typename":
+            entry = (key, "lit", type_name)
+        elif name in FIELDS[type_name]:
+            how = FIELDS[type_name][name]
+            if how[0] == "obj":
+                inner = _object(how[1], below, None)
+                entry = None if inner is None else (key, "obj", inner)
+            else:
+                entry = (key, *how)
+        elif type_name == "Subscription" and name in SUBSCRIPTION_TYPES and nested is not None:
+            entry = _nested(key, name, below, nested)
+        else:
+            entry = None
+        if entry is None:
+            return None
+        entries.append(entry)
+    return tuple(entries)
+
+
+def _nested(key: str, name: str, below: Sequence[Picked], nested: Split) -> Entry | None:
+    read, refused, _ = nested
+    if name in refused:
+        return (key, "empty")
+    for field, part, cap in read:
+        if field == name:
+            inner = _object(SUBSCRIPTION_TYPES[name], below, None)
+            return None if inner is None else (key, "part", part, cap, inner)
+    return None  # left to the loaders

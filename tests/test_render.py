@@ -1,0 +1,202 @@
+"""Relationships rendered by PostgreSQL as the response's JSON (``graph.render``, issue 17).
+
+Every document here is answered twice, rendering on and off (``graph.render.RENDER``), and the
+two answers must be the same bytes: every field of every renderable type (instants with and
+without microseconds, nulls, global ids, computed counts, enum names), aliases, ``__typename``,
+fragments, merged fields, every role's reach (a relationship refused answered empty, one read
+only for assigned customers left to the loaders), and selections that must not be rendered
+(directives, a resolver field, a relationship under two names). On PostgreSQL the rendered path
+is checked to be taken (no API object made for a rendered relationship); on SQLite nothing is
+rendered and the answers are the same too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from typing import Any
+
+import orjson
+import pytest
+from sqlalchemy import update
+
+from db.models import Admin, Invoice, Order, Subscription, Tag
+from graph import render
+from graph.types import common
+from graph.types import customers as customer_types
+from graph.types import tags as tag_types
+from tests.conftest import NOW, Api, instance_beside
+from tests.helpers import data_of, post_graphql, token_for
+from tests.test_n_plus_one import FULL, build_customers
+from tests.test_role_matrix_nested import ROLES, build_world, caller_email
+
+EVERY_FIELD = """
+  __typename id name
+  statuses products
+  tags { __typename id name description createdAt }
+  subscriptions {
+    __typename id subscriptionId kind state startDate endDate autoRenew renewalDate
+    licenses { __typename product licenseType purchased assigned used available overage }
+    invoices { __typename invoiceNumber issuedAt dueAt amountCents currency status }
+    orders { __typename orderNumber placedAt action description status }
+    tags { __typename id name description createdAt }
+  }
+  trials { id subscriptionId endDate licenses { product available } tags { name } }
+  partnerAdmins {
+    __typename role assignedAt
+    admin { __typename id email name role active createdAt }
+  }
+"""
+SHAPES = [
+    EVERY_FIELD,
+    # aliases, fields merged from fragments, a field selected twice
+    """
+    t: tags { n: name, name, name }
+    subs: subscriptions { ...S end: endDate licenses { ...L } }
+    partnerAdmins { who: admin { e: email } admin { name e: email } }
+    ... on Customer { statuses statuses }
+    """,
+    # a relationship under two response names is not rendered, and still right
+    "a: tags { name } b: tags { id } subscriptions { id }",
+    # a resolver below (Admin.roles, Admin.partner): not rendered
+    "partnerAdmins { admin { roles partner { name } } } tags { name }",
+]
+FRAGMENTS = """
+fragment S on Subscription { kind startDate licenses { used } }
+fragment L on LicenseLine { product overage }
+"""
+
+
+@pytest.fixture
+async def uncached(api: Api) -> AsyncIterator[Api]:
+    """``api`` without its response cache: each answer is made, rendered or not."""
+    async with instance_beside(api, response_cache_seconds=0) as value:
+        yield value
+
+
+def _page(node: str) -> str:
+    return (
+        "query P($first: Int, $filter: CustomerFilter) { customers(first: $first, filter:"
+        " $filter) { nodes {" + node + "} } }" + (FRAGMENTS if "..." in node else "")
+    )
+
+
+def _detail(node: str) -> str:
+    return (
+        "query D($id: ID!) { customer(id: $id) {"
+        + node
+        + "} }"
+        + (FRAGMENTS if "...S" in node else "")
+    )
+
+
+async def _both(
+    api: Api, monkeypatch: pytest.MonkeyPatch, document: str, variables: dict[str, Any], **as_: Any
+) -> bytes:
+    """The answer's JSON, the same with rendering on and off."""
+    answers = []
+    for on in (False, True):
+        monkeypatch.setattr(render, "RENDER", on)
+        body = await post_graphql(api, document, variables, **as_)
+        body.pop("extensions", None)  # the rate limit's budget moves between the two
+        answers.append(orjson.dumps(body))
+    assert answers[0] == answers[1], (document, variables)
+    return answers[1]
+
+
+async def _odd_values(api: Api) -> None:
+    """Instants with microseconds (written by the clock, not by the bulk build), a tag's
+    description, an order's description with quotes and non-ASCII, a null renewal date."""
+    async with api.engine.begin() as conn:
+        micro = timedelta(microseconds=123_450)
+        await conn.execute(update(Subscription).values(start_date=NOW - timedelta(days=9) + micro))
+        await conn.execute(
+            update(Tag).where(Tag.name == "gold").values(description='Gold "A" — ñ\\n\t')
+        )
+        await conn.execute(update(Tag).values(created_at=NOW + timedelta(microseconds=1)))
+        await conn.execute(update(Invoice).values(due_at=NOW + timedelta(microseconds=999_999)))
+        await conn.execute(update(Order).values(description='Añadir "1" línea\n'))
+        await conn.execute(update(Admin).values(created_at=NOW + timedelta(microseconds=500_000)))
+
+
+@pytest.mark.parametrize("shape", range(len(SHAPES)))
+async def test_every_field_renders_as_the_api_objects_would(
+    uncached: Api, monkeypatch: pytest.MonkeyPatch, shape: int
+) -> None:
+    api = uncached
+    await build_customers(api, 6)
+    await _odd_values(api)
+    node = SHAPES[shape]
+    page = orjson.loads(await _both(api, monkeypatch, _page(node), {"first": 6}, as_=FULL))
+    nodes = page["data"]["customers"]["nodes"]
+    assert len(nodes) == 6
+    if shape == 0:
+        flat = orjson.dumps(nodes).decode()
+        assert ".12345+00:00" not in flat and ".123450+00:00" in flat  # as isoformat writes
+        assert ":00.000001+00:00" in flat and '"renewalDate":null' in flat
+        assert '"available":0,"overage":2' in flat  # purchased 10, assigned 12
+    for found in nodes[:2]:
+        if "id" in found:
+            await _both(api, monkeypatch, _detail(node), {"id": found["id"]}, as_=FULL)
+    tags = data_of(await post_graphql(api, "{ tags { id name } }", as_=FULL))["tags"]
+    gold = next(t["id"] for t in tags if t["name"] == "gold")
+    await _both(api, monkeypatch, _page(node), {"first": 3, "filter": {"tagIds": [gold]}}, as_=FULL)
+
+
+async def test_directives_leave_the_selection_to_the_ordinary_path(
+    uncached: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    api = uncached
+    await build_customers(api, 3)
+    document = (
+        "query P($v: Boolean!) { customers(first: 3) { nodes { id"
+        " tags { name description @include(if: $v) }"
+        " subscriptions { ... on Subscription @skip(if: $v) { kind } id } } } }"
+    )
+    for v in (True, False):
+        answer = orjson.loads(await _both(api, monkeypatch, document, {"v": v}, as_=FULL))
+        first = answer["data"]["customers"]["nodes"][0]
+        assert ("description" in first["tags"][0]) is v
+        assert ("kind" in first["subscriptions"][0]) is not v
+
+
+async def test_postgresql_renders_and_makes_no_api_object_for_it(
+    uncached: Api, backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    api = uncached
+    await build_customers(api, 4)
+    made: list[str] = []
+
+    def counted(cls: Any, values: dict[str, Any]) -> Any:
+        made.append(cls.__name__)
+        return common.made(cls, values)
+
+    monkeypatch.setattr(customer_types, "made", counted)
+    monkeypatch.setattr(tag_types, "made", counted)
+    token = await token_for(api, FULL)
+    document = _page("id tags { name } subscriptions { licenses { product } }")
+    body = await post_graphql(api, document, {"first": 4}, token=token)
+    assert len(data_of(body)["customers"]["nodes"]) == 4
+    assert "Customer" in made  # the counting is in place
+    if backend == "postgresql":
+        assert "LicenseLine" not in made and "Tag" not in made
+    else:
+        assert "LicenseLine" in made and "Tag" in made
+
+
+@pytest.mark.parametrize("role", ROLES)
+async def test_every_role_reads_the_same_rendered_or_not(
+    uncached: Api, monkeypatch: pytest.MonkeyPatch, role: str
+) -> None:
+    api = uncached
+    w = await build_world(api, role)
+    who = caller_email(w)
+    document = _page(EVERY_FIELD.replace("roles", ""))
+    for variables in ({"first": 10}, {"first": 1}):
+        monkeypatch.setattr(render, "RENDER", False)
+        plain = await post_graphql(api, document, variables, as_=who)
+        monkeypatch.setattr(render, "RENDER", True)
+        rendered = await post_graphql(api, document, variables, as_=who)
+        for body in (plain, rendered):
+            body.pop("extensions", None)
+        assert rendered == plain, (role, variables)
