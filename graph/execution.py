@@ -19,6 +19,9 @@ The execution context below decides once per (type, field) what a field is:
 - *attr*: any other Strawberry field without resolver or extensions (an object or a list read
   off an attribute, such as a connection's ``nodes``).
 
+A prefetched value that is ``Rendered`` (the response's JSON built by PostgreSQL,
+``graph.render``) is the field's answer as it is, on both direct paths.
+
 Below a plain-attribute or prefetched object or list, whole objects are then answered without
 graphql-core's per-value machinery (``_fast``): for each object the collected sub-selection is
 walked once, plain fields serialised, prefetched and attribute children descended into, and the
