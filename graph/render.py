@@ -25,6 +25,7 @@ from typing import Any
 
 from db.queries.customer_render import Entry, Spec, renderable
 from graph.completers import Rendered
+from graph.ids import NODE_TYPES
 from graph.prefetch import Picked
 
 __all__ = ["RENDER", "Rendered", "spec_of"]
@@ -121,6 +122,8 @@ def spec_of(field: str, selected: Sequence[Picked], nested: Split | None) -> Spe
         return None
     if any(picked.key is None for picked in selected) or len({p.key for p in selected}) > 1:
         return None
+    if not all(_applies(picked, "Customer") for picked in selected):
+        return None
     type_name = CUSTOMER_TYPES[field]
     if type_name is None:
         return ()
@@ -131,7 +134,7 @@ def spec_of(field: str, selected: Sequence[Picked], nested: Split | None) -> Spe
 def _object(type_name: str, selected: Sequence[Picked], nested: Split | None) -> Spec | None:
     groups: dict[str, list[Picked]] = {}
     for picked in selected:
-        if picked.key is None:
+        if picked.key is None or not _applies(picked, type_name):
             return None
         groups.setdefault(picked.key, []).append(picked)
     entries: list[Entry] = []
@@ -156,6 +159,13 @@ def _object(type_name: str, selected: Sequence[Picked], nested: Split | None) ->
             return None
         entries.append(entry)
     return tuple(entries)
+
+
+def _applies(picked: Picked, type_name: str) -> bool:
+    """Whether every fragment ``picked`` was flattened out of applies to ``type_name``: one that
+    does not (``tags { ... on Node { ... on Admin { name } } }``) is not answered, and the
+    selection is left to the ordinary path."""
+    return all(on == type_name or (on == "Node" and type_name in NODE_TYPES) for on in picked.on)
 
 
 def _nested(key: str, name: str, below: Sequence[Picked], nested: Split) -> Entry | None:
