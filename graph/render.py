@@ -28,10 +28,16 @@ from graph.completers import Rendered
 from graph.ids import NODE_TYPES
 from graph.prefetch import Picked
 
-__all__ = ["RENDER", "Rendered", "spec_of"]
+__all__ = ["RENDER", "Rendered", "admitted", "spec_of"]
 
 # Off: every relationship takes the ordinary path (tests compare both).
 RENDER = True
+# Distinct rendered shapes an instance admits. A shape's response keys and their order are
+# written into its statement, so every alias spelling is a statement of its own: a stream of
+# them kept ~750 large compiled statements in SQLAlchemy's cache (~150 MB a process, where the
+# ordinary path, reading columns whatever the aliases, stays at ~10). Past this many, a new
+# shape takes the ordinary path: the same answer, from statements that do not depend on aliases.
+MAX_SHAPES = 64
 
 
 # Per GraphQL type, per field: how the part's row gives the serialised value
@@ -129,6 +135,18 @@ def spec_of(field: str, selected: Sequence[Picked], nested: Split | None) -> Spe
         return ()
     spec = _object(type_name, [g for picked in selected for g in picked.selections], nested)
     return spec if spec is not None and renderable(spec) else None
+
+
+def admitted(shapes: dict[Any, None], shape: Any) -> bool:
+    """Whether ``shape`` (a plan's rendered parts) may be rendered: one seen before, or a new one
+    while fewer than ``MAX_SHAPES`` are in ``shapes`` (an instance's, never evicted: a stream of
+    new shapes cannot churn statements through the caches)."""
+    if shape in shapes:
+        return True
+    if len(shapes) >= MAX_SHAPES:
+        return False
+    shapes[shape] = None
+    return True
 
 
 def _object(type_name: str, selected: Sequence[Picked], nested: Split | None) -> Spec | None:

@@ -11,8 +11,8 @@ import pytest
 from graph import render
 from graph.types import common
 from graph.types import tags as tag_types
-from tests.conftest import Api
-from tests.helpers import post_graphql
+from tests.conftest import Api, instance_beside
+from tests.helpers import post_graphql, token_for
 from tests.test_n_plus_one import FULL, build_customers
 from tests.test_render import uncached  # noqa: F401  (fixture)
 
@@ -122,3 +122,88 @@ async def test_fragments_that_apply_are_still_rendered(
     made.clear()
     await post_graphql(api, document, as_=FULL)
     assert ("Tag" in made) is (backend != "postgresql")
+
+
+NODE = (
+    "id statuses s: products tags { n: name id } subscriptions { kind endDate"
+    " licenses { product available } invoices { amountCents } orders { status } tags { id } }"
+    " trials { id } partnerAdmins { role admin { email } }"
+)
+PAGINGS = [
+    ("first: 4, orderBy: NAME_DESC", {}),
+    ("last: 3, orderBy: CREATED_AT_DESC", {}),
+    ("first: 4, orderBy: END_DATE_ASC", {}),
+    ("last: 2, orderBy: END_DATE_ASC", {}),
+    ("first: 5, filter: {statuses: [ACTIVE, EXPIRING_SOON]}", {}),
+    ("last: 2, filter: {statuses: [ACTIVE]}, orderBy: NAME_DESC", {}),
+    ("first: 5, filter: {subscriptionType: PAID, managedBy: PARTNER}", {}),
+    ("first: 5, filter: {products: [TEAMS]}", {}),
+    ('first: 5, search: "1"', {}),
+]
+
+
+@pytest.mark.parametrize("paging", range(len(PAGINGS)))
+async def test_every_page_answers_the_same_rendered_or_not(
+    uncached: Api,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+    paging: int,
+) -> None:
+    api = uncached
+    await build_customers(api, 6)
+    arguments, variables = PAGINGS[paging]
+    document = (
+        "query { customers(" + arguments + ") { pageInfo { hasNextPage hasPreviousPage }"
+        " edges { cursor node { " + NODE + " } } } }"
+    )
+    plain, rendered = await _answers(api, monkeypatch, document, variables)
+    assert rendered == plain
+    if b'"errors"' not in plain:
+        assert orjson.loads(plain)["data"]["customers"]["edges"]
+
+
+@pytest.mark.parametrize("keys", [49, 50, 51, 120])
+async def test_many_aliases_answer_the_same(
+    uncached: Api,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+    keys: int,
+) -> None:
+    await build_customers(uncached, 2)
+    async with instance_beside(uncached, max_aliases=1000) as api:
+        await _many_aliases(api, monkeypatch, keys)
+
+
+async def _many_aliases(api: Api, monkeypatch: pytest.MonkeyPatch, keys: int) -> None:
+    many = " ".join(f"a{i}: name" for i in range(keys))
+    document = _page(
+        "tags { " + many + " } partnerAdmins { admin { " + many + " } }"
+        " subscriptions { licenses { " + " ".join(f"b{i}: product" for i in range(keys)) + " } }"
+    )
+    plain, rendered = await _answers(api, monkeypatch, document, {})
+    assert b'"errors"' not in plain, plain[:300]
+    assert rendered == plain
+
+
+async def test_a_stream_of_alias_spellings_makes_a_bounded_number_of_statements(
+    uncached: Api,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each alias spelling of a rendered relationship is a statement of its own (the keys are
+    written into it): ~200 KB of compiled statement each in SQLAlchemy's cache, ~150 MB a process
+    once the cache's 750 entries are full, where the ordinary path's statements never depend
+    on aliases. Past ``MAX_SHAPES`` new spellings take the ordinary path."""
+    api = uncached
+    monkeypatch.setattr(render, "MAX_SHAPES", 8, raising=False)
+    await build_customers(api, 2)
+    token = await token_for(api, FULL)
+    await post_graphql(api, _page("id"), token=token)  # the first request's upkeep
+    texts: set[str] = set()
+    for i in range(30):
+        document = _page(f"tags {{ a{i}: name }} subscriptions {{ k{i}: kind }}")
+        with api.counter.counting() as statements:
+            body = await post_graphql(api, document, token=token)
+        assert "errors" not in body, body
+        texts.update(s for s in statements if s.lstrip().upper().startswith(("SELECT", "WITH")))
+    assert len(texts) <= 8 + 4, len(texts)
+    # and a spelling past the bound answers as the ordinary path does
+    plain, rendered = await _answers(api, monkeypatch, _page("tags { z: name id }"), {})
+    assert rendered == plain
