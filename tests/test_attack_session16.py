@@ -207,3 +207,38 @@ async def test_a_stream_of_alias_spellings_makes_a_bounded_number_of_statements(
     # and a spelling past the bound answers as the ordinary path does
     plain, rendered = await _answers(api, monkeypatch, _page("tags { z: name id }"), {})
     assert rendered == plain
+
+
+ODD = [
+    "tags { __typename: name name: __typename id: createdAt }",
+    "t: tags { id } ... on Customer { t: tags { name } }",
+    # (the page's three closing braces close the fragment's)
+    "tags { ...N ...N } } } } fragment N on Node { id"
+    " ... on Tag { id name ... on Node { __typename",
+    "partnerAdmins { admin { id: email email: id } role: assignedAt }",
+    "subscriptions { licenses { available: overage overage: available }"
+    " tags: invoices { id: amountCents } }",
+    "trials { tags { __typename } licenses { __typename } }",
+]
+
+
+@pytest.mark.parametrize("shape", range(len(ODD)))
+async def test_odd_spellings_cost_and_answer_the_same(
+    uncached: Api,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+    shape: int,
+) -> None:
+    api = uncached
+    await build_customers(api, 3)
+    document = _page(ODD[shape])
+    costs = []
+    answers = []
+    for on in (False, True):
+        monkeypatch.setattr(render, "RENDER", on)
+        body = await post_graphql(api, document, as_=FULL)
+        cost = body.pop("extensions", {}).get("cost", {})
+        costs.append((cost.get("requestedQueryCost"), cost.get("actualQueryCost")))
+        answers.append(orjson.dumps(body))
+    assert b'"errors"' not in answers[0], answers[0]
+    assert answers[1] == answers[0]
+    assert costs[1] == costs[0] and costs[0][1] is not None, costs
