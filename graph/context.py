@@ -38,6 +38,8 @@ class Services:
     limiter: Budget
     # The deployment's low-allocation medians, kept between requests (None: recomputed each).
     medians: MediansMemo | None = None
+    # The shapes of rendered relationships admitted so far (``graph.render.admitted``).
+    rendered_shapes: dict[Hashable, None] = field(default_factory=dict)
 
 
 @dataclass

@@ -160,7 +160,10 @@ def _rendered(
         spec = render.spec_of(field, [f for f in selection if f.name == field], nested.get(field))
         if spec is not None:
             rendered.append((part, spec))
-    return tuple(rendered)
+    shape = tuple(rendered)
+    if not shape or not render.admitted(ctx.services.rendered_shapes, shape):
+        return ()
+    return shape
 
 
 async def _apply(

@@ -74,28 +74,40 @@ def ahead_or_load(parent: HasAhead, ctx: Context, field: str, relation: Relation
 class Picked:
     """A field the document selects: its name and the fields selected below it, fragments
     (spread or inline) flattened into the field's own list; ``key`` is its response name (its
-    alias, else its name; None below a directive), which only rendering (``graph.render``)
-    reads."""
+    alias, else its name; None below a directive) and ``on`` the type conditions of the
+    fragments it was flattened out of (since its parent field), which only rendering
+    (``graph.render``) reads: a field under ``... on Admin`` in a tag's selection is in the
+    list, and is not answered."""
 
-    __slots__ = ("__weakref__", "key", "name", "selections")
+    __slots__ = ("__weakref__", "key", "name", "on", "selections")
 
     def __init__(
-        self, name: str, selections: list[Picked], key: str | None = None, fixed: bool = True
+        self,
+        name: str,
+        selections: list[Picked],
+        key: str | None = None,
+        fixed: bool = True,
+        on: tuple[str, ...] = (),
     ) -> None:
         self.name = name
         self.selections = selections
         # None below a directive (``_picked``).
         self.key: str | None = (name if key is None else key) if fixed else None
+        self.on = on
 
     def __repr__(self) -> str:
         return f"Picked({self.name!r}, {self.selections!r})"
 
 
 def _picked(
-    nodes: Iterable[SelectionNode], fragments: Mapping[str, Any], directed: bool = False
+    nodes: Iterable[SelectionNode],
+    fragments: Mapping[str, Any],
+    directed: bool = False,
+    on: tuple[str, ...] = (),
 ) -> list[Picked]:
     """``nodes``' fields; below a directive (``@skip``, ``@include``, ``@defer``: what is
-    answered then depends on more than the document) their ``key`` is None."""
+    answered then depends on more than the document) their ``key`` is None; ``on``: the type
+    conditions of the fragments ``nodes`` are in."""
     level: list[Picked] = []
     for node in nodes:
         under = directed or bool(node.directives)
@@ -103,13 +115,16 @@ def _picked(
             below = node.selection_set
             inner = _picked(below.selections, fragments, under) if below is not None else []
             key = None if under else node.alias.value if node.alias is not None else node.name.value
-            level.append(Picked(node.name.value, inner, key, fixed=not under))
+            level.append(Picked(node.name.value, inner, key, fixed=not under, on=on))
         elif isinstance(node, InlineFragmentNode):
-            level.extend(_picked(node.selection_set.selections, fragments, under))
+            condition = node.type_condition
+            inner_on = on if condition is None else (*on, condition.name.value)
+            level.extend(_picked(node.selection_set.selections, fragments, under, inner_on))
         elif isinstance(node, FragmentSpreadNode):
             fragment = fragments[node.name.value]
             under = under or bool(fragment.directives)
-            level.extend(_picked(fragment.selection_set.selections, fragments, under))
+            inner_on = (*on, fragment.type_condition.name.value)
+            level.extend(_picked(fragment.selection_set.selections, fragments, under, inner_on))
     return level
 
 
@@ -140,6 +155,25 @@ def below(info: Any, *path: str) -> list[Picked]:
         level = memo[key] = selected([inner for f in fields for inner in f.selections], *path)
     # A ``Picked`` is never changed once made; each caller gets its own list.
     return list(level)
+
+
+def below_each(info: Any, *paths: tuple[str, ...]) -> list[Picked]:
+    """``below`` at each of ``paths`` (a connection's ``nodes`` and ``edges.node``), together.
+    When more than one selects something, one object answers them all, each with its own
+    selection: their fields' ``key`` is None, never rendered (``graph.render``) as the merge of
+    the two. Kept per operation, as ``below``."""
+    levels = [below(info, *path) for path in paths]
+    if sum(1 for level in levels if level) < 2:
+        return [picked for level in levels for picked in level]
+    raw = getattr(info, "_raw_info", info)
+    memo = operation_memo(raw.operation)
+    key = ("below_each", paths, *[id(node) for node in raw.field_nodes])
+    found = memo.get(key)
+    if found is None:
+        found = memo[key] = [
+            Picked(p.name, p.selections, fixed=False, on=p.on) for level in levels for p in level
+        ]
+    return list(found)
 
 
 async def prefetch(

@@ -25,12 +25,19 @@ from typing import Any
 
 from db.queries.customer_render import Entry, Spec, renderable
 from graph.completers import Rendered
+from graph.ids import NODE_TYPES
 from graph.prefetch import Picked
 
-__all__ = ["RENDER", "Rendered", "spec_of"]
+__all__ = ["RENDER", "Rendered", "admitted", "spec_of"]
 
 # Off: every relationship takes the ordinary path (tests compare both).
 RENDER = True
+# Distinct rendered shapes an instance admits. A shape's response keys and their order are
+# written into its statement, so every alias spelling is a statement of its own: a stream of
+# them kept ~750 large compiled statements in SQLAlchemy's cache (~150 MB a process, where the
+# ordinary path, reading columns whatever the aliases, stays at ~10). Past this many, a new
+# shape takes the ordinary path: the same answer, from statements that do not depend on aliases.
+MAX_SHAPES = 64
 
 
 # Per GraphQL type, per field: how the part's row gives the serialised value
@@ -121,6 +128,8 @@ def spec_of(field: str, selected: Sequence[Picked], nested: Split | None) -> Spe
         return None
     if any(picked.key is None for picked in selected) or len({p.key for p in selected}) > 1:
         return None
+    if not all(_applies(picked, "Customer") for picked in selected):
+        return None
     type_name = CUSTOMER_TYPES[field]
     if type_name is None:
         return ()
@@ -128,10 +137,22 @@ def spec_of(field: str, selected: Sequence[Picked], nested: Split | None) -> Spe
     return spec if spec is not None and renderable(spec) else None
 
 
+def admitted(shapes: dict[Any, None], shape: Any) -> bool:
+    """Whether ``shape`` (a plan's rendered parts) may be rendered: one seen before, or a new one
+    while fewer than ``MAX_SHAPES`` are in ``shapes`` (an instance's, never evicted: a stream of
+    new shapes cannot churn statements through the caches)."""
+    if shape in shapes:
+        return True
+    if len(shapes) >= MAX_SHAPES:
+        return False
+    shapes[shape] = None
+    return True
+
+
 def _object(type_name: str, selected: Sequence[Picked], nested: Split | None) -> Spec | None:
     groups: dict[str, list[Picked]] = {}
     for picked in selected:
-        if picked.key is None:
+        if picked.key is None or not _applies(picked, type_name):
             return None
         groups.setdefault(picked.key, []).append(picked)
     entries: list[Entry] = []
@@ -156,6 +177,13 @@ def _object(type_name: str, selected: Sequence[Picked], nested: Split | None) ->
             return None
         entries.append(entry)
     return tuple(entries)
+
+
+def _applies(picked: Picked, type_name: str) -> bool:
+    """Whether every fragment ``picked`` was flattened out of applies to ``type_name``: one that
+    does not (``tags { ... on Node { ... on Admin { name } } }``) is not answered, and the
+    selection is left to the ordinary path."""
+    return all(on == type_name or (on == "Node" and type_name in NODE_TYPES) for on in picked.on)
 
 
 def _nested(key: str, name: str, below: Sequence[Picked], nested: Split) -> Entry | None:

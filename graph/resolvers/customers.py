@@ -17,7 +17,7 @@ from graph.detail import customer_with_relations, page_plans, page_relations
 from graph.errors import ErrorCode, bad_input
 from graph.ids import pk_of
 from graph.pagination import CursorCodec, Paging, fingerprint, paging
-from graph.prefetch import Picked, below
+from graph.prefetch import Picked, below, below_each
 from graph.types.arguments import After, Before, First, Last
 from graph.types.customers import (
     Customer,
@@ -169,7 +169,7 @@ class CustomerQueries:
             filter=filter,
             search=search,
             order_by=order_by,
-            selection=below(info, "nodes") + below(info, "edges", "node"),
+            selection=below_each(info, ("nodes",), ("edges", "node")),
             edges=any(f.name == "edges" for f in below(info)),
         )
 
