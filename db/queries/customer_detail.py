@@ -299,24 +299,37 @@ def _statement(dialect: str, plan: DetailPlan, whole: bool) -> Any:
 def part_columns(dialect: str, plan: DetailPlan) -> tuple[ColumnElement[Any], ...]:
     """One JSON array per part of ``plan``, correlated to the ``customer`` row of the statement
     they are selected in (labelled by part): the parts of a page's customers read with the page
-    itself (``db.queries.customer_pages``) or of ``_statement``. They take the parameters
-    ``partner_id`` and ``now``."""
+    itself (``db.queries.customer_pages``) or of ``_statement``. The rendered parts
+    (``plan.rendered``) come last, together as one JSON array of their arrays (one text to
+    decode a customer instead of one a part: ~6 a customer of a directory page). They take the
+    parameters ``partner_id`` and ``now``; ``part_count`` columns in all."""
+    if plan.rendered and dialect != "postgresql":
+        raise ValueError("only PostgreSQL renders")
     columns: list[ColumnElement[Any]] = []
+    rendered: list[Any] = []
     for name, cap in plan.parts:
+        spec = plan.spec(name)
+        if spec is not None:
+            rendered.append(_array(dialect, _CUSTOMER_PARTS[name], C.id.table, C.id, cap, (), spec))
+            continue
         nested: Sequence[tuple[str, int | None]] = ()
         if name == "subscriptions":
             nested = plan.subscription_parts
         elif name == "trials":
             nested = plan.trial_parts
-        spec = plan.spec(name) if dialect == "postgresql" else None
-        if spec is not None:
-            nested = ()
-        part = _array(dialect, _CUSTOMER_PARTS[name], C.id.table, C.id, cap, nested, spec)
+        part = _array(dialect, _CUSTOMER_PARTS[name], C.id.table, C.id, cap, nested)
         if dialect == "postgresql":
             # As text: decoded by orjson here rather than by the driver's json codec.
             part = cast(part, Text)
         columns.append(part.label(name))
+    if rendered:
+        columns.append(cast(func.json_build_array(*rendered), Text).label("rendered"))
     return tuple(columns)
+
+
+def part_count(plan: DetailPlan) -> int:
+    """The columns ``part_columns`` selects for ``plan``."""
+    return len(plan.parts) - len(plan.rendered) + (1 if plan.rendered else 0)
 
 
 _MAKERS: dict[int, Callable[[list[Any]], list[Any]]] = {}
@@ -367,20 +380,24 @@ def _scoped_statement(dialect: str, plan: DetailPlan, scope: Scope) -> Any:
 
 
 Make = Callable[[list[Any]], list[Any]]
-Layout = tuple[Any, tuple[tuple[str, Make | None, tuple[tuple[str, Make, int], ...]], ...]]
+Layout = tuple[
+    Any, tuple[tuple[str, Make, tuple[tuple[str, Make, int], ...]], ...], tuple[str, ...]
+]
 
 
 @lru_cache(maxsize=64)
 def _layout(width: int, plan: DetailPlan) -> Layout:
-    """The customer's record type and, per part of ``plan`` in the result's order, its name,
-    its ``_maker`` and its nested parts (key in ``Detail.children``, maker, position in an
-    element): worked out once per plan, not per row."""
+    """The customer's record type; per part of ``plan`` read as rows, in the result's order, its
+    name, its ``_maker`` and its nested parts (key in ``Detail.children``, maker, position in an
+    element); the rendered parts' names in their column's order: worked out once per plan, not
+    per row."""
     record = _record_type(tuple(c.name for c in CUSTOMER_COLUMNS[:width]))
-    parts: list[tuple[str, Make | None, tuple[tuple[str, Make, int], ...]]] = []
+    parts: list[tuple[str, Make, tuple[tuple[str, Make, int], ...]]] = []
+    rendered: list[str] = []
     for name, _ in plan.parts:
         part = _CUSTOMER_PARTS[name]
         if plan.spec(name) is not None:
-            parts.append((name, None, ()))
+            rendered.append(name)
             continue
         nested: Sequence[tuple[str, int | None]] = ()
         if name == "subscriptions":
@@ -393,24 +410,24 @@ def _layout(width: int, plan: DetailPlan) -> Layout:
             for i, (child, _) in enumerate(nested)
         )
         parts.append((name, _maker(part), children))
-    return record, tuple(parts)
+    return record, tuple(parts), tuple(rendered)
 
 
 def _decode(found: Any, width: int, plan: DetailPlan, start: int | None = None) -> Detail:
     """One result row (the customer's ``width`` columns, then one JSON array per part from
     ``start``, by default right after them), in the loaders' order (SQLite promises no order
     for an aggregate: elements carry their position)."""
-    record, layout = _layout(width, plan)
+    record, layout, rendered = _layout(width, plan)
     row = tuple.__new__(record, tuple(found[:width]))
     parts: dict[str, list[Any]] = {}
     children: dict[str, dict[int, list[Any]]] = {}
     loads = orjson.loads
-    for offset, (name, make, nested) in enumerate(layout, width if start is None else start):
+    first = width if start is None else start
+    if rendered:  # the response's JSON already, in the column after the parts read as rows
+        parts.update(zip(rendered, loads(found[first + len(layout)]), strict=True))
+    for offset, (name, make, nested) in enumerate(layout, first):
         raw = found[offset]
         elements = (loads(raw) if isinstance(raw, str | bytes) else raw) or []
-        if make is None:  # rendered: the response's JSON already
-            parts[name] = elements
-            continue
         elements.sort(key=_first)
         values = make(elements)
         if name == "statuses":
@@ -485,7 +502,7 @@ def part_params(scope: Scope, now: datetime) -> dict[str, Any]:
 def page_details(rows: Sequence[Any], width: int, plan: DetailPlan) -> dict[int, Detail]:
     """The parts of a page's customers read with the page (``part_columns`` last in each of
     ``rows``, after the customer's ``width`` columns and the page's own), by customer id."""
-    start = len(rows[0]) - len(plan.parts) if rows else 0
+    start = len(rows[0]) - part_count(plan) if rows else 0
     return {found[0]: _decode(found, width, plan, start) for found in rows}
 
 
