@@ -85,6 +85,16 @@ class DetailPlan:
     # ``Detail.parts`` value is that JSON decoded, and the nested parts above do not apply.
     rendered: tuple[tuple[str, Spec], ...] = ()
 
+    def __post_init__(self) -> None:
+        # Kept: a plan keys several caches a request (its statements, its layout), and hashing
+        # its rendered specs (nested tuples of every selected field) each time cost more than
+        # the lookups.
+        value = hash((self.parts, self.subscription_parts, self.trial_parts, self.rendered))
+        object.__setattr__(self, "_hash", value)
+
+    def __hash__(self) -> int:
+        return self._hash  # type: ignore[attr-defined]
+
     def spec(self, name: str) -> Spec | None:
         for part, spec in self.rendered:
             if part == name:
@@ -417,7 +427,12 @@ def _decode(found: Any, width: int, plan: DetailPlan, start: int | None = None) 
     """One result row (the customer's ``width`` columns, then one JSON array per part from
     ``start``, by default right after them), in the loaders' order (SQLite promises no order
     for an aggregate: elements carry their position)."""
-    record, layout, rendered = _layout(width, plan)
+    return _decoded(found, width, _layout(width, plan), start)
+
+
+def _decoded(found: Any, width: int, plan_layout: Layout, start: int | None) -> Detail:
+    """``_decode`` with the plan's ``_layout`` looked up once for a page's rows."""
+    record, layout, rendered = plan_layout
     row = tuple.__new__(record, tuple(found[:width]))
     parts: dict[str, list[Any]] = {}
     children: dict[str, dict[int, list[Any]]] = {}
@@ -503,7 +518,8 @@ def page_details(rows: Sequence[Any], width: int, plan: DetailPlan) -> dict[int,
     """The parts of a page's customers read with the page (``part_columns`` last in each of
     ``rows``, after the customer's ``width`` columns and the page's own), by customer id."""
     start = len(rows[0]) - part_count(plan) if rows else 0
-    return {found[0]: _decode(found, width, plan, start) for found in rows}
+    layout = _layout(width, plan)
+    return {found[0]: _decoded(found, width, layout, start) for found in rows}
 
 
 async def customers_parts(
@@ -515,4 +531,5 @@ async def customers_parts(
     keys: Any = list(ids) if dialect == "postgresql" else orjson.dumps(list(ids)).decode()
     params = {"ids": keys, **part_params(scope, now)}
     rows = await _page_query(dialect, plan, scope).all(await session.connection(), params)
-    return {found[0]: _decode(found, 1, plan) for found in rows}
+    layout = _layout(1, plan)
+    return {found[0]: _decoded(found, 1, layout, None) for found in rows}
