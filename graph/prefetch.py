@@ -74,10 +74,10 @@ def ahead_or_load(parent: HasAhead, ctx: Context, field: str, relation: Relation
 class Picked:
     """A field the document selects: its name and the fields selected below it, fragments
     (spread or inline) flattened into the field's own list; ``key`` is its response name (its
-    alias, else its name; None below a directive) and ``on`` the type conditions of the
-    fragments it was flattened out of (since its parent field), which only rendering
-    (``graph.render``) reads: a field under ``... on Admin`` in a tag's selection is in the
-    list, and is not answered."""
+    alias, else its name; None below a directive, or below a path selected under two names,
+    ``below``) and ``on`` the type conditions of the fragments it was flattened out of (since
+    its parent field), which only rendering (``graph.render``) reads: a field under
+    ``... on Admin`` in a tag's selection is in the list, and is not answered."""
 
     __slots__ = ("__weakref__", "key", "name", "on", "selections")
 
@@ -152,9 +152,25 @@ def below(info: Any, *path: str) -> list[Picked]:
     level = memo.get(key)
     if level is None:
         fields = _picked(nodes, raw.fragments)
-        level = memo[key] = selected([inner for f in fields for inner in f.selections], *path)
+        level = selected([inner for f in fields for inner in f.selections], *path)
+        if _aliased(fields, path):
+            # One object answers each alias with its own selection (``a: nodes { tags { name } }
+            # b: nodes { tags { id } }``): never rendered (``graph.render``) as their merge.
+            level = [Picked(p.name, p.selections, fixed=False, on=p.on) for p in level]
+        memo[key] = level
     # A ``Picked`` is never changed once made; each caller gets its own list.
     return list(level)
+
+
+def _aliased(fields: Iterable[Picked], path: Sequence[str]) -> bool:
+    """Whether a field of ``path`` below ``fields`` is selected under more than one response
+    name."""
+    level = list(fields)
+    for head in path:
+        level = [inner for field in level for inner in field.selections if inner.name == head]
+        if len({field.key for field in level}) > 1:
+            return True
+    return False
 
 
 def below_each(info: Any, *paths: tuple[str, ...]) -> list[Picked]:
