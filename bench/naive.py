@@ -61,7 +61,7 @@ def _apply() -> tuple[Any, ...]:
     import graph.detail
     import graph.endpoint
     import graph.loaders
-    from db.queries.customer_detail import DetailPlan
+    from db.queries.customer_parts import DetailPlan
 
     async def no_prefetch(*_: Any) -> None:
         return None

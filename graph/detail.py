@@ -22,12 +22,8 @@ import weakref
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from db.queries.customer_detail import (
-    Detail,
-    DetailPlan,
-    customer_detail,
-    customers_parts,
-)
+from db.queries.customer_detail import Detail, customer_detail, customers_parts
+from db.queries.customer_parts import DetailPlan
 from db.queries.customer_render import Spec
 from db.scope import Scope
 from graph import render
@@ -37,7 +33,7 @@ from graph.prefetch import Picked, Relation, prefetch, selected
 from graph.render import Rendered
 from graph.types.customers import CUSTOMER_RELATIONS, SUBSCRIPTION_RELATIONS, Customer
 
-# GraphQL field -> the part of ``db.queries.customer_detail`` that reads what its loader reads.
+# GraphQL field -> the part of ``db.queries.customer_parts`` that reads what its loader reads.
 CUSTOMER_PARTS = {
     "statuses": "statuses",
     "products": "products",

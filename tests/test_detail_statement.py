@@ -9,7 +9,7 @@ from sqlalchemy.dialects.postgresql import asyncpg
 from sqlalchemy.dialects.sqlite import aiosqlite
 
 from db.queries import customer_detail as cd
-from db.queries.customer_detail import CUSTOMER_PARTS, SUBSCRIPTION_PARTS, DetailPlan
+from db.queries.customer_parts import CUSTOMER_PARTS, SUBSCRIPTION_PARTS, DetailPlan
 from graph.auth.permissions import _issue
 
 DIALECTS = {"postgresql": asyncpg.dialect(), "sqlite": aiosqlite.dialect()}

@@ -1,7 +1,7 @@
 """A page's customers' relationships read by the page's own statement (issue 17).
 
 ``customers_page(parts=...)`` selects each relationship the document asks for as a JSON column of
-the page's statement (``db.queries.customer_detail.part_columns``); the customers and their
+the page's statement (``db.queries.customer_parts.part_columns``); the customers and their
 parts come back in one round trip instead of two. Every page shape is checked here against the
 customer's own detail (``customer(id:)``, read by its own statement): unfiltered, walked by a
 tag or a status, every order, backward, after a cursor, and a PostgreSQL walk that stopped at

@@ -18,13 +18,7 @@ from sqlalchemy import Integer, String, and_, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.engine import written_limit
-from db.queries.customer_detail import (
-    Detail,
-    DetailPlan,
-    page_details,
-    part_columns,
-    part_params,
-)
+from db.queries.customer_detail import Detail, page_details
 from db.queries.customer_filters import CustomerQuery, customer_conditions
 from db.queries.customer_keys import (
     CustomerOrder,
@@ -33,6 +27,7 @@ from db.queries.customer_keys import (
     order_keys,
     sorted_rows,
 )
+from db.queries.customer_parts import DetailPlan, part_columns, part_params
 from db.queries.customer_walks import bounded_walk, walk_of, walked_by, walked_rows
 from db.queries.customers import CUSTOMER_COLUMNS, DrivenRecords, Record
 from db.scope import Scope

@@ -26,13 +26,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from db.engine import written_limit
 from db.enums import CustomerStatus
 from db.models import Customer, CustomerStatusSpan, CustomerTag
-from db.queries.customer_detail import DetailPlan, part_columns
 from db.queries.customer_filters import (
     CustomerQuery,
     _filter_sets,
     _row_conditions,
 )
 from db.queries.customer_keys import CustomerOrder, keyset_after, sorted_rows
+from db.queries.customer_parts import DetailPlan, part_columns
 from db.queries.customers import CUSTOMER_COLUMNS, C, DrivenRecords, Record
 from db.scope import Scope
 from db.types import UTCDateTime
