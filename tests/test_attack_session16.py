@@ -14,19 +14,8 @@ from graph.types import tags as tag_types
 from tests.conftest import Api, instance_beside
 from tests.helpers import post_graphql, token_for
 from tests.test_n_plus_one import FULL, build_customers
+from tests.test_render import answers as _answers
 from tests.test_render import uncached  # noqa: F401  (fixture)
-
-
-async def _answers(
-    api: Api, monkeypatch: pytest.MonkeyPatch, document: str, variables: dict[str, Any]
-) -> list[bytes]:
-    answers = []
-    for on in (False, True):
-        monkeypatch.setattr(render, "RENDER", on)
-        body = await post_graphql(api, document, variables, as_=FULL)
-        body.pop("extensions", None)
-        answers.append(orjson.dumps(body))
-    return answers
 
 
 def _page(node: str) -> str:

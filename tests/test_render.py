@@ -90,18 +90,30 @@ def _detail(node: str) -> str:
     )
 
 
+async def answers(
+    api: Api,
+    monkeypatch: pytest.MonkeyPatch,
+    document: str,
+    variables: dict[str, Any],
+    **as_: Any,
+) -> list[bytes]:
+    """The answer's JSON with rendering off, then on (as the full admin unless ``as_``)."""
+    found = []
+    for on in (False, True):
+        monkeypatch.setattr(render, "RENDER", on)
+        body = await post_graphql(api, document, variables, **(as_ or {"as_": FULL}))
+        body.pop("extensions", None)  # the rate limit's budget moves between the two
+        found.append(orjson.dumps(body))
+    return found
+
+
 async def _both(
     api: Api, monkeypatch: pytest.MonkeyPatch, document: str, variables: dict[str, Any], **as_: Any
 ) -> bytes:
     """The answer's JSON, the same with rendering on and off."""
-    answers = []
-    for on in (False, True):
-        monkeypatch.setattr(render, "RENDER", on)
-        body = await post_graphql(api, document, variables, **as_)
-        body.pop("extensions", None)  # the rate limit's budget moves between the two
-        answers.append(orjson.dumps(body))
-    assert answers[0] == answers[1], (document, variables)
-    return answers[1]
+    plain, rendered = await answers(api, monkeypatch, document, variables, **as_)
+    assert plain == rendered, (document, variables)
+    return rendered
 
 
 async def _odd_values(api: Api) -> None:

@@ -10,24 +10,11 @@ import pytest
 
 from db.queries import customer_walks
 from graph import detail as detail_module
-from graph import render
 from tests.conftest import Api
 from tests.helpers import data_of, post_graphql
 from tests.test_n_plus_one import FULL, build_customers
+from tests.test_render import answers as _answers
 from tests.test_render import uncached  # noqa: F401  (fixture)
-
-
-async def _answers(
-    api: Api, monkeypatch: pytest.MonkeyPatch, document: str, variables: dict[str, Any]
-) -> list[bytes]:
-    answers = []
-    for on in (False, True):
-        monkeypatch.setattr(render, "RENDER", on)
-        body = await post_graphql(api, document, variables, as_=FULL)
-        body.pop("extensions", None)
-        answers.append(orjson.dumps(body))
-    return answers
-
 
 ALIASED_PATHS = [
     # one page's customers answer two aliases of ``nodes``: each with its own selection

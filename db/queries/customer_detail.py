@@ -184,15 +184,10 @@ def _layout(width: int, plan: DetailPlan) -> Layout:
         if plan.spec(name) is not None:
             rendered.append(name)
             continue
-        nested: Sequence[tuple[str, int | None]] = ()
-        if name == "subscriptions":
-            nested = plan.subscription_parts
-        elif name == "trials":
-            nested = plan.trial_parts
         after = len(part.columns) + 1  # position, then the part's columns, then nested arrays
         children = tuple(
             (f"{name}.{child}", _maker(_SUBSCRIPTION_PARTS[child]), after + i)
-            for i, (child, _) in enumerate(nested)
+            for i, (child, _) in enumerate(plan.nested(name))
         )
         parts.append((name, _maker(part), children))
     return record, tuple(parts), tuple(rendered)

@@ -12,7 +12,6 @@ is ``db.queries.customer_detail``'s.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
@@ -68,6 +67,15 @@ class DetailPlan:
 
     def __hash__(self) -> int:
         return self._hash  # type: ignore[attr-defined]
+
+    def nested(self, name: str) -> tuple[tuple[str, int | None], ...]:
+        """The parts read below each element of the customer part ``name`` (subscriptions,
+        trials), with their caps."""
+        if name == "subscriptions":
+            return self.subscription_parts
+        if name == "trials":
+            return self.trial_parts
+        return ()
 
     def spec(self, name: str) -> Spec | None:
         for part, spec in self.rendered:
@@ -241,12 +249,7 @@ def part_columns(dialect: str, plan: DetailPlan) -> tuple[ColumnElement[Any], ..
         if spec is not None:
             rendered.append(_array(dialect, _CUSTOMER_PARTS[name], C.id.table, C.id, cap, (), spec))
             continue
-        nested: Sequence[tuple[str, int | None]] = ()
-        if name == "subscriptions":
-            nested = plan.subscription_parts
-        elif name == "trials":
-            nested = plan.trial_parts
-        part = _array(dialect, _CUSTOMER_PARTS[name], C.id.table, C.id, cap, nested)
+        part = _array(dialect, _CUSTOMER_PARTS[name], C.id.table, C.id, cap, plan.nested(name))
         if dialect == "postgresql":
             # As text: decoded by orjson here rather than by the driver's json codec.
             part = cast(part, Text)
