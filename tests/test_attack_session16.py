@@ -3,19 +3,19 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import orjson
 import pytest
 
 from graph import render
-from graph.types import common
-from graph.types import tags as tag_types
 from tests.conftest import Api, instance_beside
 from tests.helpers import post_graphql, token_for
 from tests.test_n_plus_one import FULL, build_customers
 from tests.test_render import answers as _answers
-from tests.test_render import uncached  # noqa: F401  (fixture)
+from tests.test_render import (
+    made_objects,  # noqa: F401  (fixture)
+    same_both_ways,
+    uncached,  # noqa: F401  (fixture)
+)
 
 
 def _page(node: str) -> str:
@@ -40,9 +40,7 @@ async def test_a_fragment_on_another_type_is_not_rendered_as_this_one(
 ) -> None:
     api = uncached
     await build_customers(api, 3)
-    plain, rendered = await _answers(api, monkeypatch, _page(TYPE_CONDITIONS[shape]), {})
-    assert b'"errors"' not in plain, plain
-    assert rendered == plain
+    await same_both_ways(api, monkeypatch, _page(TYPE_CONDITIONS[shape]), {})
 
 
 SHARED = [
@@ -64,9 +62,7 @@ async def test_one_customer_under_two_selections_answers_each(
 ) -> None:
     api = uncached
     await build_customers(api, 3)
-    plain, rendered = await _answers(api, monkeypatch, SHARED[shape], {})
-    assert b'"errors"' not in plain, plain
-    assert rendered == plain
+    await same_both_ways(api, monkeypatch, SHARED[shape], {})
 
 
 async def test_a_detail_answers_only_the_fragments_that_apply(
@@ -82,32 +78,23 @@ async def test_a_detail_answers_only_the_fragments_that_apply(
         "query D($id: ID!) { customer(id: $id) { tags { id }"
         " ... on Node { ... on Subscription { tags { name } } } } }"
     )
-    plain, rendered = await _answers(api, monkeypatch, document, {"id": pk})
-    assert b'"errors"' not in plain, plain
-    assert rendered == plain
+    await same_both_ways(api, monkeypatch, document, {"id": pk})
 
 
 async def test_fragments_that_apply_are_still_rendered(
     uncached: Api,  # noqa: F811
     backend: str,
     monkeypatch: pytest.MonkeyPatch,
+    made_objects: list[str],  # noqa: F811
 ) -> None:
     api = uncached
     await build_customers(api, 3)
-    made: list[str] = []
-
-    def counted(cls: Any, values: dict[str, Any]) -> Any:
-        made.append(cls.__name__)
-        return common.made(cls, values)
-
-    monkeypatch.setattr(tag_types, "made", counted)
+    made = made_objects
     document = (
         _page("... on Customer { tags { ... on Node { ... on Tag { n: name } id } ...T } }")
         + " fragment T on Tag { createdAt }"
     )
-    plain, rendered = await _answers(api, monkeypatch, document, {})
-    assert b'"errors"' not in plain, plain
-    assert rendered == plain
+    await same_both_ways(api, monkeypatch, document, {})
     made.clear()
     await post_graphql(api, document, as_=FULL)
     assert ("Tag" in made) is (backend != "postgresql")
@@ -167,9 +154,7 @@ async def _many_aliases(api: Api, monkeypatch: pytest.MonkeyPatch, keys: int) ->
         "tags { " + many + " } partnerAdmins { admin { " + many + " } }"
         " subscriptions { licenses { " + " ".join(f"b{i}: product" for i in range(keys)) + " } }"
     )
-    plain, rendered = await _answers(api, monkeypatch, document, {})
-    assert b'"errors"' not in plain, plain[:300]
-    assert rendered == plain
+    await same_both_ways(api, monkeypatch, document, {})
 
 
 async def test_a_stream_of_alias_spellings_makes_a_bounded_number_of_statements(

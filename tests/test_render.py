@@ -107,6 +107,30 @@ async def answers(
     return found
 
 
+async def same_both_ways(
+    api: Api, monkeypatch: pytest.MonkeyPatch, document: str, variables: dict[str, Any]
+) -> bytes:
+    """The full admin's answer, without errors and the same with rendering on and off."""
+    plain, rendered = await answers(api, monkeypatch, document, variables)
+    assert b'"errors"' not in plain, plain[:300]
+    assert rendered == plain, document
+    return rendered
+
+
+@pytest.fixture
+def made_objects(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The class of every customer and tag API object made (``graph.types.common.made``)."""
+    made: list[str] = []
+
+    def counted(cls: Any, values: dict[str, Any]) -> Any:
+        made.append(cls.__name__)
+        return common.made(cls, values)
+
+    monkeypatch.setattr(customer_types, "made", counted)
+    monkeypatch.setattr(tag_types, "made", counted)
+    return made
+
+
 async def _both(
     api: Api, monkeypatch: pytest.MonkeyPatch, document: str, variables: dict[str, Any], **as_: Any
 ) -> bytes:
@@ -173,18 +197,11 @@ async def test_directives_leave_the_selection_to_the_ordinary_path(
 
 
 async def test_postgresql_renders_and_makes_no_api_object_for_it(
-    uncached: Api, backend: str, monkeypatch: pytest.MonkeyPatch
+    uncached: Api, backend: str, made_objects: list[str]
 ) -> None:
     api = uncached
     await build_customers(api, 4)
-    made: list[str] = []
-
-    def counted(cls: Any, values: dict[str, Any]) -> Any:
-        made.append(cls.__name__)
-        return common.made(cls, values)
-
-    monkeypatch.setattr(customer_types, "made", counted)
-    monkeypatch.setattr(tag_types, "made", counted)
+    made = made_objects
     token = await token_for(api, FULL)
     document = _page("id tags { name } subscriptions { licenses { product } }")
     body = await post_graphql(api, document, {"first": 4}, token=token)

@@ -14,7 +14,11 @@ from tests.conftest import Api
 from tests.helpers import data_of, post_graphql
 from tests.test_n_plus_one import FULL, build_customers
 from tests.test_render import answers as _answers
-from tests.test_render import uncached  # noqa: F401  (fixture)
+from tests.test_render import (
+    made_objects,  # noqa: F401  (fixture)
+    same_both_ways,
+    uncached,  # noqa: F401  (fixture)
+)
 
 ALIASED_PATHS = [
     # one page's customers answer two aliases of ``nodes``: each with its own selection
@@ -34,9 +38,7 @@ async def test_aliases_of_the_path_to_the_customers_answer_each_their_own(
     api = uncached
     await build_customers(api, 3)
     document = "query { customers(first: 3) { " + ALIASED_PATHS[shape] + " } }"
-    plain, rendered = await _answers(api, monkeypatch, document, {})
-    assert b'"errors"' not in plain, plain
-    assert rendered == plain
+    await same_both_ways(api, monkeypatch, document, {})
 
 
 NODE = (
@@ -72,9 +74,7 @@ async def test_a_walk_stopped_at_its_bound_answers_the_same_rendered_or_not(
         "query P($f: CustomerFilter) { customers(first: 5, filter: $f) { nodes { " + NODE + " } } }"
     )
     variables = {"f": {"tagIds": [gold], "products": ["CALLING"]}}
-    plain, rendered = await _answers(api, monkeypatch, document, variables)
-    assert b'"errors"' not in plain, plain
-    assert rendered == plain
+    plain = await same_both_ways(api, monkeypatch, document, variables)
     nodes = orjson.loads(plain)["data"]["customers"]["nodes"]
     assert len(nodes) == 5 and all(node["tags"] for node in nodes)
     if backend == "postgresql" and walk_limit == 3:  # read apart, rendered
