@@ -255,7 +255,7 @@ async def test_writers_of_two_partners_never_wait_on_a_shared_row(api: Api, tabl
 
     async def write(partner: int, name: str, hold: asyncio.Event | None) -> None:
         async with api.engine.connect() as conn:
-            await conn.execute(text("SET lock_timeout = '2s'"))
+            await conn.execute(text("SET LOCAL lock_timeout = '2s'"))
             await writes_for(conn, partner)
             if table == "tag":
                 await conn.execute(
@@ -344,7 +344,7 @@ async def test_two_partners_moving_to_the_same_ratio_never_wait_on_each_other(
 
     async def acme_holds() -> None:
         async with w.api.engine.connect() as conn:
-            await conn.execute(text("SET lock_timeout = '2s'"))
+            await conn.execute(text("SET LOCAL lock_timeout = '2s'"))
             await writes_for(conn, w.acme)
             await conn.execute(raise_to_20, {"s": subscriptions[w.acme]})
             await conn.execute(
@@ -375,7 +375,7 @@ async def test_two_partners_moving_to_the_same_ratio_never_wait_on_each_other(
             assert not data_of(body)["changeLicenseQuantity"]["userErrors"], body
             return
         async with w.api.engine.connect() as conn:
-            await conn.execute(text("SET lock_timeout = '2s'"))
+            await conn.execute(text("SET LOCAL lock_timeout = '2s'"))
             await writes_for(conn, w.globex)
             await conn.execute(raise_to_20, {"s": subscriptions[w.globex]})
             await conn.commit()
