@@ -103,8 +103,9 @@ class GraphQLEndpoint:
                 masked = unexpected_error(error, state.get("request_id"))
                 body = orjson.dumps({"errors": [masked.formatted]})
                 # application/json answers every well-formed request 200 (GraphQL over HTTP);
-                # the newer media type may tell a server failure by its status.
-                status = 500 if media == GRAPHQL_RESPONSE else 200
+                # the newer media type may tell a server failure by its status (503: busy).
+                busy = (masked.extensions or {}).get("code") == ErrorCode.DATABASE_BUSY
+                status = (503 if busy else 500) if media == GRAPHQL_RESPONSE else 200
                 response = Response(body, status_code=status, media_type=media)
             if response is not None:
                 await response(scope, receive, tracked)

@@ -27,6 +27,10 @@ class ErrorCode(StrEnum):
     GRAPHQL_VALIDATION_FAILED = "GRAPHQL_VALIDATION_FAILED"
     RATE_LIMITED = "RATE_LIMITED"
     INTERNAL_SERVER_ERROR = "INTERNAL_SERVER_ERROR"
+    # The database refused a statement for contention, not for the request's content: a lock
+    # wait or statement past a timeout the deployment set, a deadlock, a serialization
+    # failure, SQLite's busy timeout. Nothing was written; the same request may succeed later.
+    DATABASE_BUSY = "DATABASE_BUSY"
     # The HTTP envelope (graph/transport.py): refused before any GraphQL step.
     BAD_REQUEST = "BAD_REQUEST"
     BATCHING_NOT_SUPPORTED = "BATCHING_NOT_SUPPORTED"
@@ -46,6 +50,27 @@ class ApiError(GraphQLError):
     def __init__(self, message: str, code: ErrorCode, **extra: Any) -> None:
         super().__init__(message, extensions={"code": code.value, **extra})
         self.code = code
+
+
+# SQLSTATEs of contention (PostgreSQL): lock_not_available (``lock_timeout``), query_canceled
+# (``statement_timeout``), deadlock_detected, serialization_failure.
+CONTENTION_STATES = frozenset(("55P03", "57014", "40P01", "40001"))
+
+
+def contention(error: BaseException | None) -> bool:
+    """Whether ``error`` (or an error it was raised from) is the database's contention refusal:
+    a SQLAlchemy ``DBAPIError`` whose driver error has one of ``CONTENTION_STATES``, or
+    SQLite's SQLITE_BUSY ("database is locked" once its busy timeout has passed)."""
+    seen = 0
+    while error is not None and seen < 8:  # a chain of causes, bounded
+        driver = getattr(error, "orig", None)
+        if getattr(driver, "sqlstate", None) in CONTENTION_STATES:
+            return True
+        if getattr(driver, "sqlite_errorname", None) in ("SQLITE_BUSY", "SQLITE_LOCKED"):
+            return True
+        error = error.__cause__ or getattr(error, "original_error", None)
+        seen += 1
+    return False
 
 
 def is_coded(error: GraphQLError) -> bool:

@@ -20,7 +20,7 @@ from db.settings import Settings
 from graph.cost import CostMeter, selected_operation
 from graph.document_limits import limits_rule
 from graph.documents import DocumentCache, coded_rule, variable_errors
-from graph.errors import ApiError, ErrorCode, is_coded
+from graph.errors import ApiError, ErrorCode, contention, is_coded
 from graph.input_limits import refuse_out_of_bounds
 
 log = logging.getLogger("partner_hub.errors")
@@ -72,6 +72,24 @@ def unexpected_error(error: GraphQLError, request_id: str | None) -> GraphQLErro
         )
         return refused
     original = error.original_error or error
+    if contention(original):
+        # Expected under load or a deployment's timeouts: one line, no traceback, coded so
+        # that a client retries (a mutation's transaction was rolled back: nothing written).
+        log.warning(
+            "database busy: %s",
+            type(original).__name__,
+            extra={"request_id": request_id, "path": error.path, "code": "DATABASE_BUSY"},
+        )
+        return GraphQLError(
+            message="The database is busy; nothing was written. Retry the request.",
+            nodes=error.nodes,
+            path=error.path,
+            extensions={
+                "code": ErrorCode.DATABASE_BUSY.value,
+                "retryable": True,
+                "requestId": request_id,
+            },
+        )
     log.error(
         "unexpected error: %s",
         type(original).__name__,
