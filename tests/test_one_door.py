@@ -257,9 +257,9 @@ ALLOWED: dict[str, list[str]] = {
     ],
     OWN: [
         "graph/loaders.py batch admins.partners_by_ids",
-        "graph/resolvers/admins.py viewer admins.admin_rows_by_ids",
-        "graph/resolvers/admins.py partner admins.partner_row",
-        "graph/resolvers/nodes.py node admins.partner_row",
+        "graph/resolvers/admins.py viewer own_rows.admin_row",
+        "graph/resolvers/admins.py partner own_rows.partner_row",
+        "graph/resolvers/nodes.py node own_rows.partner_row",
     ],
     PUBLIC: [
         "graph/resolvers/section_source.py _load_medians analytics.low_allocation_medians",

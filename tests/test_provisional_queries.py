@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
+import pytest
 from sqlalchemy import update
 
 from db.engine import session_factory
@@ -43,16 +44,20 @@ async def another_token(api: Api, admin: int) -> str:
 LOOKUP_ALONE = "SELECT admin.id, admin.partner_id, admin.email"
 
 
+CARRIED = "partner_hub_token_check"  # the label of the lookup's column in a statement
+
+
 def checked(statements: list[str]) -> int:
     """Statements carrying the token's lookup (as one more column)."""
-    return sum(
-        "api_token.token_hash" in sql and not sql.startswith(LOOKUP_ALONE) for sql in statements
-    )
+    return sum("api_token.token_hash" in sql and CARRIED in sql for sql in statements)
 
 
 def lookups(statements: list[str]) -> int:
-    """Token lookups run alone."""
-    return sum(sql.startswith(LOOKUP_ALONE) for sql in statements)
+    """Token lookups run alone (the viewer's own row starts as they do, without api_token)."""
+    return sum(
+        sql.startswith(LOOKUP_ALONE) and "api_token.token_hash" in sql and CARRIED not in sql
+        for sql in statements
+    )
 
 
 async def given_partner(api: Api) -> dict[str, Any]:
@@ -99,6 +104,41 @@ async def test_a_seen_tokens_query_runs_no_lookup_of_its_own(uncached_api: Api) 
         for statements in (page_statements, detail_statements, tag_statements):
             assert (checked(statements), lookups(statements)) == (0, 1)
     assert lookups(bare_statements) == 1
+
+
+@pytest.mark.parametrize(
+    ("document", "field"),
+    [
+        ("{ viewer { id name email role } }", "viewer"),
+        ("{ partner { id name domain } }", "partner"),
+    ],
+)
+async def test_an_apps_first_query_carries_the_lookup(
+    uncached_api: Api, document: str, field: str
+) -> None:
+    """``viewer`` and ``partner`` (an app shell's first query) read the caller's own rows on
+    the driver connection: on PostgreSQL the token's lookup rides along, one statement in all
+    (they took two: the lookup alone, then the row)."""
+    # given
+    api = uncached_api
+    seen = await given_partner(api)
+    first = answer(await post(api, document, token=seen["token"]))
+
+    # when
+    with api.counter.counting() as statements:
+        again = await post(api, document, token=seen["token"])
+
+    # then: the same answer, from the caller's own rows
+    assert answer(again) == first
+    if field == "viewer":
+        assert first["viewer"]["name"] == "Fiona Full"
+        assert first["viewer"]["role"] == "FULL_ADMIN"
+    else:
+        assert first["partner"]["name"] == "Acme Partners"
+    if api.db.backend == "postgresql":
+        assert (checked(statements), lookups(statements), len(statements)) == (1, 0, 1)
+    else:
+        assert (checked(statements), lookups(statements), len(statements)) == (0, 1, 2)
 
 
 async def test_a_role_changed_elsewhere_shows_on_the_next_query(uncached_api: Api) -> None:

@@ -229,10 +229,6 @@ async def count_admins(session: AsyncSession, *, partner_id: int) -> int:
     )
 
 
-async def partner_row(session: AsyncSession, *, partner_id: int) -> Any:
-    return (await session.execute(select(*PT).where(PT.id == partner_id))).one()
-
-
 async def admin_rows_by_ids(
     session: AsyncSession, *, partner_id: int, ids: Sequence[int]
 ) -> dict[int, Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import strawberry
 
 from db.queries import admins as q
+from db.queries.own_rows import admin_row, partner_row
 from graph.auth.permissions import Act, Obj, require
 from graph.context import Info
 from graph.pagination import CursorCodec, paging
@@ -17,17 +18,20 @@ class AdminQueries:
     @strawberry.field(description="The authenticated administrator.")
     async def viewer(self, info: Info) -> Admin:
         ctx = info.context
+        principal = ctx.principal
         async with ctx.db() as session:
-            rows = await q.admin_rows_by_ids(
-                session, partner_id=ctx.principal.partner_id, ids=[ctx.principal.admin_id]
+            row = await admin_row(
+                session, partner_id=principal.partner_id, admin_id=principal.admin_id
             )
-        return Admin.from_row(rows[ctx.principal.admin_id])
+        if row is None:  # not the token's admin any more: its check answers 401
+            raise LookupError("the caller's admin row is gone")
+        return Admin.from_row(row)
 
     @strawberry.field(description="The caller's partner.")
     async def partner(self, info: Info) -> Partner:
         ctx = info.context
         async with ctx.db() as session:
-            row = await q.partner_row(session, partner_id=ctx.principal.partner_id)
+            row = await partner_row(session, partner_id=ctx.principal.partner_id)
         return Partner.from_row(row)
 
     @strawberry.field(description="The partner's administrators with their roles, by creation.")

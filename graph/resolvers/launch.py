@@ -13,6 +13,7 @@ from db.enums import SetupState
 from db.queries import admins as aq
 from db.queries import launch as lq
 from db.queries.admins import Principal
+from db.queries.own_rows import partner_row
 from db.scope import Scope
 from graph.auth.launch import LaunchClaims, new_jti, read_launch, sign_launch
 from graph.auth.launch_rights import (
@@ -149,7 +150,7 @@ async def _launch_customer(c: Change, input: LaunchCustomerInput) -> LaunchPaylo
 
 
 async def _launch_mine(c: Change) -> LaunchPayload:
-    partner = await aq.partner_row(c.session, partner_id=c.scope.partner_id)
+    partner = await partner_row(c.session, partner_id=c.scope.partner_id)
     url, expires = await _issue(c, PARTNER, partner.id)
     return LaunchPayload(
         url=url,
@@ -259,7 +260,7 @@ class LaunchMutations:
 
 
 async def _set_up(c: Change, expected: SetupState, target: SetupState) -> PartnerSetupPayload:
-    partner = await aq.partner_row(c.session, partner_id=c.scope.partner_id)
+    partner = await partner_row(c.session, partner_id=c.scope.partner_id)
     if partner.setup_state != expected.value:
         raise user_error(
             "INVALID_SETUP_STATE",
@@ -277,7 +278,7 @@ async def _set_up(c: Change, expected: SetupState, target: SetupState) -> Partne
         before={"setupState": partner.setup_state},
         after={"setupState": target.value},
     )
-    updated = await aq.partner_row(c.session, partner_id=c.scope.partner_id)
+    updated = await partner_row(c.session, partner_id=c.scope.partner_id)
     return PartnerSetupPayload(partner=Partner.from_row(updated), user_errors=[])
 
 

@@ -7,6 +7,7 @@ import strawberry
 from db.queries import admins as admin_q
 from db.queries import customer_children as kids
 from db.queries import customers as customer_q
+from db.queries.own_rows import partner_row
 from db.queries.tags import tags_by_ids
 from graph.auth.permissions import Act, Obj, scope_or_none
 from graph.context import Info
@@ -74,5 +75,5 @@ class NodeQueries:
             return await webhook_delivery_node(ctx, pk)
         if type_name == "Partner" and pk == ctx.principal.partner_id:
             async with ctx.db() as session:
-                return Partner.from_row(await admin_q.partner_row(session, partner_id=pk))
+                return Partner.from_row(await partner_row(session, partner_id=pk))
         return None
