@@ -18,7 +18,7 @@ from tests.helpers import Factory, data_of, post_graphql, token_for
 
 PAGE = "{ customers(first: 5) { nodes { id name tags { name } } } }"
 DETAIL = "query($id: ID!) { customer(id: $id) { name subscriptions { subscriptionId } } }"
-TAGS = "{ tags { name } }"  # its first statement is not a driver query
+ADMINS = "{ admins(first: 5) { nodes { name } } }"  # its first statement is not a driver query
 
 
 async def post(
@@ -76,7 +76,7 @@ async def test_a_seen_tokens_query_runs_no_lookup_of_its_own(uncached_api: Api) 
     api = uncached_api
     seen = await given_partner(api)
     # (and the documents known: a document seen for the first time is not known to be a query)
-    for document, variables in ((PAGE, None), (DETAIL, {"id": seen["id"]}), (TAGS, None)):
+    for document, variables in ((PAGE, None), (DETAIL, {"id": seen["id"]}), (ADMINS, None)):
         answer(await post(api, document, variables, token=seen["token"]))
 
     # when
@@ -84,13 +84,13 @@ async def test_a_seen_tokens_query_runs_no_lookup_of_its_own(uncached_api: Api) 
         page = await post(api, PAGE, token=seen["token"])
     with api.counter.counting() as detail_statements:
         detail = await post(api, DETAIL, {"id": seen["id"]}, token=seen["token"])
-    with api.counter.counting() as tag_statements:
-        await post(api, TAGS, token=seen["token"])
+    with api.counter.counting() as admin_statements:
+        await post(api, ADMINS, token=seen["token"])
     with api.counter.counting() as bare_statements:
         bare = await post(api, "{ __typename }", token=seen["token"])
 
     # then: on PostgreSQL the lookup rode along the page's and the detail's statements; a query
-    # whose first statement does not carry it (the tags), or that runs none, looks it up alone
+    # whose first statement does not carry it (the admins), or that runs none, looks it up alone
     # first
     assert answer(page)["customers"]["nodes"][0]["name"] == "Alpha"
     assert answer(detail)["customer"]["subscriptions"]
@@ -98,10 +98,10 @@ async def test_a_seen_tokens_query_runs_no_lookup_of_its_own(uncached_api: Api) 
     if api.db.backend == "postgresql":
         assert (checked(page_statements), lookups(page_statements)) == (1, 0)
         assert (checked(detail_statements), lookups(detail_statements)) == (1, 0)
-        assert (checked(tag_statements), lookups(tag_statements)) == (0, 1)
-        assert tag_statements[0].startswith(LOOKUP_ALONE)  # before the tags
+        assert (checked(admin_statements), lookups(admin_statements)) == (0, 1)
+        assert admin_statements[0].startswith(LOOKUP_ALONE)  # before the admins
     else:
-        for statements in (page_statements, detail_statements, tag_statements):
+        for statements in (page_statements, detail_statements, admin_statements):
             assert (checked(statements), lookups(statements)) == (0, 1)
     assert lookups(bare_statements) == 1
 
@@ -111,17 +111,21 @@ async def test_a_seen_tokens_query_runs_no_lookup_of_its_own(uncached_api: Api) 
     [
         ("{ viewer { id name email role } }", "viewer"),
         ("{ partner { id name domain } }", "partner"),
+        ("{ tags { id name } }", "tags"),
     ],
 )
 async def test_an_apps_first_query_carries_the_lookup(
     uncached_api: Api, document: str, field: str
 ) -> None:
-    """``viewer`` and ``partner`` (an app shell's first query) read the caller's own rows on
-    the driver connection: on PostgreSQL the token's lookup rides along, one statement in all
+    """``viewer``, ``partner`` and ``tags`` (an app shell's first query, a filter bar's) read
+    on the driver connection: on PostgreSQL the token's lookup rides along, one statement in all
     (they took two: the lookup alone, then the row)."""
     # given
     api = uncached_api
     seen = await given_partner(api)
+    if field == "tags":  # (the lookup rides along a row: a statement without any asks again)
+        create = 'mutation { createTag(input: {name: "Gold"}) { tag { id } } }'
+        assert answer(await post(api, create, token=seen["token"]))["createTag"]["tag"]
     first = answer(await post(api, document, token=seen["token"]))
 
     # when
@@ -133,8 +137,10 @@ async def test_an_apps_first_query_carries_the_lookup(
     if field == "viewer":
         assert first["viewer"]["name"] == "Fiona Full"
         assert first["viewer"]["role"] == "FULL_ADMIN"
-    else:
+    elif field == "partner":
         assert first["partner"]["name"] == "Acme Partners"
+    else:
+        assert [tag["name"] for tag in first["tags"]] == ["Gold"]
     if api.db.backend == "postgresql":
         assert (checked(statements), lookups(statements), len(statements)) == (1, 0, 1)
     else:

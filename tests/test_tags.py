@@ -805,3 +805,30 @@ async def test_tag_mutations_by_role_follow_the_default_policy(api: Api, world: 
         ok(await mutate(api, DELETE_TAG, {"id": doomed}, as_=email))
     # then the policy is what the roles table of DESIGN.md says
     assert [policy_scope(r, "tag", "write") for r in ROLE_EMAILS] == ["all", "assigned", None, None]
+
+
+async def test_tags_answers_the_first_500_by_name_and_reads_no_more(api: Api) -> None:
+    """``tags`` is the partner's first 500 by name: the statement reads 500 rows, not every tag
+    (it read them all and sliced in Python)."""
+    # given: 503 tags (written directly: createTag stops no partner at 500)
+    f = Factory(api.engine)
+    partner = await f.partner()
+    await f.admin(partner, FULL, "FULL_ADMIN")
+    other = await f.partner("Globex", "globex.example")
+    names = [f"Tag {n:04d}" for n in range(503)]
+    async with api.engine.begin() as conn:
+        await conn.execute(
+            insert(Tag),
+            [
+                {"partner_id": p, "name": name, "name_key": name.lower(), "created_at": NOW}
+                for p in (partner, other)
+                for name in reversed(names)
+            ],
+        )
+    # when
+    with api.counter.counting() as statements:
+        tags = data_of(await post_graphql(api, "{ tags { name } }", as_=FULL))["tags"]
+    # then
+    assert [tag["name"] for tag in tags] == names[:500]
+    [read] = [sql for sql in statements if "FROM tag" in sql]
+    assert "LIMIT" in read

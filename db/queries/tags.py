@@ -6,10 +6,11 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, delete, insert, literal, not_, or_, select, update
+from sqlalchemy import Row, bindparam, delete, insert, literal, not_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.models import Customer, CustomerTag, Subscription, SubscriptionTag, Tag
+from db.queries.customers import DrivenRecords
 from db.scope import Scope
 from db.types import affected, inserted_id
 from db.webhooks.events import WebhookEventName
@@ -21,11 +22,23 @@ TAGS_CHANGED = WebhookEventName.CUSTOMER_TAGS_CHANGED
 T = Tag.__table__.c  # type: ignore[attr-defined]
 
 
-async def tags_of_partner(session: AsyncSession, *, partner_id: int) -> list[Row[Any]]:
-    rows = await session.execute(
-        select(*T).where(T.partner_id == partner_id).order_by(T.name_key, T.id)
-    )
-    return list(rows.all())
+# Every tag of the partner (the ``tags`` query, a filter bar's first read), on the request's
+# driver connection, carrying a provisional request's token lookup (``DrivenRecords``): one
+# statement where it took two, the lookup alone and then this one.
+_TAGS_OF_PARTNER = DrivenRecords(
+    select(*T)
+    .where(T.partner_id == bindparam("partner_id"))
+    .order_by(T.name_key, T.id)
+    .limit(bindparam("limit"))
+)
+
+
+async def tags_of_partner(session: AsyncSession, *, partner_id: int, limit: int) -> list[Any]:
+    """The partner's first ``limit`` tags by name (the limit in the statement: a partner with
+    more tags than a response holds is never read whole)."""
+    params = {"partner_id": partner_id, "limit": limit}
+    rows: list[Any] = await _TAGS_OF_PARTNER.read(session, params)
+    return rows
 
 
 async def tags_by_ids(

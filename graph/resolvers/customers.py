@@ -193,5 +193,7 @@ class CustomerQueries:
         ctx = info.context
         scope = require(ctx, Obj.TAG, Act.READ)
         async with ctx.db() as session:
-            rows = await tags_of_partner(session, partner_id=scope.partner_id)
-        return [Tag.from_row(r) for r in rows[:MAX_PARTNER_TAGS]]
+            rows = await tags_of_partner(
+                session, partner_id=scope.partner_id, limit=MAX_PARTNER_TAGS
+            )
+        return [Tag.from_row(r) for r in rows]
