@@ -54,6 +54,11 @@ class AdminQueries:
             if page.cursor is not None
             else None
         )
+
+        async def count() -> int:  # only when ``totalCount`` is selected
+            async with ctx.db() as session:
+                return await q.count_admins(session, partner_id=scope.partner_id)
+
         async with ctx.db() as session:
             read, more = await q.admins_page(
                 session,
@@ -62,7 +67,6 @@ class AdminQueries:
                 after_id=cursor_id,
                 backward=page.backward,
             )
-            total = await q.count_admins(session, partner_id=scope.partner_id)
         rows = page.arrange(read)
         nodes = [Admin.from_row(r) for r in rows]
         cursors = [codec.encode("admins", partner_fp, (r.id,)) for r in rows]
@@ -70,5 +74,5 @@ class AdminQueries:
             edges=[AdminEdge(node=n, cursor=c) for n, c in zip(nodes, cursors, strict=True)],
             nodes=nodes,
             page_info=page.page_info(cursors, more),
-            total_count=total,
+            count=count,
         )

@@ -182,6 +182,11 @@ class PolicyQueries:
             if page.cursor is not None
             else None
         )
+
+        async def count() -> int:  # only when ``totalCount`` is selected
+            async with ctx.db() as session:
+                return await audit_q.count_audit(session, partner_id=scope.partner_id, query=query)
+
         async with ctx.db() as session:
             read, more = await audit_q.audit_page(
                 session,
@@ -191,7 +196,6 @@ class PolicyQueries:
                 before_id=cursor_id,
                 backward=page.backward,
             )
-            total = await audit_q.count_audit(session, partner_id=scope.partner_id, query=query)
         rows = page.arrange(read)
         cursors = [codec.encode("auditLog", fp, (r.id,)) for r in rows]
         nodes = [
@@ -211,7 +215,7 @@ class PolicyQueries:
             nodes=nodes,
             edges=[AuditEdge(node=n, cursor=c) for n, c in zip(nodes, cursors, strict=True)],
             page_info=page.page_info(cursors, more),
-            total_count=total,
+            count=count,
         )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
@@ -95,7 +96,11 @@ class AdminConnection:
     edges: list[AdminEdge] = strawberry.field(description="Admins with cursors.")
     nodes: list[Admin] = strawberry.field(description="Admins of this page.")
     page_info: PageInfo = strawberry.field(description="Paging information.")
-    total_count: int = strawberry.field(description="Admins of the partner in all.")
+    count: strawberry.Private[Callable[[], Awaitable[int]]]
+
+    @strawberry.field(description="Admins of the partner in all.")
+    async def total_count(self) -> int:
+        return await self.count()
 
 
 @strawberry.input(description="A new administrator of the partner.")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 
 import strawberry
@@ -121,7 +122,11 @@ class AuditConnection:
     nodes: list[AuditEntry] = strawberry.field(description="Entries of this page.")
     edges: list[AuditEdge] = strawberry.field(description="Entries with their cursors.")
     page_info: PageInfo = strawberry.field(description="Paging information.")
-    total_count: int = strawberry.field(description="Entries matching the filter.")
+    count: strawberry.Private[Callable[[], Awaitable[int]]]
+
+    @strawberry.field(description="Entries matching the filter.")
+    async def total_count(self) -> int:
+        return await self.count()
 
 
 @strawberry.input(description="Audit log filter; fields combine with AND.")
