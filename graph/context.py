@@ -53,6 +53,9 @@ class Context:
     response: Any = None
     cost: dict[str, int] = field(default_factory=dict)
     principal_gone: bool = False
+    # A mutation of the request committed: a later failure must not say that nothing was
+    # written (``graph.extensions.unexpected_error``'s DATABASE_BUSY).
+    committed: bool = False
     # The response must not be cached (it reads what moves no data version: the audit log).
     no_store: bool = False
     # A provisional request's pending token lookup (db.token_check), settled before answering.

@@ -100,7 +100,8 @@ class GraphQLEndpoint:
                 cause = exc if isinstance(exc, Exception) else RuntimeError(type(exc).__name__)
                 cause.__traceback__ = exc.__traceback__
                 error = GraphQLError(str(exc), original_error=cause)
-                masked = unexpected_error(error, state.get("request_id"))
+                committed = getattr(state.get("ph_context"), "committed", False)
+                masked = unexpected_error(error, state.get("request_id"), committed)
                 body = orjson.dumps({"errors": [masked.formatted]})
                 # application/json answers every well-formed request 200 (GraphQL over HTTP);
                 # the newer media type may tell a server failure by its status (503: busy).

@@ -63,11 +63,16 @@ def contention(error: BaseException | None) -> bool:
     SQLite's SQLITE_BUSY ("database is locked" once its busy timeout has passed)."""
     seen = 0
     while error is not None and seen < 8:  # a chain of causes, bounded
-        driver = getattr(error, "orig", None)
-        if getattr(driver, "sqlstate", None) in CONTENTION_STATES:
-            return True
-        if getattr(driver, "sqlite_errorname", None) in ("SQLITE_BUSY", "SQLITE_LOCKED"):
-            return True
+        # The driver's error itself too: a statement run on the driver connection
+        # (``db.driver_query.run_alone``, a provisional request's token lookup, from a statement
+        # listener) raises asyncpg's own, which SQLAlchemy does not wrap.
+        for driver in (getattr(error, "orig", None), error):
+            if getattr(driver, "sqlstate", None) in CONTENTION_STATES:
+                return True
+            # Python names SQLite's extended codes (SQLITE_BUSY_SNAPSHOT, ..._RECOVERY).
+            name = getattr(driver, "sqlite_errorname", None)
+            if isinstance(name, str) and name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
+                return True
         error = error.__cause__ or getattr(error, "original_error", None)
         seen += 1
     return False

@@ -60,9 +60,12 @@ def input_error(error: GraphQLError) -> GraphQLError | None:
     )
 
 
-def unexpected_error(error: GraphQLError, request_id: str | None) -> GraphQLError:
+def unexpected_error(
+    error: GraphQLError, request_id: str | None, committed: bool = False
+) -> GraphQLError:
     """The masked form of an error nobody gave a code, logged here (once) with its traceback;
-    an argument graphql-core refused is the client's error, coded as such (``input_error``)."""
+    an argument graphql-core refused is the client's error, coded as such (``input_error``).
+    ``committed``: a mutation of the request committed already (``Context.committed``)."""
     refused = input_error(error)
     if refused is not None:
         log.info(
@@ -74,19 +77,27 @@ def unexpected_error(error: GraphQLError, request_id: str | None) -> GraphQLErro
     original = error.original_error or error
     if contention(original):
         # Expected under load or a deployment's timeouts: one line, no traceback, coded so
-        # that a client retries (a mutation's transaction was rolled back: nothing written).
+        # that a client retries (a mutation's transaction was rolled back: nothing written),
+        # unless a mutation of the request committed before (its payload's reads, the
+        # caller's reload, a later mutation of the document): retried, it would write twice.
         log.warning(
             "database busy: %s",
             type(original).__name__,
             extra={"request_id": request_id, "path": error.path, "code": "DATABASE_BUSY"},
         )
+        message = (
+            "The database is busy; a mutation of this request was written before. Check "
+            "before retrying."
+            if committed
+            else "The database is busy; nothing was written. Retry the request."
+        )
         return GraphQLError(
-            message="The database is busy; nothing was written. Retry the request.",
+            message=message,
             nodes=error.nodes,
             path=error.path,
             extensions={
                 "code": ErrorCode.DATABASE_BUSY.value,
-                "retryable": True,
+                "retryable": not committed,
                 "requestId": request_id,
             },
         )
@@ -130,7 +141,12 @@ class Guards(MaskErrors):
         self.cost = CostMeter()
 
     def anonymise_error(self, error: GraphQLError) -> GraphQLError:
-        return unexpected_error(error, getattr(self.execution_context.context, "request_id", None))
+        context = self.execution_context.context
+        return unexpected_error(
+            error,
+            getattr(context, "request_id", None),
+            bool(getattr(context, "committed", False)),
+        )
 
     def _process_result(self, result: object) -> None:
         # Strawberry's test, ``isinstance(result, _ResultWithErrors) and result.errors``, is a

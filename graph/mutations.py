@@ -113,6 +113,7 @@ async def transaction(ctx: Context) -> AsyncIterator[tuple[AsyncSession, Audit]]
                     **entry,
                 )
             await session.commit()
+            ctx.committed = True
             await ctx.reload_principal(session)
         except BaseException:
             await session.rollback()

@@ -87,7 +87,8 @@ class GraphQLView:
         request_id = state.get("request_id")
         if result.errors:
             result.errors = [
-                e if is_coded(e) else unexpected_error(e, request_id) for e in result.errors
+                e if is_coded(e) else unexpected_error(e, request_id, context.committed)
+                for e in result.errors
             ]
         errors = result.errors or []
         executed = bool(state.get(EXECUTED))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import strawberry
+from sqlalchemy.exc import NoResultFound
 
 from db.queries import admins as admin_q
 from db.queries import customer_children as kids
@@ -75,5 +76,8 @@ class NodeQueries:
             return await webhook_delivery_node(ctx, pk)
         if type_name == "Partner" and pk == ctx.principal.partner_id:
             async with ctx.db() as session:
-                return Partner.from_row(await partner_row(session, partner_id=pk))
+                try:
+                    return Partner.from_row(await partner_row(session, partner_id=pk))
+                except NoResultFound:  # deleted (a provisional request settles its lookup)
+                    return None
         return None
