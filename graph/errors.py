@@ -29,7 +29,8 @@ class ErrorCode(StrEnum):
     INTERNAL_SERVER_ERROR = "INTERNAL_SERVER_ERROR"
     # The database refused a statement for contention, not for the request's content: a lock
     # wait or statement past a timeout the deployment set, a deadlock, a serialization
-    # failure, SQLite's busy timeout. Nothing was written; the same request may succeed later.
+    # failure, SQLite's busy timeout. Its transaction was rolled back: ``retryable`` unless a
+    # mutation of the request committed before (``graph.extensions.unexpected_error``).
     DATABASE_BUSY = "DATABASE_BUSY"
     # The HTTP envelope (graph/transport.py): refused before any GraphQL step.
     BAD_REQUEST = "BAD_REQUEST"

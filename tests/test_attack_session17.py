@@ -16,7 +16,7 @@ from sqlalchemy.util.concurrency import await_only
 
 from db.engine import RequestSession, create_engine
 from graph.ids import to_global_id
-from tests.conftest import Api, api_over
+from tests.conftest import Api, api_over, postgresql_only
 from tests.databases import Database
 from tests.helpers import Factory, data_of, error_codes, post_graphql, token_for
 from tests.test_database_busy import impatient_api
@@ -229,19 +229,13 @@ async def test_the_setup_mutations_answer_their_own_write(api: Api) -> None:
 # --- DATABASE_BUSY ----------------------------------------------------------------------------
 
 
-def requires_postgresql(api: Api | Database) -> None:
-    backend = api.backend if isinstance(api, Database) else api.db.backend
-    if backend != "postgresql":
-        pytest.skip("table locks and timeouts of PostgreSQL")
-
-
+@postgresql_only  # table locks and timeouts of PostgreSQL
 async def test_a_provisional_lookup_refused_for_contention_is_database_busy(
     fresh_database: Database, caplog: pytest.LogCaptureFixture
 ) -> None:
     """The token's lookup of a provisional query runs on the driver connection (``run_alone``)
     and raised asyncpg's own error, without SQLAlchemy's wrapper whose ``orig`` ``contention``
     looks at: a lock_timeout there was an uncoded INTERNAL_SERVER_ERROR with a traceback."""
-    requires_postgresql(fresh_database)
     await fresh_database.empty()
     async with impatient_api(fresh_database) as api:
         await two_partners(api)
@@ -268,10 +262,10 @@ async def test_a_provisional_lookup_refused_for_contention_is_database_busy(
         assert data_of((await post(api, "{ viewer { id } }", token=token)).json())["viewer"]
 
 
+@postgresql_only  # table locks and timeouts of PostgreSQL
 async def test_a_statement_timeout_fails_its_field_alone_and_leaks_no_sql(
     fresh_database: Database, caplog: pytest.LogCaptureFixture
 ) -> None:
-    requires_postgresql(fresh_database)
     await fresh_database.empty()
     async with statement_timeout_api(fresh_database) as api:
         w = await two_partners(api)
@@ -328,13 +322,13 @@ async def test_a_busy_mutation_writes_no_audit_entry_nor_refusal(
         assert not errors_logged(caplog)
 
 
+@postgresql_only  # table locks and timeouts of PostgreSQL
 async def test_a_busy_refusal_after_the_commit_does_not_say_nothing_was_written(
     fresh_database: Database,
 ) -> None:
     """The mutation commits, then reads its caller again (``reload_principal``): a contention
     refusal of that read reached the client as 'nothing was written. Retry the request.' with
     ``retryable: true``, though the write had been committed (a retry writes it twice)."""
-    requires_postgresql(fresh_database)
     await fresh_database.empty()
     async with impatient_api(fresh_database) as api:
         await two_partners(api)
@@ -404,6 +398,7 @@ def test_raw_driver_errors_and_sqlites_extended_busy_codes_are_contention(tmp_pa
 
 
 @pytest.mark.parametrize("ping_idle_s", [10.0, 0.0])
+@postgresql_only  # table locks and timeouts of PostgreSQL
 async def test_the_connection_returned_last_killed_by_the_server_is_replaced(
     uncached_api: Api, monkeypatch: pytest.MonkeyPatch, ping_idle_s: float
 ) -> None:
@@ -415,7 +410,6 @@ async def test_the_connection_returned_last_killed_by_the_server_is_replaced(
     import db.engine
 
     api = uncached_api
-    requires_postgresql(api)
     monkeypatch.setattr(db.engine, "PING_IDLE_S", ping_idle_s)
     await two_partners(api)
     token = await token_for(api, FULL)
