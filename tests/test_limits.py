@@ -9,7 +9,7 @@ from typing import Any, NoReturn
 import httpx
 import pytest
 
-from db.queries import admins as admin_queries
+from graph.resolvers import admins as admin_resolvers
 from tests.conftest import Api, api_over
 from tests.databases import Database
 from tests.helpers import Factory, data_of, token_for
@@ -155,7 +155,7 @@ async def test_unexpected_exception_is_masked_and_logged_with_the_request_id(
     async def broken(*_: Any, **__: Any) -> NoReturn:
         raise RuntimeError("secret detail")
 
-    monkeypatch.setattr(admin_queries, "admin_rows_by_ids", broken)
+    monkeypatch.setattr(admin_resolvers, "admin_row", broken)
 
     # when
     response = await post(api, token, "query Me { viewer { id email } }")
@@ -185,7 +185,7 @@ async def test_masked_error_carries_the_callers_request_id(
     async def broken(*_: Any, **__: Any) -> NoReturn:
         raise RuntimeError("secret detail")
 
-    monkeypatch.setattr(admin_queries, "partner_row", broken)
+    monkeypatch.setattr(admin_resolvers, "partner_row", broken)
 
     # when
     response = await post(

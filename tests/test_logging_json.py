@@ -20,8 +20,8 @@ from typing import Any, NoReturn
 
 import pytest
 
-from db.queries import admins as admin_queries
 from graph.logging import JsonFormatter
+from graph.resolvers import admins as admin_resolvers
 from tests.conftest import Api
 from tests.helpers import Factory, error_codes, token_for
 
@@ -79,7 +79,7 @@ async def test_expected_errors_log_no_traceback_and_an_unexpected_one_logs_it_on
     async def broken(*_: Any, **__: Any) -> NoReturn:
         raise RuntimeError("secret detail")
 
-    monkeypatch.setattr(admin_queries, "admin_rows_by_ids", broken)
+    monkeypatch.setattr(admin_resolvers, "admin_row", broken)
     failed = await api.client.post(
         "/graphql", json={"query": "{ viewer { id } }"}, headers={**headers, "X-Request-ID": "r-1"}
     )
