@@ -92,6 +92,16 @@ def forbidden(message: str = "You are not allowed to do this.") -> ApiError:
     return ApiError(message, ErrorCode.FORBIDDEN)
 
 
+def caller_gone() -> ApiError:
+    """The caller's own row is not there (its admin deleted or moved, its partner deleted).
+    On a provisional request (``db.token_check``) the lookup riding along a statement that
+    found no row has not answered: the request settles it and answers 401 (or runs again as
+    the token's principal now). Coded, so that the answer thrown away logs no unexpected error
+    with its traceback; on a request whose lookup ran first it is the client's 401 all the
+    same, its token's admin gone since."""
+    return ApiError("The token's administrator or partner is gone.", ErrorCode.UNAUTHENTICATED)
+
+
 class Schema(strawberry.Schema):
     """Strawberry's schema without its error log (it logs every error, expected ones too, with
     a traceback; unexpected errors are logged once, where they are masked), its extensions'

@@ -6,7 +6,6 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import bindparam, select
-from sqlalchemy.exc import NoResultFound
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.queries.admins import AD as A
@@ -23,12 +22,10 @@ _ADMIN_BY_ID = DrivenRecords(
 )
 
 
-async def partner_row(session: AsyncSession, *, partner_id: int) -> Any:
-    """The partner's row; raises ``NoResultFound`` when there is none (as ``Result.one``)."""
+async def partner_row(session: AsyncSession, *, partner_id: int) -> Any | None:
+    """The partner's row, or None."""
     rows = await _PARTNER_BY_ID.read(session, {"partner_id": partner_id})
-    if not rows:
-        raise NoResultFound("No row was found when one was required")
-    return rows[0]
+    return rows[0] if rows else None
 
 
 async def admin_row(session: AsyncSession, *, partner_id: int, admin_id: int) -> Any | None:

@@ -3,26 +3,15 @@
 from __future__ import annotations
 
 import strawberry
-from sqlalchemy.exc import NoResultFound
 
 from db.queries import admins as q
 from db.queries.own_rows import admin_row, partner_row
 from graph.auth.permissions import Act, Obj, require
 from graph.context import Info
-from graph.errors import ApiError, ErrorCode
+from graph.errors import caller_gone
 from graph.pagination import CursorCodec, paging
 from graph.types.admins import Admin, AdminConnection, AdminEdge, Partner
 from graph.types.arguments import After, Before, First, Last
-
-
-def gone() -> ApiError:
-    """The caller's own row is not there (its admin deleted or moved, its partner deleted).
-    On a provisional request (``db.token_check``) the lookup riding along a statement that
-    found no row has not answered: the request settles it and answers 401 (or runs again as
-    the token's principal now). Coded, so that the answer thrown away logs no unexpected error
-    with its traceback; on a request whose lookup ran first it is the client's 401 all the
-    same, its token's admin gone since."""
-    return ApiError("The token's administrator or partner is gone.", ErrorCode.UNAUTHENTICATED)
 
 
 @strawberry.type
@@ -36,17 +25,16 @@ class AdminQueries:
                 session, partner_id=principal.partner_id, admin_id=principal.admin_id
             )
         if row is None:
-            raise gone()
+            raise caller_gone()
         return Admin.from_row(row)
 
     @strawberry.field(description="The caller's partner.")
     async def partner(self, info: Info) -> Partner:
         ctx = info.context
         async with ctx.db() as session:
-            try:
-                row = await partner_row(session, partner_id=ctx.principal.partner_id)
-            except NoResultFound:
-                raise gone() from None
+            row = await partner_row(session, partner_id=ctx.principal.partner_id)
+        if row is None:
+            raise caller_gone()
         return Partner.from_row(row)
 
     @strawberry.field(description="The partner's administrators with their roles, by creation.")

@@ -26,6 +26,7 @@ from graph.auth.launch_rights import (
 )
 from graph.auth.permissions import Act, Obj
 from graph.context import Context, Info
+from graph.errors import caller_gone
 from graph.ids import to_global_id
 from graph.mutations import Change, UserError, UserErrors, input_pk, run_mutation, user_error
 from graph.types.admins import Partner
@@ -149,8 +150,16 @@ async def _launch_customer(c: Change, input: LaunchCustomerInput) -> LaunchPaylo
     return LaunchPayload(url=url, expires_at=expires, user_errors=[])
 
 
+async def _own_partner(c: Change) -> Any:
+    """The caller's partner's row (inside the change's transaction: its own writes too)."""
+    row = await partner_row(c.session, partner_id=c.scope.partner_id)
+    if row is None:
+        raise caller_gone()
+    return row
+
+
 async def _launch_mine(c: Change) -> LaunchPayload:
-    partner = await partner_row(c.session, partner_id=c.scope.partner_id)
+    partner = await _own_partner(c)
     url, expires = await _issue(c, PARTNER, partner.id)
     return LaunchPayload(
         url=url,
@@ -260,7 +269,7 @@ class LaunchMutations:
 
 
 async def _set_up(c: Change, expected: SetupState, target: SetupState) -> PartnerSetupPayload:
-    partner = await partner_row(c.session, partner_id=c.scope.partner_id)
+    partner = await _own_partner(c)
     if partner.setup_state != expected.value:
         raise user_error(
             "INVALID_SETUP_STATE",
@@ -278,7 +287,7 @@ async def _set_up(c: Change, expected: SetupState, target: SetupState) -> Partne
         before={"setupState": partner.setup_state},
         after={"setupState": target.value},
     )
-    updated = await partner_row(c.session, partner_id=c.scope.partner_id)
+    updated = await _own_partner(c)
     return PartnerSetupPayload(partner=Partner.from_row(updated), user_errors=[])
 
 

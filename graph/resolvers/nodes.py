@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import strawberry
-from sqlalchemy.exc import NoResultFound
 
 from db.queries import admins as admin_q
 from db.queries import customer_children as kids
@@ -76,8 +75,7 @@ class NodeQueries:
             return await webhook_delivery_node(ctx, pk)
         if type_name == "Partner" and pk == ctx.principal.partner_id:
             async with ctx.db() as session:
-                try:
-                    return Partner.from_row(await partner_row(session, partner_id=pk))
-                except NoResultFound:  # deleted (a provisional request settles its lookup)
-                    return None
+                row = await partner_row(session, partner_id=pk)
+            # None when deleted (a provisional request then settles its lookup)
+            return Partner.from_row(row) if row is not None else None
         return None
