@@ -16,7 +16,7 @@ from sqlalchemy.util.concurrency import await_only
 
 from db.engine import RequestSession, create_engine
 from graph.ids import to_global_id
-from tests.conftest import Api, api_over, postgresql_only
+from tests.conftest import Api, postgresql_only
 from tests.databases import Database
 from tests.helpers import Factory, data_of, error_codes, post_graphql, token_for
 from tests.test_database_busy import impatient_api
@@ -50,25 +50,6 @@ async def locked(db: Database, table: str) -> AsyncIterator[None]:
             yield
         finally:
             await conn.rollback()
-
-
-@asynccontextmanager
-async def statement_timeout_api(db: Database) -> AsyncIterator[Api]:
-    """The app over ``db`` whose connections have a ``statement_timeout`` (PostgreSQL)."""
-    engine = create_engine(db.url)
-
-    def impatient(dbapi_connection: Any, _record: Any) -> None:
-        dbapi_connection.run_async(
-            lambda conn: conn.execute(f"SET statement_timeout = '{WAIT_MS}ms'")
-        )
-
-    event.listen(engine.sync_engine, "connect", impatient)
-    try:
-        database = Database(backend=db.backend, url=db.url, engine=engine)
-        async with api_over(database, response_cache_seconds=0) as api:
-            yield api
-    finally:
-        await engine.dispose()
 
 
 async def two_partners(api: Api) -> dict[str, int]:
@@ -267,7 +248,7 @@ async def test_a_statement_timeout_fails_its_field_alone_and_leaks_no_sql(
     fresh_database: Database, caplog: pytest.LogCaptureFixture
 ) -> None:
     await fresh_database.empty()
-    async with statement_timeout_api(fresh_database) as api:
+    async with impatient_api(fresh_database, "statement_timeout", response_cache_seconds=0) as api:
         w = await two_partners(api)
         customer = await Factory(api.engine).customer(w["acme"], "Secret Customer")
         gid = to_global_id("Customer", customer)

@@ -31,16 +31,17 @@ WAIT_MS = 300
 
 
 @asynccontextmanager
-async def impatient_api(db: Database) -> AsyncIterator[Api]:
-    """The app over ``db`` with an engine of its own whose connections give up on a lock after
-    ``WAIT_MS`` (as a deployment's ``lock_timeout``, or SQLite's busy timeout, would)."""
+async def impatient_api(
+    db: Database, setting: str = "lock_timeout", **overrides: Any
+) -> AsyncIterator[Api]:
+    """The app over ``db`` (settings ``overrides``) with an engine of its own whose connections
+    give up after ``WAIT_MS``: on PostgreSQL the ``setting`` (``lock_timeout``, as a
+    deployment may set it, or ``statement_timeout``), on SQLite its busy timeout."""
     engine = create_engine(db.url)
 
     def impatient(dbapi_connection: Any, _record: Any) -> None:
         if db.backend == "postgresql":
-            dbapi_connection.run_async(
-                lambda conn: conn.execute(f"SET lock_timeout = '{WAIT_MS}ms'")
-            )
+            dbapi_connection.run_async(lambda conn: conn.execute(f"SET {setting} = '{WAIT_MS}ms'"))
         else:
             cursor = dbapi_connection.cursor()
             cursor.execute(f"PRAGMA busy_timeout={WAIT_MS}")
@@ -48,7 +49,8 @@ async def impatient_api(db: Database) -> AsyncIterator[Api]:
 
     event.listen(engine.sync_engine, "connect", impatient)
     try:
-        async with api_over(Database(backend=db.backend, url=db.url, engine=engine)) as api:
+        own = Database(backend=db.backend, url=db.url, engine=engine)
+        async with api_over(own, **overrides) as api:
             yield api
     finally:
         await engine.dispose()
