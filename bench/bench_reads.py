@@ -8,8 +8,12 @@ measures only what issue 17's goals name (workloads 1-3 on PostgreSQL, response 
 PostGraphile 4 as the peer) and repeats it, so that a ratio is read from several rounds of the
 same run rather than from one: every round takes the servers' sequential latencies interleaved
 request by request, then wrk at each concurrency for each server back to back (the order of the
-servers alternating between rounds). Each ``--other`` adds a server: the same Partner Hub run
-with another import path (main's checkout before a change), for before/after in the same run.
+servers alternating between rounds). Latency is taken twice, both ways request by request: with the
+standard library's ``http.client`` (``bench.load.lean_latency``, ~0.1 ms of client a request:
+what the goals' ratios are read from) and with httpx (``latency_httpx``, as before: ~0.7-1 ms
+of a Python client's work in every sample, reported beside it). Each ``--other`` adds a server:
+the same Partner Hub run with another import path (main's checkout before a change), for
+before/after in the same run.
 Prints the per-round ratios to PostGraphile and writes ``bench/results/<date>-reads.json``.
 """
 
@@ -26,7 +30,7 @@ from typing import Any
 
 from bench.bench_peers import EMAIL, PEER_WORKLOADS, PORT, Subjects, _request, versions
 from bench.common import RESULTS, dataset, machine, token_for
-from bench.load import interleaved_latency, run_wrk
+from bench.load import interleaved_latency, lean_latency, run_wrk
 from bench.peers import partner_hub_server, peak_rss, postgraphile
 from bench.peers_report import failed
 
@@ -72,8 +76,10 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
                     )
                     for name in names
                 }
+                lean = await lean_latency(targets, args.runs)
                 for name, lat in (await interleaved_latency(targets, args.runs)).items():
-                    result[name][workload] = {"latency": lat, "load": {}}
+                    result[name][workload] = {"latency": lean[name], "latency_httpx": lat}
+                    result[name][workload]["load"] = {}
                 for c in args.concurrency:
                     for name in names:
                         target, body, token = targets[name]
@@ -95,33 +101,37 @@ def _line(result: dict[str, Any], workload: str) -> str:
     parts = []
     for name, found in result.items():
         w = found[workload]
-        lat = w["latency"]
+        lat, slow = w["latency"], w["latency_httpx"]
         loads = " ".join(
             f"c{c} {r['requests_per_s']:.0f}/s p99 {r['latency_ms']['p99']:.0f} "
             f"err {failed(r['errors'])}"
             for c, r in w["load"].items()
         )
         parts.append(
-            f"{name} {lat['median_ms']:.1f}/{lat['p99_ms']:.1f} ms err {lat['errors']} {loads}"
+            f"{name} {lat['median_ms']:.2f}/{lat['p99_ms']:.1f} ms err {lat['errors']} "
+            f"(httpx {slow['median_ms']:.2f}/{slow['p99_ms']:.1f}) {loads}"
         )
     return " | ".join(parts)
 
 
-def ratios(report: dict[str, Any], server: str = "ours_cold") -> list[str]:
-    """Per workload: the ratio to PostGraphile of each round (median, p99, req/s per c)."""
+def ratios(
+    report: dict[str, Any], server: str = "ours_cold", latency: str = "latency"
+) -> list[str]:
+    """Per workload: the ratio to PostGraphile of each round (median and p99 of ``latency``:
+    wrk's, or ``latency_httpx``; req/s per c)."""
     lines = []
     for workload in report["args"]["workloads"]:
         medians, p99s, rps = [], [], {}
         for result in report["rounds"]:
             ours, peer = result[server][workload], result["postgraphile"][workload]
-            medians.append(ours["latency"]["median_ms"] / peer["latency"]["median_ms"])
-            p99s.append(ours["latency"]["p99_ms"] / peer["latency"]["p99_ms"])
+            medians.append(ours[latency]["median_ms"] / peer[latency]["median_ms"])
+            p99s.append(ours[latency]["p99_ms"] / peer[latency]["p99_ms"])
             for c, run in ours["load"].items():
                 peer_rps = peer["load"][c]["requests_per_s"]
                 rps.setdefault(c, []).append(run["requests_per_s"] / peer_rps)
         fmt = lambda xs: ", ".join(f"{x:.2f}" for x in xs)  # noqa: E731
         lines.append(
-            f"{server} {workload}: median x{fmt(medians)}; p99 x{fmt(p99s)}; "
+            f"{server} {workload} ({latency}): median x{fmt(medians)}; p99 x{fmt(p99s)}; "
             + "; ".join(f"c{c} x{fmt(v)}" for c, v in rps.items())
             + f" (median of rounds: median {statistics.median(medians):.2f}x)"
         )
@@ -147,6 +157,7 @@ async def main() -> None:
     for server in report["rounds"][0]:
         if server != "postgraphile":
             print("\n".join(ratios(report, server)))
+            print("\n".join(ratios(report, server, "latency_httpx")))
 
 
 if __name__ == "__main__":
