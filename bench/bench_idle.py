@@ -22,11 +22,10 @@ import json
 import statistics
 import time
 from contextlib import AsyncExitStack
-from datetime import date
 from typing import Any
 
-from bench.bench_peers import EMAIL, PORT, Subjects, _request, versions
-from bench.common import RESULTS, dataset, machine, token_for
+from bench.bench_peers import EMAIL, PORT, Subjects, _request, run_head
+from bench.common import RESULTS, dataset, token_for
 from bench.load import lean_latency
 from bench.peers import partner_hub_server, postgraphile
 
@@ -85,10 +84,7 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
                 ratio = row["ours_cold"]["median_ms"] / row["postgraphile"]["median_ms"]
                 print(f"{workload} think {think} ms: {_cells(row)} ({ratio:.2f}x)", flush=True)
     return {
-        "machine": machine(),
-        "versions": versions(),
-        "date": date.today().isoformat(),
-        "args": vars(args),
+        **run_head(args),
         "latency": latency,
         "control": await asyncio.to_thread(control, args.think_ms, args.runs),
     }

@@ -296,6 +296,16 @@ async def _customers_returned(url: str, body: dict[str, Any], token: str) -> int
     return len(customers["nodes"]) if customers else None
 
 
+def run_head(args: argparse.Namespace) -> dict[str, Any]:
+    """What every run's report starts with: the machine, the versions, the day, the arguments."""
+    return {
+        "machine": machine(),
+        "versions": versions(),
+        "date": date.today().isoformat(),
+        "args": vars(args),
+    }
+
+
 def versions() -> dict[str, str]:
     from importlib.metadata import version
 

@@ -25,11 +25,10 @@ import json
 import os
 import statistics
 from contextlib import AsyncExitStack
-from datetime import date
 from typing import Any
 
-from bench.bench_peers import EMAIL, PEER_WORKLOADS, PORT, Subjects, _request, versions
-from bench.common import RESULTS, dataset, machine, token_for
+from bench.bench_peers import EMAIL, PEER_WORKLOADS, PORT, Subjects, _request, run_head
+from bench.common import RESULTS, dataset, token_for
 from bench.load import interleaved_latency, lean_latency, run_wrk
 from bench.peers import partner_hub_server, peak_rss, postgraphile
 from bench.peers_report import failed
@@ -88,10 +87,7 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
                 print(f"round {round_ + 1} {workload}: {_line(result, workload)}", flush=True)
             rounds.append(result)
     return {
-        "machine": machine(),
-        "versions": versions(),
-        "date": date.today().isoformat(),
-        "args": vars(args),
+        **run_head(args),
         "rounds": rounds,
         "peak_rss_mb": {name: round(peak.mb, 1) for name, peak in rss.items()},
     }
