@@ -13,6 +13,8 @@ from sqlalchemy import update
 from db.engine import session_factory
 from db.models import Admin, ApiToken
 from db.queries.admins import issue_token
+from db.seed import seed_resources
+from db.seed.resources import catalogue
 from tests.conftest import NOW, Api, api_over
 from tests.helpers import Factory, data_of, post_graphql, token_for
 
@@ -112,20 +114,24 @@ async def test_a_seen_tokens_query_runs_no_lookup_of_its_own(uncached_api: Api) 
         ("{ viewer { id name email role } }", "viewer"),
         ("{ partner { id name domain } }", "partner"),
         ("{ tags { id name } }", "tags"),
+        ("{ quickLinks { slug title url } }", "quickLinks"),
+        ("{ featuredResources { slug title } }", "featuredResources"),
     ],
 )
 async def test_an_apps_first_query_carries_the_lookup(
     uncached_api: Api, document: str, field: str
 ) -> None:
-    """``viewer``, ``partner`` and ``tags`` (an app shell's first query, a filter bar's) read
-    on the driver connection: on PostgreSQL the token's lookup rides along, one statement in all
-    (they took two: the lookup alone, then the row)."""
+    """``viewer``, ``partner``, ``tags`` and the help page's lists (an app shell's first query,
+    a filter bar's, the help page's) read on the driver connection: on PostgreSQL the token's
+    lookup rides along, one statement in all (they took two: the lookup alone, then the rows)."""
     # given
     api = uncached_api
     seen = await given_partner(api)
     if field == "tags":  # (the lookup rides along a row: a statement without any asks again)
         create = 'mutation { createTag(input: {name: "Gold"}) { tag { id } } }'
         assert answer(await post(api, create, token=seen["token"]))["createTag"]["tag"]
+    if field in ("quickLinks", "featuredResources"):
+        assert await seed_resources(api.engine, now=NOW) == len(catalogue())
     first = answer(await post(api, document, token=seen["token"]))
 
     # when
@@ -139,8 +145,11 @@ async def test_an_apps_first_query_carries_the_lookup(
         assert first["viewer"]["role"] == "FULL_ADMIN"
     elif field == "partner":
         assert first["partner"]["name"] == "Acme Partners"
-    else:
+    elif field == "tags":
         assert [tag["name"] for tag in first["tags"]] == ["Gold"]
+    else:
+        flag = "quick_link" if field == "quickLinks" else "featured"
+        assert {r["slug"] for r in first[field]} == {e["slug"] for e in catalogue() if e[flag]}
     if api.db.backend == "postgresql":
         assert (checked(statements), lookups(statements), len(statements)) == (1, 0, 1)
     else:

@@ -10,7 +10,7 @@ from sqlalchemy import delete, func, select, update
 from db.models import Resource
 from db.seed import seed_resources
 from db.seed.resources import catalogue
-from tests.conftest import NOW, Api
+from tests.conftest import NOW, Api, api_over
 from tests.helpers import Factory, data_of, error_codes, post_graphql
 
 FULL = "full@acme.example"
@@ -368,6 +368,20 @@ async def test_quick_links_and_featured_resources_are_the_flagged_ones(
     assert all(r["quickLink"] for r in data["quickLinks"])
     assert all(r["featured"] for r in data["featuredResources"])
     assert all(r["url"].startswith("https://") for r in data["quickLinks"])
+
+
+async def test_the_lists_hold_the_most_popular_up_to_the_page_size(catalogue_api: Api) -> None:
+    # given: an instance whose pages hold at most three
+    async with api_over(catalogue_api.db, max_page_size=3) as small:
+        # when
+        data = data_of(await post_graphql(small, LISTS, as_=FULL))
+
+    # then: the first three of each list, in order (the limit is the statement's)
+    quick = [e for e in catalogue() if e["quick_link"]]
+    featured = [e for e in catalogue() if e["featured"]]
+    assert len(quick) > 3 and len(featured) > 3
+    assert [r["slug"] for r in data["quickLinks"]] == popularity_order(quick)[:3]
+    assert [r["slug"] for r in data["featuredResources"]] == popularity_order(featured)[:3]
 
 
 @pytest.mark.parametrize("email", ["sales@acme.example", "readonly@acme.example"])

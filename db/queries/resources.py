@@ -28,6 +28,7 @@ from sqlalchemy import (
     Double,
     Integer,
     and_,
+    bindparam,
     cast,
     column,
     false,
@@ -42,6 +43,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql import Subquery
 
 from db.models import Resource
+from db.queries.customers import DrivenRecords
 
 R = Resource.__table__.c  # type: ignore[attr-defined]
 
@@ -228,19 +230,33 @@ async def count_resources(session: AsyncSession, *, query: ResourceQuery) -> int
     return int((await session.execute(stmt.where(*_conditions(query)))).scalar_one())
 
 
-async def quick_links(session: AsyncSession) -> list[Any]:
-    """Resources flagged as quick links, most popular first."""
-    return await _flagged(session, R.quick_link)
+async def quick_links(session: AsyncSession, *, limit: int) -> list[Any]:
+    """The first ``limit`` resources flagged as quick links, most popular first."""
+    return await _flagged(session, "quick_link", limit)
 
 
-async def featured_resources(session: AsyncSession) -> list[Any]:
-    """Resources flagged as featured, most popular first."""
-    return await _flagged(session, R.featured)
+async def featured_resources(session: AsyncSession, *, limit: int) -> list[Any]:
+    """The first ``limit`` resources flagged as featured, most popular first."""
+    return await _flagged(session, "featured", limit)
 
 
-async def _flagged(session: AsyncSession, flag: Any) -> list[Any]:
-    title = _title_key(_dialect(session))
-    rows = await session.execute(
-        select(*R).where(flag.is_(True)).order_by(R.popularity.desc(), title, R.id)
-    )
-    return list(rows.all())
+# Per (flag, dialect): the help page's first reads, on the request's driver connection carrying
+# a provisional request's token lookup (``DrivenRecords``): one statement where they took two
+# (the lookup alone, then this one built anew), and the limit in it (they read every flagged
+# resource and sliced).
+_FLAGGED: dict[tuple[str, str], DrivenRecords] = {}
+
+
+async def _flagged(session: AsyncSession, flag: str, limit: int) -> list[Any]:
+    dialect = _dialect(session)
+    reads = _FLAGGED.get((flag, dialect))
+    if reads is None:
+        stmt = (
+            select(*R)
+            .where(R[flag].is_(True))
+            .order_by(R.popularity.desc(), _title_key(dialect), R.id)
+            .limit(bindparam("limit"))
+        )
+        reads = _FLAGGED[(flag, dialect)] = DrivenRecords(stmt)
+    rows: list[Any] = await reads.read(session, {"limit": limit})
+    return rows

@@ -59,8 +59,8 @@ class ResourceQueries:
     )
     async def quick_links(self, info: Info) -> list[Resource]:
         async with info.context.db() as session:
-            rows = await q.quick_links(session)
-        return [Resource.from_row(r) for r in rows[: info.context.settings.max_page_size]]
+            rows = await q.quick_links(session, limit=info.context.settings.max_page_size)
+        return [Resource.from_row(r) for r in rows]
 
     @strawberry.field(
         description='Resources we want to show ("Featured resources"), most popular first (at '
@@ -69,8 +69,8 @@ class ResourceQueries:
     )
     async def featured_resources(self, info: Info) -> list[Resource]:
         async with info.context.db() as session:
-            rows = await q.featured_resources(session)
-        return [Resource.from_row(r) for r in rows[: info.context.settings.max_page_size]]
+            rows = await q.featured_resources(session, limit=info.context.settings.max_page_size)
+        return [Resource.from_row(r) for r in rows]
 
     @strawberry.field(
         description="All resources, searched and filtered, keyset-paged (`first` 1-100). "
