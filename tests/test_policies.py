@@ -5,6 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy import insert
+
+from db.models import CustomRole
+from graph.cost_model import MAX_ROLES
 from tests.authz_support import (
     AuthzFactory,
     changed_tables,
@@ -14,7 +18,7 @@ from tests.authz_support import (
     snapshot,
     user_error_codes,
 )
-from tests.conftest import Api
+from tests.conftest import NOW, Api
 from tests.helpers import assert_forbidden, data_of, error_codes, post_graphql
 
 A_FULL, A_RO, A_SALES, A_PARTNER = (
@@ -622,3 +626,28 @@ async def test_lists_below_a_customer_follow_their_own_rules(api: Api) -> None:
     assert sorted(sub_ids(full["page"]["Theirs"]["subscriptions"])) == sorted(
         sub_ids(before["page"]["Theirs"]["subscriptions"])
     )
+
+
+async def test_roles_lists_the_built_in_ones_then_the_first_custom_ones_by_name(api: Api) -> None:
+    # given: Acme with more custom roles than the answer holds, Globex with one of its own
+    pks = await two_partners(api)
+    names = [f"ROLE_{n:03d}" for n in reversed(range(MAX_ROLES + 5))]
+    async with api.engine.begin() as conn:
+        await conn.execute(
+            insert(CustomRole),
+            [
+                {"partner_id": pks[domain], "name": name, "description": "", "created_at": NOW}
+                for domain, name in [("globex.example", "AAA_GLOBEX")]
+                + [("acme.example", name) for name in names]
+            ],
+        )
+
+    # when
+    roles = data_of(await post_graphql(api, ROLES, as_=A_FULL))["roles"]
+
+    # then: as many as the cost prices, built-in first, then Acme's by name (none of Globex's)
+    built_in = [r["name"] for r in roles if r["builtIn"]]
+    custom = [r["name"] for r in roles if not r["builtIn"]]
+    assert len(roles) == MAX_ROLES
+    assert [r["name"] for r in roles[: len(built_in)]] == built_in
+    assert custom == sorted(names)[: MAX_ROLES - len(built_in)]

@@ -116,14 +116,16 @@ async def test_a_seen_tokens_query_runs_no_lookup_of_its_own(uncached_api: Api) 
         ("{ tags { id name } }", "tags"),
         ("{ quickLinks { slug title url } }", "quickLinks"),
         ("{ featuredResources { slug title } }", "featuredResources"),
+        ("{ roles { name builtIn } }", "roles"),
     ],
 )
 async def test_an_apps_first_query_carries_the_lookup(
     uncached_api: Api, document: str, field: str
 ) -> None:
-    """``viewer``, ``partner``, ``tags`` and the help page's lists (an app shell's first query,
-    a filter bar's, the help page's) read on the driver connection: on PostgreSQL the token's
-    lookup rides along, one statement in all (they took two: the lookup alone, then the rows)."""
+    """``viewer``, ``partner``, ``tags``, ``roles`` and the help page's lists (an app shell's
+    first query, a filter bar's, the help and roles pages') read on the driver connection: on
+    PostgreSQL the token's lookup rides along, one statement in all (they took two: the lookup
+    alone, then the rows)."""
     # given
     api = uncached_api
     seen = await given_partner(api)
@@ -132,6 +134,13 @@ async def test_an_apps_first_query_carries_the_lookup(
         assert answer(await post(api, create, token=seen["token"]))["createTag"]["tag"]
     if field in ("quickLinks", "featuredResources"):
         assert await seed_resources(api.engine, now=NOW) == len(catalogue())
+    if field == "roles":
+        rule = '{object: "audit", action: "read", scope: "all"}'
+        create = (
+            'mutation { createRole(input: {name: "AUDITOR", rules: [' + rule + "]}) "
+            "{ role { name } } }"
+        )
+        assert answer(await post(api, create, token=seen["token"]))["createRole"]["role"]
     first = answer(await post(api, document, token=seen["token"]))
 
     # when
@@ -147,6 +156,8 @@ async def test_an_apps_first_query_carries_the_lookup(
         assert first["partner"]["name"] == "Acme Partners"
     elif field == "tags":
         assert [tag["name"] for tag in first["tags"]] == ["Gold"]
+    elif field == "roles":
+        assert [r["name"] for r in first["roles"] if not r["builtIn"]] == ["AUDITOR"]
     else:
         flag = "quick_link" if field == "quickLinks" else "featured"
         assert {r["slug"] for r in first[field]} == {e["slug"] for e in catalogue() if e[flag]}

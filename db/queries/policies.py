@@ -13,10 +13,22 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Integer, String, and_, cast, delete, func, insert, select, update
+from sqlalchemy import (
+    Integer,
+    String,
+    and_,
+    bindparam,
+    cast,
+    delete,
+    func,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.models import AppMeta, CasbinRule, CustomRole
+from db.queries.customers import DrivenRecords
 
 PolicyLine = tuple[str, ...]  # (ptype, v0, v1, ...)
 POLICY_VERSION_KEY = "policy_version"
@@ -84,10 +96,29 @@ async def remove_policy_line(session: AsyncSession, *, line: PolicyLine) -> int:
     return int(result.rowcount)  # type: ignore[attr-defined]
 
 
-async def custom_roles(session: AsyncSession, *, partner_id: int) -> list[Any]:
-    c = CustomRole.__table__.c  # type: ignore[attr-defined]
-    rows = await session.execute(select(*c).where(c.partner_id == partner_id).order_by(c.name))
-    return list(rows.all())
+_CR = CustomRole.__table__.c  # type: ignore[attr-defined]
+# The ``roles`` query's read, on the request's driver connection carrying a provisional
+# request's token lookup (``DrivenRecords``): one statement where it took two, and no more rows
+# than the answer holds.
+_FIRST_CUSTOM_ROLES = DrivenRecords(
+    select(*_CR)
+    .where(_CR.partner_id == bindparam("partner_id"))
+    .order_by(_CR.name)
+    .limit(bindparam("limit"))
+)
+
+
+async def custom_roles(
+    session: AsyncSession, *, partner_id: int, limit: int | None = None
+) -> list[Any]:
+    """The partner's custom roles by name: all of them (a mutation checking a role's name), or
+    the first ``limit``."""
+    if limit is not None:
+        params = {"partner_id": partner_id, "limit": limit}
+        found: list[Any] = await _FIRST_CUSTOM_ROLES.read(session, params)
+        return found
+    stmt = select(*_CR).where(_CR.partner_id == partner_id).order_by(_CR.name)
+    return list((await session.execute(stmt)).all())
 
 
 async def create_custom_role(

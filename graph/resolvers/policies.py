@@ -51,10 +51,14 @@ def _rule(rule: pa.Rule) -> PolicyRule:
     )
 
 
-async def _roles(ctx: Context, lines: Sequence[PolicyLine], session: Any) -> list[Role]:
+async def _roles(
+    ctx: Context, lines: Sequence[PolicyLine], session: Any, limit: int | None = None
+) -> list[Role]:
+    """The built-in roles, then the custom ones by name (the first ``limit`` in all)."""
     partner_id = ctx.principal.partner_id
     rules = pa.effective_rules(lines, partner_id)
-    custom = await pq.custom_roles(session, partner_id=partner_id)
+    first = None if limit is None else max(limit - len(BUILT_IN_ROLES), 0)
+    custom = await pq.custom_roles(session, partner_id=partner_id, limit=first)
     described = [(name, text, True) for name, text in BUILT_IN_ROLES.items()]
     described += [(row.name, row.description, False) for row in custom]
     return [
@@ -133,8 +137,8 @@ class PolicyQueries:
         ctx = info.context
         require(ctx, Obj.POLICY, Act.READ)
         async with ctx.db() as session:
-            roles = await _roles(ctx, ctx.services.authorizer.lines, session)
-        # The built-in roles, then the first custom ones: the bound the query cost prices.
+            # The built-in roles, then the first custom ones: the bound the query cost prices.
+            roles = await _roles(ctx, ctx.services.authorizer.lines, session, MAX_ROLES)
         return roles[:MAX_ROLES]
 
     @strawberry.field(description="Every rule in force for the partner, by role (at most 2,000).")
