@@ -20,7 +20,8 @@ from tests.helpers import Factory, data_of, post_graphql, token_for
 
 PAGE = "{ customers(first: 5) { nodes { id name tags { name } } } }"
 DETAIL = "query($id: ID!) { customer(id: $id) { name subscriptions { subscriptionId } } }"
-ADMINS = "{ admins(first: 5) { nodes { name } } }"  # its first statement is not a driver query
+# its first statement is not a driver query
+AUDIT = "{ auditLog(first: 5) { nodes { operation } } }"
 
 
 async def post(
@@ -78,7 +79,7 @@ async def test_a_seen_tokens_query_runs_no_lookup_of_its_own(uncached_api: Api) 
     api = uncached_api
     seen = await given_partner(api)
     # (and the documents known: a document seen for the first time is not known to be a query)
-    for document, variables in ((PAGE, None), (DETAIL, {"id": seen["id"]}), (ADMINS, None)):
+    for document, variables in ((PAGE, None), (DETAIL, {"id": seen["id"]}), (AUDIT, None)):
         answer(await post(api, document, variables, token=seen["token"]))
 
     # when
@@ -86,13 +87,13 @@ async def test_a_seen_tokens_query_runs_no_lookup_of_its_own(uncached_api: Api) 
         page = await post(api, PAGE, token=seen["token"])
     with api.counter.counting() as detail_statements:
         detail = await post(api, DETAIL, {"id": seen["id"]}, token=seen["token"])
-    with api.counter.counting() as admin_statements:
-        await post(api, ADMINS, token=seen["token"])
+    with api.counter.counting() as audit_statements:
+        answer(await post(api, AUDIT, token=seen["token"]))
     with api.counter.counting() as bare_statements:
         bare = await post(api, "{ __typename }", token=seen["token"])
 
     # then: on PostgreSQL the lookup rode along the page's and the detail's statements; a query
-    # whose first statement does not carry it (the admins), or that runs none, looks it up alone
+    # whose first statement does not carry it (the audit log), or that runs none, looks it up alone
     # first
     assert answer(page)["customers"]["nodes"][0]["name"] == "Alpha"
     assert answer(detail)["customer"]["subscriptions"]
@@ -100,10 +101,10 @@ async def test_a_seen_tokens_query_runs_no_lookup_of_its_own(uncached_api: Api) 
     if api.db.backend == "postgresql":
         assert (checked(page_statements), lookups(page_statements)) == (1, 0)
         assert (checked(detail_statements), lookups(detail_statements)) == (1, 0)
-        assert (checked(admin_statements), lookups(admin_statements)) == (0, 1)
-        assert admin_statements[0].startswith(LOOKUP_ALONE)  # before the admins
+        assert (checked(audit_statements), lookups(audit_statements)) == (0, 1)
+        assert audit_statements[0].startswith(LOOKUP_ALONE)  # before the audit log's
     else:
-        for statements in (page_statements, detail_statements, admin_statements):
+        for statements in (page_statements, detail_statements, audit_statements):
             assert (checked(statements), lookups(statements)) == (0, 1)
     assert lookups(bare_statements) == 1
 
@@ -117,15 +118,16 @@ async def test_a_seen_tokens_query_runs_no_lookup_of_its_own(uncached_api: Api) 
         ("{ quickLinks { slug title url } }", "quickLinks"),
         ("{ featuredResources { slug title } }", "featuredResources"),
         ("{ roles { name builtIn } }", "roles"),
+        ("{ admins(first: 5) { nodes { name email } } }", "admins"),
     ],
 )
 async def test_an_apps_first_query_carries_the_lookup(
     uncached_api: Api, document: str, field: str
 ) -> None:
-    """``viewer``, ``partner``, ``tags``, ``roles`` and the help page's lists (an app shell's
-    first query, a filter bar's, the help and roles pages') read on the driver connection: on
-    PostgreSQL the token's lookup rides along, one statement in all (they took two: the lookup
-    alone, then the rows)."""
+    """``viewer``, ``partner``, ``tags``, ``roles``, ``admins`` and the help page's lists (an app
+    shell's first query, a filter bar's, the help, roles and admins pages') read on the driver
+    connection: on PostgreSQL the token's lookup rides along, one statement in all (they took two:
+    the lookup alone, then the rows)."""
     # given
     api = uncached_api
     seen = await given_partner(api)
@@ -158,6 +160,8 @@ async def test_an_apps_first_query_carries_the_lookup(
         assert [tag["name"] for tag in first["tags"]] == ["Gold"]
     elif field == "roles":
         assert [r["name"] for r in first["roles"] if not r["builtIn"]] == ["AUDITOR"]
+    elif field == "admins":
+        assert [a["name"] for a in first["admins"]["nodes"]] == ["Fiona Full"]
     else:
         flag = "quick_link" if field == "quickLinks" else "featured"
         assert {r["slug"] for r in first[field]} == {e["slug"] for e in catalogue() if e[flag]}

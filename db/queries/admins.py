@@ -199,26 +199,6 @@ async def create_admin(
 A = AD
 
 
-async def admins_page(
-    session: AsyncSession,
-    *,
-    partner_id: int,
-    first: int,
-    after_id: int | None,
-    backward: bool = False,
-) -> tuple[list[Any], bool]:
-    """Admins of a partner by id (keyset), and whether more follow; ``backward``: the ``first``
-    before ``after_id``, nearest first."""
-    conditions = [A.partner_id == partner_id]
-    if after_id is not None:
-        conditions.append(A.id < after_id if backward else A.id > after_id)
-    order = A.id.desc() if backward else A.id.asc()
-    rows = (
-        await session.execute(select(*A).where(*conditions).order_by(order).limit(first + 1))
-    ).all()
-    return list(rows[:first]), len(rows) > first
-
-
 async def count_admins(session: AsyncSession, *, partner_id: int) -> int:
     return int(
         (

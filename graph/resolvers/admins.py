@@ -5,6 +5,7 @@ from __future__ import annotations
 import strawberry
 
 from db.queries import admins as q
+from db.queries.admin_pages import admins_page
 from db.queries.own_rows import admin_row, partner_row
 from graph.auth.permissions import Act, Obj, require
 from graph.context import Info
@@ -63,7 +64,7 @@ class AdminQueries:
                 return await q.count_admins(session, partner_id=scope.partner_id)
 
         async with ctx.db() as session:
-            read, more = await q.admins_page(
+            read, more = await admins_page(
                 session,
                 partner_id=scope.partner_id,
                 first=page.size,
