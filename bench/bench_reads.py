@@ -114,7 +114,7 @@ def ratios(
     report: dict[str, Any], server: str = "ours_cold", latency: str = "latency"
 ) -> list[str]:
     """Per workload: the ratio to PostGraphile of each round (median and p99 of ``latency``:
-    wrk's, or ``latency_httpx``; req/s per c)."""
+    http.client's, or ``latency_httpx``; req/s per c)."""
     lines = []
     for workload in report["args"]["workloads"]:
         medians, p99s, rps = [], [], {}

@@ -54,7 +54,8 @@ def _rule(rule: pa.Rule) -> PolicyRule:
 async def _roles(
     ctx: Context, lines: Sequence[PolicyLine], session: Any, limit: int | None = None
 ) -> list[Role]:
-    """The built-in roles, then the custom ones by name (the first ``limit`` in all)."""
+    """The built-in roles, then the custom ones by name (the first ``limit`` in all: the custom
+    ones read are the first ``limit`` less the built-in ones)."""
     partner_id = ctx.principal.partner_id
     rules = pa.effective_rules(lines, partner_id)
     first = None if limit is None else max(limit - len(BUILT_IN_ROLES), 0)
@@ -138,8 +139,7 @@ class PolicyQueries:
         require(ctx, Obj.POLICY, Act.READ)
         async with ctx.db() as session:
             # The built-in roles, then the first custom ones: the bound the query cost prices.
-            roles = await _roles(ctx, ctx.services.authorizer.lines, session, MAX_ROLES)
-        return roles[:MAX_ROLES]
+            return await _roles(ctx, ctx.services.authorizer.lines, session, MAX_ROLES)
 
     @strawberry.field(description="Every rule in force for the partner, by role (at most 2,000).")
     async def policy_rules(self, info: Info) -> list[PolicyRule]:
