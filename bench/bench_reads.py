@@ -11,9 +11,12 @@ request by request, then wrk at each concurrency for each server back to back (t
 servers alternating between rounds). Latency is taken twice, both ways request by request: with the
 standard library's ``http.client`` (``bench.load.lean_latency``, ~0.1 ms of client a request:
 what the goals' ratios are read from) and with httpx (``latency_httpx``, as before: ~0.7-1 ms
-of a Python client's work in every sample, reported beside it). Each ``--other`` adds a server:
-the same Partner Hub run with another import path (main's checkout before a change), for
-before/after in the same run.
+of a Python client's work in every sample, reported beside it). A third pass with http.client
+takes turns of ``--turn`` requests (``latency_turns``): what one user's consecutive requests to
+one server see, without another server's request between every two of them (request by
+request, each server is measured with the caches the other left: ``bench.bench_idle``).
+Each ``--other`` adds a server: the same Partner Hub run with another import path (main's
+checkout before a change), for before/after in the same run.
 Prints the per-round ratios to PostGraphile and writes ``bench/results/<date>-reads.json``.
 """
 
@@ -76,8 +79,13 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
                     for name in names
                 }
                 lean = await lean_latency(targets, args.runs)
+                turns = await lean_latency(targets, args.runs, turn=args.turn)
                 for name, lat in (await interleaved_latency(targets, args.runs)).items():
-                    result[name][workload] = {"latency": lean[name], "latency_httpx": lat}
+                    result[name][workload] = {
+                        "latency": lean[name],
+                        "latency_turns": turns[name],
+                        "latency_httpx": lat,
+                    }
                     result[name][workload]["load"] = {}
                 for c in args.concurrency:
                     for name in names:
@@ -97,7 +105,7 @@ def _line(result: dict[str, Any], workload: str) -> str:
     parts = []
     for name, found in result.items():
         w = found[workload]
-        lat, slow = w["latency"], w["latency_httpx"]
+        lat, turns, slow = w["latency"], w["latency_turns"], w["latency_httpx"]
         loads = " ".join(
             f"c{c} {r['requests_per_s']:.0f}/s p99 {r['latency_ms']['p99']:.0f} "
             f"err {failed(r['errors'])}"
@@ -105,6 +113,7 @@ def _line(result: dict[str, Any], workload: str) -> str:
         )
         parts.append(
             f"{name} {lat['median_ms']:.2f}/{lat['p99_ms']:.1f} ms err {lat['errors']} "
+            f"(turns {turns['median_ms']:.2f}/{turns['p99_ms']:.1f}) "
             f"(httpx {slow['median_ms']:.2f}/{slow['p99_ms']:.1f}) {loads}"
         )
     return " | ".join(parts)
@@ -143,6 +152,7 @@ async def main() -> None:
     parser.add_argument("--concurrency", default="8,32")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--workloads", default=",".join(PEER_WORKLOADS))
+    parser.add_argument("--turn", type=int, default=25, help="latency_turns: requests a turn")
     parser.add_argument("--other", action="append", default=[], help="NAME=PYTHONPATH")
     args = parser.parse_args()
     args.concurrency = [int(c) for c in args.concurrency.split(",")]
@@ -153,6 +163,7 @@ async def main() -> None:
     for server in report["rounds"][0]:
         if server != "postgraphile":
             print("\n".join(ratios(report, server)))
+            print("\n".join(ratios(report, server, "latency_turns")))
             print("\n".join(ratios(report, server, "latency_httpx")))
 
 

@@ -131,20 +131,29 @@ async def interleaved_latency(
 
 
 async def lean_latency(
-    targets: dict[str, tuple[str, Any, Any]], runs: int, warmup: int = 20, think_s: float = 0.0
+    targets: dict[str, tuple[str, Any, Any]],
+    runs: int,
+    warmup: int = 20,
+    think_s: float = 0.0,
+    turn: int = 1,
 ) -> dict[str, dict[str, Any]]:
-    """``interleaved_latency`` (taking turns request by request, one keep-alive connection per
-    server) from the standard library's ``http.client`` in a thread of its own: a client that
-    costs ~0.1 ms a request where httpx on asyncio cost ~0.7-1 ms (parsing the answer included),
-    the same for every server, which pulled every ratio towards 1. wrk on one connection was
-    not used: its coordinated-omission correction turns one 70 ms pause of a server into ~35
-    samples of a sequential user's latencies. ``think_s``: a pause before each request (not
-    timed), as a user reading the last answer would leave (``bench.bench_idle``)."""
-    return await asyncio.to_thread(_lean_latency, targets, runs, warmup, think_s)
+    """``interleaved_latency`` (taking turns, one keep-alive connection per server) from the
+    standard library's ``http.client`` in a thread of its own: a client that costs ~0.1 ms a
+    request where httpx on asyncio cost ~0.7-1 ms (parsing the answer included), the same for
+    every server, which pulled every ratio towards 1. wrk on one connection was not used: its
+    coordinated-omission correction turns one 70 ms pause of a server into ~35 samples of a
+    sequential user's latencies. ``think_s``: a pause before each request (not timed), as a user
+    reading the last answer would leave (``bench.bench_idle``). ``turn``: requests a server
+    answers in a row before the next server's turn; 1 (request by request) measures every
+    request right after another server's, with the caches it left (``bench.bench_idle``: on
+    these VMs that alone makes a request up to 1.5x slower); a longer turn measures what one
+    user's consecutive requests to one server see, still interleaved against the machine's
+    drift. Every sample is kept, the first of each turn included."""
+    return await asyncio.to_thread(_lean_latency, targets, runs, warmup, think_s, turn)
 
 
 def _lean_latency(
-    targets: dict[str, tuple[str, Any, Any]], runs: int, warmup: int, think_s: float
+    targets: dict[str, tuple[str, Any, Any]], runs: int, warmup: int, think_s: float, turn: int
 ) -> dict[str, dict[str, Any]]:
     connections, requests = {}, {}
     for name, (url, body, token) in targets.items():
@@ -158,19 +167,20 @@ def _lean_latency(
     errors = dict.fromkeys(targets, 0)
     names = list(targets)
     try:
-        for round_ in range(warmup + runs):
+        for round_ in range(math.ceil((warmup + runs) / turn)):
             for name in names[round_ % len(names) :] + names[: round_ % len(names)]:
                 path, body, headers = requests[name]
-                if think_s:
-                    time.sleep(think_s)
-                started = time.perf_counter()
-                connections[name].request("POST", path, body, headers)
-                response = connections[name].getresponse()
-                answer = response.read()
-                elapsed = (time.perf_counter() - started) * 1000
-                if round_ >= warmup:
-                    samples[name].append(elapsed)
-                    errors[name] += not 200 <= response.status < 300 or b'"errors"' in answer
+                for index in range(round_ * turn, min((round_ + 1) * turn, warmup + runs)):
+                    if think_s:
+                        time.sleep(think_s)
+                    started = time.perf_counter()
+                    connections[name].request("POST", path, body, headers)
+                    response = connections[name].getresponse()
+                    answer = response.read()
+                    elapsed = (time.perf_counter() - started) * 1000
+                    if index >= warmup:
+                        samples[name].append(elapsed)
+                        errors[name] += not 200 <= response.status < 300 or b'"errors"' in answer
     finally:
         for connection in connections.values():
             connection.close()
