@@ -18,9 +18,18 @@ from typing import Any
 
 import orjson
 import pytest
-from sqlalchemy import update
+from sqlalchemy import insert, select, update
 
-from db.models import Admin, Invoice, Order, Subscription, Tag
+from db.models import (
+    Admin,
+    Customer,
+    CustomerTag,
+    Invoice,
+    LicenseLine,
+    Order,
+    Subscription,
+    Tag,
+)
 from graph import render
 from graph.types import common
 from graph.types import customers as customer_types
@@ -229,3 +238,60 @@ async def test_every_role_reads_the_same_rendered_or_not(
         for body in (plain, rendered):
             body.pop("extensions", None)
         assert rendered == plain, (role, variables)
+
+
+async def test_rendered_elements_keep_their_order_against_the_order_written(
+    uncached: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PostgreSQL aggregates a rendered part in its subquery's order (no sort inside the
+    aggregate, ``customer_render.json_array``): rows written against that order (tags z..a,
+    more than a page's cap of them, license lines and subscriptions newest written first)
+    still come out in the API's order, the cap keeping the first ones, as the ordinary path
+    sorts them."""
+    api = uncached
+    await build_customers(api, 2)
+    async with api.engine.begin() as conn:
+        row = (
+            await conn.execute(select(Customer.id, Customer.partner_id, Customer.name_key))
+        ).first()
+        customer, partner, key = row
+        sub = (await conn.execute(select(Subscription.id).limit(1))).scalar_one()
+        for i in reversed(range(30)):  # written z, y, ..., read in name order
+            name = f"{chr(ord('a') + i % 26)}{i:02d}"
+            tag = await conn.execute(
+                insert(Tag).values(partner_id=partner, name=name, name_key=name, created_at=NOW)
+            )
+            await conn.execute(
+                insert(CustomerTag).values(
+                    customer_id=customer,
+                    tag_id=tag.inserted_primary_key[0],
+                    partner_id=partner,
+                    created_at=NOW,
+                    name_key=key,
+                )
+            )
+        for product in ("REAL_TIME_TRANSLATION", "MESSAGING", "CONTACT_CENTER"):  # written last
+            await conn.execute(
+                insert(LicenseLine).values(
+                    partner_id=partner,
+                    subscription_id=sub,
+                    product=product,
+                    license_type="ZZ",
+                    purchased=1,
+                    assigned=0,
+                    used=0,
+                )
+            )
+    node = "id tags { name } subscriptions { startDate licenses { product licenseType } }"
+    page = orjson.loads(await _both(api, monkeypatch, _page(node), {"first": 2}))
+    for found in page["data"]["customers"]["nodes"]:
+        names = [tag["name"] for tag in found["tags"]]
+        assert names == sorted(names, key=str.lower)
+        starts = [s["startDate"] for s in found["subscriptions"]]
+        assert starts == sorted(starts, reverse=True)
+        for subscription in found["subscriptions"]:
+            lines = [(x["product"], x["licenseType"]) for x in subscription["licenses"]]
+            assert lines == sorted(lines)
+    tagged = max(page["data"]["customers"]["nodes"], key=lambda n: len(n["tags"]))
+    assert len(tagged["tags"]) >= 20 and tagged["tags"][0]["name"] == "a00"
+    await _both(api, monkeypatch, _detail(node), {"id": tagged["id"]})

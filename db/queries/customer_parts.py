@@ -192,22 +192,31 @@ def _array(
     ``[position, column values..., nested arrays...]`` (a scalar subquery); with ``spec``
     (PostgreSQL), as the response's JSON (``db.queries.customer_render``)."""
     order = part.order or (part.columns[0][1],)
+    # A rendered part whose elements are kept in the order they are limited in (all but a
+    # capped part rendered in another order) is aggregated in its subquery's order: no
+    # position, no sort inside the aggregate (``json_array``).
+    in_place = spec is not None and (cap is None or not part.rendered_order)
     if spec is not None and part.rendered_order:
         order = part.rendered_order
-    position = func.row_number().over(order_by=order)
-    inner = select(
-        position.label("n"), *[column.label(f"c{i}") for i, (_, column) in enumerate(part.columns)]
-    )
+    kept = range(len(part.columns)) if spec is None else _read_by(part, spec)
+    columns = [part.columns[i][1].label(f"c{i}") for i in kept]
+    if in_place:
+        inner = select(*columns)
+    else:
+        inner = select(func.row_number().over(order_by=order).label("n"), *columns)
     for table, on in part.joins:
         inner = inner.join(table, on)
     # Correlated to the parent row explicitly: a subquery in FROM is not correlated by default.
     inner = inner.where(part.parent == parent_id, *part.where).correlate(parent)
-    inner = inner.order_by(*(part.order or (part.columns[0][1],)))
+    inner = inner.order_by(*(order if in_place else part.order or (part.columns[0][1],)))
     if cap is not None:
         inner = inner.limit(written_limit(cap))
     rows = inner.subquery()
     if spec is not None:
-        return select(json_array(_element(dialect, part, rows, spec), rows.c.n)).scalar_subquery()
+        element = _element(dialect, part, rows, spec)
+        # FROM named: an element may read its rows only through a nested part (``licenses``).
+        position = None if in_place else rows.c.n
+        return select(json_array(element, position)).select_from(rows).scalar_subquery()
     values: list[Any] = [rows.c.n, *[rows.c[f"c{i}"] for i in range(len(part.columns))]]
     for child, child_cap in nested:
         values.append(_array(dialect, _SUBSCRIPTION_PARTS[child], rows, rows.c.c0, child_cap))
@@ -216,6 +225,28 @@ def _array(
     # SQLite: a nested array arrives as text unless it is passed through json() again.
     values = [func.json(v) if i > len(part.columns) else v for i, v in enumerate(values)]
     return select(func.json_group_array(func.json_array(*values))).scalar_subquery()
+
+
+def _read_by(part: _Part, spec: Spec) -> list[int]:
+    """The positions of the columns of ``part`` that its rendered elements read (the first, its
+    key, always: nested parts are correlated to it): the others would only widen every row
+    the subquery sorts and limits."""
+    names: set[str] = set()
+
+    def collect(entries: Spec) -> None:
+        for entry in entries:
+            kind = entry[1]
+            if kind in ("col", "time"):
+                names.add(entry[2])
+            elif kind == "gid":
+                names.add(entry[3])
+            elif kind == "excess":
+                names.update(entry[2:4])
+            elif kind == "obj":
+                collect(entry[2])
+
+    collect(spec)
+    return sorted({0, *(part.index(name) for name in names)})
 
 
 def _element(dialect: str, part: _Part, rows: Any, spec: Spec) -> Any:

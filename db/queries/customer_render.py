@@ -140,8 +140,15 @@ def json_object(
     return func.json_build_object(*values)
 
 
-def json_array(element: Any, position: Any) -> Any:
-    """The rendered elements in their positions' order; ``[]`` when there is none."""
+def json_array(element: Any, position: Any | None) -> Any:
+    """The rendered elements in their positions' order; ``[]`` when there is none. Without a
+    position, in the order the rows arrive: a plain aggregate over an ordered subquery (never
+    parallel, never hashed: no GROUP BY) takes them as the subquery's ORDER BY returns them,
+    as PostGraphile's statements rely on too; that saved a sort per part and customer (each
+    with its own start-up: ~1.2 ms of a 9 ms filtered page, issue 17), and the tests compare
+    every rendered order with the ordinary path's, which sorts in Python."""
+    if position is None:
+        return func.coalesce(func.json_agg(element), _EMPTY)
     return func.coalesce(func.json_agg(aggregate_order_by(element, position)), _EMPTY)
 
 
