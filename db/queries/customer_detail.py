@@ -54,6 +54,7 @@ from db.queries.customer_parts import (
     part_count,
     part_params,
 )
+from db.queries.customer_render import RenderedJSON
 from db.queries.customers import CUSTOMER_COLUMNS, Record, _record_type
 from db.scope import Scope
 from db.token_check import with_token_check
@@ -65,11 +66,13 @@ _first = itemgetter(0)
 @dataclass(frozen=True)
 class Detail:
     """The customer's row and, per part asked for, the rows its loader would have returned
-    (for a subscription or trial: ``children[part][subscription id]``)."""
+    (for a subscription or trial: ``children[part][subscription id]``), or for a part
+    rendered by PostgreSQL its JSON text (``rendered``)."""
 
     row: Record
     parts: dict[str, list[Any]]
     children: dict[str, dict[int, list[Any]]]
+    rendered: dict[str, RenderedJSON]
 
 
 # Text of an instant -> the instant, for the values a page repeats (a tag's creation on every
@@ -174,7 +177,7 @@ Layout = tuple[
 def _layout(width: int, plan: DetailPlan) -> Layout:
     """The customer's record type; per part of ``plan`` read as rows, in the result's order, its
     name, its ``_maker`` and its nested parts (key in ``Detail.children``, maker, position in an
-    element); the rendered parts' names in their column's order: worked out once per plan, not
+    element); the rendered parts' names in their columns' order: worked out once per plan, not
     per row."""
     record = _record_type(tuple(c.name for c in CUSTOMER_COLUMNS[:width]))
     parts: list[tuple[str, Make, tuple[tuple[str, Make, int], ...]]] = []
@@ -206,10 +209,12 @@ def _decoded(found: Any, width: int, plan_layout: Layout, start: int | None) -> 
     row = tuple.__new__(record, tuple(found[:width]))
     parts: dict[str, list[Any]] = {}
     children: dict[str, dict[int, list[Any]]] = {}
-    loads = orjson.loads
+    loads, framed = orjson.loads, RenderedJSON.framed
     first = width if start is None else start
-    if rendered:  # the response's JSON already, in the column after the parts read as rows
-        parts.update(zip(rendered, loads(found[first + len(layout)]), strict=True))
+    # The response's JSON already, one column a part after those read as rows: never decoded
+    # (``db.queries.customer_render``).
+    after = first + len(layout)
+    texts = {name: framed(found[offset]) for offset, name in enumerate(rendered, after)}
     for offset, (name, make, nested) in enumerate(layout, first):
         raw = found[offset]
         elements = (loads(raw) if isinstance(raw, str | bytes) else raw) or []
@@ -224,7 +229,7 @@ def _decoded(found: Any, width: int, plan_layout: Layout, start: int | None) -> 
                 arrays = element[index] or []
                 arrays.sort(key=_first)
                 of_child[parent.id] = make_child(arrays)
-    return Detail(row=row, parts=parts, children=children)
+    return Detail(row=row, parts=parts, children=children, rendered=texts)
 
 
 @lru_cache(maxsize=256)

@@ -6,18 +6,29 @@ condition, order and cap its loader reads (``graph.loaders``). ``part_columns`` 
 a correlated subquery aggregating its rows into one JSON array, selected in the statement of
 the customer (``db.queries.customer_detail``) or of a page of customers
 (``db.queries.customer_pages``, ``db.queries.customer_walks``); a part ``DetailPlan.rendered``
-names is built as the response's own JSON (``db.queries.customer_render``). Decoding the rows
-is ``db.queries.customer_detail``'s.
+names is built as the response's own JSON text (``db.queries.customer_render``), with the number
+of objects it holds. Decoding the rows is ``db.queries.customer_detail``'s.
 """
 
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass
 from datetime import datetime
-from functools import lru_cache
+from functools import lru_cache, reduce
 from typing import Any
 
-from sqlalchemy import ColumnElement, Text, bindparam, cast, func, select
+from sqlalchemy import (
+    ColumnElement,
+    Integer,
+    Text,
+    bindparam,
+    cast,
+    func,
+    literal_column,
+    select,
+    true,
+)
 
 from db.engine import written_limit
 from db.enums import CustomerStatus
@@ -36,7 +47,15 @@ from db.queries.customer_children import (
     SUBSCRIPTION_COLUMNS,
     TAG_COLUMNS,
 )
-from db.queries.customer_render import Spec, in_order, json_array, json_object
+from db.queries.customer_render import (
+    Spec,
+    concat,
+    in_order,
+    json_elements,
+    json_object,
+    json_value,
+    objects,
+)
 from db.queries.customers import SPAN, S
 from db.scope import Scope
 from db.types import UTCDateTime
@@ -179,20 +198,11 @@ _SUBSCRIPTION_PARTS: dict[str, _Part] = {
 }
 
 
-def _array(
-    dialect: str,
-    part: _Part,
-    parent: Any,
-    parent_id: Any,
-    cap: int | None,
-    nested: Any = (),
-    spec: Spec | None = None,
-) -> Any:
-    """The part's rows for the parent ``parent_id`` as one JSON array of arrays
-    ``[position, column values..., nested arrays...]`` (a scalar subquery); with ``spec``
-    (PostgreSQL), as the response's JSON (``db.queries.customer_render``)."""
+def _rows(part: _Part, parent: Any, parent_id: Any, cap: int | None, rendered: bool) -> Any:
+    """The part's rows for the parent ``parent_id`` (a subquery correlated to ``parent``): its
+    position ``n`` (in the rendered order when ``rendered``) and its columns ``c0``..."""
     order = part.order or (part.columns[0][1],)
-    if spec is not None and part.rendered_order:
+    if rendered and part.rendered_order:
         order = part.rendered_order
     position = func.row_number().over(order_by=order)
     inner = select(
@@ -205,9 +215,15 @@ def _array(
     inner = inner.order_by(*(part.order or (part.columns[0][1],)))
     if cap is not None:
         inner = inner.limit(written_limit(cap))
-    rows = inner.subquery()
-    if spec is not None:
-        return select(json_array(_element(dialect, part, rows, spec), rows.c.n)).scalar_subquery()
+    return inner.subquery()
+
+
+def _array(
+    dialect: str, part: _Part, parent: Any, parent_id: Any, cap: int | None, nested: Any = ()
+) -> Any:
+    """The part's rows for the parent ``parent_id`` as one JSON array of arrays
+    ``[position, column values..., nested arrays...]`` (a scalar subquery)."""
+    rows = _rows(part, parent, parent_id, cap, False)
     values: list[Any] = [rows.c.n, *[rows.c[f"c{i}"] for i in range(len(part.columns))]]
     for child, child_cap in nested:
         values.append(_array(dialect, _SUBSCRIPTION_PARTS[child], rows, rows.c.c0, child_cap))
@@ -218,18 +234,53 @@ def _array(
     return select(func.json_group_array(func.json_array(*values))).scalar_subquery()
 
 
-def _element(dialect: str, part: _Part, rows: Any, spec: Spec) -> Any:
-    """One rendered element of ``part`` for a row of ``rows`` (its columns ``c0``...)."""
-    if not spec:  # a list of the part's one column
-        return rows.c.c0
+def _rendered(part: _Part, cap: int | None, spec: Spec) -> Any:
+    """The customer part ``part`` rendered as ``spec`` (``db.queries.customer_render``), framed
+    as ``<objects>:<JSON array>`` (a scalar subquery, one text: a scalar subquery has one
+    column). The objects are counted beside the text: ``count(*)`` of the rows times each
+    element's (``objects``), plus those of each nested part, whose rows are counted in the
+    ``LATERAL`` subquery that renders them (a JSON text is not counted again by parsing it)."""
+    rows = _rows(part, C.id.table, C.id, cap, True)
+    counted: list[tuple[Any, int]] = []  # per nested part: its LATERAL subquery, its elements'
 
     def column(name: str) -> Any:
         return rows.c[f"c{part.index(name)}"]
 
-    def nested(child: str, cap: int | None, child_spec: Spec) -> Any:
-        return _array(dialect, _SUBSCRIPTION_PARTS[child], rows, rows.c.c0, cap, (), child_spec)
+    def nested(name: str, child_cap: int | None, child_spec: Spec) -> Any:
+        if any(entry[1] == "part" for entry in child_spec):  # ``graph.render`` makes none
+            raise ValueError(f"a part nested in a nested part: {name}")
+        child = _SUBSCRIPTION_PARTS[name]
+        below = _rows(child, rows, rows.c.c0, child_cap, True)
 
-    return json_object(spec, column, nested)
+        def child_column(column_name: str) -> Any:
+            return below.c[f"c{child.index(column_name)}"]
+
+        element = json_object(child_spec, child_column, nested)
+        text = concat(["[", json_elements(element, below.c.n), "]"])
+        lateral = select(text.label("j"), cast(func.count(), Integer).label("k"))
+        lateral_ = lateral.select_from(below).lateral()
+        counted.append((lateral_, objects(child_spec)))
+        return lateral_.c.j
+
+    element = json_object(spec, column, nested) if spec else [json_value(rows.c.c0)]
+    terms: list[Any] = []
+    if objects(spec):
+        terms.append(_times(func.count(), objects(spec)))
+    joined: Any = rows
+    for lateral, each in counted:
+        joined = joined.join(lateral, true())
+        if each:
+            terms.append(_times(func.coalesce(func.sum(lateral.c.k), _ZERO), each))
+    count = reduce(operator.add, terms) if terms else "0"
+    framed = concat([count, ":[", json_elements(element, rows.c.n), "]"])
+    return select(framed).select_from(joined).scalar_subquery()
+
+
+_ZERO = literal_column("0", Integer())
+
+
+def _times(value: Any, factor: int) -> Any:
+    return value if factor == 1 else value * literal_column(str(int(factor)), Integer())
 
 
 @lru_cache(maxsize=64)
@@ -237,9 +288,10 @@ def part_columns(dialect: str, plan: DetailPlan) -> tuple[ColumnElement[Any], ..
     """One JSON array per part of ``plan``, correlated to the ``customer`` row of the statement
     they are selected in (labelled by part): the parts of a page's customers read with the page
     itself (``db.queries.customer_pages``) or of ``_statement``. The rendered parts
-    (``plan.rendered``) come last, together as one JSON array of their arrays (one text to
-    decode a customer instead of one a part: ~6 a customer of a directory page). They take the
-    parameters ``partner_id`` and ``now``; ``part_count`` columns in all."""
+    (``plan.rendered``) come last, one text each (``_rendered``): never decoded, each goes into
+    the response as it is (they were one JSON array of their arrays while they were decoded,
+    one text to decode a customer instead of one a part). They take the parameters
+    ``partner_id`` and ``now``; ``part_count`` columns in all."""
     if plan.rendered and dialect != "postgresql":
         raise ValueError("only PostgreSQL renders")
     columns: list[ColumnElement[Any]] = []
@@ -247,21 +299,19 @@ def part_columns(dialect: str, plan: DetailPlan) -> tuple[ColumnElement[Any], ..
     for name, cap in plan.parts:
         spec = plan.spec(name)
         if spec is not None:
-            rendered.append(_array(dialect, _CUSTOMER_PARTS[name], C.id.table, C.id, cap, (), spec))
+            rendered.append(_rendered(_CUSTOMER_PARTS[name], cap, spec).label(name))
             continue
         part = _array(dialect, _CUSTOMER_PARTS[name], C.id.table, C.id, cap, plan.nested(name))
         if dialect == "postgresql":
             # As text: decoded by orjson here rather than by the driver's json codec.
             part = cast(part, Text)
         columns.append(part.label(name))
-    if rendered:
-        columns.append(cast(func.json_build_array(*rendered), Text).label("rendered"))
-    return tuple(columns)
+    return (*columns, *rendered)
 
 
 def part_count(plan: DetailPlan) -> int:
-    """The columns ``part_columns`` selects for ``plan``."""
-    return len(plan.parts) - len(plan.rendered) + (1 if plan.rendered else 0)
+    """The columns ``part_columns`` selects for ``plan``: one a part."""
+    return len(plan.parts)
 
 
 def part_params(scope: Scope, now: datetime) -> dict[str, Any]:
