@@ -169,7 +169,9 @@ def _scoped_statement(dialect: str, plan: DetailPlan, scope: Scope) -> Any:
 
 Make = Callable[[list[Any]], list[Any]]
 Layout = tuple[
-    Any, tuple[tuple[str, Make, tuple[tuple[str, Make, int], ...]], ...], tuple[str, ...]
+    Any,
+    tuple[tuple[str, Make, tuple[tuple[str, Make, int], ...]], ...],
+    tuple[tuple[str, bool], ...],
 ]
 
 
@@ -177,15 +179,17 @@ Layout = tuple[
 def _layout(width: int, plan: DetailPlan) -> Layout:
     """The customer's record type; per part of ``plan`` read as rows, in the result's order, its
     name, its ``_maker`` and its nested parts (key in ``Detail.children``, maker, position in an
-    element); the rendered parts' names in their columns' order: worked out once per plan, not
-    per row."""
+    element); the rendered parts' names in their columns' order, each with whether its text is
+    framed with its count (a list of enum names is not: no object): worked out once per plan,
+    not per row."""
     record = _record_type(tuple(c.name for c in CUSTOMER_COLUMNS[:width]))
     parts: list[tuple[str, Make, tuple[tuple[str, Make, int], ...]]] = []
-    rendered: list[str] = []
+    rendered: list[tuple[str, bool]] = []
     for name, _ in plan.parts:
         part = _CUSTOMER_PARTS[name]
-        if plan.spec(name) is not None:
-            rendered.append(name)
+        spec = plan.spec(name)
+        if spec is not None:
+            rendered.append((name, bool(spec)))
             continue
         after = len(part.columns) + 1  # position, then the part's columns, then nested arrays
         children = tuple(
@@ -214,7 +218,10 @@ def _decoded(found: Any, width: int, plan_layout: Layout, start: int | None) -> 
     # The response's JSON already, one column a part after those read as rows: never decoded
     # (``db.queries.customer_render``).
     after = first + len(layout)
-    texts = {name: framed(found[offset]) for offset, name in enumerate(rendered, after)}
+    texts = {
+        name: framed(found[offset]) if counted else RenderedJSON(found[offset], 0)
+        for offset, (name, counted) in enumerate(rendered, after)
+    }
     for offset, (name, make, nested) in enumerate(layout, first):
         raw = found[offset]
         elements = (loads(raw) if isinstance(raw, str | bytes) else raw) or []

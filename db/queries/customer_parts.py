@@ -239,7 +239,8 @@ def _rendered(part: _Part, cap: int | None, spec: Spec) -> Any:
     as ``<objects>:<JSON array>`` (a scalar subquery, one text: a scalar subquery has one
     column). The objects are counted beside the text: ``count(*)`` of the rows times each
     element's (``objects``), plus those of each nested part, whose rows are counted in the
-    ``LATERAL`` subquery that renders them (a JSON text is not counted again by parsing it)."""
+    ``LATERAL`` subquery that renders them (a JSON text is not counted again by parsing it). A
+    list of enum names (``()``) holds no object: it is the JSON array alone, unframed."""
     rows = _rows(part, C.id.table, C.id, cap, True)
     counted: list[tuple[Any, int]] = []  # per nested part: its LATERAL subquery, its elements'
 
@@ -262,16 +263,17 @@ def _rendered(part: _Part, cap: int | None, spec: Spec) -> Any:
         counted.append((lateral_, objects(child_spec)))
         return lateral_.c.j
 
-    element = json_object(spec, column, nested) if spec else [json_value(rows.c.c0)]
-    terms: list[Any] = []
-    if objects(spec):
-        terms.append(_times(func.count(), objects(spec)))
+    if not spec:
+        names = concat(["[", json_elements([json_value(rows.c.c0)], rows.c.n), "]"])
+        return select(names).scalar_subquery()
+    element = json_object(spec, column, nested)
+    terms = [_times(func.count(), objects(spec))]
     joined: Any = rows
     for lateral, each in counted:
         joined = joined.join(lateral, true())
         if each:
             terms.append(_times(func.coalesce(func.sum(lateral.c.k), _ZERO), each))
-    count = reduce(operator.add, terms) if terms else "0"
+    count = reduce(operator.add, terms)
     framed = concat([count, ":[", json_elements(element, rows.c.n), "]"])
     return select(framed).select_from(joined).scalar_subquery()
 
