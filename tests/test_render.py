@@ -2,13 +2,14 @@
 
 Every document here is answered twice, rendering on and off (``graph.render.RENDER``), and the
 two answers must be the same bytes (each orjson's own writing of what it holds), with the same
-``actualQueryCost`` (a rendered part's objects are counted by its statement): every field of every renderable type (instants with and
-without microseconds, nulls, global ids, computed counts, enum names), aliases, ``__typename``,
-fragments, merged fields, every role's reach (a relationship refused answered empty, one read
-only for assigned customers left to the loaders), and selections that must not be rendered
-(directives, a resolver field, a relationship under two names). On PostgreSQL the rendered path
-is checked to be taken (no API object made for a rendered relationship); on SQLite nothing is
-rendered and the answers are the same too.
+``actualQueryCost`` (a rendered part's objects are counted by its statement): every field of
+every renderable type (instants with and without microseconds, nulls, global ids, computed
+counts, enum names), aliases, ``__typename``, fragments, merged fields, every role's reach (a
+relationship refused answered empty, one read only for assigned customers left to the
+loaders), and selections that must not be rendered (directives, a resolver field, a
+relationship under two names). On PostgreSQL the rendered path is checked to be taken (no API
+object made for a rendered relationship); on SQLite nothing is rendered and the answers are the
+same too.
 """
 
 from __future__ import annotations
