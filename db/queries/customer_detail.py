@@ -179,9 +179,9 @@ Layout = tuple[
 def _layout(width: int, plan: DetailPlan) -> Layout:
     """The customer's record type; per part of ``plan`` read as rows, in the result's order, its
     name, its ``_maker`` and its nested parts (key in ``Detail.children``, maker, position in an
-    element); the rendered parts' names in their columns' order, each with whether its text is
-    framed with its count (a list of enum names is not: no object): worked out once per plan,
-    not per row."""
+    element); the rendered parts' names in their columns' order, each with whether it comes
+    with its count (a list of enum names does not: no object): worked out once per plan, not
+    per row."""
     record = _record_type(tuple(c.name for c in CUSTOMER_COLUMNS[:width]))
     parts: list[tuple[str, Make, tuple[tuple[str, Make, int], ...]]] = []
     rendered: list[tuple[str, bool]] = []
@@ -213,15 +213,14 @@ def _decoded(found: Any, width: int, plan_layout: Layout, start: int | None) -> 
     row = tuple.__new__(record, tuple(found[:width]))
     parts: dict[str, list[Any]] = {}
     children: dict[str, dict[int, list[Any]]] = {}
-    loads, framed = orjson.loads, RenderedJSON.framed
+    loads = orjson.loads
     first = width if start is None else start
-    # The response's JSON already, one column a part after those read as rows: never decoded
-    # (``db.queries.customer_render``).
-    after = first + len(layout)
-    texts = {
-        name: framed(found[offset]) if counted else RenderedJSON(found[offset], 0)
-        for offset, (name, counted) in enumerate(rendered, after)
-    }
+    # The response's JSON already, one column a part after those read as rows, ``(objects,
+    # text)`` or the text of a list of enum names: never decoded (``db.queries.customer_render``).
+    texts = {}
+    for offset, (name, counted) in enumerate(rendered, first + len(layout)):
+        value = found[offset]
+        texts[name] = RenderedJSON(value[1], value[0]) if counted else RenderedJSON(value, 0)
     for offset, (name, make, nested) in enumerate(layout, first):
         raw = found[offset]
         elements = (loads(raw) if isinstance(raw, str | bytes) else raw) or []

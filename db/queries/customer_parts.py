@@ -235,12 +235,13 @@ def _array(
 
 
 def _rendered(part: _Part, cap: int | None, spec: Spec) -> Any:
-    """The customer part ``part`` rendered as ``spec`` (``db.queries.customer_render``), framed
-    as ``<objects>:<JSON array>`` (a scalar subquery, one text: a scalar subquery has one
-    column). The objects are counted beside the text: ``count(*)`` of the rows times each
-    element's (``objects``), plus those of each nested part, whose rows are counted in the
-    ``LATERAL`` subquery that renders them (a JSON text is not counted again by parsing it). A
-    list of enum names (``()``) holds no object: it is the JSON array alone, unframed."""
+    """The customer part ``part`` rendered as ``spec`` (``db.queries.customer_render``): a
+    scalar subquery of one record ``(objects, JSON array)``, which the driver gives as a tuple
+    (a scalar subquery has one column; a text ``<objects>:<JSON>`` split in Python copied every
+    text, ~35 kB a directory page). The objects are counted beside the text: ``count(*)`` of
+    the rows times each element's (``objects``), plus those of each nested part, whose rows are
+    counted in the ``LATERAL`` subquery that renders them (a JSON text is not counted again by
+    parsing it). A list of enum names (``()``) holds no object: its JSON array alone, a text."""
     rows = _rows(part, C.id.table, C.id, cap, True)
     counted: list[tuple[Any, int]] = []  # per nested part: its LATERAL subquery, its elements'
 
@@ -274,8 +275,8 @@ def _rendered(part: _Part, cap: int | None, spec: Spec) -> Any:
         if each:
             terms.append(_times(func.coalesce(func.sum(lateral.c.k), _ZERO), each))
     count = reduce(operator.add, terms)
-    framed = concat([count, ":[", json_elements(element, rows.c.n), "]"])
-    return select(framed).select_from(joined).scalar_subquery()
+    text = concat(["[", json_elements(element, rows.c.n), "]"])
+    return select(func.row(count, text)).select_from(joined).scalar_subquery()
 
 
 _ZERO = literal_column("0", Integer())

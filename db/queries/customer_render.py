@@ -72,13 +72,6 @@ class RenderedJSON:
         self.text = text
         self.count = count
 
-    @classmethod
-    def framed(cls, raw: str) -> RenderedJSON:
-        """The part's column as the statement writes it, ``<count>:<json>`` (``framed``): the
-        count is digits, so the first ``:`` ends it whatever the JSON holds."""
-        count, _, text = raw.partition(":")
-        return cls(text, int(count))
-
     def __repr__(self) -> str:
         return f"RenderedJSON({self.text!r}, {self.count})"
 
