@@ -346,6 +346,10 @@ def test_the_serialiser_writes_a_rendered_part_as_it_is() -> None:
         "data": {"tags": [{"n": 'a"b', "m": []}], "none": [], "x": [1, "é"]},
         "errors": [{"message": "\ud800"}],
     }
+    # a response's whole data as the bytes the response cache keeps (``graph.view``)
+    written = RenderedJSON(dumps(data), 0)
+    assert encode_json({"data": written}) == b'{"data":' + dumps(data) + b"}"
+    assert json.loads(encode_json({"data": written, "e": "\ud800"}))["data"]["none"] == []
     with pytest.raises(orjson.JSONEncodeError):
         dumps({"x": object()})  # anything else is still refused
     assert encode_json({"x": object()}).startswith(b'{"x": "<object object')  # as before
