@@ -74,7 +74,7 @@ class DetailPlan:
     subscription_parts: tuple[tuple[str, int | None], ...] = ()
     trial_parts: tuple[tuple[str, int | None], ...] = ()
     # Parts PostgreSQL renders as the response's JSON (``db.queries.customer_render``): their
-    # ``Detail.parts`` value is that JSON decoded, and the nested parts above do not apply.
+    # value is that JSON's text (``Detail.rendered``), and the nested parts above do not apply.
     rendered: tuple[tuple[str, Spec], ...] = ()
 
     def __post_init__(self) -> None:
@@ -291,9 +291,9 @@ def part_columns(dialect: str, plan: DetailPlan) -> tuple[ColumnElement[Any], ..
     """One JSON array per part of ``plan``, correlated to the ``customer`` row of the statement
     they are selected in (labelled by part): the parts of a page's customers read with the page
     itself (``db.queries.customer_pages``) or of ``_statement``. The rendered parts
-    (``plan.rendered``) come last, one text each (``_rendered``): never decoded, each goes into
-    the response as it is (they were one JSON array of their arrays while they were decoded,
-    one text to decode a customer instead of one a part). They take the parameters
+    (``plan.rendered``) come last, one column each (``_rendered``): never decoded, each goes
+    into the response as it is (they were one JSON array of their arrays while they were
+    decoded, one text to decode a customer instead of one a part). They take the parameters
     ``partner_id`` and ``now``; ``part_count`` columns in all."""
     if plan.rendered and dialect != "postgresql":
         raise ValueError("only PostgreSQL renders")
