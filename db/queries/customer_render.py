@@ -13,10 +13,11 @@ That text goes into the response as it is (``RenderedJSON``, ``graph.response_js
 decoded: decoding a directory page's parts, walking them to count the response's objects and
 encoding them again cost ~0.45 ms and ~1,500 Python objects a request. So the text is written
 exactly as orjson writes the same values (no whitespace, the same escapes: PostgreSQL's
-``to_json`` of a string escapes as orjson does, ``tests/test_render.py``), by concatenation
-rather than ``json_build_object``/``json_agg`` (which put spaces around ``:`` and after ``,``),
-and it comes with the number of objects it holds (its part of ``actualQueryCost``), counted
-by the statement: a count of braces in Python would count those of user strings.
+``to_json`` of a string escapes as orjson does, ``tests/test_render_json.py``), by
+concatenation rather than ``json_build_object``/``json_agg`` (which put spaces around ``:`` and
+after ``,``), and it comes with the number of objects it holds (its part of
+``actualQueryCost``), counted by the statement: a count of braces in Python would count those
+of user strings.
 
 A ``Spec`` says what to build, in terms of the part's columns (by name), never of GraphQL:
 
