@@ -37,6 +37,7 @@ from graphql import (
 )
 from graphql.pyutils import Undefined
 
+from db.queries.customer_render import RenderedJSON
 from graph.types.scalars import DATE_TIME
 
 AHEAD = "ahead"
@@ -51,19 +52,6 @@ _IDENTITY: dict[Callable[[Any], Any], str] = {}
 # expression, inlined by ``_completer``.
 _INLINE: dict[Callable[[Any], Any], tuple[str, str]] = {}
 _DATES = (datetime, date)
-
-
-class Rendered:
-    """A relationship's value as the response carries it, lists of dicts and JSON scalars built
-    by the database (``graph.render``): passed through as it is, never completed again."""
-
-    __slots__ = ("data",)
-
-    def __init__(self, data: Any) -> None:
-        self.data = data
-
-    def __repr__(self) -> str:
-        return f"Rendered({self.data!r})"
 
 
 def _serializer(leaf: Any) -> Callable[[Any], Any]:
@@ -165,7 +153,7 @@ def _completer(shape: tuple[tuple[Any, ...], ...]) -> Callable[..., Any]:
         "AHEAD": AHEAD,
         "read": _read_attribute,
         "_DATES": _DATES,
-        "Rendered": Rendered,
+        "RenderedJSON": RenderedJSON,
     }
     reads, checks, items = [], [], []
     child = 0
@@ -178,9 +166,8 @@ def _completer(shape: tuple[tuple[Any, ...], ...]) -> Callable[..., Any]:
             checks += [
                 f"if not ahead or {attribute!r} not in ahead: return Undefined",
                 f"{v} = ahead[{attribute!r}]",
-                f"if type({v}) is Rendered:",
-                f"    {v} = {v}.data",
-                "else:",
+                # A part rendered by PostgreSQL (``graph.render``) is the answer as it is.
+                f"if type({v}) is not RenderedJSON:",
                 f"    {v} = children[{child}][0](ctx, children[{child}][1], info, {v})",
                 f"    if {v} is Undefined: return Undefined",
             ]

@@ -24,13 +24,12 @@ from typing import Any
 
 from db.queries.customer_detail import Detail, customer_detail, customers_parts
 from db.queries.customer_parts import DetailPlan
-from db.queries.customer_render import Spec
+from db.queries.customer_render import EMPTY, Spec
 from db.scope import Scope
 from graph import render
 from graph.auth.permissions import Act, Obj, Reach, reach_under, scope_or_none
 from graph.context import Context
 from graph.prefetch import Picked, Relation, prefetch, selected
-from graph.render import Rendered
 from graph.types.customers import CUSTOMER_RELATIONS, SUBSCRIPTION_RELATIONS, Customer
 
 # GraphQL field -> the part of ``db.queries.customer_parts`` that reads what its loader reads.
@@ -181,7 +180,7 @@ async def _apply(
         if plan.spec(part) is not None:  # the response's own JSON (``graph.render``)
             for customer in customers:
                 detail = details.get(customer.pk)
-                customer.ahead[field] = Rendered(detail.parts[part] if detail is not None else [])
+                customer.ahead[field] = detail.rendered[part] if detail is not None else EMPTY
             continue
         relation = CUSTOMER_RELATIONS[field]
         children: list[Any] = []

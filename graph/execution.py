@@ -19,8 +19,9 @@ The execution context below decides once per (type, field) what a field is:
 - *attr*: any other Strawberry field without resolver or extensions (an object or a list read
   off an attribute, such as a connection's ``nodes``).
 
-A prefetched value that is ``Rendered`` (the response's JSON built by PostgreSQL,
-``graph.render``) is the field's answer as it is, on both direct paths.
+A prefetched value that is a ``RenderedJSON`` (the response's JSON built by PostgreSQL,
+``graph.render``) is the field's answer as it is, on both direct paths: it stays in the result
+data as it is, and the response's serialiser writes its text (``graph.response_json``).
 
 Below a plain-attribute or prefetched object or list, whole objects are then answered without
 graphql-core's per-value machinery (``_fast``): for each object the collected sub-selection is
@@ -65,13 +66,13 @@ from strawberry.types.base import StrawberryObjectDefinition
 from strawberry.types.field import StrawberryField
 
 import graph.settle  # noqa: F401  (siblings settle instead of being cancelled)
+from db.queries.customer_render import RenderedJSON
 from graph.completers import (
     _AHEAD,
     _ATTR,
     _PLAIN,
     _TYPENAME,
     AHEAD,
-    Rendered,
     _child,
     _completer,
     _leaves,
@@ -225,8 +226,8 @@ class PlainFieldExecutionContext(StrawberryGraphQLCoreExecutionContext):
         position_context: Any,
     ) -> Any:
         """graphql-core's ``execute_field`` from the point where the resolver has returned."""
-        if type(value) is Rendered:  # the response's JSON already (``graph.render``)
-            return value.data
+        if type(value) is RenderedJSON:  # the response's JSON already (``graph.render``)
+            return value
         field_def = parent_type.fields[field_details_list[0].node.name.value]
         return_type = field_def.type
         info = self.build_resolve_info(field_def, to_nodes(field_details_list), parent_type, path)

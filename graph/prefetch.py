@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from graphql import FieldNode, FragmentSpreadNode, InlineFragmentNode, SelectionNode
 
+from db.queries.customer_render import RenderedJSON
 from graph.auth.permissions import Act, visible_under
-from graph.completers import Rendered
 from graph.memo import operation_memo
 
 if TYPE_CHECKING:
@@ -64,8 +64,8 @@ def ahead_or_load(parent: HasAhead, ctx: Context, field: str, relation: Relation
     """The field's value when prefetched, else an awaitable that loads it: graphql-core awaits
     whatever a resolver returns that is awaitable."""
     value = parent.ahead.get(field, _MISSING)
-    if value is _MISSING or type(value) is Rendered:
-        # Rendered: the response's JSON, which only the direct path takes (``graph.render``);
+    if value is _MISSING or type(value) is RenderedJSON:
+        # RenderedJSON: the response's JSON, which only the direct path takes (``graph.render``);
         # should graphql-core's own completion reach it, the loader answers as it would have.
         return _load(ctx, relation, parent.pk)
     return value

@@ -4,9 +4,11 @@ A page's relationships were read as rows, made into records and API objects and 
 by field into the response's dictionaries: about half of the workers' time for a directory page
 (issue 17). When everything the document selects on a relationship is a column of its rows, or
 a fixed expression of them, the statement builds the response's objects itself, and they go into
-the response as they are (``Rendered``: ``graph.execution`` and ``graph.completers`` pass them
-through, ``graph.prefetch.ahead_or_load`` loads the relationship the ordinary way should the
-ordinary path of graphql-core ever reach one).
+the response as they are, never decoded (``RenderedJSON``: its text and the objects it holds,
+counted by the statement; ``graph.execution`` and ``graph.completers`` pass it through into the
+result data, ``graph.cost`` counts its objects, ``graph.response_json`` writes its text,
+``graph.prefetch.ahead_or_load`` loads the relationship the ordinary way should the ordinary
+path of graphql-core ever reach one).
 
 ``spec_of`` decides, from the document's selection (``graph.prefetch.Picked``, with response
 names) and the caller's reach on nested relationships (``graph.detail``), and says what to
@@ -23,12 +25,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from db.queries.customer_render import Entry, Spec, renderable
-from graph.completers import Rendered
+from db.queries.customer_render import Entry, RenderedJSON, Spec, renderable
 from graph.ids import NODE_TYPES
 from graph.prefetch import Picked
 
-__all__ = ["RENDER", "Rendered", "admitted", "spec_of"]
+__all__ = ["RENDER", "RenderedJSON", "admitted", "spec_of"]
 
 # Off: every relationship takes the ordinary path (tests compare both).
 RENDER = True

@@ -4,10 +4,8 @@ request-scope keys the endpoint and the view share. Split from ``graph.endpoint`
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-import orjson
 from graphql import GraphQLError
 from starlette.responses import Response
 from strawberry import Schema
@@ -16,12 +14,14 @@ from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOpe
 from strawberry.types import ExecutionResult
 from strawberry.types.graphql import OperationType
 
+from db.queries.customer_render import RenderedJSON
 from db.token_check import PrincipalChanged
 from graph.context import Context
 from graph.errors import ErrorCode, is_coded
 from graph.extensions import EXECUTED, unexpected_error
 from graph.persisted import NO_STORE, cache_headers
 from graph.response_cache import ResponseCache
+from graph.response_json import dumps, encode_json
 from graph.transport import GRAPHQL_RESPONSE, JSON, rate_limit_headers, retry_after
 
 CACHE_KEY = "ph_cache_key"
@@ -123,18 +123,11 @@ class GraphQLView:
             if storable and isinstance(cost, int):
                 reads, shared_at = state.get(SHARED_READS, (None, None))
                 shared = shared_at if reads is not None and reads.read else None
-                data = orjson.dumps(result.data)
+                data = dumps(result.data)
                 self.cache.put(key, data, cost, report.get("actualQueryCost"), shared)
+                if "data" in answer:  # the response's data is these bytes: written once
+                    answer["data"] = RenderedJSON(data, 0)
             headers["X-Partner-Hub-Cache"] = "miss"
         response = Response(encode_json(answer), status_code=status, media_type=media)
         response.headers.update(headers)
         return response
-
-
-def encode_json(data: object) -> bytes:
-    try:
-        return orjson.dumps(data)
-    except orjson.JSONEncodeError:
-        # A lone surrogate echoed from the request (an unknown operation name "\ud800"):
-        # orjson refuses it; the standard library writes it as an escape, still JSON.
-        return json.dumps(data, default=str).encode()

@@ -1,13 +1,15 @@
 """Relationships rendered by PostgreSQL as the response's JSON (``graph.render``, issue 17).
 
 Every document here is answered twice, rendering on and off (``graph.render.RENDER``), and the
-two answers must be the same bytes: every field of every renderable type (instants with and
-without microseconds, nulls, global ids, computed counts, enum names), aliases, ``__typename``,
-fragments, merged fields, every role's reach (a relationship refused answered empty, one read
-only for assigned customers left to the loaders), and selections that must not be rendered
-(directives, a resolver field, a relationship under two names). On PostgreSQL the rendered path
-is checked to be taken (no API object made for a rendered relationship); on SQLite nothing is
-rendered and the answers are the same too.
+two answers must be the same bytes (each orjson's own writing of what it holds), with the same
+``actualQueryCost`` (a rendered part's objects are counted by its statement): every field of
+every renderable type (instants with and without microseconds, nulls, global ids, computed
+counts, enum names), aliases, ``__typename``, fragments, merged fields, every role's reach (a
+relationship refused answered empty, one read only for assigned customers left to the
+loaders), and selections that must not be rendered (directives, a resolver field, a
+relationship under two names). On PostgreSQL the rendered path is checked to be taken (no API
+object made for a rendered relationship); on SQLite nothing is rendered and the answers are the
+same too.
 """
 
 from __future__ import annotations
@@ -99,6 +101,25 @@ def _detail(node: str) -> str:
     )
 
 
+async def raw_answer(
+    api: Api, document: str, variables: dict[str, Any], as_: str = FULL
+) -> tuple[bytes, dict[str, Any]]:
+    """The response's bytes but for its extensions (``data`` and ``errors`` as sent), and its
+    ``extensions.cost`` ({} when none). The response must be orjson's own writing of what it
+    holds, byte for byte (a rendered part is written as PostgreSQL wrote it: no whitespace)."""
+    token = await token_for(api, as_)
+    response = await api.client.post(
+        "/graphql",
+        json={"query": document, "variables": variables},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    raw = response.content
+    body = orjson.loads(raw)
+    assert orjson.dumps(body) == raw, raw[:300]
+    extensions = body.pop("extensions", {})
+    return orjson.dumps(body), extensions.get("cost", {})
+
+
 async def answers(
     api: Api,
     monkeypatch: pytest.MonkeyPatch,
@@ -106,13 +127,16 @@ async def answers(
     variables: dict[str, Any],
     **as_: Any,
 ) -> list[bytes]:
-    """The answer's JSON with rendering off, then on (as the full admin unless ``as_``)."""
-    found = []
+    """The answer's bytes (its extensions aside: the rate limit's budget moves between the two)
+    with rendering off, then on (as the full admin unless ``as_``); its ``actualQueryCost`` is
+    the same both ways (a rendered part's objects are counted by its statement)."""
+    found, costs = [], []
     for on in (False, True):
         monkeypatch.setattr(render, "RENDER", on)
-        body = await post_graphql(api, document, variables, **(as_ or {"as_": FULL}))
-        body.pop("extensions", None)  # the rate limit's budget moves between the two
-        found.append(orjson.dumps(body))
+        body, cost = await raw_answer(api, document, variables, as_.get("as_", FULL))
+        found.append(body)
+        costs.append((cost.get("requestedQueryCost"), cost.get("actualQueryCost")))
+    assert costs[0] == costs[1], (document, costs)
     return found
 
 
@@ -231,12 +255,7 @@ async def test_every_role_reads_the_same_rendered_or_not(
     who = caller_email(w)
     document = _page(EVERY_FIELD.replace("roles", ""))
     for variables in ({"first": 10}, {"first": 1}):
-        monkeypatch.setattr(render, "RENDER", False)
-        plain = await post_graphql(api, document, variables, as_=who)
-        monkeypatch.setattr(render, "RENDER", True)
-        rendered = await post_graphql(api, document, variables, as_=who)
-        for body in (plain, rendered):
-            body.pop("extensions", None)
+        plain, rendered = await answers(api, monkeypatch, document, variables, as_=who)
         assert rendered == plain, (role, variables)
 
 

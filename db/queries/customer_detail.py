@@ -54,6 +54,7 @@ from db.queries.customer_parts import (
     part_count,
     part_params,
 )
+from db.queries.customer_render import RenderedJSON
 from db.queries.customers import CUSTOMER_COLUMNS, Record, _record_type
 from db.scope import Scope
 from db.token_check import with_token_check
@@ -65,11 +66,13 @@ _first = itemgetter(0)
 @dataclass(frozen=True)
 class Detail:
     """The customer's row and, per part asked for, the rows its loader would have returned
-    (for a subscription or trial: ``children[part][subscription id]``)."""
+    (for a subscription or trial: ``children[part][subscription id]``), or for a part
+    rendered by PostgreSQL its JSON text (``rendered``)."""
 
     row: Record
     parts: dict[str, list[Any]]
     children: dict[str, dict[int, list[Any]]]
+    rendered: dict[str, RenderedJSON]
 
 
 # Text of an instant -> the instant, for the values a page repeats (a tag's creation on every
@@ -166,7 +169,9 @@ def _scoped_statement(dialect: str, plan: DetailPlan, scope: Scope) -> Any:
 
 Make = Callable[[list[Any]], list[Any]]
 Layout = tuple[
-    Any, tuple[tuple[str, Make, tuple[tuple[str, Make, int], ...]], ...], tuple[str, ...]
+    Any,
+    tuple[tuple[str, Make, tuple[tuple[str, Make, int], ...]], ...],
+    tuple[tuple[str, bool], ...],
 ]
 
 
@@ -174,15 +179,17 @@ Layout = tuple[
 def _layout(width: int, plan: DetailPlan) -> Layout:
     """The customer's record type; per part of ``plan`` read as rows, in the result's order, its
     name, its ``_maker`` and its nested parts (key in ``Detail.children``, maker, position in an
-    element); the rendered parts' names in their column's order: worked out once per plan, not
+    element); the rendered parts' names in their columns' order, each with whether it comes
+    with its count (a list of enum names does not: no object): worked out once per plan, not
     per row."""
     record = _record_type(tuple(c.name for c in CUSTOMER_COLUMNS[:width]))
     parts: list[tuple[str, Make, tuple[tuple[str, Make, int], ...]]] = []
-    rendered: list[str] = []
+    rendered: list[tuple[str, bool]] = []
     for name, _ in plan.parts:
         part = _CUSTOMER_PARTS[name]
-        if plan.spec(name) is not None:
-            rendered.append(name)
+        spec = plan.spec(name)
+        if spec is not None:
+            rendered.append((name, bool(spec)))
             continue
         after = len(part.columns) + 1  # position, then the part's columns, then nested arrays
         children = tuple(
@@ -208,8 +215,12 @@ def _decoded(found: Any, width: int, plan_layout: Layout, start: int | None) -> 
     children: dict[str, dict[int, list[Any]]] = {}
     loads = orjson.loads
     first = width if start is None else start
-    if rendered:  # the response's JSON already, in the column after the parts read as rows
-        parts.update(zip(rendered, loads(found[first + len(layout)]), strict=True))
+    # The response's JSON already, one column a part after those read as rows, ``(objects,
+    # text)`` or the text of a list of enum names: never decoded (``db.queries.customer_render``).
+    texts = {}
+    for offset, (name, counted) in enumerate(rendered, first + len(layout)):
+        value = found[offset]
+        texts[name] = RenderedJSON(value[1], value[0]) if counted else RenderedJSON(value, 0)
     for offset, (name, make, nested) in enumerate(layout, first):
         raw = found[offset]
         elements = (loads(raw) if isinstance(raw, str | bytes) else raw) or []
@@ -224,7 +235,7 @@ def _decoded(found: Any, width: int, plan_layout: Layout, start: int | None) -> 
                 arrays = element[index] or []
                 arrays.sort(key=_first)
                 of_child[parent.id] = make_child(arrays)
-    return Detail(row=row, parts=parts, children=children)
+    return Detail(row=row, parts=parts, children=children, rendered=texts)
 
 
 @lru_cache(maxsize=256)

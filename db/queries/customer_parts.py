@@ -6,18 +6,29 @@ condition, order and cap its loader reads (``graph.loaders``). ``part_columns`` 
 a correlated subquery aggregating its rows into one JSON array, selected in the statement of
 the customer (``db.queries.customer_detail``) or of a page of customers
 (``db.queries.customer_pages``, ``db.queries.customer_walks``); a part ``DetailPlan.rendered``
-names is built as the response's own JSON (``db.queries.customer_render``). Decoding the rows
-is ``db.queries.customer_detail``'s.
+names is built as the response's own JSON text (``db.queries.customer_render``), with the number
+of objects it holds. Decoding the rows is ``db.queries.customer_detail``'s.
 """
 
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass
 from datetime import datetime
-from functools import lru_cache
+from functools import lru_cache, reduce
 from typing import Any
 
-from sqlalchemy import ColumnElement, Text, bindparam, cast, func, select
+from sqlalchemy import (
+    ColumnElement,
+    Integer,
+    Text,
+    bindparam,
+    cast,
+    func,
+    literal_column,
+    select,
+    true,
+)
 
 from db.engine import written_limit
 from db.enums import CustomerStatus
@@ -36,7 +47,15 @@ from db.queries.customer_children import (
     SUBSCRIPTION_COLUMNS,
     TAG_COLUMNS,
 )
-from db.queries.customer_render import Spec, in_order, json_array, json_object
+from db.queries.customer_render import (
+    Spec,
+    concat,
+    in_order,
+    json_elements,
+    json_object,
+    json_value,
+    objects,
+)
 from db.queries.customers import SPAN, S
 from db.scope import Scope
 from db.types import UTCDateTime
@@ -55,7 +74,7 @@ class DetailPlan:
     subscription_parts: tuple[tuple[str, int | None], ...] = ()
     trial_parts: tuple[tuple[str, int | None], ...] = ()
     # Parts PostgreSQL renders as the response's JSON (``db.queries.customer_render``): their
-    # ``Detail.parts`` value is that JSON decoded, and the nested parts above do not apply.
+    # value is that JSON's text (``Detail.rendered``), and the nested parts above do not apply.
     rendered: tuple[tuple[str, Spec], ...] = ()
 
     def __post_init__(self) -> None:
@@ -179,26 +198,23 @@ _SUBSCRIPTION_PARTS: dict[str, _Part] = {
 }
 
 
-def _array(
-    dialect: str,
-    part: _Part,
-    parent: Any,
-    parent_id: Any,
-    cap: int | None,
-    nested: Any = (),
-    spec: Spec | None = None,
+def _rows(
+    part: _Part, parent: Any, parent_id: Any, cap: int | None, spec: Spec | None = None
 ) -> Any:
-    """The part's rows for the parent ``parent_id`` as one JSON array of arrays
-    ``[position, column values..., nested arrays...]`` (a scalar subquery); with ``spec``
-    (PostgreSQL), as the response's JSON (``db.queries.customer_render``)."""
+    """The part's rows for the parent ``parent_id`` (a subquery correlated to ``parent``): its
+    position ``n`` and its columns ``c0``...; rendered as ``spec``, only the columns the
+    elements read (the first, the key nested parts are correlated to, always: the others
+    would only widen every row sorted and limited), and in the rendered order. A rendered part
+    kept in the order it is limited in (all but a capped part rendered in another order) has
+    no position: it is aggregated in the order its rows arrive (``json_elements``)."""
     order = part.order or (part.columns[0][1],)
-    # A rendered part whose elements are kept in the order they are limited in (all but a
-    # capped part rendered in another order) is aggregated in its subquery's order: no
-    # position, no sort inside the aggregate (``json_array``).
-    in_place = spec is not None and (cap is None or not part.rendered_order)
-    if spec is not None and part.rendered_order:
-        order = part.rendered_order
-    kept = range(len(part.columns)) if spec is None else _read_by(part, spec)
+    kept: Any = range(len(part.columns))
+    in_place = False
+    if spec is not None:
+        kept = _read_by(part, spec)
+        in_place = cap is None or not part.rendered_order
+        if part.rendered_order:
+            order = part.rendered_order
     columns = [part.columns[i][1].label(f"c{i}") for i in kept]
     if in_place:
         inner = select(*columns)
@@ -211,26 +227,17 @@ def _array(
     inner = inner.order_by(*(order if in_place else part.order or (part.columns[0][1],)))
     if cap is not None:
         inner = inner.limit(written_limit(cap))
-    rows = inner.subquery()
-    if spec is not None:
-        element = _element(dialect, part, rows, spec)
-        # FROM named: an element may read its rows only through a nested part (``licenses``).
-        position = None if in_place else rows.c.n
-        return select(json_array(element, position)).select_from(rows).scalar_subquery()
-    values: list[Any] = [rows.c.n, *[rows.c[f"c{i}"] for i in range(len(part.columns))]]
-    for child, child_cap in nested:
-        values.append(_array(dialect, _SUBSCRIPTION_PARTS[child], rows, rows.c.c0, child_cap))
-    if dialect == "postgresql":
-        return select(func.json_agg(func.json_build_array(*values))).scalar_subquery()
-    # SQLite: a nested array arrives as text unless it is passed through json() again.
-    values = [func.json(v) if i > len(part.columns) else v for i, v in enumerate(values)]
-    return select(func.json_group_array(func.json_array(*values))).scalar_subquery()
+    return inner.subquery()
+
+
+def _position(rows: Any) -> Any:
+    """The rows' position column, None when they are aggregated in the order they arrive."""
+    return rows.c.n if "n" in rows.c else None
 
 
 def _read_by(part: _Part, spec: Spec) -> list[int]:
-    """The positions of the columns of ``part`` that its rendered elements read (the first, its
-    key, always: nested parts are correlated to it): the others would only widen every row
-    the subquery sorts and limits."""
+    """The positions of the columns of ``part`` that elements rendered as ``spec`` read, and
+    the first."""
     names: set[str] = set()
 
     def collect(entries: Spec) -> None:
@@ -249,18 +256,72 @@ def _read_by(part: _Part, spec: Spec) -> list[int]:
     return sorted({0, *(part.index(name) for name in names)})
 
 
-def _element(dialect: str, part: _Part, rows: Any, spec: Spec) -> Any:
-    """One rendered element of ``part`` for a row of ``rows`` (its columns ``c0``...)."""
-    if not spec:  # a list of the part's one column
-        return rows.c.c0
+def _array(
+    dialect: str, part: _Part, parent: Any, parent_id: Any, cap: int | None, nested: Any = ()
+) -> Any:
+    """The part's rows for the parent ``parent_id`` as one JSON array of arrays
+    ``[position, column values..., nested arrays...]`` (a scalar subquery)."""
+    rows = _rows(part, parent, parent_id, cap)
+    values: list[Any] = [rows.c.n, *[rows.c[f"c{i}"] for i in range(len(part.columns))]]
+    for child, child_cap in nested:
+        values.append(_array(dialect, _SUBSCRIPTION_PARTS[child], rows, rows.c.c0, child_cap))
+    if dialect == "postgresql":
+        return select(func.json_agg(func.json_build_array(*values))).scalar_subquery()
+    # SQLite: a nested array arrives as text unless it is passed through json() again.
+    values = [func.json(v) if i > len(part.columns) else v for i, v in enumerate(values)]
+    return select(func.json_group_array(func.json_array(*values))).scalar_subquery()
+
+
+def _rendered(part: _Part, cap: int | None, spec: Spec) -> Any:
+    """The customer part ``part`` rendered as ``spec`` (``db.queries.customer_render``): a
+    scalar subquery of one record ``(objects, JSON array)``, which the driver gives as a tuple
+    (a scalar subquery has one column; a text ``<objects>:<JSON>`` split in Python copied every
+    text, ~35 kB a directory page). The objects are counted beside the text: ``count(*)`` of
+    the rows times each element's (``objects``), plus those of each nested part, whose rows are
+    counted in the ``LATERAL`` subquery that renders them (a JSON text is not counted again by
+    parsing it). A list of enum names (``()``) holds no object: its JSON array alone, a text."""
+    rows = _rows(part, C.id.table, C.id, cap, spec)
+    counted: list[tuple[Any, int]] = []  # per nested part: its LATERAL subquery, its elements'
 
     def column(name: str) -> Any:
         return rows.c[f"c{part.index(name)}"]
 
-    def nested(child: str, cap: int | None, child_spec: Spec) -> Any:
-        return _array(dialect, _SUBSCRIPTION_PARTS[child], rows, rows.c.c0, cap, (), child_spec)
+    def nested(name: str, child_cap: int | None, child_spec: Spec) -> Any:
+        if any(entry[1] == "part" for entry in child_spec):  # ``graph.render`` makes none
+            raise ValueError(f"a part nested in a nested part: {name}")
+        child = _SUBSCRIPTION_PARTS[name]
+        below = _rows(child, rows, rows.c.c0, child_cap, child_spec)
 
-    return json_object(spec, column, nested)
+        def child_column(column_name: str) -> Any:
+            return below.c[f"c{child.index(column_name)}"]
+
+        element = json_object(child_spec, child_column, nested)
+        text = concat(["[", json_elements(element, _position(below)), "]"])
+        lateral = select(text.label("j"), cast(func.count(), Integer).label("k"))
+        lateral_ = lateral.select_from(below).lateral()
+        counted.append((lateral_, objects(child_spec)))
+        return lateral_.c.j
+
+    if not spec:
+        names = concat(["[", json_elements([json_value(rows.c.c0)], _position(rows)), "]"])
+        return select(names).scalar_subquery()
+    element = json_object(spec, column, nested)
+    terms = [_times(func.count(), objects(spec))]
+    joined: Any = rows
+    for lateral, each in counted:
+        joined = joined.join(lateral, true())
+        if each:
+            terms.append(_times(func.coalesce(func.sum(lateral.c.k), _ZERO), each))
+    count = reduce(operator.add, terms)
+    text = concat(["[", json_elements(element, _position(rows)), "]"])
+    return select(func.row(count, text)).select_from(joined).scalar_subquery()
+
+
+_ZERO = literal_column("0", Integer())
+
+
+def _times(value: Any, factor: int) -> Any:
+    return value if factor == 1 else value * literal_column(str(int(factor)), Integer())
 
 
 @lru_cache(maxsize=64)
@@ -268,9 +329,10 @@ def part_columns(dialect: str, plan: DetailPlan) -> tuple[ColumnElement[Any], ..
     """One JSON array per part of ``plan``, correlated to the ``customer`` row of the statement
     they are selected in (labelled by part): the parts of a page's customers read with the page
     itself (``db.queries.customer_pages``) or of ``_statement``. The rendered parts
-    (``plan.rendered``) come last, together as one JSON array of their arrays (one text to
-    decode a customer instead of one a part: ~6 a customer of a directory page). They take the
-    parameters ``partner_id`` and ``now``; ``part_count`` columns in all."""
+    (``plan.rendered``) come last, one column each (``_rendered``): never decoded, each goes
+    into the response as it is (they were one JSON array of their arrays while they were
+    decoded, one text to decode a customer instead of one a part). They take the parameters
+    ``partner_id`` and ``now``; ``part_count`` columns in all."""
     if plan.rendered and dialect != "postgresql":
         raise ValueError("only PostgreSQL renders")
     columns: list[ColumnElement[Any]] = []
@@ -278,21 +340,19 @@ def part_columns(dialect: str, plan: DetailPlan) -> tuple[ColumnElement[Any], ..
     for name, cap in plan.parts:
         spec = plan.spec(name)
         if spec is not None:
-            rendered.append(_array(dialect, _CUSTOMER_PARTS[name], C.id.table, C.id, cap, (), spec))
+            rendered.append(_rendered(_CUSTOMER_PARTS[name], cap, spec).label(name))
             continue
         part = _array(dialect, _CUSTOMER_PARTS[name], C.id.table, C.id, cap, plan.nested(name))
         if dialect == "postgresql":
             # As text: decoded by orjson here rather than by the driver's json codec.
             part = cast(part, Text)
         columns.append(part.label(name))
-    if rendered:
-        columns.append(cast(func.json_build_array(*rendered), Text).label("rendered"))
-    return tuple(columns)
+    return (*columns, *rendered)
 
 
 def part_count(plan: DetailPlan) -> int:
-    """The columns ``part_columns`` selects for ``plan``."""
-    return len(plan.parts) - len(plan.rendered) + (1 if plan.rendered else 0)
+    """The columns ``part_columns`` selects for ``plan``: one a part."""
+    return len(plan.parts)
 
 
 def part_params(scope: Scope, now: datetime) -> dict[str, Any]:
