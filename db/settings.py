@@ -92,6 +92,12 @@ class Settings(BaseSettings):
     # 2-4 s against 0.23-0.28 s at 32 connections on PostgreSQL, same throughput: README).
     serve_loop: Literal["auto", "uvloop", "asyncio"] = "asyncio"
     serve_http: Literal["auto", "httptools", "h11"] = "auto"
+    # Seconds ``serve`` keeps an idle keep-alive connection open. Longer than what holds idle
+    # connections to it (nginx's upstream ``keepalive_timeout`` and cloud load balancers: 60 s),
+    # so that the server is never the side that closes a connection the client may be sending
+    # on at that moment: a request sent as uvicorn's default of 5 s (equal to httpx's pool
+    # expiry) ran out failed with a read error on an instance that never stopped.
+    serve_keep_alive_seconds: int = Field(default=75, ge=1, le=3600)
     # Database connections per process (db/engine.py POOL_SIZES): unset, 10 + 20 overflow on
     # PostgreSQL, 4 + 0 on SQLite; and each SQLite connection's page cache.
     database_pool_size: int | None = Field(default=None, ge=1, le=500)

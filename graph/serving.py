@@ -142,6 +142,7 @@ def server_for(app: str, *, factory: bool = False) -> GracefulServer:
         access_log=False,
         loop=settings.serve_loop,
         http=http_protocol(settings.serve_http),
+        timeout_keep_alive=settings.serve_keep_alive_seconds,
     )
     server = GracefulServer(config)
     server.grace = settings.shutdown_grace

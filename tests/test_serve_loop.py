@@ -75,3 +75,18 @@ def test_an_unknown_loop_or_parser_is_refused(
     monkeypatch.setenv(f"PARTNER_HUB_{name}", value)
     with pytest.raises(ValidationError):
         Settings()
+
+
+def test_serve_keeps_idle_connections_longer_than_the_proxies_in_front(
+    monkeypatch: pytest.MonkeyPatch, fresh_settings: None
+) -> None:
+    """An idle keep-alive connection outlives a proxy's (nginx, load balancers: 60 s) and a
+    client pool's (httpx: 5 s): the server never closes one a request may be on its way on."""
+    config = _loaded(monkeypatch)
+    assert config.timeout_keep_alive == 75  # type: ignore[attr-defined]
+    config = _loaded(monkeypatch, PARTNER_HUB_SERVE_KEEP_ALIVE_SECONDS="7")
+    assert config.timeout_keep_alive == 7  # type: ignore[attr-defined]
+    monkeypatch.setenv("PARTNER_HUB_SERVE_KEEP_ALIVE_SECONDS", "0")
+    get_settings.cache_clear()
+    with pytest.raises(ValidationError):
+        get_settings()
