@@ -82,7 +82,12 @@ _PARSED_MAX = 8192
 _parse = datetime.fromisoformat
 
 
-def _parse_datetime(value: Any) -> datetime | None:
+def _parse_datetime(value: Any) -> datetime | str | None:
+    """An instant's JSON text as a datetime; a text Python cannot hold as one (PostgreSQL's
+    ``infinity``, a year BC or past 9999) as it is, which the ``DateTime`` scalar refuses where
+    a document selects it: an error at that field, not of every row's relationship (the row's
+    other columns, and columns no field shows, read as ever), as when the part is rendered
+    (``db.queries.customer_render.checks``)."""
     if value is None:
         return None
     found = _PARSED.get(value)
@@ -93,7 +98,10 @@ def _parse_datetime(value: Any) -> datetime | None:
         # ~600 (as ``db.types.UTCDateTime``); a page parses ~400 of these.
         parsed = _parse(value + "+00:00")
     except ValueError:  # PostgreSQL's text carries its offset
-        parsed = _parse(value)
+        try:
+            parsed = _parse(value)
+        except ValueError:
+            return str(value)
         if parsed.tzinfo is None:
             parsed = parsed.replace(tzinfo=UTC)
         elif parsed.tzinfo is not UTC:
