@@ -67,12 +67,15 @@ _first = itemgetter(0)
 class Detail:
     """The customer's row and, per part asked for, the rows its loader would have returned
     (for a subscription or trial: ``children[part][subscription id]``), or for a part
-    rendered by PostgreSQL its JSON text (``rendered``)."""
+    rendered by PostgreSQL its JSON text (``rendered``). Not ``vouched`` when a rendered part
+    holds a value the ordinary path would not write as it is (``customer_render.checks``): that
+    part is missing from ``rendered``, and the caller reads the parts again the ordinary way."""
 
     row: Record
     parts: dict[str, list[Any]]
     children: dict[str, dict[int, list[Any]]]
     rendered: dict[str, RenderedJSON]
+    vouched: bool = True
 
 
 # Text of an instant -> the instant, for the values a page repeats (a tag's creation on every
@@ -226,9 +229,14 @@ def _decoded(found: Any, width: int, plan_layout: Layout, start: int | None) -> 
     # The response's JSON already, one column a part after those read as rows, ``(objects,
     # text)`` or the text of a list of enum names: never decoded (``db.queries.customer_render``).
     texts = {}
+    vouched = True
     for offset, (name, counted) in enumerate(rendered, first + len(layout)):
         value = found[offset]
-        texts[name] = RenderedJSON(value[1], value[0]) if counted else RenderedJSON(value, 0)
+        text = value[1] if counted else value
+        if text is None:  # a value the statement does not vouch for (``checks``)
+            vouched = False
+            continue
+        texts[name] = RenderedJSON(text, value[0] if counted else 0)
     for offset, (name, make, nested) in enumerate(layout, first):
         raw = found[offset]
         elements = (loads(raw) if isinstance(raw, str | bytes) else raw) or []
@@ -243,7 +251,7 @@ def _decoded(found: Any, width: int, plan_layout: Layout, start: int | None) -> 
                 arrays = element[index] or []
                 arrays.sort(key=_first)
                 of_child[parent.id] = make_child(arrays)
-    return Detail(row=row, parts=parts, children=children, rendered=texts)
+    return Detail(row=row, parts=parts, children=children, rendered=texts, vouched=vouched)
 
 
 @lru_cache(maxsize=256)
