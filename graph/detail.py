@@ -217,6 +217,11 @@ async def customer_with_relations(
     plan, plans, nested = _plans(ctx, selection)
     async with ctx.db() as session:
         found = await customer_detail(session, scope=scope, id=pk, now=ctx.now, plan=plan)
+        if found is not None and not found.vouched:
+            # A rendered part holds a value the ordinary path would not write as it is: read
+            # as rows, which answers what rendering off would (its error included).
+            plan = plan.ordinary()
+            found = await customer_detail(session, scope=scope, id=pk, now=ctx.now, plan=plan)
     if found is None:
         return None
     customer = Customer.from_row(found.row)
@@ -252,12 +257,23 @@ async def page_relations(
         return
     plan, split, nested = plans
     if details is None and plan.parts:
-        async with ctx.db() as session:
-            details = await customers_parts(
-                session,
-                scope=scope,
-                ids=[customer.pk for customer in customers],
-                now=ctx.now,
-                plan=plan,
-            )
+        details = await _parts(ctx, scope, customers, plan)
+    if details is not None and not all(detail.vouched for detail in details.values()):
+        # A rendered part holds a value the ordinary path would not write as it is: the parts
+        # are read again as rows (``customer_with_relations``).
+        plan = plan.ordinary()
+        details = await _parts(ctx, scope, customers, plan)
     await _apply(ctx, plan, customers, details or {}, selection, split, nested)
+
+
+async def _parts(
+    ctx: Context, scope: Scope, customers: Sequence[Customer], plan: DetailPlan
+) -> Mapping[int, Detail]:
+    async with ctx.db() as session:
+        return await customers_parts(
+            session,
+            scope=scope,
+            ids=[customer.pk for customer in customers],
+            now=ctx.now,
+            plan=plan,
+        )

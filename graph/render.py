@@ -23,8 +23,10 @@ the ordinary path (``tests/test_render.py``).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from enum import StrEnum
 from typing import Any
 
+from db import enums
 from db.queries.customer_render import Entry, RenderedJSON, Spec, renderable
 from graph.ids import NODE_TYPES
 from graph.prefetch import Picked
@@ -41,9 +43,16 @@ RENDER = True
 MAX_SHAPES = 64
 
 
+def _enum(column: str, values: type[StrEnum]) -> tuple[str, str, tuple[str, ...]]:
+    """An enum field: the column, and the names the API writes (its GraphQL enum is the domain
+    enum itself, ``graph.types.common``: each stored value is its name)."""
+    return ("enum", column, tuple(value.value for value in values))
+
+
 # Per GraphQL type, per field: how the part's row gives the serialised value
 # (``db.queries.customer_render``'s entries without their key). ``("obj", type)``: an object
-# of the same row's columns.
+# of the same row's columns. An enum is an ``enum`` entry, never a ``col``: a stored value the
+# enum does not have is not written as it is (``customer_render.checks``).
 FIELDS: dict[str, dict[str, tuple[Any, ...]]] = {
     "Tag": {
         "id": ("gid", "Tag", "id"),
@@ -54,15 +63,15 @@ FIELDS: dict[str, dict[str, tuple[Any, ...]]] = {
     "Subscription": {
         "id": ("gid", "Subscription", "id"),
         "subscriptionId": ("col", "subscription_id"),
-        "kind": ("col", "kind"),
-        "state": ("col", "state"),
+        "kind": _enum("kind", enums.SubscriptionKind),
+        "state": _enum("state", enums.SubscriptionState),
         "startDate": ("time", "start_date"),
         "endDate": ("time", "end_date"),
         "autoRenew": ("col", "auto_renew"),
         "renewalDate": ("time", "renewal_date"),
     },
     "LicenseLine": {
-        "product": ("col", "product"),
+        "product": _enum("product", enums.Product),
         "licenseType": ("col", "license_type"),
         "purchased": ("col", "purchased"),
         "assigned": ("col", "assigned"),
@@ -76,14 +85,14 @@ FIELDS: dict[str, dict[str, tuple[Any, ...]]] = {
         "dueAt": ("time", "due_at"),
         "amountCents": ("col", "amount_cents"),
         "currency": ("col", "currency"),
-        "status": ("col", "status"),
+        "status": _enum("status", enums.InvoiceStatus),
     },
     "Order": {
         "orderNumber": ("col", "order_number"),
         "placedAt": ("time", "placed_at"),
-        "action": ("col", "action"),
+        "action": _enum("action", enums.OrderAction),
         "description": ("col", "description"),
-        "status": ("col", "status"),
+        "status": _enum("status", enums.OrderStatus),
     },
     "AssignedAdmin": {
         "admin": ("obj", "Admin"),

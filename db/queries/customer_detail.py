@@ -67,12 +67,15 @@ _first = itemgetter(0)
 class Detail:
     """The customer's row and, per part asked for, the rows its loader would have returned
     (for a subscription or trial: ``children[part][subscription id]``), or for a part
-    rendered by PostgreSQL its JSON text (``rendered``)."""
+    rendered by PostgreSQL its JSON text (``rendered``). Not ``vouched`` when a rendered part
+    holds a value the ordinary path would not write as it is (``customer_render.checks``): that
+    part is missing from ``rendered``, and the caller reads the parts again the ordinary way."""
 
     row: Record
     parts: dict[str, list[Any]]
     children: dict[str, dict[int, list[Any]]]
     rendered: dict[str, RenderedJSON]
+    vouched: bool = True
 
 
 # Text of an instant -> the instant, for the values a page repeats (a tag's creation on every
@@ -82,7 +85,12 @@ _PARSED_MAX = 8192
 _parse = datetime.fromisoformat
 
 
-def _parse_datetime(value: Any) -> datetime | None:
+def _parse_datetime(value: Any) -> datetime | str | None:
+    """An instant's JSON text as a datetime; a text Python cannot hold as one (PostgreSQL's
+    ``infinity``, a year BC or past 9999) as it is, which the ``DateTime`` scalar refuses where
+    a document selects it: an error at that field, not of every row's relationship (the row's
+    other columns, and columns no field shows, read as ever), as when the part is rendered
+    (``db.queries.customer_render.checks``)."""
     if value is None:
         return None
     found = _PARSED.get(value)
@@ -93,7 +101,10 @@ def _parse_datetime(value: Any) -> datetime | None:
         # ~600 (as ``db.types.UTCDateTime``); a page parses ~400 of these.
         parsed = _parse(value + "+00:00")
     except ValueError:  # PostgreSQL's text carries its offset
-        parsed = _parse(value)
+        try:
+            parsed = _parse(value)
+        except ValueError:
+            return str(value)
         if parsed.tzinfo is None:
             parsed = parsed.replace(tzinfo=UTC)
         elif parsed.tzinfo is not UTC:
@@ -218,9 +229,14 @@ def _decoded(found: Any, width: int, plan_layout: Layout, start: int | None) -> 
     # The response's JSON already, one column a part after those read as rows, ``(objects,
     # text)`` or the text of a list of enum names: never decoded (``db.queries.customer_render``).
     texts = {}
+    vouched = True
     for offset, (name, counted) in enumerate(rendered, first + len(layout)):
         value = found[offset]
-        texts[name] = RenderedJSON(value[1], value[0]) if counted else RenderedJSON(value, 0)
+        text = value[1] if counted else value
+        if text is None:  # a value the statement does not vouch for (``checks``)
+            vouched = False
+            continue
+        texts[name] = RenderedJSON(text, value[0] if counted else 0)
     for offset, (name, make, nested) in enumerate(layout, first):
         raw = found[offset]
         elements = (loads(raw) if isinstance(raw, str | bytes) else raw) or []
@@ -235,7 +251,7 @@ def _decoded(found: Any, width: int, plan_layout: Layout, start: int | None) -> 
                 arrays = element[index] or []
                 arrays.sort(key=_first)
                 of_child[parent.id] = make_child(arrays)
-    return Detail(row=row, parts=parts, children=children, rendered=texts)
+    return Detail(row=row, parts=parts, children=children, rendered=texts, vouched=vouched)
 
 
 @lru_cache(maxsize=256)

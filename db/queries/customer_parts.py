@@ -22,6 +22,7 @@ from sqlalchemy import (
     ColumnElement,
     Integer,
     Text,
+    and_,
     bindparam,
     cast,
     func,
@@ -31,7 +32,7 @@ from sqlalchemy import (
 )
 
 from db.engine import written_limit
-from db.enums import CustomerStatus
+from db.enums import CustomerStatus, Product
 from db.models import Admin, Customer, Invoice, LicenseLine, Order, Tag
 from db.queries.customer_children import (
     _A,
@@ -49,12 +50,15 @@ from db.queries.customer_children import (
 )
 from db.queries.customer_render import (
     Spec,
+    checks,
     concat,
     in_order,
     json_elements,
     json_object,
     json_value,
     objects,
+    one_of,
+    vouched,
 )
 from db.queries.customers import SPAN, S
 from db.scope import Scope
@@ -96,6 +100,11 @@ class DetailPlan:
             return self.trial_parts
         return ()
 
+    def ordinary(self) -> DetailPlan:
+        """This plan without rendered parts: every part read as rows (a part the statement did
+        not vouch for is read again so, ``customer_render.checks``)."""
+        return DetailPlan(self.parts, self.subscription_parts, self.trial_parts)
+
     def spec(self, name: str) -> Spec | None:
         for part, spec in self.rendered:
             if part == name:
@@ -117,6 +126,9 @@ class _Part:
     # The order of a rendered part when it is not ``order`` (statuses: their enum's, in which
     # Python sorts them otherwise).
     rendered_order: tuple[Any, ...] = ()
+    # A scalar part's enum names: a rendered value that is none of them is not vouched for
+    # (``db.queries.customer_render.checks``).
+    names: tuple[str, ...] = ()
 
     def index(self, name: str) -> int:
         """The position of the column ``name`` (the first so named)."""
@@ -144,6 +156,7 @@ _CUSTOMER_PARTS: dict[str, _Part] = {
         (),
         scalar=True,
         rendered_order=(in_order([status.value for status in CustomerStatus], SPAN.status),),
+        names=tuple(status.value for status in CustomerStatus),
     ),
     "products": _Part(
         _named(_CP.product),
@@ -152,6 +165,7 @@ _CUSTOMER_PARTS: dict[str, _Part] = {
         (_CP.product,),
         (),
         True,
+        names=tuple(product.value for product in Product),
     ),
     "tags": _Part(
         _named(_CT.customer_id, *TAG_COLUMNS),
@@ -243,7 +257,7 @@ def _read_by(part: _Part, spec: Spec) -> list[int]:
     def collect(entries: Spec) -> None:
         for entry in entries:
             kind = entry[1]
-            if kind in ("col", "time"):
+            if kind in ("col", "enum", "time"):
                 names.add(entry[2])
             elif kind == "gid":
                 names.add(entry[3])
@@ -279,9 +293,13 @@ def _rendered(part: _Part, cap: int | None, spec: Spec) -> Any:
     text, ~35 kB a directory page). The objects are counted beside the text: ``count(*)`` of
     the rows times each element's (``objects``), plus those of each nested part, whose rows are
     counted in the ``LATERAL`` subquery that renders them (a JSON text is not counted again by
-    parsing it). A list of enum names (``()``) holds no object: its JSON array alone, a text."""
+    parsing it). A list of enum names (``()``) holds no object: its JSON array alone, a text.
+    The JSON is NULL when a row's values are not all ones the ordinary path writes as they are
+    (``customer_render.checks``, nested parts' rows included): the part is then read again the
+    ordinary way (``graph.detail``)."""
     rows = _rows(part, C.id.table, C.id, cap, spec)
     counted: list[tuple[Any, int]] = []  # per nested part: its LATERAL subquery, its elements'
+    conditions: list[Any] = []
 
     def column(name: str) -> Any:
         return rows.c[f"c{part.index(name)}"]
@@ -297,15 +315,25 @@ def _rendered(part: _Part, cap: int | None, spec: Spec) -> Any:
 
         element = json_object(child_spec, child_column, nested)
         text = concat(["[", json_elements(element, _position(below)), "]"])
-        lateral = select(text.label("j"), cast(func.count(), Integer).label("k"))
-        lateral_ = lateral.select_from(below).lateral()
+        values = [text.label("j"), cast(func.count(), Integer).label("k")]
+        child_conditions = checks(child_spec, child_column)
+        if child_conditions:
+            # NULL without rows: skipped by the parent's ``bool_and``, as a row that passes.
+            every = func.bool_and(and_(*child_conditions))
+            values.append(every.label("ok"))
+        lateral_ = select(*values).select_from(below).lateral()
         counted.append((lateral_, objects(child_spec)))
+        if child_conditions:
+            conditions.append(lateral_.c.ok)
         return lateral_.c.j
 
     if not spec:
-        names = concat(["[", json_elements([json_value(rows.c.c0)], _position(rows)), "]"])
-        return select(names).scalar_subquery()
+        element_values = [json_value(rows.c.c0)]
+        names = concat(["[", json_elements(element_values, _position(rows)), "]"])
+        scalar_checks = [one_of(rows.c.c0, part.names)] if part.names else []
+        return select(vouched(names, scalar_checks)).scalar_subquery()
     element = json_object(spec, column, nested)
+    conditions[:0] = checks(spec, column)
     terms = [_times(func.count(), objects(spec))]
     joined: Any = rows
     for lateral, each in counted:
@@ -313,7 +341,7 @@ def _rendered(part: _Part, cap: int | None, spec: Spec) -> Any:
         if each:
             terms.append(_times(func.coalesce(func.sum(lateral.c.k), _ZERO), each))
     count = reduce(operator.add, terms)
-    text = concat(["[", json_elements(element, _position(rows)), "]"])
+    text = vouched(concat(["[", json_elements(element, _position(rows)), "]"]), conditions)
     return select(func.row(count, text)).select_from(joined).scalar_subquery()
 
 

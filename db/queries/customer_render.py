@@ -23,13 +23,21 @@ A ``Spec`` says what to build, in terms of the part's columns (by name), never o
 
 - ``()``: a list of the part's single column (statuses, products);
 - otherwise one entry per response key: ``(key, "col", name)`` the column as JSON gives it (text,
-  integers, booleans, enum names as stored); ``(key, "time", name)`` an instant as
-  ``datetime.isoformat()`` writes a UTC one; ``(key, "gid", type, name)`` a global id
-  (``graph.ids.to_global_id``); ``(key, "lit", text)`` a constant (``__typename``);
-  ``(key, "excess", a, b)`` ``max(a - b, 0)``; ``(key, "obj", spec)`` an object of the same
-  row's columns; ``(key, "part", child, cap, spec)`` a nested part (a subscription's license
-  lines) rendered in turn; ``(key, "empty")`` an empty list (a nested part the caller may not
-  read).
+  integers, booleans); ``(key, "enum", name, names)`` an enum's name as stored, one of
+  ``names``; ``(key, "time", name)`` an instant as ``datetime.isoformat()`` writes a UTC one;
+  ``(key, "gid", type, name)`` a global id (``graph.ids.to_global_id``); ``(key, "lit", text)``
+  a constant (``__typename``); ``(key, "excess", a, b)`` ``max(a - b, 0)``; ``(key, "obj",
+  spec)`` an object of the same row's columns; ``(key, "part", child, cap, spec)`` a nested part
+  (a subscription's license lines) rendered in turn; ``(key, "empty")`` an empty list (a nested
+  part the caller may not read).
+
+A value the ordinary path would refuse (an enum's name the API does not know, an instant Python
+cannot hold, a count past GraphQL's Int: data written past the API, or by a newer version of it)
+must not be written as it is: the ordinary path answers an error there, and a client would read
+a value its schema does not allow. ``checks`` are the conditions each row's values meet when they
+are ones the ordinary path serialises as written; a part any row of which fails them is
+answered NULL (``vouched``), and the request reads its parts again the ordinary way
+(``graph.detail``), whose answer (its error) it then gives.
 
 PostgreSQL only: SQLite's aggregates promise no order, and its instants are text to reformat.
 """
@@ -41,7 +49,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import orjson
-from sqlalchemy import Text, case, cast, func, literal_column
+from sqlalchemy import BigInteger, Text, and_, case, cast, func, literal_column
 from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -104,6 +112,14 @@ _NO_MICROS: Any = literal_column("'000000'")
 _UTC: Any = literal_column("'UTC'")
 _OFFSET: Any = literal_column("'+00:00'")
 _DOT: Any = literal_column("'.'")
+# The instants the ordinary path reads back: PostgreSQL writes them as JSON text in the
+# session's time zone, which Python parses (years 1 to 9999 only; not infinity, not BC), so a
+# day short of either end (no offset is a day); an instant in that day takes the ordinary path.
+_FIRST_INSTANT: Any = literal_column("'0001-01-02 UTC'")
+_END_INSTANT: Any = literal_column("'9999-12-31 UTC'")
+# GraphQL's Int, which the ordinary path's serialiser refuses past (``excess`` is computed as a
+# bigint: ``purchased - assigned`` of two integers may leave the integers' range).
+_INT_MAX: Any = literal_column("2147483647", BigInteger())
 
 
 def _instant(value: Any) -> Any:
@@ -123,6 +139,54 @@ def _global_id(type_name: str, value: Any) -> Any:
     encoded = func.encode(raw, literal_column("'base64'"))
     urlsafe = func.translate(encoded, literal_column("'+/'"), literal_column("'-_'"))
     return func.rtrim(urlsafe, literal_column("'='"))
+
+
+def _excess(column: Callable[[str], Any], entry: Entry) -> Any:
+    """``max(a - b, 0)`` of the row's columns ``entry[2]``, ``entry[3]``, as a bigint (never out
+    of range: two integers' difference may be)."""
+    return func.greatest(cast(column(entry[2]), BigInteger) - column(entry[3]), 0)
+
+
+def _names(names: Sequence[str]) -> list[Any]:
+    """An enum's names as SQL literals (names only: nothing to escape)."""
+    for name in names:
+        if not _NAME.match(name):
+            raise ValueError(f"not a name: {name!r}")
+    return [literal_column(f"'{name}'", Text()) for name in names]
+
+
+def one_of(value: Any, names: Sequence[str]) -> Any:
+    """Whether ``value`` is one of the enum's ``names``."""
+    return value.in_(_names(names))
+
+
+def checks(spec: Spec, column: Callable[[str], Any]) -> list[Any]:
+    """The conditions one row meets when every value ``spec`` writes of it is one the ordinary
+    path serialises as written (an enum's name it knows, an instant it can hold, an Int): FALSE
+    when one is not, NULL or TRUE otherwise (a NULL instant of a nullable column compares
+    NULL, which ``bool_and`` skips). Nested parts check their own rows."""
+    found: list[Any] = []
+    for entry in spec:
+        kind = entry[1]
+        if kind == "enum":
+            found.append(one_of(column(entry[2]), entry[3]))
+        elif kind == "time":
+            value = column(entry[2])
+            found += [value >= _FIRST_INSTANT, value < _END_INSTANT]
+        elif kind == "excess":
+            found.append(_excess(column, entry) <= _INT_MAX)
+        elif kind == "obj":
+            found += checks(entry[2], column)
+    return found
+
+
+def vouched(text: Any, conditions: Sequence[Any]) -> Any:
+    """An aggregate's ``text``, NULL when a row it aggregates fails ``conditions`` (``checks``):
+    the part is then read the ordinary way."""
+    if not conditions:
+        return text
+    every = func.bool_and(and_(*conditions) if len(conditions) > 1 else conditions[0])
+    return case((every.is_not(False), text))
 
 
 def json_value(value: Any) -> Any:
@@ -203,7 +267,7 @@ def json_object(
         if not _NAME.match(key):
             raise ValueError(f"not a name: {key!r}")
         values.append(f'{"," if i else "{"}"{key}":')
-        if kind == "col":
+        if kind in ("col", "enum"):
             values.append(json_value(column(entry[2])))
         elif kind == "time":
             values.append(_quoted(_instant(column(entry[2]))))
@@ -214,7 +278,7 @@ def json_object(
                 raise ValueError(f"not a name: {entry[2]!r}")
             values.append(f'"{entry[2]}"')
         elif kind == "excess":  # GREATEST ignores NULLs: never NULL
-            values.append(func.greatest(column(entry[2]) - column(entry[3]), 0))
+            values.append(_excess(column, entry))
         elif kind == "obj":
             values.extend(json_object(entry[2], column, nested))
         elif kind == "part":

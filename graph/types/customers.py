@@ -74,13 +74,17 @@ class Invoice:
 
     @classmethod
     def from_row(cls, row: Any) -> Invoice:
+        # The enums' stored names as they are (as Subscription's kind and state): serialised by
+        # the enum when selected, so an unknown one is an error at the field that reads it, not
+        # of the whole relationship, and not where no document reads it (as when rendered,
+        # ``graph.render``).
         return cls(
             invoice_number=row.invoice_number,
             issued_at=row.issued_at,
             due_at=row.due_at,
             amount_cents=row.amount_cents,
             currency=row.currency,
-            status=InvoiceStatus(row.status),
+            status=row.status,
         )
 
 
@@ -94,12 +98,13 @@ class Order:
 
     @classmethod
     def from_row(cls, row: Any) -> Order:
+        # The enums' stored names as they are (``Invoice.from_row``).
         return cls(
             order_number=row.order_number,
             placed_at=row.placed_at,
-            action=OrderAction(row.action),
+            action=row.action,
             description=row.description,
-            status=OrderStatus(row.status),
+            status=row.status,
         )
 
 
