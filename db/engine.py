@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import weakref
 from typing import Any
 
 from sqlalchemy import Integer, bindparam, column, event, literal_column, text
@@ -11,13 +12,14 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.engine.interfaces import BindTyping
 from sqlalchemy.exc import ArgumentError, DisconnectionError, OperationalError
 from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
     create_async_engine,
 )
 from sqlalchemy.orm import Session, SessionTransaction
-from sqlalchemy.pool import NullPool
+from sqlalchemy.pool import AsyncAdaptedQueuePool, NullPool
 
 from db.driver_query import guard_riders
 from db.sqlite_driver import OneTripConnection, one_trip_module
@@ -76,14 +78,62 @@ def _checked_out(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
     dead one is replaced before the request uses it (``DisconnectionError`` makes the pool
     discard it and check out another, as pre-ping does).
     """
+    returned = record.info.get("returned_at")
+    _ping(dbapi_connection, returned is not None and time.monotonic() - returned > PING_IDLE_S)
+
+
+def _ping(dbapi_connection: Any, idle: bool) -> None:
     if dbapi_connection._connection.is_closed():
         raise DisconnectionError("the connection was closed")
-    returned = record.info.get("returned_at")
-    if returned is not None and time.monotonic() - returned > PING_IDLE_S:
+    if idle:
         try:
             dbapi_connection.ping()
         except Exception as exc:
             raise DisconnectionError("the connection did not answer a ping") from exc
+
+
+def ping(sync: Any) -> None:
+    """``_checked_out``'s check of a PostgreSQL connection idle for long, for one kept out of
+    the pool (``db.query_lane``; ``sync``: a ``Connection``, in SQLAlchemy's greenlet)."""
+    _ping(sync.connection.dbapi_connection, True)
+
+
+class LanePool(AsyncAdaptedQueuePool):
+    """The pool of a PostgreSQL engine, aware of the connections its lanes keep checked out
+    between queries (``db.query_lane``), so that those never make anyone wait:
+
+    - a checkout that would wait (no connection in the pool, no overflow left) takes one of
+      them back first (``QueryLane.give_up_one``: closed, it is checked in here);
+    - while a checkout waits (``waiting``), a lane keeps nothing: each connection a query gives
+      back is checked in, for the first who waits (a query arriving later waits behind).
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.lanes: weakref.WeakSet[Any] = weakref.WeakSet()
+        self.waiting = 0
+
+    def _do_get(self) -> Any:
+        if self.lanes and self.exhausted():
+            for lane in list(self.lanes):
+                if lane.give_up_one():
+                    break
+        self.waiting += 1
+        try:
+            return super()._do_get()
+        finally:
+            self.waiting -= 1
+
+    def exhausted(self) -> bool:
+        """No connection in the pool and none more may be opened: a checkout would wait."""
+        limited = self._max_overflow > -1
+        return limited and self._pool.empty() and self._overflow >= self._max_overflow
+
+    def recreate(self) -> LanePool:
+        pool = super().recreate()
+        assert isinstance(pool, LanePool)
+        pool.lanes = self.lanes
+        return pool
 
 
 def _sqlite_pragmas(cache_mb: int) -> Any:
@@ -121,6 +171,8 @@ def create_engine(
             max_overflow=overflow if max_overflow is None else max_overflow,
             pool_use_lifo=True,
         )
+        if backend == "postgresql":
+            kwargs["poolclass"] = LanePool
     if backend == "sqlite" and make_url(url).get_driver_name() == "aiosqlite":
         kwargs["module"] = one_trip_module()  # one trip to aiosqlite's thread a statement
     engine = create_async_engine(url, **kwargs)
@@ -215,13 +267,25 @@ async def optimize(engine: AsyncEngine) -> None:
                 raise
 
 
+async def request_connection(
+    session: AsyncSession, execution_options: dict[str, Any] | None = None
+) -> AsyncConnection:
+    """The connection ``session``'s statements run on: a query's kept connection as it is
+    (the session is bound to it, ``db.query_lane``; ``AUTOCOMMIT`` already), without beginning
+    the session's transaction on it; else the session's own (with ``execution_options``)."""
+    bind = session.bind
+    if isinstance(bind, AsyncConnection):
+        return bind
+    return await session.connection(execution_options=execution_options)
+
+
 async def execute_core(session: AsyncSession, statement: Any, params: Any = None) -> Any:
     """``session.execute`` for a Core statement (columns, not entities), on the session's own
     connection and transaction, without the ORM's layer: the ORM wraps every execution in its
     compile state, load options and row "instances" pass, which for a statement that loads no
     entity change nothing in the rows; about 60-70 us of CPU a statement (the token lookup,
     PostgreSQL, measured in-process). Same SQL, same rows, same engine events."""
-    connection = await session.connection()
+    connection = await request_connection(session)
     return await connection.execute(statement, params)
 
 

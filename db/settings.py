@@ -102,6 +102,9 @@ class Settings(BaseSettings):
     # PostgreSQL, 4 + 0 on SQLite; and each SQLite connection's page cache.
     database_pool_size: int | None = Field(default=None, ge=1, le=500)
     database_pool_overflow: int | None = Field(default=None, ge=0, le=500)
+    # PostgreSQL: connections a process keeps checked out between queries, ready for the next
+    # (db/query_lane.py); unset, the pool's size; 0: every query checks one out of the pool.
+    database_kept_connections: int | None = Field(default=None, ge=0, le=500)
     sqlite_cache_mb: int = Field(default=16, ge=1, le=4096)
     # GraphQL requests executing at once per process (graph/admission.py); the others wait
     # their turn before taking anything. Unset: 4 on SQLite, no limit on PostgreSQL; 0: no limit.

@@ -172,6 +172,13 @@ def attach(session: Any, check: TokenCheck) -> None:
     if not event.contains(engine, "before_cursor_execute", guard_riders):
         event.listen(engine, "before_cursor_execute", guard_riders, insert=True)
     session.sync_session.info[RIDER] = check
+    bind = session.bind
+    if isinstance(bind, AsyncConnection):
+        # A query's kept connection (db.query_lane), which the session may never begin on;
+        # the lane clears the rider before the connection serves another request.
+        sync = bind.sync_connection
+        assert sync is not None
+        sync.execution_options(**{RIDER: check})
 
 
 @event.listens_for(RequestSession, "after_begin")

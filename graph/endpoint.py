@@ -22,7 +22,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.types import Message, Receive, Scope, Send
 
-from db.engine import read_from_one_snapshot
+from db.engine import read_from_one_snapshot, request_connection
 from db.queries.admins import Principal
 from db.token_check import PrincipalChanged, TokenCheck
 from db.versioning import recording_shared_reads
@@ -175,9 +175,11 @@ class GraphQLEndpoint:
         it runs as, looked up already)."""
         services = self.hub.services
         assert services is not None
-        # One session for the whole request, token lookup included (one pool checkout).
-        async with self.hub.sessions() as session:
-            operation = None if get else known_operation(payload, self.documents)
+        # One session for the whole request, token lookup included (one connection; a
+        # query's on PostgreSQL kept between queries, ``db.query_lane``).
+        operation = None if get else known_operation(payload, self.documents)
+        query = operation == Operation.QUERY and not services.settings.is_sqlite
+        async with self.hub.request_session(query) as session:
             connection = None  # taken by the token lookup once the header is checked
             check = None
             if services.settings.is_sqlite:
@@ -185,7 +187,7 @@ class GraphQLEndpoint:
                 # before it writes (as an unknown one does, ``graph.mutations``).
                 if operation != Operation.MUTATION:
                     read_from_one_snapshot(session)
-            elif operation == Operation.QUERY:
+            elif query:
                 # A query on PostgreSQL runs its statements outside a transaction: at READ
                 # COMMITTED each statement takes its own snapshot either way, so BEGIN and
                 # ROLLBACK were two round trips that changed nothing (issue 17). A mutation,
@@ -193,7 +195,7 @@ class GraphQLEndpoint:
                 # would cost them back: ``read_from_one_snapshot``.)
                 if provisional is True:
                     check = self.hub.provisional(request, session)
-                connection = await session.connection(execution_options=AUTOCOMMIT)
+                connection = await request_connection(session, AUTOCOMMIT)
             outcome: Principal
             if isinstance(provisional, Principal):
                 outcome = provisional

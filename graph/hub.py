@@ -4,18 +4,21 @@ cache) and the request's authentication by bearer token."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from db.engine import create_engine, optimize, session_factory
+from db.engine import POOL_SIZES, create_engine, optimize, session_factory
 from db.ingest import ensure_quality_thresholds, thresholds_from
 from db.queries.admins import Principal, authenticate_token, hash_token
 from db.queries.analytics.medians import MediansMemo
 from db.queries.meta import get_or_create_secret
 from db.queries.policies import load_policies, read_policy_csv, seed_policies
+from db.query_lane import QueryLane
 from db.settings import Settings
 from db.status import StatusRules, ensure_status_rules
 from db.token_check import PrincipalMemo, TokenCheck, attach
@@ -42,6 +45,16 @@ class PartnerHub:
             sqlite_cache_mb=settings.sqlite_cache_mb,
         )
         self.sessions: async_sessionmaker[AsyncSession] = session_factory(self.engine)
+        # Queries on PostgreSQL run on connections kept between them (db/query_lane.py), as
+        # many as the pool's size (a checkout that would wait takes one back: db.engine.LanePool).
+        kept = settings.database_kept_connections
+        if kept is None:
+            kept = settings.database_pool_size or POOL_SIZES["postgresql"][0]
+        self.lane = (
+            QueryLane(self.engine, kept)
+            if kept and self.engine.dialect.name == "postgresql"
+            else None
+        )
         self.services: Services | None = None
         self._lock = asyncio.Lock()
         # The principal last seen with each token: what a query runs as provisionally.
@@ -148,7 +161,26 @@ class PartnerHub:
                 if _newer(current, authorizer.version):
                     authorizer.replace_policies(lines, current)
 
+    @asynccontextmanager
+    async def request_session(self, query: bool) -> AsyncIterator[AsyncSession]:
+        """The request's session: for a query on PostgreSQL, bound to an ``AUTOCOMMIT``
+        connection of the lane (``db.query_lane``; closed only if a statement of the ORM began
+        its transaction there, else there is nothing to close); else one of ``sessions``."""
+        if not query or self.lane is None:
+            async with self.sessions() as session:
+                yield session
+            return
+        async with self.lane.connection() as connection:
+            session = self.sessions(bind=connection)
+            try:
+                yield session
+            finally:
+                if session.sync_session.in_transaction():
+                    await session.close()
+
     async def stop(self) -> None:
+        if self.lane is not None:
+            await self.lane.close()
         if self.services is not None:
             await self.services.limiter.close()
         if self._own_engine:

@@ -220,6 +220,8 @@ ALLOWED: dict[str, list[str]] = {
         "graph/hub.py _start ingest.ensure_quality_thresholds",
         "graph/hub.py sync_policies policies.load_policies",
         "graph/hub.py authenticate admins.authenticate_token",
+        # the request's connection, for its token lookup first; it reads nothing itself
+        "graph/endpoint.py _in_session engine.request_connection",
         "graph/context.py reload_principal admins.principal_of_token",
     ],
     CLI: [

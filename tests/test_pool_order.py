@@ -17,14 +17,25 @@ from typing import Any
 
 from sqlalchemy import event
 
-from tests.conftest import Api
+from tests.conftest import api_over
+from tests.databases import Database
 from tests.helpers import Factory, post_graphql
 
 FULL = "full@acme.example"
 PAGE = "{ customers(first: 5) { nodes { id name statuses tags { name } } } }"
 
 
-async def test_sequential_requests_take_the_connection_returned_last(api: Api) -> None:
+async def test_sequential_requests_take_the_connection_returned_last(
+    fresh_database: Database,
+) -> None:
+    # What a mutation, and a query on SQLite or with no kept connections, checks out (queries
+    # on PostgreSQL keep theirs between them, LIFO too: tests/test_query_lane.py).
+    await fresh_database.empty()
+    async with api_over(fresh_database, database_kept_connections=0) as api:
+        await _returned_last(api)
+
+
+async def _returned_last(api: Any) -> None:
     f = Factory(api.engine)
     partner = await f.partner()
     await f.admin(partner, FULL, "FULL_ADMIN")

@@ -13,7 +13,7 @@ from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from db.driver_query import DriverQuery
-from db.engine import execute_core
+from db.engine import execute_core, request_connection
 from db.models import Admin, ApiToken, AppMeta, Partner
 from db.partner_versions import PARTNER_DATA_VERSION
 from db.types import affected
@@ -87,7 +87,7 @@ async def authenticate_token(
     connection (``connection`` when the caller has it already: asking the session again cost a
     greenlet switch and its transaction's lookup)."""
     if connection is None:
-        connection = await session.connection()
+        connection = await request_connection(session)
     row = await AUTHENTICATE.first(connection, {"token_hash": hash_token(token)})
     return None if row is None else principal_from(row)
 

@@ -40,7 +40,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.driver_query import DriverQuery
-from db.engine import frozen
+from db.engine import frozen, request_connection
 from db.queries.customer_children import (
     _STATUS_ORDER,
 )
@@ -271,7 +271,7 @@ async def customer_detail(
     dialect = session.get_bind().dialect.name
     query = _scoped_query(dialect, plan, scope)
     params = {**part_params(scope, now), "customer_id": id}
-    found = await query.first(await session.connection(), params)
+    found = await query.first(await request_connection(session), params)
     return None if found is None else _decode(found, len(CUSTOMER_COLUMNS), plan)
 
 
@@ -322,6 +322,6 @@ async def customers_parts(
     dialect = session.get_bind().dialect.name
     keys: Any = list(ids) if dialect == "postgresql" else orjson.dumps(list(ids)).decode()
     params = {"ids": keys, **part_params(scope, now)}
-    rows = await _page_query(dialect, plan, scope).all(await session.connection(), params)
+    rows = await _page_query(dialect, plan, scope).all(await request_connection(session), params)
     layout = _layout(1, plan)
     return {found[0]: _decoded(found, 1, layout, None) for found in rows}

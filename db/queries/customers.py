@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql import Select
 
 from db.driver_query import DriverQuery
+from db.engine import request_connection
 from db.models import Customer, CustomerStatusSpan, Subscription
 from db.scope import Scope
 from db.token_check import with_token_check
@@ -75,7 +76,7 @@ class DrivenRecords:
         self.record = _record_type(tuple(statement.selected_columns.keys()))
 
     async def read(self, session: AsyncSession, params: dict[str, Any]) -> list[Record]:
-        rows = await self.query.all(await session.connection(), params)
+        rows = await self.query.all(await request_connection(session), params)
         new, record = tuple.__new__, self.record
         return [new(record, row) for row in rows]
 
