@@ -114,15 +114,20 @@ class LanePool(AsyncAdaptedQueuePool):
         self.waiting = 0
 
     def _do_get(self) -> Any:
-        if self.lanes and self.exhausted():
-            for lane in list(self.lanes):
-                if lane.give_up_one():
-                    break
+        if not self.exhausted():  # one in the pool, or one to open (which awaits, not waits)
+            return super()._do_get()
+        for lane in list(self.lanes):
+            if lane.give_up_one():
+                return super()._do_get()
         self.waiting += 1
         try:
             return super()._do_get()
         finally:
             self.waiting -= 1
+
+    def capacity(self) -> int | None:
+        """The most connections the pool opens at once (None: no limit)."""
+        return None if self._max_overflow < 0 else self.size() + self._max_overflow
 
     def exhausted(self) -> bool:
         """No connection in the pool and none more may be opened: a checkout would wait."""

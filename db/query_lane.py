@@ -31,10 +31,18 @@ The lane's connections count against the pool's size and overflow, and never mak
 for one (``db.engine.LanePool``): a checkout that would wait takes a kept one back first, and
 while one waits a query's connection is checked in rather than kept. A worker holds at most
 ``keep`` of them idle (the pool's ``pool_size``), besides the pool's own idle ones.
+
+Under load, with the lane's connections as many as the pool may open, a query waits in the lane
+(first come first served) and a finished query hands its connection straight to it: no
+check-in, no checkout, no ``AUTOCOMMIT`` set again (at 32 connections over two workers and a
+pool of 10 each, every query used to wait for the pool). A waiter cancelled just as it was
+handed one passes it on.
 """
 
 from __future__ import annotations
 
+import asyncio
+import collections
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -49,6 +57,9 @@ from db.engine import PING_IDLE_S, LanePool, ping
 AUTOCOMMIT = "AUTOCOMMIT"
 
 
+Handed = tuple[AsyncConnection, dict[str, Any]]
+
+
 class QueryLane:
     """Up to ``keep`` ``AUTOCOMMIT`` connections of ``engine``, kept between queries."""
 
@@ -57,22 +68,30 @@ class QueryLane:
         self.keep = keep
         self._idle: list[tuple[AsyncConnection, dict[str, Any], float]] = []
         self.closed = False
+        # Connections of the lane open now (idle, in use or being handed over), at most
+        # ``limit``: the pool's whole size (none when its overflow is unlimited). Past it a
+        # query waits here, first come first served, for one a finished query hands over.
+        self.opened = 0
+        self.limit: int | None = None
+        self._waiters: collections.deque[asyncio.Future[Handed | None]] = collections.deque()
         pool = engine.pool
         if isinstance(pool, LanePool):
             pool.lanes.add(self)
+            self.limit = pool.capacity()
 
     def give_up_one(self) -> bool:
         """Close one kept connection, checking it in: called by the pool (in SQLAlchemy's
         greenlet) when a checkout would otherwise wait (``db.engine.LanePool``)."""
         while self._idle:
             connection, _baseline, _since = self._idle.pop(0)  # the least recently used
+            self._closed_one()
             sync = connection.sync_connection
             if sync is not None and not sync.closed:
                 sync.close()
                 return True
         return False
 
-    async def _open(self) -> tuple[AsyncConnection, dict[str, Any]]:
+    async def _open(self) -> Handed:
         connection = await self.engine.connect()
         try:
             await connection.execution_options(isolation_level=AUTOCOMMIT, **{RIDER: None})
@@ -83,19 +102,58 @@ class QueryLane:
         assert sync is not None
         return connection, dict(sync.get_execution_options())
 
-    async def _take(self) -> tuple[AsyncConnection, dict[str, Any]]:
-        while self._idle:
-            connection, baseline, since = self._idle.pop()
-            if time.monotonic() - since <= PING_IDLE_S and _open_driver(connection):
+    async def _take(self) -> Handed:
+        while True:
+            while self._idle:
+                connection, baseline, since = self._idle.pop()
+                if time.monotonic() - since <= PING_IDLE_S and _open_driver(connection):
+                    return connection, baseline
+                try:  # idle for long, or closed by the server: as the pool checks it
+                    await connection.run_sync(ping)
+                except DisconnectionError:
+                    self._closed_one()
+                    await connection.invalidate()
+                    await connection.close()
+                    continue
                 return connection, baseline
-            try:  # idle for long, or closed by the server: as the pool checks it
-                await connection.run_sync(ping)
-            except DisconnectionError:
-                await connection.invalidate()
-                await connection.close()
-                continue
-            return connection, baseline
-        return await self._open()
+            if self.limit is None or self.opened < self.limit or self.closed:
+                self.opened += 1
+                try:
+                    return await self._open()
+                except BaseException:
+                    self._closed_one()
+                    raise
+            waiter: asyncio.Future[Handed | None] = asyncio.get_running_loop().create_future()
+            self._waiters.append(waiter)
+            try:
+                handed = await waiter
+            except BaseException:
+                if waiter.done() and not waiter.cancelled():
+                    self._pass_on(waiter.result())  # handed over as it was cancelled
+                raise
+            if handed is not None:
+                return handed
+            # None: one of the lane's connections was closed; there is room to open one
+
+    def _closed_one(self) -> None:
+        """One of the lane's connections is closed (or failed to open): room for a waiter."""
+        self.opened -= 1
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+
+    def _pass_on(self, handed: Handed | None) -> None:
+        """A connection handed to a waiter that was cancelled meanwhile: to the next one, or
+        kept, or closed."""
+        if handed is None:
+            self._closed_one()  # (the room it was told of, for the next)
+            self.opened += 1
+            return
+        if not self._place(*handed):
+            self._closed_one()
+            asyncio.get_running_loop().create_task(handed[0].close())
 
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[AsyncConnection]:
@@ -110,23 +168,37 @@ class QueryLane:
                 # BEGIN), ended as a session ends the one it began: nothing is sent.
                 await connection.rollback()
         except BaseException:
+            self._closed_one()
             await connection.close()
             raise
-        if not self._give_back(connection, baseline):
+        if not (self._reusable(connection, baseline) and self._place(connection, baseline)):
+            self._closed_one()
             await connection.close()
 
-    def _give_back(self, connection: AsyncConnection, baseline: dict[str, Any]) -> bool:
+    def _reusable(self, connection: AsyncConnection, baseline: dict[str, Any]) -> bool:
+        """Whether ``connection`` is as it came out of the lane (its rider cleared first)."""
         sync = connection.sync_connection
-        if self.closed or sync is None or len(self._idle) >= self.keep:
+        if self.closed or sync is None:
             return False
-        pool = self.engine.pool
-        if isinstance(pool, LanePool) and pool.waiting:
-            return False  # checked in instead, for whoever waits for a connection
         if sync.closed or sync.invalidated or sync.in_transaction():
             return False
         if sync.get_execution_options().get(RIDER) is not None:
             sync.execution_options(**{RIDER: None})
-        if dict(sync.get_execution_options()) != baseline or not _open_driver(connection):
+        return dict(sync.get_execution_options()) == baseline and _open_driver(connection)
+
+    def _place(self, connection: AsyncConnection, baseline: dict[str, Any]) -> bool:
+        """Hand a reusable connection to the first query waiting, or keep it; False when it is
+        to be closed: nobody waits and ``keep`` are kept, or a checkout waits in the pool (it
+        is checked in for that one, first come first served)."""
+        pool = self.engine.pool
+        if isinstance(pool, LanePool) and pool.waiting:
+            return False
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result((connection, baseline))
+                return True
+        if len(self._idle) >= self.keep:
             return False
         self._idle.append((connection, baseline, time.monotonic()))
         return True
@@ -136,6 +208,7 @@ class QueryLane:
         self.closed = True
         idle, self._idle = self._idle, []
         for connection, _baseline, _since in idle:
+            self._closed_one()
             await connection.close()
 
 

@@ -314,6 +314,71 @@ async def test_nobody_waits_behind_kept_connections_under_load(fresh_database: D
 
 
 @postgresql_only
+async def test_queries_past_the_pools_size_wait_for_a_connection_handed_over(
+    fresh_database: Database,
+) -> None:
+    """Twelve queries at once over a pool of two: the lane opens two at most, and each query
+    that finishes hands its connection to the next that waits (no checkout, no check-in)."""
+    async with small_pool(fresh_database, keep=2) as api:
+        token = await token_for(api, FULL)
+        await warm(api, token)
+        with connections_used(api) as (ran, taken, _began):
+            bodies = await asyncio.gather(
+                *(post_graphql(api, PAGE, token=token) for _ in range(12))
+            )
+        assert all(len(data_of(b)["customers"]["nodes"]) == 3 for b in bodies)
+        assert len(taken) <= 1 and len(set(ran)) <= 2  # the one kept, one more opened
+        lane = hub_of(api).lane
+        assert lane.opened == len(kept(api)) == api.engine.pool.checkedout() <= 2
+        assert not lane._waiters
+
+
+@postgresql_only
+async def test_a_waiting_query_cancelled_leaves_nothing_behind(fresh_database: Database) -> None:
+    """Queries waiting in the lane, cancelled while they wait (a client gone) or just as a
+    connection was handed to them: every connection ends kept or closed, the count right."""
+    async with small_pool(fresh_database, keep=2) as api:
+        lane = hub_of(api).lane
+        held = asyncio.Event()
+        release = asyncio.Event()
+
+        async def hold() -> None:
+            async with lane.connection() as connection:
+                await connection.exec_driver_sql("SELECT 1")
+                held.set()
+                await release.wait()
+
+        holders = [asyncio.ensure_future(hold()) for _ in range(2)]
+        await held.wait()
+        await asyncio.sleep(0.05)
+        assert lane.opened == 2
+
+        async def wait_for_one() -> None:
+            async with lane.connection() as connection:
+                await connection.exec_driver_sql("SELECT 1")
+
+        waiting = [asyncio.ensure_future(wait_for_one()) for _ in range(4)]
+        await asyncio.sleep(0.05)
+        assert len(lane._waiters) == 4
+        waiting[0].cancel()  # gone while it waits
+        release.set()  # both holders hand over: to waiters 1 and 2
+        await asyncio.sleep(0)
+        waiting[1].cancel()  # handed a connection just now, cancelled before it ran
+        results = await asyncio.gather(*holders, *waiting, return_exceptions=True)
+        assert [isinstance(r, asyncio.CancelledError) for r in results[2:]] == [
+            True,
+            True,
+            False,
+            False,
+        ]
+        await asyncio.sleep(0.05)  # (a connection closed in the background)
+        assert not lane._waiters
+        assert lane.opened == len(kept(api)) == api.engine.pool.checkedout() <= 2
+        body = await post_graphql(api, PAGE, token=await token_for(api, FULL))
+        assert len(data_of(body)["customers"]["nodes"]) == 3
+
+
+@postgresql_only
 @pytest.mark.parametrize(
     ("pool", "overflow", "setting", "keep"),
     [(None, None, None, 10), (4, 0, None, 4), (4, 6, 1, 1), (4, 6, 0, 0)],
