@@ -74,6 +74,7 @@ class QueryLane:
         self.opened = 0
         self.limit: int | None = None
         self._waiters: collections.deque[asyncio.Future[Handed | None]] = collections.deque()
+        self._closing: set[asyncio.Task[None]] = set()
         pool = engine.pool
         if isinstance(pool, LanePool):
             pool.lanes.add(self)
@@ -115,6 +116,9 @@ class QueryLane:
                     await connection.invalidate()
                     await connection.close()
                     continue
+                except BaseException:  # cancelled while it pinged: not kept, not lost
+                    self._discard(connection)
+                    raise
                 return connection, baseline
             if self.limit is None or self.opened < self.limit or self.closed:
                 self.opened += 1
@@ -138,6 +142,10 @@ class QueryLane:
     def _closed_one(self) -> None:
         """One of the lane's connections is closed (or failed to open): room for a waiter."""
         self.opened -= 1
+        self._wake_one()
+
+    def _wake_one(self) -> None:
+        """Tell the first query waiting that there is room to open a connection."""
         while self._waiters:
             waiter = self._waiters.popleft()
             if not waiter.done():
@@ -145,15 +153,20 @@ class QueryLane:
                 return
 
     def _pass_on(self, handed: Handed | None) -> None:
-        """A connection handed to a waiter that was cancelled meanwhile: to the next one, or
-        kept, or closed."""
+        """What was handed to a waiter that was cancelled meanwhile goes on: the room it was
+        told of to the next waiter; a connection to the next waiter, or kept, or closed."""
         if handed is None:
-            self._closed_one()  # (the room it was told of, for the next)
-            self.opened += 1
-            return
-        if not self._place(*handed):
-            self._closed_one()
-            asyncio.get_running_loop().create_task(handed[0].close())
+            self._wake_one()
+        elif not self._place(*handed):
+            self._discard(handed[0])
+
+    def _discard(self, connection: AsyncConnection) -> None:
+        """Close ``connection`` in a task of its own (from a cancelled task, which cannot
+        await), kept until done (``close`` waits for it)."""
+        self._closed_one()
+        task = asyncio.get_running_loop().create_task(connection.close())
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
 
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[AsyncConnection]:
@@ -210,6 +223,8 @@ class QueryLane:
         for connection, _baseline, _since in idle:
             self._closed_one()
             await connection.close()
+        if self._closing:
+            await asyncio.gather(*self._closing, return_exceptions=True)
 
 
 def _open_driver(connection: AsyncConnection) -> bool:

@@ -397,3 +397,41 @@ def test_the_lane_keeps_the_pools_size_unless_told(
     )
     hub = PartnerHub(settings, fresh_database.engine)
     assert (hub.lane.keep if hub.lane is not None else 0) == keep
+
+
+@postgresql_only
+async def test_a_query_cancelled_while_its_kept_connection_is_pinged_loses_nothing(
+    uncached_api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Idle past the limit, the kept connection is pinged before use; the query is cancelled
+    during the ping (a client gone): the connection is closed, not kept and not lost."""
+    from sqlalchemy.util.concurrency import await_only
+
+    api = uncached_api
+    await acme(api)
+    await warm(api, await token_for(api, FULL))
+    lane = hub_of(api).lane
+    (connection,) = kept(api)
+    checked_out = api.engine.pool.checkedout() - 1
+    pinging = asyncio.Event()
+
+    def slow_ping(_sync: Any) -> None:
+        pinging.set()
+        await_only(asyncio.sleep(30))
+
+    monkeypatch.setattr(db.query_lane, "PING_IDLE_S", -1.0)
+    monkeypatch.setattr(db.query_lane, "ping", slow_ping)
+
+    async def query() -> None:
+        async with lane.connection():
+            pass
+
+    task = asyncio.ensure_future(query())
+    await pinging.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await asyncio.gather(*lane._closing)
+    assert kept(api) == [] and lane.opened == 0
+    assert connection.sync_connection.closed
+    assert api.engine.pool.checkedout() == checked_out
