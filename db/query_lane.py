@@ -94,6 +94,11 @@ class QueryLane:
                 await connection.invalidate()
                 await connection.close()
                 continue
+            except BaseException:
+                # Cancelled while it pinged (a client gone): neither kept nor the request's,
+                # the connection stayed checked out of the pool for good.
+                await connection.close()
+                raise
             return connection, baseline
         return await self._open()
 

@@ -13,7 +13,10 @@ from typing import Any
 
 import pytest
 from sqlalchemy import text, update
+from sqlalchemy.util.concurrency import await_only
 
+import db.engine
+import db.query_lane
 from db.driver_query import RIDER
 from db.engine import create_engine
 from db.models import Admin
@@ -251,6 +254,37 @@ async def test_every_kind_of_query_leaves_its_kept_connection_as_it_came(
         assert sync.get_execution_options() == {"isolation_level": "AUTOCOMMIT", RIDER: None}
         # idle (not "idle in transaction"), no transaction, no lock, no SET, no temp table
         assert await wire_state(api) == [("idle", True, True, 0, [], 0)], document
+
+
+@postgresql_only
+async def test_a_client_gone_while_the_lane_pings_leaks_no_connection(
+    uncached_api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    api = uncached_api
+    lane = hub_of(api).lane
+    async with lane.connection() as connection:
+        await connection.exec_driver_sql("SELECT 1")
+    assert kept(api) == [connection]
+    checked_out = api.engine.pool.checkedout()
+    pinging = asyncio.Event()
+
+    def slow_ping(_sync: Any) -> None:  # a ping the network holds up
+        pinging.set()
+        await_only(asyncio.sleep(10))
+
+    monkeypatch.setattr(db.query_lane, "PING_IDLE_S", -1.0)  # every kept one is pinged
+    monkeypatch.setattr(db.query_lane, "ping", slow_ping)
+
+    async def request() -> None:
+        async with lane.connection() as taken:
+            await taken.exec_driver_sql("SELECT 1")
+
+    task = asyncio.ensure_future(request())
+    await pinging.wait()
+    task.cancel()
+    await asyncio.wait([task])
+    assert kept(api) == []
+    assert api.engine.pool.checkedout() == checked_out - 1  # back in the pool
 
 
 @postgresql_only
