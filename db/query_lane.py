@@ -65,10 +65,10 @@ class QueryLane:
         """Close one kept connection, checking it in: called by the pool (in SQLAlchemy's
         greenlet) when a checkout would otherwise wait (``db.engine.LanePool``)."""
         while self._idle:
-            connection, _baseline, _since = self._idle.pop(0)  # the least recently used
+            connection, _baseline, since = self._idle.pop(0)  # the least recently used
             sync = connection.sync_connection
             if sync is not None and not sync.closed:
-                sync.close()
+                _check_in(sync, since)
                 return True
         return False
 
@@ -140,8 +140,23 @@ class QueryLane:
         """Give every kept connection back to the pool (before the engine is disposed)."""
         self.closed = True
         idle, self._idle = self._idle, []
-        for connection, _baseline, _since in idle:
-            await connection.close()
+        for connection, _baseline, since in idle:
+            sync = connection.sync_connection
+            if sync is not None and not sync.closed:
+                await connection.run_sync(_check_in, since)
+
+
+def _check_in(sync: Any, since: float) -> None:
+    """Close ``sync`` (a kept connection's ``Connection``), checking it in, idle since
+    ``since``: the pool's check-in marks it as used just now (``db.engine._returned``), and the
+    checkout that takes it next (a mutation's) would not ping a connection kept idle for long,
+    which the lane itself pings before using it again."""
+    if sync.invalidated:
+        sync.close()
+        return
+    info = sync.connection.info  # its pool record's, kept across check-ins
+    sync.close()
+    info["returned_at"] = since
 
 
 def _open_driver(connection: AsyncConnection) -> bool:

@@ -9,6 +9,10 @@ documents never run on a kept connection."""
 from __future__ import annotations
 
 import asyncio
+import socket
+import struct
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
@@ -20,7 +24,7 @@ import db.query_lane
 from db.driver_query import RIDER
 from db.engine import create_engine
 from db.models import Admin
-from tests.conftest import Api, postgresql_only
+from tests.conftest import Api, StatementCounter, app_client, make_settings, postgresql_only
 from tests.databases import Database
 from tests.helpers import Factory, data_of, error_codes, post_graphql, token_for
 from tests.test_attack_session7 import EVERY_READ
@@ -254,6 +258,108 @@ async def test_every_kind_of_query_leaves_its_kept_connection_as_it_came(
         assert sync.get_execution_options() == {"isolation_level": "AUTOCOMMIT", RIDER: None}
         # idle (not "idle in transaction"), no transaction, no lock, no SET, no temp table
         assert await wire_state(api) == [("idle", True, True, 0, [], 0)], document
+
+
+class SilentProxy:
+    """A TCP proxy to PostgreSQL whose ``cut`` drops every connection it carries silently (a
+    failover, a middlebox that forgot them): the server's side ends, the client hears
+    nothing until it next sends, which is answered with a reset."""
+
+    def __init__(self) -> None:
+        self.pairs: list[tuple[Any, Any]] = []
+        self.dead: list[tuple[Any, Any]] = []
+        self.tasks: set[asyncio.Future[Any]] = set()
+
+    async def start(self, port: int) -> int:
+        self.port = port
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        return int(self.server.sockets[0].getsockname()[1])
+
+    async def _serve(self, client_r: Any, client_w: Any) -> None:
+        server_r, server_w = await asyncio.open_connection("127.0.0.1", self.port)
+        pair = (client_w, server_w)
+        self.pairs.append(pair)
+
+        async def pump(reader: Any, writer: Any, from_client: bool) -> None:
+            try:
+                while data := await reader.read(65536):
+                    if pair in self.dead:
+                        if from_client:
+                            raw = client_w.get_extra_info("socket")
+                            raw.setsockopt(
+                                socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+                            )
+                            client_w.transport.abort()
+                        return
+                    writer.write(data)
+                    await writer.drain()
+            except OSError:
+                pass
+            finally:
+                if pair not in self.dead:
+                    writer.close()
+
+        for pumping in (pump(client_r, server_w, True), pump(server_r, client_w, False)):
+            self.tasks.add(asyncio.ensure_future(pumping))
+
+    def cut(self) -> None:
+        self.dead = list(self.pairs)
+        for _client_w, server_w in self.dead:
+            server_w.close()
+
+    async def close(self) -> None:
+        self.server.close()
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        for client_w, _server_w in self.pairs:
+            client_w.transport.abort()
+
+
+@asynccontextmanager
+async def through_proxy(db: Database, **overrides: Any) -> AsyncIterator[tuple[Api, SilentProxy]]:
+    """The app over ``db`` on an engine of its own connecting through a ``SilentProxy``."""
+    await db.empty()
+    proxy = SilentProxy()
+    port = await proxy.start(int(db.url.rsplit(":", 1)[1].split("/", 1)[0]))
+    host, _, rest = db.url.rpartition(":")
+    url = f"{host}:{port}/{rest.split('/', 1)[1]}"
+    pool = {k: overrides.pop(k) for k in ("pool_size", "max_overflow") if k in overrides}
+    engine = create_engine(url, **pool)
+    proxied = Database(db.backend, url, engine)
+    settings = make_settings(proxied, response_cache_seconds=0, **overrides)
+    counter = StatementCounter(engine)
+    try:
+        async with app_client(settings, engine) as (_, client):
+            api = Api(db=proxied, settings=settings, client=client, counter=counter)
+            await acme(api)
+            yield api, proxy
+    finally:
+        counter.close()
+        await engine.dispose()
+        await proxy.close()
+
+
+@postgresql_only
+@pytest.mark.parametrize("keep", [0, 1])
+async def test_a_kept_connection_handed_to_a_mutation_is_pinged_as_long_idle(
+    fresh_database: Database, keep: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pool of one: the query's connection kept (or pooled) idle for longer than the ping
+    limit, then lost silently. A mutation's checkout takes it back from the lane: the pool
+    must see it as idle for that long and ping it (it marked it as returned just now, so a
+    mutation ran on a dead connection: an error the pool alone never gave)."""
+    overrides = {"pool_size": 1, "max_overflow": 0, "database_kept_connections": keep}
+    async with through_proxy(fresh_database, **overrides) as (api, proxy):
+        token = await token_for(api, FULL)
+        await warm(api, token)
+        assert len(kept_now(api)) == keep
+        monkeypatch.setattr(db.engine, "PING_IDLE_S", 0.05)
+        await asyncio.sleep(0.1)
+        proxy.cut()
+        await asyncio.sleep(0.05)
+        body = await asyncio.wait_for(post_graphql(api, CREATE % "after", token=token), 5)
+        assert data_of(body)["createTag"]["tag"]["name"] == "after"
 
 
 @postgresql_only
