@@ -26,7 +26,8 @@ A connection goes back to the lane only as it came out, by construction:
   pool's own reset and checks, as before.
 
 A kept connection idle for longer than ``db.engine.PING_IDLE_S`` is pinged before use, as the
-pool pings one (``db.engine._checked_out``); a dead one is invalidated and another taken.
+pool pings one (``db.engine._checked_out``); a dead one is invalidated and another taken. Every
+one kept is pinged too after a request's connection was found dead (``QueryLane._note_end``).
 The lane's connections count against the pool's size and overflow, and never make anyone wait
 for one (``db.engine.LanePool``): a checkout that would wait takes a kept one back first, and
 while one waits a query's connection is checked in rather than kept. A worker holds at most
@@ -57,6 +58,8 @@ class QueryLane:
         self.keep = keep
         self._idle: list[tuple[AsyncConnection, dict[str, Any], float]] = []
         self.closed = False
+        # Kept connections given back before this (``time.monotonic``) are pinged before use.
+        self._suspect_before = 0.0
         pool = engine.pool
         if isinstance(pool, LanePool):
             pool.lanes.add(self)
@@ -86,9 +89,10 @@ class QueryLane:
     async def _take(self) -> tuple[AsyncConnection, dict[str, Any]]:
         while self._idle:
             connection, baseline, since = self._idle.pop()
-            if time.monotonic() - since <= PING_IDLE_S and _open_driver(connection):
+            fresh = since > self._suspect_before and time.monotonic() - since <= PING_IDLE_S
+            if fresh and _open_driver(connection):
                 return connection, baseline
-            try:  # idle for long, or closed by the server: as the pool checks it
+            try:  # idle for long, closed by the server, or suspect: as the pool checks it
                 await connection.run_sync(ping)
             except DisconnectionError:
                 await connection.invalidate()
@@ -101,6 +105,15 @@ class QueryLane:
                 raise
             return connection, baseline
         return await self._open()
+
+    def _note_end(self, connection: AsyncConnection) -> None:
+        """A request's connection found dead at its end (the server restarted or failed over,
+        a middlebox dropped it, silently: the driver learnt it by using it): the others kept
+        may be dead too, and are pinged before their next use. Taken as they are, each failed
+        a request of its own, one after another; the pool hands the dead one's replacement to
+        the next request (LIFO), so that there one request failed."""
+        if _found_dead(connection):
+            self._suspect_before = time.monotonic()
 
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[AsyncConnection]:
@@ -115,9 +128,11 @@ class QueryLane:
                 # BEGIN), ended as a session ends the one it began: nothing is sent.
                 await connection.rollback()
         except BaseException:
+            self._note_end(connection)
             await connection.close()
             raise
         if not self._give_back(connection, baseline):
+            self._note_end(connection)
             await connection.close()
 
     def _give_back(self, connection: AsyncConnection, baseline: dict[str, Any]) -> bool:
@@ -157,6 +172,17 @@ def _check_in(sync: Any, since: float) -> None:
     info = sync.connection.info  # its pool record's, kept across check-ins
     sync.close()
     info["returned_at"] = since
+
+
+def _found_dead(connection: AsyncConnection) -> bool:
+    """Invalidated (SQLAlchemy saw a disconnect), or its driver connection closed."""
+    sync = connection.sync_connection
+    if sync is None or sync.closed:
+        return False
+    if sync.invalidated:
+        return True
+    driver = getattr(sync.connection.dbapi_connection, "_connection", None)
+    return driver is not None and driver.is_closed()
 
 
 def _open_driver(connection: AsyncConnection) -> bool:

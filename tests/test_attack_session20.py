@@ -341,6 +341,29 @@ async def through_proxy(db: Database, **overrides: Any) -> AsyncIterator[tuple[A
 
 
 @postgresql_only
+@pytest.mark.parametrize("keep", [0, None])
+async def test_connections_lost_silently_fail_one_request_as_with_the_pool(
+    fresh_database: Database, keep: int | None
+) -> None:
+    """Every connection lost without a word (a failover): the pool hands the dead one's
+    replacement to the next request, so one request fails. The lane handed out its other
+    kept ones, each failing one more request (five of six here); it now pings them first."""
+    async with through_proxy(fresh_database, database_kept_connections=keep) as (api, proxy):
+        token = await token_for(api, FULL)
+        await warm(api, token)
+        await asyncio.gather(*(post_graphql(api, PAGE, token=token) for _ in range(6)))
+        assert len(kept_now(api)) >= (0 if keep == 0 else 3)
+        proxy.cut()
+        await asyncio.sleep(0.05)
+        failed = []
+        for _ in range(8):
+            body = await post_graphql(api, PAGE, token=token)
+            failed.append(bool(body.get("errors")))
+        assert failed[1:] == [False] * 7, failed
+        assert all(not c.sync_connection.invalidated for c in kept_now(api))
+
+
+@postgresql_only
 @pytest.mark.parametrize("keep", [0, 1])
 async def test_a_kept_connection_handed_to_a_mutation_is_pinged_as_long_idle(
     fresh_database: Database, keep: int, monkeypatch: pytest.MonkeyPatch
