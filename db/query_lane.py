@@ -26,7 +26,8 @@ A connection goes back to the lane only as it came out, by construction:
   pool's own reset and checks, as before.
 
 A kept connection idle for longer than ``db.engine.PING_IDLE_S`` is pinged before use, as the
-pool pings one (``db.engine._checked_out``); a dead one is invalidated and another taken.
+pool pings one (``db.engine._checked_out``); a dead one is invalidated and another taken. Every
+one kept is pinged too after a request's connection was found dead (``QueryLane._note_end``).
 The lane's connections count against the pool's size and overflow, and never make anyone wait
 for one (``db.engine.LanePool``): a checkout that would wait takes a kept one back first, and
 while one waits a query's connection is checked in rather than kept. A worker holds at most
@@ -75,6 +76,8 @@ class QueryLane:
         self.limit: int | None = None
         self._waiters: collections.deque[asyncio.Future[Handed | None]] = collections.deque()
         self._closing: set[asyncio.Task[None]] = set()
+        # Kept connections given back before this (``time.monotonic``) are pinged before use.
+        self._suspect_before = 0.0
         pool = engine.pool
         if isinstance(pool, LanePool):
             pool.lanes.add(self)
@@ -84,11 +87,11 @@ class QueryLane:
         """Close one kept connection, checking it in: called by the pool (in SQLAlchemy's
         greenlet) when a checkout would otherwise wait (``db.engine.LanePool``)."""
         while self._idle:
-            connection, _baseline, _since = self._idle.pop(0)  # the least recently used
+            connection, _baseline, since = self._idle.pop(0)  # the least recently used
             self._closed_one()
             sync = connection.sync_connection
             if sync is not None and not sync.closed:
-                sync.close()
+                _check_in(sync, since)
                 return True
         return False
 
@@ -107,9 +110,10 @@ class QueryLane:
         while True:
             while self._idle:
                 connection, baseline, since = self._idle.pop()
-                if time.monotonic() - since <= PING_IDLE_S and _open_driver(connection):
+                fresh = since > self._suspect_before and time.monotonic() - since <= PING_IDLE_S
+                if fresh and _open_driver(connection):
                     return connection, baseline
-                try:  # idle for long, or closed by the server: as the pool checks it
+                try:  # idle for long, closed by the server, or suspect: as the pool checks it
                     await connection.run_sync(ping)
                 except DisconnectionError:
                     self._closed_one()
@@ -168,6 +172,15 @@ class QueryLane:
         self._closing.add(task)
         task.add_done_callback(self._closing.discard)
 
+    def _note_end(self, connection: AsyncConnection) -> None:
+        """A request's connection found dead at its end (the server restarted or failed over,
+        a middlebox dropped it, silently: the driver learnt it by using it): the others kept
+        may be dead too, and are pinged before their next use. Taken as they are, each failed
+        a request of its own, one after another; the pool hands the dead one's replacement to
+        the next request (LIFO), so that there one request failed."""
+        if _found_dead(connection):
+            self._suspect_before = time.monotonic()
+
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[AsyncConnection]:
         """A kept connection (or a new one) for one request; given back when the request ends
@@ -181,10 +194,12 @@ class QueryLane:
                 # BEGIN), ended as a session ends the one it began: nothing is sent.
                 await connection.rollback()
         except BaseException:
+            self._note_end(connection)
             self._closed_one()
             await connection.close()
             raise
         if not (self._reusable(connection, baseline) and self._place(connection, baseline)):
+            self._note_end(connection)
             self._closed_one()
             await connection.close()
 
@@ -220,11 +235,37 @@ class QueryLane:
         """Give every kept connection back to the pool (before the engine is disposed)."""
         self.closed = True
         idle, self._idle = self._idle, []
-        for connection, _baseline, _since in idle:
+        for connection, _baseline, since in idle:
             self._closed_one()
-            await connection.close()
+            sync = connection.sync_connection
+            if sync is not None and not sync.closed:
+                await connection.run_sync(_check_in, since)
         if self._closing:
             await asyncio.gather(*self._closing, return_exceptions=True)
+
+
+def _check_in(sync: Any, since: float) -> None:
+    """Close ``sync`` (a kept connection's ``Connection``), checking it in, idle since
+    ``since``: the pool's check-in marks it as used just now (``db.engine._returned``), and the
+    checkout that takes it next (a mutation's) would not ping a connection kept idle for long,
+    which the lane itself pings before using it again."""
+    if sync.invalidated:
+        sync.close()
+        return
+    info = sync.connection.info  # its pool record's, kept across check-ins
+    sync.close()
+    info["returned_at"] = since
+
+
+def _found_dead(connection: AsyncConnection) -> bool:
+    """Invalidated (SQLAlchemy saw a disconnect), or its driver connection closed."""
+    sync = connection.sync_connection
+    if sync is None or sync.closed:
+        return False
+    if sync.invalidated:
+        return True
+    driver = getattr(sync.connection.dbapi_connection, "_connection", None)
+    return driver is not None and driver.is_closed()
 
 
 def _open_driver(connection: AsyncConnection) -> bool:
