@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, a
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from db.engine import POOL_SIZES, create_engine, optimize, session_factory
+from db.engine import POOL_SIZES, LanePool, create_engine, optimize, session_factory
 from db.ingest import ensure_quality_thresholds, thresholds_from
 from db.queries.admins import Principal, authenticate_token, hash_token
 from db.queries.analytics.medians import MediansMemo
@@ -50,9 +50,11 @@ class PartnerHub:
         kept = settings.database_kept_connections
         if kept is None:
             kept = settings.database_pool_size or POOL_SIZES["postgresql"][0]
+        # Only over a pool that takes kept connections back when a checkout would wait
+        # (db.engine.create_engine's, on PostgreSQL): over another, one could wait its timeout.
         self.lane = (
             QueryLane(self.engine, kept)
-            if kept and self.engine.dialect.name == "postgresql"
+            if kept and isinstance(self.engine.pool, LanePool)
             else None
         )
         self.services: Services | None = None

@@ -435,3 +435,22 @@ async def test_a_query_cancelled_while_its_kept_connection_is_pinged_loses_nothi
     assert kept(api) == [] and lane.opened == 0
     assert connection.sync_connection.closed
     assert api.engine.pool.checkedout() == checked_out
+
+
+@postgresql_only
+async def test_no_lane_over_a_pool_that_cannot_take_connections_back(
+    fresh_database: Database,
+) -> None:
+    """An engine made elsewhere (SQLAlchemy's own pool): nothing would give kept connections
+    back to a checkout that waits, so none are kept."""
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    from db.settings import Settings
+    from graph.hub import PartnerHub
+
+    engine = create_async_engine(fresh_database.url, pool_size=2, max_overflow=0)
+    try:
+        hub = PartnerHub(Settings(database_url=fresh_database.url), engine)
+        assert hub.lane is None
+    finally:
+        await engine.dispose()
