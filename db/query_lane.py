@@ -262,18 +262,18 @@ def _found_dead(connection: AsyncConnection) -> bool:
     sync = connection.sync_connection
     if sync is None or sync.closed:
         return False
-    if sync.invalidated:
-        return True
-    driver = getattr(sync.connection.dbapi_connection, "_connection", None)
-    return driver is not None and driver.is_closed()
+    return sync.invalidated or _driver_closed(sync)
 
 
 def _open_driver(connection: AsyncConnection) -> bool:
+    """Usable as the lane hands it out: open, ``AUTOCOMMIT``, its driver connection open."""
     sync = connection.sync_connection
     if sync is None or sync.closed or sync.invalidated:
         return False
-    adapter = sync.connection.dbapi_connection
-    driver = getattr(adapter, "_connection", None)
-    return bool(getattr(adapter, "autocommit", False)) and not (
-        driver is None or driver.is_closed()
-    )
+    autocommit = bool(getattr(sync.connection.dbapi_connection, "autocommit", False))
+    return autocommit and not _driver_closed(sync)
+
+
+def _driver_closed(sync: Any) -> bool:
+    driver = getattr(sync.connection.dbapi_connection, "_connection", None)
+    return driver is None or bool(driver.is_closed())

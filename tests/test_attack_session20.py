@@ -17,7 +17,6 @@ from typing import Any
 
 import pytest
 from sqlalchemy import text, update
-from sqlalchemy.util.concurrency import await_only
 
 import db.engine
 import db.query_lane
@@ -42,6 +41,7 @@ from tests.test_query_lane import (
     revoke,
     small_pool,
     warm,
+    warmed,
 )
 
 BETA = "admin@beta.example"
@@ -244,10 +244,7 @@ async def test_every_kind_of_query_leaves_its_kept_connection_as_it_came(
     uncached_api: Api,
 ) -> None:
     api = uncached_api
-    await acme(api)
-    token = await token_for(api, FULL)
-    await warm(api, token)
-    (connection,) = kept(api)
+    token, connection = await warmed(api)
     for document, variables in DOCUMENTS:
         for _ in range(3):  # unknown, then known as a query (a kept connection), provisional
             body = await post_graphql(api, document, variables, token=token)
@@ -386,37 +383,6 @@ async def test_a_kept_connection_handed_to_a_mutation_is_pinged_as_long_idle(
 
 
 @postgresql_only
-async def test_a_client_gone_while_the_lane_pings_leaks_no_connection(
-    uncached_api: Api, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    api = uncached_api
-    lane = hub_of(api).lane
-    async with lane.connection() as connection:
-        await connection.exec_driver_sql("SELECT 1")
-    assert kept(api) == [connection]
-    checked_out = api.engine.pool.checkedout()
-    pinging = asyncio.Event()
-
-    def slow_ping(_sync: Any) -> None:  # a ping the network holds up
-        pinging.set()
-        await_only(asyncio.sleep(10))
-
-    monkeypatch.setattr(db.query_lane, "PING_IDLE_S", -1.0)  # every kept one is pinged
-    monkeypatch.setattr(db.query_lane, "ping", slow_ping)
-
-    async def request() -> None:
-        async with lane.connection() as taken:
-            await taken.exec_driver_sql("SELECT 1")
-
-    task = asyncio.ensure_future(request())
-    await pinging.wait()
-    task.cancel()
-    await asyncio.wait([task])
-    assert kept(api) == []
-    assert api.engine.pool.checkedout() == checked_out - 1  # back in the pool
-
-
-@postgresql_only
 async def test_a_restart_while_connections_are_kept_fails_no_request(
     uncached_api: Api,
 ) -> None:
@@ -513,10 +479,7 @@ async def test_mutations_and_unknown_documents_never_run_on_a_kept_connection(
     uncached_api: Api,
 ) -> None:
     api = uncached_api
-    await acme(api)
-    token = await token_for(api, FULL)
-    await warm(api, token)
-    (connection,) = kept(api)
+    token, connection = await warmed(api)
     ours = id(driver(connection))
     cases = [
         ("{ customers(first: 1) { totalCount } }", None),  # first seen: not known as a query

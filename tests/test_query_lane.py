@@ -96,6 +96,15 @@ async def warm(api: Api, token: str) -> None:
         assert len(data_of(await post_graphql(api, PAGE, token=token))["customers"]["nodes"]) == 3
 
 
+async def warmed(api: Api) -> tuple[str, Any]:
+    """Acme, FULL's token, and the connection the lane keeps once the page ran twice."""
+    await acme(api)
+    token = await token_for(api, FULL)
+    await warm(api, token)
+    (connection,) = kept(api)
+    return token, connection
+
+
 @asynccontextmanager
 async def lane_api(db: Database, **overrides: Any) -> AsyncIterator[Api]:
     await db.empty()
@@ -107,9 +116,7 @@ async def lane_api(db: Database, **overrides: Any) -> AsyncIterator[Api]:
 @postgresql_only
 async def test_queries_one_after_another_run_on_one_kept_connection(uncached_api: Api) -> None:
     api = uncached_api
-    await acme(api)
-    await warm(api, await token_for(api, FULL))
-    (first,) = kept(api)
+    _token, first = await warmed(api)
     with connections_used(api) as (ran, taken, began):
         for _ in range(4):
             assert len(data_of(await post_graphql(api, PAGE, as_=FULL))["customers"]["nodes"]) == 3
@@ -203,9 +210,7 @@ async def test_a_connection_the_server_closed_is_replaced(
     """Terminated while kept: seen closed (the driver read the end of its socket), or, kept for
     longer than the idle limit, pinged before use; either way the next query runs on another."""
     api = uncached_api
-    await acme(api)
-    await warm(api, await token_for(api, FULL))
-    (connection,) = kept(api)
+    _token, connection = await warmed(api)
     pid = driver(connection)._connection.get_server_pid()
     async with api.engine.connect() as killer:
         await killer.execute(text(f"SELECT pg_terminate_backend({pid})"))
