@@ -14,7 +14,9 @@ from functools import cache, partial
 from typing import Any
 
 from graphql import ASTValidationRule, GraphQLError
+from graphql import ExecutionResult as GraphQLExecutionResult
 from strawberry.extensions import MaskErrors, SchemaExtension
+from strawberry.types import ExecutionResult as StrawberryExecutionResult
 
 from db.settings import Settings
 from graph.cost import CostMeter, selected_operation
@@ -157,18 +159,43 @@ class Guards(MaskErrors):
         if errors:
             result.errors = self._process_errors(errors)  # type: ignore[attr-defined]
 
+    # Each hook is the step methods below around its ``yield``: ``graph.operation.Schema`` runs
+    # the same steps in the same order without Strawberry's hook machinery.
+
     def on_operation(self) -> Iterator[None]:
+        self.begin_operation()
+        yield
+        self.end_operation()
+
+    def begin_operation(self) -> None:
         ec = self.execution_context
         ec.validation_rules = ec.validation_rules + self.rules
-        yield from super().on_operation()
+        self._stream_result_processed = False
+
+    def end_operation(self) -> None:
+        """``MaskErrors.on_operation`` after its ``yield``: the result's errors masked."""
+        if self._stream_result_processed:
+            return
+        result = self.execution_context.result
+        if isinstance(result, GraphQLExecutionResult | StrawberryExecutionResult):
+            self._process_result(result)
+        elif initial := getattr(result, "initial_result", None):
+            self._process_result(initial)
 
     def on_parse(self) -> Iterator[None]:
+        self.parse()
+        yield
+
+    def parse(self) -> None:
         ec = self.execution_context
         if ec.query is not None:
             ec.graphql_document = self.documents.parse(ec.query)
-        yield
 
     def on_validate(self) -> Iterator[None]:
+        self.validate()
+        yield
+
+    def validate(self) -> None:
         ec = self.execution_context
         document, schema = ec.graphql_document, ec.schema._schema
         if document is not None and ec.query is not None:
@@ -187,17 +214,22 @@ class Guards(MaskErrors):
             elif not errors and operation is not None:
                 errors = variable_errors(schema, document, operation, ec.variables)
             ec.pre_execution_errors = list(errors)
-        yield
 
     async def on_execute(self) -> AsyncIterator[None]:
+        await self.begin_execution()
+        yield
+        self.end_execution()
+
+    async def begin_execution(self) -> None:
         ec = self.execution_context
         refuse_out_of_bounds(ec)
         await self.cost.before(ec)
         request = getattr(ec.context, "request", None)
         if ec.result is None and request is not None:
             request.scope.setdefault("state", {})[EXECUTED] = True
-        yield
-        self.cost.after(ec)
+
+    def end_execution(self) -> None:
+        self.cost.after(self.execution_context)
 
     def get_results(self) -> dict[str, Any]:
         return self.cost.get_results()

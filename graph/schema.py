@@ -8,9 +8,9 @@ import strawberry
 from strawberry.schema.config import StrawberryConfig
 
 from db.settings import Settings, get_settings
-from graph.errors import Schema
 from graph.execution import PlainFieldExecutionContext
 from graph.extensions import limit_extensions
+from graph.operation import Schema
 from graph.resolvers.admin_mutations import AdminMutations
 from graph.resolvers.admins import AdminQueries
 from graph.resolvers.analytics import AnalyticsQueries
