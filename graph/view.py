@@ -128,6 +128,5 @@ class GraphQLView:
                 if "data" in answer:  # the response's data is these bytes: written once
                     answer["data"] = RenderedJSON(data, 0)
             headers["X-Partner-Hub-Cache"] = "miss"
-        response = Response(encode_json(answer), status_code=status, media_type=media)
-        response.headers.update(headers)
-        return response
+        # (given to the constructor: ``MutableHeaders.update`` rescans the raw list per key)
+        return Response(encode_json(answer), status_code=status, headers=headers, media_type=media)
