@@ -184,7 +184,7 @@ def create_engine(
     if backend == "postgresql":
         # first of the statement listeners: a provisional request's token check sees every
         # statement before any other listener does (db/token_check.py)
-        event.listen(engine.sync_engine, "before_cursor_execute", guard_riders)
+        event.listen(engine.sync_engine, "before_cursor_execute", guard_riders, retval=True)
     if backend == "postgresql" and pool:
         event.listen(engine.sync_engine, "checkin", _returned)
         event.listen(engine.sync_engine, "checkout", _checked_out)

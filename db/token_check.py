@@ -170,7 +170,7 @@ def attach(session: Any, check: TokenCheck) -> None:
     ``db.engine.create_engine`` installs first on a PostgreSQL engine)."""
     engine = session.bind.sync_engine
     if not event.contains(engine, "before_cursor_execute", guard_riders):
-        event.listen(engine, "before_cursor_execute", guard_riders, insert=True)
+        event.listen(engine, "before_cursor_execute", guard_riders, insert=True, retval=True)
     session.sync_session.info[RIDER] = check
     bind = session.bind
     if isinstance(bind, AsyncConnection):

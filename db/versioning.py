@@ -61,6 +61,8 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
+from db.driver_query import never_awaits
+
 if TYPE_CHECKING:
     from db.queries.admins import Principal
 
@@ -145,16 +147,20 @@ def moves_version(statement: str) -> bool:
     return not stripped[:32].upper().startswith(_AUDIT_ONLY)
 
 
-def _on_execute(conn: Connection, _cursor: Any, statement: str, *_: Any) -> None:
+@never_awaits
+def _on_execute(
+    conn: Connection, _cursor: Any, statement: str, params: Any, *_: Any
+) -> tuple[str, Any]:
+    # (``retval=True``: kept as it is, known by ``db.driver_query`` as never awaiting)
     info = conn.info
-    if info.get(_SHARED):
-        return
-    if not info.get(_DIRTY):
-        if not moves_version(statement):
-            return
-        info[_DIRTY] = True
-    if _shared_writes(statement):
-        info[_SHARED] = True
+    if not info.get(_SHARED):
+        if not info.get(_DIRTY):
+            if not moves_version(statement):
+                return statement, params
+            info[_DIRTY] = True
+        if _shared_writes(statement):
+            info[_SHARED] = True
+    return statement, params
 
 
 def _on_begin(conn: Connection) -> None:
@@ -187,7 +193,7 @@ def _on_rollback(conn: Connection) -> None:
 def track_writes(engine: AsyncEngine) -> None:
     """Make every committed write through ``engine`` move a data version."""
     sync = engine.sync_engine
-    event.listen(sync, "before_cursor_execute", _on_execute)
+    event.listen(sync, "before_cursor_execute", _on_execute, retval=True)
     event.listen(sync, "begin", _on_begin)
     event.listen(sync, "commit", _on_commit)
     event.listen(sync, "rollback", _on_rollback)

@@ -19,6 +19,7 @@ from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
 
+from db.driver_query import never_awaits
 from db.settings import Settings
 from graph.app import create_app
 from tests.databases import Database, make_database, postgres_unreachable_reason
@@ -67,11 +68,17 @@ class StatementCounter:
         self.engine = engine
         self.statements: list[str] = []
         self._active = False
-        event.listen(engine.sync_engine, "before_cursor_execute", self._on_execute)
+        # Never awaits: statements on the driver's path run as in production, without a greenlet
+        # (``db.driver_query.never_awaits``); the bound method is kept to be known by identity.
+        self._listener = never_awaits(self._on_execute)
+        event.listen(engine.sync_engine, "before_cursor_execute", self._listener, retval=True)
 
-    def _on_execute(self, _conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+    def _on_execute(
+        self, _conn: Any, _cursor: Any, statement: str, params: Any, *_: Any
+    ) -> tuple[str, Any]:
         if self._active:
             self.statements.append(statement)
+        return statement, params
 
     @contextmanager
     def counting(self) -> Iterator[list[str]]:
@@ -83,7 +90,7 @@ class StatementCounter:
             self._active = False
 
     def close(self) -> None:
-        event.remove(self.engine.sync_engine, "before_cursor_execute", self._on_execute)
+        event.remove(self.engine.sync_engine, "before_cursor_execute", self._listener)
 
 
 @dataclass
