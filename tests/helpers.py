@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import io
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -19,6 +23,7 @@ from db.models import (
 )
 from db.queries.admins import issue_token
 from db.status import StatusRules, refresh_status_spans
+from graph.logging import JsonFormatter
 from tests.conftest import NOW, Api
 
 RULES = StatusRules(expiring_soon_days=7, inactivity_days=30)
@@ -206,3 +211,20 @@ def name_key_of(customer_id: int) -> Any:
 
 def utc(*args: int) -> datetime:
     return datetime(*args, tzinfo=UTC)  # type: ignore[misc]
+
+
+@contextmanager
+def json_log() -> Iterator[io.StringIO]:
+    """The root logger's output through the JSON formatter, at INFO, as the server has it."""
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    try:
+        yield stream
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(level)

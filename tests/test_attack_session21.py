@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -25,12 +24,11 @@ from graph import cost as cost_module
 from graph.cost import CostMeter
 from graph.documents import DocumentCache
 from graph.extensions import Guards
-from graph.logging import JsonFormatter
 from graph.operation import Schema
 from graph.resolvers import admins as admin_resolvers
 from tests.conftest import Api, api_over
 from tests.databases import Database
-from tests.helpers import error_codes, token_for
+from tests.helpers import error_codes, json_log, token_for
 from tests.test_operation import (
     FULL,
     READ_ONLY,
@@ -47,23 +45,6 @@ PROBE = {"query": "{ viewer { id } partner { name } }"}
 
 def _broken(*_: Any, **__: Any) -> NoReturn:
     raise RuntimeError("secret detail")
-
-
-@contextmanager
-def json_log() -> Iterator[io.StringIO]:
-    """The root logger through the JSON formatter, at INFO, as the server has it."""
-    stream = io.StringIO()
-    handler = logging.StreamHandler(stream)
-    handler.setFormatter(JsonFormatter())
-    root = logging.getLogger()
-    level = root.level
-    root.addHandler(handler)
-    root.setLevel(logging.INFO)
-    try:
-        yield stream
-    finally:
-        root.removeHandler(handler)
-        root.setLevel(level)
 
 
 def error_lines(stream: io.StringIO) -> list[tuple[str, str, bool]]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import json
-import logging
 import os
 import subprocess
 import sys
@@ -20,10 +19,10 @@ from typing import Any, NoReturn
 
 import pytest
 
-from graph.logging import JsonFormatter
 from graph.resolvers import admins as admin_resolvers
 from tests.conftest import Api
 from tests.helpers import Factory, error_codes, token_for
+from tests.helpers import json_log as json_log_output
 
 ROOT = Path(__file__).resolve().parents[1]
 EMAIL = "full@acme.example"
@@ -32,16 +31,8 @@ EMAIL = "full@acme.example"
 @pytest.fixture
 def json_log() -> Iterator[io.StringIO]:
     """The root logger's output through the JSON formatter, at INFO, as the server has it."""
-    stream = io.StringIO()
-    handler = logging.StreamHandler(stream)
-    handler.setFormatter(JsonFormatter())
-    root = logging.getLogger()
-    level = root.level
-    root.addHandler(handler)
-    root.setLevel(logging.INFO)
-    yield stream
-    root.removeHandler(handler)
-    root.setLevel(level)
+    with json_log_output() as stream:
+        yield stream
 
 
 def lines(stream: io.StringIO) -> list[dict[str, Any]]:
