@@ -261,9 +261,8 @@ def never_awaits(listener: Listener) -> Listener:
 def _never_await(sync: Any) -> bool:
     """Whether every statement listener of ``sync`` (a ``Connection``) never awaits."""
     dispatch = sync.dispatch
-    return all(fn in _NEVER_AWAIT for fn in dispatch.before_cursor_execute) and not any(
-        True for _ in dispatch.after_cursor_execute
-    )
+    before, after = dispatch.before_cursor_execute, dispatch.after_cursor_execute
+    return all(fn in _NEVER_AWAIT for fn in before) and not any(after)
 
 
 async def _told(sync: Any, sql: str, args: tuple[Any, ...], call: Awaitable[Any]) -> Any:

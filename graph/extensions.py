@@ -14,9 +14,7 @@ from functools import cache, partial
 from typing import Any
 
 from graphql import ASTValidationRule, GraphQLError
-from graphql import ExecutionResult as GraphQLExecutionResult
 from strawberry.extensions import MaskErrors, SchemaExtension
-from strawberry.types import ExecutionResult as StrawberryExecutionResult
 
 from db.settings import Settings
 from graph.cost import CostMeter, selected_operation
@@ -141,6 +139,7 @@ class Guards(MaskErrors):
         self.rules = rules
         self.documents = documents
         self.cost = CostMeter()
+        self._masking: Iterator[None] = iter(())
 
     def anonymise_error(self, error: GraphQLError) -> GraphQLError:
         context = self.execution_context.context
@@ -170,17 +169,13 @@ class Guards(MaskErrors):
     def begin_operation(self) -> None:
         ec = self.execution_context
         ec.validation_rules = ec.validation_rules + self.rules
-        self._stream_result_processed = False
+        # ``MaskErrors``' own hook, driven step by step: up to its ``yield`` now, the rest (the
+        # result's errors masked) in ``end_operation``.
+        self._masking = super().on_operation()
+        next(self._masking)
 
     def end_operation(self) -> None:
-        """``MaskErrors.on_operation`` after its ``yield``: the result's errors masked."""
-        if self._stream_result_processed:
-            return
-        result = self.execution_context.result
-        if isinstance(result, GraphQLExecutionResult | StrawberryExecutionResult):
-            self._process_result(result)
-        elif initial := getattr(result, "initial_result", None):
-            self._process_result(initial)
+        next(self._masking, None)
 
     def on_parse(self) -> Iterator[None]:
         self.parse()

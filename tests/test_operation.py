@@ -232,7 +232,17 @@ async def test_an_unexpected_error_while_executing_is_masked_alike(
         return dataclasses.replace(original(row), name=object())  # type: ignore[arg-type]
 
     monkeypatch.setattr(Partner, "from_row", broken)
+    masked: list[str] = []
+    anonymise = Guards.anonymise_error
+
+    def counted(self: Guards, error: Any) -> Any:
+        masked.append(error.message)
+        return anonymise(self, error)
+
+    monkeypatch.setattr(Guards, "anonymise_error", counted)
     answer = await both(uncached_demo_api, {"query": "{ viewer { id } partner { name } }"})
+    # masked where the operation ends, on both paths (not left to the view)
+    assert len(masked) == 2, masked
     assert "data" in answer["body"]  # it failed while executing
     assert [e["extensions"]["code"] for e in answer["body"]["errors"]] == ["INTERNAL_SERVER_ERROR"]
     assert "object" not in answer["body"]["errors"][0]["message"]
